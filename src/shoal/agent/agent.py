@@ -1,0 +1,180 @@
+"""The agent's main loop: connect out, say who we are, run what we are told.
+
+Executors outlive connections: a dropped WebSocket only pauses reporting. On
+every (re)connect the agent sends a full report of the deployments it holds,
+so whatever finished while it was away reaches the controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+
+import msgspec
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from shoal.agent.config import AgentConfig
+from shoal.agent.deployment import TERMINAL, DeploymentRunner
+from shoal.agent.metrics import MetricsSampler
+from shoal.protocol import (
+    PROTOCOL_VERSION,
+    Cancel,
+    ControllerMessage,
+    Forget,
+    FrameDecoder,
+    FrameEncoder,
+    Hello,
+    Prepare,
+    Start,
+    Welcome,
+)
+
+log = logging.getLogger("shoal.agent")
+
+OUTBOX_LIMIT = 100_000
+
+
+class AgentRefused(Exception):
+    """The controller refused this agent (wrong join token); retrying cannot help."""
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.runners: dict[str, DeploymentRunner] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._outbox: deque[object] = deque(maxlen=OUTBOX_LIMIT)
+        self._wake = asyncio.Event()
+        self._encoder = FrameEncoder()
+        self._decoder: FrameDecoder[ControllerMessage] = FrameDecoder(ControllerMessage)
+        self._sampler = MetricsSampler()
+        self._tg: asyncio.TaskGroup | None = None
+
+    def emit(self, message: object) -> None:
+        self._outbox.append(message)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Serve until cancelled; raises AgentRefused if the token is wrong."""
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            backoff = 0.05
+            while True:
+                try:
+                    async with connect(
+                        self.config.ws_url,
+                        additional_headers={"Authorization": f"Bearer {self.config.token}"},
+                        max_size=256 * 1024 * 1024,
+                        open_timeout=10,
+                        ping_interval=10,
+                        ping_timeout=30,
+                    ) as ws:
+                        backoff = 0.05
+                        await self._session(ws)
+                except InvalidStatus as exc:
+                    if exc.response.status_code in (401, 403):
+                        raise AgentRefused(
+                            f"the controller at {self.config.controller} refused agent "
+                            f"{self.config.name!r}: wrong join token"
+                        ) from None
+                    log.warning("controller answered %s; retrying", exc.response.status_code)
+                except (
+                    OSError,
+                    ConnectionClosed,
+                    TimeoutError,
+                    websockets.InvalidHandshake,
+                    msgspec.DecodeError,
+                    msgspec.ValidationError,
+                ) as exc:
+                    log.info("connection to %s lost (%s); retrying", self.config.controller, exc)
+                # Jitter spreads the reconnects of a whole fleet after a controller restart.
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self.config.max_backoff)
+
+    async def _session(self, ws: ClientConnection) -> None:
+        hello = Hello(
+            name=self.config.name,
+            version=PROTOCOL_VERSION,
+            architecture=self.config.architecture,
+            cpus=self.config.cpus,
+            properties=self.config.properties,
+            deployments=[r.report() for r in self.runners.values()],
+        )
+        await ws.send(self._encoder.encode([hello]))
+        log.info("connected to %s as %s", self.config.controller, self.config.name)
+        async with asyncio.TaskGroup() as tg:
+            sender = tg.create_task(self._sender(ws))
+            beats = None
+            try:
+                async for data in ws:
+                    if isinstance(data, str):
+                        continue
+                    for message in self._decoder.decode(data):
+                        if isinstance(message, Welcome) and beats is None:
+                            beats = tg.create_task(self._heartbeats(message.heartbeat_interval))
+                        self._handle(message)
+            finally:
+                sender.cancel()
+                if beats is not None:
+                    beats.cancel()
+
+    def _handle(self, message: ControllerMessage) -> None:
+        assert self._tg is not None
+        if isinstance(message, Welcome):
+            for dep_id in message.forget:
+                self._forget(dep_id)
+        elif isinstance(message, Prepare):
+            if message.deployment in self.runners:
+                return  # a resent Prepare: we already have it
+            endpoint = self.config.controller.rstrip("/")
+            runner = DeploymentRunner(message, self.emit, endpoint)
+            self.runners[runner.id] = runner
+            self._tasks[runner.id] = self._tg.create_task(runner.run())
+        elif isinstance(message, Start):
+            runner = self.runners.get(message.deployment)
+            if runner is not None:
+                runner.start()
+        elif isinstance(message, Cancel):
+            runner = self.runners.get(message.deployment)
+            if runner is not None:
+                self._tg.create_task(self._cancel(runner))
+        elif isinstance(message, Forget):
+            self._forget(message.deployment)
+
+    async def _cancel(self, runner: DeploymentRunner) -> None:
+        await runner.cancel()
+        task = self._tasks.get(runner.id)
+        if task is not None and not task.done():
+            task.cancel()
+
+    def _forget(self, dep_id: str) -> None:
+        runner = self.runners.pop(dep_id, None)
+        task = self._tasks.pop(dep_id, None)
+        if runner is not None and runner.state not in TERMINAL and task and not task.done():
+            task.cancel()  # the controller no longer wants it
+
+    async def _sender(self, ws: ClientConnection) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox:
+                batch = []
+                while self._outbox and len(batch) < 1000:
+                    batch.append(self._outbox.popleft())
+                await ws.send(self._encoder.encode(batch))
+
+    async def _heartbeats(self, interval: float) -> None:
+        while True:
+            self.emit(self._sampler.sample())
+            await asyncio.sleep(interval)
+
+
+async def run_agent(config: AgentConfig) -> None:
+    agent = Agent(config)
+    with contextlib.suppress(asyncio.CancelledError):
+        await agent.run()

@@ -1,0 +1,44 @@
+"""Settings of one agent process."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from dataclasses import dataclass, field
+
+
+def default_name() -> str:
+    return socket.gethostname()
+
+
+def default_architecture() -> str:
+    machine = platform.machine().lower()
+    return {
+        "x86_64": "linux/amd64",
+        "amd64": "linux/amd64",
+        "aarch64": "linux/arm64",
+        "arm64": "linux/arm64",
+        "armv7l": "linux/arm/v7",
+    }.get(machine, machine or "unknown")
+
+
+@dataclass
+class AgentConfig:
+    controller: str  # http(s)://host:port of the controller
+    token: str
+    name: str = field(default_factory=default_name)
+    properties: dict[str, str] = field(default_factory=dict)
+    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    architecture: str = field(default_factory=default_architecture)
+    max_backoff: float = 5.0
+    workdir: str | None = None
+
+    @property
+    def ws_url(self) -> str:
+        base = self.controller.rstrip("/")
+        if base.startswith("https://"):
+            base = "wss://" + base.removeprefix("https://")
+        elif base.startswith("http://"):
+            base = "ws://" + base.removeprefix("http://")
+        return base + "/api/agents/ws"

@@ -1,0 +1,155 @@
+"""An executor process: loads one pipeline, waits for Go, runs its steps.
+
+Started by the agent as ``python -m shoal.agent.executor_main FD`` with a
+socketpair end on FD. Task output goes to this process's stdout/stderr, which
+the agent streams as log lines; protocol messages go over the socket only.
+If the agent dies, the socket closes and this process ends its whole group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+import cloudpickle
+
+from shoal.model.pipeline import Pipeline, Task
+from shoal.model.result import Failure, Result, Success
+from shoal.protocol.codec import FrameDecoder, FrameEncoder, split_prefixed
+from shoal.protocol.executor_messages import (
+    Done,
+    FromExecutor,
+    Go,
+    Load,
+    Loaded,
+    LoadFailed,
+    Step,
+    ToExecutor,
+)
+
+TEXT_LIMIT = 2000
+
+
+class Channel:
+    """Blocking, thread-safe message channel over the socketpair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = bytearray()
+        self._pending: list[bytes] = []
+        self._encoder = FrameEncoder()
+        self._decoder: FrameDecoder[ToExecutor] = FrameDecoder(ToExecutor)
+        self._send_lock = threading.Lock()
+
+    def send(self, message: FromExecutor) -> None:
+        data = self._encoder.encode_prefixed(message)
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def receive(self) -> ToExecutor | None:
+        """The next message, or None once the agent closed its end."""
+        while not self._pending:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return None
+            self._buffer += chunk
+            self._pending.extend(split_prefixed(self._buffer))
+        return self._decoder.decode_one(self._pending.pop(0))
+
+
+def _die_with_agent() -> None:
+    # Everything this executor started is in its process group: end them all.
+    try:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    finally:
+        os._exit(1)
+
+
+def run_task(task: Task, previous: dict[str, list[Result]]) -> Result:
+    try:
+        task.previous_steps = previous
+        value = task.run()
+    except BaseException:  # a step may raise anything, SystemExit included
+        return Failure(traceback.format_exc())
+    return value if isinstance(value, Result) else Success(value)
+
+
+def encode_result(task_name: str, result: Result) -> tuple[Result, bytes]:
+    try:
+        return result, cloudpickle.dumps(result)
+    except Exception as exc:
+        failed = Failure(f"the result of task {task_name!r} cannot be pickled: {exc!r}")
+        return failed, cloudpickle.dumps(failed)
+
+
+def run_pipeline(pipeline: Pipeline, channel: Channel) -> None:
+    results: dict[str, list[Result]] = {}
+    all_ok = True
+    index = 0
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="step") as pool:
+        for stage in pipeline.stages:
+            previous = dict(results)
+            if len(stage) == 1:
+                outcomes = [run_task(stage[0], previous)]
+            else:
+                outcomes = list(pool.map(run_task, stage, [previous] * len(stage)))
+            stage_ok = True
+            for task, outcome in zip(stage, outcomes, strict=True):
+                outcome, payload = encode_result(task.name, outcome)
+                results.setdefault(task.name, []).append(outcome)
+                channel.send(
+                    Step(
+                        index=index,
+                        task_name=task.name,
+                        ok=outcome.is_success,
+                        payload=payload,
+                        text=repr(outcome)[:TEXT_LIMIT],
+                    )
+                )
+                index += 1
+                stage_ok = stage_ok and outcome.is_success
+            all_ok = all_ok and stage_ok
+            if not stage_ok and pipeline.early_stopping:
+                break
+    final: Result = Success(results) if all_ok else Failure(results)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    channel.send(Done(ok=all_ok, payload=cloudpickle.dumps(final), text=repr(final)[:TEXT_LIMIT]))
+
+
+def main() -> None:
+    channel = Channel(socket.socket(fileno=int(sys.argv[1])))
+    first = channel.receive()
+    if not isinstance(first, Load):
+        _die_with_agent()
+        return
+    try:
+        pipeline = cloudpickle.loads(first.pipeline)
+        if not isinstance(pipeline, Pipeline):
+            raise TypeError(f"expected a Pipeline, got {type(pipeline).__name__}")
+    except Exception:
+        channel.send(LoadFailed(error="could not load the pipeline:\n" + traceback.format_exc()))
+        return
+    channel.send(Loaded())
+    go = threading.Event()
+
+    def watch_agent() -> None:
+        while True:
+            message = channel.receive()
+            if message is None:
+                _die_with_agent()
+            if isinstance(message, Go):
+                go.set()
+
+    threading.Thread(target=watch_agent, name="agent-watch", daemon=True).start()
+    go.wait()
+    run_pipeline(pipeline, channel)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The agent's handle on one executor process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+from shoal.protocol.codec import FrameDecoder, FrameEncoder, split_prefixed
+from shoal.protocol.executor_messages import FromExecutor, ToExecutor
+
+LineHandler = Callable[[str, str], None]  # (stream, line)
+
+
+class ExecutorProcess:
+    """A child process in its own process group, talked to over a socketpair."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, sock: socket.socket) -> None:
+        self.proc = proc
+        self._sock = sock
+        self._encoder = FrameEncoder()
+        self._decoder: FrameDecoder[FromExecutor] = FrameDecoder(FromExecutor)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._buffer = bytearray()
+        self._pending: list[bytes] = []
+
+    @classmethod
+    async def spawn(cls, env: dict[str, str], cwd: str | None = None) -> ExecutorProcess:
+        parent, child = socket.socketpair()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "shoal.agent.executor_main",
+                str(child.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(child.fileno(),),
+                start_new_session=True,
+                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+                cwd=cwd,
+            )
+        finally:
+            child.close()
+        self = cls(proc, parent)
+        self._reader, self._writer = await asyncio.open_connection(sock=parent)
+        return self
+
+    async def send(self, message: ToExecutor) -> None:
+        assert self._writer is not None
+        self._writer.write(self._encoder.encode_prefixed(message))
+        await self._writer.drain()
+
+    async def receive(self) -> FromExecutor | None:
+        """The next message, or None when the executor closed its end (exited)."""
+        assert self._reader is not None
+        while not self._pending:
+            chunk = await self._reader.read(1 << 20)
+            if not chunk:
+                return None
+            self._buffer += chunk
+            self._pending.extend(split_prefixed(self._buffer))
+        return self._decoder.decode_one(self._pending.pop(0))
+
+    async def pump_output(self, on_line: LineHandler) -> None:
+        """Feed stdout and stderr to ``on_line`` until both close."""
+
+        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+            if stream is None:
+                return
+            while raw := await stream.readline():
+                on_line(name, raw.decode("utf-8", errors="replace").rstrip("\n"))
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(pump(self.proc.stdout, "stdout"))
+            tg.create_task(pump(self.proc.stderr, "stderr"))
+
+    async def kill(self, grace: float = 2.0) -> None:
+        """TERM the whole process group, then KILL whatever is left after ``grace``."""
+        if self.proc.returncode is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), grace)
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        await self.proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def run_shell(command: str, on_line: LineHandler, cwd: str | None = None) -> tuple[int, str]:
+    """Run a shell line in its own group; stream its output; return (code, output tail)."""
+    proc = await asyncio.create_subprocess_shell(
+        command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        cwd=cwd,
+    )
+    tail: list[str] = []
+    try:
+        assert proc.stdout is not None
+        while raw := await proc.stdout.readline():
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            on_line("requirements", line)
+            tail = [*tail[-19:], line]
+        code = await proc.wait()
+    except asyncio.CancelledError:
+        _signal_group(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        raise
+    return code, "\n".join(tail)

@@ -1,0 +1,474 @@
+"""The ``shoal`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shoal")
+def main() -> None:
+    """shoal: run distributed experiments and task graphs across a fleet of nodes.
+
+    Start a local shoal with `shoal up`, then run an example or inspect it with
+    `shoal nodes` and `shoal experiments`.
+    """
+
+
+# ----------------------------------------------------------------- servers
+
+
+@main.command()
+@click.option(
+    "--nodes",
+    "count",
+    type=click.IntRange(0, 512),
+    default=None,
+    help="Start N local agents named node-0..N-1 (default 3).",
+)
+@click.option("--node", "names", multiple=True, help="Start a local agent with this name.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8642, show_default=True)
+@click.option("--db", "db_url", default=None, help="Database URL (default: .shoal/shoal.db).")
+@click.option("--login", default="shoal", show_default=True, help="User to create.")
+@click.option("--password", default=None, help="Its password (default: random).")
+def up(
+    count: int | None,
+    names: tuple[str, ...],
+    port: int,
+    db_url: str | None,
+    login: str,
+    password: str | None,
+) -> None:
+    """A controller on loopback with SQLite, plus local agents; Ctrl-C stops all."""
+    from shoal.client.local_cluster import LocalCluster
+    from shoal.client.settings import UP_ENV
+
+    if count is not None and names:
+        raise click.UsageError("give --nodes N or --node NAME, not both")
+    nodes: list[str] | int = list(names) if names else (3 if count is None else count)
+    workdir = Path(".shoal").resolve()
+    workdir.mkdir(exist_ok=True)
+    cluster = LocalCluster(
+        nodes, workdir=workdir, db_url=db_url, port=port, login=login, password=password
+    )
+    with console.status("starting controller and agents..."):
+        cluster.start()
+    env_file = Path(UP_ENV).resolve()
+    env_file.write_text(
+        f"SHOAL_ENDPOINT={cluster.endpoint}\nSHOAL_LOGIN={cluster.login}\n"
+        f"SHOAL_PASSWORD={cluster.password}\n"
+    )
+    env_file.chmod(0o600)
+    console.print(
+        f"[bold green]shoal is up[/] at [bold]{cluster.endpoint}[/]  "
+        f"(API docs: {cluster.endpoint}/docs)"
+    )
+    console.print(f"  login: [bold]{cluster.login}[/]  password: [bold]{cluster.password}[/]")
+    console.print(f"  nodes: {', '.join(cluster.node_names) or 'none'}")
+    console.print(f"  agent join token: {cluster.agent_token}")
+    console.print(f"  clients in this folder find it through {UP_ENV}; elsewhere:")
+    console.print(
+        f"    export SHOAL_ENDPOINT={cluster.endpoint} SHOAL_LOGIN={cluster.login} "
+        f"SHOAL_PASSWORD={cluster.password}"
+    )
+    console.print("Press Ctrl-C to stop.")
+    stop = _wait_for_signal()
+    try:
+        stop()
+    finally:
+        with console.status("stopping..."):
+            cluster.stop()
+            with contextlib.suppress(FileNotFoundError):
+                env_file.unlink()
+        console.print("stopped.")
+
+
+def _wait_for_signal() -> Any:
+    """Return a callable that blocks until SIGINT or SIGTERM."""
+
+    def wait() -> None:
+        received: list[int] = []
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in old:
+            signal.signal(s, lambda signum, _frame: received.append(signum))
+        try:
+            while not received:
+                signal.pause()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    return wait
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8642, show_default=True)
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    help="sqlite+aiosqlite:///path or postgresql+asyncpg://user:pw@host/db "
+    "(default: .shoal/shoal.db)",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option(
+    "--agent-token",
+    envvar="SHOAL_AGENT_TOKEN",
+    default=None,
+    help="Join token agents must present (default: stored in the database).",
+)
+@click.option(
+    "--heartbeat-interval", type=click.FloatRange(0.05, 60), default=1.0, show_default=True
+)
+@click.option(
+    "--heartbeat-timeout",
+    type=click.FloatRange(0.1, 600),
+    default=5.0,
+    show_default=True,
+    help="Seconds of silence before a node is offline.",
+)
+@click.option("--ready-fd", type=int, default=None, hidden=True)
+@click.option("-v", "--verbose", count=True)
+def controller(
+    host: str,
+    port: int,
+    db_url: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    agent_token: str | None,
+    heartbeat_interval: float,
+    heartbeat_timeout: float,
+    ready_fd: int | None,
+    verbose: int,
+) -> None:
+    """Run a controller (production: --db postgresql+asyncpg://...)."""
+    from shoal.controller.config import ControllerConfig
+    from shoal.controller.server import serve
+    from shoal.store.database import default_sqlite_url
+
+    _setup_logging(verbose)
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    users = tuple(
+        (str(u[0]), str(u[1])) for u in json.loads(os.environ.pop("SHOAL_BOOTSTRAP_USERS", "[]"))
+    )
+    config = ControllerConfig(
+        db_url=db_url or default_sqlite_url(),
+        host=host,
+        port=port,
+        agent_token=agent_token,
+        bootstrap_users=users,
+        heartbeat_interval=heartbeat_interval,
+        heartbeat_timeout=heartbeat_timeout,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
+
+    def announce(endpoint: str, token: str) -> None:
+        err.print(
+            f"shoal controller on {endpoint}; agents join with: "
+            f"shoal agent --controller {endpoint} --token {token}"
+        )
+        if ready_fd is not None:
+            with os.fdopen(ready_fd, "w") as ready:
+                ready.write(json.dumps({"endpoint": endpoint, "agent_token": token}) + "\n")
+
+    asyncio.run(serve(config, announce))
+
+
+@main.command()
+@click.option(
+    "--controller",
+    "controller_url",
+    envvar="SHOAL_CONTROLLER",
+    required=True,
+    help="http(s)://host:port of the controller.",
+)
+@click.option(
+    "--token", envvar="SHOAL_AGENT_TOKEN", required=True, help="The controller's agent join token."
+)
+@click.option("--name", default=None, help="Node name (default: the host name).")
+@click.option(
+    "--property",
+    "properties",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A node property, repeatable.",
+)
+@click.option("--cpus", type=click.IntRange(1, 4096), default=None)
+@click.option("-v", "--verbose", count=True)
+def agent(
+    controller_url: str,
+    token: str,
+    name: str | None,
+    properties: tuple[str, ...],
+    cpus: int | None,
+    verbose: int,
+) -> None:
+    """Run a node agent that connects out to a controller."""
+    from shoal.agent.agent import Agent, AgentRefused
+    from shoal.agent.config import AgentConfig
+
+    _setup_logging(verbose)
+    props: dict[str, str] = {}
+    for item in properties:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--property")
+        props[key] = value
+    config = AgentConfig(controller=controller_url, token=token, properties=props)
+    if name:
+        config.name = name
+    if cpus:
+        config.cpus = cpus
+
+    async def run() -> None:
+        from shoal import taskdump
+
+        taskdump.install()
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+        with contextlib.suppress(asyncio.CancelledError):
+            await Agent(config).run()
+
+    try:
+        asyncio.run(run())
+    except* AgentRefused as group:
+        err.print(f"[red]error:[/] {group.exceptions[0]}")
+        sys.exit(2)
+
+
+# ----------------------------------------------------------------- operators
+
+_client_options = [
+    click.option("--endpoint", envvar="SHOAL_ENDPOINT", default=None, help="Controller URL."),
+    click.option("--login", envvar="SHOAL_LOGIN", default=None),
+    click.option("--password", envvar="SHOAL_PASSWORD", default=None),
+]
+
+
+def client_command(fn: Any) -> Any:
+    for option in reversed(_client_options):
+        fn = option(fn)
+    return fn
+
+
+def _client(endpoint: str | None, login: str | None, password: str | None) -> Any:
+    from shoal.client.remote import RemoteClient
+
+    try:
+        return RemoteClient(endpoint, login, password)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _handle_errors(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from shoal.client.remote import RemoteClientException
+
+        try:
+            return fn(*args, **kwargs)
+        except RemoteClientException as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+@main.command()
+@click.option("--all", "include_offline", is_flag=True, help="Include offline nodes.")
+@client_command
+@_handle_errors
+def nodes(
+    include_offline: bool, endpoint: str | None, login: str | None, password: str | None
+) -> None:
+    """The nodes and their live metrics."""
+    rows = _client(endpoint, login, password).raw_nodes(include_offline)
+    table = Table("name", "online", "architecture", "cpus", "cpu %", "memory %", "properties")
+    for n in rows:
+        m = n.get("metrics") or {}
+        table.add_row(
+            n["name"],
+            "[green]yes[/]" if n["online"] else "[red]no[/]",
+            n["architecture"],
+            str(n["cpus"]),
+            f"{m['cpu']:.0f}" if "cpu" in m else "-",
+            f"{m['memory']:.0f}" if "memory" in m else "-",
+            ", ".join(f"{k}={v}" for k, v in sorted(n["properties"].items())),
+        )
+    console.print(table)
+
+
+_STATUS_STYLE = {
+    "FINISHED": "green",
+    "RUNNING": "cyan",
+    "READY": "blue",
+    "PREPARING": "yellow",
+    "FAILED": "red",
+    "CANCELLED": "magenta",
+}
+
+
+@main.command()
+@client_command
+@_handle_errors
+def experiments(endpoint: str | None, login: str | None, password: str | None) -> None:
+    """My experiments."""
+    data = _client(endpoint, login, password)._call("GET", "/api/experiments")
+    table = Table("name", "status", "deployments", "created", "finished")
+    for name, e in data.items():
+        style = _STATUS_STYLE.get(e["status"], "white")
+        table.add_row(
+            name,
+            f"[{style}]{e['status']}[/]",
+            str(len(e["deployments"])),
+            _when(e["created_at"]),
+            _when(e["finished_at"]),
+        )
+    console.print(table)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--logs", "show_logs", is_flag=True, help="Also print the tasks' log lines.")
+@client_command
+@_handle_errors
+def status(
+    name: str, show_logs: bool, endpoint: str | None, login: str | None, password: str | None
+) -> None:
+    """Status, deployments and step results of experiment NAME."""
+    client = _client(endpoint, login, password)
+    e = client.raw_status(name)
+    style = _STATUS_STYLE.get(e["status"], "white")
+    console.print(
+        f"[bold]{e['name']}[/]: [{style}]{e['status']}[/]  "
+        f"created {_when(e['created_at'])}, started {_when(e['started_at'])}, "
+        f"finished {_when(e['finished_at'])}"
+    )
+    if e.get("error"):
+        console.print(f"[red]{e['error']}[/]")
+    for d in e["deployments"]:
+        console.print(
+            f"\n[bold]{d['node']['name']}[/]  executor {d['executor_id']}  "
+            f"state {d['state']}  prepared {d['prepared']}"
+        )
+        if d["error"]:
+            console.print(f"  [red]{d['error']}[/]")
+        if d["steps"]:
+            table = Table("#", "task", "ok", "result")
+            for s in d["steps"]:
+                table.add_row(
+                    str(s["index"]),
+                    s["task_name"],
+                    "[green]yes[/]" if s["ok"] else "[red]no[/]",
+                    s["text"],
+                )
+            console.print(table)
+    if show_logs:
+        for line in client.get_logs(name):
+            console.print(
+                f"[dim]{line['node']} {line['stream']}:[/] {line['line']}",
+                markup=False,
+                highlight=False,
+            )
+
+
+@main.command()
+@click.argument("name")
+@client_command
+@_handle_errors
+def cancel(name: str, endpoint: str | None, login: str | None, password: str | None) -> None:
+    """Cancel experiment NAME."""
+    _client(endpoint, login, password).cancel_experiment(name)
+    console.print(f"cancelled {name}")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("flag", required=False)
+@client_command
+@_handle_errors
+def flags(
+    name: str, flag: str | None, endpoint: str | None, login: str | None, password: str | None
+) -> None:
+    """The flags of experiment NAME (or just FLAG)."""
+    client = _client(endpoint, login, password)
+    values = {flag: client.get_flag_values(name, flag)} if flag else client.get_flags(name)
+    table = Table("flag", "text_value", "int_value")
+    for key, v in values.items():
+        table.add_row(key, repr(v.text_value), repr(v.int_value))
+    console.print(table)
+
+
+@main.group()
+def user() -> None:
+    """Manage users (writes to the controller's database)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="SHOAL_NEW_PASSWORD",
+)
+@click.option("--db", "db_url", default=None, help="Database URL (default: .shoal/shoal.db).")
+def user_add(name: str, password: str, db_url: str | None) -> None:
+    """Create user NAME, or reset its password."""
+    from shoal.controller.auth import hash_password
+    from shoal.store import users as user_queries
+    from shoal.store.database import Database, default_sqlite_url
+
+    if not password:
+        raise click.BadParameter("the password may not be empty", param_hint="--password")
+
+    async def add() -> None:
+        db = Database(db_url or default_sqlite_url())
+        try:
+            await db.create_schema()
+            async with db.write() as conn:
+                await user_queries.put_user(conn, name, hash_password(password))
+        finally:
+            await db.close()
+
+    asyncio.run(add())
+    console.print(f"user {name} saved")
+
+
+if __name__ == "__main__":
+    main()

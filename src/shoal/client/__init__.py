@@ -1,0 +1,1 @@
+"""The client library: RemoteClient over HTTP, and local clusters for one machine."""

@@ -1,0 +1,332 @@
+"""RemoteClient: the user's handle on a controller (the seeds' BaseClient, and more)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from shoal.client import serialize
+from shoal.client.settings import resolve
+from shoal.model import (
+    Deployment,
+    DeploymentExecutionResult,
+    Experiment,
+    ExperimentExecutionInformation,
+    ExperimentStatus,
+    Failure,
+    FlagValues,
+    Node,
+    Nodes,
+    Pipeline,
+    Result,
+)
+
+RETRIES = 4
+TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELLED"})
+
+
+class RemoteClientException(Exception):
+    """The controller refused a call, or could not be reached; ``status_code`` says which."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RemoteClient:
+    """Talks to a shoal controller over HTTP.
+
+    Arguments default from ``SHOAL_ENDPOINT``, ``SHOAL_LOGIN`` and
+    ``SHOAL_PASSWORD`` (environment, ``.env``, or a running ``shoal up``)::
+
+        client = RemoteClient("http://127.0.0.1:8642", "alice", "secret")
+        client.healthcheck()
+        nodes = client.get_nodes()
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        login: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        settings = resolve(endpoint, login, password)
+        self.endpoint = settings.endpoint
+        self.login = settings.login
+        self._password = settings.password
+        self._timeout = timeout
+        self._http = httpx.Client(base_url=self.endpoint, timeout=httpx.Timeout(timeout))
+        self._token: str | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _authenticate(self) -> None:
+        try:
+            reply = self._http.post(
+                "/api/token", json={"login": self.login, "password": self._password}
+            )
+        except httpx.TransportError as exc:
+            raise RemoteClientException(f"cannot reach {self.endpoint}: {exc}") from exc
+        if reply.status_code != 200:
+            raise RemoteClientException(
+                f"login as {self.login!r} failed: {_detail(reply)}", reply.status_code
+            )
+        self._token = reply.json()["access_token"]
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        retry: bool = True,
+    ) -> Any:
+        """One API call; logs in as needed and retries transport errors when safe."""
+        if self._token is None:
+            self._authenticate()
+        relogged = False
+        attempt = 0
+        while True:
+            try:
+                reply = self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    headers={"Authorization": f"Bearer {self._token}"},
+                    timeout=timeout if timeout is not None else self._timeout,
+                )
+            except httpx.TransportError as exc:
+                attempt += 1
+                if not retry or attempt > RETRIES:
+                    raise RemoteClientException(f"cannot reach {self.endpoint}: {exc}") from exc
+                time.sleep(min(0.2 * 2**attempt, 3.0))
+                continue
+            if reply.status_code == 401 and not relogged:
+                relogged = True
+                self._authenticate()
+                continue
+            if reply.status_code >= 400:
+                raise RemoteClientException(_detail(reply), reply.status_code)
+            return reply.json()
+
+    # ------------------------------------------------------------- the seed API
+
+    def healthcheck(self) -> bool:
+        """True if the controller answers and accepts our login."""
+        try:
+            return self._call("GET", "/api/health").get("status") == "ok"
+        except RemoteClientException:
+            return False
+
+    def get_nodes(self) -> Nodes:
+        """The nodes online now."""
+        return Nodes(Node.from_dict(d) for d in self._call("GET", "/api/nodes"))
+
+    def get_experiments(self) -> dict[str, ExperimentExecutionInformation]:
+        """Every experiment of the current user, by name."""
+        data = self._call("GET", "/api/experiments")
+        return {name: _information(info) for name, info in data.items()}
+
+    def delete_experiment(self, experiment_name: str) -> None:
+        """Delete an experiment (not while it runs) so its name can be used again."""
+        self._call("DELETE", f"/api/experiments/{_quote(experiment_name)}")
+
+    def prepare_experiment(
+        self,
+        experiment: Experiment,
+        experiment_id: str,
+        deployment_context: dict[str, dict[str, str]] | None = None,
+    ) -> str:
+        """Ship the experiment to its nodes and bring its executors up.
+
+        Returns once the controller accepted it; the experiment is READY when
+        every node has its pipeline loaded (see :meth:`wait`). Safe to retry:
+        a second call with the same name changes nothing.
+        """
+        if not isinstance(experiment, Experiment):
+            raise TypeError(f"prepare_experiment expects an Experiment, got {type(experiment)}")
+        shipped: dict[int, tuple[str, list[str]]] = {}
+        deployments = []
+        for deployment in experiment:
+            pipeline = deployment.pipeline
+            if not isinstance(pipeline, Pipeline):
+                raise TypeError(f"the deployment on {deployment.node} has no pipeline")
+            if id(pipeline) not in shipped:
+                data = serialize.dumps(pipeline, {type(t) for t in pipeline.tasks})
+                shipped[id(pipeline)] = (base64.b64encode(data).decode(), pipeline.requirements())
+            encoded, requirements = shipped[id(pipeline)]
+            deployments.append(
+                {"node": deployment.node.name, "pipeline": encoded, "requirements": requirements}
+            )
+        body = {"name": experiment_id, "deployments": deployments}
+        if deployment_context is not None:
+            body["deployment_context"] = deployment_context
+        return self._call("POST", "/api/experiments", json=body)["name"]
+
+    def start_execution(
+        self, experiment_id: str, execution_context: dict[str, dict[str, str]] | None = None
+    ) -> str:
+        """Start a READY experiment; safe to retry."""
+        body = {"execution_context": execution_context} if execution_context else None
+        path = f"/api/experiments/{_quote(experiment_id)}/start"
+        return self._call("POST", path, json=body)["name"]
+
+    def get_experiment_status(self, experiment_id: str) -> ExperimentExecutionInformation:
+        """Status, deployments and (once running) results of an experiment."""
+        return _information(self._call("GET", f"/api/experiments/{_quote(experiment_id)}"))
+
+    def cancel_experiment(
+        self, experiment_id: str, cancellation_context: dict[str, dict[str, str]] | None = None
+    ) -> str:
+        """Stop every executor of the experiment."""
+        return self._call("POST", f"/api/experiments/{_quote(experiment_id)}/cancel")["name"]
+
+    def cancel_executors(
+        self,
+        executors: Iterable[str],
+        cancellation_context: dict[str, dict[str, str]] | None = None,
+    ) -> list[str]:
+        """Stop particular executors (``executor_id`` of a deployment)."""
+        body = {"executors": list(executors)}
+        return self._call("POST", "/api/executors/cancel", json=body)["cancelled"]
+
+    def get_flag_values(self, experiment_id: str, flag_name: str) -> FlagValues:
+        """The current values of a flag."""
+        path = f"/api/experiments/{_quote(experiment_id)}/flags/{_quote(flag_name)}"
+        return FlagValues.from_dict(self._call("GET", path))
+
+    def set_flag_values(self, experiment_id: str, flag_name: str, flag_values: FlagValues) -> None:
+        """Set both values of a flag."""
+        path = f"/api/experiments/{_quote(experiment_id)}/flags/{_quote(flag_name)}"
+        self._call("PUT", path, json=flag_values.to_dict())
+
+    # ------------------------------------------------------------ shoal's extras
+
+    def wait(
+        self, experiment_id: str, timeout: float = 300.0, until: str = "finished"
+    ) -> ExperimentExecutionInformation:
+        """Block until the experiment is finished (or ``until="ready"``: READY).
+
+        The controller holds the request until the status changes, so this
+        returns as soon as it happens. Raises TimeoutError after ``timeout``.
+        """
+        wanted = TERMINAL | ({"READY", "RUNNING"} if until == "ready" else set())
+        deadline = time.monotonic() + timeout
+        path = f"/api/experiments/{_quote(experiment_id)}/wait"
+        while True:
+            left = deadline - time.monotonic()
+            hold = max(0.0, min(left, 50.0))
+            data = self._call(
+                "GET",
+                path,
+                params={"timeout": hold, "until": until},
+                timeout=hold + self._timeout,
+            )
+            if data["status"] in wanted:
+                return _information(data)
+            if left <= 0:
+                raise TimeoutError(
+                    f"experiment {experiment_id!r} is still {data['status']} after {timeout:g} s"
+                )
+
+    def wait_for_nodes(self, names: Iterable[str], timeout: float = 30.0) -> None:
+        """Block until every named node is online."""
+        names = list(names)
+        data = self._call(
+            "GET",
+            "/api/nodes/wait",
+            params={"names": names, "timeout": timeout},
+            timeout=timeout + self._timeout,
+        )
+        if not data["online"]:
+            raise TimeoutError(f"nodes not online after {timeout:g} s: {data['missing']}")
+
+    def get_flags(self, experiment_id: str) -> dict[str, FlagValues]:
+        data = self._call("GET", f"/api/experiments/{_quote(experiment_id)}/flags")
+        return {name: FlagValues.from_dict(v) for name, v in data.items()}
+
+    def get_logs(self, experiment_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """Log lines of the experiment's tasks, oldest first, with ids above ``after``."""
+        path = f"/api/experiments/{_quote(experiment_id)}/logs"
+        return self._call("GET", path, params={"after": after})
+
+    def raw_status(self, experiment_id: str) -> dict[str, Any]:
+        """The controller's JSON for an experiment (for tools like the CLI)."""
+        return self._call("GET", f"/api/experiments/{_quote(experiment_id)}")
+
+    def raw_nodes(self, include_offline: bool = False) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/nodes", params={"all": include_offline})
+
+
+def _quote(part: str) -> str:
+    return quote(part, safe="")
+
+
+def _detail(reply: httpx.Response) -> str:
+    try:
+        detail = reply.json().get("detail")
+    except ValueError:
+        detail = None
+    if isinstance(detail, list):  # FastAPI's validation errors
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail
+        )
+    return f"{reply.status_code}: {detail or reply.text or reply.reason_phrase}"
+
+
+def _load_result(d: dict[str, Any]) -> Result | None:
+    if d.get("result"):
+        try:
+            loaded = serialize.loads(base64.b64decode(d["result"]))
+        except Exception as exc:
+            return Failure(f"the result could not be loaded here ({exc!r}): {d['result_text']}")
+        if isinstance(loaded, Result):
+            return loaded
+    if d["state"] in ("failed", "cancelled", "lost"):
+        return Failure(d.get("error") or d["state"])
+    return None
+
+
+def _information(data: dict[str, Any]) -> ExperimentExecutionInformation:
+    status = ExperimentStatus[data["status"]]
+    experiment = Experiment()
+    results = []
+    for d in data["deployments"]:
+        node = Node.from_dict(d["node"])
+        experiment.deployment_map.append(
+            Deployment(
+                node,
+                None,
+                executor_id=d["executor_id"],
+                prepared=d["prepared"],
+                error=d["error"],
+                state=d["state"],
+            )
+        )
+        results.append(
+            DeploymentExecutionResult(node, _load_result(d), error=d["error"], state=d["state"])
+        )
+    started = status not in (
+        ExperimentStatus.UNKNOWN,
+        ExperimentStatus.PREPARING,
+        ExperimentStatus.READY,
+    )
+    return ExperimentExecutionInformation(status, experiment, results if started else None)

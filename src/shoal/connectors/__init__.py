@@ -1,0 +1,1 @@
+"""How controllers and agents get onto machines: ``local`` subprocesses for now."""

@@ -1,0 +1,1 @@
+"""The controller: REST API, agent gateway, scheduler, flags and the store behind them."""

@@ -1,0 +1,192 @@
+"""The WebSocket every agent connects to, and the watchdog that notices silence."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+
+import msgspec
+from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from shoal.controller.batch import WriteBatch
+from shoal.controller.experiments import ExperimentService
+from shoal.controller.registry import AgentLink, NodeInfo, NodeRegistry
+from shoal.protocol import (
+    PROTOCOL_VERSION,
+    AgentMessage,
+    FrameDecoder,
+    FrameEncoder,
+    Heartbeat,
+    Hello,
+    Welcome,
+)
+from shoal.store import nodes as node_queries
+from shoal.store.database import Database
+
+log = logging.getLogger("shoal.controller.agents")
+
+CLOSE_BAD_TOKEN = 4401
+CLOSE_PROTOCOL = 4400
+CLOSE_REPLACED = 4409
+
+
+class AgentGateway:
+    def __init__(
+        self,
+        db: Database,
+        registry: NodeRegistry,
+        experiments: ExperimentService,
+        agent_token: str,
+        heartbeat_interval: float,
+        heartbeat_timeout: float,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.experiments = experiments
+        self.agent_token = agent_token
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self._decoder: FrameDecoder[AgentMessage] = FrameDecoder(AgentMessage)
+        self._encoder = FrameEncoder()
+
+    async def serve(self, ws: WebSocket) -> None:
+        token = _bearer(ws.headers.get("authorization", "")) or ws.query_params.get("token", "")
+        if not hmac.compare_digest(token.encode(), self.agent_token.encode()):
+            log.warning("refused an agent from %s: wrong join token", ws.client)
+            await ws.close(code=CLOSE_BAD_TOKEN, reason="wrong agent join token")
+            return
+        await ws.accept()
+        try:
+            first = await asyncio.wait_for(ws.receive_bytes(), timeout=10)
+            messages = self._decoder.decode(first)
+            if not messages or not isinstance(messages[0], Hello):
+                raise ValueError("the first message must be Hello")
+            hello = messages[0]
+            if hello.version != PROTOCOL_VERSION:
+                raise ValueError(
+                    f"agent speaks protocol {hello.version}, controller {PROTOCOL_VERSION}"
+                )
+        except (ValueError, msgspec.ValidationError, TimeoutError, KeyError) as exc:
+            await ws.close(code=CLOSE_PROTOCOL, reason=str(exc)[:120])
+            return
+        except WebSocketDisconnect:
+            return
+        link = await self._register(hello)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                reader = tg.create_task(self._reader(ws, link, messages[1:]))
+                await self._writer(ws, link)
+                reader.cancel()
+        except* (WebSocketDisconnect, RuntimeError):
+            pass  # the agent went away while we were writing to it
+        finally:
+            link.close()
+            if self.registry.links.get(link.name) is link:
+                del self.registry.links[link.name]
+            if ws.application_state != WebSocketState.DISCONNECTED:
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                    await ws.close()
+
+    async def _register(self, hello: Hello) -> AgentLink:
+        old = self.registry.links.pop(hello.name, None)
+        if old is not None:
+            log.info("agent %s reconnected; closing its previous connection", hello.name)
+            old.close()
+        link = AgentLink(hello.name)
+        self.registry.links[hello.name] = link
+        node = self.registry.nodes.get(hello.name) or NodeInfo(name=hello.name)
+        node.architecture = hello.architecture
+        node.cpus = hello.cpus
+        node.properties = dict(hello.properties)
+        node.online = True
+        node.last_seen = time.monotonic()
+        self.registry.nodes[hello.name] = node
+        async with self.db.write() as conn:
+            await node_queries.put_node(
+                conn, hello.name, hello.architecture, hello.cpus, node.properties
+            )
+        forget, batch, resend = self.experiments.on_agent_hello(hello.name, hello.deployments)
+        link.send(Welcome(heartbeat_interval=self.heartbeat_interval, forget=forget))
+        await self.experiments.commit(batch)
+        await self.experiments.resend_prepare(resend)
+        await self.registry.notify()
+        log.info("agent %s online (%s, %d cpus)", hello.name, hello.architecture, hello.cpus)
+        return link
+
+    async def _reader(self, ws: WebSocket, link: AgentLink, pending: list) -> None:
+        """Handle frames until the agent goes away; then let the writer stop too."""
+        messages = pending
+        try:
+            while True:
+                await self._handle(link, messages)
+                data = await ws.receive_bytes()
+                messages = self._decoder.decode(data)
+        except WebSocketDisconnect:
+            pass
+        except (msgspec.ValidationError, msgspec.DecodeError, KeyError) as exc:
+            log.warning("agent %s sent a malformed frame, disconnecting it: %s", link.name, exc)
+        finally:
+            link.close()
+
+    async def _handle(self, link: AgentLink, messages: list) -> None:
+        node = self.registry.nodes.get(link.name)
+        if node is not None:
+            node.last_seen = time.monotonic()
+            if not node.online:
+                node.online = True
+                await self.registry.notify()
+        batch = WriteBatch()
+        for message in messages:
+            if isinstance(message, Heartbeat):
+                if node is not None:
+                    node.metrics = {
+                        "cpu": message.cpu,
+                        "memory": message.memory,
+                        "memory_used": message.memory_used,
+                        "load": message.load,
+                    }
+            elif isinstance(message, Hello):
+                continue
+            else:
+                self.experiments.on_agent_message(link.name, message, batch)
+        await self.experiments.commit(batch)
+
+    async def _writer(self, ws: WebSocket, link: AgentLink) -> None:
+        while True:
+            first = await link.outbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while not link.outbox.empty():
+                nxt = link.outbox.get_nowait()
+                if nxt is None:
+                    await ws.send_bytes(self._encoder.encode(batch))
+                    return
+                batch.append(nxt)
+            await ws.send_bytes(self._encoder.encode(batch))
+
+    async def watchdog(self) -> None:
+        """Mark nodes that went silent offline, and their running work lost."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval / 2)
+            for name in self.registry.stale(self.heartbeat_timeout):
+                log.warning("node %s lost: no heartbeat for %.1f s", name, self.heartbeat_timeout)
+                self.registry.nodes[name].online = False
+                link = self.registry.links.pop(name, None)
+                if link:
+                    link.close()
+                batch = WriteBatch()
+                self.experiments.on_node_lost(name, batch)
+                async with self.db.write() as conn:
+                    await node_queries.set_offline(conn, name)
+                await self.experiments.commit(batch)
+                await self.registry.notify()
+
+
+def _bearer(header: str) -> str:
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""

@@ -1,0 +1,103 @@
+"""The FastAPI application of a controller."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import FastAPI, WebSocket
+
+from shoal import taskdump
+from shoal.controller import routes_auth, routes_experiments, routes_flags, routes_nodes
+from shoal.controller.agent_gateway import AgentGateway
+from shoal.controller.auth import Authenticator, hash_password
+from shoal.controller.config import ControllerConfig
+from shoal.controller.experiments import ExperimentService
+from shoal.controller.flags import FlagService
+from shoal.controller.registry import NodeInfo, NodeRegistry
+from shoal.controller.services import Services
+from shoal.store import nodes as node_queries
+from shoal.store import settings as settings_queries
+from shoal.store import users as user_queries
+from shoal.store.database import Database
+
+log = logging.getLogger("shoal.controller")
+
+
+async def build_services(config: ControllerConfig) -> Services:
+    db = Database(config.db_url)
+    await db.create_schema()
+    async with db.write() as conn:
+        for login, password in config.bootstrap_users:
+            await user_queries.put_user(conn, login, hash_password(password))
+        agent_token = config.agent_token or await settings_queries.get_setting(conn, "agent_token")
+        if not agent_token:
+            agent_token = secrets.token_urlsafe(24)
+        await settings_queries.set_setting(conn, "agent_token", agent_token)
+        # Nobody is connected to a controller that just started.
+        await node_queries.mark_all_offline(conn)
+        stored_nodes = await node_queries.list_nodes(conn)
+    config.agent_token = agent_token
+    registry = NodeRegistry()
+    for row in stored_nodes:
+        registry.nodes[row["name"]] = NodeInfo(
+            name=row["name"],
+            architecture=row["architecture"],
+            cpus=row["cpus"],
+            properties=dict(row["properties"] or {}),
+        )
+    auth = Authenticator(db, config.token_ttl)
+    flags = FlagService(db)
+    experiments = ExperimentService(db, registry, flags, auth, config.heartbeat_timeout)
+    await experiments.load()
+    gateway = AgentGateway(
+        db, registry, experiments, agent_token, config.heartbeat_interval, config.heartbeat_timeout
+    )
+    return Services(config, db, auth, registry, flags, experiments, gateway)
+
+
+def create_app(
+    config: ControllerConfig, on_ready: Callable[[Services], None] | None = None
+) -> FastAPI:
+    """The app; services are built at startup so the database is opened in its loop.
+
+    ``on_ready`` runs once the services are up (the listening socket is bound
+    before, so clients told about it now are queued, not refused).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        taskdump.install()
+        svc = await build_services(config)
+        app.state.services = svc
+        if on_ready is not None:
+            on_ready(svc)
+        async with asyncio.TaskGroup() as tg:
+            watchdog = tg.create_task(svc.gateway.watchdog())
+            try:
+                yield
+            finally:
+                watchdog.cancel()
+                for link in list(svc.registry.links.values()):
+                    link.close()
+        await svc.db.close()
+
+    app = FastAPI(
+        title="shoal controller",
+        version="0.1.0",
+        description="Runs experiments and task graphs on a fleet of nodes.",
+        lifespan=lifespan,
+    )
+    app.include_router(routes_auth.router)
+    app.include_router(routes_nodes.router)
+    app.include_router(routes_experiments.router)
+    app.include_router(routes_flags.router)
+    app.add_api_websocket_route("/api/agents/ws", _agent_ws)
+    return app
+
+
+async def _agent_ws(websocket: WebSocket) -> None:
+    await websocket.app.state.services.gateway.serve(websocket)

@@ -1,0 +1,545 @@
+"""Experiments: prepare, start, cancel, delete, and what agents report about them.
+
+The live state of unfinished experiments is kept in memory and every change is
+written to the store before it is acknowledged (to a user, or to an agent by a
+``Forget``). Reads for users come from the store, which is always at least as
+new as the last acknowledged change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.controller.auth import Authenticator, Principal, new_token, token_digest
+from shoal.controller.batch import WriteBatch
+from shoal.controller.errors import bad_request, conflict, not_found
+from shoal.controller.flags import FlagService
+from shoal.controller.registry import NodeRegistry
+from shoal.protocol import (
+    Cancel,
+    DeploymentReport,
+    DeploymentState,
+    Forget,
+    LogLine,
+    Prepare,
+    Start,
+    StepResult,
+)
+from shoal.store import experiments as exp_queries
+from shoal.store import users as user_queries
+from shoal.store.database import Database
+
+TERMINAL_DEPLOYMENT = frozenset({"finished", "failed", "cancelled", "lost"})
+TERMINAL_EXPERIMENT = frozenset({"FINISHED", "FAILED", "CANCELLED"})
+MAX_NAME = 200
+
+
+@dataclass
+class LiveDeployment:
+    id: str
+    experiment_id: str
+    node: str
+    state: str
+    prepared: bool
+
+
+@dataclass
+class LiveExperiment:
+    id: str
+    owner_id: int
+    name: str
+    status: str
+    deployments: dict[str, LiveDeployment] = field(default_factory=dict)
+
+
+@dataclass
+class NewDeployment:
+    node: str
+    pipeline: bytes
+    requirements: list[str]
+
+
+def check_name(name: str) -> None:
+    if not name or len(name) > MAX_NAME:
+        raise bad_request(f"experiment name must be 1 to {MAX_NAME} characters")
+    if "/" in name or any(ord(ch) < 32 for ch in name):
+        raise bad_request(f"experiment name {name!r} may not contain '/' or control characters")
+
+
+class ExperimentService:
+    def __init__(
+        self,
+        db: Database,
+        registry: NodeRegistry,
+        flags: FlagService,
+        auth: Authenticator,
+        heartbeat_timeout: float,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.flags = flags
+        self.auth = auth
+        self.heartbeat_timeout = heartbeat_timeout
+        self.live: dict[str, LiveExperiment] = {}
+        self.deployments: dict[str, LiveDeployment] = {}
+        self.changed = asyncio.Condition()
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ startup
+
+    async def load(self) -> None:
+        """Take up the unfinished experiments of a previous run of the controller."""
+        async with self.db.read() as conn:
+            active = await exp_queries.list_active_experiments(conn)
+            for row in active:
+                live = LiveExperiment(row["id"], row["owner_id"], row["name"], row["status"])
+                for d in await exp_queries.list_deployments(conn, row["id"]):
+                    dep = LiveDeployment(
+                        d["id"], row["id"], d["node"], d["state"], bool(d["prepared"])
+                    )
+                    live.deployments[dep.id] = dep
+                    if dep.state not in TERMINAL_DEPLOYMENT:
+                        self.deployments[dep.id] = dep
+                        self.registry.expect(dep.node)
+                self.live[live.id] = live
+
+    # ------------------------------------------------------------ user actions
+
+    async def find(self, principal: Principal, name: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            row = await exp_queries.find_experiment(conn, principal.user_id, name)
+        if row is None:
+            raise not_found(f"experiment {name!r} not found")
+        return row
+
+    async def prepare(
+        self,
+        principal: Principal,
+        name: str,
+        deployments: list[NewDeployment],
+        kind: str = "pipelines",
+    ) -> str:
+        check_name(name)
+        if not deployments:
+            raise bad_request(f"experiment {name!r} has no deployments: map a pipeline to nodes")
+        async with self._lock:
+            async with self.db.read() as conn:
+                if await exp_queries.find_experiment(conn, principal.user_id, name):
+                    return name  # prepare is idempotent under retries
+            unknown = sorted({d.node for d in deployments if d.node not in self.registry.nodes})
+            if unknown:
+                known = ", ".join(sorted(self.registry.nodes)) or "none"
+                raise bad_request(
+                    f"experiment {name!r} names unknown node(s): {', '.join(unknown)}"
+                    f" (known nodes: {known})"
+                )
+            offline = sorted({d.node for d in deployments if not self.registry.is_online(d.node)})
+            if offline:
+                raise conflict(f"experiment {name!r} needs offline node(s): {', '.join(offline)}")
+            experiment_id = str(uuid.uuid4())
+            live = LiveExperiment(experiment_id, principal.user_id, name, "PREPARING")
+            rows, messages, token_rows = [], [], []
+            for position, new in enumerate(deployments):
+                dep_id = str(uuid.uuid4())
+                live.deployments[dep_id] = LiveDeployment(
+                    dep_id, experiment_id, new.node, "preparing", False
+                )
+                rows.append(
+                    {
+                        "id": dep_id,
+                        "experiment_id": experiment_id,
+                        "position": position,
+                        "node": new.node,
+                        "pipeline": new.pipeline,
+                        "requirements": new.requirements,
+                        "state": "preparing",
+                        "prepared": False,
+                    }
+                )
+                token = new_token()
+                token_rows.append(token_digest(token))
+                messages.append(
+                    (
+                        new.node,
+                        self._prepare_message(live, dep_id, new.pipeline, new.requirements, token),
+                    )
+                )
+            async with self.db.write() as conn:
+                await exp_queries.create_experiment(
+                    conn, experiment_id, principal.user_id, name, kind, "PREPARING", rows
+                )
+                for digest in token_rows:
+                    await user_queries.add_token(
+                        conn, digest, "executor", principal.user_id, experiment_id=experiment_id
+                    )
+            self.live[experiment_id] = live
+            self.deployments.update(live.deployments)
+            for node, message in messages:
+                self._send(node, message)
+        return name
+
+    def _prepare_message(
+        self,
+        live: LiveExperiment,
+        dep_id: str,
+        pipeline: bytes,
+        requirements: list[str],
+        token: str,
+    ) -> Prepare:
+        env = {
+            "SHOAL_EXECUTOR_TOKEN": token,
+            "SHOAL_EXPERIMENT": live.name,
+            "SHOAL_EXPERIMENT_ID": live.id,
+            "SHOAL_EXECUTOR_ID": dep_id,
+        }
+        return Prepare(
+            deployment=dep_id,
+            experiment=live.id,
+            pipeline=pipeline,
+            requirements=list(requirements),
+            env=env,
+        )
+
+    async def start(self, principal: Principal, name: str) -> str:
+        async with self._lock:
+            row = await self.find(principal, name)
+            status = row["status"]
+            if status in ("RUNNING", "FINISHED", "FAILED"):
+                return name  # start is idempotent under retries
+            if status == "CANCELLED":
+                raise conflict(f"experiment {name!r} was cancelled; delete it and prepare again")
+            if status == "PREPARING":
+                raise conflict(f"experiment {name!r} is still preparing; start it once READY")
+            live = self.live[row["id"]]
+            batch = WriteBatch()
+            now = time.time()
+            live.status = "RUNNING"
+            batch.experiment(live.id, status="RUNNING", started_at=now)
+            to_start = []
+            for dep in live.deployments.values():
+                if dep.state == "prepared":
+                    dep.state = "running"
+                    batch.deployment(dep.id, state="running", started_at=now)
+                    to_start.append(dep)
+            self._settle(live, batch)
+            await self._flush(batch)
+            for dep in to_start:
+                self._send(dep.node, Start(deployment=dep.id))
+        return name
+
+    async def cancel(self, principal: Principal, name: str) -> str:
+        async with self._lock:
+            row = await self.find(principal, name)
+            live = self.live.get(row["id"])
+            if live is None or live.status in TERMINAL_EXPERIMENT:
+                return name
+            batch = WriteBatch()
+            for dep in live.deployments.values():
+                self._cancel_deployment(dep, batch)
+            live.status = "CANCELLED"
+            batch.experiment(live.id, status="CANCELLED", finished_at=time.time())
+            batch.finished_experiments.append(live.id)
+            await self._flush(batch)
+        return name
+
+    async def cancel_executors(self, principal: Principal, executor_ids: list[str]) -> list[str]:
+        async with self._lock:
+            batch = WriteBatch()
+            touched: dict[str, LiveExperiment] = {}
+            for executor_id in executor_ids:
+                dep = self.deployments.get(executor_id)
+                live = self.live.get(dep.experiment_id) if dep else None
+                if dep is None or live is None or live.owner_id != principal.user_id:
+                    raise not_found(f"no running executor {executor_id!r}")
+                self._cancel_deployment(dep, batch)
+                touched[live.id] = live
+            for live in touched.values():
+                self._settle(live, batch)
+            await self._flush(batch)
+        return executor_ids
+
+    def _cancel_deployment(self, dep: LiveDeployment, batch: WriteBatch) -> None:
+        if dep.state in TERMINAL_DEPLOYMENT:
+            return
+        dep.state = "cancelled"
+        batch.deployment(dep.id, state="cancelled", error="cancelled", finished_at=time.time())
+        self._send(dep.node, Cancel(deployment=dep.id))
+
+    async def delete(self, principal: Principal, name: str) -> None:
+        async with self._lock:
+            row = await self.find(principal, name)
+            if row["status"] in ("PREPARING", "RUNNING"):
+                raise conflict(
+                    f"experiment {name!r} is {row['status']}; cancel it before deleting it"
+                )
+            live = self.live.pop(row["id"], None)
+            if live:
+                for dep in live.deployments.values():
+                    if dep.state not in TERMINAL_DEPLOYMENT:
+                        self._send(dep.node, Cancel(deployment=dep.id))
+                    self.deployments.pop(dep.id, None)
+            async with self.db.write() as conn:
+                await user_queries.delete_experiment_tokens(conn, row["id"])
+                await exp_queries.delete_experiment(conn, row["id"])
+            self.flags.drop_experiment(row["id"])
+            self.auth.forget_experiment(row["id"])
+        await self._notify()
+
+    async def describe(self, experiment_id: str) -> dict[str, Any]:
+        """The JSON a user gets for one experiment."""
+        async with self.db.read() as conn:
+            row = await exp_queries.get_experiment(conn, experiment_id)
+            if row is None:
+                raise not_found("experiment was deleted")
+            deps = await exp_queries.list_deployments(conn, experiment_id)
+            steps = await exp_queries.list_step_results(conn, [d["id"] for d in deps])
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "kind": row["kind"],
+            "status": row["status"],
+            "error": row["error"],
+            "created_at": row["created_at"],
+            "started_at": row["started_at"],
+            "finished_at": row["finished_at"],
+            "deployments": [self._describe_deployment(d, steps[d["id"]]) for d in deps],
+        }
+
+    def _describe_deployment(self, d: dict[str, Any], steps: list[dict[str, Any]]) -> dict:
+        node = self.registry.nodes.get(d["node"])
+        return {
+            "executor_id": d["id"],
+            "node": node.to_dict() if node else {"name": d["node"]},
+            "state": d["state"],
+            "prepared": bool(d["prepared"]),
+            "error": d["error"],
+            "result": base64.b64encode(d["result"]).decode() if d["result"] else None,
+            "result_text": d["result_text"],
+            "started_at": d["started_at"],
+            "finished_at": d["finished_at"],
+            "steps": [
+                {
+                    "index": s["idx"],
+                    "task_name": s["task_name"],
+                    "ok": bool(s["ok"]),
+                    "text": s["text"],
+                    "payload": base64.b64encode(s["payload"]).decode(),
+                }
+                for s in steps
+            ],
+        }
+
+    async def list(self, principal: Principal) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = await exp_queries.list_experiments(conn, principal.user_id)
+        return [await self.describe(r["id"]) for r in rows]
+
+    async def wait(
+        self, principal: Principal, name: str, timeout: float, statuses: frozenset[str]
+    ) -> dict[str, Any]:
+        """Hold until the experiment reaches one of ``statuses`` or ``timeout`` passes."""
+        row = await self.find(principal, name)
+        experiment_id = row["id"]
+
+        def reached() -> bool:
+            live = self.live.get(experiment_id)
+            return live is None or live.status in statuses
+
+        try:
+            async with asyncio.timeout(timeout), self.changed:
+                await self.changed.wait_for(reached)
+        except TimeoutError:
+            pass
+        return await self.describe(experiment_id)
+
+    # ------------------------------------------------------------ agent events
+
+    def on_agent_hello(
+        self, node: str, reports: list[DeploymentReport]
+    ) -> tuple[list[str], WriteBatch, list[LiveDeployment]]:
+        """Reconcile what a (re)connected agent holds with what we expect of it.
+
+        Returns the deployments the agent may drop, the writes to make, and the
+        deployments whose Prepare must be sent again.
+        """
+        forget: list[str] = []
+        batch = WriteBatch()
+        reported = set()
+        for report in reports:
+            dep = self.deployments.get(report.id)
+            if dep is None or dep.state in TERMINAL_DEPLOYMENT:
+                forget.append(report.id)
+                continue
+            reported.add(report.id)
+            for step in report.steps:
+                self._add_step(step, batch)
+            self._apply_state(
+                dep, report.state, report.error, report.result, report.result_text, batch
+            )
+        resend = []
+        for dep in list(self.deployments.values()):
+            if dep.node != node or dep.id in reported or dep.state in TERMINAL_DEPLOYMENT:
+                continue
+            if dep.state == "preparing":
+                resend.append(dep)
+            else:
+                self._finish_deployment(
+                    dep, "lost", f"the agent on {node!r} restarted and no longer runs it", batch
+                )
+        return forget, batch, resend
+
+    async def resend_prepare(self, deps: list[LiveDeployment]) -> None:
+        for dep in deps:
+            live = self.live.get(dep.experiment_id)
+            if live is None:
+                continue
+            async with self.db.read() as conn:
+                row = await exp_queries.get_deployment(conn, dep.id)
+            if row is None:
+                continue
+            token = await self.auth.issue_executor_token(live.owner_id, live.id)
+            self._send(
+                dep.node,
+                self._prepare_message(live, dep.id, row["pipeline"], row["requirements"], token),
+            )
+
+    def on_agent_message(
+        self, node: str, message: StepResult | DeploymentState | LogLine, batch: WriteBatch
+    ) -> None:
+        if isinstance(message, StepResult):
+            if message.deployment in self.deployments:
+                self._add_step(message, batch)
+        elif isinstance(message, LogLine):
+            if message.deployment in self.deployments:
+                batch.logs.append(
+                    {
+                        "deployment_id": message.deployment,
+                        "ts": message.ts,
+                        "stream": message.stream,
+                        "line": message.line,
+                    }
+                )
+        else:
+            dep = self.deployments.get(message.deployment)
+            if dep is None or dep.state in TERMINAL_DEPLOYMENT:
+                if message.state in TERMINAL_DEPLOYMENT:
+                    batch.forget.append((node, message.deployment))
+                return
+            self._apply_state(
+                dep, message.state, message.error, message.result, message.result_text, batch
+            )
+
+    def on_node_lost(self, node: str, batch: WriteBatch) -> None:
+        reason = f"node {node!r} was lost: no heartbeat for {self.heartbeat_timeout:g} s"
+        for dep in list(self.deployments.values()):
+            if dep.node == node and dep.state not in TERMINAL_DEPLOYMENT:
+                self._finish_deployment(dep, "lost", reason, batch)
+
+    async def commit(self, batch: WriteBatch) -> None:
+        await self._flush(batch)
+
+    # ---------------------------------------------------------------- internals
+
+    def _add_step(self, step: StepResult, batch: WriteBatch) -> None:
+        batch.steps.append(
+            {
+                "deployment_id": step.deployment,
+                "idx": step.index,
+                "task_name": step.task_name,
+                "ok": step.ok,
+                "payload": step.payload,
+                "text": step.text,
+            }
+        )
+
+    def _apply_state(
+        self,
+        dep: LiveDeployment,
+        state: str,
+        error: str | None,
+        result: bytes | None,
+        result_text: str | None,
+        batch: WriteBatch,
+    ) -> None:
+        if state == dep.state:
+            return
+        if state == "prepared" and dep.state == "preparing":
+            dep.state, dep.prepared = "prepared", True
+            batch.deployment(dep.id, state="prepared", prepared=True)
+        elif state == "running" and dep.state in ("prepared", "running"):
+            dep.state = "running"
+            batch.deployment(dep.id, state="running")
+        elif state in TERMINAL_DEPLOYMENT:
+            self._finish_deployment(dep, state, error, batch, result, result_text)
+            return
+        else:
+            return
+        live = self.live.get(dep.experiment_id)
+        if live:
+            self._settle(live, batch)
+
+    def _finish_deployment(
+        self,
+        dep: LiveDeployment,
+        state: str,
+        error: str | None,
+        batch: WriteBatch,
+        result: bytes | None = None,
+        result_text: str | None = None,
+    ) -> None:
+        dep.state = state
+        values: dict[str, Any] = {"state": state, "error": error, "finished_at": time.time()}
+        if result is not None:
+            values.update(result=result, result_text=result_text)
+        batch.deployment(dep.id, **values)
+        batch.forget.append((dep.node, dep.id))
+        live = self.live.get(dep.experiment_id)
+        if live:
+            self._settle(live, batch)
+
+    def _settle(self, live: LiveExperiment, batch: WriteBatch) -> None:
+        """Move the experiment on once its deployments allow it."""
+        deps = live.deployments.values()
+        if live.status == "PREPARING" and all(d.state != "preparing" for d in deps):
+            if any(d.state == "prepared" for d in deps):
+                live.status = "READY"
+                batch.experiment(live.id, status="READY")
+            else:
+                live.status = "FAILED"
+                batch.experiment(
+                    live.id,
+                    status="FAILED",
+                    error="no deployment could be prepared",
+                    finished_at=time.time(),
+                )
+                batch.finished_experiments.append(live.id)
+        elif live.status == "RUNNING" and all(d.state in TERMINAL_DEPLOYMENT for d in deps):
+            live.status = "FINISHED"
+            batch.experiment(live.id, status="FINISHED", finished_at=time.time())
+            batch.finished_experiments.append(live.id)
+
+    async def _flush(self, batch: WriteBatch) -> None:
+        if batch:
+            async with self.db.write() as conn:
+                await batch.flush(conn)
+        for node, dep_id in batch.forget:
+            self._send(node, Forget(deployment=dep_id))
+            self.deployments.pop(dep_id, None)
+        for experiment_id in batch.finished_experiments:
+            self.live.pop(experiment_id, None)
+        if batch.experiments or batch.deployments:
+            await self._notify()
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    def _send(self, node: str, message: Any) -> None:
+        link = self.registry.link(node)
+        if link is not None:
+            link.send(message)

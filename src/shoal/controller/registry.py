@@ -1,0 +1,90 @@
+"""Which agents are connected, what their nodes are, and how to reach them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.protocol import ControllerMessage
+
+
+@dataclass
+class NodeInfo:
+    name: str
+    architecture: str = "unknown"
+    cpus: int = 1
+    properties: dict[str, Any] = field(default_factory=dict)
+    online: bool = False
+    last_seen: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "architecture": self.architecture,
+            "cpus": self.cpus,
+            "properties": self.properties,
+            "online": self.online,
+            "last_seen": self.last_seen,
+            "metrics": self.metrics,
+        }
+
+
+class AgentLink:
+    """One live WebSocket to an agent; messages are queued and sent in batches."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.outbox: asyncio.Queue[ControllerMessage | None] = asyncio.Queue()
+        self.closed = asyncio.Event()
+
+    def send(self, message: ControllerMessage) -> None:
+        if not self.closed.is_set():
+            self.outbox.put_nowait(message)
+
+    def close(self) -> None:
+        if not self.closed.is_set():
+            self.closed.set()
+            self.outbox.put_nowait(None)
+
+
+class NodeRegistry:
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeInfo] = {}
+        self.links: dict[str, AgentLink] = {}
+        self.changed = asyncio.Condition()
+
+    def link(self, name: str) -> AgentLink | None:
+        return self.links.get(name)
+
+    def is_online(self, name: str) -> bool:
+        node = self.nodes.get(name)
+        return bool(node and node.online)
+
+    async def notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_online(self, names: list[str], timeout: float) -> bool:
+        async def all_online() -> None:
+            async with self.changed:
+                await self.changed.wait_for(lambda: all(self.is_online(n) for n in names))
+
+        try:
+            async with asyncio.timeout(timeout):
+                await all_online()
+            return True
+        except TimeoutError:
+            return False
+
+    def expect(self, name: str) -> None:
+        """After a restart: give a node with running work one heartbeat timeout to return."""
+        node = self.nodes.setdefault(name, NodeInfo(name=name))
+        node.online = True
+        node.last_seen = time.monotonic()
+
+    def stale(self, timeout: float) -> list[str]:
+        now = time.monotonic()
+        return [n.name for n in self.nodes.values() if n.online and now - n.last_seen > timeout]

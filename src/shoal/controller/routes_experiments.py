@@ -1,0 +1,123 @@
+"""Experiments: prepare, start, status, wait, cancel, delete, logs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import APIRouter, Depends, Query
+
+from shoal.controller.auth import Principal
+from shoal.controller.errors import bad_request
+from shoal.controller.experiments import TERMINAL_EXPERIMENT, NewDeployment
+from shoal.controller.schemas import CancelExecutorsIn, PrepareIn, StartIn
+from shoal.controller.services import Services, services, user
+from shoal.store import experiments as exp_queries
+
+router = APIRouter(prefix="/api", tags=["experiments"])
+
+MAX_PIPELINE = 64 * 1024 * 1024
+
+
+@router.get("/experiments", summary="All my experiments, by name")
+async def list_experiments(
+    caller: Principal = Depends(user), svc: Services = Depends(services)
+) -> dict[str, dict]:
+    return {e["name"]: e for e in await svc.experiments.list(caller)}
+
+
+@router.post("/experiments", summary="Prepare an experiment (idempotent by name)")
+async def prepare(
+    body: PrepareIn, caller: Principal = Depends(user), svc: Services = Depends(services)
+) -> dict:
+    deployments = []
+    for i, d in enumerate(body.deployments):
+        try:
+            pipeline = base64.b64decode(d.pipeline, validate=True)
+        except binascii.Error:
+            raise bad_request(f"deployment {i} (node {d.node!r}): pipeline is not base64") from None
+        if not pipeline or len(pipeline) > MAX_PIPELINE:
+            raise bad_request(f"deployment {i} (node {d.node!r}): pipeline is empty or too big")
+        deployments.append(NewDeployment(d.node, pipeline, list(d.requirements)))
+    name = await svc.experiments.prepare(caller, body.name, deployments, body.kind)
+    return {"name": name}
+
+
+@router.get("/experiments/{name}", summary="Status, deployments and results")
+async def status(
+    name: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+) -> dict:
+    row = await svc.experiments.find(caller, name)
+    return await svc.experiments.describe(row["id"])
+
+
+@router.get("/experiments/{name}/wait", summary="Hold until the experiment reaches a status")
+async def wait(
+    name: str,
+    timeout: float = Query(default=30.0, ge=0, le=3600),
+    until: str = Query(default="finished", pattern="^(ready|finished)$"),
+    caller: Principal = Depends(user),
+    svc: Services = Depends(services),
+) -> dict:
+    statuses = TERMINAL_EXPERIMENT | ({"READY", "RUNNING"} if until == "ready" else set())
+    return await svc.experiments.wait(
+        caller, name, min(timeout, svc.config.max_wait), frozenset(statuses)
+    )
+
+
+@router.post("/experiments/{name}/start", summary="Start a READY experiment (idempotent)")
+async def start(
+    name: str,
+    body: StartIn | None = None,
+    caller: Principal = Depends(user),
+    svc: Services = Depends(services),
+) -> dict:
+    return {"name": await svc.experiments.start(caller, name)}
+
+
+@router.post("/experiments/{name}/cancel", summary="Cancel an experiment")
+async def cancel(
+    name: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+) -> dict:
+    return {"name": await svc.experiments.cancel(caller, name)}
+
+
+@router.delete("/experiments/{name}", summary="Delete an experiment and free its name")
+async def delete(
+    name: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+) -> dict:
+    await svc.experiments.delete(caller, name)
+    return {"deleted": name}
+
+
+@router.post("/executors/cancel", summary="Cancel particular executors (deployments)")
+async def cancel_executors(
+    body: CancelExecutorsIn, caller: Principal = Depends(user), svc: Services = Depends(services)
+) -> dict:
+    return {"cancelled": await svc.experiments.cancel_executors(caller, body.executors)}
+
+
+@router.get("/experiments/{name}/logs", summary="Log lines of the experiment's tasks")
+async def logs(
+    name: str,
+    after: int = Query(default=0, ge=0),
+    limit: int = Query(default=1000, ge=1, le=10000),
+    caller: Principal = Depends(user),
+    svc: Services = Depends(services),
+) -> list[dict]:
+    row = await svc.experiments.find(caller, name)
+    async with svc.db.read() as conn:
+        deps = await exp_queries.list_deployments(conn, row["id"])
+        lines = await exp_queries.list_log_lines(conn, [d["id"] for d in deps], after, limit)
+    node_of = {d["id"]: d["node"] for d in deps}
+    return [
+        {
+            "id": r["id"],
+            "node": node_of[r["deployment_id"]],
+            "executor_id": r["deployment_id"],
+            "ts": r["ts"],
+            "stream": r["stream"],
+            "line": r["line"],
+        }
+        for r in lines
+    ]

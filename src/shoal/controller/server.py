@@ -1,0 +1,59 @@
+"""Running a controller: bind, serve with uvicorn, announce where it listens."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from shoal.controller.app import create_app
+from shoal.controller.config import ControllerConfig
+
+log = logging.getLogger("shoal.controller")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def endpoint_of(config: ControllerConfig, sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    scheme = "https" if config.tls_cert else "http"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+async def serve(
+    config: ControllerConfig, announce: Callable[[str, str], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM; ``announce(endpoint, agent_token)`` once ready."""
+    sock = bind(config.host, config.port)
+    endpoint = endpoint_of(config, sock)
+
+    def ready(_svc: object) -> None:
+        log.info("shoal controller listening on %s", endpoint)
+        if announce is not None:
+            announce(endpoint, config.agent_token or "")
+
+    app = create_app(config, on_ready=ready)
+    uv_config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        ws_max_size=256 * 1024 * 1024,
+        ws_ping_interval=None,  # agents send their own heartbeats
+        ssl_certfile=config.tls_cert,
+        ssl_keyfile=config.tls_key,
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(uv_config)
+    await server.serve(sockets=[sock])

@@ -1,0 +1,60 @@
+"""The controller's services, built once per app and reached from the routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shoal.controller.agent_gateway import AgentGateway
+from shoal.controller.auth import Authenticator, Principal
+from shoal.controller.config import ControllerConfig
+from shoal.controller.errors import forbidden, unauthorized
+from shoal.controller.experiments import ExperimentService
+from shoal.controller.flags import FlagService
+from shoal.controller.registry import NodeRegistry
+from shoal.store.database import Database
+
+
+@dataclass
+class Services:
+    config: ControllerConfig
+    db: Database
+    auth: Authenticator
+    registry: NodeRegistry
+    flags: FlagService
+    experiments: ExperimentService
+    gateway: AgentGateway
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+_bearer = HTTPBearer(auto_error=False, description="a token from POST /api/token")
+
+
+async def principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+) -> Principal:
+    if credentials is None:
+        raise unauthorized()
+    found = await services(request).auth.resolve(credentials.credentials)
+    if found is None:
+        raise unauthorized("invalid or expired token; log in again at POST /api/token")
+    return found
+
+
+async def user(caller: Principal = Depends(principal)) -> Principal:
+    """A person's token (executor tokens reach only their own experiment's flags)."""
+    if caller.kind != "user":
+        raise forbidden("this call needs a user token, not an executor token")
+    return caller
+
+
+async def executor(caller: Principal = Depends(principal)) -> Principal:
+    if caller.kind != "executor" or caller.experiment_id is None:
+        raise forbidden("this call needs an executor token")
+    return caller

@@ -1,0 +1,131 @@
+"""Nodes: the machines an experiment runs on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+
+@dataclass(eq=False, repr=False)
+class Node:
+    """A single machine that can execute pipelines.
+
+    Two nodes are equal when their names are equal; the other fields are
+    descriptive and may change between listings of the same machine.
+    """
+
+    name: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    architecture: str = "unknown"
+    cpus: int = 1
+    online: bool = True
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Node):
+            return NotImplemented
+        return self.name == other.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a plain, JSON-friendly dict describing this node."""
+        return {
+            "name": self.name,
+            "properties": dict(self.properties),
+            "architecture": self.architecture,
+            "cpus": self.cpus,
+            "online": self.online,
+            "metrics": dict(self.metrics),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Node:
+        """Build a node from :meth:`to_dict` output; only ``name`` is required."""
+        return cls(
+            name=data["name"],
+            properties=dict(data.get("properties") or {}),
+            architecture=data.get("architecture", "unknown"),
+            cpus=data.get("cpus", 1),
+            online=data.get("online", True),
+            metrics=dict(data.get("metrics") or {}),
+        )
+
+
+class Nodes(Sequence[Node]):
+    """An ordered, list-like collection of :class:`Node` objects."""
+
+    def __init__(self, iterable: Iterable[Node] = ()) -> None:
+        self._nodes: list[Node] = list(iterable)
+
+    def filter(self, predicate: Callable[[Node], bool]) -> Nodes:
+        """Return the nodes for which ``predicate`` is true."""
+        return Nodes(node for node in self._nodes if predicate(node))
+
+    def take(self, n: int) -> Nodes:
+        """Return the first ``n`` nodes, or raise ``ValueError`` if there are fewer."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"take() expects an int, got {n!r}")
+        if n < 0:
+            raise ValueError(f"cannot take a negative number of nodes ({n})")
+        if n > len(self._nodes):
+            raise ValueError(
+                f"asked for {n} nodes but only {len(self._nodes)} are available: {self!r}"
+            )
+        return Nodes(self._nodes[:n])
+
+    def names(self) -> list[str]:
+        """Return the node names, in order."""
+        return [node.name for node in self._nodes]
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    @overload
+    def __getitem__(self, key: int) -> Node: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> Nodes: ...
+
+    @overload
+    def __getitem__(self, key: str) -> Node: ...
+
+    def __getitem__(self, key: int | slice | str) -> Node | Nodes:
+        if isinstance(key, str):
+            for node in self._nodes:
+                if node.name == key:
+                    return node
+            raise KeyError(f"no node named {key!r}")
+        if isinstance(key, slice):
+            return Nodes(self._nodes[key])
+        return self._nodes[key]
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return any(node.name == item for node in self._nodes)
+        return item in self._nodes
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Nodes):
+            return self._nodes == other._nodes
+        if isinstance(other, list):
+            return self._nodes == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable container, like list
+
+    def __repr__(self) -> str:
+        return "[" + ", ".join(self.names()) + "]"
+
+    __str__ = __repr__

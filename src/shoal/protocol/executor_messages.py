@@ -1,0 +1,45 @@
+"""Messages between an agent and one executor process, over a socketpair."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
+    pass
+
+
+class Load(_Msg):
+    """Unpickle the pipeline and wait for Go."""
+
+    pipeline: bytes
+
+
+class Go(_Msg):
+    pass
+
+
+class Loaded(_Msg):
+    pass
+
+
+class LoadFailed(_Msg):
+    error: str
+
+
+class Step(_Msg):
+    index: int
+    task_name: str
+    ok: bool
+    payload: bytes
+    text: str
+
+
+class Done(_Msg):
+    ok: bool
+    payload: bytes
+    text: str
+
+
+ToExecutor = Load | Go
+FromExecutor = Loaded | LoadFailed | Step | Done

@@ -1,0 +1,145 @@
+"""Experiments, their deployments, step results and log lines."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shoal.store.tables import deployments, experiments, log_lines, step_results
+from shoal.store.upsert import upsert
+
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "CANCELLED")
+
+
+async def create_experiment(
+    conn: AsyncConnection,
+    experiment_id: str,
+    owner_id: int,
+    name: str,
+    kind: str,
+    status: str,
+    deployment_rows: list[dict[str, Any]],
+) -> None:
+    await conn.execute(
+        insert(experiments).values(
+            id=experiment_id,
+            owner_id=owner_id,
+            name=name,
+            kind=kind,
+            status=status,
+            created_at=time.time(),
+        )
+    )
+    if deployment_rows:
+        await conn.execute(insert(deployments), deployment_rows)
+
+
+async def find_experiment(conn: AsyncConnection, owner_id: int, name: str) -> dict[str, Any] | None:
+    query = select(experiments).where(
+        experiments.c.owner_id == owner_id, experiments.c.name == name
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def get_experiment(conn: AsyncConnection, experiment_id: str) -> dict[str, Any] | None:
+    query = select(experiments).where(experiments.c.id == experiment_id)
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_experiments(conn: AsyncConnection, owner_id: int) -> list[dict[str, Any]]:
+    query = (
+        select(experiments)
+        .where(experiments.c.owner_id == owner_id)
+        .order_by(experiments.c.created_at)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def list_active_experiments(conn: AsyncConnection) -> list[dict[str, Any]]:
+    query = select(experiments).where(experiments.c.status.not_in(TERMINAL_STATUSES))
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def update_experiment(conn: AsyncConnection, experiment_id: str, **values: Any) -> None:
+    await conn.execute(
+        update(experiments).where(experiments.c.id == experiment_id).values(**values)
+    )
+
+
+async def delete_experiment(conn: AsyncConnection, experiment_id: str) -> None:
+    # Children first: SQLite only cascades when foreign keys are on, and being
+    # explicit keeps both dialects identical.
+    ids = select(deployments.c.id).where(deployments.c.experiment_id == experiment_id)
+    await conn.execute(delete(log_lines).where(log_lines.c.deployment_id.in_(ids)))
+    await conn.execute(delete(step_results).where(step_results.c.deployment_id.in_(ids)))
+    await conn.execute(delete(deployments).where(deployments.c.experiment_id == experiment_id))
+    await conn.execute(delete(experiments).where(experiments.c.id == experiment_id))
+
+
+async def list_deployments(
+    conn: AsyncConnection, experiment_id: str, with_pipeline: bool = False
+) -> list[dict[str, Any]]:
+    cols = [c for c in deployments.c if with_pipeline or c.name != "pipeline"]
+    query = (
+        select(*cols)
+        .where(deployments.c.experiment_id == experiment_id)
+        .order_by(deployments.c.position)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def get_deployment(conn: AsyncConnection, deployment_id: str) -> dict[str, Any] | None:
+    query = select(deployments).where(deployments.c.id == deployment_id)
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def update_deployment(conn: AsyncConnection, deployment_id: str, **values: Any) -> None:
+    await conn.execute(
+        update(deployments).where(deployments.c.id == deployment_id).values(**values)
+    )
+
+
+async def put_step_results(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Store step results; a result re-sent after a reconnect is kept once."""
+    await upsert(conn, step_results, rows, ["deployment_id", "idx"], update=False)
+
+
+async def list_step_results(
+    conn: AsyncConnection, deployment_ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {d: [] for d in deployment_ids}
+    if not deployment_ids:
+        return out
+    query = (
+        select(step_results)
+        .where(step_results.c.deployment_id.in_(deployment_ids))
+        .order_by(step_results.c.deployment_id, step_results.c.idx)
+    )
+    for row in (await conn.execute(query)).mappings():
+        out[row["deployment_id"]].append(dict(row))
+    return out
+
+
+async def add_log_lines(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(log_lines), rows)
+
+
+async def list_log_lines(
+    conn: AsyncConnection, deployment_ids: list[str], after: int = 0, limit: int = 1000
+) -> list[dict[str, Any]]:
+    if not deployment_ids:
+        return []
+    query = (
+        select(log_lines)
+        .where(log_lines.c.deployment_id.in_(deployment_ids), log_lines.c.id > after)
+        .order_by(log_lines.c.id)
+        .limit(limit)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]

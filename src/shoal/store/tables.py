@@ -1,0 +1,148 @@
+"""The tables. Kept in SQLAlchemy Core so the same code runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("login", String(128), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Only hashes of tokens are stored: a leaked database does not leak sessions.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "user" | "executor"
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("experiment_id", String(36), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("architecture", String(64), nullable=False),
+    Column("cpus", Integer, nullable=False),
+    Column("properties", JSON, nullable=False),
+    Column("online", Boolean, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("metrics", JSON, nullable=False),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),  # the front-end that made it
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    UniqueConstraint("owner_id", "name", name="uq_experiment_owner_name"),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(36), primary_key=True),  # also the executor id users see
+    Column(
+        "experiment_id",
+        String(36),
+        ForeignKey("experiments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer, nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("pipeline", LargeBinary, nullable=False),
+    Column("requirements", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("prepared", Boolean, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("result", LargeBinary, nullable=True),
+    Column("result_text", Text, nullable=True),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_deployments_experiment", "experiment_id"),
+)
+
+step_results = Table(
+    "step_results",
+    metadata,
+    Column(
+        "deployment_id",
+        String(36),
+        ForeignKey("deployments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("idx", Integer, primary_key=True),
+    Column("task_name", String(255), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("text", Text, nullable=False),
+)
+
+flags = Table(
+    "flags",
+    metadata,
+    Column(
+        "experiment_id",
+        String(36),
+        ForeignKey("experiments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(255), primary_key=True),
+    Column("text_value", Text, nullable=True),
+    Column("int_value", Integer, nullable=True),
+    # Bumped on every change; waiters use it to see every value, however brief.
+    Column("version", Integer, nullable=False, default=0),
+)
+
+log_lines = Table(
+    "log_lines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "deployment_id",
+        String(36),
+        ForeignKey("deployments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("ts", Float, nullable=False),
+    Column("stream", String(16), nullable=False),
+    Column("line", Text, nullable=False),
+    Index("ix_log_lines_deployment", "deployment_id", "id"),
+)

@@ -1,0 +1,34 @@
+"""INSERT ... ON CONFLICT for the two dialects shoal supports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+async def upsert(
+    conn: AsyncConnection,
+    table: Table,
+    values: dict[str, Any] | list[dict[str, Any]],
+    keys: list[str],
+    update: bool = True,
+) -> None:
+    """Insert rows; on a clash of ``keys`` update the other columns (or skip)."""
+    rows = values if isinstance(values, list) else [values]
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(rows)
+    if update:
+        changed = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+        if changed:
+            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=changed)
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    await conn.execute(stmt)

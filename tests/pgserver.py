@@ -1,0 +1,555 @@
+"""A throwaway PostgreSQL server for the test suite.
+
+Usage::
+
+    with PostgresServer() as pg:
+        engine = create_async_engine(pg.url)
+
+The server lives in its own temporary directory, listens on a free TCP port on
+127.0.0.1 (plus a unix socket inside the temporary directory), is tuned for speed
+rather than durability (``fsync=off`` and friends) and is stopped and deleted on
+exit.  PostgreSQL refuses to run as root, so when the tests run as uid 0 every
+server command is run as the ``postgres`` system user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["PostgresServer", "find_pg_bin"]
+
+#: Environment variable that may point at a directory holding ``initdb``/``pg_ctl``.
+PG_BIN_ENV = "SHOAL_PG_BIN"
+
+_REQUIRED_TOOLS = ("initdb", "pg_ctl", "postgres")
+_INSTALL_HINT = (
+    "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found in "
+    f"/usr/lib/postgresql/*/bin, ${PG_BIN_ENV} or on PATH. Install them, e.g. "
+    "`apt-get install postgresql` (Debian/Ubuntu) or `dnf install postgresql-server` "
+    f"(Fedora/RHEL), or set {PG_BIN_ENV} to the directory that contains them."
+)
+
+# Longest unix socket path the kernel accepts (sun_path is 108 bytes incl. NUL).
+_MAX_SOCKET_PATH = 107
+
+# Settings appended to postgresql.conf: speed over durability, nothing surprising.
+_FAST_SETTINGS: dict[str, str] = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "autovacuum": "off",
+    "huge_pages": "off",
+    "shared_buffers": "32MB",
+    "max_connections": "100",
+    "logging_collector": "off",
+    "password_encryption": "'scram-sha-256'",
+    "timezone": "'UTC'",
+}
+
+
+def _version_key(bin_dir: Path) -> tuple[int, ...]:
+    """Sort key for ``/usr/lib/postgresql/<version>/bin`` (non-numeric sorts first)."""
+    numbers = re.findall(r"\d+", bin_dir.parent.name)
+    return tuple(int(n) for n in numbers) if numbers else (-1,)
+
+
+def _has_server_tools(bin_dir: Path) -> bool:
+    """Whether ``bin_dir`` contains every server binary we need."""
+    return all(os.access(bin_dir / tool, os.X_OK) for tool in _REQUIRED_TOOLS)
+
+
+def find_pg_bin() -> Path:
+    """Return the directory holding the PostgreSQL server binaries.
+
+    Looks at ``$SHOAL_PG_BIN``, then the highest version under
+    ``/usr/lib/postgresql/*/bin`` (Debian/Ubuntu layout), then ``pg_ctl`` on PATH.
+
+    Raises:
+        RuntimeError: no usable installation was found; the message says what to install.
+    """
+    override = os.environ.get(PG_BIN_ENV)
+    if override:
+        path = Path(override)
+        if _has_server_tools(path):
+            return path
+        raise RuntimeError(f"{PG_BIN_ENV}={override} does not contain {', '.join(_REQUIRED_TOOLS)}")
+
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
+    for bin_dir in candidates:
+        if _has_server_tools(bin_dir):
+            return bin_dir
+
+    pg_ctl = shutil.which("pg_ctl")
+    if pg_ctl is not None and _has_server_tools(Path(pg_ctl).parent):
+        return Path(pg_ctl).parent
+
+    raise RuntimeError(_INSTALL_HINT)
+
+
+def _free_port() -> int:
+    """Ask the kernel for a currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (zombies are reaped by init, not us)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no procfs (or odd format): fall back to kill(0)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state not in ("Z", "X")
+
+
+def _wait_pid_gone(pid: int, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for process ``pid`` to exit."""
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _traversable_by_others(path: Path) -> bool:
+    """Whether every directory from ``/`` to ``path`` has the other-execute bit."""
+    for part in [path, *path.parents]:
+        try:
+            if not part.stat().st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server, used as a context manager.
+
+    On enter: create a temp dir, ``initdb``, start the server on a free port of
+    127.0.0.1 and create the login role and database ``shoal`` (owned by that role,
+    password authentication over TCP). On exit: ``pg_ctl stop -m immediate`` and
+    delete the temp dir.
+
+    Attributes (valid inside the ``with`` block): ``url`` (SQLAlchemy asyncpg URL),
+    ``dsn`` (plain libpq/asyncpg DSN), ``host``, ``port``, ``user``, ``password``,
+    ``database``, ``base_dir``, ``data_dir``, ``socket_dir`` and ``log_file``.
+    """
+
+    host = "127.0.0.1"
+    user = "shoal"
+    database = "shoal"
+    os_user = "postgres"  #: system user that runs the server when we are root
+
+    def __init__(
+        self,
+        *,
+        bin_dir: Path | None = None,
+        superuser: bool = False,
+        start_timeout: float = 30.0,
+        command_timeout: float = 60.0,
+        port_attempts: int = 3,
+    ) -> None:
+        """Configure (but do not start) the server.
+
+        Args:
+            bin_dir: directory with ``initdb``/``pg_ctl``; found by ``find_pg_bin`` if None.
+            superuser: make the ``shoal`` role a superuser (default: owner of its database).
+            start_timeout: seconds to wait for the server to accept connections.
+            command_timeout: upper bound for any single helper command (initdb, psql...).
+            port_attempts: how many free ports to try if the chosen one gets taken.
+        """
+        self.bin_dir = bin_dir if bin_dir is not None else find_pg_bin()
+        self.superuser = superuser
+        self.start_timeout = start_timeout
+        self.command_timeout = command_timeout
+        self.port_attempts = max(1, port_attempts)
+        self.password = secrets.token_hex(16)
+        self.port = 0
+        self._base_dir: Path | None = None
+        self._running = False
+        self._as_root = os.geteuid() == 0
+
+    # -- public API ---------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL: ``postgresql+asyncpg://shoal:<password>@127.0.0.1:<port>/shoal``."""
+        return (
+            f"postgresql+asyncpg://{self.user}:{self.password}"
+            f"@{self.host}:{self.port}/{self.database}"
+        )
+
+    @property
+    def dsn(self) -> str:
+        """Plain DSN for libpq/asyncpg: ``postgresql://shoal:<password>@127.0.0.1:<port>/shoal``."""
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def base_dir(self) -> Path:
+        """The server's temporary directory (raises if the server is not set up)."""
+        if self._base_dir is None:
+            raise RuntimeError("PostgresServer is not running; use it as a context manager")
+        return self._base_dir
+
+    @property
+    def data_dir(self) -> Path:
+        """The cluster's data directory."""
+        return self.base_dir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        """Directory holding the server's unix socket."""
+        return self.base_dir / "sock"
+
+    @property
+    def log_file(self) -> Path:
+        """The server log written by ``pg_ctl -l``."""
+        return self.base_dir / "server.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Return the last ``lines`` lines of the server log ('' if there is none)."""
+        if self._base_dir is None:
+            return ""
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> PostgresServer:
+        """Create, start and provision the server; clean up fully if any step fails."""
+        if self._base_dir is not None:
+            raise RuntimeError("PostgresServer is already running")
+        try:
+            self._make_base_dir()
+            self._initdb()
+            self._start()
+            self._provision()
+            self._wait_ready()
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the server (immediate mode) and delete its temp dir."""
+        self._teardown()
+
+    # -- steps --------------------------------------------------------------------
+
+    def _make_base_dir(self) -> None:
+        """Create the temp dir, owned by the server's OS user and mode 0700."""
+        parent = Path(tempfile.gettempdir())
+        # The postgres user must be able to reach the dir, and the socket path must fit.
+        too_long = len(str(parent)) + 40 > _MAX_SOCKET_PATH
+        if too_long or (self._as_root and not _traversable_by_others(parent)):
+            parent = Path("/tmp")
+        base = Path(tempfile.mkdtemp(prefix="shoal-pg-", dir=parent))
+        self._base_dir = base
+        (base / "sock").mkdir()
+        if self._as_root:
+            try:
+                entry = pwd.getpwnam(self.os_user)
+            except KeyError:
+                raise RuntimeError(
+                    f"running as root, but there is no '{self.os_user}' system user to run "
+                    "PostgreSQL as (PostgreSQL refuses to run as root); install the "
+                    "`postgresql` package or run the tests as a non-root user"
+                ) from None
+            for path in (base, base / "sock"):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        for path in (base, base / "sock"):
+            path.chmod(0o700)
+
+    def _initdb(self) -> None:
+        """Run initdb (trust on the unix socket, SCRAM over TCP) and tune the config."""
+        pwfile = self.base_dir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        self._give_to_os_user(pwfile)
+        try:
+            self._run(
+                [
+                    str(self.bin_dir / "initdb"),
+                    "--pgdata",
+                    str(self.data_dir),
+                    "--username",
+                    "postgres",
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth-local",
+                    "trust",
+                    "--auth-host",
+                    "scram-sha-256",
+                    "--encoding",
+                    "UTF8",
+                    "--locale",
+                    "C",
+                    "--no-sync",
+                ],
+                what="initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+        settings = dict(_FAST_SETTINGS)
+        settings["listen_addresses"] = f"'{self.host}'"
+        settings["unix_socket_directories"] = f"'{self.socket_dir}'"
+        conf = self.data_dir / "postgresql.conf"
+        with conf.open("a") as fh:  # appending keeps the file's owner
+            fh.write("\n# --- added by tests/pgserver.py ---\n")
+            for key, value in settings.items():
+                fh.write(f"{key} = {value}\n")
+
+    def _start(self) -> None:
+        """Start the server with ``pg_ctl -w``, retrying on another port if needed."""
+        last_error: RuntimeError | None = None
+        for _ in range(self.port_attempts):
+            self.port = _free_port()
+            try:
+                self._run(
+                    [
+                        str(self.bin_dir / "pg_ctl"),
+                        "start",
+                        "-w",
+                        "-t",
+                        str(max(1, int(self.start_timeout))),
+                        "-D",
+                        str(self.data_dir),
+                        "-l",
+                        str(self.log_file),
+                        "-o",
+                        f"-p {self.port}",
+                    ],
+                    what="pg_ctl start",
+                    timeout=self.start_timeout + 10,
+                )
+            except RuntimeError as err:
+                last_error = err
+                self._stop()  # in case it half-started
+                log = self.log_tail(200).lower()
+                if "could not bind" not in log and "could not create any tcp/ip" not in log:
+                    break  # not a port clash: retrying will not help
+                continue
+            self._running = True
+            return
+        assert last_error is not None
+        raise last_error
+
+    def _provision(self) -> None:
+        """Create the ``shoal`` login role and the ``shoal`` database it owns."""
+        attrs = "LOGIN SUPERUSER" if self.superuser else "LOGIN CREATEDB"
+        script = (
+            f"CREATE ROLE {self.user} {attrs} PASSWORD '{self.password}';\n"
+            f"CREATE DATABASE {self.database} OWNER {self.user};\n"
+        )
+        self._run(
+            [
+                self._psql(),
+                "--no-psqlrc",
+                "--quiet",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ],
+            what="creating role/database",
+            stdin=script,
+        )
+
+    def _wait_ready(self) -> None:
+        """Wait (bounded) until the ``shoal`` database accepts TCP connections."""
+        deadline = time.monotonic() + self.start_timeout
+        pg_isready = self.bin_dir / "pg_isready"
+        if not os.access(pg_isready, os.X_OK):
+            return  # pg_ctl -w and the psql step already proved the server is up
+        cmd = [
+            str(pg_isready),
+            "-q",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            self.database,
+            "-t",
+            "2",
+        ]
+        while True:
+            result = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                env=self._env(),
+                timeout=10,
+                check=False,
+            )
+            if result.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"PostgreSQL on {self.host}:{self.port} did not accept connections within "
+                    f"{self.start_timeout:.0f}s (pg_isready exit {result.returncode}).\n"
+                    f"--- server log tail ---\n{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def _teardown(self) -> None:
+        """Stop the server if it may be running and delete the temp dir (idempotent)."""
+        if self._base_dir is None:
+            return
+        try:
+            if self._running or (self.data_dir / "postmaster.pid").exists():
+                self._stop()
+        finally:
+            shutil.rmtree(self._base_dir, ignore_errors=True)
+            self._base_dir = None
+            self._running = False
+
+    def _stop(self) -> None:
+        """``pg_ctl stop -m immediate``; SIGKILL the postmaster if that fails.
+
+        Returns once the postmaster process is gone (it reaps its children first),
+        so no server process outlives the context manager.
+        """
+        pid = self._postmaster_pid()
+        try:
+            self._run(
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "stop",
+                    "-w",
+                    "-t",
+                    "20",
+                    "-m",
+                    "immediate",
+                    "-D",
+                    str(self.data_dir),
+                ],
+                what="pg_ctl stop",
+                timeout=30,
+            )
+        except RuntimeError:
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        if pid is not None:
+            _wait_pid_gone(pid, timeout=10)
+        self._running = False
+
+    def _postmaster_pid(self) -> int | None:
+        """The postmaster's pid from ``postmaster.pid``, if there is one."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _psql(self) -> str:
+        """Path of ``psql``: next to the server binaries, else on PATH."""
+        local = self.bin_dir / "psql"
+        if os.access(local, os.X_OK):
+            return str(local)
+        found = shutil.which("psql")
+        if found is None:
+            raise RuntimeError(
+                "psql was not found (needed to create the test database); "
+                "install it, e.g. `apt-get install postgresql-client`"
+            )
+        return found
+
+    def _give_to_os_user(self, path: Path) -> None:
+        """chown ``path`` to the server's OS user when running as root."""
+        if self._as_root:
+            entry = pwd.getpwnam(self.os_user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _env(self) -> dict[str, str]:
+        """Child environment: no stray PG* variables, C locale messages."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C"
+        env["LANG"] = "C"
+        return env
+
+    def _as_os_user(self, cmd: list[str]) -> list[str]:
+        """Wrap ``cmd`` so it runs as the ``postgres`` user when we are root."""
+        if not self._as_root:
+            return cmd
+        runuser = shutil.which("runuser") or next(
+            (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if os.access(p, os.X_OK)), None
+        )
+        if runuser is not None:
+            return [runuser, "-u", self.os_user, "--", *cmd]
+        su = shutil.which("su") or "/bin/su"
+        return [su, self.os_user, "-s", "/bin/sh", "-c", shlex.join(cmd)]
+
+    def _run(
+        self,
+        cmd: list[str],
+        *,
+        what: str,
+        stdin: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Run a PostgreSQL tool (as the server's OS user), raising on failure/timeout."""
+        limit = self.command_timeout if timeout is None else timeout
+        full = self._as_os_user(cmd)
+        try:
+            result = subprocess.run(
+                full,
+                input=stdin,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                env=self._env(),
+                cwd=self._base_dir,  # readable by the postgres user, unlike e.g. /root
+                timeout=limit,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise RuntimeError(
+                f"{what} timed out after {limit:.0f}s: {shlex.join(full)}\n"
+                f"--- server log tail ---\n{self.log_tail()}"
+            ) from err
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{what} failed (exit {result.returncode}): {shlex.join(full)}\n"
+                f"--- stdout ---\n{result.stdout.strip()}\n"
+                f"--- stderr ---\n{result.stderr.strip()}\n"
+                f"--- server log tail ---\n{self.log_tail()}"
+            )
