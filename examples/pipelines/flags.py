@@ -105,7 +105,8 @@ def main() -> None:
         result = client.wait(experiment_name, timeout=120)
         print(result)
 
-        print(client.get_flag_values(experiment_name, "clients_control"))
+        # a notebook shows the repr of the last expression
+        print(repr(client.get_flag_values(experiment_name, "clients_control")))
 
 
 if __name__ == "__main__":

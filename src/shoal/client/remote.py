@@ -259,6 +259,22 @@ class RemoteClient:
         if not data["online"]:
             raise TimeoutError(f"nodes not online after {timeout:g} s: {data['missing']}")
 
+    def wait_flag(
+        self, experiment_id: str, flag_name: str, values: FlagValues, timeout: float = 60.0
+    ) -> FlagValues:
+        """Block until the flag equals ``values``; woken by the change, not by polling."""
+        path = f"/api/experiments/{_quote(experiment_id)}/flags/{_quote(flag_name)}/wait"
+        deadline = time.monotonic() + timeout
+        while True:
+            hold = max(0.0, min(deadline - time.monotonic(), 50.0))
+            data = self._call(
+                "POST", path, json={**values.to_dict(), "timeout": hold}, timeout=hold + 30
+            )
+            if data["matched"]:
+                return FlagValues(data["text_value"], data["int_value"])
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"flag {flag_name!r} did not become {values!r} in {timeout:g} s")
+
     def get_flags(self, experiment_id: str) -> dict[str, FlagValues]:
         data = self._call("GET", f"/api/experiments/{_quote(experiment_id)}/flags")
         return {name: FlagValues.from_dict(v) for name, v in data.items()}

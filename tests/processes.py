@@ -1,0 +1,100 @@
+"""Starting `shoal controller` and `shoal agent` exactly as an operator would."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHOAL = [sys.executable, "-m", "shoal"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shoal(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> str:
+    done = subprocess.run(
+        [*SHOAL, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    assert done.returncode == 0, f"shoal {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+class Controller:
+    """`shoal controller ...` in a subprocess; waits for its "listening" line."""
+
+    def __init__(self, db_url: str, port: int, token: str, log: Path, *extra: str) -> None:
+        self.db_url, self.port, self.token, self.log, self.extra = db_url, port, token, log, extra
+        self.proc: subprocess.Popen[str] | None = None
+        self.endpoint = f"http://127.0.0.1:{port}"
+
+    def start(self, timeout: float = 60) -> Controller:
+        args = [*SHOAL, "controller", "--port", str(self.port), "--db", self.db_url,
+                "--agent-token", self.token, *self.extra]
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        deadline = time.monotonic() + timeout
+        seen = []
+        assert self.proc.stderr is not None
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stderr], [], [], max(left, 0))
+            if not ready:
+                self.stop()
+                raise TimeoutError(f"controller did not start: {''.join(seen)}")
+            line = self.proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"controller exited: {''.join(seen)}")
+            seen.append(line)
+            if re.search(r"shoal controller on http", line):
+                break
+        # Keep draining stderr into the log so the pipe never fills up.
+        self._drain = subprocess.Popen(
+            ["cat"], stdin=self.proc.stderr, stdout=open(self.log, "a"),  # noqa: SIM115
+        )
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def start_agent(endpoint: str, token: str, name: str, log: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*SHOAL, "agent", "--controller", endpoint, "--token", token, "--name", name, *extra],
+        stdout=open(log, "a"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
