@@ -13,7 +13,6 @@ import logging
 import random
 from collections import deque
 
-import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -83,15 +82,12 @@ class Agent:
                             f"{self.config.name!r}: wrong join token"
                         ) from None
                     log.warning("controller answered %s; retrying", exc.response.status_code)
-                except (
-                    OSError,
-                    ConnectionClosed,
-                    TimeoutError,
-                    websockets.InvalidHandshake,
-                    msgspec.DecodeError,
-                    msgspec.ValidationError,
-                ) as exc:
-                    log.info("connection to %s lost (%s); retrying", self.config.controller, exc)
+                except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+                    log.info("cannot reach %s (%s); retrying", self.config.controller, exc)
+                except Exception:
+                    # An agent must outlive whatever went wrong with one connection:
+                    # its executors are still running and their results still due.
+                    log.exception("connection to %s failed; retrying", self.config.controller)
                 # Jitter spreads the reconnects of a whole fleet after a controller restart.
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self.config.max_backoff)
@@ -118,6 +114,8 @@ class Agent:
                         if isinstance(message, Welcome) and beats is None:
                             beats = tg.create_task(self._heartbeats(message.heartbeat_interval))
                         self._handle(message)
+            except ConnectionClosed as exc:
+                log.info("connection to %s closed (%s)", self.config.controller, exc)
             finally:
                 sender.cancel()
                 if beats is not None:
@@ -159,6 +157,10 @@ class Agent:
             task.cancel()  # the controller no longer wants it
 
     async def _sender(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self._send_loop(ws)
+
+    async def _send_loop(self, ws: ClientConnection) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()

@@ -31,7 +31,7 @@ class AgentConfig:
     properties: dict[str, str] = field(default_factory=dict)
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
     architecture: str = field(default_factory=default_architecture)
-    max_backoff: float = 5.0
+    max_backoff: float = 2.0
     workdir: str | None = None
 
     @property

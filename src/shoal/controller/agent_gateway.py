@@ -103,6 +103,7 @@ class AgentGateway:
         node.cpus = hello.cpus
         node.properties = dict(hello.properties)
         node.online = True
+        node.expected_until = None
         node.last_seen = time.monotonic()
         self.registry.nodes[hello.name] = node
         async with self.db.write() as conn:
@@ -174,13 +175,19 @@ class AgentGateway:
         while True:
             await asyncio.sleep(self.heartbeat_interval / 2)
             for name in self.registry.stale(self.heartbeat_timeout):
-                log.warning("node %s lost: no heartbeat for %.1f s", name, self.heartbeat_timeout)
-                self.registry.nodes[name].online = False
+                node = self.registry.nodes[name]
+                if node.online:
+                    reason = None
+                    log.warning("node %s lost: silent for %.1f s", name, self.heartbeat_timeout)
+                else:
+                    reason = f"node {name!r} was lost: it did not reconnect after a restart"
+                    log.warning("node %s lost: did not reconnect after the restart", name)
+                node.online = False
                 link = self.registry.links.pop(name, None)
                 if link:
                     link.close()
                 batch = WriteBatch()
-                self.experiments.on_node_lost(name, batch)
+                self.experiments.on_node_lost(name, batch, reason)
                 async with self.db.write() as conn:
                     await node_queries.set_offline(conn, name)
                 await self.experiments.commit(batch)

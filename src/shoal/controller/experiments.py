@@ -37,6 +37,7 @@ from shoal.store.database import Database
 TERMINAL_DEPLOYMENT = frozenset({"finished", "failed", "cancelled", "lost"})
 TERMINAL_EXPERIMENT = frozenset({"FINISHED", "FAILED", "CANCELLED"})
 MAX_NAME = 200
+RECONNECT_GRACE = 10.0
 
 
 @dataclass
@@ -85,6 +86,9 @@ class ExperimentService:
         self.flags = flags
         self.auth = auth
         self.heartbeat_timeout = heartbeat_timeout
+        # Agents retry with a backoff of at most a few seconds; after a restart
+        # they get this long to come back before their running work is lost.
+        self.reconnect_grace = heartbeat_timeout + RECONNECT_GRACE
         self.live: dict[str, LiveExperiment] = {}
         self.deployments: dict[str, LiveDeployment] = {}
         self.changed = asyncio.Condition()
@@ -105,7 +109,7 @@ class ExperimentService:
                     live.deployments[dep.id] = dep
                     if dep.state not in TERMINAL_DEPLOYMENT:
                         self.deployments[dep.id] = dep
-                        self.registry.expect(dep.node)
+                        self.registry.expect(dep.node, self.reconnect_grace)
                 self.live[live.id] = live
 
     # ------------------------------------------------------------ user actions
@@ -434,8 +438,8 @@ class ExperimentService:
                 dep, message.state, message.error, message.result, message.result_text, batch
             )
 
-    def on_node_lost(self, node: str, batch: WriteBatch) -> None:
-        reason = f"node {node!r} was lost: no heartbeat for {self.heartbeat_timeout:g} s"
+    def on_node_lost(self, node: str, batch: WriteBatch, reason: str | None = None) -> None:
+        reason = reason or f"node {node!r} was lost: no heartbeat for {self.heartbeat_timeout:g} s"
         for dep in list(self.deployments.values()):
             if dep.node == node and dep.state not in TERMINAL_DEPLOYMENT:
                 self._finish_deployment(dep, "lost", reason, batch)

@@ -19,6 +19,8 @@ class NodeInfo:
     online: bool = False
     last_seen: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    # After a controller restart: the node had running work and may come back until then.
+    expected_until: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,12 +81,19 @@ class NodeRegistry:
         except TimeoutError:
             return False
 
-    def expect(self, name: str) -> None:
-        """After a restart: give a node with running work one heartbeat timeout to return."""
+    def expect(self, name: str, grace: float) -> None:
+        """After a restart: a node with running work has ``grace`` seconds to reconnect."""
         node = self.nodes.setdefault(name, NodeInfo(name=name))
-        node.online = True
-        node.last_seen = time.monotonic()
+        node.expected_until = time.monotonic() + grace
 
     def stale(self, timeout: float) -> list[str]:
+        """Nodes to declare lost: silent for ``timeout``, or expected back and not back."""
         now = time.monotonic()
-        return [n.name for n in self.nodes.values() if n.online and now - n.last_seen > timeout]
+        out = []
+        for n in self.nodes.values():
+            if n.online and now - n.last_seen > timeout:
+                out.append(n.name)
+            elif not n.online and n.expected_until is not None and now > n.expected_until:
+                n.expected_until = None
+                out.append(n.name)
+        return out

@@ -1,0 +1,101 @@
+"""Nodes that die and controllers that restart: nothing waits forever, nothing stored is lost."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from shoal import (
+    Experiment,
+    ExperimentStatus,
+    FlagValues,
+    LocalCluster,
+    Pipeline,
+    Success,
+)
+from shoal.library.flags import GetFlagTask, SetFlagTask, WaitForExactFlagResultTask
+
+
+def barrier_pipeline(label: str) -> Pipeline:
+    """Announce itself through a flag, then wait for the test to say go."""
+    return (
+        Pipeline()
+        .then(SetFlagTask(f"{label}-started", FlagValues(int_value=1), name="announce"))
+        .then(WaitForExactFlagResultTask("go", FlagValues("go", 1), name="wait"))
+        .then(GetFlagTask("go", name="read"))
+    )
+
+
+@pytest.mark.timeout(90)
+def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_finishes(tmp_path) -> None:
+    with LocalCluster(["a", "b"], heartbeat_interval=0.2, heartbeat_timeout=1.5) as cluster:
+        client = cluster.client()
+        nodes = client.get_nodes()
+        experiment = (
+            Experiment()
+            .map(barrier_pipeline("a"), nodes.filter(lambda n: n.name == "a"))
+            .map(barrier_pipeline("b"), nodes.filter(lambda n: n.name == "b"))
+        )
+        client.prepare_experiment(experiment, "crash")
+        client.wait("crash", until="ready")
+        client.start_execution("crash")
+        client.wait_flag("crash", "a-started", FlagValues(int_value=1), timeout=30)
+        client.wait_flag("crash", "b-started", FlagValues(int_value=1), timeout=30)
+
+        cluster.kill_agent("a", signal.SIGKILL)
+        # a's executor notices its agent is gone and ends itself; b goes on
+        client.set_flag_values("crash", "go", FlagValues("go", 1))
+        info = client.wait("crash", timeout=30)
+
+        assert info.status is ExperimentStatus.FINISHED
+        by_node = {r.node.name: r for r in info.execution_result}
+        assert by_node["a"].state == "lost"
+        assert "node 'a' was lost" in by_node["a"].error
+        assert by_node["b"].state == "finished"
+        assert by_node["b"].result.unwrap()["read"] == [Success(FlagValues("go", 1))]
+        assert "a" not in client.get_nodes().names()
+        # the step a finished before it died is kept
+        steps = client.raw_status("crash")["deployments"][0]["steps"]
+        assert [s["task_name"] for s in steps] == ["announce"]
+
+
+@pytest.mark.timeout(120)
+def test_controller_restart_mid_run(tmp_path) -> None:
+    with LocalCluster(["a", "b"], workdir=tmp_path, heartbeat_timeout=5) as cluster:
+        client = cluster.client()
+        nodes = client.get_nodes()
+        done = Pipeline().then(GetFlagTask("kept", name="read"))
+        client.prepare_experiment(Experiment().map(done, nodes.take(1)), "before")
+        client.set_flag_values("before", "kept", FlagValues("kept", 7))
+        client.wait("before", until="ready")
+        client.start_execution("before")
+        assert client.wait("before").status is ExperimentStatus.FINISHED
+
+        experiment = Experiment().map(barrier_pipeline("x"), nodes)
+        client.prepare_experiment(experiment, "across-restart")
+        client.wait("across-restart", until="ready")
+        client.start_execution("across-restart")
+        client.wait_flag("across-restart", "x-started", FlagValues(int_value=1), timeout=30)
+
+        cluster.stop_controller(signal.SIGKILL)
+        cluster.start_controller()
+        client = cluster.client()
+        client.wait_for_nodes(["a", "b"], timeout=30)  # agents came back by themselves
+
+        # what finished before the restart is all there
+        before = client.get_experiment_status("before")
+        assert before.status is ExperimentStatus.FINISHED
+        assert before.execution_result[0].result.unwrap()["read"] == [
+            Success(FlagValues("kept", 7))
+        ]
+        assert client.get_flag_values("before", "kept") == FlagValues("kept", 7)
+        assert client.get_flag_values("across-restart", "x-started") == FlagValues(None, 1)
+
+        # and the run in progress carries on to the end
+        client.set_flag_values("across-restart", "go", FlagValues("go", 1))
+        info = client.wait("across-restart", timeout=60)
+        assert info.status is ExperimentStatus.FINISHED, info
+        for result in info.execution_result:
+            assert result.state == "finished", result
+            assert result.result.unwrap()["read"] == [Success(FlagValues("go", 1))]
