@@ -42,10 +42,22 @@ class Controller:
         self.endpoint = f"http://127.0.0.1:{port}"
 
     def start(self, timeout: float = 60) -> Controller:
-        args = [*SHOAL, "controller", "--port", str(self.port), "--db", self.db_url,
-                "--agent-token", self.token, *self.extra]
+        args = [
+            *SHOAL,
+            "controller",
+            "--port",
+            str(self.port),
+            "--db",
+            self.db_url,
+            "--agent-token",
+            self.token,
+            *self.extra,
+        ]
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "COLUMNS": "200"},
         )
         deadline = time.monotonic() + timeout
@@ -65,7 +77,9 @@ class Controller:
                 break
         # Keep draining stderr into the log so the pipe never fills up.
         self._drain = subprocess.Popen(
-            ["cat"], stdin=self.proc.stderr, stdout=open(self.log, "a"),  # noqa: SIM115
+            ["cat"],
+            stdin=self.proc.stderr,
+            stdout=open(self.log, "a"),  # noqa: SIM115
         )
         return self
 
@@ -83,7 +97,7 @@ class Controller:
 def start_agent(endpoint: str, token: str, name: str, log: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [*SHOAL, "agent", "--controller", endpoint, "--token", token, "--name", name, *extra],
-        stdout=open(log, "a"),  # noqa: SIM115
+        stdout=open(log, "a"),
         stderr=subprocess.STDOUT,
     )
 

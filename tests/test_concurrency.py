@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from flags_experiment import run_flags_experiment
 
+from flags_experiment import run_flags_experiment
 from shoal import Experiment, FlagValues, LocalCluster, Pipeline
 from shoal.library.flags import AtomicIncrementFlagTask, GetFlagTask
 
@@ -35,8 +35,9 @@ def test_twenty_nodes_increment_one_flag(big_cluster: LocalCluster) -> None:
     assert all(r.result.is_success for r in info.execution_result), info
     assert client.get_flag_values("increments", "counter") == FlagValues(None, CLIENTS)
     # every node saw a distinct count: increments were never lost or merged
-    seen = sorted(list(r.result.unwrap().values())[1][0].unwrap().int_value
-                  for r in info.execution_result)
+    seen = sorted(
+        list(r.result.unwrap().values())[1][0].unwrap().int_value for r in info.execution_result
+    )
     assert seen[-1] == CLIENTS and len(seen) == CLIENTS
 
 

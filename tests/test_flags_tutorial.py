@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from flags_experiment import EXAMPLE, SERVER_VALUES, run_flags_experiment
 
+from flags_experiment import EXAMPLE, SERVER_VALUES, run_flags_experiment
 from shoal import ExperimentStatus, FlagValues, LocalCluster, RemoteClient
 
 
@@ -53,7 +53,6 @@ def test_repeated_runs_are_deterministic(client: RemoteClient) -> None:
 @pytest.mark.timeout(60)
 def test_experiment_repr_matches_the_seed(client: RemoteClient) -> None:
     from flags_experiment import load_example
-
     from shoal import Experiment
 
     example = load_example()

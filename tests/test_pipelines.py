@@ -74,7 +74,17 @@ def test_parallel_steps_and_previous_results(client: RemoteClient) -> None:
 
 @pytest.mark.timeout(60)
 def test_step_that_raises_gives_failure_with_traceback(client: RemoteClient) -> None:
-    pipeline = Pipeline().then(Add(1, 1)).then(Boom(name="boom")).then(Add(2, 2, ))
+    pipeline = (
+        Pipeline()
+        .then(Add(1, 1))
+        .then(Boom(name="boom"))
+        .then(
+            Add(
+                2,
+                2,
+            )
+        )
+    )
     info = run(client, pipeline, "raises")
     assert info.status is ExperimentStatus.FINISHED
     result = info.execution_result[0].result

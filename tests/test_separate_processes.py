@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from conftest import SEED_NODES
 from flags_experiment import SERVER_VALUES, run_flags_experiment
 from pgserver import PostgresServer
 from processes import Controller, free_port, shoal, start_agent, stop_all
-
 from shoal import FlagValues, RemoteClient
 
 
@@ -37,8 +37,14 @@ def test_flags_experiment_on_separate_processes(db_url: str, tmp_path) -> None:
     try:
         for name in SEED_NODES:
             agents.append(
-                start_agent(controller.endpoint, token, name, tmp_path / f"{name}.log",
-                            "--property", f"role={name.split('-')[0]}")
+                start_agent(
+                    controller.endpoint,
+                    token,
+                    name,
+                    tmp_path / f"{name}.log",
+                    "--property",
+                    f"role={name.split('-')[0]}",
+                )
             )
         with RemoteClient(controller.endpoint, "test", "test") as client:
             client.wait_for_nodes(SEED_NODES, timeout=60)
@@ -49,8 +55,12 @@ def test_flags_experiment_on_separate_processes(db_url: str, tmp_path) -> None:
                 "stage 2", 0
             )
         # what an operator sees
-        env = {"SHOAL_ENDPOINT": controller.endpoint, "SHOAL_LOGIN": "test",
-               "SHOAL_PASSWORD": "test", "COLUMNS": "200"}
+        env = {
+            "SHOAL_ENDPOINT": controller.endpoint,
+            "SHOAL_LOGIN": "test",
+            "SHOAL_PASSWORD": "test",
+            "COLUMNS": "200",
+        }
         assert "snl-server-5" in shoal("nodes", env=env)
         assert "FINISHED" in shoal("experiments", env=env)
         flags_out = shoal("flags", "flags-experiment-1", env=env)

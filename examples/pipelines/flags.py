@@ -90,7 +90,9 @@ def main() -> None:
         print(client_nodes)
         print(server_node)
 
-        experiment = Experiment().map(server_pipeline, server_node).map(clients_pipeline, client_nodes)
+        experiment = (
+            Experiment().map(server_pipeline, server_node).map(clients_pipeline, client_nodes)
+        )
         print(experiment)
 
         experiment_name = "flags-experiment-1"

@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-err = Console(stderr=True)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -190,9 +189,10 @@ def controller(
     )
 
     def announce(endpoint: str, token: str) -> None:
-        err.print(
+        click.echo(
             f"shoal controller on {endpoint}; agents join with: "
-            f"shoal agent --controller {endpoint} --token {token}"
+            f"shoal agent --controller {endpoint} --token {token}",
+            err=True,
         )
         if ready_fd is not None:
             with os.fdopen(ready_fd, "w") as ready:
@@ -261,7 +261,7 @@ def agent(
     try:
         asyncio.run(run())
     except* AgentRefused as group:
-        err.print(f"[red]error:[/] {group.exceptions[0]}")
+        click.echo(f"error: {group.exceptions[0]}", err=True)
         sys.exit(2)
 
 

@@ -1,0 +1,137 @@
+"""`shoal up` and the operator commands, as a person would use them."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from processes import shoal
+
+
+def read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([proc.stdout], [], [], max(left, 0))
+        if not ready:
+            raise TimeoutError(f"{marker!r} not printed; got:\n{seen}")
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"exited early ({proc.poll()}):\n{seen}")
+        seen += line
+    return seen
+
+
+@pytest.mark.timeout(120)
+def test_shoal_up_serves_until_ctrl_c(tmp_path) -> None:
+    env = {**os.environ, "COLUMNS": "250"}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "up", "--node", "lab-1", "--node", "lab-2", "--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        banner = read_until(up, "Press Ctrl-C to stop.", 60)
+        assert "shoal is up" in banner and "login: shoal" in banner
+        assert (tmp_path / ".shoal" / "up.env").is_file()
+        children = psutil.Process(up.pid).children(recursive=True)
+        assert len(children) >= 3  # controller and two agents
+
+        # clients in this folder find the running shoal by themselves
+        nodes = subprocess.run(
+            [sys.executable, "-m", "shoal", "nodes"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+        assert nodes.returncode == 0, nodes.stderr
+        assert "lab-1" in nodes.stdout and "lab-2" in nodes.stdout
+        script = (
+            "from shoal import RemoteClient\nprint(sorted(RemoteClient().get_nodes().names()))\n"
+        )
+        listed = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30
+        )
+        assert listed.stdout.strip() == "['lab-1', 'lab-2']", listed.stderr
+
+        up.send_signal(signal.SIGINT)
+        rest = up.communicate(timeout=30)[0]
+        assert up.returncode == 0, rest
+        assert "stopped." in rest
+        _gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"left running: {alive}"
+        assert not (tmp_path / ".shoal" / "up.env").exists()
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+
+
+def test_operator_commands_explain_missing_controller(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "shoal", "nodes"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "no controller endpoint" in done.stderr and "shoal up" in done.stderr
+
+
+def test_help_lists_every_command() -> None:
+    out = shoal("--help")
+    for command in (
+        "up",
+        "controller",
+        "agent",
+        "nodes",
+        "experiments",
+        "status",
+        "cancel",
+        "flags",
+        "user",
+    ):
+        assert command in out
+
+
+@pytest.mark.timeout(60)
+def test_status_and_cancel_on_the_command_line(seed_cluster, client) -> None:
+    from shoal import Experiment, FlagValues, Pipeline
+    from shoal.library.flags import WaitForExactFlagResultTask
+
+    env = {
+        "SHOAL_ENDPOINT": seed_cluster.endpoint,
+        "SHOAL_LOGIN": seed_cluster.login,
+        "SHOAL_PASSWORD": seed_cluster.password,
+        "COLUMNS": "250",
+    }
+    pipeline = Pipeline().then(WaitForExactFlagResultTask("go", FlagValues(int_value=1)))
+    client.prepare_experiment(Experiment().map(pipeline, client.get_nodes().take(2)), "cli-run")
+    client.wait("cli-run", until="ready")
+    client.start_execution("cli-run")
+    assert "RUNNING" in shoal("status", "cli-run", env=env)
+    assert "cli-run" in shoal("experiments", env=env)
+    assert "cancelled cli-run" in shoal("cancel", "cli-run", env=env)
+    assert client.wait("cli-run", timeout=30).status.name == "CANCELLED"
+    missing = subprocess.run(
+        [sys.executable, "-m", "shoal", "status", "nope"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert missing.returncode == 1 and "not found" in missing.stderr

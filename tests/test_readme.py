@@ -1,0 +1,31 @@
+"""The README's pipelines example runs as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.mark.timeout(120)
+def test_readme_python_examples_run(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks
+    for i, code in enumerate(blocks):
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=110
+        )
+        assert done.returncode == 0, f"block {i}:\n{done.stderr}"
+        assert "ExperimentStatus.FINISHED" in done.stdout
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (README.parent / ".ci" / "run").read_text()
+    commands = re.findall(r"```sh\n(python3 -m venv.*?)\n```", README.read_text())
+    assert len(commands) == 2
+    assert commands[1] in ci
