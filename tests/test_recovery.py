@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
+import time
 
 import pytest
 
@@ -13,6 +16,7 @@ from shoal import (
     LocalCluster,
     Pipeline,
     Success,
+    Task,
 )
 from shoal.library.flags import GetFlagTask, SetFlagTask, WaitForExactFlagResultTask
 
@@ -99,3 +103,77 @@ def test_controller_restart_mid_run(tmp_path) -> None:
         for result in info.execution_result:
             assert result.state == "finished", result
             assert result.result.unwrap()["read"] == [Success(FlagValues("go", 1))]
+
+
+class ReadFifo(Task):
+    """Blocks until the test writes to the FIFO: the test's way to say go."""
+
+    def __init__(self, path: str, name: str) -> None:
+        super().__init__(name)
+        self.path = path
+
+    def run(self) -> str:
+        with open(self.path) as fifo:
+            return fifo.read()
+
+
+class WriteFifo(Task):
+    def __init__(self, path: str, text: str, name: str) -> None:
+        super().__init__(name)
+        self.path, self.text = path, text
+
+    def run(self) -> str:
+        with open(self.path, "w") as fifo:
+            fifo.write(self.text)
+        return self.text
+
+
+def read_fifo(path, timeout: float) -> str:
+    """Open a FIFO for reading without blocking forever, then read what the writer sent."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        data = b""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            if not ready:
+                raise TimeoutError(f"nothing written to {path} in {timeout} s")
+            chunk = os.read(fd, 4096)
+            if not chunk and data:
+                return data.decode()
+            data += chunk
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.timeout(120)
+def test_results_finished_while_the_controller_was_down_are_reported(tmp_path) -> None:
+    go, done = tmp_path / "go", tmp_path / "done"
+    os.mkfifo(go)
+    os.mkfifo(done)
+    pipeline = (
+        Pipeline()
+        .then(SetFlagTask("started", FlagValues(int_value=1), name="announce"))
+        .then(ReadFifo(str(go), name="wait-for-go"))
+        .then(WriteFifo(str(done), "finished offline", name="finish"))
+    )
+    with LocalCluster(["a"], workdir=tmp_path / "cluster", heartbeat_timeout=5) as cluster:
+        client = cluster.client()
+        client.prepare_experiment(Experiment().map(pipeline, client.get_nodes()), "offline")
+        client.wait("offline", until="ready")
+        client.start_execution("offline")
+        client.wait_flag("offline", "started", FlagValues(int_value=1), timeout=30)
+
+        cluster.stop_controller(signal.SIGKILL)
+        with open(go, "w") as fifo:  # blocks until the step has opened its end
+            fifo.write("go")
+        assert read_fifo(done, timeout=30) == "finished offline"  # the pipeline is done
+
+        cluster.start_controller()
+        client = cluster.client()
+        info = client.wait("offline", timeout=60)
+        assert info.status is ExperimentStatus.FINISHED
+        steps = info.execution_result[0].result.unwrap()
+        assert steps["wait-for-go"] == [Success("go")]
+        assert steps["finish"] == [Success("finished offline")]
