@@ -135,6 +135,10 @@ def main() -> None:
     except Exception:
         channel.send(LoadFailed(error="could not load the pipeline:\n" + traceback.format_exc()))
         return
+    if "shoal.library.flags" in sys.modules:
+        from shoal.client.executor_flags import warm_up
+
+        warm_up()
     channel.send(Loaded())
     go = threading.Event()
 
