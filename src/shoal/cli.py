@@ -433,6 +433,49 @@ def flags(
     console.print(table)
 
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-v", "--verbose", count=True, help="-v WARN, -vv INFO, -vvv DEBUG.")
+@click.option("--resume", is_flag=True, help="Skip experiments that finished in an earlier run.")
+@click.option("--no-progress", is_flag=True, help="No progress bar; plain log lines.")
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append all output to this file.",
+)
+@click.option("--notify", metavar="URL", help="POST a JSON summary here when the run ends.")
+def exp(
+    paths: tuple[Path, ...],
+    verbose: int,
+    resume: bool,
+    no_progress: bool,
+    log_file: Path | None,
+    notify: str | None,
+) -> None:
+    """Run the @reg_exp experiments in PATHS (files, or folders searched recursively).
+
+    Without SHOAL_ENDPOINT a local cluster is started with one node per server id;
+    with it, server ids name the controller's nodes.
+    """
+    from shoal.runner.discovery import DefinitionError
+    from shoal.runner.execution import RunOptions, run
+
+    options = RunOptions(
+        list(paths),
+        resume=resume,
+        progress=not no_progress,
+        log_file=log_file,
+        notify=notify,
+        verbosity=verbose,
+    )
+    try:
+        code = run(options)
+    except DefinitionError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
 @main.group()
 def user() -> None:
     """Manage users (writes to the controller's database)."""

@@ -17,18 +17,25 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from shoal.agent.command import CommandRunner, put_file
 from shoal.agent.config import AgentConfig
 from shoal.agent.deployment import TERMINAL, DeploymentRunner
 from shoal.agent.metrics import MetricsSampler
 from shoal.protocol import (
     PROTOCOL_VERSION,
     Cancel,
+    CommandAck,
+    CommandInput,
+    CommandKill,
+    CommandSignal,
     ControllerMessage,
     Forget,
     FrameDecoder,
     FrameEncoder,
     Hello,
     Prepare,
+    PutFile,
+    RunCommand,
     Start,
     Welcome,
 )
@@ -47,6 +54,7 @@ class Agent:
         self.config = config
         self.runners: dict[str, DeploymentRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.commands: dict[str, CommandRunner] = {}
         self._outbox: deque[object] = deque(maxlen=OUTBOX_LIMIT)
         self._wake = asyncio.Event()
         self._encoder = FrameEncoder()
@@ -100,6 +108,7 @@ class Agent:
             cpus=self.config.cpus,
             properties=self.config.properties,
             deployments=[r.report() for r in self.runners.values()],
+            commands=list(self.commands),
         )
         await ws.send(self._encoder.encode([hello]))
         log.info("connected to %s as %s", self.config.controller, self.config.name)
@@ -143,6 +152,33 @@ class Agent:
                 self._tg.create_task(self._cancel(runner))
         elif isinstance(message, Forget):
             self._forget(message.deployment)
+        else:
+            self._handle_command(message)
+
+    def _handle_command(self, message: ControllerMessage) -> None:
+        assert self._tg is not None
+        if isinstance(message, RunCommand):
+            if message.command in self.commands:
+                return
+            runner = CommandRunner(message, self.emit)
+            self.commands[runner.id] = runner
+            task = self._tg.create_task(runner.run())
+            task.add_done_callback(lambda _t, cid=runner.id: self.commands.pop(cid, None))
+            return
+        if isinstance(message, PutFile):
+            self.emit(put_file(message))
+            return
+        runner = self.commands.get(message.command)  # type: ignore[union-attr]
+        if runner is None:
+            return
+        if isinstance(message, CommandAck):
+            runner.ack(message.consumed)
+        elif isinstance(message, CommandInput):
+            self._tg.create_task(runner.write_stdin(message.data, message.close))
+        elif isinstance(message, CommandSignal):
+            runner.signal(message.signal)
+        elif isinstance(message, CommandKill):
+            self._tg.create_task(runner.kill(message.grace))
 
     async def _cancel(self, runner: DeploymentRunner) -> None:
         await runner.cancel()

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from shoal.client import serialize
+from shoal.client.commands import CommandChannel
 from shoal.client.settings import resolve
 from shoal.model import (
     Deployment,
@@ -63,10 +64,14 @@ class RemoteClient:
         self._timeout = timeout
         self._http = httpx.Client(base_url=self.endpoint, timeout=httpx.Timeout(timeout))
         self._token: str | None = None
+        self._commands: CommandChannel | None = None
 
     # ------------------------------------------------------------------ plumbing
 
     def close(self) -> None:
+        if self._commands is not None:
+            self._commands.close()
+            self._commands = None
         self._http.close()
 
     def __enter__(self) -> RemoteClient:
@@ -274,6 +279,24 @@ class RemoteClient:
                 return FlagValues(data["text_value"], data["int_value"])
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"flag {flag_name!r} did not become {values!r} in {timeout:g} s")
+
+    def commands(self) -> CommandChannel:
+        """The stream that runs commands on nodes (opened on first use)."""
+        if self._commands is None:
+            if self._token is None:
+                self._authenticate()
+            assert self._token is not None
+            self._commands = CommandChannel(self.endpoint, self._token)
+        return self._commands
+
+    def open_run(self, name: str) -> str:
+        """Open a run (a client-driven experiment) named ``name``; returns its id."""
+        return self._call("POST", "/api/runs", json={"name": name})["id"]
+
+    def finish_run(self, name: str, status: str = "FINISHED", error: str | None = None) -> None:
+        self._call(
+            "POST", f"/api/runs/{_quote(name)}/finish", json={"status": status, "error": error}
+        )
 
     def get_flags(self, experiment_id: str) -> dict[str, FlagValues]:
         data = self._call("GET", f"/api/experiments/{_quote(experiment_id)}/flags")

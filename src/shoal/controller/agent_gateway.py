@@ -13,11 +13,16 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from shoal.controller.batch import WriteBatch
+from shoal.controller.commands import CommandRelay
 from shoal.controller.experiments import ExperimentService
-from shoal.controller.registry import AgentLink, NodeInfo, NodeRegistry
+from shoal.controller.links import Link, write_frames
+from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.protocol import (
     PROTOCOL_VERSION,
     AgentMessage,
+    CommandExit,
+    CommandOutput,
+    CommandStarted,
     FrameDecoder,
     FrameEncoder,
     Heartbeat,
@@ -40,6 +45,7 @@ class AgentGateway:
         db: Database,
         registry: NodeRegistry,
         experiments: ExperimentService,
+        relay: CommandRelay,
         agent_token: str,
         heartbeat_interval: float,
         heartbeat_timeout: float,
@@ -47,6 +53,7 @@ class AgentGateway:
         self.db = db
         self.registry = registry
         self.experiments = experiments
+        self.relay = relay
         self.agent_token = agent_token
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
@@ -79,7 +86,7 @@ class AgentGateway:
         try:
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._reader(ws, link, messages[1:]))
-                await self._writer(ws, link)
+                await write_frames(ws, link, self._encoder)
                 reader.cancel()
         except* (WebSocketDisconnect, RuntimeError):
             pass  # the agent went away while we were writing to it
@@ -91,12 +98,12 @@ class AgentGateway:
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                     await ws.close()
 
-    async def _register(self, hello: Hello) -> AgentLink:
+    async def _register(self, hello: Hello) -> Link:
         old = self.registry.links.pop(hello.name, None)
         if old is not None:
             log.info("agent %s reconnected; closing its previous connection", hello.name)
             old.close()
-        link = AgentLink(hello.name)
+        link = Link(hello.name)
         self.registry.links[hello.name] = link
         node = self.registry.nodes.get(hello.name) or NodeInfo(name=hello.name)
         node.architecture = hello.architecture
@@ -110,6 +117,7 @@ class AgentGateway:
             await node_queries.put_node(
                 conn, hello.name, hello.architecture, hello.cpus, node.properties
             )
+        self.relay.agent_hello(hello.name, hello.commands)
         forget, batch, resend = self.experiments.on_agent_hello(hello.name, hello.deployments)
         link.send(Welcome(heartbeat_interval=self.heartbeat_interval, forget=forget))
         await self.experiments.commit(batch)
@@ -118,7 +126,7 @@ class AgentGateway:
         log.info("agent %s online (%s, %d cpus)", hello.name, hello.architecture, hello.cpus)
         return link
 
-    async def _reader(self, ws: WebSocket, link: AgentLink, pending: list) -> None:
+    async def _reader(self, ws: WebSocket, link: Link, pending: list) -> None:
         """Handle frames until the agent goes away; then let the writer stop too."""
         messages = pending
         try:
@@ -133,7 +141,7 @@ class AgentGateway:
         finally:
             link.close()
 
-    async def _handle(self, link: AgentLink, messages: list) -> None:
+    async def _handle(self, link: Link, messages: list) -> None:
         node = self.registry.nodes.get(link.name)
         if node is not None:
             node.last_seen = time.monotonic()
@@ -150,25 +158,13 @@ class AgentGateway:
                         "memory_used": message.memory_used,
                         "load": message.load,
                     }
+            elif isinstance(message, CommandOutput | CommandStarted | CommandExit):
+                self.relay.from_agent(link.name, message)
             elif isinstance(message, Hello):
                 continue
             else:
                 self.experiments.on_agent_message(link.name, message, batch)
         await self.experiments.commit(batch)
-
-    async def _writer(self, ws: WebSocket, link: AgentLink) -> None:
-        while True:
-            first = await link.outbox.get()
-            if first is None:
-                return
-            batch = [first]
-            while not link.outbox.empty():
-                nxt = link.outbox.get_nowait()
-                if nxt is None:
-                    await ws.send_bytes(self._encoder.encode(batch))
-                    return
-                batch.append(nxt)
-            await ws.send_bytes(self._encoder.encode(batch))
 
     async def watchdog(self) -> None:
         """Mark nodes that went silent offline, and their running work lost."""
@@ -188,6 +184,11 @@ class AgentGateway:
                     link.close()
                 batch = WriteBatch()
                 self.experiments.on_node_lost(name, batch, reason)
+                self.relay.node_lost(
+                    name,
+                    reason
+                    or f"node {name!r} was lost: no heartbeat for {self.heartbeat_timeout:g} s",
+                )
                 async with self.db.write() as conn:
                     await node_queries.set_offline(conn, name)
                 await self.experiments.commit(batch)

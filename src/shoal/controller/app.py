@@ -11,9 +11,17 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI, WebSocket
 
 from shoal import taskdump
-from shoal.controller import routes_auth, routes_experiments, routes_flags, routes_nodes
+from shoal.controller import (
+    routes_auth,
+    routes_experiments,
+    routes_flags,
+    routes_nodes,
+    routes_runs,
+)
 from shoal.controller.agent_gateway import AgentGateway
 from shoal.controller.auth import Authenticator, hash_password
+from shoal.controller.client_gateway import ClientGateway
+from shoal.controller.commands import CommandRelay
 from shoal.controller.config import ControllerConfig
 from shoal.controller.experiments import ExperimentService
 from shoal.controller.flags import FlagService
@@ -53,10 +61,18 @@ async def build_services(config: ControllerConfig) -> Services:
     flags = FlagService(db)
     experiments = ExperimentService(db, registry, flags, auth, config.heartbeat_timeout)
     await experiments.load()
+    relay = CommandRelay(db, registry)
     gateway = AgentGateway(
-        db, registry, experiments, agent_token, config.heartbeat_interval, config.heartbeat_timeout
+        db,
+        registry,
+        experiments,
+        relay,
+        agent_token,
+        config.heartbeat_interval,
+        config.heartbeat_timeout,
     )
-    return Services(config, db, auth, registry, flags, experiments, gateway)
+    clients = ClientGateway(auth, relay)
+    return Services(config, db, auth, registry, flags, experiments, gateway, relay, clients)
 
 
 def create_app(
@@ -76,11 +92,15 @@ def create_app(
         if on_ready is not None:
             on_ready(svc)
         async with asyncio.TaskGroup() as tg:
-            watchdog = tg.create_task(svc.gateway.watchdog())
+            background = [
+                tg.create_task(svc.gateway.watchdog()),
+                tg.create_task(svc.relay.recorder()),
+            ]
             try:
                 yield
             finally:
-                watchdog.cancel()
+                for task in background:
+                    task.cancel()
                 for link in list(svc.registry.links.values()):
                     link.close()
         await svc.db.close()
@@ -95,9 +115,15 @@ def create_app(
     app.include_router(routes_nodes.router)
     app.include_router(routes_experiments.router)
     app.include_router(routes_flags.router)
+    app.include_router(routes_runs.router)
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
+    app.add_api_websocket_route("/api/commands/ws", _client_ws)
     return app
 
 
 async def _agent_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.gateway.serve(websocket)
+
+
+async def _client_ws(websocket: WebSocket) -> None:
+    await websocket.app.state.services.clients.serve(websocket)

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from shoal.protocol import (
     Start,
     StepResult,
 )
+from shoal.store import commands as command_queries
 from shoal.store import experiments as exp_queries
 from shoal.store import users as user_queries
 from shoal.store.database import Database
@@ -127,7 +129,14 @@ class ExperimentService:
         name: str,
         deployments: list[NewDeployment],
         kind: str = "pipelines",
+        on_create: Callable[[Any, str, list[str]], Awaitable[None]] | None = None,
     ) -> str:
+        """Create the experiment and send its deployments to the agents.
+
+        ``on_create(conn, experiment_id, deployment_ids)`` runs inside the
+        transaction that creates the experiment, so a front-end's own rows are
+        stored together with it or not at all.
+        """
         check_name(name)
         if not deployments:
             raise bad_request(f"experiment {name!r} has no deployments: map a pipeline to nodes")
@@ -181,11 +190,49 @@ class ExperimentService:
                     await user_queries.add_token(
                         conn, digest, "executor", principal.user_id, experiment_id=experiment_id
                     )
+                if on_create is not None:
+                    await on_create(conn, experiment_id, [row["id"] for row in rows])
             self.live[experiment_id] = live
             self.deployments.update(live.deployments)
             for node, message in messages:
                 self._send(node, message)
         return name
+
+    async def create_run(self, principal: Principal, name: str) -> str:
+        """Open a run of the runner front-end: an experiment driven by the client.
+
+        A later run with the same name replaces the earlier one (the runner's
+        experiments are named after their functions and parameters).
+        """
+        check_name(name)
+        async with self._lock:
+            async with self.db.read() as conn:
+                old = await exp_queries.find_experiment(conn, principal.user_id, name)
+            if old is not None and old["kind"] != "runner":
+                raise conflict(f"the name {name!r} is taken by a {old['kind']} experiment")
+            experiment_id = str(uuid.uuid4())
+            async with self.db.write() as conn:
+                if old is not None:
+                    await command_queries.delete_commands(conn, old["id"])
+                    await exp_queries.delete_experiment(conn, old["id"])
+                await exp_queries.create_experiment(
+                    conn, experiment_id, principal.user_id, name, "runner", "RUNNING", []
+                )
+                await exp_queries.update_experiment(conn, experiment_id, started_at=time.time())
+        await self._notify()
+        return experiment_id
+
+    async def finish_run(
+        self, principal: Principal, name: str, status: str, error: str | None
+    ) -> None:
+        row = await self.find(principal, name)
+        if row["kind"] != "runner":
+            raise conflict(f"{name!r} is a {row['kind']} experiment, not a run")
+        async with self.db.write() as conn:
+            await exp_queries.update_experiment(
+                conn, row["id"], status=status, error=error, finished_at=time.time()
+            )
+        await self._notify()
 
     def _prepare_message(
         self,
@@ -289,6 +336,7 @@ class ExperimentService:
                     self.deployments.pop(dep.id, None)
             async with self.db.write() as conn:
                 await user_queries.delete_experiment_tokens(conn, row["id"])
+                await command_queries.delete_commands(conn, row["id"])
                 await exp_queries.delete_experiment(conn, row["id"])
             self.flags.drop_experiment(row["id"])
             self.auth.forget_experiment(row["id"])
@@ -302,6 +350,7 @@ class ExperimentService:
                 raise not_found("experiment was deleted")
             deps = await exp_queries.list_deployments(conn, experiment_id)
             steps = await exp_queries.list_step_results(conn, [d["id"] for d in deps])
+            commands = await command_queries.list_commands(conn, experiment_id)
         return {
             "id": row["id"],
             "name": row["name"],
@@ -312,6 +361,25 @@ class ExperimentService:
             "started_at": row["started_at"],
             "finished_at": row["finished_at"],
             "deployments": [self._describe_deployment(d, steps[d["id"]]) for d in deps],
+            "commands": [
+                {
+                    k: c[k]
+                    for k in (
+                        "id",
+                        "node",
+                        "cmd",
+                        "pid",
+                        "started_at",
+                        "finished_at",
+                        "return_code",
+                        "error",
+                        "stdout",
+                        "stderr",
+                        "truncated",
+                    )
+                }
+                for c in commands
+            ],
         }
 
     def _describe_deployment(self, d: dict[str, Any], steps: list[dict[str, Any]]) -> dict:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoal.protocol import ControllerMessage
+from shoal.controller.links import Link
 
 
 @dataclass
@@ -34,31 +34,13 @@ class NodeInfo:
         }
 
 
-class AgentLink:
-    """One live WebSocket to an agent; messages are queued and sent in batches."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.outbox: asyncio.Queue[ControllerMessage | None] = asyncio.Queue()
-        self.closed = asyncio.Event()
-
-    def send(self, message: ControllerMessage) -> None:
-        if not self.closed.is_set():
-            self.outbox.put_nowait(message)
-
-    def close(self) -> None:
-        if not self.closed.is_set():
-            self.closed.set()
-            self.outbox.put_nowait(None)
-
-
 class NodeRegistry:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeInfo] = {}
-        self.links: dict[str, AgentLink] = {}
+        self.links: dict[str, Link] = {}
         self.changed = asyncio.Condition()
 
-    def link(self, name: str) -> AgentLink | None:
+    def link(self, name: str) -> Link | None:
         return self.links.get(name)
 
     def is_online(self, name: str) -> bool:

@@ -9,6 +9,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shoal.controller.agent_gateway import AgentGateway
 from shoal.controller.auth import Authenticator, Principal
+from shoal.controller.client_gateway import ClientGateway
+from shoal.controller.commands import CommandRelay
 from shoal.controller.config import ControllerConfig
 from shoal.controller.errors import forbidden, unauthorized
 from shoal.controller.experiments import ExperimentService
@@ -26,6 +28,8 @@ class Services:
     flags: FlagService
     experiments: ExperimentService
     gateway: AgentGateway
+    relay: CommandRelay
+    clients: ClientGateway
 
 
 def services(request: Request) -> Services:

@@ -146,3 +146,27 @@ log_lines = Table(
     Column("line", Text, nullable=False),
     Index("ix_log_lines_deployment", "deployment_id", "id"),
 )
+
+# Commands run for a client (the runner front-end); written when they end.
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column(
+        "experiment_id",
+        String(36),
+        ForeignKey("experiments.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("node", String(255), nullable=False),
+    Column("cmd", Text, nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("return_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("stdout", Text, nullable=False),
+    Column("stderr", Text, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Index("ix_commands_experiment", "experiment_id", "started_at"),
+)

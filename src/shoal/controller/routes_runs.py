@@ -1,0 +1,41 @@
+"""Runs of the runner front-end: experiments driven command by command from a client."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import Field, StrictStr
+
+from shoal.controller.auth import Principal
+from shoal.controller.schemas import _Strict
+from shoal.controller.services import Services, services, user
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+
+class RunIn(_Strict):
+    name: StrictStr = Field(min_length=1, max_length=200)
+
+
+class FinishIn(_Strict):
+    status: StrictStr = Field(pattern="^(FINISHED|FAILED|CANCELLED)$")
+    error: StrictStr | None = None
+
+
+@router.post("", summary="Open a run (replaces an earlier run of the same name)")
+async def open_run(
+    body: RunIn, caller: Principal = Depends(user), svc: Services = Depends(services)
+) -> dict:
+    experiment_id = await svc.experiments.create_run(caller, body.name)
+    svc.relay.run_owners[experiment_id] = caller.user_id
+    return {"id": experiment_id, "name": body.name}
+
+
+@router.post("/{name}/finish", summary="Close a run with its outcome")
+async def finish_run(
+    name: str, body: FinishIn, caller: Principal = Depends(user), svc: Services = Depends(services)
+) -> dict:
+    row = await svc.experiments.find(caller, name)
+    await svc.relay.flush()
+    await svc.experiments.finish_run(caller, name, body.status, body.error)
+    svc.relay.run_owners.pop(row["id"], None)
+    return {"name": name, "status": body.status}

@@ -1,0 +1,94 @@
+"""The handle ``run_cmd`` returns: wait for, feed, signal or kill a command on a node."""
+
+from __future__ import annotations
+
+import logging
+import signal as signals
+from typing import TYPE_CHECKING
+
+from shoal.client.commands import CommandState
+from shoal.runner.context import RunContext
+from shoal.runner.handlers import flush
+
+if TYPE_CHECKING:
+    from shoal.runner.server import Server
+
+log = logging.getLogger("shoal.runner")
+
+
+class CommandError(Exception):
+    """The command could not run or was cut off (unknown node, node lost, connection lost)."""
+
+
+class BadReturnCode(Exception):
+    """A command ended with a non-zero return code in an experiment with raise_on_rc=True."""
+
+    def __init__(self, server: str, cmd: str, code: int, detail: str = "") -> None:
+        super().__init__(f"{server}: {cmd!r} returned {code}{detail}")
+        self.server, self.cmd, self.code = server, cmd, code
+
+
+class Command:
+    def __init__(self, context: RunContext, server: Server, state: CommandState) -> None:
+        self._context = context
+        self.server = server
+        self._state = state
+        self._killed = False
+
+    @property
+    def cmd(self) -> str:
+        return self._state.cmd
+
+    @property
+    def pid(self) -> int | None:
+        """The process id on the node (waits briefly for the command to start)."""
+        self._state.started.wait(30)
+        return self._state.pid
+
+    def wait(self, block: bool = True) -> int | None:
+        """The return code; with ``block=False``, None while the command still runs."""
+        if not block and not self._state.done.is_set():
+            return None
+        self._state.done.wait()
+        return self._outcome()
+
+    def _outcome(self) -> int | None:
+        state = self._state
+        if state.code is None:
+            raise CommandError(f"{self.server.id}: {state.cmd!r}: {state.error}")
+        if state.timed_out:
+            log.warning("%s: %r %s", self.server.id, state.cmd, state.error)
+        if state.code != 0 and self._context.raise_on_rc and not self._killed:
+            detail = f" ({state.error})" if state.error else ""
+            raise BadReturnCode(self.server.id, state.cmd, state.code, detail)
+        return state.code
+
+    def kill(self) -> int | None:
+        """End the command and everything it started (TERM, then KILL); its return code."""
+        if not self._state.done.is_set():
+            self._killed = True
+            self._context.channel.kill(self._state.id)
+            self._state.done.wait()
+        return self._state.code
+
+    def stdin(self, text: str | bytes, close: bool = False) -> None:
+        """Write to the command's stdin ("\\n" ends a line); ``close=True`` sends EOF."""
+        data = text.encode() if isinstance(text, str) else text
+        self._context.channel.write(self._state.id, data, close)
+
+    def signal(self, sig: int | signals.Signals) -> None:
+        """Send a signal to the command's process group."""
+        self._context.channel.signal(self._state.id, int(sig))
+
+    @property
+    def done(self) -> bool:
+        return self._state.done.is_set()
+
+    def __repr__(self) -> str:
+        state = "running" if not self.done else f"rc={self._state.code}"
+        return f"<Command {self.server.id}: {self._state.cmd!r} {state}>"
+
+
+def finished(state: CommandState, handlers: list) -> None:
+    for handler in handlers:
+        flush(handler)

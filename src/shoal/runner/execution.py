@@ -1,0 +1,275 @@
+"""Running the discovered experiments: nodes, order, restarts, resume, progress, summary."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console as RichConsole
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shoal.client.local_cluster import LocalCluster
+from shoal.client.remote import RemoteClient
+from shoal.client.settings import lookup
+from shoal.runner import output
+from shoal.runner.actions import Action
+from shoal.runner.context import RunContext, activate
+from shoal.runner.discovery import DefinitionError, discover
+from shoal.runner.notify import post_summary
+from shoal.runner.registry import ExperimentSpec
+from shoal.runner.resume import ResumeState
+
+log = logging.getLogger("shoal.runner")
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # finished | failed | skipped
+    seconds: float = 0.0
+    runs: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RunOptions:
+    paths: list[Path]
+    resume: bool = False
+    progress: bool = True
+    log_file: Path | None = None
+    notify: str | None = None
+    verbosity: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def controller_name(spec: ExperimentSpec) -> str:
+    return spec.name.replace("/", "_")[:200]
+
+
+def resolve_nodes(client: RemoteClient, specs: list[ExperimentSpec]) -> dict[str, str]:
+    """Server id -> node name; by name first, then by an address the node reports."""
+    nodes = client.raw_nodes(include_offline=True)
+    by_name = {n["name"]: n for n in nodes}
+    mapping, unknown = {}, []
+    for spec in specs:
+        for server in spec.servers:
+            if server.id in mapping:
+                continue
+            if server.id in by_name:
+                mapping[server.id] = server.id
+                continue
+            match = [
+                n["name"]
+                for n in nodes
+                if server.ip in (n["properties"].get("ip"), n["properties"].get("hostname"))
+            ]
+            if len(match) == 1:
+                mapping[server.id] = match[0]
+            else:
+                unknown.append(f"{server.id} ({server.ip})")
+    if unknown:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise DefinitionError(
+            f"no node for server(s) {', '.join(unknown)} on {client.endpoint} (nodes: {known})"
+        )
+    offline = sorted({node for node in mapping.values() if not by_name[node]["online"]})
+    if offline:
+        raise DefinitionError(f"node(s) offline: {', '.join(offline)}")
+    return mapping
+
+
+@contextlib.contextmanager
+def connect(specs: list[ExperimentSpec]) -> Iterator[tuple[RemoteClient, dict[str, str]]]:
+    """The configured controller, or a local cluster with one node per server id."""
+    if lookup("SHOAL_ENDPOINT"):
+        with RemoteClient() as client:
+            yield client, resolve_nodes(client, specs)
+        return
+    ids: list[str] = []
+    for spec in specs:
+        ids += [s.id for s in spec.servers if s.id not in ids]
+    log.info("no SHOAL_ENDPOINT: starting a local cluster with nodes %s", ", ".join(ids))
+    with LocalCluster(ids) as cluster, cluster.client() as client:
+        yield client, {i: i for i in ids}
+
+
+def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: ExperimentSpec) -> Outcome:
+    name = controller_name(spec)
+    experiment_id = client.open_run(name)
+    context = RunContext(client.commands(), nodes, experiment_id, spec.raise_on_rc)
+    started = time.perf_counter()
+    runs, error = 0, None
+    activate(context)
+    try:
+        while True:
+            runs += 1
+            try:
+                result = spec.func(spec.servers, **spec.params)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("%s failed:\n%s", spec.name, traceback.format_exc().rstrip())
+                result = None
+            finally:
+                _end_commands(context)
+            restart = result is Action.RESTART and error is None
+            if restart and (spec.max_restarts == 0 or runs < spec.max_restarts):
+                log.warning("%s asked for a restart (run %d)", spec.name, runs + 1)
+                continue
+            break
+    finally:
+        activate(None)
+    status = "failed" if error else "finished"
+    client.finish_run(name, "FAILED" if error else "FINISHED", error)
+    return Outcome(spec.name, status, time.perf_counter() - started, runs, error)
+
+
+def _end_commands(context: RunContext) -> None:
+    """Commands still running when the function returns are killed, on every node."""
+    with context.lock:
+        running, context.running = list(context.running), []
+    for command in running:
+        if not command.done:
+            log.info("killing %r: the experiment returned", command)
+            command.kill()
+
+
+class ProgressDisplay:
+    """A rich progress bar over experiments, with log records and Console lines above it."""
+
+    def __init__(self, enabled: bool, tee: TextIO | None, total: int) -> None:
+        self.console = RichConsole(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task("experiments", total=total)
+        self.enabled = enabled
+        self.tee = tee
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.enabled:
+            self.progress.start()
+            printer = self._print
+        else:
+            printer = None
+        output.route(printer, self.tee)
+        return self
+
+    def _print(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def step(self, description: str, advance: int = 0) -> None:
+        self.progress.update(self.task, description=description, advance=advance)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+        output.route(None)
+
+
+def setup_logging(
+    verbosity: int, progress: ProgressDisplay | None, log_file: TextIO | None
+) -> None:
+    # -v WARN, -vv INFO, -vvv DEBUG, as distexprunner's users know them.
+    level = {0: logging.WARNING, 1: logging.WARNING, 2: logging.INFO}.get(verbosity, logging.DEBUG)
+    root = logging.getLogger("shoal")
+    root.setLevel(level)
+    root.handlers.clear()
+    console = progress.console if progress else RichConsole(stderr=True)
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    handler.setLevel(level)
+    root.addHandler(handler)
+    if log_file is not None:
+        file_handler = logging.StreamHandler(log_file)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        file_handler.setLevel(logging.DEBUG)
+        root.addHandler(file_handler)
+        root.setLevel(logging.DEBUG)
+
+
+def run(options: RunOptions) -> int:
+    """Run every experiment found in ``options.paths``; the exit status of `shoal exp`."""
+    log_file = open(options.log_file, "a", encoding="utf-8") if options.log_file else None  # noqa: SIM115
+    try:
+        return _run(options, log_file)
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+
+def _run(options: RunOptions, log_file: TextIO | None) -> int:
+    setup_logging(options.verbosity, None, log_file)
+    specs = discover(options.paths)
+    if not specs:
+        raise DefinitionError(f"no @reg_exp experiments in {', '.join(map(str, options.paths))}")
+    state = ResumeState(specs, options.resume)
+    started = time.time()
+    outcomes = options.outcomes
+    with (
+        connect(specs) as (client, nodes),
+        ProgressDisplay(options.progress, log_file, len(specs)) as display,
+    ):
+        setup_logging(options.verbosity, display, log_file)
+        stopped: str | None = None
+        for spec in specs:
+            if options.resume and state.finished(spec):
+                outcomes.append(Outcome(spec.name, "skipped", error="finished in an earlier run"))
+                display.step(f"skip {spec.name}", advance=1)
+                continue
+            if stopped and not spec.run_always:
+                outcomes.append(Outcome(spec.name, "skipped", error=f"run stopped: {stopped}"))
+                display.step(f"skip {spec.name}", advance=1)
+                continue
+            display.step(spec.name)
+            outcome = run_experiment(client, nodes, spec)
+            outcomes.append(outcome)
+            display.step(spec.name, advance=1)
+            if outcome.status == "finished":
+                state.mark(spec)
+            elif stopped is None:
+                stopped = f"{spec.name} failed"
+    summary = _summary(outcomes, time.time() - started)
+    output.emit(summary["text"])
+    if options.notify:
+        post_summary(options.notify, summary)
+    return 0 if summary["failed"] == 0 else 1
+
+
+def _summary(outcomes: list[Outcome], seconds: float) -> dict[str, Any]:
+    counts = {
+        s: sum(1 for o in outcomes if o.status == s) for s in ("finished", "failed", "skipped")
+    }
+    text = (
+        f"shoal exp: {counts['finished']} finished, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped in {seconds:.1f} s"
+    )
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        text += "\n" + "\n".join(f"  failed: {o.name}: {o.error}" for o in failed)
+    return {
+        "text": text,
+        "total": len(outcomes),
+        **counts,
+        "seconds": round(seconds, 3),
+        "experiments": [
+            {
+                "name": o.name,
+                "status": o.status,
+                "seconds": round(o.seconds, 3),
+                "runs": o.runs,
+                "error": o.error,
+            }
+            for o in outcomes
+        ],
+    }

@@ -1,0 +1,153 @@
+"""Servers (nodes) an experiment runs commands on, and lists of them."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from shoal.runner import handlers as out
+from shoal.runner.command import Command, finished
+from shoal.runner.context import current
+
+DEFAULT_PORT = 20000
+
+
+class Server:
+    """A node by its shoal name (``id``); ``ip`` and ``port`` are kept as attributes.
+
+    Extra keyword arguments become attributes, for filtering::
+
+        Server("node01", "10.0.0.1", 20000, gpu=True)
+    """
+
+    def __init__(self, id: str, ip: str, port: int = DEFAULT_PORT, **attributes: Any) -> None:
+        if not isinstance(id, str) or not id:
+            raise TypeError(f"a Server id must be a non-empty string, got {id!r}")
+        self.id = id
+        self.ip = ip
+        self.port = port
+        self.attributes = dict(attributes)
+        for key, value in attributes.items():
+            setattr(self, key, value)
+        self.working_directory: str | None = None
+
+    def cd(self, directory: str) -> None:
+        """Run later commands in ``directory`` (relative to the current one)."""
+        base = self.working_directory
+        self.working_directory = (
+            posixpath.join(base, directory) if base and not directory.startswith("/") else directory
+        )
+
+    def run_cmd(
+        self,
+        cmd: str,
+        stdout: Any = None,
+        stderr: Any = None,
+        stdin: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Command:
+        """Start ``cmd`` on this node and return at once; its output reaches the handlers live.
+
+        ``stdin`` given: written to the command and closed. Not given: write later with
+        ``cmd.stdin(...)``.
+        """
+        context = current()
+        on_stdout = out.combine(stdout, out.Console(fmt=f"{self.id}: %s"))
+        on_stderr = out.combine(stderr, out.Console(fmt=f"{self.id}: %s"))
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        state = context.channel.run(
+            context.nodes[self.id],
+            cmd,
+            handlers={"stdout": on_stdout, "stderr": on_stderr},
+            experiment=context.experiment_id,
+            env={k: str(v) for k, v in (env or {}).items()},
+            cwd=self.working_directory,
+            timeout=timeout,
+            stdin=data,
+            on_exit=lambda s: finished(s, [on_stdout, on_stderr]),
+        )
+        command = Command(context, self, state)
+        with context.lock:
+            context.running.append(command)
+        return command
+
+    def send_file(self, src: str | os.PathLike[str], target: str) -> None:
+        """Upload a local file to ``target`` on the node (relative to the working directory)."""
+        context = current()
+        source = Path(src)
+        if self.working_directory and not target.startswith("/"):
+            target = posixpath.join(self.working_directory, target)
+        context.channel.put_file(
+            context.nodes[self.id], target, source.read_bytes(), source.stat().st_mode & 0o777
+        )
+
+    def __repr__(self) -> str:
+        return f"Server({self.id!r}, {self.ip!r}, {self.port})"
+
+
+Selector = int | str | slice | Callable[[Server], bool] | tuple
+
+
+class ServerList:
+    """The servers of an experiment; index by position, id, slice, filter or a tuple of these.
+
+    ::
+
+        servers[0]; servers["node01"]; servers[1:]; servers[lambda s: s.gpu]
+        servers[0, "node03"]
+    """
+
+    def __init__(self, *servers: Server, working_directory: str | None = None) -> None:
+        for s in servers:
+            if not isinstance(s, Server):
+                raise TypeError(f"ServerList takes Server objects, got {s!r}")
+        ids = [s.id for s in servers]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"server ids must be unique in a ServerList: {duplicates}")
+        self._servers = list(servers)
+        if working_directory is not None:
+            self.cd(working_directory)
+
+    def __getitem__(self, key: Selector) -> Any:
+        if isinstance(key, int):
+            return self._servers[key]
+        if isinstance(key, str):
+            for s in self._servers:
+                if s.id == key:
+                    return s
+            raise KeyError(f"no server {key!r} in this list: {[s.id for s in self._servers]}")
+        if isinstance(key, slice):
+            return ServerList(*self._servers[key])
+        if isinstance(key, tuple):
+            picked: list[Server] = []
+            for part in key:
+                got = self[part]
+                for s in got if isinstance(got, ServerList) else [got]:
+                    if s not in picked:
+                        picked.append(s)
+            return ServerList(*picked)
+        if callable(key):
+            return ServerList(*[s for s in self._servers if key(s)])
+        raise TypeError(f"cannot index a ServerList with {key!r}")
+
+    def __iter__(self) -> Iterator[Server]:
+        return iter(self._servers)
+
+    def __len__(self) -> int:
+        return len(self._servers)
+
+    def cd(self, directory: str) -> None:
+        for s in self._servers:
+            s.cd(directory)
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.id for s in self._servers]
+
+    def __repr__(self) -> str:
+        return f"ServerList({', '.join(repr(s) for s in self._servers)})"
