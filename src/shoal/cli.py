@@ -397,6 +397,16 @@ def status(
                     s["text"],
                 )
             console.print(table)
+    if e.get("commands"):
+        table = Table("node", "command", "rc", "seconds", "output (last line)")
+        for c in e["commands"]:
+            seconds = (c["finished_at"] or c["started_at"]) - c["started_at"]
+            tail = (c["stdout"].strip().splitlines() or [""])[-1][:60]
+            rc = "-" if c["return_code"] is None else str(c["return_code"])
+            if c["error"]:
+                rc += f" ({c['error']})"
+            table.add_row(c["node"], c["cmd"], rc, f"{seconds:.3f}", tail)
+        console.print(table)
     if show_logs:
         for line in client.get_logs(name):
             console.print(

@@ -174,7 +174,7 @@ class Agent:
         if isinstance(message, CommandAck):
             runner.ack(message.consumed)
         elif isinstance(message, CommandInput):
-            self._tg.create_task(runner.write_stdin(message.data, message.close))
+            runner.write_stdin(message.data, message.close)
         elif isinstance(message, CommandSignal):
             runner.signal(message.signal)
         elif isinstance(message, CommandKill):

@@ -29,6 +29,10 @@ class CommandRunner:
         self._acked = asyncio.Event()
         self._timed_out = False
         self._killed = False
+        # Input may arrive before the process exists; a queue keeps it, in order.
+        self._stdin: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
+        if spec.stdin is not None:
+            self._stdin.put_nowait((spec.stdin, True))
 
     async def run(self) -> None:
         """Start, stream, and report the exit; never raises (but may be cancelled)."""
@@ -42,14 +46,12 @@ class CommandRunner:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._pump(self.proc.stdout, "stdout"))
                 tg.create_task(self._pump(self.proc.stderr, "stderr"))
-                if self.spec.stdin is not None:
-                    tg.create_task(self.write_stdin(self.spec.stdin, close=True))
-                watchdog = (
-                    tg.create_task(self._timeout(self.spec.timeout)) if self.spec.timeout else None
-                )
+                helpers = [tg.create_task(self._feed_stdin())]
+                if self.spec.timeout:
+                    helpers.append(tg.create_task(self._timeout(self.spec.timeout)))
                 code = await self.proc.wait()
-                if watchdog is not None:
-                    watchdog.cancel()
+                for helper in helpers:
+                    helper.cancel()
         except asyncio.CancelledError:
             await asyncio.shield(self.kill(grace=0.2))
             raise
@@ -70,7 +72,9 @@ class CommandRunner:
         }
         if _SHELL_SYNTAX.search(self.spec.cmd) is None and self.spec.cmd.strip():
             argv = shlex.split(self.spec.cmd)
-            return await asyncio.create_subprocess_exec(*argv, **common)
+            # Builtins (exit, cd, ...) and missing programs are the shell's business.
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                return await asyncio.create_subprocess_exec(*argv, **common)
         return await asyncio.create_subprocess_shell(self.spec.cmd, **common)
 
     async def _pump(self, stream: asyncio.StreamReader | None, name: str) -> None:
@@ -93,15 +97,21 @@ class CommandRunner:
         self._timed_out = True
         await self.kill(grace=1.0)
 
-    async def write_stdin(self, data: bytes, close: bool) -> None:
-        if self.proc is None or self.proc.stdin is None or self.proc.stdin.is_closing():
-            return
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            if data:
-                self.proc.stdin.write(data)
-                await self.proc.stdin.drain()
-            if close:
-                self.proc.stdin.close()
+    def write_stdin(self, data: bytes, close: bool) -> None:
+        self._stdin.put_nowait((data, close))
+
+    async def _feed_stdin(self) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        pipe = self.proc.stdin
+        while True:
+            data, close = await self._stdin.get()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                if data:
+                    pipe.write(data)
+                    await pipe.drain()
+                if close:
+                    pipe.close()
+                    return
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.returncode is None:

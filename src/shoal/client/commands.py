@@ -8,6 +8,7 @@ experiment calling ``wait()``) still sees output flow.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -91,12 +92,16 @@ class CommandChannel:
 
     def __init__(self, endpoint: str, token: str) -> None:
         url = endpoint.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-        self._ws: ClientConnection = connect(
-            url + "/api/commands/ws",
-            additional_headers={"Authorization": f"Bearer {token}"},
-            max_size=256 * 1024 * 1024,
-            compression=None,  # output is streamed as is; deflate costs more than it saves here
-            open_timeout=10,
+        self._stack = contextlib.ExitStack()
+        # Entered as a context manager: websockets warns about bare connections.
+        self._ws: ClientConnection = self._stack.enter_context(
+            connect(
+                url + "/api/commands/ws",
+                additional_headers={"Authorization": f"Bearer {token}"},
+                max_size=256 * 1024 * 1024,
+                compression=None,  # output is streamed as is; deflate costs more than it saves here
+                open_timeout=10,
+            )
         )
         self._encoder = FrameEncoder()
         self._decoder: FrameDecoder[ClientEvent] = FrameDecoder(ClientEvent)
@@ -217,5 +222,5 @@ class CommandChannel:
             state.done.set()
 
     def close(self) -> None:
-        self._ws.close()
+        self._stack.close()
         self._reader.join(timeout=10)
