@@ -24,7 +24,15 @@ def test_page_code_runs(page: Path, tmp_path: Path) -> None:
         pytest.skip(f"{page.name} has no python code")
     script = tmp_path / f"{page.stem}.py"
     script.write_text(code)
+    # A runner page is a file of experiments: it runs the way its users run it.
+    command = ["-m", "shoal", "exp", "--no-progress"] if "@reg_exp" in code else []
     done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=140
+        [sys.executable, *command, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=140,
     )
     assert done.returncode == 0, f"{page.name}:\n{done.stdout}\n{done.stderr}"
+    if command:
+        assert " 0 failed" in done.stdout, done.stdout

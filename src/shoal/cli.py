@@ -251,6 +251,7 @@ def agent(
         from shoal import taskdump
 
         taskdump.install()
+        _fast_child_watcher()
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -263,6 +264,23 @@ def agent(
     except* AgentRefused as group:
         click.echo(f"error: {group.exceptions[0]}", err=True)
         sys.exit(2)
+
+
+def _fast_child_watcher() -> None:
+    """On Python 3.11, wait for children with pidfds instead of a thread per process.
+
+    (3.12 does this by itself; the thread costs a command's round trip ~0.3 ms.)
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.suppress(OSError, NotImplementedError):
+        warnings.simplefilter("ignore", DeprecationWarning)
+        os.close(os.pidfd_open(os.getpid()))  # the kernel supports pidfds
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
 
 
 # ----------------------------------------------------------------- operators

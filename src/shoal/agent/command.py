@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import shlex
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from shoal.protocol import CommandExit, CommandOutput, CommandStarted, PutFile, RunCommand
 
+log = logging.getLogger("shoal.agent")
 Emit = Callable[[object], None]
 CHUNK = 64 * 1024
 # A line with none of these runs without a shell: one exec less per command.
@@ -36,6 +38,16 @@ class CommandRunner:
 
     async def run(self) -> None:
         """Start, stream, and report the exit; never raises (but may be cancelled)."""
+        try:
+            await self._run()
+        except Exception as exc:
+            # One command going wrong must not take the agent (and every other task) down.
+            log.exception("command %s failed inside the agent", self.id)
+            with contextlib.suppress(Exception):
+                await self.kill(grace=0.1)
+            self.emit(CommandExit(command=self.id, error=f"agent error: {exc!r}"))
+
+    async def _run(self) -> None:
         try:
             self.proc = await self._spawn()
         except OSError as exc:

@@ -60,24 +60,34 @@ class CommandState:
 
     def feed(self, stream: str, data: bytes) -> None:
         buffered = self._partial.get(stream, b"") + data
-        *lines, rest = buffered.split(b"\n")
-        self._partial[stream] = rest
+        end = buffered.rfind(b"\n")
+        if end < 0:
+            self._partial[stream] = buffered
+            return
+        self._partial[stream] = buffered[end + 1 :]
         handler = self.handlers.get(stream)
         if handler is not None:
-            for line in lines:
-                handler(_text(line))
+            # One decode per chunk, and whole lines only: a UTF-8 sequence split
+            # across chunks stays intact. Bad bytes become U+FFFD, never an error.
+            text = buffered[:end].decode("utf-8", errors="replace")
+            deliver(handler, text.replace("\r\n", "\n").split("\n"))
 
     def flush(self) -> None:
         for stream, rest in self._partial.items():
             handler = self.handlers.get(stream)
             if rest and handler is not None:
-                handler(_text(rest))
+                deliver(handler, [rest.removesuffix(b"\r").decode("utf-8", errors="replace")])
         self._partial.clear()
 
 
-def _text(line: bytes) -> str:
-    # Output that is not UTF-8 is shown with replacement characters, never an error.
-    return line.removesuffix(b"\r").decode("utf-8", errors="replace")
+def deliver(handler: LineHandler, lines: list[str]) -> None:
+    """Hand ``lines`` to a handler: all at once if it has ``write_lines``, else one by one."""
+    bulk = getattr(handler, "write_lines", None)
+    if bulk is not None:
+        bulk(lines)
+    else:
+        for line in lines:
+            handler(line)
 
 
 class CommandChannel:

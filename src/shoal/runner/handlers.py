@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from shoal.client.commands import deliver
 from shoal.runner import output
 
 
@@ -21,6 +22,9 @@ class Console:
     def __call__(self, line: str) -> None:
         output.emit(self.fmt % line)
 
+    def write_lines(self, lines: list[str]) -> None:
+        output.emit_many([self.fmt % line for line in lines])
+
 
 class File:
     """Write each line to a file on the client (``append=True`` keeps what is there)."""
@@ -34,6 +38,11 @@ class File:
     def __call__(self, line: str) -> None:
         with self._lock:
             self._file.write(line + "\n")
+
+    def write_lines(self, lines: list[str]) -> None:
+        with self._lock:
+            self._file.write("\n".join(lines))
+            self._file.write("\n")
 
     def flush(self) -> None:
         with self._lock:
@@ -85,15 +94,22 @@ def combine(
     for h in handlers:
         if not callable(h):
             raise TypeError(f"an output handler must be callable, got {h!r}")
-    if len(handlers) == 1:
-        return handlers[0]
+    return handlers[0] if len(handlers) == 1 else AllOf(handlers)
 
-    def all_of(line: str) -> None:
-        for h in handlers:
+
+class AllOf:
+    """Several handlers for one stream."""
+
+    def __init__(self, handlers: list[Handler]) -> None:
+        self.handlers = handlers
+
+    def __call__(self, line: str) -> None:
+        for h in self.handlers:
             h(line)
 
-    all_of.handlers = handlers  # type: ignore[attr-defined]
-    return all_of
+    def write_lines(self, lines: list[str]) -> None:
+        for h in self.handlers:
+            deliver(h, lines)
 
 
 def flush(handler: Handler) -> None:

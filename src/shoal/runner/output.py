@@ -17,14 +17,19 @@ _tee: TextIO | None = None
 
 
 def emit(line: str) -> None:
+    emit_many([line])
+
+
+def emit_many(lines: list[str]) -> None:
     with _lock:
         if _printer is not None:
-            _printer(line)
+            for line in lines:
+                _printer(line)
         else:
-            sys.stdout.write(line + "\n")
+            sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()
         if _tee is not None:
-            _tee.write(line + "\n")
+            _tee.write("\n".join(lines) + "\n")
 
 
 def route(printer: Callable[[str], None] | None, tee: TextIO | None = None) -> None:
