@@ -17,11 +17,17 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks
     for i, code in enumerate(blocks):
+        if "@reg_exp" in code:
+            (tmp_path / "hello_exp.py").write_text(code)
+            args = ["-m", "shoal", "exp", "--no-progress", "hello_exp.py"]
+            expected = "node01: hello 2"
+        else:
+            args, expected = ["-c", code], "ExperimentStatus.FINISHED"
         done = subprocess.run(
-            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=110
+            [sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=110
         )
         assert done.returncode == 0, f"block {i}:\n{done.stderr}"
-        assert "ExperimentStatus.FINISHED" in done.stdout
+        assert expected in done.stdout
 
 
 def test_ci_runs_the_readme_test_command() -> None:
