@@ -466,3 +466,30 @@ def test_handlers(tmp_path, capsys) -> None:
     assert matcher.wait(1) and matcher.line == "server ready now"
     with pytest.raises(BadReturnCode):
         raise BadReturnCode("n", "false", 1)
+
+
+@pytest.mark.timeout(60)
+def test_log_file_gets_output_and_log_records(cluster, tmp_path) -> None:
+    (tmp_path / "logged.py").write_text(
+        "from shoal.runner import *\n"
+        "servers = ServerList(Server('node01', '127.0.0.1'))\n"
+        "@reg_exp(servers=servers)\n"
+        "def logged(servers):\n"
+        "    log('a message from the experiment')\n"
+        "    servers[0].run_cmd('echo from the node').wait()\n"
+    )
+    (tmp_path / "run.log").write_text("earlier line\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "shoal", "exp", "--log", "run.log", "logged.py"],
+        cwd=tmp_path,
+        env=env_for(cluster),
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "run.log").read_text()
+    assert text.startswith("earlier line\n")  # appended, not replaced
+    assert "node01: from the node" in text
+    assert "a message from the experiment" in text
+    assert "logged: finished" in text

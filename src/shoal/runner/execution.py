@@ -96,8 +96,14 @@ def connect(specs: list[ExperimentSpec]) -> Iterator[tuple[RemoteClient, dict[st
     for spec in specs:
         ids += [s.id for s in spec.servers if s.id not in ids]
     log.info("no SHOAL_ENDPOINT: starting a local cluster with nodes %s", ", ".join(ids))
-    with LocalCluster(ids) as cluster, cluster.client() as client:
-        yield client, {i: i for i in ids}
+    cluster = LocalCluster(ids)
+    with RichConsole(stderr=True).status(f"starting a local cluster: {', '.join(ids)}"):
+        cluster.start()
+    try:
+        with cluster.client() as client:
+            yield client, {i: i for i in ids}
+    finally:
+        cluster.stop()
 
 
 def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: ExperimentSpec) -> Outcome:
@@ -107,6 +113,7 @@ def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: Experiment
     started = time.perf_counter()
     runs, error = 0, None
     activate(context)
+    log.info("%s: started", spec.name)
     try:
         while True:
             runs += 1
@@ -127,7 +134,9 @@ def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: Experiment
         activate(None)
     status = "failed" if error else "finished"
     client.finish_run(name, "FAILED" if error else "FINISHED", error)
-    return Outcome(spec.name, status, time.perf_counter() - started, runs, error)
+    seconds = time.perf_counter() - started
+    log.info("%s: %s in %.2f s", spec.name, status, seconds)
+    return Outcome(spec.name, status, seconds, runs, error)
 
 
 def _end_commands(context: RunContext) -> None:
