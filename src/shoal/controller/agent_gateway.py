@@ -104,6 +104,7 @@ class AgentGateway:
             log.info("agent %s reconnected; closing its previous connection", hello.name)
             old.close()
         link = Link(hello.name)
+        self.relay.agent_hello(hello.name, hello.commands)
         self.registry.links[hello.name] = link
         node = self.registry.nodes.get(hello.name) or NodeInfo(name=hello.name)
         node.architecture = hello.architecture
@@ -117,7 +118,6 @@ class AgentGateway:
             await node_queries.put_node(
                 conn, hello.name, hello.architecture, hello.cpus, node.properties
             )
-        self.relay.agent_hello(hello.name, hello.commands)
         forget, batch, resend = self.experiments.on_agent_hello(hello.name, hello.deployments)
         link.send(Welcome(heartbeat_interval=self.heartbeat_interval, forget=forget))
         await self.experiments.commit(batch)

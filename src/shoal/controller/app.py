@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 
 from shoal import taskdump
+from shoal.compat.netunicorn.server import mount as mount_netunicorn
 from shoal.controller import (
     routes_auth,
     routes_experiments,
@@ -111,6 +115,7 @@ def create_app(
         description="Runs experiments and task graphs on a fleet of nodes.",
         lifespan=lifespan,
     )
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(routes_auth.router)
     app.include_router(routes_nodes.router)
     app.include_router(routes_experiments.router)
@@ -118,6 +123,7 @@ def create_app(
     app.include_router(routes_runs.router)
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
     app.add_api_websocket_route("/api/commands/ws", _client_ws)
+    mount_netunicorn(app)  # netUnicorn's HTTP API under /netunicorn
     return app
 
 
@@ -127,3 +133,26 @@ async def _agent_ws(websocket: WebSocket) -> None:
 
 async def _client_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.clients.serve(websocket)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    """422 with what was wrong and where, safe for any input.
+
+    FastAPI's own handler echoes the input back and cannot encode text that is
+    not valid Unicode (lone surrogates); this one names the field and the
+    problem, and escapes everything to ASCII.
+    """
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {
+            "loc": [str(part) for part in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors
+    ]
+    return Response(
+        content=json.dumps({"detail": detail}, ensure_ascii=True),
+        status_code=422,
+        media_type="application/json",
+    )

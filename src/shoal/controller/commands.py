@@ -118,7 +118,9 @@ class CommandRelay:
             self.live[cid] = LiveCommand(cid, message.node, client, None, text, is_file=True)
         else:
             self.live[cid] = LiveCommand(cid, message.node, client, experiment, message.cmd)
-        self._to_node(message.node, message)
+        if not self._to_node(message.node, message):
+            error = f"node {message.node!r} is not connected right now (its agent is reconnecting)"
+            self._finish(self.live[cid], CommandExit(command=cid, error=error))
 
     def client_gone(self, client: Link) -> None:
         """A client that goes away takes its running commands with it."""
@@ -142,10 +144,14 @@ class CommandRelay:
         live.client.send(message)
 
     def agent_hello(self, node: str, running: list[str]) -> None:
-        """An agent (re)connected: commands it no longer has are gone."""
+        """An agent (re)connected: commands it does not report are gone (or never arrived).
+
+        Called before the new connection carries anything, so every command
+        meant for this node went over the old one.
+        """
         still = set(running)
         for live in list(self.live.values()):
-            if live.node == node and live.id not in still and live.pid is not None:
+            if live.node == node and live.id not in still:
                 error = f"the agent on {node!r} restarted; the command is gone"
                 self._finish(live, CommandExit(command=live.id, error=error))
 
@@ -161,10 +167,12 @@ class CommandRelay:
             self._records.append(live.record(message.code, message.error))
             self._record_ready.set()
 
-    def _to_node(self, node: str, message: Any) -> None:
+    def _to_node(self, node: str, message: Any) -> bool:
         link = self.registry.link(node)
-        if link is not None:
-            link.send(message)
+        if link is None:
+            return False
+        link.send(message)
+        return True
 
     # ------------------------------------------------------------ the records
 

@@ -22,6 +22,11 @@ from shoal.store.database import Database
 FlagKey = tuple[str, str]  # (experiment id, flag name)
 Values = tuple[str | None, int | None]
 HISTORY = 4096  # values kept per flag for waiters that are behind
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # what every store's integer column holds
+
+
+class FlagRangeError(ValueError):
+    """An atomic add would take a flag's int value out of the storable range."""
 
 
 @dataclass
@@ -71,7 +76,14 @@ class FlagService:
         flag = await self._flag(experiment_id, name)
         async with flag.lock:
             text, number = flag.values if flag.values else (None, None)
-            return await self._store(experiment_id, name, flag, (text, (number or 0) + delta))
+            new = (number or 0) + delta
+            # Checked under the lock: two adds at the limit cannot both pass.
+            if not INT_MIN <= new <= INT_MAX:
+                raise FlagRangeError(
+                    f"flag {name!r} holds {number or 0}: adding {delta} would leave the range "
+                    f"of flag values ({INT_MIN} to {INT_MAX})"
+                )
+            return await self._store(experiment_id, name, flag, (text, new))
 
     async def wait(
         self, experiment_id: str, name: str, target: Values, after: int, timeout: float

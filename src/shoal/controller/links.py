@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import WebSocket
 
 from shoal.protocol import FrameEncoder
+
+log = logging.getLogger("shoal.controller")
 
 
 class Link:
@@ -33,10 +36,35 @@ async def write_frames(ws: WebSocket, link: Link, encoder: FrameEncoder) -> None
         if first is None:
             return
         batch = [first]
+        closing = False
         while not link.outbox.empty():
             nxt = link.outbox.get_nowait()
             if nxt is None:
-                await ws.send_bytes(encoder.encode(batch))
-                return
+                closing = True
+                break
             batch.append(nxt)
-        await ws.send_bytes(encoder.encode(batch))
+        await ws.send_bytes(_encode(encoder, batch, link.name))
+        if closing:
+            return
+
+
+def _encode(encoder: FrameEncoder, batch: list[Any], name: str) -> bytes:
+    try:
+        return encoder.encode(batch)
+    except (TypeError, ValueError, UnicodeError):
+        # One message that cannot be encoded must not take the whole link down
+        # (and come back on every reconnect): send the others, log that one.
+        good = []
+        for message in batch:
+            try:
+                encoder.encode([message])
+            except (TypeError, ValueError, UnicodeError) as exc:
+                log.error(
+                    "dropped a %s for %s that cannot be encoded: %s",
+                    type(message).__name__,
+                    name,
+                    exc,
+                )
+            else:
+                good.append(message)
+        return encoder.encode(good)

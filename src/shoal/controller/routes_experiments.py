@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
 from fastapi import APIRouter, Depends, Query
 
 from shoal.controller.auth import Principal
 from shoal.controller.errors import bad_request
 from shoal.controller.experiments import TERMINAL_EXPERIMENT, NewDeployment
-from shoal.controller.schemas import CancelExecutorsIn, PrepareIn, StartIn
+from shoal.controller.schemas import (
+    INT32_MAX,
+    CancelExecutorsIn,
+    ExperimentName,
+    PrepareIn,
+    StartIn,
+    unicode_body,
+)
 from shoal.controller.services import Services, services, user
 from shoal.store import experiments as exp_queries
 
-router = APIRouter(prefix="/api", tags=["experiments"])
+router = APIRouter(prefix="/api", tags=["experiments"], dependencies=[Depends(unicode_body)])
 
 MAX_PIPELINE = 64 * 1024 * 1024
 
@@ -34,7 +40,7 @@ async def prepare(
     for i, d in enumerate(body.deployments):
         try:
             pipeline = base64.b64decode(d.pipeline, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or ValueError for non-ASCII text
             raise bad_request(f"deployment {i} (node {d.node!r}): pipeline is not base64") from None
         if not pipeline or len(pipeline) > MAX_PIPELINE:
             raise bad_request(f"deployment {i} (node {d.node!r}): pipeline is empty or too big")
@@ -45,7 +51,7 @@ async def prepare(
 
 @router.get("/experiments/{name}", summary="Status, deployments and results")
 async def status(
-    name: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+    name: ExperimentName, caller: Principal = Depends(user), svc: Services = Depends(services)
 ) -> dict:
     row = await svc.experiments.find(caller, name)
     return await svc.experiments.describe(row["id"])
@@ -53,7 +59,7 @@ async def status(
 
 @router.get("/experiments/{name}/wait", summary="Hold until the experiment reaches a status")
 async def wait(
-    name: str,
+    name: ExperimentName,
     timeout: float = Query(default=30.0, ge=0, le=3600),
     until: str = Query(default="finished", pattern="^(ready|finished)$"),
     caller: Principal = Depends(user),
@@ -67,7 +73,7 @@ async def wait(
 
 @router.post("/experiments/{name}/start", summary="Start a READY experiment (idempotent)")
 async def start(
-    name: str,
+    name: ExperimentName,
     body: StartIn | None = None,
     caller: Principal = Depends(user),
     svc: Services = Depends(services),
@@ -77,14 +83,14 @@ async def start(
 
 @router.post("/experiments/{name}/cancel", summary="Cancel an experiment")
 async def cancel(
-    name: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+    name: ExperimentName, caller: Principal = Depends(user), svc: Services = Depends(services)
 ) -> dict:
     return {"name": await svc.experiments.cancel(caller, name)}
 
 
 @router.delete("/experiments/{name}", summary="Delete an experiment and free its name")
 async def delete(
-    name: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+    name: ExperimentName, caller: Principal = Depends(user), svc: Services = Depends(services)
 ) -> dict:
     await svc.experiments.delete(caller, name)
     return {"deleted": name}
@@ -99,8 +105,8 @@ async def cancel_executors(
 
 @router.get("/experiments/{name}/logs", summary="Log lines of the experiment's tasks")
 async def logs(
-    name: str,
-    after: int = Query(default=0, ge=0),
+    name: ExperimentName,
+    after: int = Query(default=0, ge=0, le=INT32_MAX),
     limit: int = Query(default=1000, ge=1, le=10000),
     caller: Principal = Depends(user),
     svc: Services = Depends(services),

@@ -5,12 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from shoal.controller.auth import Principal
-from shoal.controller.errors import not_found
-from shoal.controller.flags import Values
-from shoal.controller.schemas import FlagIn, FlagWaitIn
+from shoal.controller.errors import conflict, not_found
+from shoal.controller.flags import FlagRangeError, Values
+from shoal.controller.schemas import (
+    ExperimentName,
+    FlagIn,
+    FlagName,
+    FlagWaitIn,
+    unicode_body,
+)
 from shoal.controller.services import Services, executor, services, user
 
-router = APIRouter(prefix="/api", tags=["flags"])
+router = APIRouter(prefix="/api", tags=["flags"], dependencies=[Depends(unicode_body)])
 
 
 def _out(state: tuple[Values | None, int]) -> dict:
@@ -24,6 +30,13 @@ async def _get(svc: Services, experiment_id: str, flag: str) -> dict:
     if state[0] is None:
         raise not_found(f"flag {flag!r} is not set")
     return _out(state)
+
+
+async def _add(svc: Services, experiment_id: str, flag: str, delta: int) -> dict:
+    try:
+        return _out(await svc.flags.add(experiment_id, flag, delta))
+    except FlagRangeError as exc:
+        raise conflict(str(exc)) from None
 
 
 async def _wait(svc: Services, experiment_id: str, flag: str, body: FlagWaitIn) -> dict:
@@ -43,7 +56,7 @@ async def _user_experiment(svc: Services, caller: Principal, name: str) -> str:
 
 @router.get("/experiments/{name}/flags", summary="All flags of an experiment")
 async def list_flags(
-    name: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+    name: ExperimentName, caller: Principal = Depends(user), svc: Services = Depends(services)
 ) -> dict[str, dict]:
     exp = await _user_experiment(svc, caller, name)
     flags = await svc.flags.list(exp)
@@ -52,15 +65,18 @@ async def list_flags(
 
 @router.get("/experiments/{name}/flags/{flag}", summary="Get a flag")
 async def get_flag(
-    name: str, flag: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+    name: ExperimentName,
+    flag: FlagName,
+    caller: Principal = Depends(user),
+    svc: Services = Depends(services),
 ) -> dict:
     return await _get(svc, await _user_experiment(svc, caller, name), flag)
 
 
 @router.put("/experiments/{name}/flags/{flag}", summary="Set a flag")
 async def set_flag(
-    name: str,
-    flag: str,
+    name: ExperimentName,
+    flag: FlagName,
     body: FlagIn,
     caller: Principal = Depends(user),
     svc: Services = Depends(services),
@@ -71,22 +87,28 @@ async def set_flag(
 
 @router.post("/experiments/{name}/flags/{flag}/increment", summary="Atomically add 1")
 async def increment(
-    name: str, flag: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+    name: ExperimentName,
+    flag: FlagName,
+    caller: Principal = Depends(user),
+    svc: Services = Depends(services),
 ) -> dict:
-    return _out(await svc.flags.add(await _user_experiment(svc, caller, name), flag, 1))
+    return await _add(svc, await _user_experiment(svc, caller, name), flag, 1)
 
 
 @router.post("/experiments/{name}/flags/{flag}/decrement", summary="Atomically subtract 1")
 async def decrement(
-    name: str, flag: str, caller: Principal = Depends(user), svc: Services = Depends(services)
+    name: ExperimentName,
+    flag: FlagName,
+    caller: Principal = Depends(user),
+    svc: Services = Depends(services),
 ) -> dict:
-    return _out(await svc.flags.add(await _user_experiment(svc, caller, name), flag, -1))
+    return await _add(svc, await _user_experiment(svc, caller, name), flag, -1)
 
 
 @router.post("/experiments/{name}/flags/{flag}/wait", summary="Hold until the flag equals")
 async def wait_flag(
-    name: str,
-    flag: str,
+    name: ExperimentName,
+    flag: FlagName,
     body: FlagWaitIn,
     caller: Principal = Depends(user),
     svc: Services = Depends(services),
@@ -104,14 +126,14 @@ def _scope(caller: Principal) -> str:
 
 @router.get("/executor/flags/{flag}", summary="Get a flag of my experiment")
 async def executor_get(
-    flag: str, caller: Principal = Depends(executor), svc: Services = Depends(services)
+    flag: FlagName, caller: Principal = Depends(executor), svc: Services = Depends(services)
 ) -> dict:
     return await _get(svc, _scope(caller), flag)
 
 
 @router.put("/executor/flags/{flag}", summary="Set a flag of my experiment")
 async def executor_set(
-    flag: str,
+    flag: FlagName,
     body: FlagIn,
     caller: Principal = Depends(executor),
     svc: Services = Depends(services),
@@ -121,21 +143,21 @@ async def executor_set(
 
 @router.post("/executor/flags/{flag}/increment", summary="Atomically add 1")
 async def executor_increment(
-    flag: str, caller: Principal = Depends(executor), svc: Services = Depends(services)
+    flag: FlagName, caller: Principal = Depends(executor), svc: Services = Depends(services)
 ) -> dict:
-    return _out(await svc.flags.add(_scope(caller), flag, 1))
+    return await _add(svc, _scope(caller), flag, 1)
 
 
 @router.post("/executor/flags/{flag}/decrement", summary="Atomically subtract 1")
 async def executor_decrement(
-    flag: str, caller: Principal = Depends(executor), svc: Services = Depends(services)
+    flag: FlagName, caller: Principal = Depends(executor), svc: Services = Depends(services)
 ) -> dict:
-    return _out(await svc.flags.add(_scope(caller), flag, -1))
+    return await _add(svc, _scope(caller), flag, -1)
 
 
 @router.post("/executor/flags/{flag}/wait", summary="Hold until the flag equals")
 async def executor_wait(
-    flag: str,
+    flag: FlagName,
     body: FlagWaitIn,
     caller: Principal = Depends(executor),
     svc: Services = Depends(services),

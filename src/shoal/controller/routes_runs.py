@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends
 from pydantic import Field, StrictStr
 
 from shoal.controller.auth import Principal
-from shoal.controller.schemas import _Strict
+from shoal.controller.schemas import ExperimentName, Text, _Strict, unicode_body
 from shoal.controller.services import Services, services, user
 
-router = APIRouter(prefix="/api/runs", tags=["runs"])
+router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(unicode_body)])
 
 
 class RunIn(_Strict):
@@ -18,7 +18,7 @@ class RunIn(_Strict):
 
 class FinishIn(_Strict):
     status: StrictStr = Field(pattern="^(FINISHED|FAILED|CANCELLED)$")
-    error: StrictStr | None = None
+    error: Text | None = None
 
 
 @router.post("", summary="Open a run (replaces an earlier run of the same name)")
@@ -32,7 +32,10 @@ async def open_run(
 
 @router.post("/{name}/finish", summary="Close a run with its outcome")
 async def finish_run(
-    name: str, body: FinishIn, caller: Principal = Depends(user), svc: Services = Depends(services)
+    name: ExperimentName,
+    body: FinishIn,
+    caller: Principal = Depends(user),
+    svc: Services = Depends(services),
 ) -> dict:
     row = await svc.experiments.find(caller, name)
     await svc.relay.flush()

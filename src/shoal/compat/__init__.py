@@ -1,0 +1,1 @@
+"""Adapters that speak other systems' wire APIs on shoal's controller and agents."""
