@@ -29,8 +29,10 @@ TARGET_MS = 2.5
 
 
 def machine() -> str:
-    return (f"{platform.node()} · {platform.machine()} · {psutil.cpu_count()} cpus · "
-            f"Python {platform.python_version()}")
+    return (
+        f"{platform.node()} · {platform.machine()} · {psutil.cpu_count()} cpus · "
+        f"Python {platform.python_version()}"
+    )
 
 
 def main() -> None:
@@ -82,12 +84,16 @@ def main() -> None:
     print(f"run_cmd('true').wait() round trip, {args.runs} runs:")
     print(f"  shoal (client -> controller -> agent): median {median:.2f} ms, p90 {p90:.2f} ms")
     print(f"  local subprocess.run(['true']):        median {floor:.2f} ms")
-    print(f"  vs distexprunner direct TCP ({DISTEXPRUNNER_MS} ms): {median / DISTEXPRUNNER_MS:.2f}x"
-          f"   vs target {TARGET_MS} ms: {median / TARGET_MS:.2f}x   vs local: {median / floor:.1f}x")
+    print(
+        f"  vs distexprunner direct TCP ({DISTEXPRUNNER_MS} ms): {median / DISTEXPRUNNER_MS:.2f}x"
+        f"   vs target {TARGET_MS} ms: {median / TARGET_MS:.2f}x   vs local: {median / floor:.1f}x"
+    )
     mb = args.megabytes
     print(f"output of `{command}` to a File handler:")
-    print(f"  shoal: {mb / shoal_s:.0f} MB/s   local subprocess, line by line: "
-          f"{mb / local_s:.0f} MB/s   ratio {local_s / shoal_s:.2f}x of local")
+    print(
+        f"  shoal: {mb / shoal_s:.0f} MB/s   local subprocess, line by line: "
+        f"{mb / local_s:.0f} MB/s   ratio {local_s / shoal_s:.2f}x of local"
+    )
 
 
 if __name__ == "__main__":
