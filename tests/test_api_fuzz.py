@@ -259,11 +259,11 @@ FOUND = [
     ("PUT", "/api/experiments/token/flags/f", {"int_value": 2**70}, 422, "less than or equal"),
     ("GET", "/api/experiments/token/logs?after=1099511627776", None, 422, "less than or equal"),
     # NUL characters: PostgreSQL can neither store nor compare them
-    ("PUT", "/api/experiments/token/flags/f", {"text_value": "a\x00b"}, 422, "NUL"),
-    ("PUT", "/api/experiments/token/flags/a%00b", {"text_value": "v"}, 422, "NUL"),
-    ("GET", "/api/experiments/a%00b", None, 422, "NUL"),
+    ("PUT", "/api/experiments/token/flags/f", {"text_value": "a\x00b"}, 400, "NUL"),
+    ("PUT", "/api/experiments/token/flags/a%00b", {"text_value": "v"}, 400, "NUL"),
+    ("GET", "/api/experiments/a%00b", None, 400, "NUL"),
     ("POST", "/api/token", {"login": "a\x00", "password": "p"}, 400, "NUL"),
-    ("POST", "/api/runs/r/finish", {"status": "FAILED", "error": "a\x00"}, 422, "NUL"),
+    ("POST", "/api/runs/r/finish", {"status": "FAILED", "error": "a\x00"}, 400, "NUL"),
     # longer than the store's columns: PostgreSQL refuses them
     ("PUT", "/api/experiments/token/flags/" + "a" * 256, {"text_value": "v"}, 422, "at most 255"),
     ("POST", "/api/experiments",

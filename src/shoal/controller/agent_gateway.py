@@ -12,7 +12,6 @@ import msgspec
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from shoal.controller.batch import WriteBatch
 from shoal.controller.commands import CommandRelay
 from shoal.controller.experiments import ExperimentService
 from shoal.controller.links import Link, write_frames
@@ -118,9 +117,10 @@ class AgentGateway:
             await node_queries.put_node(
                 conn, hello.name, hello.architecture, hello.cpus, node.properties
             )
-        forget, batch, resend = self.experiments.on_agent_hello(hello.name, hello.deployments)
+        forget, resend = await self.experiments.apply(
+            lambda batch: self.experiments.on_agent_hello(hello.name, hello.deployments, batch)
+        )
         link.send(Welcome(heartbeat_interval=self.heartbeat_interval, forget=forget))
-        await self.experiments.commit(batch)
         await self.experiments.resend_prepare(resend)
         await self.registry.notify()
         log.info("agent %s online (%s, %d cpus)", hello.name, hello.architecture, hello.cpus)
@@ -148,7 +148,7 @@ class AgentGateway:
             if not node.online:
                 node.online = True
                 await self.registry.notify()
-        batch = WriteBatch()
+        about_experiments = []
         for message in messages:
             if isinstance(message, Heartbeat):
                 if node is not None:
@@ -163,8 +163,14 @@ class AgentGateway:
             elif isinstance(message, Hello):
                 continue
             else:
-                self.experiments.on_agent_message(link.name, message, batch)
-        await self.experiments.commit(batch)
+                about_experiments.append(message)
+        if about_experiments:
+            await self.experiments.apply(
+                lambda batch: [
+                    self.experiments.on_agent_message(link.name, m, batch)
+                    for m in about_experiments
+                ]
+            )
 
     async def watchdog(self) -> None:
         """Mark nodes that went silent offline, and their running work lost."""
@@ -182,8 +188,11 @@ class AgentGateway:
                 link = self.registry.links.pop(name, None)
                 if link:
                     link.close()
-                batch = WriteBatch()
-                self.experiments.on_node_lost(name, batch, reason)
+                await self.experiments.apply(
+                    lambda batch, name=name, reason=reason: self.experiments.on_node_lost(
+                        name, batch, reason
+                    )
+                )
                 self.relay.node_lost(
                     name,
                     reason
@@ -191,7 +200,6 @@ class AgentGateway:
                 )
                 async with self.db.write() as conn:
                     await node_queries.set_offline(conn, name)
-                await self.experiments.commit(batch)
                 await self.registry.notify()
 
 

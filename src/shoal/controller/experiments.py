@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from shoal.controller.auth import Authenticator, Principal, new_token, token_digest
 from shoal.controller.batch import WriteBatch
@@ -39,6 +39,7 @@ from shoal.store.database import Database
 TERMINAL_DEPLOYMENT = frozenset({"finished", "failed", "cancelled", "lost"})
 TERMINAL_EXPERIMENT = frozenset({"FINISHED", "FAILED", "CANCELLED"})
 MAX_NAME = 200
+T = TypeVar("T")
 RECONNECT_GRACE = 10.0
 
 
@@ -432,15 +433,14 @@ class ExperimentService:
     # ------------------------------------------------------------ agent events
 
     def on_agent_hello(
-        self, node: str, reports: list[DeploymentReport]
-    ) -> tuple[list[str], WriteBatch, list[LiveDeployment]]:
+        self, node: str, reports: list[DeploymentReport], batch: WriteBatch
+    ) -> tuple[list[str], list[LiveDeployment]]:
         """Reconcile what a (re)connected agent holds with what we expect of it.
 
-        Returns the deployments the agent may drop, the writes to make, and the
-        deployments whose Prepare must be sent again.
+        Returns the deployments the agent may drop and the deployments whose
+        Prepare must be sent again; the writes go into ``batch``.
         """
         forget: list[str] = []
-        batch = WriteBatch()
         reported = set()
         for report in reports:
             dep = self.deployments.get(report.id)
@@ -463,7 +463,7 @@ class ExperimentService:
                 self._finish_deployment(
                     dep, "lost", f"the agent on {node!r} restarted and no longer runs it", batch
                 )
-        return forget, batch, resend
+        return forget, resend
 
     async def resend_prepare(self, deps: list[LiveDeployment]) -> None:
         for dep in deps:
@@ -512,8 +512,18 @@ class ExperimentService:
             if dep.node == node and dep.state not in TERMINAL_DEPLOYMENT:
                 self._finish_deployment(dep, "lost", reason, batch)
 
-    async def commit(self, batch: WriteBatch) -> None:
-        await self._flush(batch)
+    async def apply(self, change: Callable[[WriteBatch], T]) -> T:
+        """Run ``change`` (it updates the live state and fills a batch) and store the batch.
+
+        Both happen under the service's lock, so the store sees changes in the
+        order memory saw them: a waiter woken by "experiment FINISHED" never
+        reads a deployment whose own final state is still being written.
+        """
+        async with self._lock:
+            batch = WriteBatch()
+            result = change(batch)
+            await self._flush(batch)
+            return result
 
     # ---------------------------------------------------------------- internals
 

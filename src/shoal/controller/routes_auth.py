@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from shoal.controller.auth import Principal
 from shoal.controller.errors import bad_request, unauthorized
-from shoal.controller.schemas import Login
+from shoal.controller.schemas import LOGIN_FORM_SCHEMA, Login
 from shoal.controller.services import Services, services, user
 
 router = APIRouter(prefix="/api", tags=["auth"])
@@ -22,16 +22,7 @@ router = APIRouter(prefix="/api", tags=["auth"])
         "requestBody": {
             "content": {
                 "application/json": {"schema": Login.model_json_schema()},
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "username": {"type": "string"},
-                            "password": {"type": "string"},
-                        },
-                        "required": ["username", "password"],
-                    }
-                },
+                "application/x-www-form-urlencoded": {"schema": LOGIN_FORM_SCHEMA},
             },
             "required": True,
         }

@@ -15,12 +15,12 @@ from shoal.controller.schemas import (
     ExperimentName,
     PrepareIn,
     StartIn,
-    unicode_body,
+    clean_input,
 )
 from shoal.controller.services import Services, services, user
 from shoal.store import experiments as exp_queries
 
-router = APIRouter(prefix="/api", tags=["experiments"], dependencies=[Depends(unicode_body)])
+router = APIRouter(prefix="/api", tags=["experiments"], dependencies=[Depends(clean_input)])
 
 MAX_PIPELINE = 64 * 1024 * 1024
 

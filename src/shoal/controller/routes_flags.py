@@ -18,11 +18,11 @@ from shoal.controller.schemas import (
     FlagIn,
     FlagName,
     FlagWaitIn,
-    unicode_body,
+    clean_input,
 )
 from shoal.controller.services import Services, executor, services, user
 
-router = APIRouter(prefix="/api", tags=["flags"], dependencies=[Depends(unicode_body)])
+router = APIRouter(prefix="/api", tags=["flags"], dependencies=[Depends(clean_input)])
 
 Scope = Callable[..., Awaitable[str]]
 

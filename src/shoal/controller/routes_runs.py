@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends
 from pydantic import Field, StrictStr
 
 from shoal.controller.auth import Principal
-from shoal.controller.schemas import ExperimentName, Text, _Strict, unicode_body
+from shoal.controller.schemas import ExperimentName, Text, _Strict, clean_input
 from shoal.controller.services import Services, services, user
 
-router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(unicode_body)])
+router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(clean_input)])
 
 
 class RunIn(_Strict):

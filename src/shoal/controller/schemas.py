@@ -3,13 +3,13 @@
 Values that reach the store are limited to what every backend stores: no NUL
 characters (PostgreSQL text cannot hold them), integers that fit the store's
 32-bit ``Integer`` columns, strings no longer than their columns, and text that
-is Unicode (see ``unicode_body``).
+is Unicode (see ``clean_input``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -83,21 +83,30 @@ FlagName = Annotated[
 ]
 
 
-async def unicode_body(request: Request) -> None:
-    """Refuse a JSON body with a lone UTF-16 surrogate (a router dependency).
+async def clean_input(request: Request) -> None:
+    """Refuse what no store column or agent message can hold, before validation echoes it.
 
-    JSON can spell one (``"\\ud800"``) and Python decodes it into a string that
-    cannot be encoded again: not by the store, not for an agent, and not even
-    in FastAPI's own 422 answer, which echoes the input. So it is refused here,
-    before the body is validated, with a message that does not echo it.
+    A router dependency: NUL characters (PostgreSQL text cannot hold them) in
+    the path, query or JSON body; lone UTF-16 surrogates (``"\\ud800"`` decodes
+    to a string that cannot be encoded again, not by the store, not for an
+    agent, not even in an error answer); and NaN or infinities, which are not
+    JSON for the store. The message never echoes the bad text.
     """
+    for value in (*request.path_params.values(), *request.query_params.values()):
+        if "\0" in value:
+            raise bad_request("the path and query may not contain NUL characters")
+    if "json" not in request.headers.get("content-type", ""):
+        return
     body = await request.body()
-    if b"\\u" not in body:
+    # Each of these can only be spelled with an escape or a bare word.
+    if b"\\u" not in body and b"NaN" not in body and b"Infinity" not in body:
         return
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        data = json.loads(body, parse_constant=_no_constant)
+    except ValueError:
         return  # not JSON: FastAPI answers that itself
+    except RecursionError:
+        raise bad_request("the JSON body is nested too deeply") from None
     pending = [data]
     while pending:
         item = pending.pop()
@@ -107,10 +116,23 @@ async def unicode_body(request: Request) -> None:
         elif isinstance(item, list):
             pending.extend(item)
         elif isinstance(item, str):
+            if "\0" in item:
+                raise bad_request("strings in the JSON body may not contain NUL characters")
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
                 raise bad_request(
-                    "the JSON body has a lone UTF-16 surrogate (a \\ud800-\\udfff escape"
-                    " that is not part of a pair); strings must be Unicode text"
+                    "the JSON body has a lone UTF-16 surrogate; strings must be Unicode text"
                 ) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise bad_request(f"{name} is not a JSON number")
+
+
+#: The OAuth2 password form, for the OpenAPI schema of login routes.
+LOGIN_FORM_SCHEMA = {
+    "type": "object",
+    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+    "required": ["username", "password"],
+}

@@ -33,6 +33,7 @@ from shoal.compat.netunicorn import wire
 from shoal.compat.netunicorn.service import NetunicornService
 from shoal.controller.auth import Principal
 from shoal.controller.errors import bad_request, not_found, unauthorized
+from shoal.controller.schemas import LOGIN_FORM_SCHEMA, clean_input
 from shoal.controller.services import Services, services, user
 
 PREFIX = "/netunicorn"
@@ -40,12 +41,12 @@ MAX_LOGIN, MAX_PASSWORD = 128, 1024
 GATEWAY = "/gateway/{token}"
 
 client_router = APIRouter(
-    prefix="/api/v1", tags=["netUnicorn"], dependencies=[Depends(wire.clean_input)]
+    prefix="/api/v1", tags=["netUnicorn"], dependencies=[Depends(clean_input)]
 )
 gateway_router = APIRouter(
     prefix=GATEWAY + "/api/v1",
     tags=["netUnicorn gateway"],
-    dependencies=[Depends(wire.clean_input)],
+    dependencies=[Depends(clean_input)],
 )
 ExperimentId = Annotated[str, Path(min_length=1, max_length=64)]
 
@@ -87,18 +88,7 @@ async def _set_flag(svc: Services, experiment_id: str, flag: str, body: wire.Fla
 
 _LOGIN_FORM = {
     "requestBody": {
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "username": {"type": "string"},
-                        "password": {"type": "string"},
-                    },
-                    "required": ["username", "password"],
-                }
-            }
-        },
+        "content": {"application/x-www-form-urlencoded": {"schema": LOGIN_FORM_SCHEMA}},
         "required": True,
     }
 }

@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shoal.compat.netunicorn import wire
 from shoal.compat.netunicorn.task import NetunicornExecutor
 from shoal.controller.auth import Principal
-from shoal.controller.batch import WriteBatch
 from shoal.controller.errors import bad_request, conflict, forbidden, not_found
 from shoal.controller.experiments import NewDeployment
 from shoal.controller.services import Services
@@ -325,11 +324,10 @@ class NetunicornService:
             await nu_queries.set_error(conn, deployment_id, error)
         # The same path as an agent reporting the failure: stored, then the
         # agent is told to forget the deployment, which stops its executor.
-        batch = WriteBatch()
-        self.svc.experiments.on_agent_message(
-            node, DeploymentState(deployment=deployment_id, state="failed", error=error), batch
+        failed = DeploymentState(deployment=deployment_id, state="failed", error=error)
+        await self.svc.experiments.apply(
+            lambda batch: self.svc.experiments.on_agent_message(node, failed, batch)
         )
-        await self.svc.experiments.commit(batch)
 
 
 def _same_kind(name: str, row: dict[str, Any]) -> None:

@@ -9,13 +9,10 @@ reads back.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query, Request
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
-
-from shoal.controller.errors import bad_request
 
 # netunicorn.base.experiment.ExperimentStatus
 UNKNOWN, PREPARING, READY, RUNNING, FINISHED = 0, 1, 2, 3, 4
@@ -44,49 +41,6 @@ INT32 = 2**31  # flags' int_value is a 32-bit column in the store
 Name = Annotated[str, Path(min_length=1, max_length=200)]
 FlagName = Annotated[str, Path(min_length=1, max_length=255)]
 ExecutorId = Annotated[str, Query(min_length=1, max_length=64)]
-
-
-async def clean_input(request: Request) -> None:
-    """Refuse what no store column or agent message can hold, before validation echoes it.
-
-    A router dependency: NUL characters (PostgreSQL text cannot hold them) in
-    the path, query or JSON body; lone UTF-16 surrogates (``"\\ud800"`` decodes
-    to a string that cannot be encoded again, not even in FastAPI's own 422
-    answer); and NaN or infinities, which are not JSON for the store.
-    """
-    for value in (*request.path_params.values(), *request.query_params.values()):
-        if "\0" in value:
-            raise bad_request("the path and query may not contain NUL characters")
-    if "json" not in request.headers.get("content-type", ""):
-        return
-    body = await request.body()
-    try:
-        data = json.loads(body, parse_constant=_no_constant)
-    except ValueError:
-        return  # not JSON: FastAPI answers that itself
-    except RecursionError:
-        raise bad_request("the JSON body is nested too deeply") from None
-    pending = [data]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
-            if "\0" in item:
-                raise bad_request("strings in the JSON body may not contain NUL characters")
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise bad_request(
-                    "the JSON body has a lone UTF-16 surrogate; strings must be Unicode text"
-                ) from None
-
-
-def _no_constant(name: str) -> Any:
-    raise bad_request(f"{name} is not a JSON number")
 
 
 class _Open(BaseModel):
