@@ -135,3 +135,24 @@ def test_status_and_cancel_on_the_command_line(seed_cluster, client) -> None:
         env={**os.environ, **env},
     )
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+@pytest.mark.timeout(60)
+def test_busy_port_is_a_clear_error(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for args in (["up", "--nodes", "1", "--port", port], ["controller", "--port", port]):
+            done = subprocess.run(
+                [sys.executable, "-m", "shoal", *args],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=50,
+            )
+            assert done.returncode == 1, done.stderr
+            assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+            assert "Traceback" not in done.stderr

@@ -73,8 +73,13 @@ def up(
     cluster = LocalCluster(
         nodes, workdir=workdir, db_url=db_url, port=port, login=login, password=password
     )
-    with console.status("starting controller and agents..."):
-        cluster.start()
+    try:
+        with console.status("starting controller and agents..."):
+            cluster.start()
+    except (RuntimeError, TimeoutError) as exc:
+        lines = [line for line in str(exc).splitlines() if line.startswith("Error:")]
+        reason = lines[-1].removeprefix("Error: ") if lines else str(exc)
+        raise click.ClickException(f"shoal up failed: {reason}") from None
     env_file = Path(UP_ENV).resolve()
     env_file.write_text(
         f"SHOAL_ENDPOINT={cluster.endpoint}\nSHOAL_LOGIN={cluster.login}\n"
@@ -198,7 +203,13 @@ def controller(
             with os.fdopen(ready_fd, "w") as ready:
                 ready.write(json.dumps({"endpoint": endpoint, "agent_token": token}) + "\n")
 
-    asyncio.run(serve(config, announce))
+    try:
+        asyncio.run(serve(config, announce))
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            " (another shoal controller there? choose another --port)"
+        ) from None
 
 
 @main.command()

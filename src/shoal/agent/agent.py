@@ -210,9 +210,3 @@ class Agent:
         while True:
             self.emit(self._sampler.sample())
             await asyncio.sleep(interval)
-
-
-async def run_agent(config: AgentConfig) -> None:
-    agent = Agent(config)
-    with contextlib.suppress(asyncio.CancelledError):
-        await agent.run()

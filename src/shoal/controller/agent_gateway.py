@@ -35,7 +35,6 @@ log = logging.getLogger("shoal.controller.agents")
 
 CLOSE_BAD_TOKEN = 4401
 CLOSE_PROTOCOL = 4400
-CLOSE_REPLACED = 4409
 
 
 class AgentGateway:
