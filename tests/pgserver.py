@@ -19,6 +19,7 @@ import os
 import pwd
 import re
 import secrets
+import select
 import shlex
 import shutil
 import signal
@@ -127,10 +128,18 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _wait_pid_gone(pid: int, timeout: float) -> None:
-    """Wait up to ``timeout`` seconds for process ``pid`` to exit."""
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    """Wait up to ``timeout`` seconds for process ``pid`` (not our child) to exit.
+
+    A pidfd becomes readable when the process exits: an event to wait on.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def _traversable_by_others(path: Path) -> bool:
