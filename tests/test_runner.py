@@ -493,3 +493,17 @@ def test_log_file_gets_output_and_log_records(cluster, tmp_path) -> None:
     assert "node01: from the node" in text
     assert "a message from the experiment" in text
     assert "logged: finished" in text
+
+
+@pytest.mark.timeout(60)
+def test_servers_resolve_by_name_then_by_address() -> None:
+    from shoal.runner.execution import resolve_nodes
+    from shoal.runner.registry import ExperimentSpec
+
+    properties = {"lab-7": {"ip": "10.20.30.40"}}
+    with LocalCluster(["lab-7"], properties=properties) as lone, lone.client() as client:
+        nodes = {n.name: n for n in client.get_nodes()}
+        assert nodes["lab-7"].properties["hostname"]  # reported by the agent itself
+        servers = ServerList(Server("lab-7", "127.0.0.1"), Server("by-ip", "10.20.30.40"))
+        spec = ExperimentSpec("e", Path("e.py"), lambda s: None, servers)
+        assert resolve_nodes(client, [spec]) == {"lab-7": "lab-7", "by-ip": "lab-7"}

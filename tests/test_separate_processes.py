@@ -49,7 +49,7 @@ def test_flags_experiment_on_separate_processes(db_url: str, tmp_path) -> None:
         with RemoteClient(controller.endpoint, "test", "test") as client:
             client.wait_for_nodes(SEED_NODES, timeout=60)
             nodes = {n.name: n for n in client.get_nodes()}
-            assert nodes["snl-server-5"].properties == {"role": "snl"}
+            assert nodes["snl-server-5"].properties["role"] == "snl"
             assert run_flags_experiment(client, "flags-experiment-1") == SERVER_VALUES
             assert client.get_flag_values("flags-experiment-1", "clients_control") == FlagValues(
                 "stage 2", 0

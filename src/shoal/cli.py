@@ -252,6 +252,11 @@ def agent(
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--property")
         props[key] = value
+    from shoal.agent.config import host_properties
+
+    # Reported by every agent, so `Server(id, ip)` can find a node by its address;
+    # what the operator sets wins.
+    props = {**host_properties(), **props}
     config = AgentConfig(controller=controller_url, token=token, properties=props)
     if name:
         config.name = name

@@ -12,6 +12,21 @@ def default_name() -> str:
     return socket.gethostname()
 
 
+def host_properties() -> dict[str, str]:
+    """What lets a client find this node by address: its host name and IP addresses."""
+    import psutil
+
+    addresses = sorted(
+        {
+            a.address.split("%")[0]
+            for nic in psutil.net_if_addrs().values()
+            for a in nic
+            if a.family in (socket.AF_INET, socket.AF_INET6)
+        }
+    )
+    return {"hostname": socket.gethostname(), "addresses": ",".join(addresses)}
+
+
 def default_architecture() -> str:
     machine = platform.machine().lower()
     return {

@@ -65,11 +65,7 @@ def resolve_nodes(client: RemoteClient, specs: list[ExperimentSpec]) -> dict[str
             if server.id in by_name:
                 mapping[server.id] = server.id
                 continue
-            match = [
-                n["name"]
-                for n in nodes
-                if server.ip in (n["properties"].get("ip"), n["properties"].get("hostname"))
-            ]
+            match = [n["name"] for n in nodes if server.ip in _addresses(n["properties"])]
             if len(match) == 1:
                 mapping[server.id] = match[0]
             else:
@@ -83,6 +79,13 @@ def resolve_nodes(client: RemoteClient, specs: list[ExperimentSpec]) -> dict[str
     if offline:
         raise DefinitionError(f"node(s) offline: {', '.join(offline)}")
     return mapping
+
+
+def _addresses(properties: dict[str, Any]) -> set[str]:
+    """The names and addresses a node answers to, from what its agent reports."""
+    found = {str(properties.get("ip", "")), str(properties.get("hostname", ""))}
+    found |= set(str(properties.get("addresses", "")).split(","))
+    return found - {""}
 
 
 @contextlib.contextmanager
