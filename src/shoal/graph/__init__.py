@@ -14,16 +14,45 @@ API (``Client``, ``blob``, ``tasks``, ``remote``...) comes with the execution en
 
 from shoal.graph import content_types
 from shoal.graph.attributes import ObjectInfo, ObjectSpec, TaskInfo, TaskSpec, TaskSpecInput
+from shoal.graph.builtins import (
+    LoadConfig,
+    LoadDirConfig,
+    MakeDirectoryConfig,
+    SleepConfig,
+    SliceDirectoryConfig,
+    StoreConfig,
+)
+from shoal.graph.builtins_execute import (
+    ArgInput,
+    ArgOutput,
+    ExecuteConfig,
+    InputMapping,
+    OutputMapping,
+)
 from shoal.graph.data_instance import DataInstance, remove_path
 from shoal.graph.ids import ID
 from shoal.graph.labeled_list import LabeledList
+from shoal.graph.task_io import TaskCancelled, TaskFailed
 
 __all__ = [
     "ID",
+    "ArgInput",
+    "ArgOutput",
     "DataInstance",
+    "ExecuteConfig",
+    "InputMapping",
     "LabeledList",
+    "LoadConfig",
+    "LoadDirConfig",
+    "MakeDirectoryConfig",
     "ObjectInfo",
     "ObjectSpec",
+    "OutputMapping",
+    "SleepConfig",
+    "SliceDirectoryConfig",
+    "StoreConfig",
+    "TaskCancelled",
+    "TaskFailed",
     "TaskInfo",
     "TaskSpec",
     "TaskSpecInput",
