@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import select
 import signal
 import socket
@@ -11,8 +10,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO, Any
 
 SHOAL = [sys.executable, "-m", "shoal"]
+
+
+def read_until(stream: IO[Any], marker: str, timeout: float) -> str:
+    """Read a child's pipe until ``marker`` appears; what was read so far.
+
+    Reads the raw descriptor: select() on a pipe while a buffered reader holds
+    data it already pulled in would wait for bytes that have long arrived.
+    """
+    fd = stream.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker.encode() not in seen:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(left, 0))
+        if not ready:
+            raise TimeoutError(f"{marker!r} not printed in {timeout:g} s; got:\n{seen.decode()}")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise RuntimeError(f"exited before printing {marker!r}:\n{seen.decode()}")
+        seen += chunk
+    return seen.decode(errors="replace")
 
 
 def free_port() -> int:
@@ -60,21 +81,12 @@ class Controller:
             text=True,
             env={**os.environ, "COLUMNS": "200"},
         )
-        deadline = time.monotonic() + timeout
-        seen = []
         assert self.proc.stderr is not None
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.proc.stderr], [], [], max(left, 0))
-            if not ready:
-                self.stop()
-                raise TimeoutError(f"controller did not start: {''.join(seen)}")
-            line = self.proc.stderr.readline()
-            if not line:
-                raise RuntimeError(f"controller exited: {''.join(seen)}")
-            seen.append(line)
-            if re.search(r"shoal controller on http", line):
-                break
+        try:
+            read_until(self.proc.stderr, "shoal controller on http", timeout)
+        except (TimeoutError, RuntimeError):
+            self.stop()
+            raise
         # Keep draining stderr into the log so the pipe never fills up.
         self._drain = subprocess.Popen(
             ["cat"],

@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
-from processes import shoal
-
-
-def read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
-    assert proc.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        left = deadline - time.monotonic()
-        ready, _, _ = select.select([proc.stdout], [], [], max(left, 0))
-        if not ready:
-            raise TimeoutError(f"{marker!r} not printed; got:\n{seen}")
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"exited early ({proc.poll()}):\n{seen}")
-        seen += line
-    return seen
+from processes import read_until, shoal
 
 
 @pytest.mark.timeout(120)
@@ -43,7 +25,7 @@ def test_shoal_up_serves_until_ctrl_c(tmp_path) -> None:
         env=env,
     )
     try:
-        banner = read_until(up, "Press Ctrl-C to stop.", 60)
+        banner = read_until(up.stdout, "Press Ctrl-C to stop.", 60)
         assert "shoal is up" in banner and "login: shoal" in banner
         assert (tmp_path / ".shoal" / "up.env").is_file()
         children = psutil.Process(up.pid).children(recursive=True)
