@@ -1,0 +1,187 @@
+"""Data objects of a task graph, and constants: :func:`blob`, :func:`pickled`, :func:`directory`.
+
+>>> from shoal.graph.session import Session
+>>> class Fake:
+...     def open_session(self, name): return 1
+...     def close_session(self, session_id): pass
+>>> with Session(Fake()):
+...     a = blob("Hello ")
+...     b = blob([1, 2], encode="json", label="numbers")
+>>> a.spec.content_type, a.payload, b.spec.label, b.payload
+('text', b'Hello ', 'numbers', b'[1,2]')
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from shoal.graph import content_types
+from shoal.graph.attributes import ObjectInfo, ObjectSpec
+from shoal.graph.data_instance import DataInstance
+from shoal.graph.ids import ID
+from shoal.graph.session import GraphError, Session, active_session
+
+if TYPE_CHECKING:
+    from shoal.graph.task import Task
+
+__all__ = ["DataObject", "blob", "directory", "pickled"]
+
+
+class DataObject:
+    """An immutable data object in a session's graph: a blob or a directory.
+
+    Made by a task (``task.outputs``) or a constant (:func:`blob`). ``spec`` is what
+    was specified, ``info`` what the server told at the last ``fetch()``/``update()``
+    (``None`` before). ``keep()`` only before submit; ``fetch()`` only if kept.
+    """
+
+    def __init__(
+        self,
+        label: str | None = None,
+        *,
+        data_type: str = "blob",
+        content_type: str | None = None,
+        session: Session | None = None,
+        payload: bytes | None = None,
+    ) -> None:
+        self.session = session if session is not None else active_session()
+        self.spec = ObjectSpec(
+            id=self.session.new_id(), label=label, content_type=content_type, data_type=data_type
+        )
+        if data_type == "dir" and self.spec.content_type not in (None, "dir"):
+            raise ValueError(f"a directory has content type 'dir', not {content_type!r}")
+        if data_type == "blob" and self.spec.content_type == "dir":
+            raise ValueError("content type 'dir' is for directories, not blobs")
+        self.info: ObjectInfo | None = None
+        self.payload = payload
+        self.producer: Task | None = None
+        self._keep = False
+        self._submitted = False
+        self.session._register_object(self)
+
+    @property
+    def id(self) -> ID:
+        """The object's ID."""
+        assert self.spec.id is not None
+        return self.spec.id
+
+    @property
+    def label(self) -> str | None:
+        """The object's label (its role at the task that makes it)."""
+        return self.spec.label
+
+    @property
+    def data_type(self) -> str:
+        """``'blob'`` or ``'dir'``."""
+        return self.spec.data_type
+
+    @property
+    def content_type(self) -> str | None:
+        """The declared content type."""
+        return self.spec.content_type
+
+    @property
+    def is_submitted(self) -> bool:
+        """Whether the object was sent in a submit."""
+        return self._submitted
+
+    def is_kept(self) -> bool:
+        """Whether the keep flag is set."""
+        return self._keep
+
+    def keep(self) -> None:
+        """Ask the server to keep the object until ``unkeep()`` or the session ends.
+
+        Only before the submit that sends the object.
+        """
+        self.session._check_open()
+        if self._submitted:
+            raise GraphError(f"keep() of {self!r} after it was submitted; call it before submit")
+        self._keep = True
+
+    def unkeep(self) -> None:
+        """Drop the keep flag; a submitted object is unkept on the server at once."""
+        self.session.unkeep([self])
+
+    def wait(self) -> None:
+        """Block until the object is finished (no keep needed)."""
+        self.session.wait([self])
+
+    def fetch(self) -> DataInstance:
+        """The object's data (waits for it); the object must be kept."""
+        return self.session.fetch(self)
+
+    def update(self) -> None:
+        """Download the current ``info``."""
+        self.session.update([self])
+
+    def __reduce__(self) -> Any:
+        # Pickling a data object is only meaningful as an argument of a remote
+        # function, where it stands for the task input (see shoal.graph.remote).
+        from shoal.graph.remote import reduce_data_object
+
+        return reduce_data_object(self)
+
+    def __repr__(self) -> str:
+        label = f" {self.spec.label!r}" if self.spec.label else ""
+        return f"<DataObject {self.spec.data_type}{label} {tuple(self.id)}>"
+
+
+def blob(
+    value: Any,
+    label: str = "const",
+    content_type: str | None = None,
+    encode: str | None = None,
+) -> DataObject:
+    """A constant blob in the active session, uploaded with the next submit.
+
+    ``bytes`` are taken as they are; a ``str`` is UTF-8 and gets content type
+    ``'text'`` unless one is given; with ``encode`` the value is serialised by that
+    content type (``'json'``, ``'pickle'``, ...), which becomes the content type.
+
+    >>> # blob(b"Raw data"); blob("String data"); blob("[1, 2]", content_type="json")
+    >>> # blob([1, 2, 3, 4], encode="json"); blob(b"x", label="input data")
+    """
+    if encode is not None:
+        data, encoded_type = content_types.encode(value, encode)
+        if content_type is not None and content_types.validate(content_type) != encoded_type:
+            raise ValueError(
+                f"blob: content_type {content_type!r} conflicts with encode={encode!r}"
+            )
+        content_type = encoded_type
+    elif isinstance(value, str):
+        data = value.encode("utf-8")
+        if content_type is None:
+            content_type = "text"
+        elif content_types.text_encoding(content_type) not in (None, "utf-8"):
+            data, _ = content_types.encode(value, content_type)
+    elif isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+    else:
+        raise TypeError(
+            f"blob() takes bytes or str, not {type(value).__name__}; "
+            "use encode= (e.g. encode='pickle') to serialise other values"
+        )
+    return DataObject(label, content_type=content_type, payload=data)
+
+
+def pickled(value: Any, label: str = "const") -> DataObject:
+    """``blob(value, label, encode="pickle")``.
+
+    >>> # pickled([1, 2, 3, 4])
+    """
+    return blob(value, label, encode="pickle")
+
+
+def directory(path: str | os.PathLike[str], label: str = "const") -> DataObject:
+    """A constant ``'dir'`` object with the content of the local directory ``path``.
+
+    The directory is read now (recursively) and uploaded as a tar archive.
+
+    >>> # d = directory("/path/to/dir")
+    """
+    instance = DataInstance(path=path)
+    if instance.data_type != "dir":
+        raise ValueError(f"directory(): {path} is not a directory (use blob() for a file)")
+    return DataObject(label, data_type="dir", content_type="dir", payload=instance.get_bytes())

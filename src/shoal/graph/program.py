@@ -1,0 +1,229 @@
+"""``Input``/``Output`` (and ``InputDir``/``OutputDir``) configure the inputs and
+outputs of ``tasks.Execute`` and of ``@remote`` functions; ``Program`` is a reusable
+``Execute`` template.
+
+>>> from shoal.graph.session import Session
+>>> from shoal.graph.data_object import blob
+>>> class Fake:
+...     def open_session(self, name): return 1
+...     def close_session(self, session_id): pass
+>>> rain_grep = Program(["grep", "rain", Input("my_input", path="my_file")], stdout=True)
+>>> with Session(Fake()):
+...     task = rain_grep(my_input=blob(b"It is\\nrainy day\\n"))
+>>> task.config.args
+('grep', 'rain', ArgInput(input='my_input', path='my_file', write=False))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shoal.graph import content_types
+
+if TYPE_CHECKING:
+    from shoal.graph.data_object import DataObject
+    from shoal.graph.task import Task
+
+__all__ = ["Input", "InputDir", "Output", "OutputDir", "Program"]
+
+
+@dataclass(frozen=True)
+class Input:
+    """An input: its ``label``, the ``path`` it is mapped at in the working directory
+    (default: the label), the data object (``dataobj``, a single-output task also
+    does), ``write`` for a writable copy instead of a read-only link, the expected
+    ``content_type``, ``load`` (remote functions: pass the loaded value) and a
+    ``size_hint`` for the scheduler. :class:`InputDir` is the same for a directory.
+
+    >>> Input("my_label", path="myfile").path
+    'myfile'
+    """
+
+    label: str | None = None
+    path: str | None = None
+    dataobj: Any = None
+    write: bool = False
+    content_type: str | None = None
+    load: bool | None = None
+    size_hint: float | None = None
+    data_type: str = "blob"
+
+    def __post_init__(self) -> None:
+        if self.label is not None and not isinstance(self.label, str):
+            raise TypeError(f"Input label is a str, not {self.label!r}")
+        if self.data_type not in ("blob", "dir"):
+            raise ValueError(f"Input data_type is 'blob' or 'dir', not {self.data_type!r}")
+        content_types.validate(self.content_type)
+
+    def check(self, obj: DataObject) -> None:
+        """Raise ``ValueError`` if ``obj`` does not fit (data type, content type)."""
+        if obj.data_type != self.data_type:
+            kind = "InputDir" if self.data_type == "dir" else "Input"
+            raise ValueError(f"{kind} {self.label!r} expects a {self.data_type}, got {obj!r}")
+        declared = content_types.validate(self.content_type)
+        if (
+            declared is not None
+            and obj.content_type is not None
+            and not content_types.is_subtype(obj.content_type, declared)
+        ):
+            raise ValueError(
+                f"input {self.label!r} expects content type {declared!r}, "
+                f"but {obj!r} has {obj.content_type!r}"
+            )
+
+    def with_dataobj(self, obj: DataObject | Task) -> Input:
+        """A copy with ``dataobj`` set."""
+        return dataclasses.replace(self, dataobj=obj)
+
+
+def InputDir(
+    label: str | None = None,
+    path: str | None = None,
+    dataobj: Any = None,
+    write: bool = False,
+    size_hint: float | None = None,
+) -> Input:
+    """An :class:`Input` of a directory object.
+
+    >>> InputDir("data").data_type
+    'dir'
+    """
+    return Input(label, path, dataobj, write, None, None, size_hint, "dir")
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output: its ``label``, the ``path`` of the file the program leaves (default:
+    the label), its ``content_type``, ``encode`` (remote functions: serialise the
+    returned value by this content type, which becomes the content type) and a
+    ``size_hint``. :class:`OutputDir` is the same for a directory.
+
+    >>> Output("index", path="index.html").target
+    'index.html'
+    >>> Output(encode="json").effective_content_type
+    'json'
+    """
+
+    label: str | None = None
+    path: str | None = None
+    content_type: str | None = None
+    encode: str | None = None
+    size_hint: float | None = None
+    data_type: str = "blob"
+
+    def __post_init__(self) -> None:
+        if self.label is not None and not isinstance(self.label, str):
+            raise TypeError(f"Output label is a str, not {self.label!r}")
+        if self.data_type not in ("blob", "dir"):
+            raise ValueError(f"Output data_type is 'blob' or 'dir', not {self.data_type!r}")
+        ct, enc = content_types.validate(self.content_type), content_types.validate(self.encode)
+        if ct is not None and enc is not None and ct != enc:
+            raise ValueError(f"Output content_type {ct!r} conflicts with encode={enc!r}")
+        if self.data_type == "dir" and (enc is not None or ct not in (None, "dir")):
+            raise ValueError("OutputDir has no content type or encoding")
+
+    @property
+    def target(self) -> str | None:
+        """The path, or the label when no path is given."""
+        return self.path if self.path is not None else self.label
+
+    @property
+    def effective_content_type(self) -> str | None:
+        """``content_type``, else ``encode``."""
+        return content_types.validate(self.content_type or self.encode)
+
+
+def OutputDir(
+    label: str | None = None, path: str | None = None, size_hint: float | None = None
+) -> Output:
+    """An :class:`Output` of a directory object.
+
+    >>> OutputDir("rain").data_type
+    'dir'
+    """
+    return Output(label, path, None, None, size_hint, "dir")
+
+
+class Program:
+    """A template of ``tasks.Execute``: the same arguments, with :class:`Input` s (without
+    ``dataobj``) where the data objects go. Calling it with ``label=obj`` for each
+    input label makes the task in the active session.
+
+    >>> # prog = Program("a-program", stdin=Input("data")); task = prog(data=obj)
+    """
+
+    def __init__(
+        self,
+        args: str | list[Any] | tuple[Any, ...],
+        *,
+        input_paths: list[Input] | tuple[Input, ...] = (),
+        output_paths: list[Output | str] | tuple[Output | str, ...] = (),
+        stdin: Input | None = None,
+        stdout: bool | str | Output | None = None,
+        shell: bool = False,
+        cpus: int = 1,
+        name: str | None = None,
+    ) -> None:
+        self.args = args if isinstance(args, str) else tuple(args)
+        self.input_paths = tuple(input_paths)
+        self.output_paths = tuple(output_paths)
+        self.stdin = stdin
+        self.stdout = stdout
+        self.shell = shell
+        self.cpus = cpus
+        self.name = name
+        inputs = [a for a in self.args if isinstance(a, Input)] if not isinstance(args, str) else []
+        inputs += list(self.input_paths)
+        if stdin is not None:
+            if not isinstance(stdin, Input):
+                raise TypeError("Program stdin is an Input (a template has no data objects)")
+            inputs.append(stdin)
+        self.input_labels: list[str] = []
+        for i in inputs:
+            if not isinstance(i, Input):
+                raise TypeError(f"Program input_paths are Inputs, not {i!r}")
+            if i.label is None:
+                raise ValueError("every Input of a Program needs a label")
+            if i.dataobj is not None:
+                raise ValueError(f"Program Input {i.label!r} has a dataobj; pass it at the call")
+            if i.label in self.input_labels:
+                raise ValueError(f"Program has two Inputs labelled {i.label!r}")
+            self.input_labels.append(i.label)
+        if not isinstance(args, str):
+            for a in self.args:
+                if not isinstance(a, str | Input | Output | int | float):
+                    raise TypeError(f"Program arguments are str, Input or Output, not {a!r}")
+
+    def __call__(self, **objects: DataObject | Task) -> Task:
+        """Make the Execute task, each Input labelled ``l`` getting ``objects[l]``."""
+        from shoal.graph.tasks import Execute
+
+        missing = [label for label in self.input_labels if label not in objects]
+        extra = sorted(set(objects) - set(self.input_labels))
+        if missing or extra:
+            raise TypeError(
+                f"Program needs exactly the inputs {self.input_labels}; "
+                f"missing {missing}, unexpected {extra}"
+            )
+
+        def fill(value: Any) -> Any:
+            if isinstance(value, Input):
+                return value.with_dataobj(objects[value.label])  # type: ignore[index]
+            return value
+
+        args = self.args if isinstance(self.args, str) else [fill(a) for a in self.args]
+        return Execute(
+            args,
+            input_paths=[fill(i) for i in self.input_paths],
+            output_paths=list(self.output_paths),
+            stdin=fill(self.stdin),
+            stdout=self.stdout,
+            shell=self.shell,
+            cpus=self.cpus,
+            name=self.name,
+        )
+
+    def __repr__(self) -> str:
+        return f"Program({self.args!r})"

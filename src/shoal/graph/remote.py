@@ -1,0 +1,305 @@
+"""``@remote``: Python functions that run as tasks (task type ``"python"``).
+
+Calling a decorated function does not run it; it makes a task in the active
+session. The function's first parameter is the execution context (``ctx``); the
+others are the call's arguments. Every data object found anywhere in the arguments
+(lists, tuples, sets, dicts, attributes of objects) becomes an input of the task, and
+on the node it is replaced by the input's :class:`~shoal.graph.DataInstance`.
+
+>>> from shoal.graph.session import Session
+>>> from shoal.graph.data_object import blob
+>>> class Fake:
+...     def open_session(self, name): return 1
+...     def close_session(self, session_id): pass
+>>> @remote(outputs=("label1", "label2"))
+... def fn(ctx, data):
+...     return {"label1": b"1", "label2": data.get_bytes()}
+>>> with Session(Fake()):
+...     t = fn([blob(b"x")])
+>>> t.task_type, len(t.inputs), t.outputs.labels()
+('python', 1, ['label1', 'label2'])
+
+The task's ``config`` is a dict: ``function`` (the cloudpickled function),
+``args`` (the cloudpickled ``(args, kwargs)``, data objects in them pickled as
+references to the task's inputs: unpickle inside :func:`resolving_inputs`),
+``name``, ``inputs`` (per parameter: ``load``, ``content_type``, ``data_type``),
+``auto_load``, and ``outputs`` (per output: ``label``, ``content_type``, ``encode``,
+``data_type``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+import types
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from shoal.client import serialize
+from shoal.graph.data_object import DataObject
+from shoal.graph.program import Input, Output
+from shoal.graph.session import GraphError
+from shoal.graph.task import Task, to_data_object
+
+__all__ = ["RemoteFunction", "input_placeholder", "remote", "resolving_inputs"]
+
+_pickled_inputs: contextvars.ContextVar[list[DataObject] | None] = contextvars.ContextVar(
+    "shoal_graph_pickled_inputs", default=None
+)
+_input_values: contextvars.ContextVar[Sequence[Any] | None] = contextvars.ContextVar(
+    "shoal_graph_input_values", default=None
+)
+
+_LEAVES = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    complex,
+    bool,
+    type(None),
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+)
+
+
+def reduce_data_object(obj: DataObject) -> tuple[Any, tuple[int]]:
+    """``DataObject.__reduce__``: a reference to the task input, while pickling the
+    arguments of a remote function; a :class:`GraphError` otherwise."""
+    inputs = _pickled_inputs.get()
+    if inputs is None:
+        raise GraphError(
+            f"{obj!r} cannot be pickled; data objects are passed to @remote functions "
+            "as arguments, and fetch() gives their data"
+        )
+    for index, known in enumerate(inputs):
+        if known is obj:
+            return input_placeholder, (index,)
+    inputs.append(obj)
+    return input_placeholder, (len(inputs) - 1,)
+
+
+def input_placeholder(index: int) -> Any:
+    """What a data object in pickled arguments unpickles to: input ``index``'s value.
+
+    Only valid inside :func:`resolving_inputs`.
+    """
+    values = _input_values.get()
+    if values is None:
+        raise RuntimeError(
+            "remote arguments refer to task inputs; unpickle them inside "
+            "shoal.graph.remote.resolving_inputs(inputs)"
+        )
+    return values[index]
+
+
+@contextlib.contextmanager
+def resolving_inputs(values: Sequence[Any]) -> Iterator[None]:
+    """Unpickle remote ``args`` inside this block: input ``i`` becomes ``values[i]``.
+
+    >>> # with resolving_inputs(instances): args, kwargs = serialize.loads(config["args"])
+    """
+    token = _input_values.set(values)
+    try:
+        yield
+    finally:
+        _input_values.reset(token)
+
+
+def find_data_objects(value: Any) -> tuple[list[DataObject], set[type]]:
+    """The data objects anywhere in ``value`` (in order, once each), and the types of
+    the plain objects walked through (for pickling user classes by value).
+
+    Single-output tasks count as their output.
+    """
+    found: list[DataObject] = []
+    found_ids: set[int] = set()
+    seen: set[int] = set()
+    kinds: set[type] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Task):
+            item = to_data_object(item)
+        if isinstance(item, DataObject):
+            if id(item) not in found_ids:
+                found_ids.add(id(item))
+                found.append(item)
+            continue
+        if isinstance(item, _LEAVES) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            children = [x for kv in item.items() for x in kv]
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = list(item)
+        elif hasattr(item, "__dict__"):
+            kinds.add(type(item))
+            children = list(vars(item).values())
+        else:
+            continue
+        stack.extend(reversed(children))
+    return found, kinds
+
+
+def _normalize_outputs(outputs: Any) -> list[Output]:
+    if outputs is None:
+        return [Output("output")]
+    if isinstance(outputs, bool):
+        raise TypeError(f"outputs is a number, a label, an Output or a list of them: {outputs!r}")
+    if isinstance(outputs, int):
+        if outputs < 0:
+            raise ValueError(f"outputs cannot be negative: {outputs}")
+        return [Output() for _ in range(outputs)]
+    if isinstance(outputs, str | Output):
+        outputs = [outputs]
+    result = []
+    for out in outputs:
+        if isinstance(out, str):
+            result.append(Output(out))
+        elif isinstance(out, Output):
+            result.append(out)
+        else:
+            raise TypeError(f"an output is a label or an Output, not {out!r}")
+    labels = [o.label for o in result if o.label is not None]
+    if len(labels) != len(set(labels)):
+        raise ValueError(f"duplicate output labels in {labels}")
+    return result
+
+
+class RemoteFunction:
+    """A function turned into a task factory by :func:`remote`.
+
+    ``f(*args, **kwargs)`` makes the task; the original is ``f.__wrapped__``.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        outputs: Any = None,
+        inputs: dict[str, Input] | None = None,
+        auto_load: bool = False,
+        cpus: int = 1,
+    ) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        try:
+            self.signature = inspect.signature(fn, eval_str=True)
+        except Exception:  # annotations that cannot be evaluated here
+            self.signature = inspect.signature(fn)
+        params = list(self.signature.parameters.values())
+        if not params or params[0].kind not in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            raise TypeError(f"@remote function {fn.__name__} needs the context (ctx) first")
+        self.inputs: dict[str, Input] = {}
+        for p in params[1:]:
+            if isinstance(p.annotation, Input):
+                self.inputs[p.name] = p.annotation
+        for pname, spec in (inputs or {}).items():
+            if pname not in self.signature.parameters or pname == params[0].name:
+                raise ValueError(f"@remote inputs: {fn.__name__} has no parameter {pname!r}")
+            if not isinstance(spec, Input):
+                raise TypeError(f"@remote inputs[{pname!r}] is an Input, not {spec!r}")
+            self.inputs[pname] = spec
+        if outputs is None:
+            ret = self.signature.return_annotation
+            if isinstance(ret, Output) or (
+                isinstance(ret, tuple | list) and ret and all(isinstance(o, Output) for o in ret)
+            ):
+                outputs = ret
+        self.outputs = _normalize_outputs(outputs)
+        self.auto_load = bool(auto_load)
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+            raise ValueError(f"cpus must be a positive int, not {cpus!r}")
+        self.cpus = cpus
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Task:
+        """Make the task in the active session."""
+        try:
+            bound = self.signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.fn.__name__}(): {exc}") from None
+        found, kinds = find_data_objects((args, kwargs))
+        labels: dict[int, str] = {}
+        for pname, value in list(bound.arguments.items())[1:]:
+            if isinstance(value, DataObject | Task):
+                obj = to_data_object(value)
+                labels.setdefault(id(obj), pname)
+                if pname in self.inputs:
+                    self.inputs[pname].check(obj)
+        token = _pickled_inputs.set(found)
+        try:
+            function_data = serialize.dumps(self.fn)
+            args_data = serialize.dumps((args, kwargs), types=kinds)
+        finally:
+            _pickled_inputs.reset(token)
+        config = {
+            "function": function_data,
+            "args": args_data,
+            "name": self.fn.__qualname__,
+            "inputs": {
+                pname: {"load": i.load, "content_type": i.content_type, "data_type": i.data_type}
+                for pname, i in self.inputs.items()
+            },
+            "auto_load": self.auto_load,
+            "outputs": [
+                {
+                    "label": o.label,
+                    "content_type": o.effective_content_type,
+                    "encode": o.encode,
+                    "data_type": o.data_type,
+                }
+                for o in self.outputs
+            ],
+        }
+        outs = [
+            DataObject(o.label, data_type=o.data_type, content_type=o.effective_content_type)
+            for o in self.outputs
+        ]
+        task_inputs = [(labels.get(id(obj)), obj) for obj in found]
+        return Task("python", config, task_inputs, outs, name=self.fn.__name__, cpus=self.cpus)
+
+    def __repr__(self) -> str:
+        return f"<remote {self.fn.__qualname__}>"
+
+
+def remote(
+    fn: Callable[..., Any] | None = None,
+    *,
+    outputs: Any = None,
+    inputs: dict[str, Input] | None = None,
+    auto_load: bool = False,
+    cpus: int = 1,
+) -> Any:
+    """Turn a function ``fn(ctx, ...)`` into a task factory; ``@remote`` or ``@remote(...)``.
+
+    ``outputs``: ``None`` (one output), a number, a label, an :class:`Output`, or a
+    list of labels/Outputs. ``inputs``: ``{param: Input(...)}``; parameters annotated
+    with an ``Input`` are configured the same way, and a return annotation of Output(s)
+    sets ``outputs``. ``auto_load``: pass ``load()``-ed values instead of data
+    instances. ``cpus``: the cpus reserved for the task.
+
+    >>> @remote(outputs=(Output(encode="pickle"), Output(encode="json")))
+    ... def fn7(ctx):
+    ...     return ([1, 2, 3], {"x": 123})
+    >>> [o.effective_content_type for o in fn7.outputs]
+    ['pickle', 'json']
+    """
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError("use @remote or @remote(outputs=..., ...) with keyword arguments")
+        return RemoteFunction(fn, outputs=outputs, inputs=inputs, auto_load=auto_load, cpus=cpus)
+
+    def decorate(f: Callable[..., Any]) -> RemoteFunction:
+        return RemoteFunction(f, outputs=outputs, inputs=inputs, auto_load=auto_load, cpus=cpus)
+
+    return decorate

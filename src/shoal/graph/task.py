@@ -1,0 +1,195 @@
+"""Tasks of a task graph.
+
+A task reads input data objects and makes output data objects. A task with exactly
+one output can stand wherever a data object is expected (:func:`to_data_object`).
+
+>>> from shoal.graph.session import Session
+>>> from shoal.graph.data_object import DataObject, blob
+>>> class Fake:
+...     def open_session(self, name): return 1
+...     def close_session(self, session_id): pass
+>>> with Session(Fake()):
+...     t = Task("concat", inputs=[blob(b"a"), blob(b"b")], outputs=[DataObject("output")],
+...              name="group/concat")
+...     u = Task("sleep", config={"delay": 1.0}, inputs=[t])   # t stands for t.output
+>>> t.output is t.outputs["output"], u.inputs[0] is t.output, t.name
+(True, True, 'group/concat')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from shoal.graph.attributes import TaskInfo, TaskSpec, TaskSpecInput
+from shoal.graph.data_instance import DataInstance
+from shoal.graph.data_object import DataObject
+from shoal.graph.ids import ID
+from shoal.graph.labeled_list import LabeledList
+from shoal.graph.session import GraphError, Session, active_session
+
+__all__ = ["Task", "to_data_object"]
+
+
+def to_data_object(value: DataObject | Task) -> DataObject:
+    """``value`` itself if a data object; the output of a single-output task.
+
+    Raises ``TypeError`` for anything else and :class:`GraphError` for a task whose
+    number of outputs is not one.
+    """
+    if isinstance(value, DataObject):
+        return value
+    if isinstance(value, Task):
+        return value.output
+    raise TypeError(f"expected a data object or a task, not {type(value).__name__} {value!r}")
+
+
+class Task:
+    """A task in the active (or given) session.
+
+    ``task_type`` names what runs it (``"concat"``, ``"execute"``, ``"python"``...),
+    ``config`` is its configuration, ``inputs`` data objects or single-output tasks,
+    optionally as ``(label, obj)``, and ``outputs`` new data objects this task makes.
+    ``name`` may hold ``/``-separated groups. ``cpus`` goes to ``spec.resources``.
+    """
+
+    def __init__(
+        self,
+        task_type: str,
+        config: Any = None,
+        inputs: Sequence[Any] = (),
+        outputs: Sequence[DataObject] = (),
+        *,
+        name: str | None = None,
+        cpus: int = 1,
+        session: Session | None = None,
+        user: dict[str, Any] | None = None,
+    ) -> None:
+        self.session = session if session is not None else active_session()
+        try:
+            self._build(task_type, config, inputs, outputs, name, cpus, user)
+        except BaseException:
+            # Outputs made for this task must not linger in the session without it.
+            self.session._discard(o for o in outputs if isinstance(o, DataObject))
+            raise
+
+    def _build(
+        self,
+        task_type: str,
+        config: Any,
+        inputs: Sequence[Any],
+        outputs: Sequence[DataObject],
+        name: str | None,
+        cpus: int,
+        user: dict[str, Any] | None,
+    ) -> None:
+        self.session._check_open()
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+            raise ValueError(f"cpus must be a positive int, not {cpus!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"a task name is a str, not {type(name).__name__}")
+        spec_inputs: list[TaskSpecInput] = []
+        self._inputs: list[DataObject] = []
+        for item in inputs:
+            label = None
+            if isinstance(item, tuple):
+                label, item = item
+            obj = to_data_object(item)
+            if obj.session is not self.session:
+                raise GraphError(f"{obj!r} belongs to another session than the new task")
+            self._inputs.append(obj)
+            spec_inputs.append(TaskSpecInput(obj.id, label))
+        outs = list(outputs)
+        for obj in outs:
+            if not isinstance(obj, DataObject):
+                raise TypeError(f"task outputs are DataObjects, not {obj!r}")
+            if obj.session is not self.session:
+                raise GraphError(f"output {obj!r} belongs to another session")
+            if obj.producer is not None or obj.payload is not None or obj.is_submitted:
+                raise GraphError(f"{obj!r} is already made by something else")
+        self._outputs: LabeledList[DataObject] = LabeledList(outs, [o.label for o in outs])
+        for obj in outs:
+            obj.producer = self
+        self.name = name
+        self.spec = TaskSpec(
+            id=self.session.new_id(),
+            task_type=task_type,
+            config=config,
+            inputs=spec_inputs,
+            outputs=[o.id for o in outs],
+            resources={"cpus": cpus},
+            user=dict(user or {}),
+        )
+        self.info: TaskInfo | None = None
+        self._submitted = False
+        self.session._register_task(self)
+
+    @property
+    def id(self) -> ID:
+        """The task's ID."""
+        assert self.spec.id is not None
+        return self.spec.id
+
+    @property
+    def task_type(self) -> str:
+        """What kind of task this is."""
+        return self.spec.task_type
+
+    @property
+    def config(self) -> Any:
+        """The task-type specific configuration."""
+        return self.spec.config
+
+    @property
+    def cpus(self) -> int:
+        """The number of cpus reserved for the task."""
+        return int(self.spec.resources.get("cpus", 1))
+
+    @property
+    def inputs(self) -> list[DataObject]:
+        """The input objects, in order."""
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> LabeledList[DataObject]:
+        """The output objects, by position and by label."""
+        return self._outputs
+
+    @property
+    def output(self) -> DataObject:
+        """The only output; :class:`GraphError` if the task has zero or several."""
+        if len(self._outputs) != 1:
+            raise GraphError(
+                f"{self!r} has {len(self._outputs)} outputs, not one; use .outputs[...]"
+            )
+        return self._outputs[0]
+
+    @property
+    def is_submitted(self) -> bool:
+        """Whether the task was sent in a submit."""
+        return self._submitted
+
+    def keep_outputs(self) -> None:
+        """``keep()`` every output (before submit)."""
+        for obj in self._outputs:
+            obj.keep()
+
+    def fetch_outputs(self) -> list[DataInstance]:
+        """``[o.fetch() for o in self.outputs]``."""
+        return [obj.fetch() for obj in self._outputs]
+
+    def wait(self) -> None:
+        """Block until the task is finished."""
+        self.session.wait([self])
+
+    def update(self) -> None:
+        """Download the current ``info``."""
+        self.session.update([self])
+
+    def __reduce__(self) -> Any:
+        # As a remote-function argument, a single-output task stands for its output.
+        return self.output.__reduce__()
+
+    def __repr__(self) -> str:
+        name = f" {self.name!r}" if self.name else ""
+        return f"<Task {self.spec.task_type}{name} {tuple(self.id)}>"

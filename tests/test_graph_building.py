@@ -1,0 +1,693 @@
+"""Client-side graph building of shoal.graph (the Rain user guide's examples) against
+an in-memory fake transport: what reaches the transport, and the session rules."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.client import serialize
+from shoal.graph import tasks
+from shoal.graph.attributes import ObjectInfo, ObjectSpec, TaskInfo, TaskSpec
+from shoal.graph.builtins import (
+    LoadConfig,
+    MakeDirectoryConfig,
+    SleepConfig,
+    SliceDirectoryConfig,
+    StoreConfig,
+)
+from shoal.graph.builtins_execute import (
+    ArgInput,
+    ArgOutput,
+    ExecuteConfig,
+    InputMapping,
+    OutputMapping,
+)
+from shoal.graph.data_instance import DataInstance
+from shoal.graph.data_object import DataObject, blob, directory, pickled
+from shoal.graph.ids import ID
+from shoal.graph.program import Input, InputDir, Output, OutputDir, Program
+from shoal.graph.remote import remote, resolving_inputs
+from shoal.graph.session import GraphError, Session, SessionException, active_session
+from shoal.graph.task import Task
+from shoal.graph.transport import GraphTransport
+
+
+class FakeTransport:
+    """Records everything; fetch gives constants back or what ``results`` holds."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+        self.closed: list[int] = []
+        self.submits: list[dict[str, Any]] = []
+        self.task_ids: set[ID] = set()
+        self.payloads: dict[ID, bytes] = {}
+        self.results: dict[ID, DataInstance] = {}
+        self.infos: dict[ID, TaskInfo | ObjectInfo] = {}
+        self.waited: list[list[ID]] = []
+        self.unkept: list[ID] = []
+        self.fail: str | None = None
+
+    def _maybe_fail(self) -> None:
+        if self.fail is not None:
+            raise SessionException(self.fail)
+
+    def open_session(self, name: str) -> int:
+        self.opened.append(name)
+        return len(self.opened)
+
+    def submit(
+        self,
+        session_id: int,
+        tasks: Sequence[TaskSpec],
+        objects: Sequence[ObjectSpec],
+        payloads: Mapping[ID, bytes],
+        kept: Collection[ID],
+    ) -> None:
+        self._maybe_fail()
+        self.submits.append(
+            {
+                "tasks": list(tasks),
+                "objects": list(objects),
+                "payloads": dict(payloads),
+                "kept": set(kept),
+            }
+        )
+        self.task_ids.update(t.id for t in tasks)
+        self.payloads.update(payloads)
+
+    def wait(self, ids: Collection[ID]) -> None:
+        self._maybe_fail()
+        self.waited.append(list(ids))
+
+    def wait_some(self, ids: Collection[ID]) -> tuple[list[ID], list[ID]]:
+        self._maybe_fail()
+        ids = list(ids)
+        return [i for i in ids if i in self.task_ids], [i for i in ids if i not in self.task_ids]
+
+    def fetch(self, object_id: ID) -> DataInstance:
+        self._maybe_fail()
+        if object_id in self.results:
+            return self.results[object_id]
+        return DataInstance(self.payloads[object_id], info=ObjectInfo(size=1))
+
+    def unkeep(self, ids: Collection[ID]) -> None:
+        self._maybe_fail()
+        self.unkept.extend(ids)
+
+    def update(self, ids: Collection[ID]) -> Mapping[ID, TaskInfo | ObjectInfo]:
+        self._maybe_fail()
+        return {i: self.infos[i] for i in ids if i in self.infos}
+
+    def close_session(self, session_id: int) -> None:
+        self.closed.append(session_id)
+
+
+@pytest.fixture
+def transport() -> FakeTransport:
+    return FakeTransport()
+
+
+@pytest.fixture
+def session(transport: FakeTransport) -> Any:
+    with Session(transport) as s:
+        yield s
+
+
+def test_fake_is_a_transport(transport: FakeTransport) -> None:
+    assert isinstance(transport, GraphTransport)
+
+
+# --- the guide's examples -------------------------------------------------------------
+
+
+def test_hello_world(transport: FakeTransport) -> None:
+    with Session(transport, name="My session") as session:
+        a = blob("Hello ")
+        b = blob("world!")
+        t = tasks.Concat((a, b))
+        t.output.keep()
+        session.submit()
+        session.wait_all()
+    assert transport.opened == ["My session"]
+    (sub,) = transport.submits
+    (spec,) = sub["tasks"]
+    assert spec.task_type == "concat"
+    assert [i.id for i in spec.inputs] == [a.id, b.id]
+    assert spec.outputs == [t.output.id]
+    assert [o.id for o in sub["objects"]] == [a.id, b.id, t.output.id]
+    assert sub["payloads"] == {a.id: b"Hello ", b.id: b"world!"}
+    assert sub["kept"] == {t.output.id}
+    assert a.spec.label == "const" and a.spec.content_type == "text"
+    assert transport.waited == [[t.id]]
+    assert session.is_closed and transport.closed == [session.session_id]
+
+
+def test_default_session(transport: FakeTransport) -> None:
+    session = Session(transport, default=True)
+    try:
+        a = blob("Hello ")
+        tasks.Concat([a, blob("world!")])
+        assert active_session() is session
+        session.submit()
+        assert len(transport.submits[0]["tasks"]) == 1
+    finally:
+        session.close()
+    with pytest.raises(GraphError, match="no active session"):
+        blob("x")
+
+
+def test_fetch_result(transport: FakeTransport, session: Session) -> None:
+    t = tasks.Concat((blob("Hello "), blob("world!")))
+    t.output.keep()
+    session.submit()
+    transport.results[t.output.id] = DataInstance(b"Hello world!", info=ObjectInfo(size=12))
+    assert t.output.fetch().get_bytes() == b"Hello world!"
+    assert t.output.info is not None and t.output.info.size == 12
+
+
+def test_sleep_chaining_and_task_as_object(session: Session) -> None:
+    a, b = blob("Hello "), blob("world!")
+    t1 = tasks.Sleep(b, 1.0)
+    t2 = tasks.Concat((a, t1.output))
+    t3 = tasks.Concat((a, t1))
+    assert t1.config == SleepConfig(1.0)
+    assert t1.output.content_type == "text"
+    assert t2.inputs[1] is t1.output and t3.inputs[1] is t1.output
+
+
+def test_output_needs_exactly_one(session: Session) -> None:
+    store = tasks.Store(blob(b"x"), "/tmp/result")
+    with pytest.raises(GraphError, match="0 outputs"):
+        store.output  # noqa: B018
+    with pytest.raises(GraphError):
+        tasks.Sleep(store, 1.0)
+    assert len(store.outputs) == 0
+
+
+def test_multiple_outputs_tee(transport: FakeTransport, session: Session) -> None:
+    data = blob(b"data")
+    t = tasks.Execute(["tee", Output("output1")], stdout="output2", stdin=data)
+    assert t.outputs["output1"] is t.outputs[0]
+    assert t.outputs["output2"] is t.outputs[1]
+    assert t.config == ExecuteConfig(
+        ("tee", ArgOutput("output1")), stdin=0, stdout=OutputMapping("output2")
+    )
+    with pytest.raises(GraphError, match="2 outputs"):
+        t.output  # noqa: B018
+    t.keep_outputs()
+    session.submit()
+    assert transport.submits[0]["kept"] == {o.id for o in t.outputs}
+    transport.results[t.outputs[0].id] = DataInstance(b"1")
+    transport.results[t.outputs[1].id] = DataInstance(b"2")
+    assert [d.get_bytes() for d in t.fetch_outputs()] == [b"1", b"2"]
+
+
+def test_constants() -> None:
+    with Session(FakeTransport()):
+        assert blob(b"Raw data").payload == b"Raw data"
+        assert blob(b"Raw data", label="input data").label == "input data"
+        s = blob("String data")
+        assert (s.payload, s.content_type) == (b"String data", "text")
+        j = blob("[1, 2, 3, 4]", content_type="json")
+        assert (j.payload, j.content_type) == (b"[1, 2, 3, 4]", "json")
+        e = blob([1, 2, 3, 4], encode="json")
+        assert e.content_type == "json"
+        p = blob([1, 2, 3, 4], encode="pickle")
+        assert p.content_type == "pickle" and pickle.loads(p.payload) == [1, 2, 3, 4]
+        q = pickled([1, 2, 3, 4])
+        assert q.content_type == "pickle" and pickle.loads(q.payload) == [1, 2, 3, 4]
+        with pytest.raises(TypeError, match="encode"):
+            blob([1, 2])
+
+
+def test_task_names(session: Session) -> None:
+    t1 = tasks.Concat([blob(b"a")], name="my-plain-name")
+    t2 = tasks.Execute(["train", "xyz"], name="main_tasks/training/train1")
+    t3 = tasks.Execute(["train", "abc"], name="main_tasks/training/train1")
+    assert t1.name == "my-plain-name"
+    assert t2.name == t3.name == "main_tasks/training/train1"
+
+
+def test_builtin_tasks_example(transport: FakeTransport, session: Session) -> None:
+    data1 = tasks.Load("/path/to/data")
+    data2 = blob("constant data")
+    merge = tasks.Concat((data1, data2))
+    result = tasks.Sleep(merge, 1.0)
+    store = tasks.Store(result, "/path/to/result")
+    session.submit()
+    assert data1.config == LoadConfig("/path/to/data")
+    assert store.config == StoreConfig("/path/to/result")
+    kinds = [t.task_type for t in transport.submits[0]["tasks"]]
+    assert kinds == ["load", "concat", "sleep", "store"]
+    with pytest.raises(ValueError):
+        tasks.Load("relative/path")
+
+
+def test_execute_simple_forms(session: Session) -> None:
+    t = tasks.Execute("sleep 1")
+    assert t.config.args == "sleep 1" and len(t.outputs) == 0 and t.inputs == []
+    assert tasks.Execute(("sleep", "1")).config.args == ("sleep", "1")
+    t = tasks.Execute("sleep 1 && sleep 1", shell=True)
+    assert t.config.shell
+
+
+def test_execute_outputs(session: Session) -> None:
+    t = tasks.Execute("wget https://github.com/", output_paths=[Output("index", path="index.html")])
+    assert t.output.label == "index"
+    assert t.config.output_paths == (OutputMapping("index", "index.html"),)
+    t = tasks.Execute("wget https://github.com/", output_paths=["index.html"])
+    assert t.output.label == "index.html"
+    t = tasks.Execute(
+        ["wget", "https://github.com/", "--output-file", Output("log")],
+        output_paths=["index.html"],
+    )
+    assert t.outputs.labels() == ["log", "index.html"]
+    assert tasks.Execute("ls /", stdout=True).output.label == "stdout"
+    assert tasks.Execute("ls /", stdout="my_label").output.label == "my_label"
+    out = tasks.Execute("ls /", stdout=Output("my_label", content_type="text")).output
+    assert (out.label, out.content_type) == ("my_label", "text")
+    with pytest.raises(ValueError, match="no path"):
+        tasks.Execute("ls /", stdout=Output("x", path="y"))
+    t = tasks.Execute(
+        "git clone https://github.com/substantic/rain", output_paths=[OutputDir("rain")]
+    )
+    assert t.output.data_type == "dir"
+
+
+def test_execute_grep_rain(transport: FakeTransport, session: Session) -> None:
+    data = blob(b"It is\nrainy day\n")
+    task = tasks.Execute(["grep", "rain", data], stdout=True)
+    task.output.keep()
+    session.submit()
+    assert task.inputs == [data]
+    assert task.config.args == ("grep", "rain", ArgInput(0))
+    assert task.config.stdout == OutputMapping("stdout")
+    spec = transport.submits[0]["tasks"][0]
+    assert spec.task_type == "execute" and spec.inputs[0].id == data.id
+
+
+def test_execute_inputs(session: Session) -> None:
+    my_data = blob(b"x")
+    t = tasks.Execute(["a-program", "argument1", Input("my_label", path="myfile", dataobj=my_data)])
+    assert t.config.args[2] == ArgInput("my_label", "myfile")
+    assert t.spec.inputs[0].label == "my_label"
+    t = tasks.Execute(
+        ["a-program", "argument1"], input_paths=[Input("my_label", path="myfile", dataobj=my_data)]
+    )
+    assert t.config.input_paths == (InputMapping("my_label", "myfile"),)
+    assert tasks.Execute(["a-program", "argument1"], stdin=my_data).config.stdin == 0
+    t = tasks.Execute(
+        "echo 'New line' >> myfile",
+        shell=True,
+        input_paths=[Input("myfile", dataobj=my_data, write=True)],
+    )
+    assert t.config.input_paths == (InputMapping("myfile", None, True),)
+    with pytest.raises(ValueError, match="no dataobj"):
+        tasks.Execute(["prog", Input("x")])
+    with pytest.raises(ValueError, match="expects a dir"):
+        tasks.Execute(["prog"], input_paths=[InputDir("d", dataobj=my_data)])
+    with pytest.raises(ValueError, match="two inputs"):
+        tasks.Execute(["p", Input("a", dataobj=my_data), Input("a", dataobj=my_data)])
+
+
+def test_execute_cpus(session: Session) -> None:
+    t = tasks.Execute("a-parallel-program", cpus=4)
+    assert t.cpus == 4 and t.config.cpus == 4 and t.spec.resources == {"cpus": 4}
+
+
+def test_failed_task_construction_leaves_no_orphans(session: Session) -> None:
+    with pytest.raises(ValueError):
+        tasks.Execute("prog", cpus=0)
+    session.submit()  # nothing half-made is left in the session
+
+
+def test_program(session: Session) -> None:
+    rain_grep = Program(["grep", "rain", Input("my_input", path="my_file")], stdout=True)
+    data = blob(b"It is\nrainy day\n")
+    task = rain_grep(my_input=data)
+    assert task.inputs == [data]
+    assert task.config.args == ("grep", "rain", ArgInput("my_input", "my_file"))
+    assert task.output.label == "stdout"
+    with pytest.raises(TypeError, match="missing"):
+        rain_grep()
+    prog = Program(["cat"], stdin=Input("in"), output_paths=["x"], input_paths=[Input("cfg")])
+    t = prog(**{"in": data, "cfg": blob(b"c")})
+    assert t.config.stdin == "in" and t.outputs.labels() == ["x"]
+    with pytest.raises(ValueError, match="dataobj"):
+        Program(["cat", Input("a", dataobj=data)])
+
+
+# --- @remote --------------------------------------------------------------------------
+
+
+class MyClass:
+    def __init__(self, my_data: Any) -> None:
+        self.my_data = my_data
+
+
+def test_remote_hello(session: Session) -> None:
+    @remote()
+    def hello(ctx: Any) -> str:
+        return "Hello world!"
+
+    t = hello()
+    assert t.task_type == "python" and t.name == "hello"
+    assert t.output.label == "output"
+    fn = serialize.loads(t.config["function"])
+    assert fn(None) == "Hello world!"
+
+
+def test_remote_inputs_nested(session: Session) -> None:
+    @remote
+    def hello(ctx: Any, data1: Any, data2: Any) -> bytes:
+        return data1 + data2.get_bytes()
+
+    data = blob("Rain!")
+    t = hello(b"Hello ", data)
+    assert t.inputs == [data] and t.spec.inputs[0].label == "data2"
+    with resolving_inputs([DataInstance(b"Rain!")]):
+        args, kwargs = serialize.loads(t.config["args"])
+    assert serialize.loads(t.config["function"])(None, *args, **kwargs) == b"Hello Rain!"
+
+    @remote()
+    def my_call(ctx: Any, input: Any) -> bytes:
+        return b""
+
+    objs = [blob(b"data1"), blob(b"data2"), blob(b"data3")]
+    t = my_call({"k": (MyClass([objs[0], objs[1]]), {objs[2]}), "again": objs[0]})
+    assert t.inputs == objs
+    values = [DataInstance(b"1"), DataInstance(b"2"), DataInstance(b"3")]
+    with resolving_inputs(values):
+        (arg,), _ = serialize.loads(t.config["args"])
+    assert arg["k"][0].my_data == values[:2] and arg["again"] is values[0]
+    t2 = my_call(tasks.Sleep(objs[0], 1))
+    assert t2.inputs[0].producer is not None
+
+
+def test_remote_input_options(session: Session) -> None:
+    @remote(inputs={"data": Input(load=True)})
+    def fn2(ctx: Any, data: Any) -> None:
+        pass
+
+    @remote(auto_load=True)
+    def fn3(ctx: Any, data: Any) -> None:
+        pass
+
+    @remote(inputs={"data": Input(content_type="json")})
+    def fn4(ctx: Any, data: Any) -> None:
+        pass
+
+    data = blob([1, 2, 3, 4], encode="json")
+    assert fn2(data).config["inputs"]["data"]["load"] is True
+    assert fn3(data).config["auto_load"] is True
+    fn4(data)
+    with pytest.raises(ValueError, match="content type"):
+        fn4(pickled(1))
+    with pytest.raises(ValueError, match="no parameter"):
+        remote(inputs={"nope": Input()})(lambda ctx: None)
+    with pytest.raises(TypeError):
+        fn2()
+
+
+def test_remote_outputs(session: Session) -> None:
+    @remote(outputs=3)
+    def fn3(ctx: Any) -> Any:
+        return (b"data1", b"data2", b"data3")
+
+    @remote(outputs=0)
+    def fn4(ctx: Any) -> None:
+        pass
+
+    @remote(outputs=("label1", "label2"))
+    def fn5(ctx: Any) -> Any:
+        return {"label1": b"data1", "label2": b"data2"}
+
+    @remote(outputs=(Output(content_type="json"), Output(content_type="json")))
+    def fn6(ctx: Any) -> Any:
+        return ("[1, 2, 3]", "{'x': 123}")
+
+    @remote(outputs=(Output(encode="pickle"), Output(encode="json")))
+    def fn7(ctx: Any) -> Any:
+        return ([1, 2, 3], {"x": 123})
+
+    assert len(fn3().outputs) == 3
+    assert len(fn4().outputs) == 0
+    assert fn5().outputs.labels() == ["label1", "label2"]
+    assert [o.content_type for o in fn6().outputs] == ["json", "json"]
+    t = fn7()
+    assert [o.content_type for o in t.outputs] == ["pickle", "json"]
+    assert [o["encode"] for o in t.config["outputs"]] == ["pickle", "json"]
+
+
+def test_remote_type_hints_and_cpus(session: Session) -> None:
+    @remote
+    def test1(
+        ctx: Any,
+        a: Input(content_type="json"),  # type: ignore[valid-type]
+    ) -> Output(encode="pickle", label="test_pickle"):  # type: ignore[valid-type]
+        pass
+
+    t = test1(blob("[1]", content_type="json"))
+    assert t.output.label == "test_pickle" and t.output.content_type == "pickle"
+    assert t.config["inputs"]["a"]["content_type"] == "json"
+
+    @remote(cpus=4)
+    def myfunction(ctx: Any) -> None:
+        pass
+
+    assert myfunction().cpus == 4
+    with pytest.raises(TypeError, match="ctx"):
+        remote(lambda: None)
+
+
+def test_data_object_is_not_picklable_elsewhere(session: Session) -> None:
+    with pytest.raises(GraphError, match="cannot be pickled"):
+        pickle.dumps(blob(b"x"))
+
+
+# --- directories ----------------------------------------------------------------------
+
+
+def test_directories(tmp_path: Path, session: Session) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "f.txt").write_text("hi")
+    d = directory(tmp_path)
+    assert d.data_type == "dir" and d.payload is not None
+    assert DataInstance(d.payload, data_type="dir").data_type == "dir"
+    data1, data2 = blob(b"12345"), blob(b"67890")
+    d2 = tasks.MakeDirectory(
+        tasks.make_directory([("myfile.txt", data1), ("adir", d), ("a/deep/path/x", data2)])
+    )
+    assert d2.config == MakeDirectoryConfig(("myfile.txt", "adir", "a/deep/path/x"))
+    assert d2.inputs == [data1, d, data2] and d2.output.data_type == "dir"
+    d3 = tasks.SliceDirectory(d2, "a/deep/path/x")
+    assert d3.output.data_type == "blob"
+    assert d3.config == SliceDirectoryConfig("a/deep/path/x")
+    d4 = tasks.SliceDirectory(d2, "a/deep/")
+    assert d4.output.data_type == "dir"
+    assert tasks.LoadDir("/data").output.data_type == "dir"
+    with pytest.raises(ValueError, match="directory object"):
+        tasks.SliceDirectory(data1, "x")
+    with pytest.raises(ValueError, match="not a directory"):
+        directory(tmp_path / "sub" / "f.txt")
+    with pytest.raises(ValueError, match="overlap"):
+        tasks.MakeDirectory([("a", data1), ("a/b", data2)])
+
+
+# --- sessions -------------------------------------------------------------------------
+
+
+def test_session_stack(transport: FakeTransport) -> None:
+    with pytest.raises(GraphError):
+        active_session()
+    with Session(transport) as a:
+        assert active_session() is a
+        with Session(transport) as b:
+            assert active_session() is b
+            assert blob(b"x").session is b
+        assert b.is_closed and active_session() is a
+    assert a.is_closed
+    with pytest.raises(GraphError):
+        active_session()
+
+
+def test_bind_only_and_close(transport: FakeTransport) -> None:
+    session = Session(transport)
+    with session.bind_only():
+        assert active_session() is session
+        obj = blob(b"x")
+    assert obj.session is session
+    assert not session.is_closed
+    with pytest.raises(GraphError):
+        active_session()
+    with session.bind_only():
+        session.close()
+        with pytest.raises(GraphError):
+            active_session()
+    session.close()
+    assert transport.closed == [session.session_id]
+    with pytest.raises(GraphError, match="closed"), session:
+        pass
+    with pytest.raises(GraphError, match="closed"):
+        session.submit()
+
+
+def test_default_under_stack(transport: FakeTransport) -> None:
+    default = Session(transport, default=True)
+    try:
+        with Session(transport) as other:
+            assert active_session() is other
+        assert active_session() is default
+    finally:
+        default.close()
+    assert not default.is_default
+
+
+def test_keep_unkeep_fetch_rules(transport: FakeTransport, session: Session) -> None:
+    a = blob(b"a")
+    t = tasks.Sleep(a, 0.1)
+    with pytest.raises(GraphError, match="not submitted"):
+        t.output.fetch()
+    t.output.keep()
+    t.output.unkeep()  # before submit: only the flag
+    t.output.keep()
+    session.submit()
+    assert transport.unkept == []
+    with pytest.raises(GraphError, match="after it was submitted"):
+        a.keep()
+    with pytest.raises(GraphError, match="not kept"):
+        a.fetch()
+    a.wait()  # no keep needed to wait
+    t.wait()
+    assert transport.waited == [[a.id], [t.id]]
+    t.output.unkeep()
+    assert transport.unkept == [t.output.id]
+    with pytest.raises(GraphError, match="not kept"):
+        t.output.unkeep()
+    with pytest.raises(GraphError, match="not kept"):
+        t.output.fetch()
+
+
+def test_multiple_submits(transport: FakeTransport, session: Session) -> None:
+    a = blob("Hello world")
+    t1 = tasks.Sleep(a, 1.0)
+    t1.output.keep()
+    session.submit()
+    t2 = tasks.Sleep(t1.output, 1.0)
+    session.submit()
+    session.wait_all()
+    t3 = tasks.Sleep(t1.output, 1.0)
+    session.submit()
+    session.wait_all()
+    first, second, third = transport.submits
+    assert [t.id for t in first["tasks"]] == [t1.id]
+    assert [o.id for o in first["objects"]] == [a.id, t1.output.id]
+    assert [t.id for t in second["tasks"]] == [t2.id]
+    assert [o.id for o in second["objects"]] == [t2.output.id]
+    assert second["payloads"] == {} and second["kept"] == set()
+    assert [t.id for t in third["tasks"]] == [t3.id]
+    assert transport.waited == [[t1.id, t2.id], [t1.id, t2.id, t3.id]]
+    # An object of an earlier submit that was not kept cannot be used.
+    tasks.Sleep(a, 1.0)
+    with pytest.raises(GraphError, match="not kept"):
+        session.submit()
+
+
+def test_unkept_object_from_earlier_submit(session: Session) -> None:
+    a = blob(b"a")
+    a.keep()
+    session.submit()
+    a.unkeep()
+    tasks.Sleep(a, 1.0)
+    with pytest.raises(GraphError, match="not kept"):
+        session.submit()
+
+
+def test_wait_some_and_update(transport: FakeTransport, session: Session) -> None:
+    a = blob(b"a")
+    t1 = tasks.Sleep(a, 1.0)
+    session.submit()
+    done_tasks, done_objects = session.wait_some([t1, t1.output])
+    assert done_tasks == [t1] and done_objects == [t1.output]
+    transport.infos[t1.id] = TaskInfo(governor="node01")
+    transport.infos[t1.output.id] = ObjectInfo(size=1)
+    t1.update()
+    t1.output.update()
+    assert t1.info is not None and t1.info.governor == "node01"
+    assert t1.output.info is not None and t1.output.info.size == 1
+    session.update([t1])
+    with pytest.raises(GraphError, match="not submitted"):
+        tasks.Sleep(a, 1.0).wait()
+
+
+def test_task_user_spec(session: Session) -> None:
+    @remote()
+    def attr_demo(ctx: Any) -> bytes:
+        return b"Result"
+
+    task = attr_demo()
+    task.spec.user["foo"] = 42
+    assert task.spec.to_dict()["user"] == {"foo": 42}
+
+
+def test_objects_across_sessions(transport: FakeTransport) -> None:
+    with Session(transport) as s1:
+        a = blob(b"a")
+        with Session(transport), pytest.raises(GraphError, match="another session"):
+            tasks.Sleep(a, 1.0)
+        assert s1.new_objects == [a]
+
+
+def test_failure_rule(transport: FakeTransport) -> None:
+    session = Session(transport)
+    other = Session(transport)
+    with session.bind_only():
+        a = blob(b"a")
+        a.keep()
+        t = tasks.Sleep(a, 1.0)
+    session.submit()
+    transport.fail = "Task (1, 2) failed: boom"
+    with pytest.raises(SessionException, match="boom"):
+        session.wait_all()
+    transport.fail = None  # the session stays failed on the client anyway
+    assert session.failed and session.error == "Task (1, 2) failed: boom"
+    for access in (
+        session.submit,
+        session.wait_all,
+        t.wait,
+        t.update,
+        a.fetch,
+        a.unkeep,
+        a.wait,
+        lambda: session.wait([t]),
+    ):
+        with pytest.raises(SessionException, match="boom"):
+            access()
+    with pytest.raises(SessionException), session.bind_only():
+        pass
+    with pytest.raises(SessionException):
+        DataObject(session=session)
+    with pytest.raises(SessionException):
+        Task("concat", session=session)
+    session.close()  # does not raise
+    session.close()
+    assert session.session_id in transport.closed
+    with other.bind_only():  # other sessions are not affected
+        blob(b"b")
+    other.submit()
+    other.close()
+
+
+def test_close_does_not_raise_session_exception() -> None:
+    class Failing(FakeTransport):
+        def close_session(self, session_id: int) -> None:
+            raise SessionException("already failed")
+
+    with Session(Failing()) as s:
+        blob(b"x")
+    assert s.is_closed
