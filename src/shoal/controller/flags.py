@@ -108,6 +108,21 @@ class FlagService:
             if entry in flag.waiters:
                 flag.waiters.remove(entry)
 
+    async def next_after(
+        self, experiment_id: str, name: str, after: int
+    ) -> tuple[Values | None, int]:
+        """The first value with a version above ``after``, or the current one if none is.
+
+        For readers that poll and compare on their side (netUnicorn's flag
+        tasks): reading "the next change you have not seen" lets such a poller
+        observe every value, however briefly the flag held it.
+        """
+        flag = await self._flag(experiment_id, name)
+        for version, values in flag.history:
+            if version > after:
+                return values, version
+        return flag.values, flag.version
+
     async def list(self, experiment_id: str) -> dict[str, Values]:
         async with self.db.read() as conn:
             stored = await flag_queries.list_flags(conn, experiment_id)

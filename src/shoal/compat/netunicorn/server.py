@@ -77,10 +77,12 @@ async def _flag(svc: Services, experiment_id: str, flag: str) -> dict[str, Any]:
     return wire.flag_values(*values)
 
 
-async def _set_flag(svc: Services, experiment_id: str, flag: str, body: wire.FlagValuesIn) -> None:
+async def _set_flag(
+    svc: Services, experiment_id: str, flag: str, body: wire.FlagValuesIn
+) -> tuple[Any, int]:
     if body.text_value is None and body.int_value is None:
         raise bad_request("one of text_value or int_value must be given")
-    await svc.flags.set(experiment_id, flag, (body.text_value, body.int_value or 0))
+    return await svc.flags.set(experiment_id, flag, (body.text_value, body.int_value or 0))
 
 
 # ------------------------------------------------------------------ the client
@@ -264,8 +266,19 @@ async def executor_get_flag(
     caller: Principal = Depends(executor),
     svc: Services = Depends(services),
     nu: NetunicornService = Depends(netunicorn),
+    token: str = Path(),
 ) -> dict[str, Any]:
-    return await _flag(svc, nu.check_scope(caller, experiment_id), flag)
+    # netUnicorn's flag tasks poll once a second and compare on the executor: an
+    # executor is shown the next change it has not seen, so a value another node
+    # moved on from within the second (a barrier's "stage 1, 0") is not missed.
+    key = (token, flag)
+    values, version = await svc.flags.next_after(
+        nu.check_scope(caller, experiment_id), flag, nu.flag_seen.get(key, 0)
+    )
+    if values is None:
+        raise not_found(f"flag {flag!r} is not set")  # read as "not set yet": keep waiting
+    nu.flag_seen[key] = version
+    return wire.flag_values(*values)
 
 
 @gateway_router.post("/experiment/{experiment_id}/flag/{flag}", summary="Set a flag")
@@ -276,8 +289,11 @@ async def executor_set_flag(
     caller: Principal = Depends(executor),
     svc: Services = Depends(services),
     nu: NetunicornService = Depends(netunicorn),
+    token: str = Path(),
 ) -> None:
-    await _set_flag(svc, nu.check_scope(caller, experiment_id), flag, body)
+    _, nu.flag_seen[(token, flag)] = await _set_flag(
+        svc, nu.check_scope(caller, experiment_id), flag, body
+    )
 
 
 @gateway_router.post("/experiment/{experiment_id}/flag/{flag}/increment", summary="Atomic +1")
@@ -287,8 +303,11 @@ async def executor_increment(
     caller: Principal = Depends(executor),
     svc: Services = Depends(services),
     nu: NetunicornService = Depends(netunicorn),
+    token: str = Path(),
 ) -> dict[str, Any]:
-    values, _ = await svc.flags.add(nu.check_scope(caller, experiment_id), flag, 1)
+    values, nu.flag_seen[(token, flag)] = await svc.flags.add(
+        nu.check_scope(caller, experiment_id), flag, 1
+    )
     return wire.flag_values(*values)
 
 
@@ -299,8 +318,11 @@ async def executor_decrement(
     caller: Principal = Depends(executor),
     svc: Services = Depends(services),
     nu: NetunicornService = Depends(netunicorn),
+    token: str = Path(),
 ) -> dict[str, Any]:
-    values, _ = await svc.flags.add(nu.check_scope(caller, experiment_id), flag, -1)
+    values, nu.flag_seen[(token, flag)] = await svc.flags.add(
+        nu.check_scope(caller, experiment_id), flag, -1
+    )
     return wire.flag_values(*values)
 
 

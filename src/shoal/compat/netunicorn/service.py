@@ -77,6 +77,8 @@ class NetunicornService:
         self.keep_alive: dict[str, float] = {}
         # Their last sign of life (monotonic), from the first moment they were seen running.
         self.seen: dict[str, float] = {}
+        # (executor token, flag) -> the last flag version that executor was shown or wrote.
+        self.flag_seen: dict[tuple[str, str], int] = {}
 
     async def load(self) -> None:
         """After a (re)start: watch the unfinished deployments of unfinished experiments."""
