@@ -11,36 +11,17 @@ resident memory and CPU use (target: under 60 MB and 1 % of a core).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import psutil
+from common import flags_pipelines, machine, timed_run
 
-from shoal import Experiment, ExperimentStatus, LocalCluster
+from shoal import Experiment, LocalCluster
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 1.5
 NETUNICORN_FLOOR_S = 2.0  # two barriers, each seen only at a once-a-second poll
-
-
-def load_pipelines(clients: int):
-    os.environ["CLIENTS_COUNT"] = str(clients)
-    spec = importlib.util.spec_from_file_location("flags", ROOT / "examples/pipelines/flags.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def machine() -> str:
-    return (
-        f"{platform.node()} · {platform.machine()} · {psutil.cpu_count()} cpus · "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}"
-    )
 
 
 def main() -> None:
@@ -48,7 +29,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    example = load_pipelines(args.clients)
+    server_pipeline, clients_pipeline = flags_pipelines(args.clients)
     names = ["snl-server-5", *(f"raspi-{i:02d}" for i in range(args.clients))]
     print(f"machine: {machine()}")
     with LocalCluster(names) as cluster:
@@ -59,22 +40,10 @@ def main() -> None:
         walls, prepares = [], []
         for run in range(args.runs):
             name = f"barrier-{run}"
-            experiment = (
-                Experiment()
-                .map(example.server_pipeline, server)
-                .map(example.clients_pipeline, clients)
-            )
-            t0 = time.perf_counter()
-            client.prepare_experiment(experiment, name)
-            client.wait(name, until="ready", timeout=120)
-            t1 = time.perf_counter()
-            client.start_execution(name)
-            info = client.wait(name, timeout=120)
-            t2 = time.perf_counter()
-            assert info.status is ExperimentStatus.FINISHED, info
-            assert all(r.result.is_success for r in info.execution_result), info
-            prepares.append(t1 - t0)
-            walls.append(t2 - t1)
+            experiment = Experiment().map(server_pipeline, server).map(clients_pipeline, clients)
+            prepare_s, run_s = timed_run(client, experiment, name)
+            prepares.append(prepare_s)
+            walls.append(run_s)
         median = statistics.median(walls)
         print(f"flags barrier, 1 server + {args.clients} clients, {args.runs} runs")
         print(

@@ -20,29 +20,17 @@ are woken by the flag change itself.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import psutil
+from common import flags_pipelines, machine, timed_run
 
-from shoal import Experiment, ExperimentStatus, LocalCluster, RemoteClient
+from shoal import Experiment, LocalCluster, RemoteClient
 
-ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.01
-
-
-def machine() -> str:
-    return (
-        f"{platform.node()} · {platform.machine()} · {psutil.cpu_count()} cpus · "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}"
-    )
 
 
 def netunicorn_pipelines(clients: int) -> tuple[Any, Any]:
@@ -93,16 +81,6 @@ def netunicorn_pipelines(clients: int) -> tuple[Any, Any]:
     return server, client
 
 
-def shoal_pipelines(clients: int) -> tuple[Any, Any]:
-    """The same pipelines with shoal's flag tasks (examples/pipelines/flags.py)."""
-    os.environ["CLIENTS_COUNT"] = str(clients)
-    spec = importlib.util.spec_from_file_location("flags", ROOT / "examples/pipelines/flags.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.server_pipeline, module.clients_pipeline
-
-
 def poll(get_status: Callable[[], Any], wanted: Any, timeout: float = 120) -> Any:
     """netUnicorn's client has no wait: poll its status call, bounded in time."""
     deadline = time.monotonic() + timeout
@@ -138,21 +116,12 @@ def run_netunicorn(cluster: LocalCluster, clients: int, name: str) -> tuple[floa
 
 
 def run_shoal(client: RemoteClient, clients: int, name: str) -> tuple[float, float]:
-    server_pipeline, client_pipeline = shoal_pipelines(clients)
+    server_pipeline, client_pipeline = flags_pipelines(clients)
     nodes = client.get_nodes()
     client_nodes = nodes.filter(lambda n: n.name.startswith("raspi")).take(clients)
     server_node = nodes.filter(lambda n: n.name.startswith("snl-server")).take(1)
     experiment = Experiment().map(server_pipeline, server_node).map(client_pipeline, client_nodes)
-    t0 = time.perf_counter()
-    client.prepare_experiment(experiment, name)
-    client.wait(name, until="ready", timeout=120)
-    t1 = time.perf_counter()
-    client.start_execution(name)
-    info = client.wait(name, timeout=120)
-    t2 = time.perf_counter()
-    assert info.status is ExperimentStatus.FINISHED, info
-    assert all(r.result.is_success for r in info.execution_result), info
-    return t1 - t0, t2 - t1
+    return timed_run(client, experiment, name)
 
 
 def ms(values: list[float]) -> str:

@@ -11,14 +11,13 @@ here; the figure comes from ../shared/DESIGN.md). Target: under 2.5 ms.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from common import machine
 
 from shoal import LocalCluster
 from shoal.runner import File, Server, ServerList
@@ -26,13 +25,6 @@ from shoal.runner.context import RunContext, activate
 
 DISTEXPRUNNER_MS = 2.8
 TARGET_MS = 2.5
-
-
-def machine() -> str:
-    return (
-        f"{platform.node()} · {platform.machine()} · {psutil.cpu_count()} cpus · "
-        f"Python {platform.python_version()}"
-    )
 
 
 def main() -> None:
