@@ -11,7 +11,11 @@ import asyncio
 import contextlib
 import logging
 import random
+import shutil
+import tempfile
 from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,6 +25,7 @@ from shoal.agent.command import CommandRunner, put_file
 from shoal.agent.config import AgentConfig
 from shoal.agent.deployment import TERMINAL, DeploymentRunner
 from shoal.agent.metrics import MetricsSampler
+from shoal.agent.object_store import DataServer
 from shoal.protocol import (
     PROTOCOL_VERSION,
     Cancel,
@@ -39,10 +44,23 @@ from shoal.protocol import (
     Start,
     Welcome,
 )
+from shoal.protocol.graph_messages import (
+    CHUNK,
+    GraphCancel,
+    GraphFree,
+    GraphRun,
+    GraphUpload,
+    ObjectChunk,
+)
+
+if TYPE_CHECKING:
+    from shoal.agent.graph_runtime import GraphRuntime
 
 log = logging.getLogger("shoal.agent")
 
 OUTBOX_LIMIT = 100_000
+FRAME_BYTES = 4 * CHUNK  # bulk data per frame, so a frame stays well under the size limit
+GRAPH_MESSAGES = (GraphRun, GraphCancel, GraphFree, GraphUpload, ObjectChunk)
 
 
 class AgentRefused(Exception):
@@ -61,6 +79,15 @@ class Agent:
         self._decoder: FrameDecoder[ControllerMessage] = FrameDecoder(ControllerMessage)
         self._sampler = MetricsSampler()
         self._tg: asyncio.TaskGroup | None = None
+        self.graph: GraphRuntime | None = None
+        self._data_server = DataServer(
+            lambda: self.graph.store if self.graph is not None else None,
+            lambda: self._data_token,
+        )
+        self._data_port = 0
+        self._data_token = ""
+        self._graph_epoch = ""
+        self._graph_root: Path | None = None
 
     def emit(self, message: object) -> None:
         self._outbox.append(message)
@@ -68,6 +95,16 @@ class Agent:
 
     async def run(self) -> None:
         """Serve until cancelled; raises AgentRefused if the token is wrong."""
+        self._data_port = await self._data_server.start()
+        try:
+            await self._serve()
+        finally:
+            if self._data_server.server is not None:
+                self._data_server.server.close()
+            if self._graph_root is not None and self.config.workdir is None:
+                shutil.rmtree(self._graph_root, ignore_errors=True)
+
+    async def _serve(self) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             backoff = 0.05
@@ -109,6 +146,7 @@ class Agent:
             properties=self.config.properties,
             deployments=[r.report() for r in self.runners.values()],
             commands=list(self.commands),
+            data_port=self._data_port,
         )
         await ws.send(self._encoder.encode([hello]))
         log.info("connected to %s as %s", self.config.controller, self.config.name)
@@ -135,6 +173,11 @@ class Agent:
         if isinstance(message, Welcome):
             for dep_id in message.forget:
                 self._forget(dep_id)
+            self._data_token, self._graph_epoch = message.data_token, message.graph_epoch
+            if self.graph is not None:
+                self.graph.welcome(message.data_token, message.graph_epoch)
+        elif isinstance(message, GRAPH_MESSAGES):
+            self._graph().handle(message)
         elif isinstance(message, Prepare):
             if message.deployment in self.runners:
                 return  # a resent Prepare: we already have it
@@ -180,6 +223,22 @@ class Agent:
         elif isinstance(message, CommandKill):
             self._tg.create_task(runner.kill(message.grace))
 
+    def _graph(self) -> GraphRuntime:
+        if self.graph is None:
+            # Imported on first use: an agent that runs no graphs stays small.
+            from shoal.agent.graph_runtime import GraphRuntime
+
+            assert self._tg is not None
+            if self.config.workdir is not None:
+                self._graph_root = Path(self.config.workdir) / "graph"
+            else:
+                self._graph_root = Path(tempfile.mkdtemp(prefix=f"shoal-graph-{self.config.name}-"))
+            self.graph = GraphRuntime(
+                self.config.name, self._graph_root, self.config.cpus, self.emit, self._tg
+            )
+            self.graph.welcome(self._data_token, self._graph_epoch)
+        return self.graph
+
     async def _cancel(self, runner: DeploymentRunner) -> None:
         await runner.cancel()
         task = self._tasks.get(runner.id)
@@ -201,9 +260,13 @@ class Agent:
             await self._wake.wait()
             self._wake.clear()
             while self._outbox:
-                batch = []
-                while self._outbox and len(batch) < 1000:
-                    batch.append(self._outbox.popleft())
+                batch: list[object] = []
+                size = 0
+                while self._outbox and len(batch) < 1000 and size < FRAME_BYTES:
+                    message = self._outbox.popleft()
+                    if isinstance(message, ObjectChunk):
+                        size += len(message.data)
+                    batch.append(message)
                 await ws.send(self._encoder.encode(batch))
 
     async def _heartbeats(self, interval: float) -> None:

@@ -280,6 +280,13 @@ class RemoteClient:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"flag {flag_name!r} did not become {values!r} in {timeout:g} s")
 
+    def token(self) -> str:
+        """A bearer token for this user (logs in on first use), for the WebSocket APIs."""
+        if self._token is None:
+            self._authenticate()
+        assert self._token is not None
+        return self._token
+
     def commands(self) -> CommandChannel:
         """The stream that runs commands on nodes (opened on first use)."""
         if self._commands is None:

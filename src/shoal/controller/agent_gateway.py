@@ -14,6 +14,7 @@ from starlette.websockets import WebSocketState
 
 from shoal.controller.commands import CommandRelay
 from shoal.controller.experiments import ExperimentService
+from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.protocol import (
@@ -28,6 +29,7 @@ from shoal.protocol import (
     Hello,
     Welcome,
 )
+from shoal.protocol.graph_messages import GraphDone, GraphFetch, ObjectChunk
 from shoal.store import nodes as node_queries
 from shoal.store.database import Database
 
@@ -44,6 +46,7 @@ class AgentGateway:
         registry: NodeRegistry,
         experiments: ExperimentService,
         relay: CommandRelay,
+        graphs: GraphService,
         agent_token: str,
         heartbeat_interval: float,
         heartbeat_timeout: float,
@@ -52,6 +55,7 @@ class AgentGateway:
         self.registry = registry
         self.experiments = experiments
         self.relay = relay
+        self.graphs = graphs
         self.agent_token = agent_token
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
@@ -80,7 +84,8 @@ class AgentGateway:
             return
         except WebSocketDisconnect:
             return
-        link = await self._register(hello)
+        host = ws.client.host if ws.client is not None else ""
+        link = await self._register(hello, host)
         try:
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._reader(ws, link, messages[1:]))
@@ -96,7 +101,7 @@ class AgentGateway:
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                     await ws.close()
 
-    async def _register(self, hello: Hello) -> Link:
+    async def _register(self, hello: Hello, host: str) -> Link:
         old = self.registry.links.pop(hello.name, None)
         if old is not None:
             log.info("agent %s reconnected; closing its previous connection", hello.name)
@@ -119,7 +124,16 @@ class AgentGateway:
         forget, resend = await self.experiments.apply(
             lambda batch: self.experiments.on_agent_hello(hello.name, hello.deployments, batch)
         )
-        link.send(Welcome(heartbeat_interval=self.heartbeat_interval, forget=forget))
+        link.send(
+            Welcome(
+                heartbeat_interval=self.heartbeat_interval,
+                forget=forget,
+                data_token=self.graphs.data_token,
+                graph_epoch=self.graphs.epoch,
+            )
+        )
+        data_address = f"{_host_for_url(host)}:{hello.data_port}" if hello.data_port else ""
+        self.graphs.node_hello(hello.name, hello.cpus, data_address)
         await self.experiments.resend_prepare(resend)
         await self.registry.notify()
         log.info("agent %s online (%s, %d cpus)", hello.name, hello.architecture, hello.cpus)
@@ -159,6 +173,12 @@ class AgentGateway:
                     }
             elif isinstance(message, CommandOutput | CommandStarted | CommandExit):
                 self.relay.from_agent(link.name, message)
+            elif isinstance(message, GraphDone):
+                self.graphs.on_done(link.name, message)
+            elif isinstance(message, ObjectChunk):
+                self.graphs.on_chunk(message)
+            elif isinstance(message, GraphFetch):
+                self.graphs.on_fetch(link.name, message)
             elif isinstance(message, Hello):
                 continue
             else:
@@ -192,14 +212,19 @@ class AgentGateway:
                         name, batch, reason
                     )
                 )
-                self.relay.node_lost(
-                    name,
+                why = (
                     reason
-                    or f"node {name!r} was lost: no heartbeat for {self.heartbeat_timeout:g} s",
+                    or f"node {name!r} was lost: no heartbeat for {self.heartbeat_timeout:g} s"
                 )
+                self.relay.node_lost(name, why)
+                self.graphs.node_lost(name, why)
                 async with self.db.write() as conn:
                     await node_queries.set_offline(conn, name)
                 await self.registry.notify()
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _bearer(header: str) -> str:

@@ -29,6 +29,8 @@ from shoal.controller.commands import CommandRelay
 from shoal.controller.config import ControllerConfig
 from shoal.controller.experiments import ExperimentService
 from shoal.controller.flags import FlagService
+from shoal.controller.graph_gateway import GraphGateway
+from shoal.controller.graph_service import GraphService
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.controller.services import Services
 from shoal.store import nodes as node_queries
@@ -66,17 +68,32 @@ async def build_services(config: ControllerConfig) -> Services:
     experiments = ExperimentService(db, registry, flags, auth, config.heartbeat_timeout)
     await experiments.load()
     relay = CommandRelay(db, registry)
+    graphs = GraphService(registry)
     gateway = AgentGateway(
         db,
         registry,
         experiments,
         relay,
+        graphs,
         agent_token,
         config.heartbeat_interval,
         config.heartbeat_timeout,
     )
     clients = ClientGateway(auth, relay)
-    return Services(config, db, auth, registry, flags, experiments, gateway, relay, clients)
+    graph_clients = GraphGateway(auth, graphs)
+    return Services(
+        config,
+        db,
+        auth,
+        registry,
+        flags,
+        experiments,
+        gateway,
+        relay,
+        clients,
+        graphs,
+        graph_clients,
+    )
 
 
 def create_app(
@@ -99,6 +116,7 @@ def create_app(
             background = [
                 tg.create_task(svc.gateway.watchdog()),
                 tg.create_task(svc.relay.recorder()),
+                tg.create_task(svc.graphs.run()),
             ]
             try:
                 yield
@@ -123,6 +141,7 @@ def create_app(
     app.include_router(routes_runs.router)
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
     app.add_api_websocket_route("/api/commands/ws", _client_ws)
+    app.add_api_websocket_route("/api/graph/ws", _graph_ws)
     mount_netunicorn(app)  # netUnicorn's HTTP API under /netunicorn
     return app
 
@@ -133,6 +152,10 @@ async def _agent_ws(websocket: WebSocket) -> None:
 
 async def _client_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.clients.serve(websocket)
+
+
+async def _graph_ws(websocket: WebSocket) -> None:
+    await websocket.app.state.services.graph_clients.serve(websocket)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

@@ -15,6 +15,8 @@ from shoal.controller.config import ControllerConfig
 from shoal.controller.errors import forbidden, unauthorized
 from shoal.controller.experiments import ExperimentService
 from shoal.controller.flags import FlagService
+from shoal.controller.graph_gateway import GraphGateway
+from shoal.controller.graph_service import GraphService
 from shoal.controller.registry import NodeRegistry
 from shoal.store.database import Database
 
@@ -30,6 +32,8 @@ class Services:
     gateway: AgentGateway
     relay: CommandRelay
     clients: ClientGateway
+    graphs: GraphService
+    graph_clients: GraphGateway
 
 
 def services(request: Request) -> Services:

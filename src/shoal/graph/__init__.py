@@ -1,10 +1,16 @@
 """shoal.graph: task graphs over immutable data objects, the Rain user guide's model.
 
-This front-end is being built. So far it has its pure building blocks, shared by
-the client and the workers and free of networking: content types
-(:mod:`shoal.graph.content_types`), :class:`LabeledList`, the ``spec``/``info``
-attributes of tasks and objects, object IDs, and :class:`DataInstance`. The client
-API (``Client``, ``blob``, ``tasks``, ``remote``...) comes with the execution engine.
+Code written for Rain runs by changing ``from rain.client import ...`` to
+``from shoal.graph import ...``::
+
+    from shoal.graph import Client, blob, tasks
+
+    client = Client()                      # SHOAL_ENDPOINT, or a local cluster
+    with client.new_session() as session:
+        t = tasks.Concat((blob("Hello "), blob("world!")))
+        t.output.keep()
+        session.submit()
+        print(t.output.fetch().get_bytes())   # b'Hello world!'
 
 >>> from shoal.graph import DataInstance, content_types
 >>> data, content_type = content_types.encode({"x": 1}, "json")
@@ -12,7 +18,9 @@ API (``Client``, ``blob``, ``tasks``, ``remote``...) comes with the execution en
 {'x': 1}
 """
 
-from shoal.graph import content_types
+from typing import TYPE_CHECKING, Any
+
+from shoal.graph import content_types, tasks
 from shoal.graph.attributes import ObjectInfo, ObjectSpec, TaskInfo, TaskSpec, TaskSpecInput
 from shoal.graph.builtins import (
     LoadConfig,
@@ -30,16 +38,41 @@ from shoal.graph.builtins_execute import (
     OutputMapping,
 )
 from shoal.graph.data_instance import DataInstance, remove_path
+from shoal.graph.data_object import DataObject, blob, directory, pickled
+from shoal.graph.exceptions import SessionException, TaskException
 from shoal.graph.ids import ID
 from shoal.graph.labeled_list import LabeledList
+from shoal.graph.program import Input, InputDir, Output, OutputDir, Program
+from shoal.graph.remote import remote
+from shoal.graph.session import GraphError, Session
+from shoal.graph.task import Task
 from shoal.graph.task_io import TaskCancelled, TaskFailed
+
+if TYPE_CHECKING:
+    from shoal.graph.client import Client
+
+
+def __getattr__(name: str) -> Any:
+    # The client pulls in HTTP and WebSocket libraries; the workers that import
+    # this package to run tasks never need them.
+    if name == "Client":
+        from shoal.graph.client import Client
+
+        return Client
+    raise AttributeError(f"module 'shoal.graph' has no attribute {name!r}")
+
 
 __all__ = [
     "ID",
     "ArgInput",
     "ArgOutput",
+    "Client",
     "DataInstance",
+    "DataObject",
     "ExecuteConfig",
+    "GraphError",
+    "Input",
+    "InputDir",
     "InputMapping",
     "LabeledList",
     "LoadConfig",
@@ -47,15 +80,27 @@ __all__ = [
     "MakeDirectoryConfig",
     "ObjectInfo",
     "ObjectSpec",
+    "Output",
+    "OutputDir",
     "OutputMapping",
+    "Program",
+    "Session",
+    "SessionException",
     "SleepConfig",
     "SliceDirectoryConfig",
     "StoreConfig",
+    "Task",
     "TaskCancelled",
+    "TaskException",
     "TaskFailed",
     "TaskInfo",
     "TaskSpec",
     "TaskSpecInput",
+    "blob",
     "content_types",
+    "directory",
+    "pickled",
+    "remote",
     "remove_path",
+    "tasks",
 ]

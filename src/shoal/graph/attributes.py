@@ -202,9 +202,11 @@ class TaskSpec(_Attributes):
     outputs: list[ID] = field(default_factory=list)
     resources: dict[str, Any] = field(default_factory=dict)
     user: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None  # '/'-separated groups, for the dashboard
 
     def __post_init__(self) -> None:
         self.id = _id("TaskSpec", "id", self.id)
+        self.name = _str("TaskSpec", "name", self.name, optional=True)
         self.task_type = _str("TaskSpec", "task_type", self.task_type) or ""
         if not isinstance(self.inputs, list):
             raise ValueError(f"TaskSpec.inputs must be a list, not {self.inputs!r}")
@@ -238,6 +240,7 @@ class TaskSpec(_Attributes):
             outputs=data.get("outputs", []),
             resources=data.get("resources", {}),
             user=data.get("user", {}),
+            name=data.get("name"),
         )
 
 

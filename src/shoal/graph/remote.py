@@ -221,6 +221,7 @@ class RemoteFunction:
         if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
             raise ValueError(f"cpus must be a positive int, not {cpus!r}")
         self.cpus = cpus
+        self._function_data: bytes | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Task:
         """Make the task in the active session."""
@@ -236,9 +237,13 @@ class RemoteFunction:
                 labels.setdefault(id(obj), pname)
                 if pname in self.inputs:
                     self.inputs[pname].check(obj)
+        if self._function_data is None:
+            # Pickled once: thousands of calls ship the same bytes, which the
+            # workers unpickle once too.
+            self._function_data = serialize.dumps(self.fn)
+        function_data = self._function_data
         token = _pickled_inputs.set(found)
         try:
-            function_data = serialize.dumps(self.fn)
             args_data = serialize.dumps((args, kwargs), types=kinds)
         finally:
             _pickled_inputs.reset(token)

@@ -72,7 +72,7 @@ class Session:
         self.session_id: int = transport.open_session(name)
         self._next_id = 1
         self._closed = False
-        self._error: str | None = None
+        self._error: SessionException | None = None
         self._new_tasks: list[Task] = []
         self._new_objects: list[DataObject] = []
         self._submitted_tasks: list[Task] = []
@@ -158,21 +158,44 @@ class Session:
     @property
     def error(self) -> str | None:
         """The error that made the session fail, or None."""
-        return self._error
+        return None if self._error is None else str(self._error)
 
     def _check_open(self) -> None:
         if self._error is not None:
-            raise SessionException(self._error)
+            raise self._again(self._error)
         if self._closed:
             raise GraphError(f"session {self.session_id} is closed")
+
+    @staticmethod
+    def _again(error: SessionException) -> SessionException:
+        # A fresh exception each time: one raised object collects tracebacks.
+        from shoal.graph.exceptions import TaskException
+
+        if isinstance(error, TaskException):
+            return TaskException(str(error), task_id=error.task_id, debug=error.debug)
+        return SessionException(str(error))
 
     def _call(self, fn: Callable[..., R], *args: Any) -> R:
         self._check_open()
         try:
             return fn(*args)
         except SessionException as exc:
-            self._error = str(exc)
-            raise
+            self._error = self._explain(exc)
+            raise self._again(self._error) from None
+
+    def _explain(self, exc: SessionException) -> SessionException:
+        """Add what only the client knows to a task failure: where the task was made."""
+        from shoal.graph.exceptions import TaskException
+
+        if not isinstance(exc, TaskException) or exc.task_id is None:
+            return exc
+        task = next((t for t in self._submitted_tasks if t.id == exc.task_id), None)
+        text = str(exc)
+        if task is not None and task.created_at:
+            text += f"\n  (the task was created at {task.created_at})"
+        if exc.debug:
+            text += f"\n\nDebug:\n{exc.debug}"
+        return TaskException(text, task_id=exc.task_id, debug=exc.debug)
 
     # --- graph building (used by DataObject and Task) ---------------------------------
 

@@ -18,6 +18,8 @@ one output can stand wherever a data object is expected (:func:`to_data_object`)
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +31,21 @@ from shoal.graph.labeled_list import LabeledList
 from shoal.graph.session import GraphError, Session, active_session
 
 __all__ = ["Task", "to_data_object"]
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _creation_site() -> str:
+    """``file:line`` of the user's code that made the task (the first frame outside shoal.graph)."""
+    frame = sys._getframe(2)
+    while (
+        frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return ""
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def to_data_object(value: DataObject | Task) -> DataObject:
@@ -111,6 +128,7 @@ class Task:
         for obj in outs:
             obj.producer = self
         self.name = name
+        self.created_at = _creation_site()
         self.spec = TaskSpec(
             id=self.session.new_id(),
             task_type=task_type,
@@ -119,6 +137,7 @@ class Task:
             outputs=[o.id for o in outs],
             resources={"cpus": cpus},
             user=dict(user or {}),
+            name=name,
         )
         self.info: TaskInfo | None = None
         self._submitted = False

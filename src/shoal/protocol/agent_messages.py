@@ -12,6 +12,16 @@ from __future__ import annotations
 
 import msgspec
 
+from shoal.protocol.graph_messages import (
+    GraphCancel,
+    GraphDone,
+    GraphFetch,
+    GraphFree,
+    GraphRun,
+    GraphUpload,
+    ObjectChunk,
+)
+
 PROTOCOL_VERSION = 1
 
 
@@ -54,6 +64,7 @@ class Hello(_Msg):
     properties: dict[str, str] = {}
     deployments: list[DeploymentReport] = []
     commands: list[str] = []  # ids of the commands still running here
+    data_port: int = 0  # where this agent serves graph objects to its peers (0: nowhere)
 
 
 class Heartbeat(_Msg):
@@ -116,6 +127,9 @@ AgentMessage = (
     | CommandStarted
     | CommandOutput
     | CommandExit
+    | GraphDone
+    | GraphFetch
+    | ObjectChunk
 )
 
 
@@ -127,6 +141,8 @@ class Welcome(_Msg):
 
     heartbeat_interval: float
     forget: list[str] = []
+    data_token: str = ""  # what peers present to this agent's data server
+    graph_epoch: str = ""  # changes when the controller restarts: old graph state is void
 
 
 class Prepare(_Msg):
@@ -218,6 +234,11 @@ ControllerMessage = (
     | CommandKill
     | CommandAck
     | PutFile
+    | GraphRun
+    | GraphCancel
+    | GraphFree
+    | GraphUpload
+    | ObjectChunk
 )
 
 # What a client sends on its command stream, and what it gets back.

@@ -1,0 +1,266 @@
+"""Graph tasks on an agent: get their inputs here, run them on warm workers, report.
+
+Created on the first graph message, so an agent that never runs a graph pays
+nothing for it. Inputs arrive inline, are already in this node's object store,
+or are fetched from the agent that holds them (directly, else through the
+controller). Results are reported in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from shoal.agent.object_store import ObjectStore, TransferError, fetch_from_peer
+from shoal.agent.task_pool import TaskPool
+from shoal.graph.execution import NodeInput, NodeOutput, NodeResult, NodeTask
+from shoal.protocol.graph_messages import (
+    CHUNK,
+    INLINE_LIMIT,
+    GraphCancel,
+    GraphDone,
+    GraphFetch,
+    GraphFree,
+    GraphInput,
+    GraphObjectResult,
+    GraphResult,
+    GraphRun,
+    GraphTask,
+    GraphUpload,
+    ObjectChunk,
+)
+
+log = logging.getLogger("shoal.agent.graph")
+
+RECENT = 20_000  # finished tasks remembered, so a resent GraphRun is not run twice
+RELAY_TIMEOUT = 60.0
+
+
+class GraphRuntime:
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        cpus: int,
+        emit: Callable[[object], None],
+        tg: asyncio.TaskGroup,
+    ) -> None:
+        self.name = name
+        self.store = ObjectStore(root)
+        self.emit = emit
+        self.tg = tg
+        self.pool = TaskPool(cpus, str(self.store.work), INLINE_LIMIT, self._on_result)
+        self.data_token = ""
+        self.epoch = ""
+        self._active: set[tuple[int, int]] = set()
+        self._recent: deque[tuple[int, int]] = deque(maxlen=RECENT)
+        self._recent_set: set[tuple[int, int]] = set()
+        self._cancelled: set[int] = set()
+        self._results: list[GraphResult] = []
+        self._flush_scheduled = False
+        self._fetching: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self._relays: dict[int, asyncio.Queue[ObjectChunk]] = {}
+        self._relay_ids = itertools.count(1)
+        self._pool_task = tg.create_task(self.pool.run())
+
+    # --- from the controller -----------------------------------------------------------
+
+    def welcome(self, token: str, epoch: str) -> None:
+        if self.epoch and epoch != self.epoch:
+            # A restarted controller knows none of our sessions: drop them all.
+            log.info("the controller restarted: dropping all graph state")
+            self.pool.forget_all()
+            self.store.clear()
+            self._active.clear()
+            self._results.clear()
+        self.data_token, self.epoch = token, epoch
+
+    def handle(self, message: object) -> None:
+        if isinstance(message, GraphRun):
+            self._run(message.tasks)
+        elif isinstance(message, GraphFree):
+            self.store.free([tuple(p) for p in message.objects])  # type: ignore[misc]
+        elif isinstance(message, GraphCancel):
+            self._cancel(message.session)
+        elif isinstance(message, GraphUpload):
+            self.tg.create_task(self._upload(message))
+        elif isinstance(message, ObjectChunk):
+            queue = self._relays.get(message.request)
+            if queue is not None:
+                queue.put_nowait(message)
+
+    def _run(self, tasks: list[GraphTask]) -> None:
+        for task in tasks:
+            key = (task.session, task.id)
+            if key in self._active or key in self._recent_set or task.session in self._cancelled:
+                continue  # a resend of a task we have, or of a stopped session
+            self._active.add(key)
+            node_task = self._node_task(task)
+            missing = [
+                i for i in task.inputs if i.data is None and not self.store.has(task.session, i.id)
+            ]
+            if missing:
+                self.tg.create_task(self._gather_then_submit(node_task, missing))
+            else:
+                self.pool.submit(node_task)
+
+    def _node_task(self, task: GraphTask) -> NodeTask:
+        return NodeTask(
+            session=task.session,
+            id=task.id,
+            task_type=task.task_type,
+            config=task.config,
+            inputs=[
+                NodeInput(
+                    i.id,
+                    i.label,
+                    i.data_type,
+                    i.content_type,
+                    data=i.data,
+                    path=None if i.data is not None else str(self.store.path(task.session, i.id)),
+                )
+                for i in task.inputs
+            ],
+            outputs=[
+                NodeOutput(
+                    o.id,
+                    o.label,
+                    o.data_type,
+                    o.content_type,
+                    str(self.store.path(task.session, o.id)),
+                )
+                for o in task.outputs
+            ],
+            name=task.name,
+            cpus=task.cpus,
+        )
+
+    async def _gather_then_submit(self, task: NodeTask, missing: list[GraphInput]) -> None:
+        failure: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for graph_input in missing:
+                    tg.create_task(self._ensure(task.session, graph_input))
+        except* (TransferError, OSError) as group:
+            failure = group.exceptions[0]
+        if failure is not None:
+            self._on_result(
+                NodeResult(task.session, task.id, error=f"could not get an input: {failure}")
+            )
+        elif task.session not in self._cancelled and (task.session, task.id) in self._active:
+            self.pool.submit(task)
+
+    async def _ensure(self, session: int, graph_input: GraphInput) -> None:
+        """Have the object in the store; concurrent needs of one object share one fetch."""
+        key = (session, graph_input.id)
+        pending = self._fetching.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(session, graph_input))
+            self._fetching[key] = pending
+            pending.add_done_callback(lambda _f: self._fetching.pop(key, None))
+        await asyncio.shield(pending)
+
+    async def _fetch(self, session: int, graph_input: GraphInput) -> None:
+        async def receive(data_type: str, chunks: AsyncIterator[bytes]) -> None:
+            await self.store.receive(session, graph_input.id, data_type, chunks)
+
+        errors = []
+        for holder in graph_input.holders:
+            address, _, node = holder.rpartition("/")
+            if node == self.name or not address:
+                continue
+            try:
+                await fetch_from_peer(address, self.data_token, session, graph_input.id, receive)
+                return
+            except TransferError as exc:
+                errors.append(str(exc))
+        if errors:
+            log.info("direct fetch failed (%s); going through the controller", "; ".join(errors))
+        await self._fetch_via_controller(session, graph_input, receive)
+
+    async def _fetch_via_controller(self, session: int, graph_input: GraphInput, receive) -> None:  # type: ignore[no-untyped-def]
+        rid = next(self._relay_ids)
+        queue: asyncio.Queue[ObjectChunk] = asyncio.Queue()
+        self._relays[rid] = queue
+        try:
+            self.emit(GraphFetch(rid, session, graph_input.id))
+
+            async def chunks() -> AsyncIterator[bytes]:
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(queue.get(), RELAY_TIMEOUT)
+                    except TimeoutError:
+                        raise TransferError("the controller stopped relaying the object") from None
+                    if chunk.error:
+                        raise TransferError(chunk.error)
+                    if chunk.data:
+                        yield chunk.data
+                    if chunk.last:
+                        return
+
+            await receive(graph_input.data_type, chunks())
+        finally:
+            del self._relays[rid]
+
+    async def _upload(self, message: GraphUpload) -> None:
+        try:
+            _data_type, _size, chunks = await self.store.stream(message.session, message.object)
+            async for data in chunks:
+                self.emit(ObjectChunk(message.request, data=data))
+        except (TransferError, OSError) as exc:
+            self.emit(ObjectChunk(message.request, last=True, error=str(exc)))
+            return
+        self.emit(ObjectChunk(message.request, last=True))
+
+    def _cancel(self, session: int) -> None:
+        self._cancelled.add(session)
+        self.pool.cancel(session)
+        self._active = {k for k in self._active if k[0] != session}
+        self._results = [r for r in self._results if r.session != session]
+        self.store.drop_session(session)
+
+    # --- results -----------------------------------------------------------------------
+
+    def _on_result(self, result: NodeResult) -> None:
+        key = (result.session, result.id)
+        if key not in self._active:
+            return
+        self._active.discard(key)
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_set.discard(self._recent[0])
+        self._recent.append(key)
+        self._recent_set.add(key)
+        self._results.append(
+            GraphResult(
+                session=result.session,
+                id=result.id,
+                error=result.error,
+                info=result.info,
+                outputs=[
+                    GraphObjectResult(oid, size, content_type, data)
+                    for oid, size, content_type, data in result.outputs
+                ],
+            )
+        )
+        if not self._flush_scheduled:
+            # Results that arrive together leave together, in one message.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        results, self._results = self._results, []
+        batch: list[GraphResult] = []
+        size = 0
+        for result in results:
+            batch.append(result)
+            size += sum(len(o.data or b"") for o in result.outputs)
+            if size >= CHUNK * 4:
+                self.emit(GraphDone(batch))
+                batch, size = [], 0
+        if batch:
+            self.emit(GraphDone(batch))

@@ -1,0 +1,171 @@
+"""The agent's pool of warm task workers (one per cpu, started on first use)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections import deque
+from collections.abc import Callable
+
+from shoal.agent.task_worker import encode_message, split_messages
+from shoal.graph.execution import NodeResult, NodeTask
+
+log = logging.getLogger("shoal.agent.graph")
+
+# Short tasks are bound by the hop to the worker; a few queued on each worker
+# hide it. Long ones are fed one at a time so they spread over the workers.
+MAX_DEPTH = 16
+
+
+class WorkerHandle:
+    def __init__(self, index: int, proc: asyncio.subprocess.Process, sock: socket.socket) -> None:
+        self.index = index
+        self.proc = proc
+        self.sock = sock
+        self.outstanding: dict[tuple[int, int], NodeTask] = {}
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def send(self, message: object) -> None:
+        assert self.writer is not None
+        self.writer.write(encode_message(message))
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class TaskPool:
+    """Runs NodeTasks on ``size`` worker processes; results go to ``on_result``."""
+
+    def __init__(
+        self,
+        size: int,
+        work_dir: str,
+        inline_limit: int,
+        on_result: Callable[[NodeResult], None],
+    ) -> None:
+        self.size = max(1, size)
+        self.work_dir = work_dir
+        self.inline_limit = inline_limit
+        self.on_result = on_result
+        self.queue: deque[NodeTask] = deque()
+        self.workers: list[WorkerHandle] = []
+        self._tg: asyncio.TaskGroup | None = None
+        self._starting = False
+
+    async def run(self) -> None:
+        """Start the workers and keep them alive until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            for index in range(self.size):
+                tg.create_task(self._keep_worker(index))
+            await asyncio.Event().wait()
+
+    async def _keep_worker(self, index: int) -> None:
+        while True:
+            handle = await self._spawn(index)
+            self.workers.append(handle)
+            self.dispatch()
+            try:
+                await self._read(handle)
+            finally:
+                self.workers.remove(handle)
+                await handle.kill()
+            lost = list(handle.outstanding.values())
+            if lost:
+                log.warning("task worker %d died with %d task(s)", index, len(lost))
+                for task in lost:
+                    self.on_result(
+                        NodeResult(
+                            task.session,
+                            task.id,
+                            error=f"the worker process running the task died "
+                            f"(exit code {handle.proc.returncode})",
+                        )
+                    )
+
+    async def _spawn(self, index: int) -> WorkerHandle:
+        parent, child = socket.socketpair()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "shoal.agent.task_worker",
+                str(child.fileno()),
+                self.work_dir,
+                str(self.inline_limit),
+                stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=(child.fileno(),),
+                start_new_session=True,
+            )
+        finally:
+            child.close()
+        handle = WorkerHandle(index, proc, parent)
+        handle.reader, handle.writer = await asyncio.open_connection(sock=parent)
+        return handle
+
+    async def _read(self, handle: WorkerHandle) -> None:
+        assert handle.reader is not None
+        buffer = bytearray()
+        while True:
+            chunk = await handle.reader.read(1 << 20)
+            if not chunk:
+                return
+            buffer += chunk
+            for kind, result in split_messages(buffer):
+                if kind != "done":
+                    continue
+                if handle.outstanding.pop((result.session, result.id), None) is not None:
+                    self.on_result(result)
+            self.dispatch()
+
+    def submit(self, task: NodeTask) -> None:
+        self.queue.append(task)
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Hand queued tasks to the least busy workers."""
+        if not self.queue or not self.workers:
+            return
+        depth = min(MAX_DEPTH, 1 + len(self.queue) // len(self.workers))
+        batches: dict[int, list[NodeTask]] = {}
+        while self.queue:
+            handle = min(self.workers, key=lambda w: len(w.outstanding))
+            if len(handle.outstanding) >= depth:
+                break
+            task = self.queue.popleft()
+            handle.outstanding[(task.session, task.id)] = task
+            batches.setdefault(handle.index, []).append(task)
+        for handle in self.workers:
+            batch = batches.get(handle.index)
+            if batch:
+                handle.send(("run", batch))
+
+    def cancel(self, session: int) -> None:
+        """Drop the session's queued tasks and stop its running ones."""
+        self.queue = deque(t for t in self.queue if t.session != session)
+        for handle in self.workers:
+            mine = [k for k in handle.outstanding if k[0] == session]
+            if mine:
+                for key in mine:
+                    del handle.outstanding[key]
+                handle.send(("cancel", session))
+        self.dispatch()
+
+    def forget_all(self) -> None:
+        """The controller restarted: nothing queued or running is wanted any more."""
+        sessions = {t.session for t in self.queue}
+        for handle in self.workers:
+            sessions.update(k[0] for k in handle.outstanding)
+        for session in sessions:
+            self.cancel(session)

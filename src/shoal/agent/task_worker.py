@@ -1,0 +1,145 @@
+"""A warm worker process that runs graph tasks one after another.
+
+Started by the agent as ``python -m shoal.agent.task_worker FD WORKDIR INLINE``
+with a socketpair end on FD. Messages both ways are length-prefixed pickles
+(parent and child are the same installation on the same machine):
+
+- agent -> worker: ``("run", [NodeTask, ...])``, ``("cancel", session_id)``
+- worker -> agent: ``("done", NodeResult)``
+
+A reader thread takes messages off the socket while the main thread runs tasks,
+so a cancel reaches a running task: built-ins see their cancel event, Python code
+gets :class:`~shoal.graph.task_io.TaskCancelled` raised into it. When the agent
+dies the socket closes and the worker exits.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import socket
+import struct
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from shoal.graph.execution import NodeTask, run_task
+from shoal.graph.task_io import TaskCancelled
+
+_LEN = struct.Struct("!I")
+
+
+def encode_message(message: Any) -> bytes:
+    """One length-prefixed pickle."""
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LEN.pack(len(body)) + body
+
+
+def write_message(sock: socket.socket, message: Any, lock: threading.Lock | None = None) -> None:
+    """Send one length-prefixed pickle."""
+    data = encode_message(message)
+    if lock is None:
+        sock.sendall(data)
+    else:
+        with lock:
+            sock.sendall(data)
+
+
+def split_messages(buffer: bytearray) -> list[Any]:
+    """Pop every complete message off the front of ``buffer``."""
+    out = []
+    while len(buffer) >= _LEN.size:
+        (size,) = _LEN.unpack_from(buffer)
+        end = _LEN.size + size
+        if len(buffer) < end:
+            break
+        out.append(pickle.loads(buffer[_LEN.size : end]))
+        del buffer[:end]
+    return out
+
+
+class Worker:
+    def __init__(self, sock: socket.socket, work_dir: str, inline_limit: int) -> None:
+        self.sock = sock
+        self.work_dir = work_dir
+        self.inline_limit = inline_limit
+        self.tasks: queue.SimpleQueue[NodeTask | None] = queue.SimpleQueue()
+        self.cancelled: set[int] = set()
+        self.current: NodeTask | None = None
+        self.cancel_event = threading.Event()
+        self.in_python = False
+        self._lock = threading.Lock()
+        self._main = threading.main_thread().ident
+
+    def read_loop(self) -> None:
+        buffer = bytearray()
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                # The agent is gone: nothing would receive our results.
+                os._exit(0)
+            buffer += chunk
+            for kind, body in split_messages(buffer):
+                if kind == "run":
+                    for task in body:
+                        self.tasks.put(task)
+                elif kind == "cancel":
+                    self._cancel(body)
+
+    def _cancel(self, session: int) -> None:
+        self.cancelled.add(session)
+        current = self.current
+        if current is not None and current.session == session:
+            self.cancel_event.set()
+            if current.task_type == "python" and self._main is not None:
+                signal.pthread_kill(self._main, signal.SIGUSR1)
+
+    def _interrupt(self, _signum: int, _frame: FrameType | None) -> None:
+        # Raised into the Python task's own code; built-ins watch cancel_event.
+        current = self.current
+        if current is not None and current.session in self.cancelled and self.in_python:
+            raise TaskCancelled("the session was stopped")
+
+    def run(self) -> None:
+        signal.signal(signal.SIGUSR1, self._interrupt)
+        threading.Thread(target=self.read_loop, daemon=True, name="reader").start()
+        while True:
+            task = self.tasks.get()
+            if task is None:
+                return
+            if task.session in self.cancelled:
+                continue
+            self.cancel_event.clear()
+            self.current = task
+            self.in_python = task.task_type == "python"
+            try:
+                result = run_task(
+                    task,
+                    work_dir=self.work_dir,
+                    inline_limit=self.inline_limit,
+                    cancel=self.cancel_event,
+                )
+            except TaskCancelled:
+                result = None  # raised between the task's end and here: nobody waits for it
+            finally:
+                self.in_python = False
+                self.current = None
+            if result is not None and task.session not in self.cancelled:
+                write_message(self.sock, ("done", result), self._lock)
+
+
+def main() -> None:
+    fd, work_dir, inline_limit = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    sock = socket.socket(fileno=fd)
+    os.makedirs(work_dir, exist_ok=True)
+    Worker(sock, work_dir, inline_limit).run()
+
+
+if __name__ == "__main__":
+    main()

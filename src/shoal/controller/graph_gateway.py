@@ -1,0 +1,174 @@
+"""The WebSocket a graph client talks on: one request at a time, answered in order.
+
+A WebSocket (not REST) because a chain of dependent tasks submitted one by one
+is bound by round trips, and a frame on an open socket is the cheapest one.
+Sessions belong to the connection that opened them and end with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import msgspec
+from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from shoal.controller.auth import Authenticator
+from shoal.controller.graph_service import GraphRequestError, GraphService
+from shoal.controller.graph_state import GTask
+from shoal.protocol import FrameDecoder, FrameEncoder
+from shoal.protocol.graph_messages import (
+    CloseSession,
+    Done,
+    Failure,
+    Fetch,
+    FetchData,
+    GraphRequest,
+    Infos,
+    OpenSession,
+    PutData,
+    SessionOpened,
+    Submit,
+    Unkeep,
+    Update,
+    Wait,
+    WaitDone,
+)
+
+log = logging.getLogger("shoal.controller.graph")
+R = TypeVar("R")
+
+
+class GraphGateway:
+    def __init__(self, auth: Authenticator, graphs: GraphService) -> None:
+        self.auth = auth
+        self.graphs = graphs
+        self._decoder: FrameDecoder[GraphRequest] = FrameDecoder(GraphRequest)
+        self._encoder = FrameEncoder()
+
+    async def serve(self, ws: WebSocket) -> None:
+        scheme, _, token = ws.headers.get("authorization", "").partition(" ")
+        caller = await self.auth.resolve(token.strip()) if scheme.lower() == "bearer" else None
+        if caller is None or caller.kind != "user":
+            await ws.close(code=4401, reason="a user's bearer token is needed")
+            return
+        await ws.accept()
+        owned: set[int] = set()
+        try:
+            while True:
+                data = await ws.receive_bytes()
+                try:
+                    requests = self._decoder.decode(data)
+                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                    log.warning("graph client sent a malformed frame: %s", exc)
+                    await ws.close(code=1003, reason=f"malformed frame: {exc}"[:120])
+                    return
+                for request in requests:
+                    await self._handle(ws, caller.user_id, owned, request)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self.graphs.close_all(caller.user_id, owned)
+            if ws.application_state != WebSocketState.DISCONNECTED:
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                    await ws.close()
+
+    async def _reply(self, ws: WebSocket, *messages: object) -> None:
+        await ws.send_bytes(self._encoder.encode(list(messages)))
+
+    async def _handle(self, ws: WebSocket, owner: int, owned: set[int], request: object) -> None:
+        graphs = self.graphs
+        if isinstance(request, PutData):
+            try:
+                graphs.put_data(owner, request)
+            except GraphRequestError as exc:
+                # No reply to a chunk: the Submit that follows reports the problem.
+                log.info("graph upload refused: %s", exc)
+            return
+        req = request.req  # type: ignore[attr-defined]
+        try:
+            if isinstance(request, OpenSession):
+                sid = graphs.open_session(owner, request.name)
+                owned.add(sid)
+                await self._reply(ws, SessionOpened(req, sid))
+            elif isinstance(request, Submit):
+                graphs.submit(owner, request)
+                await self._reply(ws, Done(req))
+            elif isinstance(request, Wait):
+                items = await self._wait(ws, owner, request)
+                await self._reply(
+                    ws,
+                    WaitDone(
+                        req,
+                        tasks=[i.id for i in items if isinstance(i, GTask)],
+                        objects=[i.id for i in items if not isinstance(i, GTask)],
+                    ),
+                )
+            elif isinstance(request, Fetch):
+                await self._fetch(ws, owner, request)
+            elif isinstance(request, Unkeep):
+                graphs.unkeep(owner, request.session, request.ids)
+                await self._reply(ws, Done(req))
+            elif isinstance(request, Update):
+                tasks, objects = graphs.infos(owner, request.session, request.ids)
+                await self._reply(ws, Infos(req, tasks=tasks, objects=objects))
+            elif isinstance(request, CloseSession):
+                graphs.close_session(owner, request.session)
+                owned.discard(request.session)
+                await self._reply(ws, Done(req))
+        except GraphRequestError as exc:
+            await self._reply(
+                ws,
+                Failure(
+                    req,
+                    str(exc),
+                    session_failed=exc.session_failed,
+                    task=exc.task,
+                    debug=exc.debug,
+                ),
+            )
+
+    async def _raced(self, ws: WebSocket, coro: Coroutine[Any, Any, R]) -> R:
+        """Await ``coro`` unless the client goes away first (it sends nothing meanwhile)."""
+        waiting = asyncio.ensure_future(coro)
+        gone = asyncio.ensure_future(_disconnected(ws))
+        try:
+            done, _ = await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, gone):
+                task.cancel()
+            await asyncio.gather(waiting, gone, return_exceptions=True)
+        if waiting in done:
+            return waiting.result()
+        raise WebSocketDisconnect()
+
+    async def _wait(self, ws: WebSocket, owner: int, request: Wait) -> list[object]:
+        return await self._raced(
+            ws, self.graphs.wait(owner, request.session, request.ids, request.some)
+        )
+
+    async def _fetch(self, ws: WebSocket, owner: int, request: Fetch) -> None:
+        obj = await self._raced(ws, self.graphs.fetch(owner, request.session, request.object))
+        previous: bytes | None = None
+        async for data in self.graphs.chunks(obj):
+            if previous is not None:
+                await self._reply(ws, FetchData(request.req, previous))
+            previous = data
+        await self._reply(
+            ws,
+            FetchData(
+                request.req, previous or b"", last=True, spec=obj.spec(), info=dict(obj.info)
+            ),
+        )
+
+
+async def _disconnected(ws: WebSocket) -> None:
+    """Return when the client closes the socket (it sends nothing while it waits)."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return

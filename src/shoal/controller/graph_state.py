@@ -1,0 +1,139 @@
+"""What the controller holds of task graphs: sessions, tasks, objects, waiters.
+
+All of it lives in memory (the hot path); the service in
+:mod:`shoal.controller.graph_service` changes it from one event loop, so no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# Task states, in order of their lifecycle.
+WAITING, READY, ASSIGNED, FINISHED, FAILED = "waiting", "ready", "assigned", "finished", "failed"
+# Object states.
+PENDING = "pending"
+
+
+@dataclass(eq=False)
+class GObject:
+    session: GSession
+    id: int
+    label: str | None
+    content_type: str | None
+    data_type: str
+    user: dict[str, Any]
+    keep: bool = False
+    state: str = PENDING
+    producer: GTask | None = None
+    consumers: list[GTask] = field(default_factory=list)
+    unfinished_consumers: int = 0
+    data: bytes | None = None  # inline (small objects, constants)
+    holders: set[str] = field(default_factory=set)  # nodes that hold the data
+    size: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+    freed: bool = False
+    waiters: list[Waiter] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.state != PENDING
+
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"id": [self.session.id, self.id], "data_type": self.data_type}
+        if self.label is not None:
+            spec["label"] = self.label
+        if self.content_type is not None:
+            spec["content_type"] = self.content_type
+        if self.user:
+            spec["user"] = self.user
+        return spec
+
+    def needed(self) -> bool:
+        """Whether anyone still needs the data: a keep, or a consumer still to run."""
+        return self.keep or self.unfinished_consumers > 0
+
+
+@dataclass(eq=False)
+class GTask:
+    session: GSession
+    id: int
+    task_type: str
+    config: bytes
+    inputs: list[tuple[GObject, str | None]]
+    outputs: list[GObject]
+    cpus: int
+    name: str
+    user: dict[str, Any]
+    state: str = WAITING
+    unfinished_inputs: int = 0
+    node: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    waiters: list[Waiter] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.state in (FINISHED, FAILED)
+
+    def describe(self) -> str:
+        return f"task {self.name or self.task_type!r} ({self.session.id}, {self.id})"
+
+
+@dataclass(eq=False)
+class GSession:
+    id: int
+    owner: int
+    name: str
+    tasks: dict[int, GTask] = field(default_factory=dict)
+    objects: dict[int, GObject] = field(default_factory=dict)
+    error: str | None = None
+    error_task: int | None = None
+    error_debug: str = ""
+    closed: bool = False
+    # Chunks of big constants, until the Submit that names them.
+    uploads: dict[int, bytearray] = field(default_factory=dict)
+    waiters: set[Waiter] = field(default_factory=set)
+    nodes: set[str] = field(default_factory=set)  # nodes that ran or hold something of it
+
+
+@dataclass(eq=False)
+class Waiter:
+    """A client waiting for some (``some``) or all of ``items`` to finish."""
+
+    items: list[GTask | GObject]
+    some: bool
+    remaining: int
+    future: asyncio.Future[None]
+
+    def item_done(self) -> None:
+        self.remaining -= 1
+        if (self.remaining <= 0 or self.some) and not self.future.done():
+            self.future.set_result(None)
+
+
+@dataclass(eq=False)
+class GNode:
+    """A node as the graph scheduler sees it."""
+
+    name: str
+    capacity: int
+    data_address: str = ""
+    used: int = 0  # cpus of the tasks assigned and not finished
+    assigned: dict[tuple[int, int], GTask] = field(default_factory=dict)
+    # A running mean of task durations decides how far ahead to feed the node.
+    mean_duration: float = 1.0
+    last_report: float = field(default_factory=time.monotonic)
+
+    def window(self) -> int:
+        """How many cpus' worth of tasks may be assigned at once.
+
+        Short tasks are bound by round trips, not cpus: keep a queue on the node
+        so it never waits for the controller between them.
+        """
+        if self.mean_duration < 0.005:
+            return self.capacity * 32
+        if self.mean_duration < 0.05:
+            return self.capacity * 4
+        return self.capacity

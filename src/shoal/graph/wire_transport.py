@@ -1,0 +1,231 @@
+"""The graph transport over the controller's WebSocket (``/api/graph/ws``).
+
+One request at a time, answered in order: the client is synchronous, and a
+chain of dependent submits is bound by this round trip, so nothing else sits on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import pickle
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.sync.client import ClientConnection, connect
+
+from shoal.graph.attributes import ObjectInfo, ObjectSpec, TaskInfo, TaskSpec
+from shoal.graph.data_instance import DataInstance
+from shoal.graph.exceptions import TaskException
+from shoal.graph.ids import ID
+from shoal.graph.session import GraphError
+from shoal.graph.transport import SessionException
+from shoal.protocol.codec import FrameDecoder, FrameEncoder
+from shoal.protocol.graph_messages import (
+    CHUNK,
+    CloseSession,
+    Done,
+    Failure,
+    Fetch,
+    FetchData,
+    GraphReply,
+    Infos,
+    OpenSession,
+    PutData,
+    SessionOpened,
+    Submit,
+    SubmitInput,
+    SubmitObject,
+    SubmitTask,
+    Unkeep,
+    Update,
+    Wait,
+    WaitDone,
+)
+
+__all__ = ["WireTransport"]
+
+
+class WireTransport:
+    """A :class:`~shoal.graph.transport.GraphTransport` talking to a controller."""
+
+    def __init__(self, endpoint: str, token: str) -> None:
+        url = endpoint.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        self._stack = contextlib.ExitStack()
+        try:
+            self._ws: ClientConnection = self._stack.enter_context(
+                connect(
+                    url.rstrip("/") + "/api/graph/ws",
+                    additional_headers={"Authorization": f"Bearer {token}"},
+                    max_size=None,  # fetched objects come in 1 MiB pieces, but frames batch
+                    compression=None,
+                    open_timeout=10,
+                )
+            )
+        except (OSError, WebSocketException) as exc:
+            raise GraphError(f"cannot open the graph stream at {url}: {exc}") from None
+        self._encoder = FrameEncoder()
+        self._decoder: FrameDecoder[Any] = FrameDecoder(GraphReply)
+        self._requests = itertools.count(1)
+        self._pending: list[Any] = []
+        self._broken: str | None = None
+
+    def close(self) -> None:
+        self._stack.close()
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _send(self, *messages: Any) -> None:
+        if self._broken is not None:
+            raise SessionException(self._broken)
+        try:
+            self._ws.send(self._encoder.encode(list(messages)))
+        except (ConnectionClosed, OSError) as exc:
+            self._broken = f"lost the connection to the controller: {exc}"
+            raise SessionException(self._broken) from None
+
+    def _receive(self) -> Any:
+        while not self._pending:
+            try:
+                data = self._ws.recv()
+            except (ConnectionClosed, OSError) as exc:
+                self._broken = f"lost the connection to the controller: {exc}"
+                raise SessionException(self._broken) from None
+            if isinstance(data, bytes):
+                self._pending.extend(self._decoder.decode(data))
+        return self._pending.pop(0)
+
+    def _call(self, message: Any, session_id: int | None = None) -> Any:
+        self._send(message)
+        reply = self._receive()
+        if isinstance(reply, Failure):
+            self._raise(reply, session_id)
+        return reply
+
+    @staticmethod
+    def _raise(reply: Failure, session_id: int | None) -> None:
+        if not reply.session_failed:
+            raise GraphError(reply.message)
+        if reply.task is not None and session_id is not None:
+            raise TaskException(
+                reply.message, task_id=ID(session_id, reply.task), debug=reply.debug
+            )
+        raise SessionException(reply.message)
+
+    # --- GraphTransport ----------------------------------------------------------------
+
+    def open_session(self, name: str) -> int:
+        reply = self._call(OpenSession(next(self._requests), name))
+        assert isinstance(reply, SessionOpened)
+        return reply.session
+
+    def submit(
+        self,
+        session_id: int,
+        tasks: Sequence[TaskSpec],
+        objects: Sequence[ObjectSpec],
+        payloads: Mapping[ID, bytes],
+        kept: Collection[ID],
+    ) -> None:
+        wire_objects = []
+        for spec in objects:
+            assert spec.id is not None
+            data = payloads.get(spec.id)
+            if data is not None and len(data) > CHUNK:
+                # Big constants go ahead in pieces: no frame has to hold them whole.
+                view = memoryview(data)
+                for start in range(0, len(view), CHUNK):
+                    self._send(PutData(session_id, spec.id.id, bytes(view[start : start + CHUNK])))
+                data = b""
+            wire_objects.append(
+                SubmitObject(
+                    id=spec.id.id,
+                    label=spec.label,
+                    content_type=spec.content_type,
+                    data_type=spec.data_type,
+                    keep=spec.id in kept,
+                    data=data,
+                    user=spec.user,
+                )
+            )
+        wire_tasks = [
+            SubmitTask(
+                id=spec.id.id,  # type: ignore[union-attr]
+                task_type=spec.task_type,
+                config=pickle.dumps(spec.config, protocol=pickle.HIGHEST_PROTOCOL),
+                inputs=[SubmitInput(i.id.id, i.label) for i in spec.inputs],
+                outputs=[o.id for o in spec.outputs],
+                cpus=int(spec.resources.get("cpus", 1)),
+                name=spec.name or "",
+                user=spec.user,
+            )
+            for spec in tasks
+        ]
+        reply = self._call(
+            Submit(next(self._requests), session_id, wire_tasks, wire_objects), session_id
+        )
+        assert isinstance(reply, Done)
+
+    def _wait(self, ids: Collection[ID], some: bool) -> tuple[list[ID], list[ID]]:
+        ids = list(ids)
+        if not ids:
+            return [], []
+        session_id = ids[0].session_id
+        reply = self._call(
+            Wait(next(self._requests), session_id, [i.id for i in ids], some), session_id
+        )
+        assert isinstance(reply, WaitDone)
+        return (
+            [ID(session_id, i) for i in reply.tasks],
+            [ID(session_id, i) for i in reply.objects],
+        )
+
+    def wait(self, ids: Collection[ID]) -> None:
+        self._wait(ids, False)
+
+    def wait_some(self, ids: Collection[ID]) -> tuple[list[ID], list[ID]]:
+        return self._wait(ids, True)
+
+    def fetch(self, object_id: ID) -> DataInstance:
+        self._send(Fetch(next(self._requests), object_id.session_id, object_id.id))
+        parts: list[bytes] = []
+        while True:
+            reply = self._receive()
+            if isinstance(reply, Failure):
+                self._raise(reply, object_id.session_id)
+            assert isinstance(reply, FetchData)
+            parts.append(reply.data)
+            if reply.last:
+                break
+        spec = ObjectSpec.from_dict(reply.spec)
+        info = ObjectInfo.from_dict(reply.info)
+        return DataInstance(b"".join(parts), data_type=spec.data_type, spec=spec, info=info)
+
+    def unkeep(self, ids: Collection[ID]) -> None:
+        ids = list(ids)
+        if ids:
+            session_id = ids[0].session_id
+            self._call(Unkeep(next(self._requests), session_id, [i.id for i in ids]), session_id)
+
+    def update(self, ids: Collection[ID]) -> Mapping[ID, TaskInfo | ObjectInfo]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        session_id = ids[0].session_id
+        reply = self._call(
+            Update(next(self._requests), session_id, [i.id for i in ids]), session_id
+        )
+        assert isinstance(reply, Infos)
+        infos: dict[ID, TaskInfo | ObjectInfo] = {}
+        for tid, info in reply.tasks.items():
+            infos[ID(session_id, tid)] = TaskInfo.from_dict(info)
+        for oid, info in reply.objects.items():
+            infos[ID(session_id, oid)] = ObjectInfo.from_dict(info)
+        return infos
+
+    def close_session(self, session_id: int) -> None:
+        if self._broken is not None:
+            return
+        with contextlib.suppress(SessionException, GraphError):
+            self._call(CloseSession(next(self._requests), session_id))
