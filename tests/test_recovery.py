@@ -46,6 +46,8 @@ def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_finishes(tmp_path)
         client.start_execution("crash")
         client.wait_flag("crash", "a-started", FlagValues(int_value=1), timeout=30)
         client.wait_flag("crash", "b-started", FlagValues(int_value=1), timeout=30)
+        # The flag is set inside the step; its result reaches the controller just after.
+        wait_for_steps(client, "crash", "a", ["announce"], timeout=30)
 
         cluster.kill_agent("a", signal.SIGKILL)
         # a's executor notices its agent is gone and ends itself; b goes on
@@ -60,8 +62,21 @@ def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_finishes(tmp_path)
         assert by_node["b"].result.unwrap()["read"] == [Success(FlagValues("go", 1))]
         assert "a" not in client.get_nodes().names()
         # the step a finished before it died is kept
-        steps = client.raw_status("crash")["deployments"][0]["steps"]
-        assert [s["task_name"] for s in steps] == ["announce"]
+        assert step_names(client, "crash", "a") == ["announce"]
+
+
+def step_names(client, experiment: str, node: str) -> list[str]:
+    for deployment in client.raw_status(experiment)["deployments"]:
+        if deployment["node"]["name"] == node:
+            return [s["task_name"] for s in deployment["steps"]]
+    raise AssertionError(f"no deployment on {node}")
+
+
+def wait_for_steps(client, experiment: str, node: str, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while step_names(client, experiment, node) != names:
+        assert time.monotonic() < deadline, f"steps {names} of {node} were never recorded"
+        time.sleep(0.05)  # polling the status API: there is no push for step records
 
 
 @pytest.mark.timeout(120)

@@ -114,6 +114,9 @@ class Agent:
                         self.config.ws_url,
                         additional_headers={"Authorization": f"Bearer {self.config.token}"},
                         max_size=256 * 1024 * 1024,
+                        # Frames are msgpack and object data, often incompressible;
+                        # deflate cost more CPU than the bytes it saved.
+                        compression=None,
                         open_timeout=10,
                         ping_interval=10,
                         ping_timeout=30,

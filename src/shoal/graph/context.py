@@ -52,6 +52,7 @@ class Context:
         if not source.exists():
             raise FileNotFoundError(f"stage_file: nothing at {source}")
         self._staged += 1
+        self._staging.mkdir(parents=True, exist_ok=True)
         target = self._staging / f"staged-{self._staged}"
         shutil.move(str(source), target)
         return DataInstance(path=target, content_type=content_type)

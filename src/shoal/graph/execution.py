@@ -122,8 +122,9 @@ def run_task(
         resources={"cpus": task.cpus},
     )
     info = TaskInfo(start_time=None)
+    # Made only when the task needs it (built-ins, stage_file): a directory
+    # per task would cost more than a no-op task itself.
     scratch = Path(work_dir) / f"task-{task.session}-{task.id}"
-    scratch.mkdir(parents=True, exist_ok=True)
     result = NodeResult(task.session, task.id)
     try:
         inputs = _instances(task)
@@ -136,7 +137,8 @@ def run_task(
     except Exception as exc:
         result.error = _describe(exc)
     finally:
-        remove_path(scratch)
+        if os.path.lexists(scratch):
+            remove_path(scratch)
     result.info = {
         "start_time": started,
         "duration": time.perf_counter() - t0,
@@ -183,11 +185,11 @@ def _run(
     cancel: threading.Event | None,
 ) -> list[DataInstance]:
     out_dir = scratch / "outputs"
-    out_dir.mkdir()
     if task.task_type == "python":
         config = pickle.loads(task.config)
         spec.config = {"name": config.get("name")}
         return _run_python(config, spec, info, inputs, out_dir)
+    out_dir.mkdir(parents=True)
     runner = _BUILTINS.get(task.task_type)
     if runner is None:
         raise TaskFailed(f"unknown task type {task.task_type!r}")
