@@ -25,7 +25,6 @@ from shoal.protocol.codec import FrameDecoder, FrameEncoder
 from shoal.protocol.graph_messages import (
     CHUNK,
     CloseSession,
-    Done,
     Failure,
     Fetch,
     FetchData,
@@ -69,9 +68,14 @@ class WireTransport:
         self._decoder: FrameDecoder[Any] = FrameDecoder(GraphReply)
         self._requests = itertools.count(1)
         self._pending: list[Any] = []
+        # Requests whose reply is read later (submit, unkeep): a chain of dependent
+        # submits then costs one round trip per step, not three.
+        self._deferred: list[str] = []
         self._broken: str | None = None
 
     def close(self) -> None:
+        with contextlib.suppress(SessionException, GraphError):
+            self._drain(None)
         self._stack.close()
 
     # --- plumbing ----------------------------------------------------------------------
@@ -98,10 +102,29 @@ class WireTransport:
 
     def _call(self, message: Any, session_id: int | None = None) -> Any:
         self._send(message)
+        self._drain(session_id)
         reply = self._receive()
         if isinstance(reply, Failure):
             self._raise(reply, session_id)
         return reply
+
+    def _call_later(self, message: Any, what: str) -> None:
+        self._send(message)
+        self._deferred.append(what)
+
+    def _drain(self, session_id: int | None) -> None:
+        """Read the replies of deferred requests; raise the first failure among them."""
+        failure: tuple[Failure, str] | None = None
+        while self._deferred:
+            what = self._deferred.pop(0)
+            reply = self._receive()
+            if isinstance(reply, Failure) and failure is None:
+                failure = (reply, what)
+        if failure is not None:
+            reply, what = failure
+            if not reply.session_failed:
+                reply.message = f"{what} failed: {reply.message}"
+            self._raise(reply, session_id)
 
     @staticmethod
     def _raise(reply: Failure, session_id: int | None) -> None:
@@ -162,10 +185,9 @@ class WireTransport:
             )
             for spec in tasks
         ]
-        reply = self._call(
-            Submit(next(self._requests), session_id, wire_tasks, wire_objects), session_id
+        self._call_later(
+            Submit(next(self._requests), session_id, wire_tasks, wire_objects), "a submit"
         )
-        assert isinstance(reply, Done)
 
     def _wait(self, ids: Collection[ID], some: bool) -> tuple[list[ID], list[ID]]:
         ids = list(ids)
@@ -189,6 +211,7 @@ class WireTransport:
 
     def fetch(self, object_id: ID) -> DataInstance:
         self._send(Fetch(next(self._requests), object_id.session_id, object_id.id))
+        self._drain(object_id.session_id)
         parts: list[bytes] = []
         while True:
             reply = self._receive()
@@ -206,7 +229,9 @@ class WireTransport:
         ids = list(ids)
         if ids:
             session_id = ids[0].session_id
-            self._call(Unkeep(next(self._requests), session_id, [i.id for i in ids]), session_id)
+            self._call_later(
+                Unkeep(next(self._requests), session_id, [i.id for i in ids]), "an unkeep"
+            )
 
     def update(self, ids: Collection[ID]) -> Mapping[ID, TaskInfo | ObjectInfo]:
         ids = list(ids)

@@ -1,0 +1,152 @@
+"""The graph WebSocket under bad input: every wrong request gets a Failure that names
+the problem, the controller stays up, and a user cannot reach another user's session."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from shoal import LocalCluster
+from shoal.graph import Client, blob, tasks
+from shoal.graph.session import GraphError
+from shoal.protocol.graph_messages import (
+    Failure,
+    GraphReply,
+    OpenSession,
+    SessionOpened,
+    Submit,
+    SubmitInput,
+    SubmitObject,
+    SubmitTask,
+    Wait,
+    WaitDone,
+)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster(["g1"]) as c:
+        yield c
+
+
+class Raw:
+    """A bare graph WebSocket that sends exactly what a test wants."""
+
+    def __init__(
+        self, cluster: LocalCluster, login: str | None = None, password: str | None = None
+    ):
+        token = cluster.client(login, password).token()
+        url = cluster.endpoint.replace("http://", "ws://") + "/api/graph/ws"
+        # Entered by hand: websockets warns about connections used outside a `with`.
+        self.ws = connect(url, additional_headers={"Authorization": f"Bearer {token}"}).__enter__()
+        self.decoder = msgspec.msgpack.Decoder(list[GraphReply])
+
+    def call(self, message: object) -> object:
+        self.ws.send(msgspec.msgpack.encode([message]))
+        (reply,) = self.decoder.decode(self.ws.recv(timeout=20))
+        return reply
+
+    def session(self) -> int:
+        reply = self.call(OpenSession(1, "raw"))
+        assert isinstance(reply, SessionOpened)
+        return reply.session
+
+
+def concat(tid: int, inputs: list[int], outputs: list[int]) -> SubmitTask:
+    return SubmitTask(tid, "concat", pickle.dumps(None), [SubmitInput(i) for i in inputs], outputs)
+
+
+@pytest.mark.timeout(60)
+def test_bad_submits_are_refused_with_a_reason(cluster: LocalCluster) -> None:
+    raw = Raw(cluster)
+    sid = raw.session()
+    cases = {
+        "neither data nor a task": Submit(2, sid, objects=[SubmitObject(1)]),
+        "does not have": Submit(3, sid, tasks=[concat(2, [99], [])]),
+        "form a cycle": Submit(
+            4,
+            sid,
+            tasks=[concat(10, [13], [11]), concat(12, [11], [13])],
+            objects=[SubmitObject(11), SubmitObject(13)],
+        ),
+        "output of two tasks": Submit(
+            5,
+            sid,
+            tasks=[concat(20, [], [21]), concat(22, [], [21])],
+            objects=[SubmitObject(21)],
+        ),
+        "data_type": Submit(6, sid, objects=[SubmitObject(30, data=b"x", data_type="tree")]),
+        "cpus": Submit(7, sid, tasks=[SubmitTask(40, "concat", pickle.dumps(None), cpus=0)]),
+    }
+    for expected, request in cases.items():
+        reply = raw.call(request)
+        assert isinstance(reply, Failure), expected
+        assert expected in reply.message
+        assert not reply.session_failed
+    # All or nothing: none of the refused submits left anything behind.
+    reply = raw.call(Wait(8, sid, [1]))
+    assert isinstance(reply, Failure) and "no task or object 1" in reply.message
+
+
+@pytest.mark.timeout(60)
+def test_a_task_too_big_for_any_node_fails_its_session(cluster: LocalCluster) -> None:
+    raw = Raw(cluster)
+    sid = raw.session()
+    raw.call(
+        Submit(
+            2,
+            sid,
+            tasks=[SubmitTask(1, "concat", pickle.dumps(None), outputs=[2], cpus=10_000)],
+            objects=[SubmitObject(2)],
+        )
+    )
+    reply = raw.call(Wait(3, sid, [1]))
+    assert isinstance(reply, Failure) and reply.session_failed
+    assert "needs 10000 cpus" in reply.message
+
+
+@pytest.mark.timeout(60)
+def test_a_malformed_frame_closes_only_that_connection(cluster: LocalCluster) -> None:
+    raw = Raw(cluster)
+    raw.ws.send(b"\xc1not msgpack")
+    with pytest.raises(ConnectionClosed):
+        raw.ws.recv(timeout=20)
+    # The controller is fine: a real client runs a graph right after.
+    with Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c:
+        with c.new_session() as session:
+            t = tasks.Concat((blob("a"), blob("b")))
+            t.output.keep()
+            session.submit()
+            assert t.output.fetch().get_bytes() == b"ab"
+
+
+@pytest.mark.timeout(60)
+def test_sessions_are_private_to_their_user(cluster: LocalCluster) -> None:
+    from processes import shoal
+
+    shoal("user", "add", "mallory", "--password", "m-pw", "--db", cluster.db_url)
+    owner = Raw(cluster)
+    sid = owner.session()
+    owner.call(Submit(2, sid, objects=[SubmitObject(1, data=b"secret", keep=True)]))
+    assert isinstance(owner.call(Wait(3, sid, [1])), WaitDone)
+    other = Raw(cluster, "mallory", "m-pw")
+    reply = other.call(Wait(1, sid, [1]))
+    assert isinstance(reply, Failure) and f"no open session {sid}" in reply.message
+
+
+@pytest.mark.timeout(60)
+def test_using_objects_against_the_rules_is_a_clear_error(cluster: LocalCluster) -> None:
+    with Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c:
+        with c.new_session() as session:
+            a = blob(b"x")
+            session.submit()
+            with pytest.raises(GraphError, match="not kept"):
+                a.fetch()
+            with pytest.raises(GraphError, match="not kept"):
+                tasks.Concat((a,))
+                session.submit()
