@@ -57,6 +57,10 @@ class Raw:
         return reply.session
 
 
+def client_of(cluster: LocalCluster) -> Client:
+    return Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password)
+
+
 def concat(tid: int, inputs: list[int], outputs: list[int]) -> SubmitTask:
     return SubmitTask(tid, "concat", pickle.dumps(None), [SubmitInput(i) for i in inputs], outputs)
 
@@ -117,12 +121,11 @@ def test_a_malformed_frame_closes_only_that_connection(cluster: LocalCluster) ->
     with pytest.raises(ConnectionClosed):
         raw.ws.recv(timeout=20)
     # The controller is fine: a real client runs a graph right after.
-    with Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c:
-        with c.new_session() as session:
-            t = tasks.Concat((blob("a"), blob("b")))
-            t.output.keep()
-            session.submit()
-            assert t.output.fetch().get_bytes() == b"ab"
+    with client_of(cluster) as c, c.new_session() as session:
+        t = tasks.Concat((blob("a"), blob("b")))
+        t.output.keep()
+        session.submit()
+        assert t.output.fetch().get_bytes() == b"ab"
 
 
 @pytest.mark.timeout(60)
@@ -141,12 +144,11 @@ def test_sessions_are_private_to_their_user(cluster: LocalCluster) -> None:
 
 @pytest.mark.timeout(60)
 def test_using_objects_against_the_rules_is_a_clear_error(cluster: LocalCluster) -> None:
-    with Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c:
-        with c.new_session() as session:
-            a = blob(b"x")
+    with client_of(cluster) as c, c.new_session() as session:
+        a = blob(b"x")
+        session.submit()
+        with pytest.raises(GraphError, match="not kept"):
+            a.fetch()
+        with pytest.raises(GraphError, match="not kept"):
+            tasks.Concat((a,))
             session.submit()
-            with pytest.raises(GraphError, match="not kept"):
-                a.fetch()
-            with pytest.raises(GraphError, match="not kept"):
-                tasks.Concat((a,))
-                session.submit()
