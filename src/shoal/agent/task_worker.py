@@ -23,6 +23,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -82,8 +83,7 @@ class Worker:
             except OSError:
                 chunk = b""
             if not chunk:
-                # The agent is gone: nothing would receive our results.
-                os._exit(0)
+                self._agent_gone()
             buffer += chunk
             for kind, body in split_messages(buffer):
                 if kind == "run":
@@ -91,6 +91,18 @@ class Worker:
                         self.tasks.put(task)
                 elif kind == "cancel":
                     self._cancel(body)
+
+    def _agent_gone(self) -> None:
+        """Nothing would receive our results: stop the running task, then exit."""
+        current = self.current
+        if current is not None:
+            # Execute kills its program's process group when cancelled; without
+            # this the program would outlive us.
+            self._cancel(current.session)
+            deadline = time.monotonic() + 2.0
+            while self.current is not None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        os._exit(0)
 
     def _cancel(self, session: int) -> None:
         self.cancelled.add(session)
