@@ -21,6 +21,8 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
             (tmp_path / "hello_exp.py").write_text(code)
             args = ["-m", "shoal", "exp", "--no-progress", "hello_exp.py"]
             expected = "node01: hello 2"
+        elif "shoal.graph" in code:
+            args, expected = ["-c", code], "b'Hello world!'\nHELLO WORLD!"
         else:
             args, expected = ["-c", code], "ExperimentStatus.FINISHED"
         done = subprocess.run(
