@@ -4,6 +4,7 @@ the problem, the controller stays up, and a user cannot reach another user's ses
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Iterator
 
 import msgspec
@@ -12,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from shoal import LocalCluster
-from shoal.graph import Client, blob, tasks
+from shoal.graph import Client, blob, remote, tasks
 from shoal.graph.session import GraphError
 from shoal.protocol.graph_messages import (
     Failure,
@@ -152,3 +153,41 @@ def test_using_objects_against_the_rules_is_a_clear_error(cluster: LocalCluster)
         with pytest.raises(GraphError, match="not kept"):
             tasks.Concat((a,))
             session.submit()
+
+
+def held_objects(cluster: LocalCluster, node: str) -> list[str]:
+    root = cluster.workdir / "agents" / node / "graph" / "objects"
+    return sorted(str(p.relative_to(root)) for p in root.glob("*/*"))
+
+
+def wait_for_held(cluster: LocalCluster, node: str, expected: list[str]) -> None:
+    deadline = time.monotonic() + 20
+    while held_objects(cluster, node) != expected:
+        # The frees travel to the agent after the client's wait returns.
+        assert time.monotonic() < deadline, held_objects(cluster, node)
+        time.sleep(0.02)
+
+
+@pytest.mark.timeout(60)
+def test_objects_nobody_needs_are_freed_on_the_agent(cluster: LocalCluster) -> None:
+    @remote()
+    def big(ctx):
+        return b"x" * 300_000  # over the inline limit: held by the agent
+
+    @remote()
+    def size(ctx, data):
+        return str(len(data.get_bytes()))
+
+    with client_of(cluster) as c, c.new_session() as session:
+        kept = big()
+        kept.output.keep()
+        dropped = big()
+        total = size(dropped)
+        total.output.keep()
+        session.submit()
+        session.wait_all()
+        assert total.output.fetch().get_str() == "300000"
+        sid = session.session_id
+        wait_for_held(cluster, "g1", [f"{sid}/{kept.output.id.id}"])
+        kept.output.unkeep()
+        wait_for_held(cluster, "g1", [])

@@ -232,6 +232,12 @@ def controller(
     help="A node property, repeatable.",
 )
 @click.option("--cpus", type=click.IntRange(1, 4096), default=None)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the agent keeps graph objects (default: a temporary folder).",
+)
 @click.option("-v", "--verbose", count=True)
 def agent(
     controller_url: str,
@@ -239,6 +245,7 @@ def agent(
     name: str | None,
     properties: tuple[str, ...],
     cpus: int | None,
+    workdir: str | None,
     verbose: int,
 ) -> None:
     """Run a node agent that connects out to a controller."""
@@ -262,6 +269,8 @@ def agent(
         config.name = name
     if cpus:
         config.cpus = cpus
+    if workdir:
+        config.workdir = str(Path(workdir).resolve())
 
     async def run() -> None:
         from shoal import taskdump

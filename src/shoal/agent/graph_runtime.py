@@ -51,6 +51,7 @@ class GraphRuntime:
     ) -> None:
         self.name = name
         self.store = ObjectStore(root)
+        self.store.clear()  # a new agent process holds nothing the controller knows of
         self.emit = emit
         self.tg = tg
         self.pool = TaskPool(cpus, str(self.store.work), INLINE_LIMIT, self._on_result)

@@ -110,6 +110,7 @@ class LocalCluster:
             name=name,
             log_path=self.workdir / "logs" / f"agent-{name}.log",
             properties=properties if properties is not None else self.properties.get(name),
+            workdir=self.workdir / "agents" / name,
         )
 
     def kill_agent(self, name: str, sig: int = signal.SIGKILL) -> None:

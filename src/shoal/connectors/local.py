@@ -116,6 +116,7 @@ def start_agent(
     log_path: Path,
     properties: dict[str, Any] | None = None,
     cpus: int | None = None,
+    workdir: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     args = [
         sys.executable,
@@ -131,6 +132,8 @@ def start_agent(
         args += ["--property", f"{key}={value}"]
     if cpus is not None:
         args += ["--cpus", str(cpus)]
+    if workdir is not None:
+        args += ["--workdir", str(workdir)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
