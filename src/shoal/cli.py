@@ -238,6 +238,14 @@ def controller(
     default=None,
     help="Where the agent keeps graph objects (default: a temporary folder).",
 )
+@click.option(
+    "--data-server/--no-data-server",
+    default=True,
+    envvar="SHOAL_DATA_SERVER",
+    show_default=True,
+    help="Serve graph objects to other agents directly. Turn it off on nodes that "
+    "peers cannot reach; their objects then leave through the controller.",
+)
 @click.option("-v", "--verbose", count=True)
 def agent(
     controller_url: str,
@@ -246,6 +254,7 @@ def agent(
     properties: tuple[str, ...],
     cpus: int | None,
     workdir: str | None,
+    data_server: bool,
     verbose: int,
 ) -> None:
     """Run a node agent that connects out to a controller."""
@@ -271,6 +280,7 @@ def agent(
         config.cpus = cpus
     if workdir:
         config.workdir = str(Path(workdir).resolve())
+    config.data_server = data_server
 
     async def run() -> None:
         from shoal import taskdump

@@ -95,7 +95,8 @@ class Agent:
 
     async def run(self) -> None:
         """Serve until cancelled; raises AgentRefused if the token is wrong."""
-        self._data_port = await self._data_server.start()
+        if self.config.data_server:
+            self._data_port = await self._data_server.start()
         try:
             await self._serve()
         finally:

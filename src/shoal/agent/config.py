@@ -48,6 +48,7 @@ class AgentConfig:
     architecture: str = field(default_factory=default_architecture)
     max_backoff: float = 2.0
     workdir: str | None = None
+    data_server: bool = True  # serve graph objects to peers (off: through the controller)
 
     @property
     def ws_url(self) -> str:

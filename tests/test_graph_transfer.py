@@ -1,0 +1,48 @@
+"""Objects move between agents through the controller when agents cannot reach each
+other (here: neither agent runs a data server, as behind NAT)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from shoal import LocalCluster
+from shoal.graph import Client, remote
+
+
+# Agents report os.cpu_count() cpus: a producer that takes them all has a node to itself.
+@remote(outputs=("data", "digest"), cpus=os.cpu_count() or 1)
+def produce(ctx, seed):
+    data = hashlib.sha256(seed.encode()).digest() * 40_000  # 1.28 MB
+    return {"data": data, "digest": hashlib.sha256(data).hexdigest()}
+
+
+@remote()
+def digests(ctx, first, second):
+    return " ".join(hashlib.sha256(d.get_bytes()).hexdigest() for d in (first, second))
+
+
+@pytest.mark.timeout(120)
+def test_objects_travel_through_the_controller_when_agents_cannot_meet(monkeypatch) -> None:
+    monkeypatch.setenv("SHOAL_DATA_SERVER", "0")
+    with LocalCluster(["nat-1", "nat-2"]) as cluster:
+        monkeypatch.delenv("SHOAL_DATA_SERVER")
+        with (
+            Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c,
+            c.new_session() as session,
+        ):
+            # Each producer takes a whole node, so they run on different nodes,
+            # and the consumer needs the data of both.
+            a = produce("a")
+            b = produce("b")
+            both = digests(a.outputs["data"], b.outputs["data"])
+            both.output.keep()
+            for t in (a, b):
+                t.outputs["digest"].keep()
+            session.submit()
+            expected = " ".join(t.outputs["digest"].fetch().get_str() for t in (a, b))
+            assert both.output.fetch().get_str() == expected
+            session.update([a, b])
+            assert {a.info.governor, b.info.governor} == {"nat-1", "nat-2"}
