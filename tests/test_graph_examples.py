@@ -174,6 +174,7 @@ def run_script(script: Path, cluster: LocalCluster, cwd: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.timeout(10)
 def test_every_example_has_expectations() -> None:
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
     assert scripts == sorted(EXPECTED)
@@ -194,6 +195,7 @@ def python_blocks(page: Path) -> str:
     return "\n\n".join(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))
 
 
+@pytest.mark.timeout(10)
 def test_page_has_a_block_per_guide_section() -> None:
     text = PAGE.read_text()
     assert python_blocks(PAGE)
