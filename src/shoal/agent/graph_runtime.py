@@ -54,7 +54,7 @@ class GraphRuntime:
         self.store.clear()  # a new agent process holds nothing the controller knows of
         self.emit = emit
         self.tg = tg
-        self.pool = TaskPool(cpus, str(self.store.work), INLINE_LIMIT, self._on_result)
+        self.pool = TaskPool(cpus, str(self.store.work), INLINE_LIMIT, self._on_result, name)
         self.data_token = ""
         self.epoch = ""
         self._active: set[tuple[int, int]] = set()
@@ -138,6 +138,7 @@ class GraphRuntime:
             ],
             name=task.name,
             cpus=task.cpus,
+            user=task.user,
         )
 
     async def _gather_then_submit(self, task: NodeTask, missing: list[GraphInput]) -> None:

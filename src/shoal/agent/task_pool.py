@@ -53,7 +53,9 @@ class TaskPool:
         work_dir: str,
         inline_limit: int,
         on_result: Callable[[NodeResult], None],
+        node: str,
     ) -> None:
+        self.node = node
         self.size = max(1, size)
         self.work_dir = work_dir
         self.inline_limit = inline_limit
@@ -104,6 +106,7 @@ class TaskPool:
                 str(child.fileno()),
                 self.work_dir,
                 str(self.inline_limit),
+                self.node,
                 stdin=asyncio.subprocess.DEVNULL,
                 pass_fds=(child.fileno(),),
                 start_new_session=True,

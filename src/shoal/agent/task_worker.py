@@ -1,6 +1,6 @@
 """A warm worker process that runs graph tasks one after another.
 
-Started by the agent as ``python -m shoal.agent.task_worker FD WORKDIR INLINE``
+Started by the agent as ``python -m shoal.agent.task_worker FD WORKDIR INLINE NODE``
 with a socketpair end on FD. Messages both ways are length-prefixed pickles
 (parent and child are the same installation on the same machine):
 
@@ -27,6 +27,7 @@ import time
 from types import FrameType
 from typing import Any
 
+from shoal.graph.data_instance import remove_path
 from shoal.graph.execution import NodeTask, run_task
 from shoal.graph.task_io import TaskCancelled
 
@@ -63,7 +64,8 @@ def split_messages(buffer: bytearray) -> list[Any]:
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, work_dir: str, inline_limit: int) -> None:
+    def __init__(self, sock: socket.socket, work_dir: str, inline_limit: int, node: str) -> None:
+        self.node = node
         self.sock = sock
         self.work_dir = work_dir
         self.inline_limit = inline_limit
@@ -136,21 +138,34 @@ class Worker:
                     work_dir=self.work_dir,
                     inline_limit=self.inline_limit,
                     cancel=self.cancel_event,
+                    node=self.node,
                 )
             except TaskCancelled:
                 result = None  # raised between the task's end and here: nobody waits for it
             finally:
                 self.in_python = False
                 self.current = None
+            self._clean_cwd()
             if result is not None and task.session not in self.cancelled:
                 write_message(self.sock, ("done", result), self._lock)
 
+    def _clean_cwd(self) -> None:
+        # Each task starts in an empty working directory: what one task leaves
+        # there (`open("myfile", "w")`) must not meet the next. Checking is one
+        # scandir; a directory per task would cost more than a small task.
+        with os.scandir(".") as entries:
+            leftovers = [e.path for e in entries]
+        for path in leftovers:
+            remove_path(path)
+
 
 def main() -> None:
-    fd, work_dir, inline_limit = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    fd, work_dir, inline_limit, node = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
     sock = socket.socket(fileno=fd)
-    os.makedirs(work_dir, exist_ok=True)
-    Worker(sock, work_dir, inline_limit).run()
+    cwd = os.path.join(work_dir, f"cwd-{os.getpid()}")
+    os.makedirs(cwd, exist_ok=True)
+    os.chdir(cwd)
+    Worker(sock, work_dir, inline_limit, node).run()
 
 
 if __name__ == "__main__":

@@ -615,21 +615,27 @@ class GraphService:
             outputs=[GraphOutput(o.id, o.label, o.data_type, o.content_type) for o in task.outputs],
             name=task.name,
             cpus=task.cpus,
+            user=task.user,
         )
 
     def _place(self, task: GTask) -> GNode | None:
+        """The node for a ready task, or None while every node is full.
+
+        A node with free cpus beats one where the task would queue behind others
+        (a queue ahead only pays for short tasks, and durations are not known in
+        advance); among those, the node that holds most of the input bytes, then
+        the least loaded.
+        """
         best: GNode | None = None
-        best_score: tuple[int, float] | None = None
+        best_score: tuple[bool, int, float] | None = None
         for node in self.nodes.values():
-            if node.name not in self.registry.links:
+            if node.name not in self.registry.links or task.cpus > node.capacity:
                 continue
-            fits = node.used + task.cpus <= node.window() or (
-                node.used == 0 and task.cpus <= node.capacity
-            )
-            if not fits or task.cpus > node.capacity:
+            free = node.used + task.cpus <= node.capacity or node.used == 0
+            if not free and node.used + task.cpus > node.window():
                 continue
             local = sum(obj.size for obj, _ in task.inputs if node.name in obj.holders)
-            score = (local, -node.used / node.capacity)
+            score = (free, local, -node.used / node.capacity)
             if best_score is None or score > best_score:
                 best, best_score = node, score
         return best

@@ -36,8 +36,11 @@ class Context:
     def debug(self, message: str, *args: Any, **kwargs: Any) -> None:
         """Append ``message.format(*args, **kwargs)`` to the task's debug log."""
         text = str(message)
-        if args or kwargs:
+        if "{" in text and (args or kwargs):
             text = text.format(*args, **kwargs)
+        elif args:
+            # ctx.debug("Running at governor", name): the arguments follow the text.
+            text = " ".join([text, *map(str, args)])
         self.info.append_debug(text)
 
     def stage_file(

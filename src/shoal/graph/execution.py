@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class NodeTask:
     outputs: list[NodeOutput]
     name: str = ""
     cpus: int = 1
+    user: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,6 +112,7 @@ def run_task(
     work_dir: str | os.PathLike[str],
     inline_limit: int,
     cancel: threading.Event | None = None,
+    node: str | None = None,
 ) -> NodeResult:
     """Run ``task``; never raises for a task's own failure (that is ``result.error``)."""
     started = time.time()
@@ -120,8 +123,10 @@ def run_task(
         inputs=[TaskSpecInput(ID(task.session, i.id), i.label) for i in task.inputs],
         outputs=[ID(task.session, o.id) for o in task.outputs],
         resources={"cpus": task.cpus},
+        user=dict(task.user),
+        name=task.name or None,
     )
-    info = TaskInfo(start_time=None)
+    info = TaskInfo(start_time=datetime.fromtimestamp(started, UTC), governor=node)
     # Made only when the task needs it (built-ins, stage_file): a directory
     # per task would cost more than a no-op task itself.
     scratch = Path(work_dir) / f"task-{task.session}-{task.id}"

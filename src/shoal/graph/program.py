@@ -57,11 +57,15 @@ class Input:
             raise ValueError(f"Input data_type is 'blob' or 'dir', not {self.data_type!r}")
         content_types.validate(self.content_type)
 
-    def check(self, obj: DataObject) -> None:
-        """Raise ``ValueError`` if ``obj`` does not fit (data type, content type)."""
+    def check(self, obj: DataObject, name: str | None = None) -> None:
+        """Raise ``ValueError`` if ``obj`` does not fit (data type, content type).
+
+        ``name`` names the input in the message when it has no label (a parameter).
+        """
+        name = self.label if self.label is not None else name
         if obj.data_type != self.data_type:
             kind = "InputDir" if self.data_type == "dir" else "Input"
-            raise ValueError(f"{kind} {self.label!r} expects a {self.data_type}, got {obj!r}")
+            raise ValueError(f"{kind} {name!r} expects a {self.data_type}, got {obj!r}")
         declared = content_types.validate(self.content_type)
         if (
             declared is not None
@@ -69,7 +73,7 @@ class Input:
             and not content_types.is_subtype(obj.content_type, declared)
         ):
             raise ValueError(
-                f"input {self.label!r} expects content type {declared!r}, "
+                f"input {name!r} expects content type {declared!r}, "
                 f"but {obj!r} has {obj.content_type!r}"
             )
 

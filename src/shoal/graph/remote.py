@@ -236,7 +236,7 @@ class RemoteFunction:
                 obj = to_data_object(value)
                 labels.setdefault(id(obj), pname)
                 if pname in self.inputs:
-                    self.inputs[pname].check(obj)
+                    self.inputs[pname].check(obj, pname)
         if self._function_data is None:
             # Pickled once: thousands of calls ship the same bytes, which the
             # workers unpickle once too.

@@ -184,6 +184,7 @@ class GraphTask(msgspec.Struct, omit_defaults=True):
     outputs: list[GraphOutput] = []
     name: str = ""
     cpus: int = 1
+    user: dict[str, Any] = {}
 
 
 class GraphRun(_Msg):
