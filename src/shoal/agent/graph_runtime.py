@@ -54,7 +54,9 @@ class GraphRuntime:
         self.store.clear()  # a new agent process holds nothing the controller knows of
         self.emit = emit
         self.tg = tg
-        self.pool = TaskPool(cpus, str(self.store.work), INLINE_LIMIT, self._on_result, name)
+        self.pool = TaskPool(
+            cpus, str(self.store.work), INLINE_LIMIT, self._on_result, name, self._flush
+        )
         self.data_token = ""
         self.epoch = ""
         self._active: set[tuple[int, int]] = set()
@@ -249,12 +251,15 @@ class GraphRuntime:
             )
         )
         if not self._flush_scheduled:
-            # Results that arrive together leave together, in one message.
+            # Results that arrive together leave together, in one message (the
+            # pool flushes after each read; this catches the other callers).
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if not self._results:
+            return
         results, self._results = self._results, []
         batch: list[GraphResult] = []
         size = 0

@@ -45,7 +45,8 @@ class WorkerHandle:
 
 
 class TaskPool:
-    """Runs NodeTasks on ``size`` worker processes; results go to ``on_result``."""
+    """Runs NodeTasks on ``size`` worker processes; results go to ``on_result``, and
+    ``on_batch`` follows each batch of results read together (to send them on)."""
 
     def __init__(
         self,
@@ -54,7 +55,9 @@ class TaskPool:
         inline_limit: int,
         on_result: Callable[[NodeResult], None],
         node: str,
+        on_batch: Callable[[], None] = lambda: None,
     ) -> None:
+        self.on_batch = on_batch
         self.node = node
         self.size = max(1, size)
         self.work_dir = work_dir
@@ -131,6 +134,7 @@ class TaskPool:
                 if handle.outstanding.pop((result.session, result.id), None) is not None:
                     self.on_result(result)
             self.dispatch()
+            self.on_batch()
 
     def submit(self, task: NodeTask) -> None:
         self.queue.append(task)
@@ -163,6 +167,10 @@ class TaskPool:
                 for key in mine:
                     del handle.outstanding[key]
                 handle.send(("cancel", session))
+                # The worker reads its socket between tasks; the signal makes it
+                # read now, in case the task it is running is one of these.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(handle.proc.pid, signal.SIGUSR1)
         self.dispatch()
 
     def forget_all(self) -> None:

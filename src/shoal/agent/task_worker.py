@@ -7,23 +7,24 @@ with a socketpair end on FD. Messages both ways are length-prefixed pickles
 - agent -> worker: ``("run", [NodeTask, ...])``, ``("cancel", session_id)``
 - worker -> agent: ``("done", NodeResult)``
 
-A reader thread takes messages off the socket while the main thread runs tasks,
-so a cancel reaches a running task: built-ins see their cancel event, Python code
-gets :class:`~shoal.graph.task_io.TaskCancelled` raised into it. When the agent
-dies the socket closes and the worker exits.
+A cancel reaches a running task (the agent follows it with SIGUSR1): built-ins
+see their cancel event, Python code gets
+:class:`~shoal.graph.task_io.TaskCancelled` raised into it. When the agent dies
+the worker stops its task and exits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import pickle
-import queue
 import signal
 import socket
 import struct
 import sys
 import threading
-import time
+from collections import deque
 from types import FrameType
 from typing import Any
 
@@ -32,6 +33,7 @@ from shoal.graph.execution import NodeTask, run_task
 from shoal.graph.task_io import TaskCancelled
 
 _LEN = struct.Struct("!I")
+PR_SET_PDEATHSIG = 1
 
 
 def encode_message(message: Any) -> bytes:
@@ -64,69 +66,91 @@ def split_messages(buffer: bytearray) -> list[Any]:
 
 
 class Worker:
+    """The main thread reads the socket itself between tasks: no thread hand-off
+    on the path of a small task. During a task, the agent's SIGUSR1 says "read
+    the socket now" (a cancel may be waiting), and SIGTERM, sent by the kernel
+    when the agent dies (PDEATHSIG), stops the task and ends the worker."""
+
     def __init__(self, sock: socket.socket, work_dir: str, inline_limit: int, node: str) -> None:
         self.node = node
         self.sock = sock
         self.work_dir = work_dir
         self.inline_limit = inline_limit
-        self.tasks: queue.SimpleQueue[NodeTask | None] = queue.SimpleQueue()
+        self.tasks: deque[NodeTask] = deque()
         self.cancelled: set[int] = set()
         self.current: NodeTask | None = None
         self.cancel_event = threading.Event()
         self.in_python = False
-        self._lock = threading.Lock()
-        self._main = threading.main_thread().ident
+        self.exiting = False
+        self._buffer = bytearray()
+        self._receiving = False
 
-    def read_loop(self) -> None:
-        buffer = bytearray()
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self._agent_gone()
-            buffer += chunk
-            for kind, body in split_messages(buffer):
-                if kind == "run":
-                    for task in body:
-                        self.tasks.put(task)
-                elif kind == "cancel":
-                    self._cancel(body)
-
-    def _agent_gone(self) -> None:
-        """Nothing would receive our results: stop the running task, then exit."""
-        current = self.current
-        if current is not None:
-            # Execute kills its program's process group when cancelled; without
-            # this the program would outlive us.
-            self._cancel(current.session)
-            deadline = time.monotonic() + 2.0
-            while self.current is not None and time.monotonic() < deadline:
-                time.sleep(0.01)
-        os._exit(0)
+    def _receive(self, block: bool) -> None:
+        """Take what the agent sent off the socket; EOF means the agent is gone."""
+        self._receiving = True
+        try:
+            self.sock.setblocking(block)
+            while True:
+                try:
+                    chunk = self.sock.recv(1 << 20)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self.exiting = True
+                    return
+                self._buffer += chunk
+                for kind, body in split_messages(self._buffer):
+                    if kind == "run":
+                        self.tasks.extend(body)
+                    elif kind == "cancel":
+                        self._cancel(body)
+                if block:
+                    # Got something: take the rest without waiting.
+                    self.sock.setblocking(False)
+                    block = False
+        finally:
+            self._receiving = False
 
     def _cancel(self, session: int) -> None:
         self.cancelled.add(session)
         current = self.current
         if current is not None and current.session == session:
             self.cancel_event.set()
-            if current.task_type == "python" and self._main is not None:
-                signal.pthread_kill(self._main, signal.SIGUSR1)
 
-    def _interrupt(self, _signum: int, _frame: FrameType | None) -> None:
+    def _on_usr1(self, _signum: int, _frame: FrameType | None) -> None:
+        if self._receiving or self.current is None:
+            return  # the main loop is reading already, or will before the next task
+        self._receive(block=False)
+        self._interrupt_if_cancelled()
+
+    def _on_term(self, _signum: int, _frame: FrameType | None) -> None:
+        # The agent is gone: nothing would receive our results. Execute kills
+        # its program's process group when cancelled; without this the program
+        # would outlive us.
+        self.exiting = True
+        if self.current is None:
+            os._exit(0)
+        self.cancelled.add(self.current.session)
+        self.cancel_event.set()
+        self._interrupt_if_cancelled()
+
+    def _interrupt_if_cancelled(self) -> None:
         # Raised into the Python task's own code; built-ins watch cancel_event.
         current = self.current
         if current is not None and current.session in self.cancelled and self.in_python:
             raise TaskCancelled("the session was stopped")
 
     def run(self) -> None:
-        signal.signal(signal.SIGUSR1, self._interrupt)
-        threading.Thread(target=self.read_loop, daemon=True, name="reader").start()
-        while True:
-            task = self.tasks.get()
-            if task is None:
-                return
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+        signal.signal(signal.SIGTERM, self._on_term)
+        while not self.exiting:
+            if not self.tasks:
+                self._receive(block=True)
+                continue
+            self._receive(block=False)  # a cancel sent since may be for this task
+            task = self.tasks.popleft()
             if task.session in self.cancelled:
                 continue
             self.cancel_event.clear()
@@ -147,7 +171,8 @@ class Worker:
                 self.current = None
             self._clean_cwd()
             if result is not None and task.session not in self.cancelled:
-                write_message(self.sock, ("done", result), self._lock)
+                self.sock.setblocking(True)
+                write_message(self.sock, ("done", result))
 
     def _clean_cwd(self) -> None:
         # Each task starts in an empty working directory: what one task leaves
@@ -162,6 +187,10 @@ class Worker:
 def main() -> None:
     fd, work_dir, inline_limit, node = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
     sock = socket.socket(fileno=fd)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:
+        return  # the agent died before we could ask to die with it
     cwd = os.path.join(work_dir, f"cwd-{os.getpid()}")
     os.makedirs(cwd, exist_ok=True)
     os.chdir(cwd)

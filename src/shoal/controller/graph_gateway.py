@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import msgspec
 from fastapi import WebSocket, WebSocketDisconnect
@@ -40,7 +38,6 @@ from shoal.protocol.graph_messages import (
 )
 
 log = logging.getLogger("shoal.controller.graph")
-R = TypeVar("R")
 
 
 class GraphGateway:
@@ -58,24 +55,41 @@ class GraphGateway:
             return
         await ws.accept()
         owned: set[int] = set()
+        queue: asyncio.Queue[object] = asyncio.Queue()
         try:
-            while True:
-                data = await ws.receive_bytes()
+            # The reader notices a client that goes away even while a request
+            # waits (for a task, say); the processor answers requests in order.
+            async with asyncio.TaskGroup() as tg:
+                processor = tg.create_task(self._process(ws, caller.user_id, owned, queue))
                 try:
-                    requests = self._decoder.decode(data)
-                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                    log.warning("graph client sent a malformed frame: %s", exc)
-                    await ws.close(code=1003, reason=f"malformed frame: {exc}"[:120])
-                    return
-                for request in requests:
-                    await self._handle(ws, caller.user_id, owned, request)
-        except (WebSocketDisconnect, RuntimeError):
+                    await self._read(ws, queue)
+                finally:
+                    processor.cancel()
+        except* (WebSocketDisconnect, RuntimeError):
             pass
         finally:
             self.graphs.close_all(caller.user_id, owned)
             if ws.application_state != WebSocketState.DISCONNECTED:
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                     await ws.close()
+
+    async def _read(self, ws: WebSocket, queue: asyncio.Queue[object]) -> None:
+        while True:
+            data = await ws.receive_bytes()
+            try:
+                requests = self._decoder.decode(data)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                log.warning("graph client sent a malformed frame: %s", exc)
+                await ws.close(code=1003, reason=f"malformed frame: {exc}"[:120])
+                return
+            for request in requests:
+                queue.put_nowait(request)
+
+    async def _process(
+        self, ws: WebSocket, owner: int, owned: set[int], queue: asyncio.Queue[object]
+    ) -> None:
+        while True:
+            await self._handle(ws, owner, owned, await queue.get())
 
     async def _reply(self, ws: WebSocket, *messages: object) -> None:
         await ws.send_bytes(self._encoder.encode(list(messages)))
@@ -132,27 +146,11 @@ class GraphGateway:
                 ),
             )
 
-    async def _raced(self, ws: WebSocket, coro: Coroutine[Any, Any, R]) -> R:
-        """Await ``coro`` unless the client goes away first (it sends nothing meanwhile)."""
-        waiting = asyncio.ensure_future(coro)
-        gone = asyncio.ensure_future(_disconnected(ws))
-        try:
-            done, _ = await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiting, gone):
-                task.cancel()
-            await asyncio.gather(waiting, gone, return_exceptions=True)
-        if waiting in done:
-            return waiting.result()
-        raise WebSocketDisconnect()
-
     async def _wait(self, ws: WebSocket, owner: int, request: Wait) -> list[object]:
-        return await self._raced(
-            ws, self.graphs.wait(owner, request.session, request.ids, request.some)
-        )
+        return await self.graphs.wait(owner, request.session, request.ids, request.some)
 
     async def _fetch(self, ws: WebSocket, owner: int, request: Fetch) -> None:
-        obj = await self._raced(ws, self.graphs.fetch(owner, request.session, request.object))
+        obj = await self.graphs.fetch(owner, request.session, request.object)
         previous: bytes | None = None
         async for data in self.graphs.chunks(obj):
             if previous is not None:
@@ -164,11 +162,3 @@ class GraphGateway:
                 request.req, previous or b"", last=True, spec=obj.spec(), info=dict(obj.info)
             ),
         )
-
-
-async def _disconnected(ws: WebSocket) -> None:
-    """Return when the client closes the socket (it sends nothing while it waits)."""
-    while True:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return
