@@ -65,6 +65,7 @@ __all__ = [
     "PythonJob",
     "allocate",
     "load_network",
+    "simulate",
 ]
 
 
@@ -74,6 +75,10 @@ def __getattr__(name: str) -> Any:
         from shoal.dataflow.coordinator import Coordinator
 
         return Coordinator
+    if name == "simulate":
+        from shoal.dataflow.simulation import simulate
+
+        return simulate
     if name == "allocate":
         from shoal.dataflow.allocation import allocate
 
@@ -84,3 +89,4 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from shoal.dataflow.allocation import allocate
     from shoal.dataflow.coordinator import Coordinator
+    from shoal.dataflow.simulation import simulate

@@ -43,20 +43,18 @@ def _rounds_option(fn: object) -> object:
 @click.pass_obj
 def simulate(network: Network, rounds: int | None, heartbeat_timeout: float) -> None:
     """A local cluster with one agent per node in NODES; outputs under simulation/."""
-    from shoal.client.local_cluster import LocalCluster
+    from shoal.dataflow.simulation import cluster_for
 
     output = network.directory / "simulation"
     shutil.rmtree(output, ignore_errors=True)  # the tutorial's promise: cleared first
     output.mkdir(parents=True)
-    names = [node.name for node in network.nodes] or ["node-0", "node-1", "node-2"]
-    properties = {node.name: {"groups": ",".join(node.groups)} for node in network.nodes}
     _logging(network, output)
-    cluster = LocalCluster(names, properties=properties, heartbeat_timeout=heartbeat_timeout)
+    cluster = cluster_for(network, heartbeat_timeout)
     try:
-        cluster.start()
-        _run(network, cluster.client(), output, rounds, loopback=True)
+        cluster.start()  # type: ignore[attr-defined]
+        _run(network, cluster.client(), output, rounds, loopback=True)  # type: ignore[attr-defined]
     finally:
-        cluster.stop()
+        cluster.stop()  # type: ignore[attr-defined]
 
 
 @dataflow.command()

@@ -179,7 +179,7 @@ class Coordinator:
                 # Already finished, or its node is gone: nothing left to cancel.
                 with contextlib.suppress(RemoteClientException):
                     self._call(self.client.cancel_experiment, state.experiment)
-        self._listener.close()
+        _close_listener(self._listener)
         for state in states:
             if state.conn is not None:
                 state.conn.close()
@@ -561,3 +561,10 @@ def _info(job: BaseJob) -> str:
         f"job {job.id}: {type(job).__module__}.{type(job).__qualname__}\n"
         f"inputs: {job.inputs}\noutputs: {job.outputs}\n"
     )
+
+
+def _close_listener(listener: socket.socket) -> None:
+    # close() alone does not wake a thread blocked in accept(); shutdown() does.
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()

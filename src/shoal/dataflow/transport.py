@@ -15,6 +15,7 @@ any pickle is read), then frames (:mod:`shoal.dataflow.wire`).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import socket
@@ -258,6 +259,9 @@ class DataServer:
 
     def close(self) -> None:
         self._closed = True
+        # close() alone does not wake the thread blocked in accept(); shutdown() does.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for conn in self._conns:
             conn.close()
