@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from dataflow_helpers import SHOAL, copy_network, cubes_in_blocks, env, rows, wait_until
 
 ROUNDS = 15
