@@ -82,24 +82,31 @@ class JobRunner:
                 self._output_counters = [0] * len(self.outputs)
 
     def rounds(self) -> Iterator[tuple[Any, ...]]:
+        own_keys = all(p.OPTIONAL for p in self.job.inputs)
         while not self._stop.is_set():
-            found = self.aligner.next_round()
-            if found is None:
+            found = self.aligner.next_rounds()
+            if not found:
                 return
-            self._key, values = found
-            if not any(not p.OPTIONAL for p in self.job.inputs):
-                self._key = self._next_source_key()
-            yield values
-            self.rounds_done += 1
+            for key, values in found:
+                # A job fed by optional inputs only numbers its rounds itself, like a source.
+                self._key = self._next_source_key() if own_keys else key
+                yield values
+                self.rounds_done += 1
+                if self._stop.is_set():
+                    return
 
     def _next_source_key(self) -> Key:
-        with self._lock:
-            key = (self._epoch, self._counter)
-            self._counter += 1
+        # No lock: only the job's thread numbers, and a reset landing mid-way
+        # at worst starts the new epoch one value late.
+        key = (self._epoch, self._counter)
+        self._counter += 1
         return key
 
     def emit(self, result: Any) -> None:
         if result is None or not self.outputs:
+            return
+        if len(self.outputs) == 1 and not isinstance(result, tuple):
+            self.outputs[0].put(self._key, result)
             return
         if isinstance(result, tuple):
             if len(result) != len(self.outputs):
@@ -350,9 +357,11 @@ class JobHostTask(Task):
         job = serialize.loads(self.job_bytes)
         assert isinstance(job, BaseJob)
         host = JobHost(job, self.spec)
-        original = sys.stdout
+        original, original_err = sys.stdout, sys.stderr
         if self.spec.forward_output:
+            # What the job prints shows on the user's console, as FISSION's debug window did.
             sys.stdout = _Forward(host, original)  # type: ignore[assignment]
+            sys.stderr = _Forward(host, original_err)  # type: ignore[assignment]
         try:
             # Relative paths in the job mean its own folder, as on a FISSION node.
             directory = Path(tempfile.gettempdir()) / self.spec.directory
@@ -361,4 +370,4 @@ class JobHostTask(Task):
             os.chdir(directory)
             return host.run()
         finally:
-            sys.stdout = original
+            sys.stdout, sys.stderr = original, original_err

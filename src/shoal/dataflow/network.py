@@ -65,7 +65,7 @@ def load_network(target: str | Path | ModuleType) -> Network:
     """
     if isinstance(target, ModuleType):
         module = target
-        directory = Path(module.__file__ or ".").resolve().parent
+        directory = Path(getattr(module, "__file__", None) or ".").resolve().parent
     else:
         path = Path(target).resolve()
         if path.is_dir():

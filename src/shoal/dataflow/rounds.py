@@ -33,8 +33,10 @@ _MISSING = object()
 
 
 class _Required:
-    def __init__(self, pipe: BasePipe) -> None:
+    def __init__(self, pipe: BasePipe, capacity: int) -> None:
         self.pipe = pipe
+        size = getattr(pipe, "size", None)  # a BytesPipe: hold about 8 MB, not 4096 blocks
+        self.capacity = max(16, min(capacity, (8 << 20) // size)) if size else capacity
         self.block = max(int(pipe.BLOCK_COUNT), 1)
         self.queue: deque[tuple[Key, Any]] = deque()
         self.gathering: list[Any] = []
@@ -96,10 +98,11 @@ class InputAligner:
         self.pipes = list(pipes)
         self.capacity = capacity
         self._slots: list[_Required | _Optional] = [
-            _Optional(p) if p.OPTIONAL else _Required(p) for p in self.pipes
+            _Optional(p) if p.OPTIONAL else _Required(p, capacity) for p in self.pipes
         ]
         self._index = {p.id: i for i, p in enumerate(self.pipes)}
         self._required = [s for s in self._slots if isinstance(s, _Required)]
+        self._single = self._slots[0] if len(self._slots) == 1 and self._required else None
         self._cond = threading.Condition()
         self._stopped = False
         self._waiting = False
@@ -116,7 +119,7 @@ class InputAligner:
                 for _, value in items:
                     slot.add(value)
             else:
-                while len(slot.queue) >= self.capacity and not self._stopped:
+                while len(slot.queue) >= slot.capacity and not self._stopped:
                     self._cond.wait()
                 for key, value in items:
                     slot.add(key, value)
@@ -138,15 +141,28 @@ class InputAligner:
 
     def next_round(self) -> tuple[Key, tuple[Any, ...]] | None:
         """The next complete round, or None once the inputs ended or :meth:`stop` was called."""
+        found = self.next_rounds(1)
+        return found[0] if found else None
+
+    def next_rounds(self, limit: int = 256) -> list[tuple[Key, tuple[Any, ...]]]:
+        """Up to ``limit`` complete rounds (at least one), or [] once the inputs ended or stopped.
+
+        Taking what is ready in one go costs one lock round trip per batch, not per value.
+        """
         with self._cond:
             while True:
                 if self._stopped:
-                    return None
-                found = self._try_round()
-                if found is not _MISSING:
-                    return found  # type: ignore[return-value]
+                    return []
+                found = []
+                while len(found) < limit:
+                    one = self._try_round()
+                    if one is _MISSING:
+                        break
+                    found.append(one)
+                if found:
+                    return found
                 if self._finished():
-                    return None
+                    return []
                 self._waiting = True
                 self._cond.wait()
                 self._waiting = False
@@ -157,6 +173,14 @@ class InputAligner:
         return any(s.ended and not s.queue for s in self._required)
 
     def _try_round(self) -> Any:
+        if self._single is not None:
+            # The common case, one plain input: no alignment to do.
+            if not self._single.queue:
+                return _MISSING
+            if len(self._single.queue) >= self._single.capacity:
+                self._cond.notify_all()
+            key, value = self._single.queue.popleft()
+            return key, (value,)
         if not self._required:
             # Only optional inputs: a round whenever any of them has news.
             if not any(s.buffer for s in self._slots if isinstance(s, _Optional)):
@@ -181,7 +205,7 @@ class InputAligner:
             if isinstance(slot, _Optional):
                 values.append(slot.take())
             else:
-                full = len(slot.queue) >= self.capacity
+                full = len(slot.queue) >= slot.capacity
                 values.append(slot.queue.popleft()[1])
                 if full:
                     self._cond.notify_all()

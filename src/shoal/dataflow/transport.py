@@ -32,6 +32,8 @@ log = logging.getLogger("shoal.dataflow")
 
 TOKEN_BYTES = 32
 RECONNECT_EVERY = 0.5
+MAX_BUFFER_BYTES = 8 << 20
+MAX_BATCH_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,10 @@ class OutPipe:
         self.token = token
         self.capacity = capacity
         self.sent = 0
+        self._plain = type(pipe).encode is BasePipe.encode  # nothing to encode: skip the call
         self.dropped = 0
         self._items: list[tuple[Any, Any]] = []
+        self._bytes = 0  # of bytes and str values queued: large values bound the buffer too
         self._cond = threading.Condition()
         self._route: Route | None = None
         self._route_changed = False
@@ -98,11 +102,15 @@ class OutPipe:
 
     def put(self, key: Any, value: Any) -> None:
         """Queue one value (blocks while the buffer is full and the receiver is slow)."""
-        data = self.pipe.encode(value)
+        data = value if self._plain else self.pipe.encode(value)
+        size = len(data) if isinstance(data, bytes | str) else 0
         with self._cond:
-            while len(self._items) >= self.capacity and not self._closed:
+            while (
+                len(self._items) >= self.capacity or self._bytes >= MAX_BUFFER_BYTES
+            ) and not self._closed:
                 self._cond.wait()
             self._items.append((key, data))
+            self._bytes += size
             if self._writer_waiting:
                 self._cond.notify_all()
 
@@ -130,7 +138,7 @@ class OutPipe:
                 self._writer_waiting = False
                 if self._closed:
                     return
-                batch, self._items = self._items, []
+                batch = self._take_batch()
                 ending = self._ending
                 if self._route_changed:
                     self._route_changed = False
@@ -155,6 +163,21 @@ class OutPipe:
                 )
                 self.dropped += len(batch)
                 self._drop_connection()
+
+    def _take_batch(self) -> list[tuple[Any, Any]]:
+        """What goes in the next frame: everything queued, or about MAX_BATCH_BYTES of it."""
+        if self._bytes <= MAX_BATCH_BYTES:
+            batch, self._items, self._bytes = self._items, [], 0
+            return batch
+        taken, size = 0, 0
+        for _, data in self._items:
+            taken += 1
+            size += len(data) if isinstance(data, bytes | str) else 0
+            if size >= MAX_BATCH_BYTES:
+                break
+        batch, self._items = self._items[:taken], self._items[taken:]
+        self._bytes -= size
+        return batch
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
