@@ -386,7 +386,9 @@ class Coordinator:
         remote = [a for a in dest.addresses if not a.startswith("127.")]
         same_node = dest.node == src.node or self.loopback
         hosts = (*loop, *remote) if same_node else (*remote, *loop)
-        return Route(hosts, dest.port, dest.job.id, dest.generation)
+        # The coordinator relays when the sender cannot reach the receiver (NAT, firewalls).
+        relay = (self._client_hosts[0], self.port)
+        return Route(hosts, dest.port, dest.job.id, dest.generation, relay)
 
     def _send(self, state: JobState, message: Any) -> None:
         conn = state.conn
@@ -402,6 +404,8 @@ class Coordinator:
         try:
             while state is not None and state.generation == generation:
                 message = conn.receive()
+                if state.generation != generation:
+                    return  # the receiver moved: the sender reconnects on its new route
                 if message[0] == "data":
                     self._send(state, ("data", pipe_id, message[1]))
                 elif message[0] == "end":
