@@ -576,5 +576,9 @@ def user_add(name: str, password: str, db_url: str | None) -> None:
     console.print(f"user {name} saved")
 
 
+from shoal.dataflow.cli import dataflow  # noqa: E402 - the dataflow front-end's commands
+
+main.add_command(dataflow)
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,139 @@
+"""``shoal dataflow CONFIG simulate|run|show``: FISSION's manage.py, on shoal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import click
+
+from shoal.dataflow.errors import DataflowError
+from shoal.dataflow.network import Network, describe, load_network
+
+log = logging.getLogger("shoal.dataflow")
+
+
+@click.group("dataflow", invoke_without_command=False)
+@click.argument("config", type=click.Path(exists=True))
+@click.pass_context
+def dataflow(ctx: click.Context, config: str) -> None:
+    """Run the dataflow network CONFIG (a network folder with config.py, or the file)."""
+    try:
+        ctx.obj = load_network(config)
+    except DataflowError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _rounds_option(fn: object) -> object:
+    return click.option(
+        "--rounds",
+        type=click.IntRange(1),
+        envvar="SHOAL_DATAFLOW_ROUNDS",
+        default=None,
+        help="Stop every source after N values (the network then ends by itself).",
+    )(fn)
+
+
+@dataflow.command()
+@_rounds_option
+@click.option("--heartbeat-timeout", type=float, default=3.0, show_default=True)
+@click.pass_obj
+def simulate(network: Network, rounds: int | None, heartbeat_timeout: float) -> None:
+    """A local cluster with one agent per node in NODES; outputs under simulation/."""
+    from shoal.dataflow.simulation import cluster_for
+
+    output = network.directory / "simulation"
+    shutil.rmtree(output, ignore_errors=True)  # the tutorial's promise: cleared first
+    output.mkdir(parents=True)
+    _logging(network, output)
+    cluster = cluster_for(network, heartbeat_timeout)
+    try:
+        cluster.start()  # type: ignore[attr-defined]
+        _run(network, cluster.client(), output, rounds, loopback=True)  # type: ignore[attr-defined]
+    finally:
+        cluster.stop()  # type: ignore[attr-defined]
+
+
+@dataflow.command()
+@_rounds_option
+@click.option("--endpoint", envvar="SHOAL_ENDPOINT", default=None, help="Controller URL.")
+@click.option("--login", envvar="SHOAL_LOGIN", default=None)
+@click.option("--password", envvar="SHOAL_PASSWORD", default=None)
+@click.pass_obj
+def run(
+    network: Network,
+    rounds: int | None,
+    endpoint: str | None,
+    login: str | None,
+    password: str | None,
+) -> None:
+    """Run on the controller's nodes (SHOAL_ENDPOINT); outputs under local/."""
+    from shoal.client.remote import RemoteClient
+
+    output = network.directory / "local"
+    output.mkdir(exist_ok=True)
+    _logging(network, output)
+    try:
+        client = RemoteClient(endpoint, login, password)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    with client:
+        _run(network, client, output, rounds, loopback=False)
+
+
+@dataflow.command()
+@click.pass_obj
+def show(network: Network) -> None:
+    """Print the jobs and pipes, and where each job runs now (if it runs)."""
+    placements: dict[int, str] = {}
+    restarts: dict[int, list[str]] = {}
+    states = [network.directory / d / "state.json" for d in ("simulation", "local")]
+    existing = [p for p in states if p.exists()]
+    if existing:
+        latest = max(existing, key=lambda p: p.stat().st_mtime)
+        data = json.loads(latest.read_text())
+        for key, job in data["jobs"].items():
+            placements[int(key)] = f"{job['node']} ({job['status']})"
+            restarts[int(key)] = job["restarts"]
+        click.echo(f"state from {latest}")
+    text = describe(network, placements)
+    click.echo(text)
+    for job_id, entries in sorted(restarts.items()):
+        for entry in entries:
+            click.echo(f"  job {network.job(job_id).name} restarted: {entry}")
+
+
+def _run(
+    network: Network, client: object, output: Path, rounds: int | None, loopback: bool
+) -> None:
+    from shoal.client.remote import RemoteClientException
+    from shoal.dataflow.coordinator import Coordinator
+
+    coordinator = Coordinator(network, client, output, max_rounds=rounds, loopback=loopback)  # type: ignore[arg-type]
+    try:
+        coordinator.start()
+        click.echo(describe(network, coordinator.placements()), err=True)
+        coordinator.wait()
+        click.echo("network finished", err=True)
+    except KeyboardInterrupt:
+        click.echo("stopping (Ctrl-C)", err=True)
+    except (DataflowError, RemoteClientException) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        coordinator.stop()
+
+
+def _logging(network: Network, output: Path) -> None:
+    logger = logging.getLogger("shoal.dataflow")
+    logger.setLevel(network.log_level)
+    target = output / Path(network.log_file or "dataflow.log").name
+    handler = logging.FileHandler(target)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(console)
+    os.environ.setdefault("SHOAL_DATAFLOW_NETWORK", network.name)

@@ -1,0 +1,574 @@
+"""The coordinator: the client process that places, wires and watches a network.
+
+It allocates every job from the controller's live node list, starts each
+placed job as a one-task shoal experiment on its node, runs the LOCAL jobs
+in this process, and serves a small TCP control port that every job host
+connects back to. Through it, hosts learn where their output pipes go and
+when to start; the coordinator learns that a job is up, has finished, or is
+gone. A host whose control connection drops, or whose node leaves the
+controller's node list, is placed again by the same rules on the nodes left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shoal.client.remote import RemoteClient, RemoteClientException
+from shoal.dataflow.allocation import allocate, node_infos
+from shoal.dataflow.errors import AllocationError, DataflowError
+from shoal.dataflow.host import HostSpec, JobHost, JobHostTask
+from shoal.dataflow.jobs import BaseJob
+from shoal.dataflow.network import Network
+from shoal.dataflow.transport import TOKEN_BYTES, Route, read_token
+from shoal.dataflow.wire import FrameSocket
+from shoal.model import Experiment, Pipeline
+
+log = logging.getLogger("shoal.dataflow")
+
+START_TIMEOUT = 60.0
+_PRINT_LOCK = threading.Lock()
+
+
+@dataclass
+class JobState:
+    """What the coordinator knows of one job."""
+
+    job: BaseJob
+    local: bool
+    generation: int = 0
+    node: str | None = None
+    experiment: str | None = None
+    status: str = "pending"
+    conn: FrameSocket | None = None
+    port: int = 0
+    addresses: list[str] = field(default_factory=list)
+    restarts: list[str] = field(default_factory=list)
+    ready: bool = False
+    started_at: float = 0.0
+    output: Any = None
+
+
+class Coordinator:
+    """Runs a :class:`Network` on the nodes of a controller.
+
+    ::
+
+        network = load_network("examples/dataflow/demo_network_v3")
+        with Coordinator(network, client, "simulation") as coordinator:
+            coordinator.wait()
+
+    ``max_rounds`` stops every source after that many values, so the network
+    ends by itself; without it the network runs until :meth:`stop`.
+    ``loopback`` says every node runs on this machine (simulate).
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        client: RemoteClient,
+        output_dir: str | Path,
+        *,
+        max_rounds: int | None = None,
+        loopback: bool = False,
+        poll_interval: float = 0.5,
+        echo: bool = True,
+    ) -> None:
+        self.network = network
+        self.client = client
+        self.output_dir = Path(output_dir).resolve()
+        self.max_rounds = max_rounds
+        self.loopback = loopback
+        self.poll_interval = poll_interval
+        self.echo = echo
+        self.run_id = secrets.token_hex(3)
+        self.token = secrets.token_hex(TOKEN_BYTES // 2).encode()
+        self.epoch = 0
+        self.states = {job.id: JobState(job, network.is_local(job)) for job in network.jobs}
+        self.finished = threading.Event()
+        self.changed = threading.Condition()
+        self._lock = threading.RLock()
+        self._client_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._started = False
+        self._suspects: dict[str, bool] = {}  # node -> seen offline since suspected
+        self._failovers: queue.Queue[tuple[int, int, str] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1" if loopback else "0.0.0.0", 0))
+        self.port = self._listener.getsockname()[1]
+        self._client_hosts = self._own_addresses()
+
+    # ------------------------------------------------------------------ public
+
+    def start(self, timeout: float = START_TIMEOUT) -> Coordinator:
+        """Place and start every job; returns once all run (raises if one cannot start)."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for job in self.network.jobs:
+            folder = self.output_dir / str(job.id)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "info.txt").write_text(_info(job))
+        self._spawn(self._accept, "control-accept")
+        try:
+            placements = self._place_all()
+            for state in self.states.values():
+                if state.local:
+                    self._start_local(state)
+            names = [self._prepare(state, node) for state, node in placements]
+            for name in names:
+                info = self._call(self.client.wait, name, until="ready", timeout=timeout)
+                if info.status.name != "READY":
+                    raise DataflowError(f"experiment {name} did not become READY: {info}")
+            for name in names:
+                self._call(self.client.start_execution, name)
+            self._wait_all_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        with self._lock:
+            self._started = True
+            for state in self.states.values():
+                self._send(state, ("go",))
+        self._spawn(self._watch_nodes, "node-watch")
+        self._spawn(self._run_failovers, "failover")
+        self._save_state()
+        log.info("network %s running: %s", self.network.name, self.placements())
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every job finished (True) or ``timeout`` passed (False)."""
+        return self.finished.wait(timeout)
+
+    def placements(self) -> dict[int, str]:
+        """Job id -> where it runs now (``client`` for LOCAL jobs)."""
+        return {
+            i: ("client" if s.local else (s.node or "-")) for i, s in sorted(self.states.items())
+        }
+
+    def wait_for(self, predicate: Any, timeout: float) -> bool:
+        """Block until ``predicate(coordinator)`` holds (checked on every change)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(left)
+        return True
+
+    def stop(self) -> None:
+        """Stop every job, cancel their experiments, close the control port."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._failovers.put(None)
+        with self._lock:
+            states = list(self.states.values())
+        for state in states:
+            self._send(state, ("stop",))
+        for state in states:
+            if state.experiment is not None:
+                # Already finished, or its node is gone: nothing left to cancel.
+                with contextlib.suppress(RemoteClientException):
+                    self._call(self.client.cancel_experiment, state.experiment)
+        _close_listener(self._listener)
+        for state in states:
+            if state.conn is not None:
+                state.conn.close()
+            if state.output is not None:
+                state.output.close()
+        for thread in self._threads:
+            thread.join(5)
+        self._save_state()
+
+    def __enter__(self) -> Coordinator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --------------------------------------------------------------- placement
+
+    def _live_infos(self, state: JobState, exclude: set[str]) -> list[Any]:
+        nodes = self._call(self.client.get_nodes)
+        counts: dict[str, int] = {}
+        for other in self.states.values():
+            active = other.status not in ("done", "failed")
+            if other.node and not other.local and active and other is not state:
+                counts[other.node] = counts.get(other.node, 0) + 1
+        neighbours = [
+            n for i in self.network.neighbours(state.job) if (n := self.states[i].node) is not None
+        ]
+        return node_infos(nodes, self.network.nodes, counts, exclude, neighbours)
+
+    def _place(self, state: JobState) -> str:
+        suspects = set(self._suspects)
+        infos = self._live_infos(state, suspects)
+        try:
+            chosen = allocate(state.job, infos)
+        except AllocationError:
+            if not suspects:
+                raise
+            # Only a suspect node fits: it may have lost the job, not its life.
+            chosen = allocate(state.job, self._live_infos(state, set()))
+        state.node = chosen.name
+        return chosen.name
+
+    def _place_all(self) -> list[tuple[JobState, str]]:
+        placements = []
+        for state in self.states.values():
+            if not state.local:
+                placements.append((state, self._place(state)))
+        return placements
+
+    def _prepare(self, state: JobState, node: str) -> str:
+        state.generation += 1
+        state.ready = False
+        state.status = "starting"
+        state.started_at = time.monotonic()
+        name = f"dataflow-{self.network.name}-{self.run_id}-job{state.job.id}-g{state.generation}"
+        state.experiment = name
+        directory = (
+            str(self.output_dir / str(state.job.id))
+            if self.loopback
+            else f"shoal-dataflow/{self.network.name}/{state.job.id}"
+        )
+        spec = HostSpec(
+            job_id=state.job.id,
+            generation=state.generation,
+            coordinator=tuple(self._client_hosts),
+            port=self.port,
+            token=self.token,
+            directory=directory,
+            node=node,
+            files=self._dependencies(state.job),
+        )
+        pipeline = Pipeline(JobHostTask(state.job, spec), name=f"job-{state.job.id}")
+        experiment = Experiment().append(node, pipeline)
+        self._call(self.client.prepare_experiment, experiment, name)
+        log.info("job %s placed on %s (%s)", state.job.name, node, name)
+        return name
+
+    def _dependencies(self, job: BaseJob) -> dict[str, bytes]:
+        files: dict[str, bytes] = {}
+        for dependency in job.DEPENDENCIES:
+            path = self.network.directory / dependency
+            members = (
+                [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            )
+            for member in members:
+                files[str(member.relative_to(self.network.directory))] = member.read_bytes()
+        return files
+
+    def _start_local(self, state: JobState) -> None:
+        state.generation += 1
+        state.status = "starting"
+        state.node = "client"
+        spec = HostSpec(
+            job_id=state.job.id,
+            generation=state.generation,
+            coordinator=("127.0.0.1",),
+            port=self.port,
+            token=self.token,
+            directory=str(self.output_dir / str(state.job.id)),
+            node="client",
+            forward_output=False,
+        )
+        host = JobHost(state.job, spec)
+        self._spawn(host.run, f"local-job-{state.job.id}")
+
+    def _wait_all_ready(self, timeout: float) -> None:
+        ok = self.wait_for(lambda c: all(s.ready for s in c.states.values()), timeout)
+        if not ok:
+            late = [s.job.name for s in self.states.values() if not s.ready]
+            raise DataflowError(f"jobs not running after {timeout:g} s: {late}")
+
+    # ----------------------------------------------------------------- control
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            self._spawn(lambda s=sock: self._serve_host(s), "control")
+
+    def _serve_host(self, sock: socket.socket) -> None:
+        if not read_token(sock, self.token):
+            sock.close()
+            return
+        conn = FrameSocket(sock)
+        try:
+            hello = conn.receive()
+        except (EOFError, OSError):
+            conn.close()
+            return
+        if hello[0] == "relay":
+            self._relay(conn, *hello[1:])
+            return
+        _, job_id, generation, port, addresses, _node, _pid = hello
+        with self._lock:
+            state = self.states.get(job_id)
+            if state is None or state.generation != generation or self._stopping.is_set():
+                conn.send(("stop",))
+                conn.close()
+                return
+            state.conn, state.port, state.addresses = conn, port, list(addresses)
+            state.status = "setup"
+            routes = {p.id: self._route(p.id) for p in state.job.outputs}
+            conn.send(("welcome", routes, self.epoch, self.max_rounds))
+            self._announce(state)
+        try:
+            while True:
+                message = conn.receive()
+                self._on_message(state, generation, message)
+        except (EOFError, OSError):
+            pass
+        with self._lock:
+            current = state.generation == generation
+            if current:
+                state.conn = None
+            lost = (
+                current and state.status not in ("done", "failed") and not self._stopping.is_set()
+            )
+        conn.close()
+        if lost:
+            self._failovers.put((job_id, generation, "its host's connection dropped"))
+
+    def _on_message(self, state: JobState, generation: int, message: Any) -> None:
+        kind = message[0]
+        if kind == "print":
+            self._print(state, message[1])
+        elif kind == "ready":
+            with self._lock:
+                state.ready = True
+                state.status = "running"
+                restarted = self._started and state.generation == generation
+                if restarted:
+                    # The network lines up again from a new epoch of source rounds.
+                    self.epoch += 1
+                    for other in self.states.values():
+                        self._send(other, ("reset", self.epoch))
+                    self._send(state, ("go",))
+            self._notify()
+            self._save_state()
+        elif kind == "done":
+            with self._lock:
+                state.status = "done"
+            log.info("job %s finished (%s rounds, %s errors)", state.job.name, *message[1:3])
+            self._check_finished()
+        elif kind == "error":
+            with self._lock:
+                state.status = "failed"
+            log.error("job %s: %s", state.job.name, message[1])
+            self._check_finished()
+
+    def _announce(self, state: JobState) -> None:
+        """Tell the jobs that write to ``state``'s inputs where it listens now."""
+        for pipe in state.job.inputs:
+            source = self.states[self.network.pipes[pipe.id].source]
+            self._send(source, ("routes", {pipe.id: self._route(pipe.id)}))
+
+    def _route(self, pipe_id: int) -> Route | None:
+        ends = self.network.pipes[pipe_id]
+        dest, src = self.states[ends.destination], self.states[ends.source]
+        if dest.conn is None:
+            return None
+        loop = [a for a in dest.addresses if a.startswith("127.")] or ["127.0.0.1"]
+        remote = [a for a in dest.addresses if not a.startswith("127.")]
+        same_node = dest.node == src.node or self.loopback
+        hosts = (*loop, *remote) if same_node else (*remote, *loop)
+        # The coordinator relays when the sender cannot reach the receiver (NAT, firewalls).
+        relay = (self._client_hosts[0], self.port)
+        return Route(hosts, dest.port, dest.job.id, dest.generation, relay)
+
+    def _send(self, state: JobState, message: Any) -> None:
+        conn = state.conn
+        if conn is None:
+            return
+        # On error its reader notices the drop and fails the job over.
+        with contextlib.suppress(OSError):
+            conn.send(message)
+
+    def _relay(self, conn: FrameSocket, pipe_id: int, job_id: int, generation: int) -> None:
+        """Carry a pipe for hosts that cannot reach each other, over the receiver's control link."""
+        state = self.states.get(job_id)
+        try:
+            while state is not None and state.generation == generation:
+                message = conn.receive()
+                if state.generation != generation:
+                    return  # the receiver moved: the sender reconnects on its new route
+                if message[0] == "data":
+                    self._send(state, ("data", pipe_id, message[1]))
+                elif message[0] == "end":
+                    self._send(state, ("end", pipe_id))
+                    return
+        except (EOFError, OSError):
+            return
+        finally:
+            conn.close()
+
+    def _print(self, state: JobState, line: str) -> None:
+        if self.echo:
+            with _PRINT_LOCK:  # one line at a time from the many host threads
+                print(
+                    f"[{state.job.id} {type(state.job).__name__}@{state.node}] {line}", flush=True
+                )
+        if state.output is None:
+            state.output = open(self.output_dir / str(state.job.id) / "output.log", "a")  # noqa: SIM115
+        state.output.write(line + "\n")
+        state.output.flush()
+
+    def _check_finished(self) -> None:
+        self._notify()
+        self._save_state()
+        with self._lock:
+            if all(s.status in ("done", "failed") for s in self.states.values()):
+                self.finished.set()
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    # ---------------------------------------------------------------- failover
+
+    def _watch_nodes(self) -> None:
+        while not self._stopping.wait(self.poll_interval):
+            try:
+                online = {n.name for n in self._call(self.client.get_nodes)}
+            except RemoteClientException as exc:
+                log.warning("cannot list nodes: %s", exc)
+                continue
+            with self._lock:
+                for name in list(self._suspects):
+                    if name not in online:
+                        self._suspects[name] = True
+                    elif self._suspects[name]:
+                        del self._suspects[name]  # it went away and came back: usable again
+                for state in self.states.values():
+                    if state.local or state.status in ("done", "failed", "placing"):
+                        continue
+                    if state.node is not None and state.node not in online:
+                        self._failovers.put(
+                            (state.job.id, state.generation, f"node {state.node} went offline")
+                        )
+                    elif (
+                        not state.ready
+                        and state.conn is None
+                        and time.monotonic() - state.started_at > START_TIMEOUT
+                    ):
+                        self._failovers.put((state.job.id, state.generation, "it did not start"))
+
+    def _run_failovers(self) -> None:
+        while True:
+            item = self._failovers.get()
+            if item is None or self._stopping.is_set():
+                return
+            job_id, generation, reason = item
+            state = self.states[job_id]
+            if state.generation != generation or state.status in ("done", "failed", "placing"):
+                continue  # already handled
+            self._fail_over(state, reason)
+
+    def _fail_over(self, state: JobState, reason: str) -> None:
+        old_node, old_experiment = state.node, state.experiment
+        with self._lock:
+            state.status = "placing"
+            state.ready = False
+            if old_node is not None:
+                self._suspects.setdefault(old_node, False)
+        log.warning("job %s lost on %s: %s", state.job.name, old_node, reason)
+        if old_experiment is not None:
+            # Its node is gone: the controller marks the experiment lost by itself.
+            with contextlib.suppress(RemoteClientException):
+                self._call(self.client.cancel_experiment, old_experiment)
+        while not self._stopping.is_set():
+            try:
+                node = self._place(state)
+                name = self._prepare(state, node)
+                self._call(self.client.wait, name, until="ready", timeout=START_TIMEOUT)
+                self._call(self.client.start_execution, name)
+            except (AllocationError, RemoteClientException, TimeoutError) as exc:
+                log.error("job %s cannot be placed again yet: %s", state.job.name, exc)
+                self._stopping.wait(self.poll_interval * 4)
+                continue
+            entry = f"{time.strftime('%H:%M:%S')} {old_node} -> {node}: {reason}"
+            state.restarts.append(entry)
+            log.warning(
+                "job %s restarted on %s (was %s): %s", state.job.name, node, old_node, reason
+            )
+            self._notify()
+            self._save_state()
+            return
+
+    # ------------------------------------------------------------------ helpers
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._client_lock:  # one HTTP client, used from several threads
+            return method(*args, **kwargs)
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _own_addresses(self) -> list[str]:
+        if self.loopback:
+            return ["127.0.0.1"]
+        found = []
+        if self.network.client_ip:
+            found.append(self.network.client_ip)
+        host = self.client.endpoint.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect((host.strip("[]"), 9))  # no packet: just picks the route
+                found.append(probe.getsockname()[0])
+        except OSError:
+            pass
+        found.append("127.0.0.1")
+        return list(dict.fromkeys(found))
+
+    def _save_state(self) -> None:
+        with self._lock:
+            data = {
+                "network": self.network.name,
+                "epoch": self.epoch,
+                "jobs": {
+                    str(i): {
+                        "job": s.job.name,
+                        "node": "client" if s.local else s.node,
+                        "status": s.status,
+                        "generation": s.generation,
+                        "restarts": s.restarts,
+                    }
+                    for i, s in sorted(self.states.items())
+                },
+            }
+        try:
+            tmp = self.output_dir / "state.json.tmp"
+            tmp.write_text(json.dumps(data, indent=1))
+            tmp.replace(self.output_dir / "state.json")
+        except OSError as exc:
+            log.debug("cannot save state: %s", exc)
+
+
+def _info(job: BaseJob) -> str:
+    return (
+        f"job {job.id}: {type(job).__module__}.{type(job).__qualname__}\n"
+        f"inputs: {job.inputs}\noutputs: {job.outputs}\n"
+    )
+
+
+def _close_listener(listener: socket.socket) -> None:
+    # close() alone does not wake a thread blocked in accept(); shutdown() does.
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()

@@ -1,0 +1,15 @@
+"""The errors a dataflow network reports to its user."""
+
+from __future__ import annotations
+
+
+class DataflowError(Exception):
+    """Base of the dataflow front-end's errors."""
+
+
+class DefinitionError(DataflowError):
+    """The network definition (config module) is wrong; nothing was started."""
+
+
+class AllocationError(DataflowError):
+    """No node can take a job under its DEFAULT_NODE, GROUPS and preference."""

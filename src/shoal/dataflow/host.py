@@ -1,0 +1,373 @@
+"""A job host: runs one job, wired to its pipes and to the coordinator.
+
+On a node it runs inside a shoal pipeline task (:class:`JobHostTask`); jobs
+of group LOCAL run in the client process in a thread, with the same code.
+The host connects back to the coordinator's control server, listens for its
+input pipes, waits for the word, then calls the job's ``setup`` and runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from shoal.client import serialize
+from shoal.dataflow.jobs import BaseJob
+from shoal.dataflow.pipes import BasePipe
+from shoal.dataflow.rounds import InputAligner, Key
+from shoal.dataflow.transport import DataServer, OutPipe, Route, open_connection
+from shoal.dataflow.wire import FrameSocket
+from shoal.model.pipeline import Task
+
+log = logging.getLogger("shoal.dataflow")
+
+
+@dataclass
+class HostSpec:
+    """What a job host needs to know before it reaches the coordinator."""
+
+    job_id: int
+    generation: int
+    coordinator: tuple[str, ...]
+    port: int
+    token: bytes
+    directory: str
+    node: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    forward_output: bool = True
+
+
+class JobRunner:
+    """The :class:`shoal.dataflow.jobs.JobContext` a job runs against."""
+
+    def __init__(self, job: BaseJob, token: bytes, max_rounds: int | None) -> None:
+        self.job = job
+        self.aligner = InputAligner(job.inputs)
+        self.outputs = [OutPipe(pipe, token) for pipe in job.outputs]
+        self.directory = job.directory
+        self.max_rounds = max_rounds
+        self.rounds_done = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._epoch = 0
+        self._counter = 0
+        self._key: Key = (0, 0)
+        self._lock = threading.Lock()
+        self._output_counters = [0] * len(self.outputs)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.aligner.stop()
+
+    def reset(self, epoch: int) -> None:
+        """Start numbering source values again in a new epoch (after a failover)."""
+        with self._lock:
+            if epoch > self._epoch:
+                self._epoch = epoch
+                self._counter = 0
+                self._output_counters = [0] * len(self.outputs)
+
+    def rounds(self) -> Iterator[tuple[Any, ...]]:
+        own_keys = all(p.OPTIONAL for p in self.job.inputs)
+        while not self._stop.is_set():
+            found = self.aligner.next_rounds()
+            if not found:
+                return
+            for key, values in found:
+                # A job fed by optional inputs only numbers its rounds itself, like a source.
+                self._key = self._next_source_key() if own_keys else key
+                yield values
+                self.rounds_done += 1
+                if self._stop.is_set():
+                    return
+
+    def _next_source_key(self) -> Key:
+        # No lock: only the job's thread numbers, and a reset landing mid-way
+        # at worst starts the new epoch one value late.
+        key = (self._epoch, self._counter)
+        self._counter += 1
+        return key
+
+    def emit(self, result: Any) -> None:
+        if result is None or not self.outputs:
+            return
+        if len(self.outputs) == 1 and not isinstance(result, tuple):
+            self.outputs[0].put(self._key, result)
+            return
+        if isinstance(result, tuple):
+            if len(result) != len(self.outputs):
+                raise ValueError(
+                    f"job {self.job.name} returned a tuple of {len(result)} values "
+                    f"for {len(self.outputs)} outputs"
+                )
+            values: Iterable[Any] = result
+        else:
+            values = [result] * len(self.outputs)
+        for out, value in zip(self.outputs, values, strict=True):
+            out.put(self._key, value)
+
+    def emit_to(self, index: int, value: Any) -> None:
+        with self._lock:
+            key = (self._epoch, self._output_counters[index])
+            self._output_counters[index] += 1
+        self.outputs[index].put(key, value)
+
+    def produce(self, values: Iterable[Any]) -> None:
+        iterator = iter(values)
+        while not self._stop.is_set():
+            if self.max_rounds is not None and self.rounds_done >= self.max_rounds:
+                return
+            try:
+                value = next(iterator)
+            except StopIteration:
+                return
+            except Exception:
+                self.errors += 1
+                log.error("job %s failed:\n%s", self.job.name, traceback.format_exc())
+                return
+            self._key = self._next_source_key()
+            self._emit_guarded(value)
+            self.rounds_done += 1
+
+    def _emit_guarded(self, value: Any) -> None:
+        try:
+            self.emit(value)
+        except (TypeError, ValueError) as exc:
+            self.errors += 1
+            print(f"job {self.job.name}: {exc}", file=sys.stderr)
+
+
+class JobHost:
+    """Runs one job until it ends or the coordinator stops it."""
+
+    def __init__(self, job: BaseJob, spec: HostSpec) -> None:
+        self.job = job
+        self.spec = spec
+        self.runner: JobRunner | None = None
+        self.control: FrameSocket | None = None
+        self._go = threading.Event()
+        self._stopped = threading.Event()
+        self._max_rounds: int | None = None
+
+    def run(self) -> str:
+        spec = self.spec
+        directory = Path(spec.directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for relative, data in spec.files.items():
+            target = directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        self.job.directory = directory
+        server = DataServer(spec.token, spec.job_id, spec.generation, self._deliver, self._end)
+        self.control = self._connect()
+        self.control.send(
+            (
+                "hello",
+                spec.job_id,
+                spec.generation,
+                server.port,
+                _addresses(),
+                spec.node,
+                os.getpid(),
+            )
+        )
+        welcome = self.control.receive()
+        _, routes, epoch, self._max_rounds = welcome
+        self.runner = runner = JobRunner(self.job, spec.token, self._max_rounds)
+        runner.reset(epoch)
+        self._apply_routes(routes)
+        threading.Thread(target=self._listen, name="control", daemon=True).start()
+        try:
+            try:
+                self.job.setup()
+            except Exception:
+                self._send(("error", f"setup() failed:\n{traceback.format_exc()}"))
+                return "setup failed"
+            self._send(("ready",))
+            self._go.wait()
+            if self._stopped.is_set():
+                return "stopped"
+            worker = threading.Thread(target=self._serve, name=f"job-{spec.job_id}", daemon=True)
+            worker.start()
+            while worker.is_alive() and not self._stopped.is_set():
+                worker.join(0.5)
+            if self._stopped.is_set():
+                runner.stop()
+                worker.join(2.0)  # a job stuck in its own code is left behind (daemon)
+                return "stopped"
+            for out in runner.outputs:
+                out.finish()
+            self._send(("done", runner.rounds_done, runner.errors))
+            return f"finished after {runner.rounds_done} rounds"
+        finally:
+            runner.stop()
+            for out in runner.outputs:
+                out.close()
+            server.close()
+            self.control.close()
+
+    def _serve(self) -> None:
+        assert self.runner is not None
+        try:
+            self.job.serve(_Guarded(self.runner, self.job))
+        except Exception:
+            self.runner.errors += 1
+            self._send(("error", f"job {self.job.name} failed:\n{traceback.format_exc()}"))
+
+    def _connect(self) -> FrameSocket:
+        last: OSError | None = None
+        for host in self.spec.coordinator:
+            try:
+                return open_connection(host, self.spec.port, self.spec.token)
+            except OSError as exc:
+                last = exc
+        raise ConnectionError(f"cannot reach the coordinator at {self.spec.coordinator}: {last}")
+
+    def _send(self, message: Any) -> None:
+        try:
+            assert self.control is not None
+            self.control.send(message)
+        except OSError:
+            self._stopped.set()
+
+    def _listen(self) -> None:
+        assert self.control is not None and self.runner is not None
+        try:
+            while True:
+                message = self.control.receive()
+                kind = message[0]
+                if kind == "routes":
+                    self._apply_routes(message[1])
+                elif kind == "reset":
+                    self.runner.reset(message[1])
+                elif kind == "go":
+                    self._go.set()
+                elif kind == "data":
+                    self._deliver(message[1], message[2])
+                elif kind == "end":
+                    self._end(message[1])
+                elif kind == "stop":
+                    break
+        except (EOFError, OSError):
+            pass  # the coordinator is gone: stop, nobody would read our outputs
+        self._stopped.set()
+        self._go.set()
+        self.runner.stop()
+
+    def _apply_routes(self, routes: dict[int, Route | None]) -> None:
+        assert self.runner is not None
+        for out in self.runner.outputs:
+            if out.pipe.id in routes:
+                out.set_route(routes[out.pipe.id])
+
+    def _deliver(self, pipe_id: int, items: list[tuple[Any, Any]]) -> None:
+        pipe = next(p for p in self.job.inputs if p.id == pipe_id)
+        if type(pipe).decode is not BasePipe.decode:
+            items = [(key, pipe.decode(data)) for key, data in items]
+        assert self.runner is not None
+        self.runner.aligner.put_many(pipe_id, items)
+
+    def _end(self, pipe_id: int) -> None:
+        if self.runner is not None:
+            self.runner.aligner.end(pipe_id)
+
+
+class _Guarded:
+    """The runner as the job sees it: a round whose ``run`` raises is reported and skipped."""
+
+    def __init__(self, runner: JobRunner, job: BaseJob) -> None:
+        self._runner = runner
+        self._job = job
+        self.directory = runner.directory
+
+    @property
+    def stopping(self) -> bool:
+        return self._runner.stopping
+
+    def rounds(self) -> Iterator[tuple[Any, ...]]:
+        return self._runner.rounds()
+
+    def emit(self, result: Any) -> None:
+        self._runner._emit_guarded(result)
+
+    def emit_to(self, index: int, value: Any) -> None:
+        self._runner.emit_to(index, value)
+
+    def produce(self, values: Iterable[Any]) -> None:
+        self._runner.produce(values)
+
+
+def _addresses() -> list[str]:
+    """This machine's IPv4 addresses, loopback last."""
+    found: list[str] = []
+    try:
+        for addrs in psutil.net_if_addrs().values():
+            for addr in addrs:
+                if addr.family.name == "AF_INET" and addr.address not in found:
+                    found.append(addr.address)
+    except OSError:
+        pass
+    return sorted(found, key=lambda a: a.startswith("127."))
+
+
+class _Forward:
+    """A stdout that also sends each printed line to the coordinator."""
+
+    def __init__(self, host: JobHost, original: Any) -> None:
+        self._host, self._original, self._buffer = host, original, ""
+
+    def write(self, text: str) -> int:
+        self._original.write(text)
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self._host._send(("print", line))
+        return len(text)
+
+    def flush(self) -> None:
+        self._original.flush()
+
+
+class JobHostTask(Task):
+    """The shoal pipeline task that hosts one dataflow job on a node."""
+
+    def __init__(self, job: BaseJob, spec: HostSpec) -> None:
+        super().__init__(name=f"dataflow-job-{spec.job_id}")
+        classes = {type(job), *type(job).__mro__}
+        classes |= {type(p) for p in [*job.inputs, *job.outputs]}
+        # By value: the node cannot import the user's network package.
+        self.job_bytes = serialize.dumps(job, classes)
+        self.spec = spec
+
+    def run(self) -> str:
+        job = serialize.loads(self.job_bytes)
+        assert isinstance(job, BaseJob)
+        host = JobHost(job, self.spec)
+        original, original_err = sys.stdout, sys.stderr
+        if self.spec.forward_output:
+            # What the job prints shows on the user's console, as FISSION's debug window did.
+            sys.stdout = _Forward(host, original)  # type: ignore[assignment]
+            sys.stderr = _Forward(host, original_err)  # type: ignore[assignment]
+        try:
+            # Relative paths in the job mean its own folder, as on a FISSION node.
+            directory = Path(tempfile.gettempdir()) / self.spec.directory
+            directory.mkdir(parents=True, exist_ok=True)
+            self.spec.directory = str(directory)
+            os.chdir(directory)
+            return host.run()
+        finally:
+            sys.stdout, sys.stderr = original, original_err

@@ -1,0 +1,212 @@
+"""Rounds: lining up a job's inputs by sequence number.
+
+Every value travels with a key ``(epoch, seq)``. A source numbers its values
+0, 1, 2, ... within the current epoch; any other job gives its outputs the key
+of the round that produced them. The coordinator starts a new epoch after a
+failover, and keys compare as tuples, so values of an older epoch always come
+before those of a newer one.
+
+A round is the n-th value of every non-optional input. Pipes deliver in
+order, so once one input has moved on to key k, nothing older than k can
+complete any more: older values waiting on the other inputs are dropped and
+the job skips those rounds. A lost or late value therefore costs the rounds
+it belongs to, and the inputs line up again at the next key they all have.
+
+A ``BLOCK_COUNT`` input gathers B consecutive values (keys ``(e, kB)`` to
+``(e, kB + B - 1)``) into one list keyed by its last key; a block missing a
+value is dropped. An optional input never holds a round back (see
+:class:`shoal.dataflow.pipes.OptionalMixIn`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from shoal.dataflow.pipes import BasePipe
+
+Key = tuple[int, int]
+
+_MISSING = object()
+
+
+class _Required:
+    def __init__(self, pipe: BasePipe, capacity: int) -> None:
+        self.pipe = pipe
+        size = getattr(pipe, "size", None)  # a BytesPipe: hold about 8 MB, not 4096 blocks
+        self.capacity = max(16, min(capacity, (8 << 20) // size)) if size else capacity
+        self.block = max(int(pipe.BLOCK_COUNT), 1)
+        self.queue: deque[tuple[Key, Any]] = deque()
+        self.gathering: list[Any] = []
+        self.gathering_key: Key | None = None
+        self.ended = False
+
+    def add(self, key: Key, value: Any) -> None:
+        if self.block == 1:
+            self.queue.append((key, value))
+            return
+        epoch, seq = key
+        block_key = (epoch, (seq // self.block) * self.block + self.block - 1)
+        if block_key != self.gathering_key:
+            self.gathering, self.gathering_key = [], block_key  # an unfinished block is dropped
+        self.gathering.append(value)
+        if len(self.gathering) == self.block:
+            self.queue.append((block_key, self.gathering))
+            self.gathering, self.gathering_key = [], None
+
+
+class _Optional:
+    def __init__(self, pipe: BasePipe) -> None:
+        self.pipe = pipe
+        self.buffer: deque[Any] = deque()
+        self.last: Any = getattr(pipe, "OPTIONAL_DEFAULT", None)
+        self.size = int(getattr(pipe, "OPTIONAL_BUFFER_SIZE", 0) or 0)
+        mode = getattr(pipe, "OPTIONAL_DELETE_MODE", "oldest")
+        if mode not in ("oldest", "newest"):
+            raise ValueError(f"pipe {pipe.id}: OPTIONAL_DELETE_MODE must be 'oldest' or 'newest'")
+        self.drop_oldest = mode == "oldest"
+
+    def add(self, value: Any) -> None:
+        if self.size and len(self.buffer) >= self.size:
+            if not self.drop_oldest:
+                return  # 'newest': the arriving value is the one dropped
+            self.buffer.popleft()
+        self.buffer.append(value)
+
+    def take(self) -> Any:
+        if self.buffer:
+            value = self.buffer.popleft()
+            if getattr(self.pipe, "OPTIONAL_STORE", False):
+                self.last = value
+            return value
+        return (
+            self.last if getattr(self.pipe, "OPTIONAL_STORE", False) else self.pipe.OPTIONAL_DEFAULT
+        )
+
+
+class InputAligner:
+    """Thread-safe round builder for one job's inputs.
+
+    Readers call :meth:`put` (blocking while a required input holds
+    ``capacity`` values, which back-pressures the sender through TCP), the
+    job calls :meth:`next_round`.
+    """
+
+    def __init__(self, pipes: Sequence[BasePipe], capacity: int = 4096) -> None:
+        self.pipes = list(pipes)
+        self.capacity = capacity
+        self._slots: list[_Required | _Optional] = [
+            _Optional(p) if p.OPTIONAL else _Required(p, capacity) for p in self.pipes
+        ]
+        self._index = {p.id: i for i, p in enumerate(self.pipes)}
+        self._required = [s for s in self._slots if isinstance(s, _Required)]
+        self._single = self._slots[0] if len(self._slots) == 1 and self._required else None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._waiting = False
+        self.dropped = 0
+        self._counter = 0
+
+    def put(self, pipe_id: int, key: Key, value: Any) -> None:
+        self.put_many(pipe_id, [(key, value)])
+
+    def put_many(self, pipe_id: int, items: Sequence[tuple[Key, Any]]) -> None:
+        slot = self._slots[self._index[pipe_id]]
+        with self._cond:
+            if isinstance(slot, _Optional):
+                for _, value in items:
+                    slot.add(value)
+            else:
+                while len(slot.queue) >= slot.capacity and not self._stopped:
+                    self._cond.wait()
+                for key, value in items:
+                    slot.add(key, value)
+            if self._waiting:
+                self._cond.notify_all()
+
+    def end(self, pipe_id: int) -> None:
+        """No more values will come on this pipe."""
+        with self._cond:
+            slot = self._slots[self._index[pipe_id]]
+            if isinstance(slot, _Required):
+                slot.ended = True
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def next_round(self) -> tuple[Key, tuple[Any, ...]] | None:
+        """The next complete round, or None once the inputs ended or :meth:`stop` was called."""
+        found = self.next_rounds(1)
+        return found[0] if found else None
+
+    def next_rounds(self, limit: int = 256) -> list[tuple[Key, tuple[Any, ...]]]:
+        """Up to ``limit`` complete rounds (at least one), or [] once the inputs ended or stopped.
+
+        Taking what is ready in one go costs one lock round trip per batch, not per value.
+        """
+        with self._cond:
+            while True:
+                if self._stopped:
+                    return []
+                found = []
+                while len(found) < limit:
+                    one = self._try_round()
+                    if one is _MISSING:
+                        break
+                    found.append(one)
+                if found:
+                    return found
+                if self._finished():
+                    return []
+                self._waiting = True
+                self._cond.wait()
+                self._waiting = False
+
+    def _finished(self) -> bool:
+        if not self._required:
+            return False
+        return any(s.ended and not s.queue for s in self._required)
+
+    def _try_round(self) -> Any:
+        if self._single is not None:
+            # The common case, one plain input: no alignment to do.
+            if not self._single.queue:
+                return _MISSING
+            if len(self._single.queue) >= self._single.capacity:
+                self._cond.notify_all()
+            key, value = self._single.queue.popleft()
+            return key, (value,)
+        if not self._required:
+            # Only optional inputs: a round whenever any of them has news.
+            if not any(s.buffer for s in self._slots if isinstance(s, _Optional)):
+                return _MISSING
+            self._counter += 1
+            key: Key = (0, self._counter)
+        else:
+            if any(not s.queue for s in self._required):
+                return _MISSING
+            key = max(s.queue[0][0] for s in self._required)
+            for slot in self._required:
+                while slot.queue and slot.queue[0][0] < key:
+                    slot.queue.popleft()
+                    self.dropped += 1
+                if not slot.queue:
+                    self._cond.notify_all()  # room freed for a blocked reader
+                    return _MISSING
+            if any(s.queue[0][0] != key for s in self._required):
+                return _MISSING
+        values = []
+        for slot in self._slots:
+            if isinstance(slot, _Optional):
+                values.append(slot.take())
+            else:
+                full = len(slot.queue) >= slot.capacity
+                values.append(slot.queue.popleft()[1])
+                if full:
+                    self._cond.notify_all()
+        return key, tuple(values)

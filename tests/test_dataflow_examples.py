@@ -1,0 +1,115 @@
+"""The FISSION tutorial's demo network, versions 1 to 4, simulated on 3 local agents."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dataflow_helpers import SHOAL, copy_network, cubes_in_blocks, env, rows, wait_until
+
+ROUNDS = 15
+
+
+def simulate(network: Path, rounds: int = ROUNDS) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [*SHOAL, "dataflow", str(network), "simulate", "--rounds", str(rounds)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=env(),
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "network finished" in done.stderr
+    return done
+
+
+def reduce_sums(log: Path) -> list[int]:
+    return [int(m) for m in re.findall(r"Sum over \[[^\]]*\] is (\d+)", log.read_text())]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("version", ["demo_network_v1", "demo_network_v2"])
+def test_versions_1_and_2_join_and_reduce(tmp_path: Path, version: str) -> None:
+    network = copy_network(tmp_path, version)
+    stale = network / "simulation" / "old.txt"
+    stale.parent.mkdir()
+    stale.write_text("from an earlier run")
+    done = simulate(network)
+    assert not stale.exists(), "simulation/ is cleared before each simulation"
+    output = network / "simulation"
+    joins = re.findall(r"^4 -> (\d+)$", (output / "4" / "output.log").read_text(), re.M)
+    assert [int(j) for j in joins] == [n**3 for n in range(1, ROUNDS + 1)]
+    assert reduce_sums(output / "5" / "output.log") == cubes_in_blocks(ROUNDS)
+    # The prints reach the user's console, labelled with the job.
+    assert "[5 ReduceJob@" in done.stdout
+    assert (output / "1" / "info.txt").exists()
+
+
+@pytest.mark.timeout(120)
+def test_version_3_writes_join_and_reduce_csv_on_the_client(tmp_path: Path) -> None:
+    network = copy_network(tmp_path, "demo_network_v3")
+    simulate(network)
+    join = rows(network / "simulation" / "6" / "join.csv")
+    assert join[0] == ["201", "202", "203", "205"]
+    assert join[1:] == [[str(n)] * 3 + [str(n**3)] for n in range(1, ROUNDS + 1)]
+    reduce = rows(network / "simulation" / "7" / "reduce.csv")
+    assert reduce == [["301"], *([str(s)] for s in cubes_in_blocks(ROUNDS))]
+
+
+def expected(operator: str, a: int, b: int, c: int) -> str:
+    if operator == "+":
+        return str(a + b + c)
+    if operator == "*":
+        return str(a * b * c)
+    return "error"
+
+
+@pytest.mark.timeout(120)
+def test_version_4_operator_typed_in_changes_the_join(tmp_path: Path) -> None:
+    network = copy_network(tmp_path, "demo_network_v4")
+    join_csv = network / "simulation" / "7" / "join.csv"
+    proc = subprocess.Popen(
+        [*SHOAL, "dataflow", str(network), "simulate"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(period=0.05),
+    )
+    assert proc.stdin is not None
+    try:
+        wait_until(lambda: len(rows(join_csv)) > 4, 60, "rows with the default operator")
+        proc.stdin.write("*\n")
+        proc.stdin.flush()
+        wait_until(lambda: any(r[4] == "*" for r in rows(join_csv)[1:]), 30, "a '*' row")
+        proc.stdin.write("x\n")  # not an operator: the join answers "error" and goes on
+        proc.stdin.flush()
+        wait_until(lambda: any(r[4] == "x" for r in rows(join_csv)[1:]), 30, "an 'x' row")
+        seen = len(rows(join_csv))
+        wait_until(lambda: len(rows(join_csv)) > seen + 5, 30, "rows after the mistake")
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "stopping (Ctrl-C)" in stderr
+    table = rows(join_csv)
+    assert table[0] == ["201", "202", "203", "204", "205"]
+    operators = [r[4] for r in table[1:]]
+    # The operator changes from one round on and stays: + ... + * ... * x ... x
+    assert operators == sorted(operators, key="+*x".index)
+    assert {"+", "*", "x"} <= set(operators)
+    for n, (a, b, c, result, operator) in enumerate(table[1:]):
+        assert (int(a), int(b), int(c)) == (1 + n, 20 + 2 * n, 1 - n)
+        assert result == expected(operator, int(a), int(b), int(c)), table[n + 1]
+    # The reduce sums blocks of 5 join results, leaving out the "error" strings.
+    results = [r[3] for r in table[1:]]
+    sums = [int(r[0]) for r in rows(network / "simulation" / "8" / "reduce.csv")[1:]]
+    assert sums, "reduce.csv has rows"
+    for k, total in enumerate(sums):
+        block = results[5 * k : 5 * k + 5]
+        if len(block) == 5:
+            assert total == sum(int(v) for v in block if v != "error")

@@ -1,0 +1,111 @@
+"""Failover: SIGKILL the agent running the join; the job moves and the sinks go on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dataflow_helpers import copy_network, dataflow, rows, wait_until
+from shoal import LocalCluster
+from shoal.dataflow import Coordinator, load_network
+
+JOIN = 4
+
+
+@pytest.fixture
+def v3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[LocalCluster, Coordinator]]:
+    monkeypatch.setenv("SHOAL_DEMO_PERIOD", "0.05")
+    network = load_network(copy_network(tmp_path, "demo_network_v3"))
+    names = [node.name for node in network.nodes]
+    with LocalCluster(names, heartbeat_interval=0.25, heartbeat_timeout=1.5) as cluster:
+        output = network.directory / "simulation"
+        coordinator = Coordinator(network, cluster.client(), output, loopback=True, echo=False)
+        with coordinator:
+            yield cluster, coordinator
+
+
+def consistent(row: list[str]) -> bool:
+    a, b, c, product = (int(v) for v in row)
+    return a * b * c == product
+
+
+@pytest.mark.timeout(120)
+def test_killed_join_moves_to_another_node_and_rows_go_on(
+    v3: tuple[LocalCluster, Coordinator], tmp_path: Path
+) -> None:
+    cluster, coordinator = v3
+    join_csv = tmp_path / "demo_network_v3" / "simulation" / "6" / "join.csv"
+    wait_until(lambda: len(rows(join_csv)) > 5, 30, "join rows before the kill")
+    victim = coordinator.placements()[JOIN]
+    cluster.kill_agent(victim)
+    killed_at = time.monotonic()
+    before = len(rows(join_csv))
+    moved = coordinator.wait_for(
+        lambda c: c.states[JOIN].restarts and c.states[JOIN].ready, timeout=30
+    )
+    assert moved, f"job {JOIN} not restarted: {coordinator.states[JOIN]}"
+    assert coordinator.placements()[JOIN] not in (victim, "-")
+    wait_until(lambda: len(rows(join_csv)) > before + 10, 30, "join rows after the failover")
+    took = time.monotonic() - killed_at
+    table = rows(join_csv)[1:]
+    assert all(consistent(row) for row in table), table
+    # The restart is logged and shown, with the node it left.
+    assert victim in coordinator.states[JOIN].restarts[0]
+    state = (tmp_path / "demo_network_v3" / "simulation" / "state.json").read_text()
+    assert victim in state
+    assert took < 30
+    # Jobs that lived on the killed node moved too; every job runs somewhere alive.
+    alive = set(cluster.agents) | {"client"}
+    assert set(coordinator.placements().values()) <= alive
+
+
+@pytest.mark.timeout(120)
+def test_show_prints_graph_placement_and_restarts(
+    v3: tuple[LocalCluster, Coordinator], tmp_path: Path
+) -> None:
+    cluster, coordinator = v3
+    network = tmp_path / "demo_network_v3"
+    victim = coordinator.placements()[JOIN]
+    cluster.kill_agent(victim)
+    assert coordinator.wait_for(lambda c: c.states[JOIN].restarts and c.states[JOIN].ready, 30)
+    # show reads the state the running network keeps in its output folder.
+    done = dataflow(str(network), "show")
+    assert done.returncode == 0, done.stderr
+    assert "job 4 (JoinJob) on" in done.stdout
+    assert "-> ReducePipe(105) to job 5 (ReduceJob)" in done.stdout
+    assert "job 4 (JoinJob) restarted: " in done.stdout and victim in done.stdout
+    assert "job 6 (CSVSinkJob) on client" in done.stdout
+
+
+@pytest.mark.timeout(90)
+def test_pipes_fall_back_to_a_relay_through_the_coordinator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import socket
+
+    monkeypatch.setenv("SHOAL_DEMO_PERIOD", "0.01")
+    with socket.socket() as closed:  # a port nobody listens on: every direct connect fails
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+
+    class Unreachable(Coordinator):
+        def _route(self, pipe_id: int):  # type: ignore[no-untyped-def]
+            route = super()._route(pipe_id)
+            return route and dataclasses.replace(route, port=dead_port)
+
+    network = load_network(copy_network(tmp_path, "demo_network_v3"))
+    with LocalCluster([node.name for node in network.nodes]) as cluster:
+        output = network.directory / "simulation"
+        run = Unreachable(
+            network, cluster.client(), output, loopback=True, echo=False, max_rounds=10
+        )
+        with run:
+            assert run.wait(60), "the network did not finish through the relay"
+    join = rows(output / "6" / "join.csv")[1:]
+    assert join == [[str(n)] * 3 + [str(n**3)] for n in range(1, 11)]
