@@ -34,14 +34,20 @@ __all__ = ["Task", "to_data_object"]
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_inside: dict[str, bool] = {}  # code file -> whether it is part of shoal.graph
+
+
+def _is_ours(filename: str) -> bool:
+    inside = _inside.get(filename)
+    if inside is None:
+        inside = _inside[filename] = os.path.dirname(os.path.abspath(filename)) == _PACKAGE
+    return inside
 
 
 def _creation_site() -> str:
     """``file:line`` of the user's code that made the task (the first frame outside shoal.graph)."""
     frame = sys._getframe(2)
-    while (
-        frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE
-    ):
+    while frame is not None and _is_ours(frame.f_code.co_filename):
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return ""
