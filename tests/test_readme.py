@@ -21,6 +21,11 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
             (tmp_path / "hello_exp.py").write_text(code)
             args = ["-m", "shoal", "exp", "--no-progress", "hello_exp.py"]
             expected = "node01: hello 2"
+        elif "shoal.dataflow" in code:
+            (tmp_path / "mynet").mkdir()
+            (tmp_path / "mynet" / "config.py").write_text(code)
+            args = ["-m", "shoal", "dataflow", "mynet", "simulate", "--rounds", "10"]
+            expected = ""
         elif "shoal.graph" in code:
             args, expected = ["-c", code], "b'Hello world!'\nHELLO WORLD!"
         else:
@@ -30,6 +35,9 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, f"block {i}:\n{done.stderr}"
         assert expected in done.stdout
+        if "shoal.dataflow" in code:
+            rows = (tmp_path / "mynet" / "simulation" / "3" / "squares.csv").read_text()
+            assert rows.split()[-1].endswith("81"), rows
 
 
 def test_ci_runs_the_readme_test_command() -> None:
