@@ -3,7 +3,10 @@ the problem, the controller stays up, and a user cannot reach another user's ses
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import threading
 import time
 from collections.abc import Iterator
 
@@ -13,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from shoal import LocalCluster
-from shoal.graph import Client, blob, remote, tasks
+from shoal.graph import Client, SessionException, TaskException, blob, remote, tasks
 from shoal.graph.session import GraphError
 from shoal.protocol.graph_messages import (
     Failure,
@@ -191,3 +194,72 @@ def test_objects_nobody_needs_are_freed_on_the_agent(cluster: LocalCluster) -> N
         wait_for_held(cluster, "g1", [f"{sid}/{kept.output.id.id}"])
         kept.output.unkeep()
         wait_for_held(cluster, "g1", [])
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_dies_fails_its_task_and_is_replaced(cluster: LocalCluster) -> None:
+    @remote()
+    def crash(ctx):
+        os._exit(3)
+
+    with client_of(cluster) as c:
+        died = pytest.raises(TaskException, match="worker process running the task died")
+        with died, c.new_session() as session:
+            crash().output.keep()
+            session.submit()
+            session.wait_all()
+        with c.new_session() as session:
+            t = tasks.Concat((blob("still "), blob("working")))
+            t.output.keep()
+            session.submit()
+            assert t.output.fetch().get_bytes() == b"still working"
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_task_stops_the_running_tasks_of_its_session(cluster: LocalCluster) -> None:
+    @remote()
+    def fail_soon(ctx, _started):
+        raise RuntimeError("planned failure")
+
+    @remote()
+    def spin(ctx):
+        while True:  # stopped only by the end of its session
+            pass
+
+    with client_of(cluster) as c:
+        started = time.monotonic()
+        with pytest.raises(TaskException, match="planned failure"), c.new_session() as session:
+            spinner = spin()
+            fail_soon(tasks.Sleep(blob(b"x"), 0.5))
+            session.submit()
+            session.wait([spinner])
+        # The spinner was stopped: both of the node's workers take tasks again.
+        with c.new_session() as session:
+            both = [tasks.Sleep(blob(b"x"), 0.2) for _ in range(2)]
+            session.submit()
+            session.wait(both)
+        assert time.monotonic() - started < 30
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupted_wait_ends_the_connection_cleanly(cluster: LocalCluster) -> None:
+    c = client_of(cluster)
+    session = c.new_session()
+    with session.bind_only():
+        t = tasks.Execute("sleep 60")
+    session.submit()
+    timer = threading.Timer(
+        0.5, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    )
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        session.wait([t])
+    with pytest.raises(SessionException, match="interrupted"):
+        session.wait([t])
+    session.close()  # does not hang
+    c.close()
+    with client_of(cluster) as again, again.new_session() as fresh:
+        done = tasks.Concat((blob("a"),))
+        done.output.keep()
+        fresh.submit()
+        assert done.output.fetch().get_bytes() == b"a"

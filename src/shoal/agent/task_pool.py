@@ -22,26 +22,46 @@ log = logging.getLogger("shoal.agent.graph")
 MAX_DEPTH = 16
 
 
-class WorkerHandle:
-    def __init__(self, index: int, proc: asyncio.subprocess.Process, sock: socket.socket) -> None:
+class WorkerHandle(asyncio.Protocol):
+    """One worker process and its socket. Results are handled in ``data_received``,
+    straight from the event loop's poll: no task switch between a worker's
+    answer and the agent passing it on."""
+
+    def __init__(self, index: int, proc: asyncio.subprocess.Process, pool: TaskPool) -> None:
         self.index = index
         self.proc = proc
-        self.sock = sock
+        self.pool = pool
         self.outstanding: dict[tuple[int, int], NodeTask] = {}
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        for kind, result in split_messages(self._buffer):
+            if kind == "done" and self.outstanding.pop((result.session, result.id), None):
+                self.pool.on_result(result)
+        self.pool.dispatch()
+        self.pool.on_batch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def send(self, message: object) -> None:
-        assert self.writer is not None
-        self.writer.write(encode_message(message))
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_message(message))
 
     async def kill(self) -> None:
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             await self.proc.wait()
-        if self.writer is not None:
-            self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
 
 
 class TaskPool:
@@ -82,7 +102,7 @@ class TaskPool:
             self.workers.append(handle)
             self.dispatch()
             try:
-                await self._read(handle)
+                await handle.closed
             finally:
                 self.workers.remove(handle)
                 await handle.kill()
@@ -116,25 +136,9 @@ class TaskPool:
             )
         finally:
             child.close()
-        handle = WorkerHandle(index, proc, parent)
-        handle.reader, handle.writer = await asyncio.open_connection(sock=parent)
+        handle = WorkerHandle(index, proc, self)
+        await asyncio.get_running_loop().create_unix_connection(lambda: handle, sock=parent)
         return handle
-
-    async def _read(self, handle: WorkerHandle) -> None:
-        assert handle.reader is not None
-        buffer = bytearray()
-        while True:
-            chunk = await handle.reader.read(1 << 20)
-            if not chunk:
-                return
-            buffer += chunk
-            for kind, result in split_messages(buffer):
-                if kind != "done":
-                    continue
-                if handle.outstanding.pop((result.session, result.id), None) is not None:
-                    self.on_result(result)
-            self.dispatch()
-            self.on_batch()
 
     def submit(self, task: NodeTask) -> None:
         self.queue.append(task)

@@ -60,9 +60,10 @@ class GraphGateway:
             # The reader notices a client that goes away even while a request
             # waits (for a task, say); the processor answers requests in order.
             async with asyncio.TaskGroup() as tg:
-                processor = tg.create_task(self._process(ws, caller.user_id, owned, queue))
+                active = [False]
+                processor = tg.create_task(self._process(ws, caller.user_id, owned, queue, active))
                 try:
-                    await self._read(ws, queue)
+                    await self._read(ws, caller.user_id, owned, queue, active)
                 finally:
                     processor.cancel()
         except* (WebSocketDisconnect, RuntimeError):
@@ -73,7 +74,14 @@ class GraphGateway:
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                     await ws.close()
 
-    async def _read(self, ws: WebSocket, queue: asyncio.Queue[object]) -> None:
+    async def _read(
+        self,
+        ws: WebSocket,
+        owner: int,
+        owned: set[int],
+        queue: asyncio.Queue[object],
+        active: list[bool],
+    ) -> None:
         while True:
             data = await ws.receive_bytes()
             try:
@@ -83,13 +91,28 @@ class GraphGateway:
                 await ws.close(code=1003, reason=f"malformed frame: {exc}"[:120])
                 return
             for request in requests:
-                queue.put_nowait(request)
+                if active[0] or not queue.empty() or isinstance(request, Wait | Fetch):
+                    queue.put_nowait(request)  # after what is pending, in order
+                else:
+                    # Nothing pending and quick to answer: answer it here, a
+                    # task switch sooner (a chain of submits feels each one).
+                    await self._handle(ws, owner, owned, request)
 
     async def _process(
-        self, ws: WebSocket, owner: int, owned: set[int], queue: asyncio.Queue[object]
+        self,
+        ws: WebSocket,
+        owner: int,
+        owned: set[int],
+        queue: asyncio.Queue[object],
+        active: list[bool],
     ) -> None:
         while True:
-            await self._handle(ws, owner, owned, await queue.get())
+            request = await queue.get()
+            active[0] = True
+            try:
+                await self._handle(ws, owner, owned, request)
+            finally:
+                active[0] = queue.qsize() > 0
 
     async def _reply(self, ws: WebSocket, *messages: object) -> None:
         await ws.send_bytes(self._encoder.encode(list(messages)))

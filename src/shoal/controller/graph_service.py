@@ -618,7 +618,7 @@ class GraphService:
             user=task.user,
         )
 
-    def _place(self, task: GTask) -> GNode | None:
+    def _place(self, task: GTask, now: float) -> GNode | None:
         """The node for a ready task, or None while every node is full.
 
         A node with free cpus beats one where the task would queue behind others
@@ -632,7 +632,7 @@ class GraphService:
             if node.name not in self.registry.links or task.cpus > node.capacity:
                 continue
             free = node.used + task.cpus <= node.capacity or node.used == 0
-            if not free and node.used + task.cpus > node.window():
+            if not free and node.used + task.cpus > node.window(now):
                 continue
             local = sum(obj.size for obj, _ in task.inputs if node.name in obj.holders)
             score = (free, local, -node.used / node.capacity)
@@ -642,6 +642,7 @@ class GraphService:
 
     def _schedule(self) -> None:
         runs: dict[str, list[GraphTask]] = defaultdict(list)
+        now = time.monotonic()
         while self.ready:
             task = self.ready[0]
             if task.state != READY or task.session.error is not None or task.session.closed:
@@ -660,11 +661,12 @@ class GraphService:
                     task=task.id,
                 )
                 continue
-            node = self._place(task)
+            node = self._place(task, now)
             if node is None:
                 break
             self.ready.popleft()
             task.state = ASSIGNED
+            task.assigned_at = now
             task.node = node.name
             node.used += task.cpus
             node.assigned[(task.session.id, task.id)] = task

@@ -70,6 +70,7 @@ class GTask:
     state: str = WAITING
     unfinished_inputs: int = 0
     node: str | None = None
+    assigned_at: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     waiters: list[Waiter] = field(default_factory=list)
 
@@ -126,12 +127,17 @@ class GNode:
     mean_duration: float = 1.0
     last_report: float = field(default_factory=time.monotonic)
 
-    def window(self) -> int:
+    def window(self, now: float) -> int:
         """How many cpus' worth of tasks may be assigned at once.
 
         Short tasks are bound by round trips, not cpus: keep a queue on the node
-        so it never waits for the controller between them.
+        so it never waits for the controller between them. But not behind a task
+        that has run long (durations are not known in advance): what would queue
+        there may be free to run elsewhere.
         """
+        oldest = next(iter(self.assigned.values()), None)
+        if oldest is not None and now - oldest.assigned_at > 0.05:
+            return self.capacity
         if self.mean_duration < 0.005:
             return self.capacity * 32
         if self.mean_duration < 0.05:

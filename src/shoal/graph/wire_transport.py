@@ -74,8 +74,9 @@ class WireTransport:
         self._broken: str | None = None
 
     def close(self) -> None:
-        with contextlib.suppress(SessionException, GraphError):
-            self._drain(None)
+        if self._broken is None:
+            with contextlib.suppress(SessionException, GraphError):
+                self._drain(None)
         self._stack.close()
 
     # --- plumbing ----------------------------------------------------------------------
@@ -96,6 +97,14 @@ class WireTransport:
             except (ConnectionClosed, OSError) as exc:
                 self._broken = f"lost the connection to the controller: {exc}"
                 raise SessionException(self._broken) from None
+            except BaseException:
+                # Ctrl-C (or a test's timeout) while a reply is due: the replies
+                # would be out of step from now on. Drop the connection; the
+                # controller ends its sessions and stops their tasks.
+                self._broken = "the connection was interrupted while waiting for the controller"
+                with contextlib.suppress(Exception):
+                    self._stack.close()
+                raise
             if isinstance(data, bytes):
                 self._pending.extend(self._decoder.decode(data))
         return self._pending.pop(0)
