@@ -12,6 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from fastapi import WebSocket
 from pwdlib import PasswordHash
 
 from shoal.store import users as user_queries
@@ -107,3 +108,14 @@ class Authenticator:
 
 
 _DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+async def accept_user(ws: WebSocket, auth: Authenticator) -> Principal | None:
+    """Accept a WebSocket that shows a user's bearer token; close it (4401) otherwise."""
+    scheme, _, token = ws.headers.get("authorization", "").partition(" ")
+    caller = await auth.resolve(token.strip()) if scheme.lower() == "bearer" else None
+    if caller is None or caller.kind != "user":
+        await ws.close(code=4401, reason="a user's bearer token is needed")
+        return None
+    await ws.accept()
+    return caller

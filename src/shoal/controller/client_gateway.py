@@ -11,7 +11,7 @@ import msgspec
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from shoal.controller.auth import Authenticator
+from shoal.controller.auth import Authenticator, accept_user
 from shoal.controller.commands import CommandRelay
 from shoal.controller.links import Link, write_frames
 from shoal.protocol import ClientMessage, FrameDecoder, FrameEncoder
@@ -28,12 +28,9 @@ class ClientGateway:
         self._encoder = FrameEncoder()
 
     async def serve(self, ws: WebSocket) -> None:
-        scheme, _, token = ws.headers.get("authorization", "").partition(" ")
-        caller = await self.auth.resolve(token.strip()) if scheme.lower() == "bearer" else None
-        if caller is None or caller.kind != "user":
-            await ws.close(code=4401, reason="a user's bearer token is needed")
+        caller = await accept_user(ws, self.auth)
+        if caller is None:
             return
-        await ws.accept()
         link = Link(f"client-{next(_numbers)}-{caller.login}")
         try:
             async with asyncio.TaskGroup() as tg:

@@ -15,7 +15,7 @@ import msgspec
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from shoal.controller.auth import Authenticator
+from shoal.controller.auth import Authenticator, accept_user
 from shoal.controller.graph_service import GraphRequestError, GraphService
 from shoal.controller.graph_state import GTask
 from shoal.protocol import FrameDecoder, FrameEncoder
@@ -48,71 +48,26 @@ class GraphGateway:
         self._encoder = FrameEncoder()
 
     async def serve(self, ws: WebSocket) -> None:
-        scheme, _, token = ws.headers.get("authorization", "").partition(" ")
-        caller = await self.auth.resolve(token.strip()) if scheme.lower() == "bearer" else None
-        if caller is None or caller.kind != "user":
-            await ws.close(code=4401, reason="a user's bearer token is needed")
+        caller = await accept_user(ws, self.auth)
+        if caller is None:
             return
-        await ws.accept()
-        owned: set[int] = set()
-        queue: asyncio.Queue[object] = asyncio.Queue()
+        connection = _Connection(self, ws, caller.user_id)
         try:
             # The reader notices a client that goes away even while a request
             # waits (for a task, say); the processor answers requests in order.
             async with asyncio.TaskGroup() as tg:
-                active = [False]
-                processor = tg.create_task(self._process(ws, caller.user_id, owned, queue, active))
+                processor = tg.create_task(connection.process())
                 try:
-                    await self._read(ws, caller.user_id, owned, queue, active)
+                    await connection.read()
                 finally:
                     processor.cancel()
         except* (WebSocketDisconnect, RuntimeError):
             pass
         finally:
-            self.graphs.close_all(caller.user_id, owned)
+            self.graphs.close_all(caller.user_id, connection.owned)
             if ws.application_state != WebSocketState.DISCONNECTED:
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                     await ws.close()
-
-    async def _read(
-        self,
-        ws: WebSocket,
-        owner: int,
-        owned: set[int],
-        queue: asyncio.Queue[object],
-        active: list[bool],
-    ) -> None:
-        while True:
-            data = await ws.receive_bytes()
-            try:
-                requests = self._decoder.decode(data)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                log.warning("graph client sent a malformed frame: %s", exc)
-                await ws.close(code=1003, reason=f"malformed frame: {exc}"[:120])
-                return
-            for request in requests:
-                if active[0] or not queue.empty() or isinstance(request, Wait | Fetch):
-                    queue.put_nowait(request)  # after what is pending, in order
-                else:
-                    # Nothing pending and quick to answer: answer it here, a
-                    # task switch sooner (a chain of submits feels each one).
-                    await self._handle(ws, owner, owned, request)
-
-    async def _process(
-        self,
-        ws: WebSocket,
-        owner: int,
-        owned: set[int],
-        queue: asyncio.Queue[object],
-        active: list[bool],
-    ) -> None:
-        while True:
-            request = await queue.get()
-            active[0] = True
-            try:
-                await self._handle(ws, owner, owned, request)
-            finally:
-                active[0] = queue.qsize() > 0
 
     async def _reply(self, ws: WebSocket, *messages: object) -> None:
         await ws.send_bytes(self._encoder.encode(list(messages)))
@@ -185,3 +140,41 @@ class GraphGateway:
                 request.req, previous or b"", last=True, spec=obj.spec(), info=dict(obj.info)
             ),
         )
+
+
+class _Connection:
+    """One client's stream: what it owns and the requests waiting their turn."""
+
+    def __init__(self, gateway: GraphGateway, ws: WebSocket, owner: int) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        self.owner = owner
+        self.owned: set[int] = set()
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.active = False  # the processor is answering a request
+
+    async def read(self) -> None:
+        while True:
+            data = await self.ws.receive_bytes()
+            try:
+                requests = self.gateway._decoder.decode(data)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                log.warning("graph client sent a malformed frame: %s", exc)
+                await self.ws.close(code=1003, reason=f"malformed frame: {exc}"[:120])
+                return
+            for request in requests:
+                if self.active or not self.queue.empty() or isinstance(request, Wait | Fetch):
+                    self.queue.put_nowait(request)  # after what is pending, in order
+                else:
+                    # Nothing pending and quick to answer: answer it here, a
+                    # task switch sooner (a chain of submits feels each one).
+                    await self.gateway._handle(self.ws, self.owner, self.owned, request)
+
+    async def process(self) -> None:
+        while True:
+            request = await self.queue.get()
+            self.active = True
+            try:
+                await self.gateway._handle(self.ws, self.owner, self.owned, request)
+            finally:
+                self.active = not self.queue.empty()
