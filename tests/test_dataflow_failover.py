@@ -109,3 +109,40 @@ def test_pipes_fall_back_to_a_relay_through_the_coordinator(
             assert run.wait(60), "the network did not finish through the relay"
     join = rows(output / "6" / "join.csv")[1:]
     assert join == [[str(n)] * 3 + [str(n**3)] for n in range(1, 11)]
+
+
+@pytest.mark.timeout(90)
+def test_everything_goes_through_the_controller_when_nothing_else_is_reachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client behind NAT: the jobs reach the coordinator, and each other's pipes,
+    only through the controller's channel relay."""
+    import dataclasses
+    import socket
+
+    monkeypatch.setenv("SHOAL_DEMO_PERIOD", "0.01")
+    with socket.socket() as closed:  # a port nobody listens on: every direct connect fails
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+
+    class Unreachable(Coordinator):
+        def _route(self, pipe_id: int):  # type: ignore[no-untyped-def]
+            route = super()._route(pipe_id)
+            return route and dataclasses.replace(route, port=dead_port)
+
+    network = load_network(copy_network(tmp_path, "demo_network_v3"))
+    with LocalCluster([node.name for node in network.nodes]) as cluster:
+        output = network.directory / "simulation"
+        run = Unreachable(
+            network,
+            cluster.client(),
+            output,
+            loopback=True,
+            echo=False,
+            max_rounds=10,
+            direct=False,
+        )
+        with run:
+            assert run.wait(60), "the network did not finish through the controller"
+    join = rows(output / "6" / "join.csv")[1:]
+    assert join == [[str(n)] * 3 + [str(n**3)] for n in range(1, 11)]

@@ -24,6 +24,7 @@ from shoal.controller import (
 )
 from shoal.controller.agent_gateway import AgentGateway
 from shoal.controller.auth import Authenticator, hash_password
+from shoal.controller.channels import ChannelRelay
 from shoal.controller.client_gateway import ClientGateway
 from shoal.controller.commands import CommandRelay
 from shoal.controller.config import ControllerConfig
@@ -81,6 +82,7 @@ async def build_services(config: ControllerConfig) -> Services:
     )
     clients = ClientGateway(auth, relay)
     graph_clients = GraphGateway(auth, graphs)
+    channels = ChannelRelay(auth)
     return Services(
         config,
         db,
@@ -93,6 +95,7 @@ async def build_services(config: ControllerConfig) -> Services:
         clients,
         graphs,
         graph_clients,
+        channels,
     )
 
 
@@ -142,6 +145,9 @@ def create_app(
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
     app.add_api_websocket_route("/api/commands/ws", _client_ws)
     app.add_api_websocket_route("/api/graph/ws", _graph_ws)
+    app.add_api_websocket_route("/api/channels/listen/{name}", _channel_listen)
+    app.add_api_websocket_route("/api/channels/connect/{name}", _channel_connect)
+    app.add_api_websocket_route("/api/channels/accept/{conn_id}", _channel_accept)
     mount_netunicorn(app)  # netUnicorn's HTTP API under /netunicorn
     return app
 
@@ -156,6 +162,18 @@ async def _client_ws(websocket: WebSocket) -> None:
 
 async def _graph_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.graph_clients.serve(websocket)
+
+
+async def _channel_listen(websocket: WebSocket, name: str) -> None:
+    await websocket.app.state.services.channels.listen(websocket, name)
+
+
+async def _channel_connect(websocket: WebSocket, name: str) -> None:
+    await websocket.app.state.services.channels.connect(websocket, name)
+
+
+async def _channel_accept(websocket: WebSocket, conn_id: str) -> None:
+    await websocket.app.state.services.channels.accept(websocket, conn_id)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

@@ -110,12 +110,15 @@ class Authenticator:
 _DUMMY_HASH = hash_password(secrets.token_hex(8))
 
 
-async def accept_user(ws: WebSocket, auth: Authenticator) -> Principal | None:
-    """Accept a WebSocket that shows a user's bearer token; close it (4401) otherwise."""
+async def accept_user(
+    ws: WebSocket, auth: Authenticator, kinds: tuple[str, ...] = ("user",)
+) -> Principal | None:
+    """Accept a WebSocket that shows a bearer token of one of ``kinds``; close it
+    (4401) otherwise. An executor's token stands for the user who owns it."""
     scheme, _, token = ws.headers.get("authorization", "").partition(" ")
     caller = await auth.resolve(token.strip()) if scheme.lower() == "bearer" else None
-    if caller is None or caller.kind != "user":
-        await ws.close(code=4401, reason="a user's bearer token is needed")
+    if caller is None or caller.kind not in kinds:
+        await ws.close(code=4401, reason=f"a bearer token of a {' or '.join(kinds)} is needed")
         return None
     await ws.accept()
     return caller

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shoal.controller.agent_gateway import AgentGateway
 from shoal.controller.auth import Authenticator, Principal
+from shoal.controller.channels import ChannelRelay
 from shoal.controller.client_gateway import ClientGateway
 from shoal.controller.commands import CommandRelay
 from shoal.controller.config import ControllerConfig
@@ -34,6 +35,7 @@ class Services:
     clients: ClientGateway
     graphs: GraphService
     graph_clients: GraphGateway
+    channels: ChannelRelay
 
 
 def services(request: Request) -> Services:

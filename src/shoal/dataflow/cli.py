@@ -59,6 +59,11 @@ def simulate(network: Network, rounds: int | None, heartbeat_timeout: float) -> 
 
 @dataflow.command()
 @_rounds_option
+@click.option(
+    "--via-controller",
+    is_flag=True,
+    help="The nodes cannot reach this machine (NAT): the jobs talk to it through the controller.",
+)
 @click.option("--endpoint", envvar="SHOAL_ENDPOINT", default=None, help="Controller URL.")
 @click.option("--login", envvar="SHOAL_LOGIN", default=None)
 @click.option("--password", envvar="SHOAL_PASSWORD", default=None)
@@ -66,6 +71,7 @@ def simulate(network: Network, rounds: int | None, heartbeat_timeout: float) -> 
 def run(
     network: Network,
     rounds: int | None,
+    via_controller: bool,
     endpoint: str | None,
     login: str | None,
     password: str | None,
@@ -81,7 +87,7 @@ def run(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     with client:
-        _run(network, client, output, rounds, loopback=False)
+        _run(network, client, output, rounds, loopback=False, direct=not via_controller)
 
 
 @dataflow.command()
@@ -107,12 +113,24 @@ def show(network: Network) -> None:
 
 
 def _run(
-    network: Network, client: object, output: Path, rounds: int | None, loopback: bool
+    network: Network,
+    client: object,
+    output: Path,
+    rounds: int | None,
+    loopback: bool,
+    direct: bool = True,
 ) -> None:
     from shoal.client.remote import RemoteClientException
     from shoal.dataflow.coordinator import Coordinator
 
-    coordinator = Coordinator(network, client, output, max_rounds=rounds, loopback=loopback)  # type: ignore[arg-type]
+    coordinator = Coordinator(
+        network,
+        client,  # type: ignore[arg-type]
+        output,
+        max_rounds=rounds,
+        loopback=loopback,
+        direct=direct,
+    )
     try:
         coordinator.start()
         click.echo(describe(network, coordinator.placements()), err=True)

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoal.client.channels import ChannelError, ChannelListener
 from shoal.client.remote import RemoteClient, RemoteClientException
 from shoal.dataflow.allocation import allocate, node_infos
 from shoal.dataflow.errors import AllocationError, DataflowError
 from shoal.dataflow.host import HostSpec, JobHost, JobHostTask
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.network import Network
-from shoal.dataflow.transport import TOKEN_BYTES, Route, read_token
+from shoal.dataflow.transport import TOKEN_BYTES, Route, channel_name, read_token
 from shoal.dataflow.wire import FrameSocket
 from shoal.model import Experiment, Pipeline
 
@@ -82,6 +83,7 @@ class Coordinator:
         loopback: bool = False,
         poll_interval: float = 0.5,
         echo: bool = True,
+        direct: bool = True,
     ) -> None:
         self.network = network
         self.client = client
@@ -105,7 +107,10 @@ class Coordinator:
         self._threads: list[threading.Thread] = []
         self._listener = socket.create_server(("127.0.0.1" if loopback else "0.0.0.0", 0))
         self.port = self._listener.getsockname()[1]
-        self._client_hosts = self._own_addresses()
+        # direct=False: hosts cannot reach this process (NAT); they come in
+        # through the controller's channel, which is always open as well.
+        self._client_hosts = self._own_addresses() if direct else []
+        self._channel: ChannelListener | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -117,6 +122,10 @@ class Coordinator:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "info.txt").write_text(_info(job))
         self._spawn(self._accept, "control-accept")
+        self._channel = ChannelListener(
+            self.client.endpoint, self._call(self.client.token), channel_name(self.token)
+        )
+        self._spawn(self._accept_channel, "channel-accept")
         try:
             placements = self._place_all()
             for state in self.states.values():
@@ -180,6 +189,8 @@ class Coordinator:
                 with contextlib.suppress(RemoteClientException):
                     self._call(self.client.cancel_experiment, state.experiment)
         _close_listener(self._listener)
+        if self._channel is not None:
+            self._channel.close()
         for state in states:
             if state.conn is not None:
                 state.conn.close()
@@ -301,6 +312,15 @@ class Coordinator:
                 return
             self._spawn(lambda s=sock: self._serve_host(s), "control")
 
+    def _accept_channel(self) -> None:
+        assert self._channel is not None
+        while not self._stopping.is_set():
+            try:
+                sock = self._channel.accept()
+            except ChannelError:
+                return
+            self._spawn(lambda s=sock: self._serve_host(s), "control")
+
     def _serve_host(self, sock: socket.socket) -> None:
         if not read_token(sock, self.token):
             sock.close()
@@ -386,8 +406,9 @@ class Coordinator:
         remote = [a for a in dest.addresses if not a.startswith("127.")]
         same_node = dest.node == src.node or self.loopback
         hosts = (*loop, *remote) if same_node else (*remote, *loop)
-        # The coordinator relays when the sender cannot reach the receiver (NAT, firewalls).
-        relay = (self._client_hosts[0], self.port)
+        # The coordinator relays when the sender cannot reach the receiver (NAT,
+        # firewalls); the sender comes through the controller if not directly.
+        relay = (self._client_hosts[0], self.port) if self._client_hosts else None
         return Route(hosts, dest.port, dest.job.id, dest.generation, relay)
 
     def _send(self, state: JobState, message: Any) -> None:

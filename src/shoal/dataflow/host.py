@@ -25,7 +25,13 @@ from shoal.client import serialize
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.pipes import BasePipe
 from shoal.dataflow.rounds import InputAligner, Key
-from shoal.dataflow.transport import DataServer, OutPipe, Route, open_connection
+from shoal.dataflow.transport import (
+    DataServer,
+    OutPipe,
+    Route,
+    open_connection,
+    open_via_controller,
+)
 from shoal.dataflow.wire import FrameSocket
 from shoal.model.pipeline import Task
 
@@ -235,7 +241,13 @@ class JobHost:
                 return open_connection(host, self.spec.port, self.spec.token)
             except OSError as exc:
                 last = exc
-        raise ConnectionError(f"cannot reach the coordinator at {self.spec.coordinator}: {last}")
+        try:
+            return open_via_controller(self.spec.token)
+        except (OSError, ConnectionError) as exc:
+            raise ConnectionError(
+                f"cannot reach the coordinator at {self.spec.coordinator} ({last}) "
+                f"nor through the controller ({exc})"
+            ) from None
 
     def _send(self, message: Any) -> None:
         try:

@@ -16,8 +16,10 @@ any pickle is read), then frames (:mod:`shoal.dataflow.wire`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import logging
+import os
 import socket
 import threading
 import time
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal.client.channels import connect_channel
 from shoal.dataflow.pipes import BasePipe
 from shoal.dataflow.wire import FrameSocket
 
@@ -65,6 +68,26 @@ def read_token(sock: socket.socket, token: bytes, timeout: float = 10.0) -> bool
 
 def open_connection(host: str, port: int, token: bytes, timeout: float = 5.0) -> FrameSocket:
     conn = FrameSocket.connect(host, port, timeout)
+    conn.send_raw(token)
+    return conn
+
+
+def channel_name(token: bytes) -> str:
+    """The controller channel on which a run's coordinator also listens."""
+    return "dataflow-" + hashlib.sha256(token).hexdigest()[:32]
+
+
+def open_via_controller(token: bytes, timeout: float = 5.0) -> FrameSocket:
+    """Reach the coordinator through the controller's channel relay.
+
+    For hosts that cannot reach the client (a laptop behind NAT): every executor
+    reaches the controller, with the endpoint and token its agent gave it.
+    """
+    endpoint = os.environ.get("SHOAL_ENDPOINT")
+    secret = os.environ.get("SHOAL_EXECUTOR_TOKEN")
+    if not endpoint or not secret:
+        raise ConnectionError("no SHOAL_ENDPOINT/SHOAL_EXECUTOR_TOKEN here to reach the controller")
+    conn = FrameSocket(connect_channel(endpoint, secret, channel_name(token), timeout))
     conn.send_raw(token)
     return conn
 
@@ -211,15 +234,24 @@ class OutPipe:
                 self._conn = conn
                 return conn
             conn.close()
-        if route.relay is not None:
+        # Relayed by the coordinator over the receiver's control link: reached
+        # directly if possible, else through the controller.
+        for reach in (
+            (lambda r=route.relay: open_connection(*r, self.token, timeout=2.0))
+            if route.relay is not None
+            else None,
+            lambda: open_via_controller(self.token),
+        ):
+            if reach is None:
+                continue
             try:
-                conn = open_connection(*route.relay, self.token, timeout=2.0)
+                conn = reach()
                 conn.send(("relay", self.pipe.id, route.job, route.generation))
                 self._conn = conn
                 log.info("pipe %s: relayed through the coordinator", self.pipe.id)
                 return conn
-            except OSError:
-                pass
+            except (OSError, ConnectionError):
+                continue
         log.debug("pipe %s: cannot reach job %s at %s", self.pipe.id, route.job, route.hosts)
         return None
 

@@ -26,7 +26,8 @@ class FrameSocket:
     """A connected socket that sends and receives frames; sends are thread-safe."""
 
     def __init__(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self._reader: BinaryIO = sock.makefile("rb", buffering=1 << 16)
         self._send_lock = threading.Lock()
