@@ -27,7 +27,7 @@ from shoal.client.channels import ChannelError, ChannelListener
 from shoal.client.remote import RemoteClient, RemoteClientException
 from shoal.dataflow.allocation import allocate, node_infos
 from shoal.dataflow.errors import AllocationError, DataflowError
-from shoal.dataflow.host import HostSpec, JobHost, JobHostTask
+from shoal.dataflow.host import CopyFilesTask, HostSpec, JobHost, JobHostTask
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.network import Network
 from shoal.dataflow.transport import TOKEN_BYTES, Route, channel_name, read_token
@@ -128,6 +128,8 @@ class Coordinator:
         self._spawn(self._accept_channel, "channel-accept")
         try:
             placements = self._place_all()
+            if self.network.pre_copy:
+                self._pre_copy(timeout)
             for state in self.states.values():
                 if state.local:
                     self._start_local(state)
@@ -247,11 +249,7 @@ class Coordinator:
         state.started_at = time.monotonic()
         name = f"dataflow-{self.network.name}-{self.run_id}-job{state.job.id}-g{state.generation}"
         state.experiment = name
-        directory = (
-            str(self.output_dir / str(state.job.id))
-            if self.loopback
-            else f"shoal-dataflow/{self.network.name}/{state.job.id}"
-        )
+        directory = self._directory(state.job)
         spec = HostSpec(
             job_id=state.job.id,
             generation=state.generation,
@@ -260,13 +258,44 @@ class Coordinator:
             token=self.token,
             directory=directory,
             node=node,
-            files=self._dependencies(state.job),
+            # With PRE_COPY every node has them already.
+            files={} if self.network.pre_copy else self._dependencies(state.job),
         )
         pipeline = Pipeline(JobHostTask(state.job, spec), name=f"job-{state.job.id}")
         experiment = Experiment().append(node, pipeline)
         self._call(self.client.prepare_experiment, experiment, name)
         log.info("job %s placed on %s (%s)", state.job.name, node, name)
         return name
+
+    def _directory(self, job: BaseJob) -> str:
+        """The job's folder on its node (relative: under the node's temp folder)."""
+        if self.loopback:
+            return str(self.output_dir / str(job.id))
+        return f"shoal-dataflow/{self.network.name}/{job.id}"
+
+    def _pre_copy(self, timeout: float) -> None:
+        """PRE_COPY: every job's dependencies onto every node now, so a failover
+        does not wait for them."""
+        files = {
+            self._directory(state.job): self._dependencies(state.job)
+            for state in self.states.values()
+            if not state.local and state.job.DEPENDENCIES
+        }
+        if not files:
+            return
+        online = {n.name for n in self._call(self.client.get_nodes)}
+        nodes = [n.name for n in self.network.nodes if n.name in online]
+        name = f"dataflow-{self.network.name}-{self.run_id}-pre-copy"
+        experiment = Experiment()
+        for node in nodes:
+            experiment.append(node, Pipeline(CopyFilesTask(files), name="pre-copy"))
+        self._call(self.client.prepare_experiment, experiment, name)
+        self._call(self.client.wait, name, until="ready", timeout=timeout)
+        self._call(self.client.start_execution, name)
+        info = self._call(self.client.wait, name, timeout=timeout)
+        if info.status.name != "FINISHED":
+            raise DataflowError(f"PRE_COPY: copying the dependencies failed: {info}")
+        log.info("PRE_COPY: dependencies copied to %s", ", ".join(nodes))
 
     def _dependencies(self, job: BaseJob) -> dict[str, bytes]:
         files: dict[str, bytes] = {}

@@ -173,10 +173,7 @@ class JobHost:
         spec = self.spec
         directory = Path(spec.directory)
         directory.mkdir(parents=True, exist_ok=True)
-        for relative, data in spec.files.items():
-            target = directory / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        write_files(spec.directory, spec.files)
         self.job.directory = directory
         server = DataServer(spec.token, spec.job_id, spec.generation, self._deliver, self._end)
         self.control = self._connect()
@@ -352,6 +349,30 @@ class _Forward:
 
     def flush(self) -> None:
         self._original.flush()
+
+
+def write_files(directory: str, files: dict[str, bytes]) -> Path:
+    """Write ``files`` (relative path -> data) under the job folder ``directory``
+    (a relative one lives in the node's temp folder); return the folder."""
+    folder = Path(tempfile.gettempdir()) / directory
+    for relative, data in files.items():
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return folder
+
+
+class CopyFilesTask(Task):
+    """PRE_COPY's pipeline task: job folder -> {relative path: data}, written on the node."""
+
+    def __init__(self, files: dict[str, dict[str, bytes]]) -> None:
+        super().__init__(name="dataflow-pre-copy")
+        self.files = files
+
+    def run(self) -> int:
+        for directory, files in self.files.items():
+            write_files(directory, files)
+        return sum(len(f) for f in self.files.values())
 
 
 class JobHostTask(Task):
