@@ -565,10 +565,7 @@ class GraphService:
 
     def _end(self, session: GSession) -> None:
         """Stop the session's work everywhere and free its data; wake its waiters."""
-        for name in list(session.nodes) + [n.name for n in self.nodes.values()]:
-            node = self.nodes.get(name)
-            if node is None:
-                continue
+        for node in self.nodes.values():
             for key in [k for k in node.assigned if k[0] == session.id]:
                 node.used -= node.assigned.pop(key).cpus
         for name in session.nodes:
