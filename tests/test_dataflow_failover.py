@@ -82,45 +82,12 @@ def test_show_prints_graph_placement_and_restarts(
     assert "job 6 (CSVSinkJob) on client" in done.stdout
 
 
-@pytest.mark.timeout(90)
-def test_pipes_fall_back_to_a_relay_through_the_coordinator(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def run_with_unreachable_pipes(tmp_path: Path, direct: bool) -> Path:
+    """Run demo v3 for 10 rounds where no pipe's receiver can be reached directly;
+    ``direct=False`` also keeps the hosts from reaching the coordinator directly."""
     import dataclasses
     import socket
 
-    monkeypatch.setenv("SHOAL_DEMO_PERIOD", "0.01")
-    with socket.socket() as closed:  # a port nobody listens on: every direct connect fails
-        closed.bind(("127.0.0.1", 0))
-        dead_port = closed.getsockname()[1]
-
-    class Unreachable(Coordinator):
-        def _route(self, pipe_id: int):  # type: ignore[no-untyped-def]
-            route = super()._route(pipe_id)
-            return route and dataclasses.replace(route, port=dead_port)
-
-    network = load_network(copy_network(tmp_path, "demo_network_v3"))
-    with LocalCluster([node.name for node in network.nodes]) as cluster:
-        output = network.directory / "simulation"
-        run = Unreachable(
-            network, cluster.client(), output, loopback=True, echo=False, max_rounds=10
-        )
-        with run:
-            assert run.wait(60), "the network did not finish through the relay"
-    join = rows(output / "6" / "join.csv")[1:]
-    assert join == [[str(n)] * 3 + [str(n**3)] for n in range(1, 11)]
-
-
-@pytest.mark.timeout(90)
-def test_everything_goes_through_the_controller_when_nothing_else_is_reachable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A client behind NAT: the jobs reach the coordinator, and each other's pipes,
-    only through the controller's channel relay."""
-    import dataclasses
-    import socket
-
-    monkeypatch.setenv("SHOAL_DEMO_PERIOD", "0.01")
     with socket.socket() as closed:  # a port nobody listens on: every direct connect fails
         closed.bind(("127.0.0.1", 0))
         dead_port = closed.getsockname()[1]
@@ -140,9 +107,30 @@ def test_everything_goes_through_the_controller_when_nothing_else_is_reachable(
             loopback=True,
             echo=False,
             max_rounds=10,
-            direct=False,
+            direct=direct,
         )
         with run:
-            assert run.wait(60), "the network did not finish through the controller"
+            assert run.wait(60), "the network did not finish without direct connections"
+    return output
+
+
+@pytest.mark.timeout(90)
+def test_pipes_fall_back_to_a_relay_through_the_coordinator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOAL_DEMO_PERIOD", "0.01")
+    output = run_with_unreachable_pipes(tmp_path, direct=True)
+    join = rows(output / "6" / "join.csv")[1:]
+    assert join == [[str(n)] * 3 + [str(n**3)] for n in range(1, 11)]
+
+
+@pytest.mark.timeout(90)
+def test_everything_goes_through_the_controller_when_nothing_else_is_reachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client behind NAT: the jobs reach the coordinator, and each other's pipes,
+    only through the controller's channel relay."""
+    monkeypatch.setenv("SHOAL_DEMO_PERIOD", "0.01")
+    output = run_with_unreachable_pipes(tmp_path, direct=False)
     join = rows(output / "6" / "join.csv")[1:]
     assert join == [[str(n)] * 3 + [str(n**3)] for n in range(1, 11)]
