@@ -137,12 +137,25 @@ class _Attributes:
         # None reads as missing: the JSON may spell "unset" either way.
         return {k: v for k, v in data.items() if v is not None}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Read a dict made by :meth:`to_dict` (or by a peer): missing keys take the
+        defaults, unknown keys are ignored, and ``__post_init__`` checks the values."""
+        data = cls._check_keys(data)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})  # type: ignore[arg-type]
+
 
 class _Debug:
-    """The appendable ``debug`` text of task and object info."""
+    """What task and object info share: ``error`` and the appendable ``debug`` text."""
 
     __slots__ = ()
     debug: str
+    error: str
+
+    @property
+    def failed(self) -> bool:
+        """Whether ``error`` is non-empty (an empty error means success)."""
+        return bool(self.error)
 
     def append_debug(self, message: str) -> None:
         """Add ``message`` as a new line of the debug log."""
@@ -228,21 +241,6 @@ class TaskSpec(_Attributes):
             return [o.to_json() for o in value]
         return super(TaskSpec, self)._field_to_json(name, value)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Read a dict made by :meth:`to_dict` (or by a peer); missing keys take defaults."""
-        data = cls._check_keys(data)
-        return cls(
-            id=data.get("id"),
-            task_type=data.get("task_type", ""),
-            config=data.get("config"),
-            inputs=data.get("inputs", []),
-            outputs=data.get("outputs", []),
-            resources=data.get("resources", {}),
-            user=data.get("user", {}),
-            name=data.get("name"),
-        )
-
 
 @dataclass(slots=True)
 class TaskInfo(_Debug, _Attributes):
@@ -270,24 +268,6 @@ class TaskInfo(_Debug, _Attributes):
         self.debug = _str("TaskInfo", "debug", self.debug) or ""
         self.user = _dict("TaskInfo", "user", self.user)
 
-    @property
-    def failed(self) -> bool:
-        """Whether ``error`` is non-empty (an empty error means success)."""
-        return bool(self.error)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Read a dict made by :meth:`to_dict` (or by a peer); missing keys take defaults."""
-        data = cls._check_keys(data)
-        return cls(
-            error=data.get("error", ""),
-            start_time=data.get("start_time"),
-            duration=data.get("duration"),
-            governor=data.get("governor"),
-            debug=data.get("debug", ""),
-            user=data.get("user", {}),
-        )
-
 
 @dataclass(slots=True)
 class ObjectSpec(_Attributes):
@@ -314,18 +294,6 @@ class ObjectSpec(_Attributes):
             raise ValueError(f"ObjectSpec.data_type is 'blob' or 'dir', not {self.data_type!r}")
         self.user = _dict("ObjectSpec", "user", self.user)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Read a dict made by :meth:`to_dict` (or by a peer); missing keys take defaults."""
-        data = cls._check_keys(data)
-        return cls(
-            id=data.get("id"),
-            label=data.get("label"),
-            content_type=data.get("content_type"),
-            data_type=data.get("data_type", "blob"),
-            user=data.get("user", {}),
-        )
-
 
 @dataclass(slots=True)
 class ObjectInfo(_Debug, _Attributes):
@@ -351,20 +319,3 @@ class ObjectInfo(_Debug, _Attributes):
         self.content_type = _content_type("ObjectInfo", "content_type", self.content_type)
         self.debug = _str("ObjectInfo", "debug", self.debug) or ""
         self.user = _dict("ObjectInfo", "user", self.user)
-
-    @property
-    def failed(self) -> bool:
-        """Whether ``error`` is non-empty (an empty error means success)."""
-        return bool(self.error)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Read a dict made by :meth:`to_dict` (or by a peer); missing keys take defaults."""
-        data = cls._check_keys(data)
-        return cls(
-            error=data.get("error", ""),
-            size=data.get("size"),
-            content_type=data.get("content_type"),
-            debug=data.get("debug", ""),
-            user=data.get("user", {}),
-        )
