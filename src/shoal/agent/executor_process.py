@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from shoal.protocol.codec import FrameDecoder, FrameEncoder, split_prefixed
 from shoal.protocol.executor_messages import FromExecutor, ToExecutor
@@ -31,23 +32,13 @@ class ExecutorProcess:
 
     @classmethod
     async def spawn(cls, env: dict[str, str], cwd: str | None = None) -> ExecutorProcess:
-        parent, child = socket.socketpair()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "shoal.agent.executor_main",
-                str(child.fileno()),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(child.fileno(),),
-                start_new_session=True,
-                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-                cwd=cwd,
-            )
-        finally:
-            child.close()
+        proc, parent = await spawn_child(
+            "shoal.agent.executor_main",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            cwd=cwd,
+        )
         self = cls(proc, parent)
         self._reader, self._writer = await asyncio.open_connection(sock=parent)
         return self
@@ -87,8 +78,7 @@ class ExecutorProcess:
             _signal_group(self.proc.pid, signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), grace)
-        _signal_group(self.proc.pid, signal.SIGKILL)
-        await self.proc.wait()
+        await kill_group(self.proc)
         self.close()
 
     def close(self) -> None:
@@ -96,6 +86,35 @@ class ExecutorProcess:
             self._writer.close()
         with contextlib.suppress(OSError):
             self._sock.close()
+
+
+async def spawn_child(
+    module: str, *args: str, **options: Any
+) -> tuple[asyncio.subprocess.Process, socket.socket]:
+    """Start ``python -m module FD *args`` in its own process group, with one end of
+    a socket pair on FD; return the process and our end."""
+    parent, child = socket.socketpair()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            str(child.fileno()),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            pass_fds=(child.fileno(),),
+            start_new_session=True,
+            **options,
+        )
+    finally:
+        child.close()
+    return proc, parent
+
+
+async def kill_group(proc: asyncio.subprocess.Process) -> None:
+    """KILL the process's whole group and reap it."""
+    _signal_group(proc.pid, signal.SIGKILL)
+    await proc.wait()
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -68,7 +68,7 @@ class GraphRuntime:
         self._fetching: dict[tuple[int, int], asyncio.Future[None]] = {}
         self._relays: dict[int, asyncio.Queue[ObjectChunk]] = {}
         self._relay_ids = itertools.count(1)
-        self._pool_task = tg.create_task(self.pool.run())
+        tg.create_task(self.pool.run())
 
     # --- from the controller -----------------------------------------------------------
 

@@ -7,11 +7,10 @@ import contextlib
 import logging
 import os
 import signal
-import socket
-import sys
 from collections import deque
 from collections.abc import Callable
 
+from shoal.agent.executor_process import kill_group, spawn_child
 from shoal.agent.task_worker import encode_message, split_messages
 from shoal.graph.execution import NodeResult, NodeTask
 
@@ -56,10 +55,7 @@ class WorkerHandle(asyncio.Protocol):
             self.transport.write(encode_message(message))
 
     async def kill(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            await self.proc.wait()
+        await kill_group(self.proc)
         if self.transport is not None:
             self.transport.close()
 
@@ -85,13 +81,10 @@ class TaskPool:
         self.on_result = on_result
         self.queue: deque[NodeTask] = deque()
         self.workers: list[WorkerHandle] = []
-        self._tg: asyncio.TaskGroup | None = None
-        self._starting = False
 
     async def run(self) -> None:
         """Start the workers and keep them alive until cancelled."""
         async with asyncio.TaskGroup() as tg:
-            self._tg = tg
             for index in range(self.size):
                 tg.create_task(self._keep_worker(index))
             await asyncio.Event().wait()
@@ -120,22 +113,9 @@ class TaskPool:
                     )
 
     async def _spawn(self, index: int) -> WorkerHandle:
-        parent, child = socket.socketpair()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "shoal.agent.task_worker",
-                str(child.fileno()),
-                self.work_dir,
-                str(self.inline_limit),
-                self.node,
-                stdin=asyncio.subprocess.DEVNULL,
-                pass_fds=(child.fileno(),),
-                start_new_session=True,
-            )
-        finally:
-            child.close()
+        proc, parent = await spawn_child(
+            "shoal.agent.task_worker", self.work_dir, str(self.inline_limit), self.node
+        )
         handle = WorkerHandle(index, proc, self)
         await asyncio.get_running_loop().create_unix_connection(lambda: handle, sock=parent)
         return handle

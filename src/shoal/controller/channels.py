@@ -30,7 +30,8 @@ ACCEPT_TIMEOUT = 10.0  # seconds a connector waits for the listener to take it
 
 @dataclass(eq=False)
 class _Pending:
-    connector: WebSocket
+    """A connector waiting for its listener to accept, then for the relay to end."""
+
     accepted: asyncio.Future[WebSocket] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -78,7 +79,7 @@ class ChannelRelay:
             return
         await ws.accept()
         conn_id = f"{next(self._ids)}-{secrets.token_hex(8)}"
-        pending = _Pending(ws)
+        pending = _Pending()
         self._pending[conn_id] = (caller.user_id, pending)
         try:
             await listener.send_text(conn_id)

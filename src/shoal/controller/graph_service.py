@@ -428,7 +428,6 @@ class GraphService:
 
     def on_done(self, node_name: str, message: GraphDone) -> None:
         node = self.nodes.get(node_name)
-        now = time.monotonic()
         for result in message.results:
             session = self.sessions.get(result.session)
             task = session.tasks.get(result.id) if session is not None else None
@@ -446,7 +445,6 @@ class GraphService:
             duration = result.info.get("duration")
             if isinstance(duration, int | float):
                 node.mean_duration = 0.8 * node.mean_duration + 0.2 * float(duration)
-            node.last_report = now
             info = dict(result.info)
             info["governor"] = node_name
             if result.error:

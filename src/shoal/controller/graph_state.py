@@ -7,7 +7,6 @@ All of it lives in memory (the hot path); the service in
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +124,6 @@ class GNode:
     assigned: dict[tuple[int, int], GTask] = field(default_factory=dict)
     # A running mean of task durations decides how far ahead to feed the node.
     mean_duration: float = 1.0
-    last_report: float = field(default_factory=time.monotonic)
 
     def window(self, now: float) -> int:
         """How many cpus' worth of tasks may be assigned at once.

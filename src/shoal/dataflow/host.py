@@ -226,7 +226,7 @@ class JobHost:
     def _serve(self) -> None:
         assert self.runner is not None
         try:
-            self.job.serve(_Guarded(self.runner, self.job))
+            self.job.serve(_Guarded(self.runner))
         except Exception:
             self.runner.errors += 1
             self._send(("error", f"job {self.job.name} failed:\n{traceback.format_exc()}"))
@@ -298,9 +298,8 @@ class JobHost:
 class _Guarded:
     """The runner as the job sees it: a round whose ``run`` raises is reported and skipped."""
 
-    def __init__(self, runner: JobRunner, job: BaseJob) -> None:
+    def __init__(self, runner: JobRunner) -> None:
         self._runner = runner
-        self._job = job
         self.directory = runner.directory
 
     @property

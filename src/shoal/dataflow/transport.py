@@ -99,7 +99,6 @@ class OutPipe:
         self.pipe = pipe
         self.token = token
         self.capacity = capacity
-        self.sent = 0
         self._plain = type(pipe).encode is BasePipe.encode  # nothing to encode: skip the call
         self.dropped = 0
         self._items: list[tuple[Any, Any]] = []
@@ -176,7 +175,6 @@ class OutPipe:
             try:
                 if batch:
                     conn.send(("data", batch))
-                    self.sent += len(batch)
                 if ending:
                     conn.send(("end",))
                     return
