@@ -7,8 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +56,6 @@ def rows(path: Path) -> list[list[str]]:
     text = path.read_text()
     complete = text[: text.rfind("\n") + 1]
     return list(csv.reader(complete.splitlines()))
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something true; its value. Fails with ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def cubes_in_blocks(count: int, block: int = 5) -> list[int]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dataflow_helpers import SHOAL, copy_network, cubes_in_blocks, env, rows, wait_until
+from dataflow_helpers import SHOAL, copy_network, cubes_in_blocks, env, rows
+from waiting import wait_until
 
 ROUNDS = 15
 

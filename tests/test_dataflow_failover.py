@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dataflow_helpers import copy_network, dataflow, rows, wait_until
+from dataflow_helpers import copy_network, dataflow, rows
 from shoal import LocalCluster
 from shoal.dataflow import Coordinator, load_network
+from waiting import wait_until
 
 JOIN = 4
 

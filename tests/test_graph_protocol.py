@@ -30,6 +30,7 @@ from shoal.protocol.graph_messages import (
     Wait,
     WaitDone,
 )
+from waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -164,11 +165,8 @@ def held_objects(cluster: LocalCluster, node: str) -> list[str]:
 
 
 def wait_for_held(cluster: LocalCluster, node: str, expected: list[str]) -> None:
-    deadline = time.monotonic() + 20
-    while held_objects(cluster, node) != expected:
-        # The frees travel to the agent after the client's wait returns.
-        assert time.monotonic() < deadline, held_objects(cluster, node)
-        time.sleep(0.02)
+    # The frees travel to the agent after the client's wait returns.
+    wait_until(lambda: held_objects(cluster, node) == expected, 20, f"{node} to hold {expected}")
 
 
 @pytest.mark.timeout(60)

@@ -19,6 +19,7 @@ from shoal import (
     Task,
 )
 from shoal.library.flags import GetFlagTask, SetFlagTask, WaitForExactFlagResultTask
+from waiting import wait_until
 
 
 def barrier_pipeline(label: str) -> Pipeline:
@@ -73,10 +74,12 @@ def step_names(client, experiment: str, node: str) -> list[str]:
 
 
 def wait_for_steps(client, experiment: str, node: str, names: list[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while step_names(client, experiment, node) != names:
-        assert time.monotonic() < deadline, f"steps {names} of {node} were never recorded"
-        time.sleep(0.05)  # polling the status API: there is no push for step records
+    # Polling the status API: there is no push for step records.
+    wait_until(
+        lambda: step_names(client, experiment, node) == names,
+        timeout,
+        f"steps {names} of {node} to be recorded",
+    )
 
 
 @pytest.mark.timeout(120)
