@@ -417,6 +417,7 @@ class GraphService:
         self._end(session)
         session.closed = True
         del self.sessions[session_id]
+        self._schedule()  # its cpus are free for the others
         log.info("session %d closed", session_id)
 
     def close_all(self, owner: int, session_ids: set[int]) -> None:
@@ -577,7 +578,6 @@ class GraphService:
         for waiter in list(session.waiters):
             if not waiter.future.done():
                 waiter.future.set_result(None)
-        self._schedule()
 
     def _send(self, node: str, message: Any) -> None:
         link = self.registry.links.get(node)
@@ -613,7 +613,7 @@ class GraphService:
             user=task.user,
         )
 
-    def _place(self, task: GTask, now: float) -> GNode | None:
+    def _place(self, task: GTask, online: list[GNode], now: float) -> GNode | None:
         """The node for a ready task, or None while every node is full.
 
         A node with free cpus beats one where the task would queue behind others
@@ -623,8 +623,8 @@ class GraphService:
         """
         best: GNode | None = None
         best_score: tuple[bool, int, float] | None = None
-        for node in self.nodes.values():
-            if node.name not in self.registry.links or task.cpus > node.capacity:
+        for node in online:
+            if task.cpus > node.capacity:
                 continue
             free = node.used + task.cpus <= node.capacity or node.used == 0
             if not free and node.used + task.cpus > node.window(now):
@@ -638,25 +638,25 @@ class GraphService:
     def _schedule(self) -> None:
         runs: dict[str, list[GraphTask]] = defaultdict(list)
         now = time.monotonic()
+        online = [n for n in self.nodes.values() if n.name in self.registry.links]
+        largest = max((n.capacity for n in online), default=0)
         while self.ready:
             task = self.ready[0]
             if task.state != READY or task.session.error is not None or task.session.closed:
                 self.ready.popleft()
                 continue
-            online = [n for n in self.nodes.values() if n.name in self.registry.links]
-            if online and task.cpus > max(n.capacity for n in online):
+            if online and task.cpus > largest:
                 self.ready.popleft()
                 task.state = FAILED
                 task.info = {"error": "no node has enough cpus"}
                 self._wake(task)
                 self._fail(
                     task.session,
-                    f"{task.describe()} needs {task.cpus} cpus, but the largest node has "
-                    f"{max(n.capacity for n in online)}",
+                    f"{task.describe()} needs {task.cpus} cpus, but the largest node has {largest}",
                     task=task.id,
                 )
                 continue
-            node = self._place(task, now)
+            node = self._place(task, online, now)
             if node is None:
                 break
             self.ready.popleft()
