@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import importlib
 import json
 import logging
 import os
@@ -27,7 +28,23 @@ def _setup_logging(verbose: int) -> None:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Front-end command groups are imported when used, so that `shoal agent` (on
+    every node) and `shoal controller` start without them."""
+
+    lazy = {"dataflow": "shoal.dataflow.cli"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = self.lazy.get(name)
+        if module is not None:
+            return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shoal")
 def main() -> None:
     """shoal: run distributed experiments and task graphs across a fleet of nodes.
@@ -575,10 +592,6 @@ def user_add(name: str, password: str, db_url: str | None) -> None:
     asyncio.run(add())
     console.print(f"user {name} saved")
 
-
-from shoal.dataflow.cli import dataflow  # noqa: E402 - the dataflow front-end's commands
-
-main.add_command(dataflow)
 
 if __name__ == "__main__":
     main()
