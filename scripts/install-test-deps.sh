@@ -1,0 +1,15 @@
+#!/bin/sh
+# The Debian packages the test suite needs, installed only when missing:
+# PostgreSQL's server binaries (tests/pgserver.py starts throwaway servers) and
+# useradd (agents run with --isolate-users create per-user accounts).
+set -eu
+missing=""
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+command -v useradd >/dev/null 2>&1 || missing="$missing passwd"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "the tests need:$missing; install them (as root): apt-get install$missing" >&2
+    exit 1
+fi
+apt-get update -q
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
