@@ -42,6 +42,8 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
-    commands = re.findall(r"```sh\n((?:sh scripts/\S+ && )?python3 -m venv.*?)\n```", README.read_text())
+    commands = re.findall(
+        r"```sh\n((?:sh scripts/\S+ && )?python3 -m venv.*?)\n```", README.read_text()
+    )
     assert len(commands) == 2
     assert commands[1] in ci
