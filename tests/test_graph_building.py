@@ -266,7 +266,7 @@ def test_execute_outputs(session: Session) -> None:
         ["wget", "https://github.com/", "--output-file", Output("log")],
         output_paths=["index.html"],
     )
-    assert t.outputs.labels() == ["log", "index.html"]
+    assert t.outputs.labels == ["log", "index.html"]
     assert tasks.Execute("ls /", stdout=True).output.label == "stdout"
     assert tasks.Execute("ls /", stdout="my_label").output.label == "my_label"
     out = tasks.Execute("ls /", stdout=Output("my_label", content_type="text")).output
@@ -337,7 +337,7 @@ def test_program(session: Session) -> None:
         rain_grep()
     prog = Program(["cat"], stdin=Input("in"), output_paths=["x"], input_paths=[Input("cfg")])
     t = prog(**{"in": data, "cfg": blob(b"c")})
-    assert t.config.stdin == "in" and t.outputs.labels() == ["x"]
+    assert t.config.stdin == "in" and t.outputs.labels == ["x"]
     with pytest.raises(ValueError, match="dataobj"):
         Program(["cat", Input("a", dataobj=data)])
 
@@ -437,7 +437,7 @@ def test_remote_outputs(session: Session) -> None:
 
     assert len(fn3().outputs) == 3
     assert len(fn4().outputs) == 0
-    assert fn5().outputs.labels() == ["label1", "label2"]
+    assert fn5().outputs.labels == ["label1", "label2"]
     assert [o.content_type for o in fn6().outputs] == ["json", "json"]
     t = fn7()
     assert [o.content_type for o in t.outputs] == ["pickle", "json"]

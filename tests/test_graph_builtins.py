@@ -255,7 +255,7 @@ def test_grep_example_from_the_guide(dirs) -> None:
     data = DataInstance(b"It is\nrainy day\n")
     config = ExecuteConfig(("grep", "rain", ArgInput(0)), stdout=OutputMapping("stdout"))
     result = run(config, [data], dirs)
-    assert result.labels() == ["stdout"]
+    assert result.labels == ["stdout"]
     assert result["stdout"].get_bytes() == b"rainy day\n"
     assert list(dirs[1].iterdir()) == []  # the working directory is gone
 
@@ -269,7 +269,7 @@ def test_tee_with_two_outputs(tmp_path: Path, dirs) -> None:
         stdout=OutputMapping("output2", content_type="text"),
     )
     result = run(config, [data], dirs)
-    assert result.labels() == ["output1", "output2"]
+    assert result.labels == ["output1", "output2"]
     assert result["output1"].get_bytes() == result["output2"].get_bytes() == b"tee me\n"
     assert result["output2"].content_type == "text"
 

@@ -394,63 +394,84 @@ def test_labeled_list_by_position_and_label() -> None:
     ll.append("c", label="output2")
     ll.append("d")
     assert len(ll) == 4
-    assert list(ll) == ["a", "b", "c", "d"]
+    assert list(ll) == ll.data == ["a", "b", "c", "d"]
     assert ll[0] == ll["output1"] == "a"
     assert ll[2] == ll["output2"] == "c"
     assert ll[-1] == "d"
-    assert ll.labels() == ["output1", None, "output2", None]
+    assert ll.labels == ["output1", None, "output2", None]
     assert [ll.get_label(i) for i in range(4)] == ["output1", None, "output2", None]
     assert ll.get_label(-2) == "output2"
     assert ll.index_of_label("output2") == 2
-    assert ll.has_label("output1")
-    assert not ll.has_label("a")
-    assert "a" in ll  # `in` is about values, as for any sequence
+    assert "output1" in ll  # Rain's `in` is about labels
+    assert "a" not in ll
+    assert [] not in ll  # an unhashable value is simply no label
     assert ll.get("nope") is None
     assert ll.get("nope", 5) == 5
     assert ll.get("output2") == "c"
     assert ll.items() == [("output1", "a"), (None, "b"), ("output2", "c"), (None, "d")]
     assert ll.index("c") == 2
     assert list(reversed(ll)) == ["d", "c", "b", "a"]
+    tail = LabeledList.from_pairs(ll.items()[2:])
+    assert LabeledList(pairs=[("output2", "c"), (None, "d")]) == tail
+    assert LabeledList(ll) == ll  # a copy keeps the labels
 
 
 def test_labeled_list_errors() -> None:
     ll = LabeledList([1], labels=["x"])
-    with pytest.raises(ValueError, match="duplicate label 'x'"):
+    with pytest.raises(KeyError, match="label 'x' is already"):
         ll.append(2, label="x")
     assert len(ll) == 1  # nothing was added
-    with pytest.raises(ValueError, match="duplicate label 'y'"):
+    with pytest.raises(KeyError, match="label 'y' is already"):
         LabeledList([1, 2], labels=["y", "y"])
-    with pytest.raises(ValueError, match="2 values but 1 labels"):
+    with pytest.raises(ValueError, match="2 items but 1 labels"):
         LabeledList([1, 2], labels=["y"])
-    with pytest.raises(TypeError, match="not int"):
-        ll.append(2, label=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="may not be an int"):
+        ll.append(2, label=3)
     with pytest.raises(KeyError, match="no item labelled 'z' \\(labels: 'x'\\)"):
         ll["z"]
     with pytest.raises(IndexError):
         ll[5]
     with pytest.raises(KeyError, match="labels: none"):
         LabeledList([1])["x"]
+    with pytest.raises(TypeError, match="not both"):
+        LabeledList([1], pairs=[("a", 1)])
+    ll.append(2)
+    with pytest.raises(KeyError, match="label 'x' is already"):
+        ll.set_label(1, "x")
+    with pytest.raises(KeyError, match="label 'x' is already"):
+        ll.set(1, 20, label="x")
+    assert ll.items() == [("x", 1), (None, 2)]  # a refused change changes nothing
 
 
-def test_labeled_list_slices_and_assignment() -> None:
-    ll = LabeledList.from_pairs([("a", 1), (None, 2), ("c", 3)])
+def test_labeled_list_changes_as_rain() -> None:
+    ll = LabeledList(pairs=[("a", 1), (None, 2), ("c", 3)])
     part = ll[1:]
-    assert isinstance(part, LabeledList)
-    assert list(part) == [2, 3]
-    assert part["c"] == 3
-    assert part.labels() == [None, "c"]
-    ll["c"] = 30
-    ll[0] = 10
-    assert list(ll) == [10, 2, 30]
-    assert ll.labels() == ["a", None, "c"]
+    assert part == [2, 3]  # a slice is a plain list, as in Rain
+    ll["c"] = 30  # by label: the item keeps its label
+    ll[0] = 10  # by position: the label is cleared
+    assert ll.data == [10, 2, 30]
+    assert ll.labels == [None, None, "c"]
+    assert "a" not in ll
+    ll.set(1, 20, label="b")
+    ll.set_label(0, "a")
+    assert ll.items() == [("a", 10), ("b", 20), ("c", 30)]
+    ll.set_label(0, "first")  # relabelling frees the old label
+    assert "a" not in ll and ll["first"] == 10
+    ll[0:2] = [7, 8, 9]  # slice assignment: new items have no labels
+    assert ll.items() == [(None, 7), (None, 8), (None, 9), ("c", 30)]
+    assert ll["c"] == 30  # labels after the slice moved with their items
+    assert ll.pop() == 30 and "c" not in ll
+    ll.insert(0, 6, label="six")
+    del ll[1]
+    assert ll.items() == [("six", 6), (None, 8), (None, 9)]
+    del ll["six"]
+    assert ll.data == [8, 9] and ll.labels == [None, None]
     assert list(LabeledList()) == []
 
 
 def test_labeled_list_repr_equality_and_pickle() -> None:
     ll = LabeledList([1, "two"], labels=[None, "second"])
-    assert repr(ll) == "LabeledList([1, 'two'], labels=[None, 'second'])"
-    assert repr(LabeledList([1, 2])) == "LabeledList([1, 2])"
-    assert eval(repr(ll)) == ll
+    assert repr(ll) == "<LabeledList (1, second: two)>"
     assert ll != LabeledList([1, "two"])
     assert ll != [1, "two"]
     back = pickle.loads(pickle.dumps(ll))

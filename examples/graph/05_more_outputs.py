@@ -14,7 +14,7 @@ def main() -> None:
     with Client() as client, client.new_session() as session:
         data = blob(b"one line of data\n")
         t = tasks.Execute(["tee", Output("output1")], stdout="output2", stdin=data)
-        print("labels:", t.outputs.labels())  # ['output1', 'output2']
+        print("labels:", t.outputs.labels)  # ['output1', 'output2']
         print("by label is by position:", t.outputs["output1"] is t.outputs[0])
         t.keep_outputs()  # keep() every output
         session.submit()

@@ -52,7 +52,7 @@ def main() -> None:
             for number, t in enumerate(every, start=1):
                 fetched = {
                     label: o.fetch().get_bytes()
-                    for label, o in zip(t.outputs.labels(), t.outputs, strict=False)
+                    for label, o in zip(t.outputs.labels, t.outputs, strict=False)
                 }
                 print(f"t{number}: {fetched}")
 

@@ -60,7 +60,7 @@ def main() -> None:
         session.wait_all()
         for t in made:
             print(f"{t.name}: {len(t.outputs)} output(s)")
-            for label, instance in zip(t.outputs.labels(), t.fetch_outputs(), strict=False):
+            for label, instance in zip(t.outputs.labels, t.fetch_outputs(), strict=False):
                 ct = instance.content_type
                 value = instance.load() if ct else instance.get_bytes()
                 print(f"    label={label!r} content_type={ct!r} value={value!r}")

@@ -19,7 +19,7 @@ def main() -> None:
     # Client("localhost", 7210) works too.
     with Client() as client, client.new_session() as session:
         t = test1(blob([1, 2, 3], encode="json"))
-        print("output labels:", t.outputs.labels())  # ['test_pickle']
+        print("output labels:", t.outputs.labels)  # ['test_pickle']
         t.output.keep()
         session.submit()
         result = t.outputs["test_pickle"].fetch()

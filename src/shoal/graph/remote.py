@@ -16,7 +16,7 @@ on the node it is replaced by the input's :class:`~shoal.graph.DataInstance`.
 ...     return {"label1": b"1", "label2": data.get_bytes()}
 >>> with Session(Fake()):
 ...     t = fn([blob(b"x")])
->>> t.task_type, len(t.inputs), t.outputs.labels()
+>>> t.task_type, len(t.inputs), t.outputs.labels
 ('python', 1, ['label1', 'label2'])
 
 The task's ``config`` is a dict: ``function`` (the cloudpickled function),

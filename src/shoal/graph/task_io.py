@@ -47,7 +47,7 @@ def resolve_input(inputs: Inputs, ref: str | int) -> tuple[int, DataInstance]:
         if not 0 <= ref < len(inputs):
             raise TaskFailed(f"the task has {len(inputs)} input(s); there is no input {ref}")
         return ref, inputs[ref]
-    if not isinstance(inputs, LabeledList) or not inputs.has_label(ref):
+    if not isinstance(inputs, LabeledList) or ref not in inputs:
         raise TaskFailed(f"the task has no input labelled {ref!r}")
     index = inputs.index_of_label(ref)
     return index, inputs[index]
