@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from shoal.dataflow.heads import Head
-from shoal.dataflow.host import JobRunner, _Guarded
+from shoal.dataflow.host import JobRunner, _Guarded, write_files
 from shoal.dataflow.jobs import BaseJob, LocalJob, PythonJob
 from shoal.dataflow.network import Network, check_pipes, dependency_files, load_network
 from shoal.dataflow.pipes import BasePipe
@@ -111,10 +111,7 @@ class _Link:
 def _prepare(job: BaseJob, folder: Path, origin: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    for relative, data in dependency_files(origin, job).items():
-        target = folder / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+    write_files(str(folder), dependency_files(origin, job))
     job.directory = folder
 
 

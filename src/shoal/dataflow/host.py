@@ -79,7 +79,7 @@ class JobRunner:
         self._counter = 0
         self._key: Key = (0, 0)
         self._lock = threading.Lock()
-        self._output_counters = [0] * len(self.outputs)
+        self._output_counters = [0] * len(self.job.outputs)
 
     @property
     def stopping(self) -> bool:
@@ -95,7 +95,7 @@ class JobRunner:
             if epoch > self._epoch:
                 self._epoch = epoch
                 self._counter = 0
-                self._output_counters = [0] * len(self.outputs)
+                self._output_counters = [0] * len(self.job.outputs)
 
     def rounds(self) -> Iterator[tuple[Any, ...]]:
         own_keys = all(p.OPTIONAL for p in self.job.inputs)

@@ -201,15 +201,15 @@ class DynamicExecutableJob(ExecutableJob):
         inputs: list[BasePipe] | None = None,
         outputs: list[BasePipe] | None = None,
     ) -> None:
-        super().__init__(inputs=inputs, outputs=outputs)
         if not isinstance(executable, str) or not executable.split():
             raise TypeError(
                 f"{type(self).__name__}: executable must be a command, got {executable!r}"
             )
         if not isinstance(head, bool):
             raise TypeError(f"{type(self).__name__}: head must be a bool, got {head!r}")
-        self.DEPENDENCIES = dependencies  # type: ignore[misc]
         self.EXECUTABLE = executable  # type: ignore[misc]
+        super().__init__(inputs=inputs, outputs=outputs)
+        self.DEPENDENCIES = dependencies  # type: ignore[misc]
         self.PARAMETERS = parameters  # type: ignore[misc]
         self.INPUT_FLAG = input_flag  # type: ignore[misc]
         self.OUTPUT_FLAG = output_flag  # type: ignore[misc]
