@@ -172,16 +172,24 @@ def test_multinode_matches_names_and_addresses() -> None:
 
 
 GAIN = """#!/usr/bin/env python3
-import argparse, sys
+import argparse, os
 parser = argparse.ArgumentParser()
 parser.add_argument("-i", action="append")
 parser.add_argument("-o", action="append")
 parser.add_argument("--gain", type=int)
+parser.add_argument("--head", action="store_true")
 args = parser.parse_args()
 print("gain started", flush=True)
-with open(args.i[0], "rb") as source, open(args.o[0], "wb", 0) as sink:
+
+
+def opened(where, mode):
+    # MARVELO jobs get descriptor numbers, FISSION's ExecutableJob paths.
+    return os.fdopen(int(where), mode, 0) if where.isdigit() else open(where, mode, 0)
+
+
+with opened(args.i[0], "rb") as source, opened(args.o[0], "wb") as sink:
     while True:
-        head = source.read(1)
+        head = source.read(1) if args.head else b""
         data = source.read(4)
         if len(data) < 4:
             break
@@ -218,7 +226,7 @@ def _gain_network(tmp_path: Path, xml: bool) -> Path:
             textwrap.dedent(
                 """\
                 from shoal.dataflow import BytesPipe, DynamicExecutableJob, BaseNode
-                JOBS = [DynamicExecutableJob("gain", "./gain.py", "--gain 3", head=True,
+                JOBS = [DynamicExecutableJob("gain", "./gain.py", "--gain 3 --head", head=True,
                         inputs=[BytesPipe(1, 4)], outputs=[BytesPipe(2, 4)])]
                 NODES = [BaseNode("exe-node")]
                 """
