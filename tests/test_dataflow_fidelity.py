@@ -122,7 +122,7 @@ def test_a_raising_run_is_counted_as_an_error(tmp_path: Path) -> None:
         assert run.errors == 3
 
 
-CONFIG = '''
+CONFIG = """
 from shoal.dataflow import BaseNode, CSVSinkJob, PicklePipe, PythonJob, MultiNode
 
 class Count(PythonJob):
@@ -145,7 +145,7 @@ JOBS = [
     CSVSinkJob("squares.csv", inputs=[PicklePipe(2)], col_pattern="square_{pipe.id}"),
 ]
 NODES = [MultiNode("fnet-*"), BaseNode("fnet-extra")]
-'''
+"""
 
 
 @pytest.mark.timeout(120)

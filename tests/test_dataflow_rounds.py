@@ -138,4 +138,11 @@ def test_executable_job_reads_stdin_and_writes_stdout(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "config.py").write_text(EXECUTABLE_NETWORK)
     output = simulate(folder, rounds=5, echo=False)
-    assert (output / "3" / "out.csv").read_text().split() == ["pipe_2", "10", "20", "30", "40", "50"]
+    assert (output / "3" / "out.csv").read_text().split() == [
+        "pipe_2",
+        "10",
+        "20",
+        "30",
+        "40",
+        "50",
+    ]
