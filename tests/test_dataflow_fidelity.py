@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from shoal.dataflow import (
-    BasePipe,
     BaseNode,
+    BasePipe,
     BytesPipe,
     CSVSinkJob,
     DynamicExecutableJob,
