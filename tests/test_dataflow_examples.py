@@ -55,10 +55,10 @@ def test_version_3_writes_join_and_reduce_csv_on_the_client(tmp_path: Path) -> N
     network = copy_network(tmp_path, "demo_network_v3")
     simulate(network)
     join = rows(network / "simulation" / "6" / "join.csv")
-    assert join[0] == ["201", "202", "203", "205"]
+    assert join[0] == ["pipe_201", "pipe_202", "pipe_203", "pipe_205"]
     assert join[1:] == [[str(n)] * 3 + [str(n**3)] for n in range(1, ROUNDS + 1)]
     reduce = rows(network / "simulation" / "7" / "reduce.csv")
-    assert reduce == [["301"], *([str(s)] for s in cubes_in_blocks(ROUNDS))]
+    assert reduce == [["pipe_301"], *([str(s)] for s in cubes_in_blocks(ROUNDS))]
 
 
 def expected(operator: str, a: int, b: int, c: int) -> str:
@@ -98,7 +98,7 @@ def test_version_4_operator_typed_in_changes_the_join(tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr
     assert "stopping (Ctrl-C)" in stderr
     table = rows(join_csv)
-    assert table[0] == ["201", "202", "203", "204", "205"]
+    assert table[0] == ["pipe_201", "pipe_202", "pipe_203", "pipe_204", "pipe_205"]
     operators = [r[4] for r in table[1:]]
     # The operator changes from one round on and stays: + ... + * ... * x ... x
     assert operators == sorted(operators, key="+*x".index)

@@ -58,6 +58,7 @@ def test_optional_buffer_size_and_delete_mode() -> None:
     class Oldest(OptionalPicklePipe):
         OPTIONAL_BUFFER_SIZE = 2
         OPTIONAL_DEFAULT = None
+        OPTIONAL_STORE = False  # FISSION's default is True
 
     class Newest(Oldest):
         OPTIONAL_DELETE_MODE = "newest"
@@ -97,12 +98,12 @@ def test_a_full_input_blocks_its_reader_until_the_job_catches_up() -> None:
 
 
 def test_pipe_encodings() -> None:
-    assert JSONPipe(1).decode(JSONPipe(1).encode({"a": [1, 2]})) == {"a": [1, 2]}
+    assert JSONPipe(1).from_wire(JSONPipe(1).to_wire({"a": [1, 2]})) == {"a": [1, 2]}
     with pytest.raises(TypeError, match="JSONPipe and cannot carry"):
-        JSONPipe(1).encode({1, 2})
-    assert BytesPipe(1, 3).encode(b"abc") == b"abc"
-    with pytest.raises(TypeError, match="3 bytes per value, got 2 bytes"):
-        BytesPipe(1, 3).encode(b"ab")
+        JSONPipe(1).to_wire({1, 2})
+    assert BytesPipe(1, 3).to_wire(b"abc") == b"abc"
+    with pytest.raises(TypeError, match="BLOCK_SIZE=3 bytes, but pack\\(\\) gave 2 bytes"):
+        BytesPipe(1, 3).to_wire(b"ab")
 
 
 EXECUTABLE_NETWORK = """
@@ -137,4 +138,11 @@ def test_executable_job_reads_stdin_and_writes_stdout(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "config.py").write_text(EXECUTABLE_NETWORK)
     output = simulate(folder, rounds=5, echo=False)
-    assert (output / "3" / "out.csv").read_text().split() == ["2", "10", "20", "30", "40", "50"]
+    assert (output / "3" / "out.csv").read_text().split() == [
+        "pipe_2",
+        "10",
+        "20",
+        "30",
+        "40",
+        "50",
+    ]

@@ -22,24 +22,31 @@ Put that in ``mynet/config.py`` and run ``shoal dataflow mynet simulate``.
 from typing import TYPE_CHECKING, Any
 
 from shoal.dataflow.errors import AllocationError, DataflowError, DefinitionError
+from shoal.dataflow.heads import Head
 from shoal.dataflow.jobs import (
     BaseJob,
     CSVSinkJob,
-    ExecutableJob,
     InteractiveJob,
     LocalJob,
     PythonJob,
 )
 from shoal.dataflow.network import Network, load_network
-from shoal.dataflow.nodes import BaseNode, NodeInfo
+from shoal.dataflow.nodes import BaseNode, LocalNode, MultiNode, NodeInfo
 from shoal.dataflow.pipes import (
     BasePipe,
     BytesPipe,
     JSONPipe,
+    OptionalBytesPipe,
     OptionalJSONPipe,
     OptionalMixIn,
     OptionalPicklePipe,
     PicklePipe,
+)
+from shoal.dataflow.programs import (
+    DynamicExecutableJob,
+    DynamicMARVELOJob,
+    ExecutableJob,
+    MARVELOJob,
 )
 
 __all__ = [
@@ -52,18 +59,26 @@ __all__ = [
     "Coordinator",
     "DataflowError",
     "DefinitionError",
+    "DynamicExecutableJob",
+    "DynamicMARVELOJob",
     "ExecutableJob",
+    "Head",
     "InteractiveJob",
     "JSONPipe",
     "LocalJob",
+    "LocalNode",
+    "MARVELOJob",
+    "MultiNode",
     "Network",
     "NodeInfo",
+    "OptionalBytesPipe",
     "OptionalJSONPipe",
     "OptionalMixIn",
     "OptionalPicklePipe",
     "PicklePipe",
     "PythonJob",
     "allocate",
+    "emulate",
     "load_network",
     "simulate",
 ]
@@ -79,6 +94,10 @@ def __getattr__(name: str) -> Any:
         from shoal.dataflow.simulation import simulate
 
         return simulate
+    if name == "emulate":
+        from shoal.dataflow.emulation import emulate
+
+        return emulate
     if name == "allocate":
         from shoal.dataflow.allocation import allocate
 
@@ -89,4 +108,5 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from shoal.dataflow.allocation import allocate
     from shoal.dataflow.coordinator import Coordinator
+    from shoal.dataflow.emulation import emulate
     from shoal.dataflow.simulation import simulate

@@ -66,7 +66,7 @@ def node_infos(
         if not node.online or node.name in excluded:
             continue
         addresses = _addresses(node.properties)
-        config = next((c for c in configured if c.name == node.name or c.name in addresses), None)
+        config = next((c for c in configured if c.matches(node.name, addresses)), None)
         if configured and config is None:
             continue
         groups = list(config.groups if config is not None else ["ALL"])

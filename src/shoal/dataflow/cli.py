@@ -135,7 +135,7 @@ def _run(
         coordinator.start()
         click.echo(describe(network, coordinator.placements()), err=True)
         coordinator.wait()
-        click.echo("network finished", err=True)
+        click.echo(f"network finished: {coordinator.summary()}", err=True)
     except KeyboardInterrupt:
         click.echo("stopping (Ctrl-C)", err=True)
     except (DataflowError, RemoteClientException) as exc:

@@ -29,7 +29,7 @@ from shoal.dataflow.allocation import allocate, node_infos
 from shoal.dataflow.errors import AllocationError, DataflowError
 from shoal.dataflow.host import CopyFilesTask, HostSpec, JobHost, JobHostTask
 from shoal.dataflow.jobs import BaseJob
-from shoal.dataflow.network import Network
+from shoal.dataflow.network import Network, dependency_files
 from shoal.dataflow.transport import TOKEN_BYTES, Route, channel_name, read_token
 from shoal.dataflow.wire import FrameSocket
 from shoal.model import Experiment, Pipeline
@@ -57,6 +57,8 @@ class JobState:
     ready: bool = False
     started_at: float = 0.0
     output: Any = None
+    rounds: int = 0
+    errors: int = 0
 
 
 class Coordinator:
@@ -157,6 +159,13 @@ class Coordinator:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every job finished (True) or ``timeout`` passed (False)."""
         return self.finished.wait(timeout)
+
+    def summary(self) -> str:
+        """``"<rounds> rounds, <errors> errors"`` over every job that reported."""
+        with self._lock:
+            states = list(self.states.values())
+        rounds = sum(s.rounds for s in states)
+        return f"{rounds} rounds, {sum(s.errors for s in states)} errors"
 
     def placements(self) -> dict[int, str]:
         """Job id -> where it runs now (``client`` for LOCAL jobs)."""
@@ -298,15 +307,7 @@ class Coordinator:
         log.info("PRE_COPY: dependencies copied to %s", ", ".join(nodes))
 
     def _dependencies(self, job: BaseJob) -> dict[str, bytes]:
-        files: dict[str, bytes] = {}
-        for dependency in job.DEPENDENCIES:
-            path = self.network.directory / dependency
-            members = (
-                [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-            )
-            for member in members:
-                files[str(member.relative_to(self.network.directory))] = member.read_bytes()
-        return files
+        return dependency_files(self.network.directory, job)
 
     def _start_local(self, state: JobState) -> None:
         state.generation += 1
@@ -412,11 +413,13 @@ class Coordinator:
         elif kind == "done":
             with self._lock:
                 state.status = "done"
+                state.rounds, state.errors = message[1], state.errors + message[2]
             log.info("job %s finished (%s rounds, %s errors)", state.job.name, *message[1:3])
             self._check_finished()
         elif kind == "error":
             with self._lock:
                 state.status = "failed"
+                state.errors += 1
             log.error("job %s: %s", state.job.name, message[1])
             self._check_finished()
 

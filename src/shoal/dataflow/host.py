@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ import psutil
 
 from shoal.client import serialize
 from shoal.dataflow.jobs import BaseJob
-from shoal.dataflow.pipes import BasePipe
 from shoal.dataflow.rounds import InputAligner, Key
 from shoal.dataflow.transport import (
     DataServer,
@@ -56,10 +55,21 @@ class HostSpec:
 class JobRunner:
     """The :class:`shoal.dataflow.jobs.JobContext` a job runs against."""
 
-    def __init__(self, job: BaseJob, token: bytes, max_rounds: int | None) -> None:
+    def __init__(
+        self,
+        job: BaseJob,
+        token: bytes,
+        max_rounds: int | None,
+        outputs: list[Any] | None = None,
+    ) -> None:
         self.job = job
         self.aligner = InputAligner(job.inputs)
-        self.outputs = [OutPipe(pipe, token) for pipe in job.outputs]
+        # ``outputs``: anything with put(key, value, head)/finish()/close(), e.g.
+        # the in-process pipes of an emulation; by default TCP pipes.
+        self.outputs = (
+            outputs if outputs is not None else [OutPipe(pipe, token) for pipe in job.outputs]
+        )
+        self.in_heads: tuple[Any, ...] = ()
         self.directory = job.directory
         self.max_rounds = max_rounds
         self.rounds_done = 0
@@ -69,7 +79,7 @@ class JobRunner:
         self._counter = 0
         self._key: Key = (0, 0)
         self._lock = threading.Lock()
-        self._output_counters = [0] * len(self.outputs)
+        self._output_counters = [0] * len(self.job.outputs)
 
     @property
     def stopping(self) -> bool:
@@ -85,17 +95,18 @@ class JobRunner:
             if epoch > self._epoch:
                 self._epoch = epoch
                 self._counter = 0
-                self._output_counters = [0] * len(self.outputs)
+                self._output_counters = [0] * len(self.job.outputs)
 
     def rounds(self) -> Iterator[tuple[Any, ...]]:
         own_keys = all(p.OPTIONAL for p in self.job.inputs)
         while not self._stop.is_set():
-            found = self.aligner.next_rounds()
+            found = self.aligner.next_rounds_with_heads()
             if not found:
                 return
-            for key, values in found:
+            for key, values, heads in found:
                 # A job fed by optional inputs only numbers its rounds itself, like a source.
                 self._key = self._next_source_key() if own_keys else key
+                self.in_heads = heads
                 yield values
                 self.rounds_done += 1
                 if self._stop.is_set():
@@ -108,11 +119,15 @@ class JobRunner:
         self._counter += 1
         return key
 
-    def emit(self, result: Any) -> None:
+    def failed(self) -> None:
+        """Count a round whose ``run`` raised (the job prints why)."""
+        self.errors += 1
+
+    def emit(self, result: Any, heads: list[int] | None = None) -> None:
         if result is None or not self.outputs:
             return
         if len(self.outputs) == 1 and not isinstance(result, tuple):
-            self.outputs[0].put(self._key, result)
+            self.outputs[0].put(self._key, result, heads[0] if heads else 0)
             return
         if isinstance(result, tuple):
             if len(result) != len(self.outputs):
@@ -123,16 +138,18 @@ class JobRunner:
             values: Iterable[Any] = result
         else:
             values = [result] * len(self.outputs)
-        for out, value in zip(self.outputs, values, strict=True):
-            out.put(self._key, value)
+        for index, (out, value) in enumerate(zip(self.outputs, values, strict=True)):
+            out.put(self._key, value, heads[index] if heads else 0)
 
-    def emit_to(self, index: int, value: Any) -> None:
+    def emit_to(self, index: int, value: Any, head: int = 0) -> None:
         with self._lock:
             key = (self._epoch, self._output_counters[index])
             self._output_counters[index] += 1
-        self.outputs[index].put(key, value)
+        self.outputs[index].put(key, value, head)
 
-    def produce(self, values: Iterable[Any]) -> None:
+    def produce(
+        self, values: Iterable[Any], heads: Callable[[], list[int] | None] | None = None
+    ) -> None:
         iterator = iter(values)
         while not self._stop.is_set():
             if self.max_rounds is not None and self.rounds_done >= self.max_rounds:
@@ -146,12 +163,12 @@ class JobRunner:
                 log.error("job %s failed:\n%s", self.job.name, traceback.format_exc())
                 return
             self._key = self._next_source_key()
-            self._emit_guarded(value)
+            self._emit_guarded(value, heads() if heads is not None else None)
             self.rounds_done += 1
 
-    def _emit_guarded(self, value: Any) -> None:
+    def _emit_guarded(self, value: Any, heads: list[int] | None = None) -> None:
         try:
-            self.emit(value)
+            self.emit(value, heads)
         except (TypeError, ValueError) as exc:
             self.errors += 1
             print(f"job {self.job.name}: {exc}", file=sys.stderr)
@@ -283,10 +300,10 @@ class JobHost:
             if out.pipe.id in routes:
                 out.set_route(routes[out.pipe.id])
 
-    def _deliver(self, pipe_id: int, items: list[tuple[Any, Any]]) -> None:
+    def _deliver(self, pipe_id: int, items: list[tuple[Any, ...]]) -> None:
         pipe = next(p for p in self.job.inputs if p.id == pipe_id)
-        if type(pipe).decode is not BasePipe.decode:
-            items = [(key, pipe.decode(data)) for key, data in items]
+        if not pipe.transparent:
+            items = [(item[0], pipe.from_wire(item[1]), *item[2:]) for item in items]
         assert self.runner is not None
         self.runner.aligner.put_many(pipe_id, items)
 
@@ -309,14 +326,23 @@ class _Guarded:
     def rounds(self) -> Iterator[tuple[Any, ...]]:
         return self._runner.rounds()
 
-    def emit(self, result: Any) -> None:
-        self._runner._emit_guarded(result)
+    @property
+    def in_heads(self) -> tuple[Any, ...]:
+        return self._runner.in_heads
 
-    def emit_to(self, index: int, value: Any) -> None:
-        self._runner.emit_to(index, value)
+    def failed(self) -> None:
+        self._runner.failed()
 
-    def produce(self, values: Iterable[Any]) -> None:
-        self._runner.produce(values)
+    def emit(self, result: Any, heads: list[int] | None = None) -> None:
+        self._runner._emit_guarded(result, heads)
+
+    def emit_to(self, index: int, value: Any, head: int = 0) -> None:
+        self._runner.emit_to(index, value, head)
+
+    def produce(
+        self, values: Iterable[Any], heads: Callable[[], list[int] | None] | None = None
+    ) -> None:
+        self._runner.produce(values, heads)
 
 
 def _addresses() -> list[str]:
@@ -358,6 +384,9 @@ def write_files(directory: str, files: dict[str, bytes]) -> Path:
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+        if data.startswith(b"#!"):
+            # Only bytes travel: a script keeps running as a program (FISSION's scp -p kept modes).
+            target.chmod(0o755)
     return folder
 
 

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import csv
 import inspect
-import os
-import subprocess
 import sys
-import threading
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from shoal.dataflow.pipes import BasePipe, BytesPipe, JSONPipe
+from shoal.dataflow.heads import FINISHED_BIT, Head, finished_mask
+from shoal.dataflow.pipes import BasePipe
 
 __all__ = [
     "BaseJob",
     "CSVSinkJob",
-    "ExecutableJob",
     "InteractiveJob",
     "JobContext",
     "LocalJob",
@@ -33,26 +30,37 @@ __all__ = [
 
 
 class JobContext(Protocol):
-    """What the runtime offers a running job (see :mod:`shoal.dataflow.runtime`)."""
+    """What the runtime offers a running job (see :mod:`shoal.dataflow.host`)."""
 
     directory: Path
 
     @property
     def stopping(self) -> bool: ...
 
+    @property
+    def in_heads(self) -> tuple[Any, ...]:
+        """The heads of the current round's inputs (ints; a list for a block input)."""
+        ...
+
     def rounds(self) -> Iterator[tuple[Any, ...]]:
         """Each round's input values, aligned by sequence number, until the inputs end."""
         ...
 
-    def emit(self, result: Any) -> None:
+    def failed(self) -> None:
+        """Count a round whose ``run`` raised as an error of the run."""
+        ...
+
+    def emit(self, result: Any, heads: list[int] | None = None) -> None:
         """Send a ``run`` result: a tuple maps onto the outputs, anything else to all."""
         ...
 
-    def emit_to(self, index: int, value: Any) -> None:
+    def emit_to(self, index: int, value: Any, head: int = 0) -> None:
         """Send ``value`` on output ``index`` only (its own sequence numbering)."""
         ...
 
-    def produce(self, values: Iterable[Any]) -> None:
+    def produce(
+        self, values: Iterable[Any], heads: Callable[[], list[int] | None] | None = None
+    ) -> None:
         """Emit every value of a source, one round each, until stopped or at the round limit."""
         ...
 
@@ -64,41 +72,200 @@ class BaseJob:
     tried first), ``GROUPS`` (node groups in priority order, ``"ALL"`` by
     default; ``[]`` with ``DEFAULT_NODE`` pins the job there) and
     ``DEPENDENCIES`` (files and folders, relative to the network folder,
-    copied into the job's folder on its node before it starts). A method
-    ``preference(self, nodes)`` may pick one of the :class:`NodeInfo` offered.
+    copied into the job's folder on its node before it starts; a single
+    folder as a string is copied as the job's folder, as in FISSION).
+    A method ``preference(self, nodes)`` may pick one of the
+    :class:`NodeInfo` offered. ``HEAD = True`` gives the job FISSION's head
+    bits (``self.head``, ``self.in_heads``, ``self.out_heads``).
     """
 
     DEFAULT_NODE: ClassVar[str | None] = None
     GROUPS: ClassVar[list[str] | str] = ["ALL"]
-    DEPENDENCIES: ClassVar[list[str]] = []
+    DEPENDENCIES: ClassVar[list[Any] | str | None] = []
+    HEAD: ClassVar[bool] = False
+    MAX_QUEUE: ClassVar[int] = 0
+    # FISSION's job states, for code that reads them.
+    STOPPED, RUNNING, RESTARTING, FINISHED = 0, 1, 2, 3
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not isinstance(cls.HEAD, bool):
+            raise TypeError(f"{cls.__name__}: HEAD must be a bool, got {cls.HEAD!r}")
 
     def __init__(
         self,
         inputs: Iterable[BasePipe] | None = None,
         outputs: Iterable[BasePipe] | None = None,
+        *args: Any,
+        **kwargs: Any,
     ) -> None:
+        if args or kwargs:
+            extra = [repr(a) for a in args] + [f"{k}=" for k in kwargs]
+            raise TypeError(f"{type(self).__name__}() got unexpected arguments: {', '.join(extra)}")
         self.inputs: list[BasePipe] = list(inputs or [])
         self.outputs: list[BasePipe] = list(outputs or [])
         self.id: int = 0  # set when the network is loaded: position in JOBS, from 1
         self.directory: Path = Path(".")
+        self.head: Head | None = None
+        self.in_heads: list[Any] = [None] * len(self.inputs)
+        self.out_heads: list[Any] = [None] * len(self.outputs)
+        self.finished = False
+        self.head_size = 1  # the network's HEAD_SIZE, set when it is loaded
 
     @property
     def name(self) -> str:
+        """``"<id> (<class>)"``, or what the job's own code assigned to ``self.name``."""
+        given = self.__dict__.get("_given_name")
+        return given if given is not None else f"{self.id} ({type(self).__name__})"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        # FISSION jobs may keep a name of their own (its LoggingJob does).
+        self.__dict__["_given_name"] = value
+
+    @property
+    def label(self) -> str:
+        """How shoal names the job in messages, whatever ``name`` holds."""
         return f"{self.id} ({type(self).__name__})"
 
-    def setup(self) -> None:
-        """Called once on the node before the first round (and again after a failover)."""
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        """Called once on the node before the first round (and again after a failover).
+
+        Takes any arguments so FISSION code calling ``super().setup(*args, **kwargs)`` works.
+        """
 
     def check_inputs(self) -> str | None:
         """Why ``run`` cannot take this job's inputs, or None if it can."""
+        if callable(getattr(self, "run", None)):
+            return _check_run(self)
         return None
 
     def serve(self, ctx: JobContext) -> None:
         """Run the job until its inputs end or it is stopped (the runtime calls this)."""
-        raise NotImplementedError
+        if callable(getattr(self, "run", None)):
+            # A LocalJob (or BaseJob) with a run() alone runs as a PythonJob would.
+            serve_python(self, ctx)
+            return
+        raise NotImplementedError(f"{type(self).__name__} has no run() to serve")
+
+    # -- FISSION's source/sink predicates and head hooks
+
+    def is_source(self) -> bool:
+        return not self.inputs and bool(self.outputs)
+
+    def is_sink(self) -> bool:
+        return bool(self.inputs) and not self.outputs
+
+    def is_connector(self) -> bool:
+        return bool(self.inputs) and bool(self.outputs)
+
+    def is_async(self) -> bool:
+        return all(p.OPTIONAL for p in self.inputs)
+
+    def finish(self) -> None:
+        """End this job after the value being produced, and mark that value's head
+        finished so every job downstream ends after it too."""
+        if self.head is None:
+            self.head = Head(0, self.head_size)
+        self.head[FINISHED_BIT] = True
+        self.finished = True
+
+    def head_reduce(self) -> Head:
+        """``self.head`` for a round: by default the bitwise or of ``self.in_heads``."""
+        result = Head(0, self.head_size)
+        for head in self.in_heads:
+            for one in head if isinstance(head, list) else [head]:
+                if one is not None:
+                    result = result | one
+        return result
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
+
+
+def _check_run(job: Any) -> str | None:
+    try:
+        inspect.signature(job.run).bind(*[None] * len(job.inputs))
+    except TypeError as exc:
+        return f"run() cannot take its {len(job.inputs)} input(s): {exc}"
+    except ValueError:  # no signature (a builtin): nothing to check
+        return None
+    return None
+
+
+def _or(heads: Iterable[Any]) -> int:
+    value = 0
+    for head in heads:
+        for one in head if isinstance(head, list) else [head]:
+            value |= int(one or 0)
+    return value
+
+
+def _out_heads(job: Any, raw_inputs: Iterable[Any]) -> list[int] | None:
+    """The heads a round's outputs carry; None when all are 0."""
+    joined = _or(raw_inputs)
+    size = getattr(job, "head_size", 1)
+    finished = finished_mask(size)
+    if not job.HEAD:
+        return [joined] * len(job.outputs) if joined else None
+    own = int(job.head or 0)
+    heads = []
+    for index in range(len(job.outputs)):
+        chosen = job.out_heads[index] if index < len(job.out_heads) else None
+        value = int(chosen) if chosen is not None else own
+        heads.append(value | (joined & finished))  # a finish passes through every job
+    return heads if any(heads) else None
+
+
+def _round_heads(job: Any, raw: tuple[Any, ...]) -> None:
+    """Give a HEAD job its heads for the round about to run."""
+    size = job.head_size
+    job.in_heads = [
+        [Head(h, size) for h in head] if isinstance(head, list) else Head(head, size)
+        for head in raw
+    ]
+    job.head = job.head_reduce()
+    job.out_heads = [None] * len(job.outputs)
+
+
+def serve_python(job: Any, ctx: JobContext) -> None:
+    """Run a job written as ``run(self, *inputs)``: FISSION's PythonJob loop on shoal."""
+    if not job.inputs:
+        first = job.run()
+        if first is None:
+            return  # a source returning None ends, as in FISSION
+        values = first if inspect.isgenerator(first) else _repeat(job.run, first)
+        ctx.produce(
+            _until_finished(job, values),
+            heads=(lambda: _out_heads(job, ())) if job.HEAD else None,
+        )
+        return
+    finished = finished_mask(getattr(job, "head_size", 1))
+    for values in ctx.rounds():
+        raw = ctx.in_heads
+        if job.HEAD:
+            _round_heads(job, raw)
+        try:
+            result = job.run(*values)
+        except Exception:
+            # One bad round is reported, counted and skipped; the network keeps going.
+            ctx.failed()
+            print(f"job {job.label}: run() failed:", file=sys.stderr)
+            traceback.print_exc()
+            continue
+        heads = _out_heads(job, raw)
+        ctx.emit(result, heads)
+        if job.finished or _or(raw) & finished:
+            return  # the finish bit ends every job it passes, after its round
+
+
+def _until_finished(job: Any, values: Iterable[Any]) -> Iterator[Any]:
+    for value in values:
+        if value is None:
+            return  # returning None ends a FISSION source
+        yield value
+        if job.finished:
+            return
 
 
 class PythonJob(BaseJob):
@@ -106,38 +273,14 @@ class PythonJob(BaseJob):
 
     ``run`` returns a tuple with one value per output, or one value sent on
     every output (to send one tuple everywhere, return ``[t] * len(self.outputs)``);
-    None sends nothing that round.
+    None sends nothing that round (a source returning None ends).
     """
 
     def run(self, *inputs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define run()")
 
-    def check_inputs(self) -> str | None:
-        try:
-            inspect.signature(self.run).bind(*[None] * len(self.inputs))
-        except TypeError as exc:
-            return f"run() cannot take its {len(self.inputs)} input(s): {exc}"
-        except ValueError:  # no signature (a builtin): nothing to check
-            return None
-        return None
-
     def serve(self, ctx: JobContext) -> None:
-        if not self.inputs:
-            first = self.run()
-            if inspect.isgenerator(first):
-                ctx.produce(first)
-            else:
-                ctx.produce(_repeat(self.run, first))
-            return
-        for values in ctx.rounds():
-            try:
-                result = self.run(*values)
-            except Exception:
-                # One bad round is reported and skipped; the network keeps going.
-                print(f"job {self.name}: run() failed:", file=sys.stderr)
-                traceback.print_exc()
-                continue
-            ctx.emit(result)
+        serve_python(self, ctx)
 
 
 def _repeat(call: Any, first: Any) -> Iterator[Any]:
@@ -146,40 +289,62 @@ def _repeat(call: Any, first: Any) -> Iterator[Any]:
         yield call()
 
 
-class LocalJob(PythonJob):
-    """A job that runs in the client process (group ``LOCAL``), e.g. to log or steer."""
+class LocalJob(BaseJob):
+    """Marks a job that runs in the client process (group ``LOCAL``), as in FISSION.
+
+    Combine it with a job class, in either order: ``class Log(LocalJob, PythonJob)``
+    or ``class Log(PythonJob, LocalJob)``. A LocalJob with a ``run`` alone
+    runs as a PythonJob.
+    """
 
     GROUPS: ClassVar[list[str] | str] = "LOCAL"
 
 
-class CSVSinkJob(LocalJob):
+class CSVSinkJob(LocalJob, PythonJob):
     """Writes one CSV row per round, one column per input pipe, on the client.
 
     The file is ``path`` inside the job's folder (``simulation/<id>/`` or
-    ``local/<id>/``); its header names the pipes; each row is flushed as it
+    ``local/<id>/``); its header is ``col_pattern`` formatted per input
+    (``pipe`` and ``job`` are offered; FISSION's ``"pipe_{pipe.id}"`` by
+    default); each row, of ``str()`` of the values, is flushed as it
     arrives, so the file is readable while the network runs.
     """
 
-    def __init__(self, path: str, inputs: Iterable[BasePipe] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        path: str,
+        inputs: Iterable[BasePipe] | None = None,
+        col_pattern: str = "pipe_{pipe.id}",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(inputs=inputs, **kwargs)
         self.path = path
+        self.col_pattern = col_pattern
         self._file: Any = None
         self._writer: Any = None
 
-    def setup(self) -> None:
+    def setup(self, *args: Any, **kwargs: Any) -> None:
         target = self.directory / self.path
         target.parent.mkdir(parents=True, exist_ok=True)
+        header = [self.col_pattern.format(pipe=pipe, job=self) for pipe in self.inputs]
         self._file = open(target, "w", newline="")  # noqa: SIM115 - open for the job's life
         self._writer = csv.writer(self._file)
-        self._writer.writerow([pipe.id for pipe in self.inputs])
+        self._writer.writerow(header)
         self._file.flush()
 
     def run(self, *values: Any) -> None:
-        self._writer.writerow(values)
+        self._writer.writerow([str(value) for value in values])
         self._file.flush()
 
     def check_inputs(self) -> str | None:
-        return None if self.inputs else "a CSVSinkJob needs at least one input pipe"
+        if not self.inputs:
+            return "a CSVSinkJob needs at least one input pipe"
+        try:
+            for pipe in self.inputs:
+                self.col_pattern.format(pipe=pipe, job=self)
+        except (AttributeError, IndexError, KeyError, ValueError) as exc:
+            return f"col_pattern {self.col_pattern!r} cannot be formatted: {exc!r}"
+        return None
 
     def serve(self, ctx: JobContext) -> None:
         try:
@@ -189,7 +354,7 @@ class CSVSinkJob(LocalJob):
                 self._file.close()
 
 
-class InteractiveJob(LocalJob):
+class InteractiveJob(LocalJob, PythonJob):
     """Each line typed on the client's terminal (its stdin) is sent on every output."""
 
     def __init__(self, outputs: Iterable[BasePipe] | None = None, **kwargs: Any) -> None:
@@ -203,121 +368,3 @@ class InteractiveJob(LocalJob):
 
     def check_inputs(self) -> str | None:
         return "an InteractiveJob takes no inputs" if self.inputs else None
-
-
-class ExecutableJob(BaseJob):
-    """An external program, started once, fed its inputs and read for its outputs.
-
-    With one input the program reads it on stdin, with one output it writes it
-    on stdout; with more, input pipe ``P`` is the file descriptor named by the
-    environment variable ``SHOAL_IN_P`` and output pipe ``P`` the one named by
-    ``SHOAL_OUT_P``. Values are lines of text (JSON for JSON pipes), except on
-    a :class:`BytesPipe`, whose values are raw blocks of its size.
-    """
-
-    def __init__(
-        self,
-        executable: str,
-        args: Iterable[str] = (),
-        inputs: Iterable[BasePipe] | None = None,
-        outputs: Iterable[BasePipe] | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(inputs=inputs, outputs=outputs)
-        self.executable = executable
-        self.args = list(args)
-        self.env = dict(env or {})
-
-    def serve(self, ctx: JobContext) -> None:
-        env = {**os.environ, **self.env}
-        keep: list[int] = []
-        writers: list[Any] = []
-        readers: list[Any] = []
-        stdin = subprocess.PIPE if len(self.inputs) == 1 else subprocess.DEVNULL
-        stdout = subprocess.PIPE if len(self.outputs) == 1 else None
-        child_ends: list[int] = []
-        if len(self.inputs) > 1:
-            for pipe in self.inputs:
-                r, w = os.pipe()
-                env[f"SHOAL_IN_{pipe.id}"] = str(r)
-                child_ends.append(r)
-                writers.append(os.fdopen(w, "wb"))
-        if len(self.outputs) > 1:
-            for pipe in self.outputs:
-                r, w = os.pipe()
-                env[f"SHOAL_OUT_{pipe.id}"] = str(w)
-                child_ends.append(w)
-                readers.append(os.fdopen(r, "rb"))
-        keep = child_ends
-        proc = subprocess.Popen(
-            [self.executable, *self.args],
-            stdin=stdin,
-            stdout=stdout,
-            env=env,
-            cwd=self.directory,
-            pass_fds=keep,
-        )
-        for fd in child_ends:
-            os.close(fd)
-        if proc.stdin is not None:
-            writers = [proc.stdin]
-        if proc.stdout is not None:
-            readers = [proc.stdout]
-        threads = [
-            threading.Thread(target=self._read, args=(ctx, i, stream), daemon=True)
-            for i, stream in enumerate(readers)
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            if self.inputs:
-                for values in ctx.rounds():
-                    for pipe, stream, value in zip(self.inputs, writers, values, strict=True):
-                        stream.write(_to_bytes(pipe, value))
-                        stream.flush()
-                for stream in writers:
-                    stream.close()
-            for thread in threads:
-                while thread.is_alive() and not ctx.stopping:
-                    thread.join(0.2)
-        except (BrokenPipeError, OSError):
-            pass  # the program exited; its outputs end with it
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def _read(self, ctx: JobContext, index: int, stream: Any) -> None:
-        pipe = self.outputs[index]
-        while not ctx.stopping:
-            if isinstance(pipe, BytesPipe):
-                data = stream.read(pipe.size)
-                if len(data) < pipe.size:
-                    return
-                ctx.emit_to(index, data)
-                continue
-            line = stream.readline()
-            if not line:
-                return
-            text = line.decode(errors="replace").rstrip("\r\n")
-            ctx.emit_to(index, _from_text(pipe, text))
-
-
-def _to_bytes(pipe: BasePipe, value: Any) -> bytes:
-    if isinstance(pipe, BytesPipe):
-        return pipe.encode(value)
-    if isinstance(pipe, JSONPipe):
-        return pipe.encode(value).encode() + b"\n"
-    if isinstance(value, bytes):
-        return value.rstrip(b"\n") + b"\n"
-    return f"{value}\n".encode()
-
-
-def _from_text(pipe: BasePipe, text: str) -> Any:
-    if isinstance(pipe, JSONPipe):
-        return pipe.decode(text)
-    return text

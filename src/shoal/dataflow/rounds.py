@@ -38,23 +38,26 @@ class _Required:
         size = getattr(pipe, "size", None)  # a BytesPipe: hold about 8 MB, not 4096 blocks
         self.capacity = max(16, min(capacity, (8 << 20) // size)) if size else capacity
         self.block = max(int(pipe.BLOCK_COUNT), 1)
-        self.queue: deque[tuple[Key, Any]] = deque()
+        self.queue: deque[tuple[Key, Any, Any]] = deque()
         self.gathering: list[Any] = []
+        self.gathering_heads: list[int] = []
         self.gathering_key: Key | None = None
         self.ended = False
 
-    def add(self, key: Key, value: Any) -> None:
+    def add(self, key: Key, value: Any, head: int = 0) -> None:
         if self.block == 1:
-            self.queue.append((key, value))
+            self.queue.append((key, value, head))
             return
         epoch, seq = key
         block_key = (epoch, (seq // self.block) * self.block + self.block - 1)
         if block_key != self.gathering_key:
-            self.gathering, self.gathering_key = [], block_key  # an unfinished block is dropped
+            # An unfinished block is dropped.
+            self.gathering, self.gathering_heads, self.gathering_key = [], [], block_key
         self.gathering.append(value)
+        self.gathering_heads.append(head)
         if len(self.gathering) == self.block:
-            self.queue.append((block_key, self.gathering))
-            self.gathering, self.gathering_key = [], None
+            self.queue.append((block_key, self.gathering, self.gathering_heads))
+            self.gathering, self.gathering_heads, self.gathering_key = [], [], None
 
 
 class _Optional:
@@ -77,13 +80,10 @@ class _Optional:
 
     def take(self) -> Any:
         if self.buffer:
-            value = self.buffer.popleft()
-            if getattr(self.pipe, "OPTIONAL_STORE", False):
-                self.last = value
-            return value
-        return (
-            self.last if getattr(self.pipe, "OPTIONAL_STORE", False) else self.pipe.OPTIONAL_DEFAULT
-        )
+            self.last = self.buffer.popleft()
+            return self.last
+        store = getattr(self.pipe, "OPTIONAL_STORE", True)
+        return self.last if store else self.pipe.OPTIONAL_DEFAULT
 
 
 class InputAligner:
@@ -112,17 +112,18 @@ class InputAligner:
     def put(self, pipe_id: int, key: Key, value: Any) -> None:
         self.put_many(pipe_id, [(key, value)])
 
-    def put_many(self, pipe_id: int, items: Sequence[tuple[Key, Any]]) -> None:
+    def put_many(self, pipe_id: int, items: Sequence[tuple[Any, ...]]) -> None:
+        """Values of one pipe: ``(key, value)`` or ``(key, value, head)`` each."""
         slot = self._slots[self._index[pipe_id]]
         with self._cond:
             if isinstance(slot, _Optional):
-                for _, value in items:
-                    slot.add(value)
+                for item in items:
+                    slot.add(item[1])
             else:
                 while len(slot.queue) >= slot.capacity and not self._stopped:
                     self._cond.wait()
-                for key, value in items:
-                    slot.add(key, value)
+                for item in items:
+                    slot.add(item[0], item[1], item[2] if len(item) > 2 else 0)
             if self._waiting:
                 self._cond.notify_all()
 
@@ -149,6 +150,13 @@ class InputAligner:
 
         Taking what is ready in one go costs one lock round trip per batch, not per value.
         """
+        return [(key, values) for key, values, _ in self.next_rounds_with_heads(limit)]
+
+    def next_rounds_with_heads(
+        self, limit: int = 256
+    ) -> list[tuple[Key, tuple[Any, ...], tuple[Any, ...]]]:
+        """Like :meth:`next_rounds`, each round with its inputs' heads (an int, or a
+        list of ints for a ``BLOCK_COUNT`` input; 0 for an optional input)."""
         with self._cond:
             while True:
                 if self._stopped:
@@ -179,8 +187,8 @@ class InputAligner:
                 return _MISSING
             if len(self._single.queue) >= self._single.capacity:
                 self._cond.notify_all()
-            key, value = self._single.queue.popleft()
-            return key, (value,)
+            key, value, head = self._single.queue.popleft()
+            return key, (value,), (head,)
         if not self._required:
             # Only optional inputs: a round whenever any of them has news.
             if not any(s.buffer for s in self._slots if isinstance(s, _Optional)):
@@ -200,13 +208,16 @@ class InputAligner:
                     return _MISSING
             if any(s.queue[0][0] != key for s in self._required):
                 return _MISSING
-        values = []
+        values, heads = [], []
         for slot in self._slots:
             if isinstance(slot, _Optional):
                 values.append(slot.take())
+                heads.append(0)
             else:
                 full = len(slot.queue) >= slot.capacity
-                values.append(slot.queue.popleft()[1])
+                _, value, head = slot.queue.popleft()
+                values.append(value)
+                heads.append(head)
                 if full:
                     self._cond.notify_all()
-        return key, tuple(values)
+        return key, tuple(values), tuple(heads)

@@ -10,11 +10,13 @@ from shoal.dataflow.network import Network, load_network
 
 
 def cluster_for(network: Network, heartbeat_timeout: float = 3.0) -> object:
-    """A LocalCluster (not started): one agent per node in ``NODES``, groups as properties."""
+    """A LocalCluster (not started): one agent per node in ``NODES`` (two for a MultiNode),
+    groups as properties."""
     from shoal.client.local_cluster import LocalCluster
 
-    names = [node.name for node in network.nodes] or ["node-0", "node-1", "node-2"]
-    properties = {node.name: {"groups": ",".join(node.groups)} for node in network.nodes}
+    stand_ins = [(name, node) for node in network.nodes for name in node.sample_names()]
+    names = list(dict.fromkeys(name for name, _ in stand_ins)) or ["node-0", "node-1", "node-2"]
+    properties = {name: {"groups": ",".join(node.groups)} for name, node in stand_ins}
     return LocalCluster(names, properties=properties, heartbeat_timeout=heartbeat_timeout)
 
 

@@ -99,9 +99,9 @@ class OutPipe:
         self.pipe = pipe
         self.token = token
         self.capacity = capacity
-        self._plain = type(pipe).encode is BasePipe.encode  # nothing to encode: skip the call
+        self._plain = pipe.transparent  # nothing to pack or encode: skip the calls
         self.dropped = 0
-        self._items: list[tuple[Any, Any]] = []
+        self._items: list[tuple[Any, ...]] = []
         self._bytes = 0  # of bytes and str values queued: large values bound the buffer too
         self._cond = threading.Condition()
         self._route: Route | None = None
@@ -122,16 +122,19 @@ class OutPipe:
                 self._last_attempt = 0.0
                 self._cond.notify_all()
 
-    def put(self, key: Any, value: Any) -> None:
-        """Queue one value (blocks while the buffer is full and the receiver is slow)."""
-        data = value if self._plain else self.pipe.encode(value)
+    def put(self, key: Any, value: Any, head: int = 0) -> None:
+        """Queue one value (blocks while the buffer is full and the receiver is slow).
+
+        A non-zero FISSION ``head`` travels beside the value: ``(key, data, head)``.
+        """
+        data = value if self._plain else self.pipe.to_wire(value)
         size = len(data) if isinstance(data, bytes | str) else 0
         with self._cond:
             while (
                 len(self._items) >= self.capacity or self._bytes >= MAX_BUFFER_BYTES
             ) and not self._closed:
                 self._cond.wait()
-            self._items.append((key, data))
+            self._items.append((key, data, head) if head else (key, data))
             self._bytes += size
             if self._writer_waiting:
                 self._cond.notify_all()
@@ -185,13 +188,14 @@ class OutPipe:
                 self.dropped += len(batch)
                 self._drop_connection()
 
-    def _take_batch(self) -> list[tuple[Any, Any]]:
+    def _take_batch(self) -> list[tuple[Any, ...]]:
         """What goes in the next frame: everything queued, or about MAX_BATCH_BYTES of it."""
         if self._bytes <= MAX_BATCH_BYTES:
             batch, self._items, self._bytes = self._items, [], 0
             return batch
         taken, size = 0, 0
-        for _, data in self._items:
+        for item in self._items:
+            data = item[1]
             taken += 1
             size += len(data) if isinstance(data, bytes | str) else 0
             if size >= MAX_BATCH_BYTES:
