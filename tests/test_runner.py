@@ -140,7 +140,7 @@ def test_stdin_comes_back_and_bad_utf8_does_not_crash(cluster, servers) -> None:
 
     [outcome] = run_inline(cluster, servers, exp)
     assert outcome.status == "finished", outcome.error
-    assert got[:2] == ["hello", "world"]
+    assert got[:2] == ["hello\n", "world\n"]  # with their newline, as distexprunner
     assert got[2].startswith("caf\ufffd")
 
 
@@ -241,7 +241,7 @@ def test_send_file_cd_and_env(cluster, servers, tmp_path) -> None:
 
     [outcome] = run_inline(cluster, servers, exp)
     assert outcome.status == "finished", outcome.error
-    assert got == ["uploaded", "hi"]
+    assert got == ["uploaded\n", "hi\n"]
     assert (target / "in" / "payload.txt").read_text() == "uploaded\n"
 
 
@@ -453,17 +453,18 @@ def test_parameter_grid_names_match_the_seed() -> None:
 
 def test_handlers(tmp_path, capsys) -> None:
     out = File(tmp_path / "out.txt")
-    out("one")
-    out("two")
+    out("one\n")
+    out("two\n")
     out.flush()
     assert (tmp_path / "out.txt").read_text() == "one\ntwo\n"
-    Console(fmt="> %s")("shown")
+    Console(fmt="> %s")("shown\n")
     assert capsys.readouterr().out == "> shown\n"
     matcher = SubstrMatcher("ready")
     matcher("not yet")
     assert not matcher.wait(0)
     matcher("server ready now")
     assert matcher.wait(1) and matcher.line == "server ready now"
+    assert matcher.matched()
     with pytest.raises(BadReturnCode):
         raise BadReturnCode("n", "false", 1)
 

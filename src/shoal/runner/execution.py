@@ -146,6 +146,9 @@ def _end_commands(context: RunContext) -> None:
     """Commands still running when the function returns are killed, on every node."""
     with context.lock:
         running, context.running = list(context.running), []
+        timers, context.timers = list(context.timers), []
+    for timer in timers:
+        timer.cancel()
     for command in running:
         if not command.done:
             log.info("killing %r: the experiment returned", command)
