@@ -40,6 +40,7 @@ class Command:
         self.server = server
         self._state = state
         self._killed = False
+        self._warned = False
 
     @property
     def cmd(self) -> str:
@@ -67,7 +68,8 @@ class Command:
         state = self._state
         if state.code is None:
             raise CommandError(f"{self.server.id}: {state.cmd!r}: {state.error}")
-        if state.timed_out:
+        if state.timed_out and not self._warned:
+            self._warned = True
             log.warning("%s: %r %s", self.server.id, state.cmd, state.error)
         if state.code != 0 and self._context.raise_on_rc and not self._killed:
             detail = f" ({state.error})" if state.error else ""
@@ -78,6 +80,8 @@ class Command:
         """End the command and everything it started (TERM, then KILL); its return code."""
         if not self._state.done.is_set():
             self._killed = True
+            # The agent drops a kill that arrives before the process exists.
+            self._state.started.wait(30)
             self._context.channel.kill(self._state.id)
             self._state.done.wait()
         return ReturnCode.TIMEOUT if self._state.timed_out else self._state.code
@@ -97,6 +101,7 @@ class Command:
 
     def signal(self, sig: int | signals.Signals) -> None:
         """Send a signal to the command's process group."""
+        self._state.started.wait(30)  # as for kill(): the agent drops an early signal
         if not self._state.done.is_set():
             self._context.channel.signal(self._state.id, int(sig))
 
