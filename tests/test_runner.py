@@ -116,8 +116,10 @@ def test_seed_examples_on_a_local_cluster(tmp_path: Path) -> None:
     assert "node01: runner" in out  # `ls` printed the node's directory listing
     summary = hook.posts[0]
     names = [e["name"] for e in summary["experiments"]]
-    assert names == ["ls", "kill_yes", *SEED_GRID_NAMES]
-    assert summary["finished"] == 18 and summary["failed"] == 0
+    csv_results = ["csv_results__scale=10", "csv_results__scale=100"]
+    ported = ["line_by_line", "restart_on_timeout", "environment"]  # test_runner_fidelity.py
+    assert names == ["ls", "kill_yes", *csv_results, *SEED_GRID_NAMES, *ported]
+    assert summary["finished"] == 23 and summary["failed"] == 0
     kill_yes = next(e for e in summary["experiments"] if e["name"] == "kill_yes")
     assert 3 <= kill_yes["seconds"] < 6, kill_yes  # killed after 3 s, back promptly
     # grid.log: every combination once, in the grid's order (File(..., append=True))

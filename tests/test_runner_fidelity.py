@@ -137,9 +137,7 @@ def test_csv_generator_columns() -> None:
         csv(f"value={i},other={i * 2}\n")
     for line in ["t2=b\n", "t0=z\n", "t1=a\n", "a:1\n", "b:2\n", "nothing here\n"]:
         csv(line)
-    assert csv.header == (
-        "run,value,other,total,mean,low,high,p100,never,by_thread,grouped"
-    )
+    assert csv.header == ("run,value,other,total,mean,low,high,p100,never,by_thread,grouped")
     assert csv.row == "r1,3,2|4|6,12,4.0,2,6,6,,z|a|b,a~1|b~2"
     # IterClassGen's generators share one list of columns: each still counts for itself.
     fresh = next(csvs)
@@ -167,7 +165,7 @@ def test_csv_generator_write_and_errors(tmp_path: Path) -> None:
     bad = CSVGenerator(CSVGenerator.Sum(r"v=(?P<v>\S+)"))
     bad("v=abc\n")
     with pytest.raises(ValueError, match="'abc' is not a number"):
-        bad.row
+        _ = bad.row
 
 
 def test_handlers_called_directly_write_what_distexprunner_wrote(tmp_path, capsys) -> None:
@@ -217,7 +215,7 @@ def test_server_list_from_iterables() -> None:
 
 def test_server_attributes_cannot_replace_its_own() -> None:
     assert Server("n", "1.2.3.4", rack=3).rack == 3
-    with pytest.raises(ValueError, match="would replace Server.run_cmd"):
+    with pytest.raises(ValueError, match=r"would replace Server\.run_cmd"):
         Server("n", "1.2.3.4", run_cmd=None)
     with pytest.raises(ValueError, match="reserved"):
         Server("n", "1.2.3.4", _secret=1)
@@ -356,9 +354,7 @@ def test_file_flush_writes_each_line_at_once(cluster, servers, tmp_path) -> None
 
     def exp(servers):
         ready = SubstrMatcher("first")
-        cmd = servers[0].run_cmd(
-            "echo first; sleep 30", stdout=[File(path, flush=True), ready]
-        )
+        cmd = servers[0].run_cmd("echo first; sleep 30", stdout=[File(path, flush=True), ready])
         assert ready.wait(20)
         seen["while_running"] = path.read_text()
         seen["still_running"] = cmd.wait(block=False)
@@ -431,9 +427,7 @@ def test_gdb_with_a_stdin_controller(cluster, servers, tmp_path) -> None:
         with os.fdopen(read_end) as keys, open(os.devnull, "w") as screen:
             controller = StdinController(input=keys, output=screen)
             output = File(log, flush=True)
-            cmd = servers[0].run_cmd(
-                f"{GDB} {exe}", stdout=output, stderr=output, stdin=controller
-            )
+            cmd = servers[0].run_cmd(f"{GDB} {exe}", stdout=output, stderr=output, stdin=controller)
             # What a user types: pick command 0, ask for a backtrace, then end input.
             os.write(write_end, b"0\nbt\n")
             os.close(write_end)
@@ -557,6 +551,41 @@ def test_log_shows_at_the_default_verbosity(cluster, tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "LOG" in done.stderr and "visible without -v" in done.stderr
+
+
+@pytest.mark.timeout(90)
+def test_run_always_runs_again_on_resume(cluster, tmp_path) -> None:
+    (tmp_path / "always.py").write_text(
+        "from pathlib import Path\n"
+        "from shoal.runner import *\n"
+        "servers = ServerList([Server('node01', '127.0.0.1')])\n"
+        "def note(name):\n"
+        "    with open(Path(__file__).parent / 'ran.log', 'a') as f:\n"
+        "        f.write(name + '\\n')\n"
+        "@reg_exp(servers=servers)\n"
+        "def once(servers):\n"
+        "    note('once')\n"
+        "@reg_exp(servers=servers, run_always=True)\n"
+        "def always(servers):\n"
+        "    note('always')\n"
+    )
+    env = {
+        **os.environ,
+        "SHOAL_ENDPOINT": cluster.endpoint,
+        "SHOAL_LOGIN": cluster.login,
+        "SHOAL_PASSWORD": cluster.password,
+    }
+    for extra in ([], ["--resume"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "shoal", "exp", "--no-progress", *extra, "always.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=40,
+        )
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ran.log").read_text().split() == ["once", "always", "always"]
 
 
 # --- the ported examples --------------------------------------------------------------

@@ -13,8 +13,8 @@ server_list = ServerList(Server("node01", "127.0.0.1", config.SERVER_PORT))  # n
 
 # A stand-in benchmark: per-thread throughput lines, printed out of order.
 BENCH = (
-    "for i in 3 1 2; do echo \"thread=$i ops=$((i * {scale}))\"; done; "
-    "echo \"latency_us=12\"; echo \"latency_us=7\""
+    'for i in 3 1 2; do echo "thread=$i ops=$((i * {scale}))"; done; '
+    'echo "latency_us=12"; echo "latency_us=7"'
 )
 
 

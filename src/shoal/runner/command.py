@@ -124,7 +124,9 @@ class Command:
             try:
                 action()
             except CommandFailed as exc:
-                log.warning("%s: %r: a delayed action could not be sent: %s", self.server.id, self.cmd, exc)
+                log.warning(
+                    "%s: %r: a delayed action could not be sent: %s", self.server.id, self.cmd, exc
+                )
 
         # Cancelled when the experiment ends (execution._end_commands): nothing fires later.
         timer = threading.Timer(delay, fire)

@@ -185,8 +185,10 @@ class CSVGenerator:
         for item in copy.deepcopy(list(_flatten(regexes))):
             column = self.Default(item) if isinstance(item, str) else item
             if not isinstance(column, _Column):
-                raise TypeError(f"CSVGenerator takes regexes and CSVGenerator columns, got {item!r}")
-            for key in column.keys():
+                raise TypeError(
+                    f"CSVGenerator takes regexes and CSVGenerator columns, got {item!r}"
+                )
+            for key in column.keys():  # noqa: SIM118 - a column, not a dict
                 self._claim(key)
             self._columns.append(column)
 

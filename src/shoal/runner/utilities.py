@@ -17,10 +17,10 @@ logging.addLevelName(LOG_LEVEL, "LOG")
 _log = logging.getLogger("shoal.runner.experiment")
 
 GDB = "gdb -quiet --ex run --args"
-"""Prefix a command to run it under gdb: ``s.run_cmd(f"{GDB} ./server", stdin=StdinController())``."""
+"""Run a command under gdb: ``s.run_cmd(f"{GDB} ./server", stdin=StdinController())``."""
 
 
-def SOCKET_BIND(nodes: int | str) -> str:  # noqa: N802 - distexprunner's name
+def SOCKET_BIND(nodes: int | str) -> str:
     """A ``numactl`` prefix binding a command's cpus and memory to NUMA node(s) ``nodes``."""
     return f"numactl --cpunodebind={nodes} --membind={nodes}"
 
