@@ -116,8 +116,10 @@ def test_seed_examples_on_a_local_cluster(tmp_path: Path) -> None:
     assert "node01: runner" in out  # `ls` printed the node's directory listing
     summary = hook.posts[0]
     names = [e["name"] for e in summary["experiments"]]
-    assert names == ["ls", "kill_yes", *SEED_GRID_NAMES]
-    assert summary["finished"] == 18 and summary["failed"] == 0
+    csv_results = ["csv_results__scale=10", "csv_results__scale=100"]
+    ported = ["line_by_line", "restart_on_timeout", "environment"]  # test_runner_fidelity.py
+    assert names == ["ls", "kill_yes", *csv_results, *SEED_GRID_NAMES, *ported]
+    assert summary["finished"] == 23 and summary["failed"] == 0
     kill_yes = next(e for e in summary["experiments"] if e["name"] == "kill_yes")
     assert 3 <= kill_yes["seconds"] < 6, kill_yes  # killed after 3 s, back promptly
     # grid.log: every combination once, in the grid's order (File(..., append=True))
@@ -140,7 +142,7 @@ def test_stdin_comes_back_and_bad_utf8_does_not_crash(cluster, servers) -> None:
 
     [outcome] = run_inline(cluster, servers, exp)
     assert outcome.status == "finished", outcome.error
-    assert got[:2] == ["hello", "world"]
+    assert got[:2] == ["hello\n", "world\n"]  # with their newline, as distexprunner
     assert got[2].startswith("caf\ufffd")
 
 
@@ -241,7 +243,7 @@ def test_send_file_cd_and_env(cluster, servers, tmp_path) -> None:
 
     [outcome] = run_inline(cluster, servers, exp)
     assert outcome.status == "finished", outcome.error
-    assert got == ["uploaded", "hi"]
+    assert got == ["uploaded\n", "hi\n"]
     assert (target / "in" / "payload.txt").read_text() == "uploaded\n"
 
 
@@ -453,17 +455,18 @@ def test_parameter_grid_names_match_the_seed() -> None:
 
 def test_handlers(tmp_path, capsys) -> None:
     out = File(tmp_path / "out.txt")
-    out("one")
-    out("two")
+    out("one\n")
+    out("two\n")
     out.flush()
     assert (tmp_path / "out.txt").read_text() == "one\ntwo\n"
-    Console(fmt="> %s")("shown")
+    Console(fmt="> %s")("shown\n")
     assert capsys.readouterr().out == "> shown\n"
     matcher = SubstrMatcher("ready")
     matcher("not yet")
     assert not matcher.wait(0)
     matcher("server ready now")
     assert matcher.wait(1) and matcher.line == "server ready now"
+    assert matcher.matched()
     with pytest.raises(BadReturnCode):
         raise BadReturnCode("n", "false", 1)
 

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,10 @@ Emit = Callable[[object], None]
 CHUNK = 64 * 1024
 # A line with none of these runs without a shell: one exec less per command.
 _SHELL_SYNTAX = re.compile(r"[|&;<>()$`\\\"'*?\[\]#~=%{}!\n]")
+# Programs block-buffer stdout into a pipe; stdbuf's preload (inherited by the
+# shell's children) makes them write line by line, so output arrives as written.
+_STDBUF = shutil.which("stdbuf")
+LINE_BUFFERED = [_STDBUF, "-oL", "-eL"] if _STDBUF else []
 
 
 class CommandRunner:
@@ -85,9 +90,11 @@ class CommandRunner:
         if _SHELL_SYNTAX.search(self.spec.cmd) is None and self.spec.cmd.strip():
             argv = shlex.split(self.spec.cmd)
             # Builtins (exit, cd, ...) and missing programs are the shell's business.
-            with contextlib.suppress(FileNotFoundError, PermissionError):
-                return await asyncio.create_subprocess_exec(*argv, **common)
-        return await asyncio.create_subprocess_shell(self.spec.cmd, **common)
+            if _program(argv[0], self.spec.cwd, env):
+                with contextlib.suppress(FileNotFoundError, PermissionError):
+                    return await asyncio.create_subprocess_exec(*LINE_BUFFERED, *argv, **common)
+        shell = [*LINE_BUFFERED, "/bin/sh", "-c", self.spec.cmd]
+        return await asyncio.create_subprocess_exec(*shell, **common)
 
     async def _pump(self, stream: asyncio.StreamReader | None, name: str) -> None:
         if stream is None:
@@ -141,6 +148,14 @@ class CommandRunner:
         # The leader may be gone while children that ignored TERM live on in the group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def _program(name: str, cwd: str | None, env: dict[str, str] | None) -> bool:
+    """Whether ``name`` is an executable file (stdbuf would hide a missing one from us)."""
+    if "/" in name:
+        path = Path(cwd or ".", name).expanduser()
+        return path.is_file() and os.access(path, os.X_OK)
+    return shutil.which(name, path=(env or os.environ).get("PATH")) is not None
 
 
 def put_file(spec: PutFile) -> CommandExit:

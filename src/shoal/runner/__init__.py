@@ -10,30 +10,48 @@ Code written for distexprunner runs by changing its import::
     def ls(servers):
         servers[0].run_cmd("ls").wait()
 
-and is run with ``shoal exp FILE_OR_FOLDER...``.
+and is run with ``shoal exp FILE_OR_FOLDER...``. ``from shoal.runner import *``
+gives every name ``from distexprunner import *`` gave (docs/runner.md has the table).
 """
 
-from shoal.runner.actions import Action
+from shoal.runner import notification
+from shoal.runner.actions import Action, ReturnCode
 from shoal.runner.command import BadReturnCode, Command, CommandError
-from shoal.runner.handlers import Console, File, SubstrMatcher
+from shoal.runner.groups import ProcessGroup, any_failed, run_on_all
+from shoal.runner.handlers import Console, EnvParser, File, SubstrMatcher
 from shoal.runner.params import ComputedParam, ParameterGrid
 from shoal.runner.registry import reg_exp
 from shoal.runner.server import Server, ServerList
-from shoal.runner.utilities import log, sleep
+from shoal.runner.stdin_controller import StdinController, forward_stdin_to
+from shoal.runner.tables import CSVGenerator
+from shoal.runner.utilities import GDB, SOCKET_BIND, IterClassGen, counter, log, sleep
 
 __all__ = [
+    "GDB",
+    "SOCKET_BIND",
     "Action",
     "BadReturnCode",
+    "CSVGenerator",
     "Command",
     "CommandError",
     "ComputedParam",
     "Console",
+    "EnvParser",
     "File",
+    "IterClassGen",
     "ParameterGrid",
+    "ProcessGroup",
+    "ReturnCode",
     "Server",
     "ServerList",
+    "StdinController",
     "SubstrMatcher",
+    "any_failed",
+    "counter",
+    "forward_stdin_to",
     "log",
+    "notification",
     "reg_exp",
+    "run_on_all",
     "sleep",
 ]

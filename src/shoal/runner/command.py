@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal as signals
+import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shoal.client.commands import CommandState
+from shoal.client.commands import CommandFailed, CommandState
+from shoal.runner.actions import ReturnCode
 from shoal.runner.context import RunContext
 from shoal.runner.handlers import flush
 
@@ -29,11 +33,14 @@ class BadReturnCode(Exception):
 
 
 class Command:
+    """A command running on a node (what ``Server.run_cmd`` returns)."""
+
     def __init__(self, context: RunContext, server: Server, state: CommandState) -> None:
         self._context = context
         self.server = server
         self._state = state
         self._killed = False
+        self._warned = False
 
     @property
     def cmd(self) -> str:
@@ -45,40 +52,88 @@ class Command:
         self._state.started.wait(30)
         return self._state.pid
 
-    def wait(self, block: bool = True) -> int | None:
-        """The return code; with ``block=False``, None while the command still runs."""
+    def wait(self, block: bool = True) -> int | ReturnCode | None:
+        """The return code; ``ReturnCode.TIMEOUT`` if it ran out of time; with
+        ``block=False``, None while the command still runs."""
         if not block and not self._state.done.is_set():
             return None
         self._state.done.wait()
         return self._outcome()
 
-    def _outcome(self) -> int | None:
+    def ended(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the command to end; whether it has."""
+        return self._state.done.wait(timeout)
+
+    def _outcome(self) -> int | ReturnCode | None:
         state = self._state
         if state.code is None:
             raise CommandError(f"{self.server.id}: {state.cmd!r}: {state.error}")
-        if state.timed_out:
+        if state.timed_out and not self._warned:
+            self._warned = True
             log.warning("%s: %r %s", self.server.id, state.cmd, state.error)
         if state.code != 0 and self._context.raise_on_rc and not self._killed:
             detail = f" ({state.error})" if state.error else ""
             raise BadReturnCode(self.server.id, state.cmd, state.code, detail)
-        return state.code
+        return ReturnCode.TIMEOUT if state.timed_out else state.code
 
-    def kill(self) -> int | None:
+    def kill(self) -> int | ReturnCode | None:
         """End the command and everything it started (TERM, then KILL); its return code."""
         if not self._state.done.is_set():
             self._killed = True
+            # The agent drops a kill that arrives before the process exists.
+            self._state.started.wait(30)
             self._context.channel.kill(self._state.id)
             self._state.done.wait()
-        return self._state.code
+        return ReturnCode.TIMEOUT if self._state.timed_out else self._state.code
 
-    def stdin(self, text: str | bytes, close: bool = False) -> None:
-        """Write to the command's stdin ("\\n" ends a line); ``close=True`` sends EOF."""
-        data = text.encode() if isinstance(text, str) else text
-        self._context.channel.write(self._state.id, data, close)
+    def stdin(self, text: str | bytes, close: bool = False, delay: float | None = None) -> None:
+        """Write to the command's stdin ("\\n" ends a line); ``close=True`` sends EOF.
+        ``delay``: wait that many seconds first."""
+        if delay:
+            time.sleep(delay)
+        self._write(text, close)
+
+    def async_stdin(
+        self, text: str | bytes, close: bool = False, delay: float | None = None
+    ) -> None:
+        """Like ``stdin`` but returns at once; with ``delay``, writes that many seconds later."""
+        self._later(delay, lambda: self._write(text, close))
 
     def signal(self, sig: int | signals.Signals) -> None:
         """Send a signal to the command's process group."""
-        self._context.channel.signal(self._state.id, int(sig))
+        self._state.started.wait(30)  # as for kill(): the agent drops an early signal
+        if not self._state.done.is_set():
+            self._context.channel.signal(self._state.id, int(sig))
+
+    def async_signal(self, sig: int | signals.Signals, delay: float | None = None) -> None:
+        """Like ``signal`` but returns at once; with ``delay``, signals that many seconds later."""
+        self._later(delay, lambda: self.signal(sig))
+
+    def _write(self, text: str | bytes, close: bool) -> None:
+        if self._state.done.is_set():
+            return  # distexprunner ignored input for a command that had ended; so do we
+        data = text.encode() if isinstance(text, str) else text
+        self._context.channel.write(self._state.id, data, close)
+
+    def _later(self, delay: float | None, action: Callable[[], None]) -> None:
+        if not delay:
+            action()
+            return
+
+        def fire() -> None:
+            try:
+                action()
+            except CommandFailed as exc:
+                log.warning(
+                    "%s: %r: a delayed action could not be sent: %s", self.server.id, self.cmd, exc
+                )
+
+        # Cancelled when the experiment ends (execution._end_commands): nothing fires later.
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        with self._context.lock:
+            self._context.timers.append(timer)
+        timer.start()
 
     @property
     def done(self) -> bool:

@@ -19,6 +19,7 @@ class RunContext:
     experiment_id: str
     raise_on_rc: bool
     running: list[Command] = field(default_factory=list)
+    timers: list[threading.Timer] = field(default_factory=list)  # delayed stdin/signals
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 

@@ -146,6 +146,9 @@ def _end_commands(context: RunContext) -> None:
     """Commands still running when the function returns are killed, on every node."""
     with context.lock:
         running, context.running = list(context.running), []
+        timers, context.timers = list(context.timers), []
+    for timer in timers:
+        timer.cancel()
     for command in running:
         if not command.done:
             log.info("killing %r: the experiment returned", command)
@@ -235,7 +238,8 @@ def _run(options: RunOptions, log_file: TextIO | None) -> int:
         setup_logging(options.verbosity, display, log_file)
         stopped: str | None = None
         for spec in specs:
-            if options.resume and state.finished(spec):
+            # run_always: as in distexprunner, --resume does not skip it.
+            if options.resume and state.finished(spec) and not spec.run_always:
                 outcomes.append(Outcome(spec.name, "skipped", error="finished in an earlier run"))
                 display.step(f"skip {spec.name}", advance=1)
                 continue

@@ -1,7 +1,13 @@
-"""Output handlers: where the lines of a command's stdout and stderr go."""
+"""Output handlers: where the lines of a command's stdout and stderr go.
+
+A handler is any callable taking one line. Lines reach it as distexprunner
+passed them: with their ``"\\n"``, so ``File`` writes them as they are and a
+handler called directly behaves as it would under distexprunner.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +17,7 @@ from shoal.runner import output
 
 
 class Console:
-    """Print each line, formatted with ``fmt`` (``'%s'`` is the line)::
+    """Print each line without its trailing whitespace, formatted with ``fmt`` (``%s``)::
 
     s.run_cmd("make", stdout=Console(fmt=f"{s.id}: %s"))
     """
@@ -20,29 +26,40 @@ class Console:
         self.fmt = fmt
 
     def __call__(self, line: str) -> None:
-        output.emit(self.fmt % line)
+        output.emit(self.fmt % line.rstrip())
 
     def write_lines(self, lines: list[str]) -> None:
-        output.emit_many([self.fmt % line for line in lines])
+        output.emit_many([self.fmt % line.rstrip() for line in lines])
 
 
 class File:
-    """Write each line to a file on the client (``append=True`` keeps what is there)."""
+    """Write each line, as it comes (newline included), to a file on the client.
 
-    def __init__(self, path: str | Path, append: bool = False) -> None:
-        self.path = Path(path)
+    ``File("results", "run1.log", append=True, flush=True)``: the path is joined
+    from its parts; ``append`` keeps what is there; ``flush`` writes every line
+    through at once (otherwise the file is flushed when the command ends).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *parts: str, append: bool = False, flush: bool = False
+    ) -> None:
+        self.path = Path(path, *parts)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+        self._flush_each = flush
         self._lock = threading.Lock()
 
     def __call__(self, line: str) -> None:
         with self._lock:
-            self._file.write(line + "\n")
+            self._file.write(line)
+            if self._flush_each:
+                self._file.flush()
 
     def write_lines(self, lines: list[str]) -> None:
         with self._lock:
-            self._file.write("\n".join(lines))
-            self._file.write("\n")
+            self._file.write("".join(lines))
+            if self._flush_each:
+                self._file.flush()
 
     def flush(self) -> None:
         with self._lock:
@@ -52,6 +69,11 @@ class File:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+    def __del__(self) -> None:
+        file = getattr(self, "_file", None)
+        if file is not None and not file.closed:
+            file.close()
 
 
 class SubstrMatcher:
@@ -64,8 +86,12 @@ class SubstrMatcher:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.line: str | None = None
-        self._seen = threading.Event()
+        self.reset()
+
+    @property
+    def substr(self) -> str:
+        """distexprunner's name for ``text``."""
+        return self.text
 
     def __call__(self, line: str) -> None:
         if not self._seen.is_set() and self.text in line:
@@ -76,9 +102,38 @@ class SubstrMatcher:
         """True once the text appeared; False if ``timeout`` seconds passed first."""
         return self._seen.wait(timeout)
 
-    @property
     def matched(self) -> bool:
+        """Whether the text was seen (without waiting)."""
         return self._seen.is_set()
+
+    def reset(self) -> None:
+        """Forget the match: wait for the next line containing the text."""
+        self.line: str | None = None
+        self._seen = threading.Event()
+
+
+class EnvParser:
+    """Collects ``NAME=value`` lines (the output of ``env``) as attributes and items::
+
+    env = EnvParser()
+    s.run_cmd("env", stdout=env).wait()
+    env["HOME"], env.PATH
+    """
+
+    def __call__(self, line: str) -> None:
+        # distexprunner raised on a line without '=' (a multi-line value in `env`); skip it.
+        name, sep, value = line.partition("=")
+        if sep and name:
+            self.__dict__[name] = value.rstrip()
+
+    def __getitem__(self, name: str) -> str:
+        return self.__dict__[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.__dict__
+
+    def __repr__(self) -> str:
+        return f"EnvParser({len(self.__dict__)} variables)"
 
 
 Handler = Callable[[str], None]
@@ -110,6 +165,19 @@ class AllOf:
     def write_lines(self, lines: list[str]) -> None:
         for h in self.handlers:
             deliver(h, lines)
+
+
+class WithNewline:
+    """Gives ``handler`` the lines the channel splits, with their newline put back."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    def __call__(self, line: str) -> None:
+        self.handler(line + "\n")
+
+    def write_lines(self, lines: list[str]) -> None:
+        deliver(self.handler, [line + "\n" for line in lines])
 
 
 def flush(handler: Handler) -> None:

@@ -44,7 +44,8 @@ def reg_exp(
     ``max_restarts``: how many times in all an experiment that returns
     ``Action.RESTART`` may run (0: no limit). ``raise_on_rc``: a command's
     non-zero return code fails the experiment and stops the run.
-    ``run_always``: run even after an earlier experiment stopped the run.
+    ``run_always``: run even after an earlier experiment stopped the run, and
+    again on ``--resume``.
     """
     if not isinstance(servers, ServerList):
         raise TypeError(f"@reg_exp needs servers=ServerList(...), got {servers!r}")

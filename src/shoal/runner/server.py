@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from shoal.runner import handlers as out
 from shoal.runner.command import Command, finished
 from shoal.runner.context import current
+from shoal.runner.stdin_controller import StdinController
 
 DEFAULT_PORT = 20000
 
@@ -29,10 +30,15 @@ class Server:
         self.id = id
         self.ip = ip
         self.port = port
+        self.working_directory: str | None = None
+        for key in attributes:
+            if key.startswith("_"):
+                raise ValueError(f"Server attribute {key!r}: names starting with _ are reserved")
+            if hasattr(self, key):
+                raise ValueError(f"Server attribute {key!r} would replace Server.{key}")
         self.attributes = dict(attributes)
         for key, value in attributes.items():
             setattr(self, key, value)
-        self.working_directory: str | None = None
 
     def cd(self, directory: str) -> None:
         """Run later commands in ``directory`` (relative to the current one)."""
@@ -46,23 +52,31 @@ class Server:
         cmd: str,
         stdout: Any = None,
         stderr: Any = None,
-        stdin: str | bytes | None = None,
-        env: dict[str, str] | None = None,
+        stdin: str | bytes | StdinController | None = None,
+        env: Mapping[str, object] | None = None,
         timeout: float | None = None,
     ) -> Command:
         """Start ``cmd`` on this node and return at once; its output reaches the handlers live.
 
-        ``stdin`` given: written to the command and closed. Not given: write later with
-        ``cmd.stdin(...)``.
+        Handlers get each line with its newline, as distexprunner gave them.
+        ``stdin`` text: written to the command and closed. A ``StdinController``:
+        you type into the command when it ``wait()``s. Not given: write later
+        with ``cmd.stdin(...)``. ``timeout``: the command is killed after that
+        many seconds and ``wait()`` returns ``ReturnCode.TIMEOUT``.
         """
         context = current()
         on_stdout = out.combine(stdout, out.Console(fmt=f"{self.id}: %s"))
         on_stderr = out.combine(stderr, out.Console(fmt=f"{self.id}: %s"))
-        data = stdin.encode() if isinstance(stdin, str) else stdin
+        if isinstance(stdin, StdinController):
+            controller, data = stdin, None
+        elif stdin is None or isinstance(stdin, str | bytes):
+            controller, data = None, stdin.encode() if isinstance(stdin, str) else stdin
+        else:
+            raise TypeError(f"run_cmd stdin: text, bytes or a StdinController, got {stdin!r}")
         state = context.channel.run(
             context.nodes[self.id],
             cmd,
-            handlers={"stdout": on_stdout, "stderr": on_stderr},
+            handlers={"stdout": out.WithNewline(on_stdout), "stderr": out.WithNewline(on_stderr)},
             experiment=context.experiment_id,
             env={k: str(v) for k, v in (env or {}).items()},
             cwd=self.working_directory,
@@ -73,6 +87,8 @@ class Server:
         command = Command(context, self, state)
         with context.lock:
             context.running.append(command)
+        if controller is not None:
+            controller.add(command)
         return command
 
     def send_file(self, src: str | os.PathLike[str], target: str) -> None:
@@ -101,10 +117,10 @@ class ServerList:
         servers[0, "node03"]
     """
 
-    def __init__(self, *servers: Server, working_directory: str | None = None) -> None:
-        for s in servers:
-            if not isinstance(s, Server):
-                raise TypeError(f"ServerList takes Server objects, got {s!r}")
+    def __init__(
+        self, *servers: Server | Iterable[Server], working_directory: str | None = None
+    ) -> None:
+        servers = tuple(_servers(servers))
         ids = [s.id for s in servers]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
@@ -146,8 +162,27 @@ class ServerList:
             s.cd(directory)
 
     @property
+    def unique_by_ip(self) -> ServerList:
+        """The first server of each address (one per machine)."""
+        first: dict[str, Server] = {}
+        for s in self._servers:
+            first.setdefault(s.ip, s)
+        return ServerList(first.values())
+
+    @property
     def ids(self) -> list[str]:
         return [s.id for s in self._servers]
 
     def __repr__(self) -> str:
         return f"ServerList({', '.join(repr(s) for s in self._servers)})"
+
+
+def _servers(items: Iterable[object]) -> Iterator[Server]:
+    """Servers given one by one or in (nested) iterables, in order."""
+    for item in items:
+        if isinstance(item, Server):
+            yield item
+        elif isinstance(item, Iterable) and not isinstance(item, str | bytes):
+            yield from _servers(item)
+        else:
+            raise TypeError(f"ServerList takes Servers or iterables of them, got {item!r}")
