@@ -370,8 +370,9 @@ def _arrow_decoder(pa: ModuleType) -> Callable[[bytes], Any]:
 def decode(data: bytes | bytearray | memoryview, content_type: str | None) -> Any:
     """Deserialise ``data`` by its content type: the inverse of :func:`encode`.
 
-    Raises ``ValueError`` when there is no content type ("no content type to load
-    by"), when the type has no Python reading (``mime/...``, ``dir``, an unregistered
+    Raises :class:`~shoal.graph.exceptions.ContentTypeError` (a ``RainException``
+    and a ``ValueError``) when there is no content type ("no content type to load
+    by"), ``ValueError`` when the type has no Python reading (``mime/...``, ``dir``, an unregistered
     ``user/`` type), or when the bytes are not valid for it.
 
     >>> decode(b'{"x": 1}', "json")
@@ -379,7 +380,7 @@ def decode(data: bytes | bytearray | memoryview, content_type: str | None) -> An
     >>> decode(b"raw", None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: no content type to load by: ...
+    shoal.graph.exceptions.ContentTypeError: no content type to load by: ...
     """
     content_type = validate(content_type)
     if content_type is None:
