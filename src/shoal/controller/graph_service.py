@@ -402,7 +402,8 @@ class GraphService:
     def infos(
         self, owner: int, session_id: int, ids: list[int]
     ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-        session = self._session(owner, session_id, usable=False)
+        # A failed session answers with its error, as every other call does (Rain's rule).
+        session = self._session(owner, session_id)
         tasks, objects = {}, {}
         for item in self._items(session, ids):
             if isinstance(item, GTask):
