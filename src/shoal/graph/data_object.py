@@ -97,6 +97,11 @@ class DataObject:
         if self.info is not None and self.info.size is not None and not self.info.error:
             self._state = DataObjectState.finished
 
+    def expect_dir(self) -> None:
+        """Raise ``TypeError`` unless this is a directory object (Rain's check)."""
+        if self.data_type != "dir":
+            raise TypeError(f"a directory object expected, not {self!r}")
+
     def is_kept(self) -> bool:
         """Whether the keep flag is set."""
         return self._keep
