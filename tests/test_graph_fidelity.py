@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_graph_building import FakeTransport
-from waiting import wait_until
 
 from shoal import LocalCluster
 from shoal.graph import (
@@ -36,6 +34,8 @@ from shoal.graph import (
 from shoal.graph.builtins import SleepConfig
 from shoal.graph.builtins_execute import ArgOutput, OutputMapping
 from shoal.graph.session import GraphError, active_session, get_active_session
+from test_graph_building import FakeTransport
+from waiting import wait_until
 
 NODES = ["node-0", "node-1"]
 

@@ -163,7 +163,9 @@ def _merge_output(override: Output | str | None, proto: Output) -> Output:
     if not isinstance(override, Output):
         raise TypeError(f"an output override is a label or an Output, not {override!r}")
     if override.data_type != proto.data_type:
-        raise ValueError(f"output {proto.label!r} is a {proto.data_type}, not a {override.data_type}")
+        raise ValueError(
+            f"output {proto.label!r} is a {proto.data_type}, not a {override.data_type}"
+        )
     return Output(
         label=override.label if override.label is not None else proto.label,
         path=override.path if override.path is not None else proto.target,

@@ -20,7 +20,7 @@ __all__ = ["DataObjectState", "TaskState"]
 class TaskState(enum.Enum):
     """A task's state, with the names of Rain's ``rpc.common.TaskState``."""
 
-    notAssigned = "notAssigned"  # noqa: N815 (Rain's spelling)
+    notAssigned = "notAssigned"  # Rain's spelling
     ready = "ready"
     assigned = "assigned"
     running = "running"
