@@ -148,8 +148,9 @@ def test_load_errors(tmp_path: Path, dirs) -> None:
         load(LoadConfig(str(tmp_path / "missing")), output_dir=dirs[0])
     with pytest.raises(TaskFailed, match="LoadDir"):
         load(LoadConfig(str(tmp_path)), output_dir=dirs[0])
-    with pytest.raises(ValueError, match="absolute"):
-        LoadConfig("relative/path")
+    # a relative path fails the task when it runs (Rain: a TaskException at wait)
+    with pytest.raises(TaskFailed, match="absolute"):
+        load(LoadConfig("relative/path"), output_dir=dirs[0])
 
 
 def test_load_dir(tmp_path: Path, dirs) -> None:

@@ -138,6 +138,15 @@ EXPECTED: dict[str, list[str]] = {
         "after 3 submits: b'Hello world!'",
         "submits: 3",
     ],
+    "25_rain_api.py": [
+        "governors: ['node-0', 'node-1']",
+        "to submit: 3 tasks",
+        "state after submit: notAssigned",
+        "b'apple\\nfig\\npear\\napple\\nfig\\npear\\n'",
+        "total: 12 name: stats/summary",
+        "finished: True",
+        "ran on node-",
+    ],
 }
 
 

@@ -45,4 +45,4 @@ def test_objects_travel_through_the_controller_when_agents_cannot_meet(monkeypat
             expected = " ".join(t.outputs["digest"].fetch().get_str() for t in (a, b))
             assert both.output.fetch().get_str() == expected
             session.update([a, b])
-            assert {a.info.governor, b.info.governor} == {"nat-1", "nat-2"}
+            assert {a.info.node, b.info.node} == {"nat-1", "nat-2"}

@@ -23,7 +23,7 @@ def main() -> None:
             s.submit()
             s.wait_all()
             task.update()  # download the recent attributes
-            print("ran on", task.info.governor)  # node-0 or node-1
+            print("ran on", task.info.node, "at", task.info.governor)  # node-0 at 127.0.0.1:port
             print("duration >= 1 s:", task.info.duration >= 1.0, "error:", repr(task.info.error))
 
         with client.new_session() as session:

@@ -125,6 +125,7 @@ class GraphRuntime:
                     i.content_type,
                     data=i.data,
                     path=None if i.data is not None else str(self.store.path(task.session, i.id)),
+                    user=i.user,
                 )
                 for i in task.inputs
             ],

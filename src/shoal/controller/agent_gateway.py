@@ -133,6 +133,7 @@ class AgentGateway:
             )
         )
         data_address = f"{_host_for_url(host)}:{hello.data_port}" if hello.data_port else ""
+        node.address = data_address
         self.graphs.node_hello(hello.name, hello.cpus, data_address)
         await self.experiments.resend_prepare(resend)
         await self.registry.notify()

@@ -247,10 +247,11 @@ class GraphService:
                         raise GraphRequestError(
                             f"task {spec.id} reads object {ref.id}, which the session does not have"
                         )
-                    if obj.freed or not obj.keep:
+                    if obj.freed:
                         raise GraphRequestError(
-                            f"task {spec.id} reads object {ref.id} of an earlier submit that "
-                            "is not kept (keep() it before the submit that creates it)"
+                            f"task {spec.id} reads object {ref.id} of an earlier submit, which "
+                            "was freed: it was not kept and no task needed it any more "
+                            "(keep() it before the submit that creates it)"
                         )
                 inputs.append((obj, ref.label))
             outputs = []
@@ -401,7 +402,8 @@ class GraphService:
     def infos(
         self, owner: int, session_id: int, ids: list[int]
     ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-        session = self._session(owner, session_id, usable=False)
+        # A failed session answers with its error, as every other call does (Rain's rule).
+        session = self._session(owner, session_id)
         tasks, objects = {}, {}
         for item in self._items(session, ids):
             if isinstance(item, GTask):
@@ -447,7 +449,9 @@ class GraphService:
             if isinstance(duration, int | float):
                 node.mean_duration = 0.8 * node.mean_duration + 0.2 * float(duration)
             info = dict(result.info)
-            info["governor"] = node_name
+            # Rain's governor was its address (host:port); the node's name is beside it.
+            info["governor"] = node.data_address or node_name
+            info["node"] = node_name
             if result.error:
                 info["error"] = result.error
                 task.info = info
@@ -599,6 +603,7 @@ class GraphService:
                     holders=[
                         self.nodes[h].data_address + "/" + h for h in obj.holders if h in self.nodes
                     ],
+                    user=obj.user,
                 )
             )
         return GraphTask(

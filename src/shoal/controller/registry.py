@@ -19,6 +19,7 @@ class NodeInfo:
     online: bool = False
     last_seen: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    address: str = ""  # host:port of the agent's graph data server ("" when it has none)
     # After a controller restart: the node had running work and may come back until then.
     expected_until: float | None = None
 
@@ -31,6 +32,7 @@ class NodeInfo:
             "online": self.online,
             "last_seen": self.last_seen,
             "metrics": self.metrics,
+            "address": self.address,
         }
 
 

@@ -39,12 +39,19 @@ from shoal.graph.builtins_execute import (
 )
 from shoal.graph.data_instance import DataInstance, remove_path
 from shoal.graph.data_object import DataObject, blob, directory, pickled
-from shoal.graph.exceptions import SessionException, TaskException
+from shoal.graph.exceptions import (
+    ContentTypeError,
+    RainException,
+    RainWarning,
+    SessionException,
+    TaskException,
+)
 from shoal.graph.ids import ID
 from shoal.graph.labeled_list import LabeledList
 from shoal.graph.program import Input, InputDir, Output, OutputDir, Program
-from shoal.graph.remote import remote
-from shoal.graph.session import GraphError, Session
+from shoal.graph.remote import Remote, remote
+from shoal.graph.session import GraphError, Session, get_active_session
+from shoal.graph.states import DataObjectState, TaskState
 from shoal.graph.task import Task
 from shoal.graph.task_io import TaskCancelled, TaskFailed
 
@@ -67,8 +74,10 @@ __all__ = [
     "ArgInput",
     "ArgOutput",
     "Client",
+    "ContentTypeError",
     "DataInstance",
     "DataObject",
+    "DataObjectState",
     "ExecuteConfig",
     "GraphError",
     "Input",
@@ -84,6 +93,9 @@ __all__ = [
     "OutputDir",
     "OutputMapping",
     "Program",
+    "RainException",
+    "RainWarning",
+    "Remote",
     "Session",
     "SessionException",
     "SleepConfig",
@@ -96,9 +108,11 @@ __all__ = [
     "TaskInfo",
     "TaskSpec",
     "TaskSpecInput",
+    "TaskState",
     "blob",
     "content_types",
     "directory",
+    "get_active_session",
     "pickled",
     "remote",
     "remove_path",

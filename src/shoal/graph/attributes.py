@@ -245,8 +245,11 @@ class TaskSpec(_Attributes):
 @dataclass(slots=True)
 class TaskInfo(_Debug, _Attributes):
     """What running a task told: ``error`` (non-empty means it failed), ``start_time``,
-    ``duration`` in seconds, the ``governor`` (in shoal: the node name) that ran it,
-    the ``debug`` log, and ``user`` data set by the task.
+    ``duration`` in seconds, the ``governor`` that ran it (as in Rain, its address,
+    ``host:port`` of the agent's data server; the node's name when it has none) and,
+    beside it, the ``node`` name, the ``debug`` log, and ``user`` data set by the task.
+    Inside a running task ``ctx.info`` has the ``node`` and, lacking the address the
+    controller sees, the node name as ``governor``.
 
     >>> info = TaskInfo(error="boom", duration=0.25, governor="node01")
     >>> info.failed, info.to_dict()
@@ -259,12 +262,14 @@ class TaskInfo(_Debug, _Attributes):
     governor: str | None = None
     debug: str = ""
     user: dict[str, Any] = field(default_factory=dict)
+    node: str | None = None
 
     def __post_init__(self) -> None:
         self.error = _str("TaskInfo", "error", self.error) or ""
         self.start_time = _time("TaskInfo", "start_time", self.start_time)
         self.duration = _number("TaskInfo", "duration", self.duration, float)
         self.governor = _str("TaskInfo", "governor", self.governor, optional=True)
+        self.node = _str("TaskInfo", "node", self.node, optional=True)
         self.debug = _str("TaskInfo", "debug", self.debug) or ""
         self.user = _dict("TaskInfo", "user", self.user)
 

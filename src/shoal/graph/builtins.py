@@ -74,6 +74,18 @@ def _check_absolute(path: str, what: str) -> Path:
     return Path(path)
 
 
+def _check_path_type(path: str, what: str) -> None:
+    if not isinstance(path, str):
+        raise TypeError(f"{what} takes a path as a str, not {type(path).__name__}")
+
+
+def _absolute_at_run(path: str, what: str) -> Path:
+    try:
+        return _check_absolute(path, what)
+    except ValueError as exc:
+        raise TaskFailed(str(exc)) from None
+
+
 # --- Concat ---------------------------------------------------------------------------
 
 
@@ -145,7 +157,9 @@ class LoadConfig:
     content_type: str | None = None
 
     def __post_init__(self) -> None:
-        _check_absolute(self.path, "Load")
+        # A relative path is refused when the task runs, not here: Rain failed the
+        # task (a TaskException at wait), and code written for it expects that.
+        _check_path_type(self.path, "Load")
         if content_types.validate(self.content_type) == "dir":
             raise ValueError("Load makes a blob; use LoadDir for a directory")
 
@@ -157,7 +171,7 @@ class LoadDirConfig:
     path: str
 
     def __post_init__(self) -> None:
-        _check_absolute(self.path, "LoadDir")
+        _check_path_type(self.path, "LoadDir")
 
 
 def load(config: LoadConfig, *, output_dir: str | os.PathLike[str]) -> LabeledList[DataInstance]:
@@ -165,7 +179,7 @@ def load(config: LoadConfig, *, output_dir: str | os.PathLike[str]) -> LabeledLi
 
     A copy, not a link: the file may change after the task, the object must not.
     """
-    source = Path(config.path)
+    source = _absolute_at_run(config.path, "Load")
     if source.is_dir():
         raise TaskFailed(f"Load: {source} is a directory; use LoadDir for directories")
     target = output_path(output_dir, 0)
@@ -184,7 +198,7 @@ def load_dir(
 
     Symlinks inside the tree stay symlinks (as ``DataInstance.write`` does).
     """
-    source = Path(config.path)
+    source = _absolute_at_run(config.path, "LoadDir")
     if not source.is_dir():
         what = "is not a directory" if source.exists() else "does not exist"
         raise TaskFailed(f"LoadDir: {source} {what}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shoal.client.remote import RemoteClient
 from shoal.client.settings import lookup
@@ -76,6 +76,26 @@ class Client:
     def new_session(self, name: str = "", default: bool = False) -> Session:
         """A new session (a context manager); ``default=True`` makes it the default one."""
         return Session(self.transport, name, default=default)
+
+    def get_server_info(self) -> dict[str, Any]:
+        """What Rain's ``get_server_info()`` gave: the governors (online nodes).
+
+        ``{"governors": [{"governor_id": "host:port", "name": "node-0",
+        "resources": {"cpus": 4}}, ...]}``: ``governor_id`` is the agent's address
+        (its data server, as Rain's was the governor's), the node's name when it has
+        none. Rain's per-governor lists of tasks and objects are not given.
+        """
+        governors = []
+        for node in self.remote.raw_nodes():
+            address = node.get("address") or node["name"]
+            governors.append(
+                {
+                    "governor_id": address,
+                    "name": node["name"],
+                    "resources": {"cpus": node.get("cpus", 1)},
+                }
+            )
+        return {"governors": governors}
 
     def close(self) -> None:
         """Close the connection (ending its sessions) and stop a local cluster it started."""

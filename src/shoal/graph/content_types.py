@@ -10,7 +10,8 @@ The recognised names (the Rain user guide's list):
 ``'cloudpickle'``   a Python object serialised by cloudpickle
 ``'json'``          an object serialised as JSON (UTF-8)
 ``'cbor'``          an object serialised as CBOR (needs ``cbor2``)
-``'arrow'``         an Apache Arrow table, IPC stream format (needs ``pyarrow``)
+``'arrow'``         a Python value or a table in Apache Arrow's IPC stream format
+                    (needs ``pyarrow``)
 ``'text'``          UTF-8 text
 ``'text-<enc>'``    text in the encoding ``<enc>``, e.g. ``'text-latin-1'``
 ``'mime/<type>'``   a MIME type, e.g. ``'mime/image/png'``
@@ -46,6 +47,8 @@ import pickle
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
+
+from shoal.graph.exceptions import ContentTypeError
 
 __all__ = [
     "decode",
@@ -260,17 +263,18 @@ def encode(value: Any, how: str) -> tuple[bytes, str]:
     """Serialise ``value`` by content type ``how``; return the bytes and the content type.
 
     ``how`` is one of pickle, cloudpickle, json, cbor, arrow, text, text-<enc>, or a
-    registered ``user/`` type. Text types need a ``str``. ``arrow`` takes a
-    ``pyarrow.Table`` or ``RecordBatch``, or anything ``pyarrow.table()`` accepts
-    (a dict of columns, a pandas DataFrame), and writes one IPC stream; it loads back
-    as a ``pyarrow.Table``.
+    registered ``user/`` type. Text types need a ``str``. ``arrow`` takes what
+    Rain's did, any Python value Arrow can type (numbers, strings, lists, dicts with
+    str keys...), which loads back as that value, and also a ``pyarrow.Table`` or
+    ``RecordBatch`` (loads back as a ``pyarrow.Table``) or a pandas DataFrame (loads
+    back as a DataFrame); it writes one Arrow IPC stream.
 
     >>> encode("žluť", "text-utf-16-le")
     (b'~\\x01l\\x00u\\x00e\\x01', 'text-utf-16-le')
     """
     content_type = validate(how)
     if content_type is None:
-        raise ValueError(f"no content type to encode by; use one of {_ENCODABLE}")
+        raise ContentTypeError(f"no content type to encode by; use one of {_ENCODABLE}")
     encoding = text_encoding(content_type)
     if encoding is not None:
         if not isinstance(value, str):
@@ -319,14 +323,25 @@ def _encoder(content_type: str) -> Callable[[Any], bytes]:
     raise ValueError(f"cannot encode to {content_type!r}; encode= takes {_ENCODABLE}")
 
 
+# Schema metadata of an arrow stream that holds one Python value (not a table).
+_ARROW_VALUE = b"shoal.value"
+
+
 def _arrow_encoder(pa: ModuleType) -> Callable[[Any], bytes]:
     def encode_arrow(value: Any) -> bytes:
+        # Rain's 'arrow' was pyarrow.serialize(): any Python value, loaded back as
+        # that value. pyarrow no longer has it; shoal writes an IPC stream instead:
+        # tables as tables, and any other value as a one-row column, marked so
+        # that decode() gives the value back.
         if isinstance(value, pa.RecordBatch):
             table = pa.Table.from_batches([value])
         elif isinstance(value, pa.Table):
             table = value
+        elif type(value).__name__ == "DataFrame" and hasattr(value, "columns"):
+            table = pa.Table.from_pandas(value)
         else:
-            table = pa.table(value)
+            table = pa.table({"value": pa.array([value])})
+            table = table.replace_schema_metadata({_ARROW_VALUE: b"1"})
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
@@ -335,11 +350,29 @@ def _arrow_encoder(pa: ModuleType) -> Callable[[Any], bytes]:
     return encode_arrow
 
 
+def _arrow_decoder(pa: ModuleType) -> Callable[[bytes], Any]:
+    def decode_arrow(data: bytes) -> Any:
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        metadata = table.schema.metadata or {}
+        if _ARROW_VALUE in metadata:
+            return table.column(0)[0].as_py()
+        if b"pandas" in metadata:
+            # A DataFrame comes back as one, when pandas is there to make it.
+            try:
+                return table.to_pandas()
+            except ImportError:
+                return table
+        return table
+
+    return decode_arrow
+
+
 def decode(data: bytes | bytearray | memoryview, content_type: str | None) -> Any:
     """Deserialise ``data`` by its content type: the inverse of :func:`encode`.
 
-    Raises ``ValueError`` when there is no content type ("no content type to load
-    by"), when the type has no Python reading (``mime/...``, ``dir``, an unregistered
+    Raises :class:`~shoal.graph.exceptions.ContentTypeError` (a ``RainException``
+    and a ``ValueError``) when there is no content type ("no content type to load
+    by"), ``ValueError`` when the type has no Python reading (``mime/...``, ``dir``, an unregistered
     ``user/`` type), or when the bytes are not valid for it.
 
     >>> decode(b'{"x": 1}', "json")
@@ -347,11 +380,12 @@ def decode(data: bytes | bytearray | memoryview, content_type: str | None) -> An
     >>> decode(b"raw", None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: no content type to load by: ...
+    shoal.graph.exceptions.ContentTypeError: no content type to load by: ...
     """
     content_type = validate(content_type)
     if content_type is None:
-        raise ValueError(
+        # Rain raised its RainException here; ContentTypeError is one (and a ValueError).
+        raise ContentTypeError(
             "no content type to load by: the object's content type is unspecified; "
             "read its bytes instead"
         )
@@ -385,7 +419,7 @@ def _decoder(content_type: str) -> Callable[[bytes], Any]:
         return cbor2.loads
     if content_type == "arrow":
         pa = _require("pyarrow", "pyarrow", content_type)
-        return lambda d: pa.ipc.open_stream(pa.py_buffer(d)).read_all()
+        return _arrow_decoder(pa)
     if content_type in _user_types:
         return _user_types[content_type][1]
     if content_type.startswith("user/"):

@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from shoal.graph import content_types
 from shoal.graph.attributes import TaskInfo, TaskSpec
 from shoal.graph.data_instance import DataInstance
+from shoal.graph.exceptions import RainException
 
 __all__ = ["Context"]
 
@@ -18,8 +20,10 @@ class Context:
 
     ``ctx.spec`` / ``ctx.info`` are the task's spec and info (``ctx.info.user`` is
     yours to fill), ``ctx.debug(...)`` adds a line to the debug log (shown in the
-    error when the task fails), and ``ctx.stage_file(path)`` turns a file or
-    directory the task made into a data instance it can return.
+    error when the task fails), ``ctx.stage_file(path)`` and
+    ``ctx.stage_directory(path)`` turn a file or directory the task made into a data
+    instance it can return, ``ctx.blob(value, ...)`` and ``ctx.pickled(value)`` make
+    one from a value, and ``ctx.function`` is the function being run.
 
     >>> ctx = Context(TaskSpec(task_type="python"), TaskInfo(), staging_dir=".")
     >>> ctx.debug("Variable a = {}", 11)
@@ -27,9 +31,17 @@ class Context:
     'Variable a = 11'
     """
 
-    def __init__(self, spec: TaskSpec, info: TaskInfo, *, staging_dir: str | os.PathLike[str]):
+    def __init__(
+        self,
+        spec: TaskSpec,
+        info: TaskInfo,
+        *,
+        staging_dir: str | os.PathLike[str],
+        function: Any = None,
+    ):
         self.spec = spec
         self.info = info
+        self.function = function
         self._staging = Path(staging_dir)
         self._staged = 0
 
@@ -51,9 +63,47 @@ class Context:
         Return it (or put it among the returned outputs) to make it an output
         without reading it into memory.
         """
+        return self._stage(path, content_type, "stage_file")
+
+    def stage_directory(self, path: str | os.PathLike[str]) -> DataInstance:
+        """Take the directory at ``path`` (moved, not copied) as a ``'dir'`` data instance."""
+        if not Path(path).is_dir():
+            raise NotADirectoryError(f"stage_directory: {path} is not a directory")
+        return self._stage(path, None, "stage_directory")
+
+    def blob(
+        self, value: Any, content_type: str | None = None, encode: str | None = None
+    ) -> DataInstance:
+        """A data instance to return, made from ``value``, as ``blob()`` makes an object.
+
+        ``bytes`` as they are (with ``content_type``), a ``str`` as UTF-8 ``'text'``,
+        anything else serialised by ``encode`` (whose name becomes the content type).
+        """
+        if content_type is not None and encode is not None:
+            raise RainException("ctx.blob(): give content_type or encode, not both")
+        if encode is None and isinstance(value, str):
+            encode = content_type or "text"
+            content_type = None
+        if encode is not None:
+            data, content_type = content_types.encode(value, encode)
+            return DataInstance(data, content_type=content_type)
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise RainException(
+                f"ctx.blob() takes bytes or str, not {type(value).__name__}; "
+                "give encode= (e.g. 'pickle') for other values"
+            )
+        return DataInstance(bytes(value), content_type=content_type)
+
+    def pickled(self, value: Any) -> DataInstance:
+        """``ctx.blob(value, encode="pickle")``."""
+        return self.blob(value, encode="pickle")
+
+    def _stage(
+        self, path: str | os.PathLike[str], content_type: str | None, what: str
+    ) -> DataInstance:
         source = Path(path)
         if not source.exists():
-            raise FileNotFoundError(f"stage_file: nothing at {source}")
+            raise FileNotFoundError(f"{what}: nothing at {source}")
         self._staged += 1
         self._staging.mkdir(parents=True, exist_ok=True)
         target = self._staging / f"staged-{self._staged}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from shoal.graph import content_types
 from shoal.graph.attributes import DATA_TYPES, ObjectInfo, ObjectSpec
+from shoal.graph.exceptions import ContentTypeError
 
 __all__ = ["DataInstance", "remove_path"]
 
@@ -197,7 +198,7 @@ class DataInstance:
         """
         ct = self.content_type
         if ct is None:
-            raise ValueError(
+            raise ContentTypeError(
                 f"no content type to load by: {self._describe()} has none; read it with "
                 "get_bytes() or get_str(), or give it a content type"
             )

@@ -21,6 +21,7 @@ from shoal.graph.attributes import ObjectInfo, ObjectSpec
 from shoal.graph.data_instance import DataInstance
 from shoal.graph.ids import ID
 from shoal.graph.session import GraphError, Session, active_session
+from shoal.graph.states import DataObjectState
 
 if TYPE_CHECKING:
     from shoal.graph.task import Task
@@ -58,6 +59,7 @@ class DataObject:
         self.producer: Task | None = None
         self._keep = False
         self._submitted = False
+        self._state: DataObjectState | None = None
         self.session._register_object(self)
 
     @property
@@ -85,6 +87,20 @@ class DataObject:
     def is_submitted(self) -> bool:
         """Whether the object was sent in a submit."""
         return self._submitted
+
+    @property
+    def state(self) -> DataObjectState | None:
+        """The state at the last submit, wait or update (``None`` before the submit)."""
+        return self._state
+
+    def _state_from_info(self) -> None:
+        if self.info is not None and self.info.size is not None and not self.info.error:
+            self._state = DataObjectState.finished
+
+    def expect_dir(self) -> None:
+        """Raise ``TypeError`` unless this is a directory object (Rain's check)."""
+        if self.data_type != "dir":
+            raise TypeError(f"a directory object expected, not {self!r}")
 
     def is_kept(self) -> bool:
         """Whether the keep flag is set."""

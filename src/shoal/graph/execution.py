@@ -41,6 +41,7 @@ class NodeInput:
     content_type: str | None
     data: bytes | None = None
     path: str | None = None
+    user: dict[str, Any] = field(default_factory=dict)  # the object's spec.user
 
 
 @dataclass
@@ -97,7 +98,9 @@ _functions = _FunctionCache()
 def _instances(task: NodeTask) -> LabeledList[DataInstance]:
     values = []
     for i in task.inputs:
-        spec = ObjectSpec(id=ID(task.session, i.id), label=i.label, data_type=i.data_type)
+        spec = ObjectSpec(
+            id=ID(task.session, i.id), label=i.label, data_type=i.data_type, user=dict(i.user)
+        )
         info = ObjectInfo(content_type=i.content_type)
         if i.data is not None:
             values.append(DataInstance(i.data, data_type=i.data_type, spec=spec, info=info))
@@ -126,7 +129,7 @@ def run_task(
         user=dict(task.user),
         name=task.name or None,
     )
-    info = TaskInfo(start_time=datetime.fromtimestamp(started, UTC), governor=node)
+    info = TaskInfo(start_time=datetime.fromtimestamp(started, UTC), governor=node, node=node)
     # Made only when the task needs it (built-ins, stage_file): a directory
     # per task would cost more than a no-op task itself.
     scratch = Path(work_dir) / f"task-{task.session}-{task.id}"
@@ -222,7 +225,7 @@ def _run_python(
         values.append(instance.load() if load else instance)
     with resolving_inputs(values):
         args, kwargs = serialize.loads(config["args"])  # type: ignore[misc]
-    ctx = Context(spec, info, staging_dir=out_dir)
+    ctx = Context(spec, info, staging_dir=out_dir, function=fn)
     returned = fn(ctx, *args, **kwargs)
     return _python_outputs(returned, config["outputs"])
 

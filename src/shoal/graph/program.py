@@ -150,28 +150,57 @@ def OutputDir(
     return Output(label, path, None, None, size_hint, "dir")
 
 
+def _merge_output(override: Output | str | None, proto: Output) -> Output:
+    """``override`` in the place of ``proto``: what it leaves unset comes from ``proto``.
+
+    The file stays where the program leaves it (``proto``'s path, else its label)
+    unless the override gives a path of its own.
+    """
+    if override is None:
+        return proto
+    if isinstance(override, str):
+        override = Output(override)
+    if not isinstance(override, Output):
+        raise TypeError(f"an output override is a label or an Output, not {override!r}")
+    if override.data_type != proto.data_type:
+        raise ValueError(
+            f"output {proto.label!r} is a {proto.data_type}, not a {override.data_type}"
+        )
+    return Output(
+        label=override.label if override.label is not None else proto.label,
+        path=override.path if override.path is not None else proto.target,
+        content_type=override.effective_content_type or proto.effective_content_type,
+        size_hint=override.size_hint if override.size_hint is not None else proto.size_hint,
+        data_type=proto.data_type,
+    )
+
+
 class Program:
     """A template of ``tasks.Execute``: the same arguments, with :class:`Input` s (without
-    ``dataobj``) where the data objects go. Calling it with ``label=obj`` for each
-    input label makes the task in the active session.
+    ``dataobj``) where the data objects go; a plain string stands for ``Input(label)``
+    in ``stdin`` and ``input_paths``. Calling it with ``label=obj`` for each input
+    label makes the task in the active session; ``name=`` names that task, and
+    ``output=``/``outputs=`` replace the program's outputs (in the order argv
+    Outputs, ``output_paths``, stdout) by labels or :class:`Output` s, which take
+    what they leave unset (the file's path above all) from the program's.
 
-    >>> # prog = Program("a-program", stdin=Input("data")); task = prog(data=obj)
+    >>> # prog = Program("a-program", stdin="data"); task = prog(data=obj, name="run-1")
     """
 
     def __init__(
         self,
         args: str | list[Any] | tuple[Any, ...],
         *,
-        input_paths: list[Input] | tuple[Input, ...] = (),
+        input_paths: list[Input | str] | tuple[Input | str, ...] = (),
         output_paths: list[Output | str] | tuple[Output | str, ...] = (),
-        stdin: Input | None = None,
+        stdin: Input | str | None = None,
         stdout: bool | str | Output | None = None,
         shell: bool = False,
         cpus: int = 1,
         name: str | None = None,
     ) -> None:
         self.args = args if isinstance(args, str) else tuple(args)
-        self.input_paths = tuple(input_paths)
+        self.input_paths = tuple(Input(i) if isinstance(i, str) else i for i in input_paths)
         self.output_paths = tuple(output_paths)
         self.stdin = stdin
         self.stdout = stdout
@@ -180,9 +209,13 @@ class Program:
         self.name = name
         inputs = [a for a in self.args if isinstance(a, Input)] if not isinstance(args, str) else []
         inputs += list(self.input_paths)
+        if isinstance(stdin, str):
+            stdin = self.stdin = Input(stdin)  # Rain's Program(..., stdin="label")
         if stdin is not None:
             if not isinstance(stdin, Input):
-                raise TypeError("Program stdin is an Input (a template has no data objects)")
+                raise TypeError(
+                    "Program stdin is an Input or its label (a template has no data objects)"
+                )
             inputs.append(stdin)
         self.input_labels: list[str] = []
         for i in inputs:
@@ -200,7 +233,51 @@ class Program:
                 if not isinstance(a, str | Input | Output | int | float):
                     raise TypeError(f"Program arguments are str, Input or Output, not {a!r}")
 
-    def __call__(self, **objects: DataObject | Task) -> Task:
+    def _output_slots(self) -> list[Output]:
+        slots: list[Output] = []
+        if not isinstance(self.args, str):
+            slots += [a for a in self.args if isinstance(a, Output)]
+        slots += [Output(o) if isinstance(o, str) else o for o in self.output_paths]
+        if self.stdout is True:
+            slots.append(Output("stdout"))
+        elif isinstance(self.stdout, str):
+            slots.append(Output(self.stdout))
+        elif isinstance(self.stdout, Output):
+            slots.append(self.stdout)
+        return slots
+
+    def _with_outputs(self, output: Any, outputs: Any) -> tuple[Any, list[Any], Any]:
+        """args, output_paths and stdout with the outputs replaced by the overrides."""
+        if output is not None:
+            if outputs is not None:
+                raise TypeError("give output= or outputs=, not both")
+            outputs = [output]
+        if isinstance(outputs, str | Output):
+            outputs = [outputs]
+        slots = self._output_slots()
+        if len(outputs) != len(slots):
+            raise ValueError(
+                f"the Program has {len(slots)} output(s), but {len(outputs)} were given"
+            )
+        merged = iter([_merge_output(o, p) for o, p in zip(outputs, slots, strict=True)])
+        args: Any = self.args
+        if not isinstance(args, str):
+            args = [next(merged) if isinstance(a, Output) else a for a in args]
+        output_paths = [next(merged) for _ in self.output_paths]
+        stdout: Any = self.stdout
+        if stdout not in (None, False):
+            out = next(merged)
+            stdout = Output(out.label, None, out.content_type, None, out.size_hint)
+        return args, output_paths, stdout
+
+    def __call__(
+        self,
+        *,
+        name: str | None = None,
+        output: Output | str | None = None,
+        outputs: Any = None,
+        **objects: DataObject | Task,
+    ) -> Task:
         """Make the Execute task, each Input labelled ``l`` getting ``objects[l]``."""
         from shoal.graph.tasks import Execute
 
@@ -217,16 +294,21 @@ class Program:
                 return value.with_dataobj(objects[value.label])  # type: ignore[index]
             return value
 
-        args = self.args if isinstance(self.args, str) else [fill(a) for a in self.args]
+        args: Any = self.args
+        output_paths: list[Any] = list(self.output_paths)
+        stdout: Any = self.stdout
+        if output is not None or outputs is not None:
+            args, output_paths, stdout = self._with_outputs(output, outputs)
+        args = args if isinstance(args, str) else [fill(a) for a in args]
         return Execute(
             args,
             input_paths=[fill(i) for i in self.input_paths],
-            output_paths=list(self.output_paths),
+            output_paths=output_paths,
             stdin=fill(self.stdin),
-            stdout=self.stdout,
+            stdout=stdout,
             shell=self.shell,
             cpus=self.cpus,
-            name=self.name,
+            name=name if name is not None else self.name,
         )
 
     def __repr__(self) -> str:

@@ -31,19 +31,33 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import inspect
 import types
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from shoal.client import serialize
 from shoal.graph.data_object import DataObject
-from shoal.graph.program import Input, Output
+from shoal.graph.exceptions import RainWarning
+from shoal.graph.program import Input, Output, _merge_output
 from shoal.graph.session import GraphError
 from shoal.graph.task import Task, to_data_object
 
-__all__ = ["RemoteFunction", "input_placeholder", "remote", "resolving_inputs"]
+__all__ = [
+    "PICKLE_ARG_SIZE_LIMIT",
+    "Remote",
+    "RemoteFunction",
+    "input_placeholder",
+    "remote",
+    "resolving_inputs",
+]
+
+# Rain warned (RainWarning) when a pickled argument or function was bigger than this:
+# the bytes travel in the task's config, not as a data object the scheduler knows.
+PICKLE_ARG_SIZE_LIMIT = 1024 * 1024
 
 _pickled_inputs: contextvars.ContextVar[list[DataObject] | None] = contextvars.ContextVar(
     "shoal_graph_pickled_inputs", default=None
@@ -148,6 +162,32 @@ def find_data_objects(value: Any) -> tuple[list[DataObject], set[type]]:
     return found, kinds
 
 
+def _apply_auto_encode(outputs: list[Output], auto_encode: str | None) -> list[Output]:
+    """Rain's ``auto_encode``: the encoding of every blob output that names none."""
+    if auto_encode is None:
+        return outputs
+    result = []
+    for out in outputs:
+        if (
+            out.data_type == "blob"
+            and out.encode is None
+            and out.content_type in (None, "", auto_encode)
+        ):
+            out = dataclasses.replace(out, encode=auto_encode)
+        result.append(out)
+    return result
+
+
+def _check_pickle_size(data: bytes, what: str) -> None:
+    if len(data) > PICKLE_ARG_SIZE_LIMIT:
+        warnings.warn(
+            f"pickled {what} is {len(data)} bytes, more than PICKLE_ARG_SIZE_LIMIT="
+            f"{PICKLE_ARG_SIZE_LIMIT}; consider passing the data as a blob()",
+            RainWarning,
+            stacklevel=4,
+        )
+
+
 def _normalize_outputs(outputs: Any) -> list[Output]:
     if outputs is None:
         return [Output("output")]
@@ -186,10 +226,15 @@ class RemoteFunction:
         outputs: Any = None,
         inputs: dict[str, Input] | None = None,
         auto_load: bool = False,
+        auto_encode: str | None = None,
         cpus: int = 1,
+        name: str | None = None,
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"@remote name is a str, not {name!r}")
+        self.name = name
         try:
             self.signature = inspect.signature(fn, eval_str=True)
         except Exception:  # annotations that cannot be evaluated here
@@ -216,15 +261,47 @@ class RemoteFunction:
                 isinstance(ret, tuple | list) and ret and all(isinstance(o, Output) for o in ret)
             ):
                 outputs = ret
-        self.outputs = _normalize_outputs(outputs)
+        self.auto_encode = auto_encode
+        self.outputs = _apply_auto_encode(_normalize_outputs(outputs), auto_encode)
         self.auto_load = bool(auto_load)
+        # output= and outputs= at a call override the outputs, as in Rain, unless the
+        # function has parameters of those names (then they are its arguments).
+        self._overrides = {"output", "outputs"} - set(self.signature.parameters)
         if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
             raise ValueError(f"cpus must be a positive int, not {cpus!r}")
         self.cpus = cpus
         self._function_data: bytes | None = None
 
+    def _call_outputs(self, output: Any, outputs: Any) -> list[Output]:
+        """The outputs of one call: the function's, or the call's overrides of them."""
+        if output is not None:
+            if outputs is not None:
+                raise TypeError(f"{self.fn.__name__}(): give output= or outputs=, not both")
+            outputs = [output]
+        if outputs is None:
+            return self.outputs
+        if isinstance(outputs, int) and not isinstance(outputs, bool):
+            return _apply_auto_encode(_normalize_outputs(outputs), self.auto_encode)
+        given = _normalize_outputs(outputs)
+        if len(given) == len(self.outputs):
+            merged = [_merge_output(o, p) for o, p in zip(given, self.outputs, strict=True)]
+            # _merge_output keeps a program's path; a Python task has no files.
+            for i, (o, p) in enumerate(zip(given, self.outputs, strict=True)):
+                merged[i] = dataclasses.replace(merged[i], path=None, encode=o.encode or p.encode)
+            return merged
+        return _apply_auto_encode(given, self.auto_encode)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Task:
-        """Make the task in the active session."""
+        """Make the task in the active session.
+
+        ``output=``/``outputs=`` (unless the function has parameters of those names)
+        replace its outputs for this task: a number, labels or :class:`Output` s;
+        as many as the function has are merged with its own (what they leave
+        unset comes from there), another number replaces them.
+        """
+        output = kwargs.pop("output", None) if "output" in self._overrides else None
+        outputs = kwargs.pop("outputs", None) if "outputs" in self._overrides else None
+        call_outputs = self._call_outputs(output, outputs)
         try:
             bound = self.signature.bind(None, *args, **kwargs)
         except TypeError as exc:
@@ -241,10 +318,13 @@ class RemoteFunction:
             # Pickled once: thousands of calls ship the same bytes, which the
             # workers unpickle once too.
             self._function_data = serialize.dumps(self.fn)
+            _check_pickle_size(self._function_data, f"function {self.fn.__qualname__}")
         function_data = self._function_data
         token = _pickled_inputs.set(found)
         try:
             args_data = serialize.dumps((args, kwargs), types=kinds)
+            if len(args_data) > PICKLE_ARG_SIZE_LIMIT:
+                self._warn_big_arguments(bound, kinds)
         finally:
             _pickled_inputs.reset(token)
         config = {
@@ -263,15 +343,32 @@ class RemoteFunction:
                     "encode": o.encode,
                     "data_type": o.data_type,
                 }
-                for o in self.outputs
+                for o in call_outputs
             ],
         }
         outs = [
             DataObject(o.label, data_type=o.data_type, content_type=o.effective_content_type)
-            for o in self.outputs
+            for o in call_outputs
         ]
         task_inputs = [(labels.get(id(obj)), obj) for obj in found]
-        return Task("python", config, task_inputs, outs, name=self.fn.__name__, cpus=self.cpus)
+        name = self.name if self.name is not None else self.fn.__name__
+        return Task("python", config, task_inputs, outs, name=name, cpus=self.cpus)
+
+    def _warn_big_arguments(self, bound: inspect.BoundArguments, kinds: set[type]) -> None:
+        # Only when the whole is too big: name the arguments that make it so.
+        big = []
+        for pname, value in list(bound.arguments.items())[1:]:
+            try:
+                size = len(serialize.dumps(value, types=kinds))
+            except Exception:  # an argument that pickles only with the others
+                continue
+            if size > PICKLE_ARG_SIZE_LIMIT:
+                big.append(pname)
+        what = f"argument {', '.join(big)} of" if big else "arguments of"
+        _check_pickle_size(
+            serialize.dumps((bound.args[1:], bound.kwargs), types=kinds),
+            f"{what} {self.fn.__qualname__}",
+        )
 
     def __repr__(self) -> str:
         return f"<remote {self.fn.__qualname__}>"
@@ -283,7 +380,9 @@ def remote(
     outputs: Any = None,
     inputs: dict[str, Input] | None = None,
     auto_load: bool = False,
+    auto_encode: str | None = None,
     cpus: int = 1,
+    name: str | None = None,
 ) -> Any:
     """Turn a function ``fn(ctx, ...)`` into a task factory; ``@remote`` or ``@remote(...)``.
 
@@ -291,7 +390,10 @@ def remote(
     list of labels/Outputs. ``inputs``: ``{param: Input(...)}``; parameters annotated
     with an ``Input`` are configured the same way, and a return annotation of Output(s)
     sets ``outputs``. ``auto_load``: pass ``load()``-ed values instead of data
-    instances. ``cpus``: the cpus reserved for the task.
+    instances. ``auto_encode``: the ``encode=`` of every output that names none.
+    ``cpus``: the cpus reserved for the task. ``name``: the name of its tasks (default:
+    the function's name). A pickled argument (or function) over 1 MiB gives a
+    :class:`~shoal.graph.exceptions.RainWarning`, as in Rain.
 
     >>> @remote(outputs=(Output(encode="pickle"), Output(encode="json")))
     ... def fn7(ctx):
@@ -302,9 +404,28 @@ def remote(
     if fn is not None:
         if not callable(fn):
             raise TypeError("use @remote or @remote(outputs=..., ...) with keyword arguments")
-        return RemoteFunction(fn, outputs=outputs, inputs=inputs, auto_load=auto_load, cpus=cpus)
+        return RemoteFunction(
+            fn,
+            outputs=outputs,
+            inputs=inputs,
+            auto_load=auto_load,
+            auto_encode=auto_encode,
+            cpus=cpus,
+            name=name,
+        )
 
     def decorate(f: Callable[..., Any]) -> RemoteFunction:
-        return RemoteFunction(f, outputs=outputs, inputs=inputs, auto_load=auto_load, cpus=cpus)
+        return RemoteFunction(
+            f,
+            outputs=outputs,
+            inputs=inputs,
+            auto_load=auto_load,
+            auto_encode=auto_encode,
+            cpus=cpus,
+            name=name,
+        )
 
     return decorate
+
+
+Remote = RemoteFunction  # Rain's name of the class

@@ -5,13 +5,13 @@ stack (``with session:`` pushes and, at the end, pops and closes it;
 ``with session.bind_only():`` pushes and pops without closing), or, when the stack
 is empty, the default session (``Session(..., default=True)``).
 
->>> from shoal.graph.session import Session, active_session
+>>> from shoal.graph.session import Session, get_active_session
 >>> class Fake:  # a transport that accepts everything
 ...     def open_session(self, name): return 1
 ...     def submit(self, session_id, tasks, objects, payloads, kept): pass
 ...     def close_session(self, session_id): pass
 >>> with Session(Fake()) as s:
-...     active_session() is s
+...     get_active_session() is s
 True
 >>> s.is_closed
 True
@@ -24,14 +24,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shoal.graph.data_instance import DataInstance
+from shoal.graph.exceptions import RainException
 from shoal.graph.ids import ID
+from shoal.graph.states import DataObjectState, TaskState
 from shoal.graph.transport import GraphTransport, SessionException
 
 if TYPE_CHECKING:
     from shoal.graph.data_object import DataObject
     from shoal.graph.task import Task
 
-__all__ = ["GraphError", "Session", "SessionException", "active_session"]
+__all__ = ["GraphError", "Session", "SessionException", "active_session", "get_active_session"]
 
 R = TypeVar("R")
 
@@ -39,12 +41,13 @@ _stack: list[Session] = []
 _default: Session | None = None
 
 
-class GraphError(RuntimeError):
+class GraphError(RainException, RuntimeError):
     """A task graph is used against the rules (keep after submit, fetch of an unkept
-    object, no active session, ...)."""
+    object, no active session, ...): Rain raised its ``RainException`` for these, and
+    this is one."""
 
 
-def active_session() -> Session:
+def get_active_session() -> Session:
     """The session new tasks and objects go to: the top of the stack, else the default.
 
     Raises :class:`GraphError` when there is neither.
@@ -57,6 +60,9 @@ def active_session() -> Session:
         "no active session: create tasks and objects inside 'with session:' or "
         "'with session.bind_only():', or make a default session"
     )
+
+
+active_session = get_active_session  # shoal's first name for it
 
 
 class Session:
@@ -78,6 +84,7 @@ class Session:
         self._submitted_tasks: list[Task] = []
         self._submitted_objects: list[DataObject] = []
         self.submit_count = 0
+        self._entered = 0  # depth of 'with session:' blocks, nested ones included
         if default:
             self.set_default()
 
@@ -90,11 +97,15 @@ class Session:
     def __enter__(self) -> Session:
         self._check_open()
         _stack.append(self)
+        self._entered += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._pop()
-        self.close()
+        self._entered -= 1
+        # A 'with s:' inside another 'with s:' only binds: the outer block closes.
+        if self._entered <= 0:
+            self.close()
 
     @contextlib.contextmanager
     def bind_only(self) -> Iterator[Session]:
@@ -148,6 +159,21 @@ class Session:
         """Whether :meth:`close` was called."""
         return self._closed
 
+    @property
+    def active(self) -> bool:
+        """Rain's name: whether the session is still open on the server (not closed)."""
+        return not self._closed
+
+    @property
+    def task_count(self) -> int:
+        """The number of tasks not submitted yet."""
+        return len(self._new_tasks)
+
+    @property
+    def dataobj_count(self) -> int:
+        """The number of data objects not submitted yet."""
+        return len(self._new_objects)
+
     # --- failure ----------------------------------------------------------------------
 
     @property
@@ -181,7 +207,17 @@ class Session:
             return fn(*args)
         except SessionException as exc:
             self._error = self._explain(exc)
+            self._mark_failed(self._error)
             raise self._again(self._error) from None
+
+    def _mark_failed(self, error: SessionException) -> None:
+        from shoal.graph.exceptions import TaskException
+
+        if isinstance(error, TaskException) and error.task_id is not None:
+            for task in self._submitted_tasks:
+                if task.id == error.task_id:
+                    task._state = TaskState.failed
+                    break
 
     def _explain(self, exc: SessionException) -> SessionException:
         """Add what only the client knows to a task failure: where the task was made."""
@@ -232,23 +268,26 @@ class Session:
         """Objects created since the last submit."""
         return list(self._new_objects)
 
+    def keep_all(self) -> None:
+        """``keep()`` every object not submitted yet."""
+        for obj in self._new_objects:
+            obj.keep()
+
     # --- submit -----------------------------------------------------------------------
 
     def submit(self) -> None:
         """Send the tasks and objects created since the last submit.
 
-        Inputs from an earlier submit must have been kept (and not unkept since).
+        A task may read an object of an earlier submit, as in Rain. A kept one is
+        always there; one that is not kept is there until the server frees it (once
+        it is made and no task of its submits needs it), and a submit that names a
+        freed object fails, naming it.
         """
         self._check_open()
         for task in self._new_tasks:
             for obj in task.inputs:
                 if obj.session is not self:
                     raise GraphError(f"{task!r} uses {obj!r} of another session")
-                if obj.is_submitted and not obj.is_kept():
-                    raise GraphError(
-                        f"{task!r} uses {obj!r} from an earlier submit that is not kept; "
-                        "call keep() on it before the submit that creates it"
-                    )
         for obj in self._new_objects:
             if obj.producer is None and obj.payload is None:
                 raise GraphError(f"{obj!r} has neither data nor a task that makes it")
@@ -263,8 +302,10 @@ class Session:
         )
         for t in tasks:
             t._submitted = True
+            t._state = TaskState.notAssigned
         for o in objects:
             o._submitted = True
+            o._state = DataObjectState.unfinished
         self._submitted_tasks += tasks
         self._submitted_objects += objects
         self._new_tasks, self._new_objects = [], []
@@ -285,7 +326,16 @@ class Session:
     def wait(self, items: Iterable[Task | DataObject]) -> None:
         """Block until all the given tasks and objects are finished (no keep needed)."""
         self._check_open()
+        items = list(items)
         self._call(self.transport.wait, self._ids(items, "wait for"))
+        self._mark_finished(items)
+
+    @staticmethod
+    def _mark_finished(items: Iterable[Task | DataObject]) -> None:
+        from shoal.graph.task import Task
+
+        for item in items:
+            item._state = TaskState.finished if isinstance(item, Task) else DataObjectState.finished
 
     def wait_some(self, items: Iterable[Task | DataObject]) -> tuple[list[Task], list[DataObject]]:
         """Block until some of ``items`` are finished; return the finished tasks and objects."""
@@ -293,12 +343,16 @@ class Session:
         items = list(items)
         by_id = {item.id: item for item in items}
         task_ids, object_ids = self._call(self.transport.wait_some, self._ids(items, "wait for"))
-        return [by_id[i] for i in task_ids], [by_id[i] for i in object_ids]  # type: ignore[misc]
+        done_tasks = [by_id[i] for i in task_ids]
+        done_objects = [by_id[i] for i in object_ids]
+        self._mark_finished(done_tasks + done_objects)
+        return done_tasks, done_objects  # type: ignore[return-value]
 
     def wait_all(self) -> None:
         """Block until every submitted task is finished, whichever submit it came in."""
         self._check_open()
         self._call(self.transport.wait, [t.id for t in self._submitted_tasks])
+        self._mark_finished(self._submitted_tasks)
 
     def fetch(self, obj: DataObject) -> DataInstance:
         """The data of a kept, submitted object (waits for it); updates ``obj.info``."""
@@ -320,6 +374,9 @@ class Session:
         submitted = self._ids([o for o in objects if o.is_submitted], "unkeep")
         if submitted:
             self._call(self.transport.unkeep, submitted)
+            # Rain's unkeep answered at once, and raised if the session had failed;
+            # the transport may send it without waiting, so ask for an answer now.
+            self._call(self.transport.update, submitted)
         for obj in objects:
             obj._keep = False
 
@@ -332,3 +389,4 @@ class Session:
             info = infos.get(item.id)
             if info is not None:
                 item.info = info  # type: ignore[assignment]
+                item._state_from_info()

@@ -14,6 +14,16 @@ one output can stand wherever a data object is expected (:func:`to_data_object`)
 ...     u = Task("sleep", config={"delay": 1.0}, inputs=[t])   # t stands for t.output
 >>> t.output is t.outputs["output"], u.inputs[0] is t.output, t.name
 (True, True, 'group/concat')
+
+Rain's way to make a task type of one's own also works: a subclass with
+``TASK_TYPE`` that passes ``inputs`` and ``outputs`` (a number, labels,
+:class:`~shoal.graph.program.Output` s or data objects) first::
+
+    class Twice(Task):
+        TASK_TYPE = "buildin/concat"   # Rain's name of shoal's "concat"
+
+        def __init__(self, obj):
+            super().__init__((obj, obj), 1)
 """
 
 from __future__ import annotations
@@ -28,9 +38,68 @@ from shoal.graph.data_instance import DataInstance
 from shoal.graph.data_object import DataObject
 from shoal.graph.ids import ID
 from shoal.graph.labeled_list import LabeledList
+from shoal.graph.program import Output
 from shoal.graph.session import GraphError, Session, active_session
+from shoal.graph.states import TaskState
 
 __all__ = ["Task", "to_data_object"]
+
+_UNSET: Any = object()
+
+
+def _rain_builtin(task_type: str, config: Any) -> tuple[str, Any]:
+    """Rain's names of the built-in tasks (``buildin/...``) as shoal's, with their config."""
+    from shoal.graph import builtins
+
+    if task_type == "buildin/concat":
+        return "concat", None
+    if task_type == "buildin/sleep":
+        delay = config.get("delay") if isinstance(config, dict) else config
+        return "sleep", builtins.SleepConfig(float(delay))
+    if task_type in ("buildin/open", "buildin/export", "buildin/open_dir"):
+        if not isinstance(config, dict) or "path" not in config:
+            raise ValueError(f"task type {task_type!r} needs config={{'path': ...}}")
+        if task_type == "buildin/open":
+            return "load", builtins.LoadConfig(config["path"], config.get("content_type"))
+        if task_type == "buildin/open_dir":
+            return "load_dir", builtins.LoadDirConfig(config["path"])
+        return "store", builtins.StoreConfig(config["path"], bool(config.get("overwrite")))
+    return task_type, config
+
+
+def _make_outputs(outputs: Any, session: Session) -> tuple[list[DataObject], list[DataObject]]:
+    """The output objects given as Rain allowed; also the ones made here (to undo)."""
+    if outputs is None:
+        return [], []
+    if isinstance(outputs, bool):
+        raise TypeError(f"task outputs are a number or a list, not {outputs!r}")
+    if isinstance(outputs, int):
+        if outputs < 0:
+            raise ValueError(f"a task cannot have {outputs} outputs")
+        made = [DataObject(session=session) for _ in range(outputs)]
+        return made, made
+    if isinstance(outputs, str | Output | DataObject):
+        outputs = [outputs]
+    result: list[DataObject] = []
+    made: list[DataObject] = []
+    for out in outputs:
+        if isinstance(out, DataObject):
+            result.append(out)
+            continue
+        if isinstance(out, str):
+            obj = DataObject(out, session=session)
+        elif isinstance(out, Output):
+            obj = DataObject(
+                out.label,
+                data_type=out.data_type,
+                content_type=out.effective_content_type,
+                session=session,
+            )
+        else:
+            raise TypeError(f"a task output is a label, an Output or a DataObject, not {out!r}")
+        result.append(obj)
+        made.append(obj)
+    return result, made
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
@@ -70,30 +139,68 @@ def to_data_object(value: DataObject | Task) -> DataObject:
 class Task:
     """A task in the active (or given) session.
 
-    ``task_type`` names what runs it (``"concat"``, ``"execute"``, ``"python"``...),
+    ``Task(task_type, config, inputs, outputs)``, or Rain's order ``Task(inputs,
+    outputs, config=..., task_type=...)`` (then ``task_type`` defaults to the class's
+    ``TASK_TYPE``). ``task_type`` names what runs it (``"concat"``, ``"execute"``,
+    ``"python"``...; Rain's ``"buildin/..."`` names of built-ins are understood),
     ``config`` is its configuration, ``inputs`` data objects or single-output tasks,
-    optionally as ``(label, obj)``, and ``outputs`` new data objects this task makes.
-    ``name`` may hold ``/``-separated groups. ``cpus`` goes to ``spec.resources``.
+    optionally as ``(label, obj)``, and ``outputs`` the objects this task makes: new
+    data objects, a number of them, labels, or :class:`~shoal.graph.program.Output`
+    specs. ``name`` may hold ``/``-separated groups. ``cpus`` goes to
+    ``spec.resources``; ``user`` (Rain: ``user_spec``) to ``spec.user``.
     """
+
+    TASK_TYPE: str | None = None
 
     def __init__(
         self,
-        task_type: str,
-        config: Any = None,
-        inputs: Sequence[Any] = (),
-        outputs: Sequence[DataObject] = (),
-        *,
+        *args: Any,
+        config: Any = _UNSET,
+        inputs: Sequence[Any] = _UNSET,
+        outputs: Any = _UNSET,
+        task_type: str | None = None,
         name: str | None = None,
         cpus: int = 1,
         session: Session | None = None,
         user: dict[str, Any] | None = None,
+        user_spec: dict[str, Any] | None = None,
     ) -> None:
+        given: dict[str, Any] = {"config": config, "inputs": inputs, "outputs": outputs}
+        if args and isinstance(args[0], str):
+            order = ("task_type", "config", "inputs", "outputs")  # shoal's
+        else:
+            order = ("inputs", "outputs")  # Rain's, with TASK_TYPE
+        if len(args) > len(order):
+            raise TypeError(f"Task() takes at most {len(order)} positional arguments here")
+        for key, value in zip(order, args, strict=False):
+            if key == "task_type":
+                if task_type is not None:
+                    raise TypeError("Task() got task_type twice")
+                task_type = value
+            elif given[key] is not _UNSET:
+                raise TypeError(f"Task() got {key} twice")
+            else:
+                given[key] = value
+        if task_type is None:
+            task_type = type(self).TASK_TYPE
+        if task_type is None:
+            raise ValueError(f"give {type(self).__name__}.TASK_TYPE or task_type=...")
+        config = None if given["config"] is _UNSET else given["config"]
+        inputs = () if given["inputs"] is _UNSET else given["inputs"]
+        outputs = () if given["outputs"] is _UNSET else given["outputs"]
+        if user_spec is not None:
+            user = {**(user or {}), **user_spec}
+        task_type, config = _rain_builtin(task_type, config)
         self.session = session if session is not None else active_session()
+        made: list[DataObject] = []
         try:
-            self._build(task_type, config, inputs, outputs, name, cpus, user)
+            outs, made = _make_outputs(outputs, self.session)
+            self._build(task_type, config, inputs, outs, name, cpus, user)
         except BaseException:
             # Outputs made for this task must not linger in the session without it.
-            self.session._discard(o for o in outputs if isinstance(o, DataObject))
+            if isinstance(outputs, Sequence) and not isinstance(outputs, str):
+                made += [o for o in outputs if isinstance(o, DataObject)]
+            self.session._discard(made)
             raise
 
     def _build(
@@ -146,6 +253,7 @@ class Task:
             name=name,
         )
         self.info: TaskInfo | None = None
+        self._state: TaskState | None = None
         self._submitted = False
         self.session._register_task(self)
 
@@ -194,10 +302,29 @@ class Task:
         """Whether the task was sent in a submit."""
         return self._submitted
 
+    @property
+    def state(self) -> TaskState | None:
+        """The state at the last submit, wait or update (``None`` before the submit)."""
+        return self._state
+
+    def _state_from_info(self) -> None:
+        if self.info is None:
+            return
+        if self.info.error:
+            self._state = TaskState.failed
+        elif self.info.duration is not None:
+            self._state = TaskState.finished
+
     def keep_outputs(self) -> None:
         """``keep()`` every output (before submit)."""
         for obj in self._outputs:
             obj.keep()
+
+    def unkeep_outputs(self) -> None:
+        """``unkeep()`` every output (Rain: kept outputs only; here, those that are kept)."""
+        kept = [obj for obj in self._outputs if obj.is_kept()]
+        if kept:
+            self.session.unkeep(kept)
 
     def fetch_outputs(self) -> list[DataInstance]:
         """``[o.fetch() for o in self.outputs]``."""

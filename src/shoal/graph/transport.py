@@ -29,16 +29,10 @@ from typing import Protocol, runtime_checkable
 
 from shoal.graph.attributes import ObjectInfo, ObjectSpec, TaskInfo, TaskSpec
 from shoal.graph.data_instance import DataInstance
+from shoal.graph.exceptions import SessionException
 from shoal.graph.ids import ID
 
 __all__ = ["GraphTransport", "SessionException"]
-
-
-class SessionException(Exception):
-    """The session failed (a task in it failed, or the server ended it).
-
-    ``str(exc)`` is the error that caused the failure.
-    """
 
 
 @runtime_checkable

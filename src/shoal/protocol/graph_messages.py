@@ -166,6 +166,7 @@ class GraphInput(msgspec.Struct, omit_defaults=True):
     size: int = 0
     data: bytes | None = None  # inline data
     holders: list[str] = []  # "host:port" data servers of agents that hold it
+    user: dict[str, Any] = {}  # the object's spec.user, for the task that reads it
 
 
 class GraphOutput(msgspec.Struct, omit_defaults=True):
