@@ -325,28 +325,33 @@ async def fetch_from_peer(
     controller gave ``reader`` for it; hand its data to ``receive``."""
     host, _, port = address.rpartition(":")
     try:
-        reader, writer = await asyncio.wait_for(
+        stream, writer = await asyncio.wait_for(
             asyncio.open_connection(host.strip("[]"), int(port)), CONNECT_TIMEOUT
         )
     except (OSError, TimeoutError, ValueError) as exc:
         raise TransferError(f"cannot reach {address}: {exc}") from None
     try:
         writer.write(_prefixed(_Request(session, obj, reader, capability, expires)))
-        header = msgspec.msgpack.decode(await _read_prefixed(reader), type=_Header)
+        header = msgspec.msgpack.decode(await _read_prefixed(stream), type=_Header)
         if header.error:
             raise TransferError(f"{address}: {header.error}")
 
         async def body() -> AsyncIterator[bytes]:
             left = header.size
             while left > 0:
-                data = await reader.read(min(CHUNK, left))
+                data = await stream.read(min(CHUNK, left))
                 if not data:
                     raise TransferError(f"{address} closed the transfer early")
                 left -= len(data)
                 yield data
 
         await receive(header.data_type, body())
-    except (OSError, asyncio.IncompleteReadError, msgspec.DecodeError) as exc:
+    except (
+        OSError,
+        asyncio.IncompleteReadError,
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+    ) as exc:
         raise TransferError(f"fetching from {address} failed: {exc}") from None
     finally:
         writer.close()
