@@ -121,7 +121,7 @@ class GraphRuntime:
             missing = [
                 i for i in task.inputs if i.data is None and not self.store.has(task.session, i.id)
             ]
-            if missing or (self.isolation is not None and task.session not in self._prepared):
+            if missing or not self._is_prepared(task.session):
                 self.tg.create_task(self._gather_then_submit(node_task, missing))
             else:
                 self.pool.submit(node_task)
@@ -157,6 +157,18 @@ class GraphRuntime:
             cpus=task.cpus,
             user=task.user,
             owner=task.owner,
+        )
+
+    def _is_prepared(self, session: int) -> bool:
+        """Whether the session's tasks may go straight to a worker (its folder is ready)."""
+        if self.isolation is None:
+            return True
+        pending = self._prepared.get(session)
+        return (
+            pending is not None
+            and pending.done()
+            and not pending.cancelled()
+            and pending.exception() is None
         )
 
     async def _prepare(self, session: int, owner: str) -> None:

@@ -119,13 +119,14 @@ class TaskPool:
             if self.isolation is None:
                 for _ in range(self.size):
                     self._start_worker("")
+            self.dispatch()  # tasks submitted before the pool ran
             await asyncio.Event().wait()
 
     def _key(self, task: NodeTask) -> str:
         return task.owner if self.isolation is not None else ""
 
     def _start_worker(self, owner: str) -> None:
-        assert self._tg is not None
+        assert self._tg is not None, "the pool is not running"
         self._starting[owner] = self._starting.get(owner, 0) + 1
         self._tg.create_task(self._worker_life(owner))
 
@@ -215,9 +216,12 @@ class TaskPool:
 
     def _grow(self, owner: str, mine: list[WorkerHandle]) -> None:
         """Start another worker for ``owner`` if its tasks wait and there is room."""
-        starting = self._starting.get(owner, 0)
-        if starting or len(mine) >= self.size or any(not w.outstanding for w in mine):
-            return  # one is on its way, enough are there, or one is free
+        if self._tg is None:
+            return  # run() dispatches again once the pool runs
+        if self._starting.get(owner) or len(mine) >= self.size:
+            return  # one is on its way, or the user has a worker per cpu
+        if any(not w.outstanding for w in mine):
+            return  # one of the user's workers is free
         total = sum(1 for w in self.workers if not w.retiring) + sum(self._starting.values())
         if total >= self.size:
             others = (w for w in self.workers if w.owner != owner and not w.retiring)
