@@ -173,6 +173,14 @@ def _wait_for_signal() -> Any:
     show_default=True,
     help="Seconds of silence before a node is offline.",
 )
+@click.option(
+    "--graph-capability-ttl",
+    type=click.FloatRange(0.1, 3600),
+    default=60.0,
+    envvar="SHOAL_GRAPH_CAPABILITY_TTL",
+    show_default=True,
+    help="Seconds a node has to start fetching a graph object it was granted.",
+)
 @click.option("--ready-fd", type=int, default=None, hidden=True)
 @click.option("-v", "--verbose", count=True)
 def controller(
@@ -184,6 +192,7 @@ def controller(
     agent_token: str | None,
     heartbeat_interval: float,
     heartbeat_timeout: float,
+    graph_capability_ttl: float,
     ready_fd: int | None,
     verbose: int,
 ) -> None:
@@ -208,6 +217,7 @@ def controller(
         heartbeat_timeout=heartbeat_timeout,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        graph_capability_ttl=graph_capability_ttl,
     )
 
     def announce(endpoint: str, token: str) -> None:
@@ -263,6 +273,23 @@ def controller(
     help="Serve graph objects to other agents directly. Turn it off on nodes that "
     "peers cannot reach; their objects then leave through the controller.",
 )
+@click.option(
+    "--data-address",
+    envvar="SHOAL_DATA_ADDRESS",
+    default="",
+    metavar="HOST",
+    help="Where the data server listens (default: the address this agent reaches the "
+    "controller from; loopback on a local cluster).",
+)
+@click.option(
+    "--isolate-users",
+    is_flag=True,
+    envvar="SHOAL_ISOLATE_USERS",
+    help="Run each user's graph tasks under an OS user of their own (shoal-<login>, "
+    "created when needed), with private object and work folders. Needs root. "
+    "Without it, all users' graph tasks share this agent's OS user and can read "
+    "each other's objects.",
+)
 @click.option("-v", "--verbose", count=True)
 def agent(
     controller_url: str,
@@ -272,9 +299,15 @@ def agent(
     cpus: int | None,
     workdir: str | None,
     data_server: bool,
+    data_address: str,
+    isolate_users: bool,
     verbose: int,
 ) -> None:
-    """Run a node agent that connects out to a controller."""
+    """Run a node agent that connects out to a controller.
+
+    Graph tasks of all users run as the agent's own OS user (and can read each
+    other's objects) unless --isolate-users is given.
+    """
     from shoal.agent.agent import Agent, AgentRefused
     from shoal.agent.config import AgentConfig
 
@@ -298,6 +331,14 @@ def agent(
     if workdir:
         config.workdir = str(Path(workdir).resolve())
     config.data_server = data_server
+    config.data_address = data_address
+    if isolate_users:
+        from shoal.agent.isolation import setup_problem
+
+        problem = setup_problem(Path(config.workdir) / "graph" if config.workdir else None)
+        if problem:
+            raise click.UsageError(problem)
+        config.isolate_users = True
 
     async def run() -> None:
         from shoal import taskdump

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import shutil
 import tempfile
+import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,12 +84,16 @@ class Agent:
         self.graph: GraphRuntime | None = None
         self._data_server = DataServer(
             lambda: self.graph.store if self.graph is not None else None,
-            lambda: self._data_token,
+            lambda: (self._data_key, self._clock_offset),
         )
         self._data_port = 0
-        self._data_token = ""
+        self._data_key = b""
+        self._clock_offset = 0.0  # the controller's clock minus ours
         self._graph_epoch = ""
         self._graph_root: Path | None = None
+        # Plain TCP must not carry what a TLS controller protects: behind TLS,
+        # objects travel through the controller's connection instead.
+        self._serve_data = config.data_server and not config.controller.startswith("https://")
 
     def emit(self, message: object) -> None:
         self._outbox.append(message)
@@ -95,13 +101,23 @@ class Agent:
 
     async def run(self) -> None:
         """Serve until cancelled; raises AgentRefused if the token is wrong."""
-        if self.config.data_server:
-            self._data_port = await self._data_server.start()
+        if self.config.data_server and not self._serve_data:
+            log.warning(
+                "the controller runs TLS: graph objects travel through the controller, "
+                "not this agent's (unencrypted) data server"
+            )
+        if self.config.isolate_users:
+            log.warning("graph tasks run under one OS user per shoal user (--isolate-users)")
+        else:
+            log.warning(
+                "graph tasks of all shoal users run as this agent's OS user (uid %d) and can "
+                "read each other's objects and files; --isolate-users (as root) separates them",
+                os.getuid(),
+            )
         try:
             await self._serve()
         finally:
-            if self._data_server.server is not None:
-                self._data_server.server.close()
+            self._data_server.close()
             if self._graph_root is not None and self.config.workdir is None:
                 shutil.rmtree(self._graph_root, ignore_errors=True)
 
@@ -141,7 +157,19 @@ class Agent:
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self.config.max_backoff)
 
+    async def _listen_for_peers(self, ws: ClientConnection) -> str:
+        """(Re)start the data server where peers can reach it; the host to tell them."""
+        local = str(ws.local_address[0]) if ws.local_address else "127.0.0.1"
+        host = self.config.data_address or local
+        if self._data_server.server is None or self._data_server.host != host:
+            self._data_port = await self._data_server.start(host)
+            log.info("serving graph objects to peers on %s:%d", host, self._data_port)
+        # A wildcard is no address to reach us at: the controller then uses the
+        # one it sees us connect from.
+        return "" if host in ("0.0.0.0", "::", local) else host
+
     async def _session(self, ws: ClientConnection) -> None:
+        data_host = await self._listen_for_peers(ws) if self._serve_data else ""
         hello = Hello(
             name=self.config.name,
             version=PROTOCOL_VERSION,
@@ -151,6 +179,7 @@ class Agent:
             deployments=[r.report() for r in self.runners.values()],
             commands=list(self.commands),
             data_port=self._data_port,
+            data_host=data_host,
         )
         await ws.send(self._encoder.encode([hello]))
         log.info("connected to %s as %s", self.config.controller, self.config.name)
@@ -177,9 +206,11 @@ class Agent:
         if isinstance(message, Welcome):
             for dep_id in message.forget:
                 self._forget(dep_id)
-            self._data_token, self._graph_epoch = message.data_token, message.graph_epoch
+            self._data_key, self._graph_epoch = message.data_key, message.graph_epoch
+            if message.clock:
+                self._clock_offset = message.clock - time.time()
             if self.graph is not None:
-                self.graph.welcome(message.data_token, message.graph_epoch)
+                self.graph.welcome(message.graph_epoch)
         elif isinstance(message, GRAPH_MESSAGES):
             self._graph().handle(message)
         elif isinstance(message, Prepare):
@@ -238,9 +269,14 @@ class Agent:
             else:
                 self._graph_root = Path(tempfile.mkdtemp(prefix=f"shoal-graph-{self.config.name}-"))
             self.graph = GraphRuntime(
-                self.config.name, self._graph_root, self.config.cpus, self.emit, self._tg
+                self.config.name,
+                self._graph_root,
+                self.config.cpus,
+                self.emit,
+                self._tg,
+                isolate_users=self.config.isolate_users,
             )
-            self.graph.welcome(self._data_token, self._graph_epoch)
+            self.graph.welcome(self._graph_epoch)
         return self.graph
 
     async def _cancel(self, runner: DeploymentRunner) -> None:

@@ -49,6 +49,10 @@ class AgentConfig:
     max_backoff: float = 2.0
     workdir: str | None = None
     data_server: bool = True  # serve graph objects to peers (off: through the controller)
+    # Where the data server listens ("": the address this agent reaches the controller from).
+    data_address: str = ""
+    # Run each shoal user's graph tasks under an OS user of their own (needs root).
+    isolate_users: bool = False
 
     @property
     def ws_url(self) -> str:

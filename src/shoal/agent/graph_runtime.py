@@ -2,8 +2,10 @@
 
 Created on the first graph message, so an agent that never runs a graph pays
 nothing for it. Inputs arrive inline, are already in this node's object store,
-or are fetched from the agent that holds them (directly, else through the
-controller). Results are reported in batches.
+or are fetched from the agent that holds them (directly, with the capability the
+controller sent for that holder, else through the controller). Results are
+reported in batches. With user isolation, a session's folder is made its
+user's own before anything of it runs or arrives here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from shoal.agent.isolation import IsolationError, UserIsolation
 from shoal.agent.object_store import ObjectStore, TransferError, fetch_from_peer
 from shoal.agent.task_pool import TaskPool
 from shoal.graph.execution import NodeInput, NodeOutput, NodeResult, NodeTask
@@ -41,6 +44,8 @@ RELAY_TIMEOUT = 60.0
 
 
 class GraphRuntime:
+    """This agent's part of task graphs: inputs, workers, results, uploads."""
+
     def __init__(
         self,
         name: str,
@@ -48,17 +53,26 @@ class GraphRuntime:
         cpus: int,
         emit: Callable[[object], None],
         tg: asyncio.TaskGroup,
+        isolate_users: bool = False,
     ) -> None:
         self.name = name
-        self.store = ObjectStore(root)
+        self.store = ObjectStore(root, isolated=isolate_users)
         self.store.clear()  # a new agent process holds nothing the controller knows of
         self.emit = emit
         self.tg = tg
+        self.isolation = UserIsolation() if isolate_users else None
         self.pool = TaskPool(
-            cpus, str(self.store.work), INLINE_LIMIT, self._on_result, name, self._flush
+            cpus,
+            self.store,
+            INLINE_LIMIT,
+            self._on_result,
+            name,
+            self._flush,
+            isolation=self.isolation,
         )
-        self.data_token = ""
         self.epoch = ""
+        # With isolation: sessions whose folder is ready (made once per session).
+        self._prepared: dict[int, asyncio.Future[None]] = {}
         self._active: set[tuple[int, int]] = set()
         self._recent: deque[tuple[int, int]] = deque(maxlen=RECENT)
         self._recent_set: set[tuple[int, int]] = set()
@@ -72,7 +86,7 @@ class GraphRuntime:
 
     # --- from the controller -----------------------------------------------------------
 
-    def welcome(self, token: str, epoch: str) -> None:
+    def welcome(self, epoch: str) -> None:
         if self.epoch and epoch != self.epoch:
             # A restarted controller knows none of our sessions: drop them all.
             log.info("the controller restarted: dropping all graph state")
@@ -80,7 +94,8 @@ class GraphRuntime:
             self.store.clear()
             self._active.clear()
             self._results.clear()
-        self.data_token, self.epoch = token, epoch
+            self._prepared.clear()
+        self.epoch = epoch
 
     def handle(self, message: object) -> None:
         if isinstance(message, GraphRun):
@@ -106,7 +121,7 @@ class GraphRuntime:
             missing = [
                 i for i in task.inputs if i.data is None and not self.store.has(task.session, i.id)
             ]
-            if missing:
+            if missing or not self._is_prepared(task.session):
                 self.tg.create_task(self._gather_then_submit(node_task, missing))
             else:
                 self.pool.submit(node_task)
@@ -142,10 +157,43 @@ class GraphRuntime:
             name=task.name,
             cpus=task.cpus,
             user=task.user,
+            owner=task.owner,
         )
+
+    def _is_prepared(self, session: int) -> bool:
+        """Whether the session's tasks may go straight to a worker (its folder is ready)."""
+        if self.isolation is None:
+            return True
+        pending = self._prepared.get(session)
+        return (
+            pending is not None
+            and pending.done()
+            and not pending.cancelled()
+            and pending.exception() is None
+        )
+
+    async def _prepare(self, session: int, owner: str) -> None:
+        """Make the session's object folder its user's own (with isolation)."""
+        if self.isolation is None:
+            return
+        pending = self._prepared.get(session)
+        if pending is None:
+
+            async def prepare() -> None:
+                assert self.isolation is not None
+                account = await self.isolation.account(owner)
+                self.store.prepare_session(session, account)
+
+            pending = self._prepared[session] = asyncio.ensure_future(prepare())
+        await asyncio.shield(pending)
 
     async def _gather_then_submit(self, task: NodeTask, missing: list[GraphInput]) -> None:
         failure: BaseException | None = None
+        try:
+            await self._prepare(task.session, task.owner)
+        except (IsolationError, OSError) as exc:
+            self._on_result(NodeResult(task.session, task.id, error=str(exc)))
+            return
         try:
             async with asyncio.TaskGroup() as tg:
                 for graph_input in missing:
@@ -175,11 +223,18 @@ class GraphRuntime:
 
         errors = []
         for holder in graph_input.holders:
-            address, _, node = holder.rpartition("/")
-            if node == self.name or not address:
+            if holder.node == self.name or not holder.address:
                 continue
             try:
-                await fetch_from_peer(address, self.data_token, session, graph_input.id, receive)
+                await fetch_from_peer(
+                    holder.address,
+                    session,
+                    graph_input.id,
+                    self.name,
+                    holder.capability,
+                    holder.expires,
+                    receive,
+                )
                 return
             except TransferError as exc:
                 errors.append(str(exc))
@@ -226,6 +281,7 @@ class GraphRuntime:
         self.pool.cancel(session)
         self._active = {k for k in self._active if k[0] != session}
         self._results = [r for r in self._results if r.session != session]
+        self._prepared.pop(session, None)
         self.store.drop_session(session)
 
     # --- results -----------------------------------------------------------------------

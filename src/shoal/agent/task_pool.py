@@ -1,4 +1,4 @@
-"""The agent's pool of warm task workers (one per cpu, started on first use)."""
+"""The agent's pool of warm task workers (one per cpu; with user isolation, per user)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import signal
 from collections import deque
 from collections.abc import Callable
 
+import msgspec
+
 from shoal.agent.executor_process import kill_group, spawn_child
-from shoal.agent.task_worker import encode_message, split_messages
+from shoal.agent.isolation import IsolationError, UserIsolation
+from shoal.agent.object_store import ObjectStore
+from shoal.agent.task_worker import encode_message, split_results
 from shoal.graph.execution import NodeResult, NodeTask
 
 log = logging.getLogger("shoal.agent.graph")
@@ -26,8 +30,9 @@ class WorkerHandle(asyncio.Protocol):
     straight from the event loop's poll: no task switch between a worker's
     answer and the agent passing it on."""
 
-    def __init__(self, index: int, proc: asyncio.subprocess.Process, pool: TaskPool) -> None:
-        self.index = index
+    def __init__(self, owner: str, proc: asyncio.subprocess.Process, pool: TaskPool) -> None:
+        self.owner = owner  # whose tasks it runs ("": everyone's, without isolation)
+        self.retiring = False
         self.proc = proc
         self.pool = pool
         self.outstanding: dict[tuple[int, int], NodeTask] = {}
@@ -40,8 +45,15 @@ class WorkerHandle(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        for kind, result in split_messages(self._buffer):
-            if kind == "done" and self.outstanding.pop((result.session, result.id), None):
+        try:
+            results = split_results(self._buffer)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            # Only the worker's own (user) code could have sent this.
+            log.warning("a task worker sent a malformed result; ending it: %s", exc)
+            self.retire()
+            return
+        for result in results:
+            if self.outstanding.pop((result.session, result.id), None):
                 self.pool.on_result(result)
         self.pool.dispatch()
         self.pool.on_batch()
@@ -54,6 +66,12 @@ class WorkerHandle(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(encode_message(message))
 
+    def retire(self) -> None:
+        """Make way for another user's worker: end this idle one."""
+        self.retiring = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
     async def kill(self) -> None:
         await kill_group(self.proc)
         if self.transport is not None:
@@ -61,37 +79,67 @@ class WorkerHandle(asyncio.Protocol):
 
 
 class TaskPool:
-    """Runs NodeTasks on ``size`` worker processes; results go to ``on_result``, and
-    ``on_batch`` follows each batch of results read together (to send them on)."""
+    """Runs NodeTasks on worker processes; results go to ``on_result``, and
+    ``on_batch`` follows each batch of results read together (to send them on).
+
+    Without ``isolation``: ``size`` warm workers, started at once and replaced
+    when one dies, shared by every user. With it: each worker belongs to one
+    user's account and runs only that user's tasks; workers start when a user's
+    tasks need one, at most ``size`` in all, and an idle worker of another user
+    makes way when the bound is reached.
+    """
 
     def __init__(
         self,
         size: int,
-        work_dir: str,
+        store: ObjectStore,
         inline_limit: int,
         on_result: Callable[[NodeResult], None],
         node: str,
         on_batch: Callable[[], None] = lambda: None,
+        isolation: UserIsolation | None = None,
     ) -> None:
         self.on_batch = on_batch
         self.node = node
         self.size = max(1, size)
-        self.work_dir = work_dir
+        self.store = store
         self.inline_limit = inline_limit
         self.on_result = on_result
-        self.queue: deque[NodeTask] = deque()
+        self.isolation = isolation
+        # Queued tasks by owner ("" for all of them without isolation).
+        self.queues: dict[str, deque[NodeTask]] = {}
         self.workers: list[WorkerHandle] = []
+        self._starting: dict[str, int] = {}  # workers being started, by owner
+        self._tg: asyncio.TaskGroup | None = None
 
     async def run(self) -> None:
-        """Start the workers and keep them alive until cancelled."""
+        """Start the workers (without isolation) and keep them until cancelled."""
         async with asyncio.TaskGroup() as tg:
-            for index in range(self.size):
-                tg.create_task(self._keep_worker(index))
+            self._tg = tg
+            if self.isolation is None:
+                for _ in range(self.size):
+                    self._start_worker("")
+            self.dispatch()  # tasks submitted before the pool ran
             await asyncio.Event().wait()
 
-    async def _keep_worker(self, index: int) -> None:
+    def _key(self, task: NodeTask) -> str:
+        return task.owner if self.isolation is not None else ""
+
+    def _start_worker(self, owner: str) -> None:
+        assert self._tg is not None, "the pool is not running"
+        self._starting[owner] = self._starting.get(owner, 0) + 1
+        self._tg.create_task(self._worker_life(owner))
+
+    async def _worker_life(self, owner: str) -> None:
+        replace = self.isolation is None
         while True:
-            handle = await self._spawn(index)
+            try:
+                handle = await self._spawn(owner)
+            except (IsolationError, OSError) as exc:
+                self._starting[owner] -= 1
+                self._fail_queued(owner, f"cannot start a task worker for user {owner!r}: {exc}")
+                return
+            self._starting[owner] -= 1
             self.workers.append(handle)
             self.dispatch()
             try:
@@ -101,7 +149,7 @@ class TaskPool:
                 await handle.kill()
             lost = list(handle.outstanding.values())
             if lost:
-                log.warning("task worker %d died with %d task(s)", index, len(lost))
+                log.warning("a task worker died with %d task(s)", len(lost))
                 for task in lost:
                     self.on_result(
                         NodeResult(
@@ -111,40 +159,82 @@ class TaskPool:
                             f"(exit code {handle.proc.returncode})",
                         )
                     )
+            if not replace:
+                self.dispatch()  # a user may be waiting for this worker's place
+                return
+            self._starting[owner] = self._starting.get(owner, 0) + 1
 
-    async def _spawn(self, index: int) -> WorkerHandle:
-        proc, parent = await spawn_child(
-            "shoal.agent.task_worker", self.work_dir, str(self.inline_limit), self.node
-        )
-        handle = WorkerHandle(index, proc, self)
+    async def _spawn(self, owner: str) -> WorkerHandle:
+        args = [str(self.inline_limit), self.node]
+        if self.isolation is None:
+            work_dir = self.store.work_dir(None)
+        else:
+            account = await self.isolation.account(owner)
+            work_dir = self.store.work_dir(account)
+            # The worker starts as root and drops to the account itself (see
+            # task_worker.drop_privileges), before it reads any task.
+            args += [str(account.uid), str(account.gid)]
+        proc, parent = await spawn_child("shoal.agent.task_worker", str(work_dir), *args)
+        handle = WorkerHandle(owner, proc, self)
         await asyncio.get_running_loop().create_unix_connection(lambda: handle, sock=parent)
         return handle
 
+    def _fail_queued(self, owner: str, error: str) -> None:
+        queue = self.queues.pop(owner, deque())
+        for task in queue:
+            self.on_result(NodeResult(task.session, task.id, error=error))
+        self.on_batch()
+
     def submit(self, task: NodeTask) -> None:
-        self.queue.append(task)
+        self.queues.setdefault(self._key(task), deque()).append(task)
         self.dispatch()
 
     def dispatch(self) -> None:
-        """Hand queued tasks to the least busy workers."""
-        if not self.queue or not self.workers:
-            return
-        depth = min(MAX_DEPTH, 1 + len(self.queue) // len(self.workers))
-        batches: dict[int, list[NodeTask]] = {}
-        while self.queue:
-            handle = min(self.workers, key=lambda w: len(w.outstanding))
-            if len(handle.outstanding) >= depth:
-                break
-            task = self.queue.popleft()
-            handle.outstanding[(task.session, task.id)] = task
-            batches.setdefault(handle.index, []).append(task)
-        for handle in self.workers:
-            batch = batches.get(handle.index)
-            if batch:
-                handle.send(("run", batch))
+        """Hand queued tasks to the least busy workers of their owner."""
+        for owner in [o for o, q in self.queues.items() if q]:
+            mine = [w for w in self.workers if w.owner == owner and not w.retiring]
+            queue = self.queues[owner]
+            if self.isolation is not None:
+                self._grow(owner, mine)
+            if not mine:
+                continue
+            depth = min(MAX_DEPTH, 1 + len(queue) // len(mine))
+            batches: dict[int, list[NodeTask]] = {}
+            while queue:
+                handle = min(mine, key=lambda w: len(w.outstanding))
+                if len(handle.outstanding) >= depth:
+                    break
+                task = queue.popleft()
+                handle.outstanding[(task.session, task.id)] = task
+                batches.setdefault(id(handle), []).append(task)
+            for handle in mine:
+                batch = batches.get(id(handle))
+                if batch:
+                    handle.send(("run", batch))
+        for owner in [o for o, q in self.queues.items() if not q]:
+            del self.queues[owner]
+
+    def _grow(self, owner: str, mine: list[WorkerHandle]) -> None:
+        """Start another worker for ``owner`` if its tasks wait and there is room."""
+        if self._tg is None:
+            return  # run() dispatches again once the pool runs
+        if self._starting.get(owner) or len(mine) >= self.size:
+            return  # one is on its way, or the user has a worker per cpu
+        if any(not w.outstanding for w in mine):
+            return  # one of the user's workers is free
+        total = sum(1 for w in self.workers if not w.retiring) + sum(self._starting.values())
+        if total >= self.size:
+            others = (w for w in self.workers if w.owner != owner and not w.retiring)
+            idle = next((w for w in others if not w.outstanding), None)
+            if idle is None:
+                return  # every worker is busy: wait for one to finish
+            idle.retire()
+        self._start_worker(owner)
 
     def cancel(self, session: int) -> None:
         """Drop the session's queued tasks and stop its running ones."""
-        self.queue = deque(t for t in self.queue if t.session != session)
+        for owner, queue in self.queues.items():
+            self.queues[owner] = deque(t for t in queue if t.session != session)
         for handle in self.workers:
             mine = [k for k in handle.outstanding if k[0] == session]
             if mine:
@@ -159,7 +249,7 @@ class TaskPool:
 
     def forget_all(self) -> None:
         """The controller restarted: nothing queued or running is wanted any more."""
-        sessions = {t.session for t in self.queue}
+        sessions = {t.session for queue in self.queues.values() for t in queue}
         for handle in self.workers:
             sessions.update(k[0] for k in handle.outstanding)
         for session in sessions:

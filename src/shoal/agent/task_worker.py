@@ -1,11 +1,14 @@
 """A warm worker process that runs graph tasks one after another.
 
-Started by the agent as ``python -m shoal.agent.task_worker FD WORKDIR INLINE NODE``
-with a socketpair end on FD. Messages both ways are length-prefixed pickles
-(parent and child are the same installation on the same machine):
+Started by the agent as ``python -m shoal.agent.task_worker FD WORKDIR INLINE NODE
+[UID GID]`` with a socketpair end on FD. Given UID and GID (``--isolate-users``),
+it starts as root and becomes that unprivileged user before it reads any task.
+Messages are length-prefixed:
 
-- agent -> worker: ``("run", [NodeTask, ...])``, ``("cancel", session_id)``
-- worker -> agent: ``("done", NodeResult)``
+- agent -> worker: pickles (the agent is trusted): ``("run", [NodeTask, ...])``,
+  ``("cancel", session_id)``
+- worker -> agent: msgpack :class:`NodeResult` s. Not pickles: the worker runs
+  user code, and unpickling what it sends would run that code in the agent.
 
 A cancel reaches a running task (the agent follows it with SIGUSR1): built-ins
 see their cancel event, Python code gets
@@ -21,6 +24,7 @@ import os
 import pickle
 import signal
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -28,8 +32,10 @@ from collections import deque
 from types import FrameType
 from typing import Any
 
+import msgspec
+
 from shoal.graph.data_instance import remove_path
-from shoal.graph.execution import NodeTask, run_task
+from shoal.graph.execution import NodeResult, NodeTask, run_task
 from shoal.graph.task_io import TaskCancelled
 
 _LEN = struct.Struct("!I")
@@ -42,27 +48,37 @@ def encode_message(message: Any) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
-def write_message(sock: socket.socket, message: Any, lock: threading.Lock | None = None) -> None:
-    """Send one length-prefixed pickle."""
-    data = encode_message(message)
-    if lock is None:
-        sock.sendall(data)
-    else:
-        with lock:
-            sock.sendall(data)
-
-
-def split_messages(buffer: bytearray) -> list[Any]:
-    """Pop every complete message off the front of ``buffer``."""
+def _split(buffer: bytearray) -> list[bytes]:
     out = []
     while len(buffer) >= _LEN.size:
         (size,) = _LEN.unpack_from(buffer)
         end = _LEN.size + size
         if len(buffer) < end:
             break
-        out.append(pickle.loads(buffer[_LEN.size : end]))
+        out.append(bytes(buffer[_LEN.size : end]))
         del buffer[:end]
     return out
+
+
+def split_messages(buffer: bytearray) -> list[Any]:
+    """Pop every complete message (from the agent) off the front of ``buffer``."""
+    return [pickle.loads(body) for body in _split(buffer)]
+
+
+_result_encoder = msgspec.msgpack.Encoder()
+_result_decoder = msgspec.msgpack.Decoder(NodeResult)
+
+
+def encode_result(result: NodeResult) -> bytes:
+    """One length-prefixed result, for the agent."""
+    body = _result_encoder.encode(result)
+    return _LEN.pack(len(body)) + body
+
+
+def split_results(buffer: bytearray) -> list[NodeResult]:
+    """Pop every complete result off the front of ``buffer``; raises msgspec errors
+    on anything that is not one."""
+    return [_result_decoder.decode(body) for body in _split(buffer)]
 
 
 class Worker:
@@ -172,7 +188,7 @@ class Worker:
             self._clean_cwd()
             if result is not None and task.session not in self.cancelled:
                 self.sock.setblocking(True)
-                write_message(self.sock, ("done", result))
+                self.sock.sendall(encode_result(result))
 
     def _clean_cwd(self) -> None:
         # Each task starts in an empty working directory: what one task leaves
@@ -184,9 +200,50 @@ class Worker:
             remove_path(path)
 
 
+def _hidden_by_parent(path: str) -> bool:
+    """Whether a folder anyone may read sits below one others cannot pass."""
+    try:
+        folder = os.path.abspath(path)
+        if os.stat(folder).st_mode & (stat.S_IROTH | stat.S_IXOTH) != stat.S_IROTH | stat.S_IXOTH:
+            return False  # private itself: it stays closed to the user
+        while (parent := os.path.dirname(folder)) != folder:
+            folder = parent
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                return True
+    except OSError:
+        pass
+    return False
+
+
+def drop_privileges(uid: int, gid: int, work_dir: str) -> None:
+    """Become ``uid``/``gid`` for good, with a private umask and home.
+
+    The interpreter may live where the new user cannot reach (pyenv under a
+    0700 /root, say); its import folders are opened first and reached through
+    those descriptors afterwards (they are world-readable themselves; only a
+    parent folder was closed), so imports after the switch still work.
+    """
+    for index, entry in enumerate(sys.path):
+        if entry and os.path.isdir(entry) and _hidden_by_parent(entry):
+            sys.path[index] = f"/proc/self/fd/{os.open(entry, os.O_RDONLY | os.O_DIRECTORY)}"
+    sys.path_importer_cache.clear()
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise SystemExit("task worker: could not drop privileges")
+    os.umask(0o077)
+    os.environ["HOME"] = work_dir
+    for key in ("USER", "LOGNAME"):
+        os.environ.pop(key, None)
+
+
 def main() -> None:
     fd, work_dir, inline_limit, node = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
     sock = socket.socket(fileno=fd)
+    if len(sys.argv) > 6:
+        drop_privileges(int(sys.argv[5]), int(sys.argv[6]), work_dir)
+    # After the switch: a change of credentials clears the parent-death signal.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:

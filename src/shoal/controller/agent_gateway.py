@@ -128,11 +128,14 @@ class AgentGateway:
             Welcome(
                 heartbeat_interval=self.heartbeat_interval,
                 forget=forget,
-                data_token=self.graphs.data_token,
+                data_key=self.graphs.data_key(hello.name),
+                clock=time.time(),
                 graph_epoch=self.graphs.epoch,
             )
         )
-        data_address = f"{_host_for_url(host)}:{hello.data_port}" if hello.data_port else ""
+        data_address = (
+            f"{_host_for_url(hello.data_host or host)}:{hello.data_port}" if hello.data_port else ""
+        )
         node.address = data_address
         self.graphs.node_hello(hello.name, hello.cpus, data_address)
         await self.experiments.resend_prepare(resend)

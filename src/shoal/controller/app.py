@@ -69,7 +69,7 @@ async def build_services(config: ControllerConfig) -> Services:
     experiments = ExperimentService(db, registry, flags, auth, config.heartbeat_timeout)
     await experiments.load()
     relay = CommandRelay(db, registry)
-    graphs = GraphService(registry)
+    graphs = GraphService(registry, config.graph_capability_ttl)
     gateway = AgentGateway(
         db,
         registry,

@@ -27,3 +27,4 @@ class ControllerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     max_wait: float = 60.0  # longest a long-poll request is held open
+    graph_capability_ttl: float = 60.0  # seconds a graph object transfer may start in

@@ -51,7 +51,7 @@ class GraphGateway:
         caller = await accept_user(ws, self.auth)
         if caller is None:
             return
-        connection = _Connection(self, ws, caller.user_id)
+        connection = _Connection(self, ws, caller.user_id, caller.login)
         try:
             # The reader notices a client that goes away even while a request
             # waits (for a task, say); the processor answers requests in order.
@@ -72,7 +72,9 @@ class GraphGateway:
     async def _reply(self, ws: WebSocket, *messages: object) -> None:
         await ws.send_bytes(self._encoder.encode(list(messages)))
 
-    async def _handle(self, ws: WebSocket, owner: int, owned: set[int], request: object) -> None:
+    async def _handle(
+        self, ws: WebSocket, owner: int, owned: set[int], request: object, login: str = ""
+    ) -> None:
         graphs = self.graphs
         if isinstance(request, PutData):
             try:
@@ -84,7 +86,7 @@ class GraphGateway:
         req = request.req  # type: ignore[attr-defined]
         try:
             if isinstance(request, OpenSession):
-                sid = graphs.open_session(owner, request.name)
+                sid = graphs.open_session(owner, request.name, login)
                 owned.add(sid)
                 await self._reply(ws, SessionOpened(req, sid))
             elif isinstance(request, Submit):
@@ -145,10 +147,11 @@ class GraphGateway:
 class _Connection:
     """One client's stream: what it owns and the requests waiting their turn."""
 
-    def __init__(self, gateway: GraphGateway, ws: WebSocket, owner: int) -> None:
+    def __init__(self, gateway: GraphGateway, ws: WebSocket, owner: int, login: str) -> None:
         self.gateway = gateway
         self.ws = ws
         self.owner = owner
+        self.login = login
         self.owned: set[int] = set()
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.active = False  # the processor is answering a request
@@ -168,13 +171,13 @@ class _Connection:
                 else:
                     # Nothing pending and quick to answer: answer it here, a
                     # task switch sooner (a chain of submits feels each one).
-                    await self.gateway._handle(self.ws, self.owner, self.owned, request)
+                    await self.gateway._handle(self.ws, self.owner, self.owned, request, self.login)
 
     async def process(self) -> None:
         while True:
             request = await self.queue.get()
             self.active = True
             try:
-                await self.gateway._handle(self.ws, self.owner, self.owned, request)
+                await self.gateway._handle(self.ws, self.owner, self.owned, request, self.login)
             finally:
                 self.active = not self.queue.empty()

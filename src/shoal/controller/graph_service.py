@@ -30,6 +30,7 @@ from shoal.controller.graph_state import (
     Waiter,
 )
 from shoal.controller.registry import NodeRegistry
+from shoal.protocol import capabilities
 from shoal.protocol.graph_messages import (
     CHUNK,
     INLINE_LIMIT,
@@ -37,6 +38,7 @@ from shoal.protocol.graph_messages import (
     GraphDone,
     GraphFetch,
     GraphFree,
+    GraphHolder,
     GraphInput,
     GraphOutput,
     GraphRun,
@@ -51,6 +53,7 @@ log = logging.getLogger("shoal.controller.graph")
 
 UPLOAD_TIMEOUT = 60.0  # seconds without a chunk before a transfer is given up
 MAX_CONSTANT = 1024 * 1024 * 1024  # bytes of one uploaded constant
+CAPABILITY_TTL = 60.0  # seconds a node has to start fetching an input it was sent
 
 
 class GraphRequestError(Exception):
@@ -80,14 +83,23 @@ def _session_error(session: GSession) -> GraphRequestError:
 
 
 class GraphService:
-    def __init__(self, registry: NodeRegistry) -> None:
+    """The task graphs of all users: sessions, scheduling, and object movement.
+
+    Objects move between agents only with a capability the service signs for
+    one object, one reading node and ``capability_ttl`` seconds, with the
+    holder's own data key (see :mod:`shoal.protocol.capabilities`).
+    """
+
+    def __init__(self, registry: NodeRegistry, capability_ttl: float = CAPABILITY_TTL) -> None:
         self.registry = registry
         self.sessions: dict[int, GSession] = {}
         self.nodes: dict[str, GNode] = {}
         self.ready: deque[GTask] = deque()
         self.epoch = secrets.token_hex(8)
-        self.data_token = secrets.token_urlsafe(18)
-        self._session_ids = itertools.count(1)
+        self.capability_ttl = capability_ttl
+        # Each node's data-server key, kept across reconnects (what the node was
+        # told in its last Welcome).
+        self._data_keys: dict[str, bytes] = {}
         self._request_ids = itertools.count(1)
         # Transfers through the controller: request id -> (queue of chunks, source node).
         self._transfers: dict[int, tuple[asyncio.Queue[ObjectChunk], str]] = {}
@@ -101,6 +113,13 @@ class GraphService:
             await asyncio.Event().wait()
 
     # --- nodes -------------------------------------------------------------------------
+
+    def data_key(self, name: str) -> bytes:
+        """The key node ``name``'s data server checks capabilities with (made on first use)."""
+        key = self._data_keys.get(name)
+        if key is None:
+            key = self._data_keys[name] = capabilities.new_key()
+        return key
 
     def node_hello(self, name: str, cpus: int, data_address: str) -> None:
         """An agent (re)connected: it can take graph tasks; resend what it may have missed."""
@@ -156,8 +175,13 @@ class GraphService:
             raise _session_error(session)
         return session
 
-    def open_session(self, owner: int, name: str) -> int:
-        session = GSession(next(self._session_ids), owner, name)
+    def open_session(self, owner: int, name: str, login: str = "") -> int:
+        """A new session of user ``owner`` (``login`` names the user on the nodes)."""
+        # Random, not counted: a session's objects are not found by guessing.
+        sid = secrets.randbits(63)
+        while sid == 0 or sid in self.sessions:
+            sid = secrets.randbits(63)
+        session = GSession(sid, owner, name, login=login)
         self.sessions[session.id] = session
         log.info("session %d %r opened", session.id, name)
         return session.id
@@ -492,7 +516,14 @@ class GraphService:
     async def _relay(self, node_name: str, message: GraphFetch) -> None:
         session = self.sessions.get(message.session)
         obj = session.objects.get(message.object) if session is not None else None
-        if obj is None or obj.freed:
+        node = self.nodes.get(node_name)
+        # Only for a task placed on that node that reads the object: a node gets
+        # no other user's data by asking.
+        wanted = node is not None and any(
+            key[0] == message.session and any(o is obj for o, _ in task.inputs)
+            for key, task in node.assigned.items()
+        )
+        if obj is None or obj.freed or not wanted:
             self._send(node_name, ObjectChunk(message.request, last=True, error="no such object"))
             return
         try:
@@ -588,8 +619,24 @@ class GraphService:
         if link is not None:
             link.send(message)
 
+    def _holders(self, obj: GObject, reader: str, expires: float) -> list[GraphHolder]:
+        return [
+            GraphHolder(
+                node=holder,
+                address=self.nodes[holder].data_address,
+                capability=capabilities.sign(
+                    self.data_key(holder), obj.session.id, obj.id, reader, expires
+                ),
+                expires=expires,
+            )
+            for holder in obj.holders
+            if holder in self.nodes and holder != reader
+        ]
+
     def _run_message(self, task: GTask) -> GraphTask:
         inputs = []
+        reader = task.node or ""
+        expires = round(time.time() + self.capability_ttl, 3)
         for obj, label in task.inputs:
             inline = obj.data is not None and obj.size <= INLINE_LIMIT
             inputs.append(
@@ -600,9 +647,7 @@ class GraphService:
                     content_type=obj.info.get("content_type", obj.content_type),
                     size=obj.size,
                     data=obj.data if inline else None,
-                    holders=[
-                        self.nodes[h].data_address + "/" + h for h in obj.holders if h in self.nodes
-                    ],
+                    holders=[] if inline else self._holders(obj, reader, expires),
                     user=obj.user,
                 )
             )
@@ -616,6 +661,7 @@ class GraphService:
             name=task.name,
             cpus=task.cpus,
             user=task.user,
+            owner=task.session.login,
         )
 
     def _place(self, task: GTask, online: list[GNode], now: float) -> GNode | None:

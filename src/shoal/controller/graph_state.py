@@ -86,6 +86,7 @@ class GSession:
     id: int
     owner: int
     name: str
+    login: str = ""  # the owner's login, which names the owner's OS user on nodes
     tasks: dict[int, GTask] = field(default_factory=dict)
     objects: dict[int, GObject] = field(default_factory=dict)
     error: str | None = None

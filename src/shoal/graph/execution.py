@@ -64,6 +64,7 @@ class NodeTask:
     name: str = ""
     cpus: int = 1
     user: dict[str, Any] = field(default_factory=dict)
+    owner: str = ""  # login of the session's user
 
 
 @dataclass

@@ -65,6 +65,7 @@ class Hello(_Msg):
     deployments: list[DeploymentReport] = []
     commands: list[str] = []  # ids of the commands still running here
     data_port: int = 0  # where this agent serves graph objects to its peers (0: nowhere)
+    data_host: str = ""  # the address it serves them on, when set by hand ("": as seen)
 
 
 class Heartbeat(_Msg):
@@ -141,7 +142,8 @@ class Welcome(_Msg):
 
     heartbeat_interval: float
     forget: list[str] = []
-    data_token: str = ""  # what peers present to this agent's data server
+    data_key: bytes = b""  # this agent's key: checks the capabilities peers present
+    clock: float = 0.0  # the controller's time.time(): capabilities expire by it
     graph_epoch: str = ""  # changes when the controller restarts: old graph state is void
 
 

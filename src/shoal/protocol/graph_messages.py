@@ -1,7 +1,8 @@
 """Wire messages of task graphs: client <-> controller and controller <-> agent.
 
 IDs are session-local numbers: tasks and objects of one session share one
-numbering, and a session number is unique on the controller. Task configs are
+numbering. A session number is random (63 bits) and unique on the controller,
+so an object's (session, id) cannot be guessed. Task configs are
 opaque bytes to the controller (pickled by the client, unpickled on the node
 that runs the task, where the user's code runs anyway).
 
@@ -158,6 +159,19 @@ GraphReply = SessionOpened | Done | WaitDone | FetchData | Infos | Failure
 # --- controller -> agent -----------------------------------------------------------
 
 
+class GraphHolder(msgspec.Struct, array_like=True):
+    """A node that holds an input, and the capability to fetch it from that node.
+
+    ``capability`` opens this one object for the node the task runs on, on this
+    holder's data server, until ``expires`` (the controller's clock).
+    """
+
+    node: str
+    address: str  # "host:port" of its data server ("" when it runs none)
+    capability: str
+    expires: float
+
+
 class GraphInput(msgspec.Struct, omit_defaults=True):
     id: int
     label: str | None = None
@@ -165,7 +179,7 @@ class GraphInput(msgspec.Struct, omit_defaults=True):
     content_type: str | None = None
     size: int = 0
     data: bytes | None = None  # inline data
-    holders: list[str] = []  # "host:port" data servers of agents that hold it
+    holders: list[GraphHolder] = []  # agents that hold it
     user: dict[str, Any] = {}  # the object's spec.user, for the task that reads it
 
 
@@ -186,6 +200,7 @@ class GraphTask(msgspec.Struct, omit_defaults=True):
     name: str = ""
     cpus: int = 1
     user: dict[str, Any] = {}
+    owner: str = ""  # login of the session's user: with --isolate-users, whose uid runs it
 
 
 class GraphRun(_Msg):
