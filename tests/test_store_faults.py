@@ -8,19 +8,26 @@ until the controller has stored it) and is stored when the store is back.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+import sqlalchemy.exc
 
 from pgserver import PostgresServer
 from shoal import Experiment, ExperimentStatus, LocalCluster, Pipeline, Success
 from shoal.client.remote import RemoteClientException
+from shoal.controller.batch import WriteBatch
+from shoal.controller.experiments import LiveDeployment, LiveExperiment
 from shoal.library.basic import SleepTask
+from shoal.store.faults import StoreFull, StoreUnavailable, classify
 from test_recovery import ReadFifo, WriteFifo, read_fifo
 from waiting import wait_until
 
@@ -229,3 +236,50 @@ def test_full_store_disk_mid_run(tmp_path: Path, small_disk: Path) -> None:
             "finish": [Success("finished on a full disk")],
         }
         assert "Traceback" not in controller_log(cluster)
+
+
+# ------------------------------------------------------------- unit tests: one piece each
+
+
+def _sqlite_error(code: int, text: str) -> sqlalchemy.exc.OperationalError:
+    orig = sqlite3.OperationalError(text)
+    orig.sqlite_errorcode = code  # type: ignore[attr-defined]
+    return sqlalchemy.exc.OperationalError("INSERT INTO tokens VALUES (?)", ("s3cret",), orig)
+
+
+def test_store_faults_are_told_apart_from_bugs() -> None:
+    full = classify(_sqlite_error(13, "database or disk is full"))
+    assert isinstance(full, StoreFull) and full.message == "controller storage full"
+    busy = classify(_sqlite_error(5, "database is locked"))
+    assert isinstance(busy, StoreUnavailable)
+    assert busy.message == "controller storage unavailable: database is locked"
+    assert classify(_sqlite_error(1, "no such table: tokens")) is None  # a bug, not an outage
+
+    refused = classify(ConnectionRefusedError(111, "Connect call failed"))
+    assert isinstance(refused, StoreUnavailable)
+    assert isinstance(classify(OSError(errno.ENOSPC, "No space left on device")), StoreFull)
+    assert isinstance(classify(asyncpg.exceptions.DiskFullError("could not extend")), StoreFull)
+    assert isinstance(
+        classify(asyncpg.exceptions.CannotConnectNowError("the database system is starting up")),
+        StoreUnavailable,
+    )
+    assert classify(asyncpg.exceptions.UniqueViolationError("duplicate key")) is None
+    integrity = sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("UNIQUE failed"))
+    assert classify(integrity) is None
+    # what a user reads never carries the statement or its parameters
+    for fault in (full, busy):
+        assert "INSERT" not in fault.message and "s3cret" not in fault.message
+
+
+def test_a_batch_the_store_refused_leaves_memory_as_it_was() -> None:
+    dep = LiveDeployment("d", "e", "node", "running", True)
+    live = LiveExperiment("e", 1, "exp", "RUNNING", {"d": dep})
+    batch = WriteBatch()
+    batch.set(dep, state="finished")
+    batch.set(live, status="FINISHED")
+    batch.set(dep, state="lost")
+    batch.send("node", object())
+    batch.forget.append(("node", "d"))
+    batch.rollback()
+    assert (dep.state, dep.prepared, live.status) == ("running", True, "RUNNING")
+    assert not batch.messages and not batch.forget
