@@ -250,6 +250,8 @@ class AgentGateway:
                 continue
             else:
                 about_experiments.append(message)
+        if link.closed.is_set():
+            return  # being sent away: the agent reports all of it again when it is back
         if about_experiments and not reports.put(about_experiments):
             log.warning(
                 "agent %s: %d reports are waiting for the store; sending it away to "

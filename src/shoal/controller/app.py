@@ -24,7 +24,7 @@ from shoal.controller import (
     routes_nodes,
     routes_runs,
 )
-from shoal.controller.agent_gateway import AgentGateway
+from shoal.controller.agent_gateway import CLOSE_TRY_AGAIN_LATER, AgentGateway
 from shoal.controller.auth import Authenticator, hash_password
 from shoal.controller.channels import ChannelRelay
 from shoal.controller.client_gateway import ClientGateway
@@ -154,9 +154,6 @@ def create_app(
     app.add_api_websocket_route("/api/channels/accept/{conn_id}", _channel_accept)
     mount_netunicorn(app)  # netUnicorn's HTTP API under /netunicorn
     return app
-
-
-CLOSE_TRY_AGAIN_LATER = 1013
 
 
 def _store_guard(
