@@ -20,6 +20,8 @@ import asyncpg
 import httpx
 import pytest
 import sqlalchemy.exc
+import websockets
+import websockets.sync.client
 
 from pgserver import PostgresServer
 from shoal import Experiment, ExperimentStatus, LocalCluster, Pipeline, Success
@@ -97,6 +99,7 @@ def test_postgres_outage_across_a_deployments_finish(tmp_path: Path) -> None:
         client.wait("outage", until="ready")
         client.start_execution("outage")
         auth = bearer(http, cluster.password)
+        unused = bearer(http, cluster.password)  # not seen by the controller's token cache yet
 
         stopped = time.monotonic()
         pg.stop()
@@ -119,6 +122,16 @@ def test_postgres_outage_across_a_deployments_finish(tmp_path: Path) -> None:
             assert_store_fault(
                 http.post("/api/experiments/outage/cancel", headers=auth), unavailable
             )
+
+        # a WebSocket that needs the store is closed with "try again later" and the reason
+        url = cluster.endpoint.replace("http", "ws", 1) + "/api/commands/ws"
+        with (
+            websockets.sync.client.connect(url, additional_headers=unused) as ws,
+            pytest.raises(websockets.ConnectionClosed) as closed,
+        ):
+            ws.recv(timeout=30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        assert closed.value.rcvd.reason.startswith("controller storage unavailable: ")
 
         # The outage lasts OUTAGE seconds; the API is checked all along.
         while time.monotonic() - stopped < OUTAGE:

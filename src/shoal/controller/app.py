@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.websockets import WebSocketState
 
 from shoal import taskdump
 from shoal.compat.netunicorn.server import mount as mount_netunicorn
@@ -170,6 +171,10 @@ def _store_guard(
             assert isinstance(fault, StoreError)
             faults.failed("serving WebSockets", fault)
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                if websocket.client_state == WebSocketState.CONNECTING:
+                    # Refusing the handshake would read as 403 (an agent takes
+                    # that for a wrong token and stops); a close says "later".
+                    await websocket.accept()
                 await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason=fault.message[:120])
 
     return guarded
