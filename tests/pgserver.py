@@ -247,6 +247,29 @@ class PostgresServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def stop(self) -> None:
+        """Stop the server as an outage would (immediate mode); its data is kept.
+
+        Returns once the server process is gone; :meth:`start` brings it back.
+        """
+        if self._base_dir is None:
+            raise RuntimeError("PostgresServer is not set up; use it as a context manager")
+        if self._running:
+            self._stop()
+
+    def start(self) -> None:
+        """Start a server stopped by :meth:`stop` again, on the same port.
+
+        Returns once it accepts connections (clients reconnect to the same URL).
+        """
+        if self._base_dir is None:
+            raise RuntimeError("PostgresServer is not set up; use it as a context manager")
+        if self._running:
+            return
+        self._pg_ctl_start()
+        self._running = True
+        self._wait_ready()
+
     def __enter__(self) -> PostgresServer:
         """Create, start and provision the server; clean up fully if any step fails."""
         if self._base_dir is not None:
@@ -342,23 +365,7 @@ class PostgresServer:
         for _ in range(self.port_attempts):
             self.port = _free_port()
             try:
-                self._run(
-                    [
-                        str(self.bin_dir / "pg_ctl"),
-                        "start",
-                        "-w",
-                        "-t",
-                        str(max(1, int(self.start_timeout))),
-                        "-D",
-                        str(self.data_dir),
-                        "-l",
-                        str(self.log_file),
-                        "-o",
-                        f"-p {self.port}",
-                    ],
-                    what="pg_ctl start",
-                    timeout=self.start_timeout + 10,
-                )
+                self._pg_ctl_start()
             except RuntimeError as err:
                 last_error = err
                 self._stop()  # in case it half-started
@@ -370,6 +377,26 @@ class PostgresServer:
             return
         assert last_error is not None
         raise last_error
+
+    def _pg_ctl_start(self) -> None:
+        """``pg_ctl start -w`` on ``self.port``; raises RuntimeError if it fails."""
+        self._run(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                str(max(1, int(self.start_timeout))),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                f"-p {self.port}",
+            ],
+            what="pg_ctl start",
+            timeout=self.start_timeout + 10,
+        )
 
     def _provision(self) -> None:
         """Create the ``shoal`` login role and the ``shoal`` database it owns."""

@@ -1,4 +1,13 @@
-"""The WebSocket every agent connects to, and the watchdog that notices silence."""
+"""The WebSocket every agent connects to, and the watchdog that notices silence.
+
+The store before the word: what an agent reports about its deployments is
+stored before the agent may drop it (``Forget``, or ``forget`` in ``Welcome``).
+While the store is away the agent stays connected and its reports wait here, in
+order, until the store takes them; meanwhile heartbeats, commands and graph
+traffic go on. The agent keeps every step and final state until it is told to
+forget it, so a report that never got stored (the connection dropped, or too
+many were waiting) comes again in the agent's next ``Hello``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from shoal.controller.commands import CommandRelay
-from shoal.controller.experiments import ExperimentService
+from shoal.controller.experiments import ExperimentService, LiveDeployment
 from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
 from shoal.controller.registry import NodeInfo, NodeRegistry
@@ -32,11 +41,19 @@ from shoal.protocol import (
 from shoal.protocol.graph_messages import GraphDone, GraphFetch, ObjectChunk
 from shoal.store import nodes as node_queries
 from shoal.store.database import Database
+from shoal.store.faults import StoreError, retry_store
 
 log = logging.getLogger("shoal.controller.agents")
 
 CLOSE_BAD_TOKEN = 4401
 CLOSE_PROTOCOL = 4400
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the server cannot serve this connection now
+# How long a connecting agent waits for the store to take its registration
+# before it is sent away to try again later (it reconnects by itself).
+REGISTER_PATIENCE = 20.0
+# Reports waiting for the store, per agent; past this the agent is sent away and
+# reports again when it reconnects, rather than the controller growing without end.
+MAX_WAITING_REPORTS = 100_000
 
 
 class AgentGateway:
@@ -85,12 +102,22 @@ class AgentGateway:
         except WebSocketDisconnect:
             return
         host = ws.client.host if ws.client is not None else ""
-        link = await self._register(hello, host)
+        try:
+            link, resend = await self._register(hello, host)
+        except StoreError as exc:
+            # The agent keeps what it holds and comes back by itself.
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason=exc.message[:120])
+            return
+        reports = _Reports()
         try:
             async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._reader(ws, link, messages[1:]))
+                reader = tg.create_task(self._reader(ws, link, reports, messages[1:]))
+                storer = tg.create_task(self._store_reports(link, reports))
+                resender = tg.create_task(self._resend_prepare(resend))
                 await write_frames(ws, link, self._encoder)
-                reader.cancel()
+                for task in (reader, storer, resender):
+                    task.cancel()
         except* (WebSocketDisconnect, RuntimeError):
             pass  # the agent went away while we were writing to it
         finally:
@@ -99,9 +126,32 @@ class AgentGateway:
                 del self.registry.links[link.name]
             if ws.application_state != WebSocketState.DISCONNECTED:
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                    await ws.close()
+                    if link.close_reason:
+                        await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason=link.close_reason)
+                    else:
+                        await ws.close()
 
-    async def _register(self, hello: Hello, host: str) -> Link:
+    async def _register(self, hello: Hello, host: str) -> tuple[Link, list[LiveDeployment]]:
+        """Store the node and reconcile its reports, then (only then) take it online.
+
+        Returns its link and the deployments whose Prepare must be sent again.
+        Raises ``StoreError`` if the store does not take it within ``REGISTER_PATIENCE``.
+        """
+
+        async def store_node() -> None:
+            async with self.db.write() as conn:
+                await node_queries.put_node(
+                    conn, hello.name, hello.architecture, hello.cpus, dict(hello.properties)
+                )
+
+        await retry_store(store_node, "registering agents", REGISTER_PATIENCE)
+        forget, resend = await retry_store(
+            lambda: self.experiments.apply(
+                lambda batch: self.experiments.on_agent_hello(hello.name, hello.deployments, batch)
+            ),
+            "storing what reconnecting agents report",
+            REGISTER_PATIENCE,
+        )
         old = self.registry.links.pop(hello.name, None)
         if old is not None:
             log.info("agent %s reconnected; closing its previous connection", hello.name)
@@ -117,13 +167,6 @@ class AgentGateway:
         node.expected_until = None
         node.last_seen = time.monotonic()
         self.registry.nodes[hello.name] = node
-        async with self.db.write() as conn:
-            await node_queries.put_node(
-                conn, hello.name, hello.architecture, hello.cpus, node.properties
-            )
-        forget, resend = await self.experiments.apply(
-            lambda batch: self.experiments.on_agent_hello(hello.name, hello.deployments, batch)
-        )
         link.send(
             Welcome(
                 heartbeat_interval=self.heartbeat_interval,
@@ -138,17 +181,41 @@ class AgentGateway:
         )
         node.address = data_address
         self.graphs.node_hello(hello.name, hello.cpus, data_address)
-        await self.experiments.resend_prepare(resend)
         await self.registry.notify()
         log.info("agent %s online (%s, %d cpus)", hello.name, hello.architecture, hello.cpus)
-        return link
+        return link, resend
 
-    async def _reader(self, ws: WebSocket, link: Link, pending: list) -> None:
+    async def _resend_prepare(self, deps: list[LiveDeployment]) -> None:
+        if deps:
+            await retry_store(
+                lambda: self.experiments.resend_prepare(deps), "sending Prepare again"
+            )
+
+    async def _store_reports(self, link: Link, reports: _Reports) -> None:
+        """Store what the agent reports about experiments, in order, until it goes away.
+
+        A batch the store refuses leaves the live state as it was (see
+        ``ExperimentService.apply``) and is tried again, with the reports that
+        arrived meanwhile, until the store takes it.
+        """
+        while True:
+            messages = await reports.take()
+            await retry_store(
+                lambda messages=messages: self.experiments.apply(
+                    lambda batch: [
+                        self.experiments.on_agent_message(link.name, m, batch) for m in messages
+                    ]
+                ),
+                "storing what agents report",
+            )
+            reports.done()
+
+    async def _reader(self, ws: WebSocket, link: Link, reports: _Reports, pending: list) -> None:
         """Handle frames until the agent goes away; then let the writer stop too."""
         messages = pending
         try:
             while True:
-                await self._handle(link, messages)
+                await self._handle(link, reports, messages)
                 data = await ws.receive_bytes()
                 messages = self._decoder.decode(data)
         except WebSocketDisconnect:
@@ -158,7 +225,7 @@ class AgentGateway:
         finally:
             link.close()
 
-    async def _handle(self, link: Link, messages: list) -> None:
+    async def _handle(self, link: Link, reports: _Reports, messages: list) -> None:
         node = self.registry.nodes.get(link.name)
         if node is not None:
             node.last_seen = time.monotonic()
@@ -187,13 +254,16 @@ class AgentGateway:
                 continue
             else:
                 about_experiments.append(message)
-        if about_experiments:
-            await self.experiments.apply(
-                lambda batch: [
-                    self.experiments.on_agent_message(link.name, m, batch)
-                    for m in about_experiments
-                ]
+        if link.closed.is_set():
+            return  # being sent away: the agent reports all of it again when it is back
+        if about_experiments and not reports.put(about_experiments):
+            log.warning(
+                "agent %s: %d reports are waiting for the store; sending it away to "
+                "report them again when it reconnects",
+                link.name,
+                MAX_WAITING_REPORTS,
             )
+            link.close("controller storage unavailable: too many reports waiting; reconnect")
 
     async def watchdog(self) -> None:
         """Mark nodes that went silent offline, and their running work lost."""
@@ -211,10 +281,11 @@ class AgentGateway:
                 link = self.registry.links.pop(name, None)
                 if link:
                     link.close()
-                await self.experiments.apply(
-                    lambda batch, name=name, reason=reason: self.experiments.on_node_lost(
-                        name, batch, reason
-                    )
+                await retry_store(
+                    lambda name=name, reason=reason: self.experiments.apply(
+                        lambda batch: self.experiments.on_node_lost(name, batch, reason)
+                    ),
+                    "recording lost nodes",
                 )
                 why = (
                     reason
@@ -222,9 +293,42 @@ class AgentGateway:
                 )
                 self.relay.node_lost(name, why)
                 self.graphs.node_lost(name, why)
-                async with self.db.write() as conn:
-                    await node_queries.set_offline(conn, name)
+                await retry_store(
+                    lambda name=name: self._store_offline(name), "recording lost nodes"
+                )
                 await self.registry.notify()
+
+    async def _store_offline(self, name: str) -> None:
+        async with self.db.write() as conn:
+            await node_queries.set_offline(conn, name)
+
+
+class _Reports:
+    """An agent's experiment reports waiting to be stored, oldest first."""
+
+    def __init__(self) -> None:
+        self._waiting: list = []
+        self._taken = 0
+        self._ready = asyncio.Event()
+
+    def put(self, messages: list) -> bool:
+        """Queue ``messages``; False if too many are waiting already."""
+        if len(self._waiting) + self._taken + len(messages) > MAX_WAITING_REPORTS:
+            return False
+        self._waiting.extend(messages)
+        self._ready.set()
+        return True
+
+    async def take(self) -> list:
+        """All that waits now (at least one message), to store in one batch."""
+        await self._ready.wait()
+        self._ready.clear()
+        taken, self._waiting = self._waiting, []
+        self._taken = len(taken)
+        return taken
+
+    def done(self) -> None:
+        self._taken = 0
 
 
 def _host_for_url(host: str) -> str:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.websockets import WebSocketState
 
 from shoal import taskdump
 from shoal.compat.netunicorn.server import mount as mount_netunicorn
@@ -22,7 +25,7 @@ from shoal.controller import (
     routes_nodes,
     routes_runs,
 )
-from shoal.controller.agent_gateway import AgentGateway
+from shoal.controller.agent_gateway import CLOSE_TRY_AGAIN_LATER, AgentGateway
 from shoal.controller.auth import Authenticator, hash_password
 from shoal.controller.channels import ChannelRelay
 from shoal.controller.client_gateway import ClientGateway
@@ -38,6 +41,7 @@ from shoal.store import nodes as node_queries
 from shoal.store import settings as settings_queries
 from shoal.store import users as user_queries
 from shoal.store.database import Database
+from shoal.store.faults import StoreError, faults
 
 log = logging.getLogger("shoal.controller")
 
@@ -137,6 +141,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StoreError, _store_fault)
     app.include_router(routes_auth.router)
     app.include_router(routes_nodes.router)
     app.include_router(routes_experiments.router)
@@ -152,28 +157,69 @@ def create_app(
     return app
 
 
+def _store_guard(
+    handler: Callable[..., Awaitable[None]],
+) -> Callable[..., Awaitable[None]]:
+    """A WebSocket route that closes with 1013 and the reason when the store is away."""
+
+    @functools.wraps(handler)
+    async def guarded(websocket: WebSocket, **params: Any) -> None:
+        try:
+            await handler(websocket, **params)
+        except* StoreError as group:
+            fault = group.exceptions[0]
+            assert isinstance(fault, StoreError)
+            faults.failed("serving WebSockets", fault)
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                if websocket.client_state == WebSocketState.CONNECTING:
+                    # Refusing the handshake would read as 403 (an agent takes
+                    # that for a wrong token and stops); a close says "later".
+                    await websocket.accept()
+                await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason=fault.message[:120])
+
+    return guarded
+
+
+@_store_guard
 async def _agent_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.gateway.serve(websocket)
 
 
+@_store_guard
 async def _client_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.clients.serve(websocket)
 
 
+@_store_guard
 async def _graph_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.graph_clients.serve(websocket)
 
 
+@_store_guard
 async def _channel_listen(websocket: WebSocket, name: str) -> None:
     await websocket.app.state.services.channels.listen(websocket, name)
 
 
+@_store_guard
 async def _channel_connect(websocket: WebSocket, name: str) -> None:
     await websocket.app.state.services.channels.connect(websocket, name)
 
 
+@_store_guard
 async def _channel_accept(websocket: WebSocket, conn_id: str) -> None:
     await websocket.app.state.services.channels.accept(websocket, conn_id)
+
+
+async def _store_fault(_request: Request, exc: Exception) -> Response:
+    """503 while the store is away or full: the request changed nothing; try again."""
+    assert isinstance(exc, StoreError)
+    faults.failed("answering API requests", exc)
+    return Response(
+        content=json.dumps({"detail": exc.message}, ensure_ascii=True),
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

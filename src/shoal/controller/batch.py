@@ -1,4 +1,10 @@
-"""Writes collected while handling one frame, stored in one transaction."""
+"""Writes collected while handling one frame, stored in one transaction.
+
+A batch also remembers the changes it made to the live state (``set``) and
+the messages that depend on it (``send``): memory keeps the changes and the
+messages go out only once the store has committed the writes; if it does not,
+``rollback`` puts memory back as it was.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +25,32 @@ class WriteBatch:
     # (node, deployment id) pairs whose final state the agent may drop once stored
     forget: list[tuple[str, str]] = field(default_factory=list)
     finished_experiments: list[str] = field(default_factory=list)
+    # (node, message) to send to agents once the batch is stored
+    messages: list[tuple[str, Any]] = field(default_factory=list)
+    # (object, attribute, value before) of every change to live state, oldest first
+    undo: list[tuple[object, str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.experiments or self.deployments or self.steps or self.logs)
+
+    def set(self, target: object, **values: Any) -> None:
+        """Change attributes of live state now, undoably: ``batch.set(dep, state="lost")``."""
+        for name, value in values.items():
+            self.undo.append((target, name, getattr(target, name)))
+            setattr(target, name, value)
+
+    def rollback(self) -> None:
+        """Undo every ``set`` of this batch (the store did not take its writes)."""
+        for target, name, before in reversed(self.undo):
+            setattr(target, name, before)
+        self.undo.clear()
+        self.messages.clear()
+        self.forget.clear()
+        self.finished_experiments.clear()
+
+    def send(self, node: str, message: Any) -> None:
+        """Send ``message`` to the agent on ``node`` once the batch is stored."""
+        self.messages.append((node, message))
 
     def experiment(self, experiment_id: str, **values: Any) -> None:
         self.experiments.setdefault(experiment_id, {}).update(values)

@@ -30,6 +30,7 @@ from shoal.protocol import (
 )
 from shoal.store import commands as command_queries
 from shoal.store.database import Database
+from shoal.store.faults import retry_store
 
 log = logging.getLogger("shoal.controller.commands")
 
@@ -185,15 +186,23 @@ class CommandRelay:
             if not batch:
                 continue
             try:
-                async with self.db.write() as conn:
-                    await command_queries.put_commands(conn, batch)
+                # A finished command's record waits out a store outage.
+                await retry_store(lambda batch=batch: self._store(batch), "storing command records")
             except Exception:
                 # A record must never take the relay down; the commands themselves ran.
                 log.exception("could not store %d command records", len(batch))
+
+    async def _store(self, batch: list) -> None:
+        async with self.db.write() as conn:
+            await command_queries.put_commands(conn, batch)
 
     async def flush(self) -> None:
         """Store what is pending now (used when a run finishes)."""
         batch, self._records = self._records, []
         if batch:
-            async with self.db.write() as conn:
-                await command_queries.put_commands(conn, batch)
+            try:
+                await self._store(batch)
+            except BaseException:
+                self._records[:0] = batch  # kept for the recorder to store later
+                self._record_ready.set()
+                raise

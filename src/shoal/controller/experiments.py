@@ -4,6 +4,12 @@ The live state of unfinished experiments is kept in memory and every change is
 written to the store before it is acknowledged (to a user, or to an agent by a
 ``Forget``). Reads for users come from the store, which is always at least as
 new as the last acknowledged change.
+
+Memory and store never disagree: a change is made to memory through a
+``WriteBatch`` (``batch.set``), and if the store does not commit the batch the
+change is rolled back and ``StoreError`` raised, so the caller (a user's
+request, or the agent gateway, which retries) can try again from the same
+state. Messages that follow from a change go out only after the commit.
 """
 
 from __future__ import annotations
@@ -270,18 +276,15 @@ class ExperimentService:
             live = self.live[row["id"]]
             batch = WriteBatch()
             now = time.time()
-            live.status = "RUNNING"
+            batch.set(live, status="RUNNING")
             batch.experiment(live.id, status="RUNNING", started_at=now)
-            to_start = []
             for dep in live.deployments.values():
                 if dep.state == "prepared":
-                    dep.state = "running"
+                    batch.set(dep, state="running")
                     batch.deployment(dep.id, state="running", started_at=now)
-                    to_start.append(dep)
+                    batch.send(dep.node, Start(deployment=dep.id))
             self._settle(live, batch)
             await self._flush(batch)
-            for dep in to_start:
-                self._send(dep.node, Start(deployment=dep.id))
         return name
 
     async def cancel(self, principal: Principal, name: str) -> str:
@@ -293,7 +296,7 @@ class ExperimentService:
             batch = WriteBatch()
             for dep in live.deployments.values():
                 self._cancel_deployment(dep, batch)
-            live.status = "CANCELLED"
+            batch.set(live, status="CANCELLED")
             batch.experiment(live.id, status="CANCELLED", finished_at=time.time())
             batch.finished_experiments.append(live.id)
             await self._flush(batch)
@@ -318,9 +321,9 @@ class ExperimentService:
     def _cancel_deployment(self, dep: LiveDeployment, batch: WriteBatch) -> None:
         if dep.state in TERMINAL_DEPLOYMENT:
             return
-        dep.state = "cancelled"
+        batch.set(dep, state="cancelled")
         batch.deployment(dep.id, state="cancelled", error="cancelled", finished_at=time.time())
-        self._send(dep.node, Cancel(deployment=dep.id))
+        batch.send(dep.node, Cancel(deployment=dep.id))
 
     async def delete(self, principal: Principal, name: str) -> None:
         async with self._lock:
@@ -329,16 +332,16 @@ class ExperimentService:
                 raise conflict(
                     f"experiment {name!r} is {row['status']}; cancel it before deleting it"
                 )
+            async with self.db.write() as conn:
+                await user_queries.delete_experiment_tokens(conn, row["id"])
+                await command_queries.delete_commands(conn, row["id"])
+                await exp_queries.delete_experiment(conn, row["id"])
             live = self.live.pop(row["id"], None)
             if live:
                 for dep in live.deployments.values():
                     if dep.state not in TERMINAL_DEPLOYMENT:
                         self._send(dep.node, Cancel(deployment=dep.id))
                     self.deployments.pop(dep.id, None)
-            async with self.db.write() as conn:
-                await user_queries.delete_experiment_tokens(conn, row["id"])
-                await command_queries.delete_commands(conn, row["id"])
-                await exp_queries.delete_experiment(conn, row["id"])
             self.flags.drop_experiment(row["id"])
             self.auth.forget_experiment(row["id"])
         await self._notify()
@@ -518,10 +521,16 @@ class ExperimentService:
         Both happen under the service's lock, so the store sees changes in the
         order memory saw them: a waiter woken by "experiment FINISHED" never
         reads a deployment whose own final state is still being written.
+        If the store does not take the batch, the live state is put back and
+        ``StoreError`` raised: ``apply`` may simply be called again.
         """
         async with self._lock:
             batch = WriteBatch()
-            result = change(batch)
+            try:
+                result = change(batch)
+            except BaseException:
+                batch.rollback()
+                raise
             await self._flush(batch)
             return result
 
@@ -551,10 +560,10 @@ class ExperimentService:
         if state == dep.state:
             return
         if state == "prepared" and dep.state == "preparing":
-            dep.state, dep.prepared = "prepared", True
+            batch.set(dep, state="prepared", prepared=True)
             batch.deployment(dep.id, state="prepared", prepared=True)
         elif state == "running" and dep.state in ("prepared", "running"):
-            dep.state = "running"
+            batch.set(dep, state="running")
             batch.deployment(dep.id, state="running")
         elif state in TERMINAL_DEPLOYMENT:
             self._finish_deployment(dep, state, error, batch, result, result_text)
@@ -574,7 +583,7 @@ class ExperimentService:
         result: bytes | None = None,
         result_text: str | None = None,
     ) -> None:
-        dep.state = state
+        batch.set(dep, state=state)
         values: dict[str, Any] = {"state": state, "error": error, "finished_at": time.time()}
         if result is not None:
             values.update(result=result, result_text=result_text)
@@ -589,10 +598,10 @@ class ExperimentService:
         deps = live.deployments.values()
         if live.status == "PREPARING" and all(d.state != "preparing" for d in deps):
             if any(d.state == "prepared" for d in deps):
-                live.status = "READY"
+                batch.set(live, status="READY")
                 batch.experiment(live.id, status="READY")
             else:
-                live.status = "FAILED"
+                batch.set(live, status="FAILED")
                 batch.experiment(
                     live.id,
                     status="FAILED",
@@ -601,14 +610,24 @@ class ExperimentService:
                 )
                 batch.finished_experiments.append(live.id)
         elif live.status == "RUNNING" and all(d.state in TERMINAL_DEPLOYMENT for d in deps):
-            live.status = "FINISHED"
+            batch.set(live, status="FINISHED")
             batch.experiment(live.id, status="FINISHED", finished_at=time.time())
             batch.finished_experiments.append(live.id)
 
     async def _flush(self, batch: WriteBatch) -> None:
+        """Store ``batch``, then act on it; if the store fails, undo it in memory."""
         if batch:
-            async with self.db.write() as conn:
-                await batch.flush(conn)
+            try:
+                async with self.db.write() as conn:
+                    await batch.flush(conn)
+            except BaseException:
+                # Also when cancelled mid-commit: memory must never be ahead of
+                # the store; if the commit did land, the agent's next report
+                # (kept until Forget) makes the same idempotent writes again.
+                batch.rollback()
+                raise
+        for node, message in batch.messages:
+            self._send(node, message)
         for node, dep_id in batch.forget:
             self._send(node, Forget(deployment=dep_id))
             self.deployments.pop(dep_id, None)

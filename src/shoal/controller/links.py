@@ -18,13 +18,15 @@ class Link:
         self.name = name
         self.outbox: asyncio.Queue[Any] = asyncio.Queue()
         self.closed = asyncio.Event()
+        self.close_reason = ""  # told to the peer when the controller sends it away
 
     def send(self, message: Any) -> None:
         if not self.closed.is_set():
             self.outbox.put_nowait(message)
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
         if not self.closed.is_set():
+            self.close_reason = reason[:120]
             self.closed.set()
             self.outbox.put_nowait(None)
 

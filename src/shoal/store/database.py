@@ -11,7 +11,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from shoal.store.faults import classify
 from shoal.store.tables import metadata
+
+# How long to wait for a PostgreSQL server to answer a connect: a host that has
+# gone silent must not hold a request for asyncpg's default of a minute.
+CONNECT_TIMEOUT = 10
 
 
 def default_sqlite_url(directory: str | Path = ".shoal") -> str:
@@ -25,17 +30,26 @@ class Database:
 
     SQLite allows one writer at a time; writes are serialised in-process with a
     lock rather than left to fail with "database is locked".
+
+    A database that is down or a disk that is full surfaces from ``read`` and
+    ``write`` as ``StoreError`` (see ``shoal.store.faults``); pooled PostgreSQL
+    connections are checked before use, so the first call after an outage
+    reconnects by itself.
     """
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
         self.url = url
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._sqlite_path: str | None = None
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self._sqlite_path = str(Path(parsed.database).resolve())
         kwargs: dict = {}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            if parsed.get_driver_name() == "asyncpg":
+                kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
@@ -47,18 +61,35 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that commits on success; durable when the block exits."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
+        """A transaction that commits on success; durable when the block exits.
+
+        Raises ``StoreError`` if the store is away or full (nothing was committed).
+        """
+        try:
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        except Exception as exc:
+            self._raise_fault(exc)
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+        """A connection for reading; ``StoreError`` if the store is away."""
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except Exception as exc:
+            self._raise_fault(exc)
+            raise
+
+    def _raise_fault(self, exc: Exception) -> None:
+        fault = classify(exc, self._sqlite_path)
+        if fault is not None and fault is not exc:
+            raise fault from exc
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -33,6 +33,7 @@ from shoal.model.pipeline import Pipeline
 from shoal.protocol import DeploymentState
 from shoal.store import experiments as exp_queries
 from shoal.store import netunicorn as nu_queries
+from shoal.store.faults import StoreError, faults
 
 log = logging.getLogger("shoal.compat.netunicorn")
 
@@ -293,7 +294,11 @@ class NetunicornService:
         """Fail running executors that stay silent longer than their keep-alive."""
         while True:
             await asyncio.sleep(self.tick)
-            await self.check_keep_alive()
+            try:
+                await self.check_keep_alive()
+            except StoreError as fault:
+                # The executors stay watched; the next tick tries again.
+                faults.failed("failing silent netUnicorn executors", fault)
 
     async def check_keep_alive(self) -> None:
         now = time.monotonic()
@@ -315,8 +320,6 @@ class NetunicornService:
             await self._expire(node, deployment_id, seconds)
 
     async def _expire(self, node: str, deployment_id: str, seconds: float) -> None:
-        self.keep_alive.pop(deployment_id, None)
-        self.seen.pop(deployment_id, None)
         error = (
             f"keep-alive timeout: the executor on {node!r} sent nothing for {seconds:g} s "
             f"(keep_alive_timeout_minutes={seconds / 60:g}); it was stopped"
@@ -330,6 +333,9 @@ class NetunicornService:
         await self.svc.experiments.apply(
             lambda batch: self.svc.experiments.on_agent_message(node, failed, batch)
         )
+        # Only now: if the store failed above, the next tick tries again.
+        self.keep_alive.pop(deployment_id, None)
+        self.seen.pop(deployment_id, None)
 
 
 def _same_kind(name: str, row: dict[str, Any]) -> None:
