@@ -262,7 +262,7 @@ def test_alices_objects_still_move_between_nodes(shoal_ctl: Shoal) -> None:
         expected = " ".join(t.outputs["digest"].fetch().get_str() for t in (a, b))
         assert both.output.fetch().get_str() == expected
         session.update([a, b])
-        assert {a.info.governor, b.info.governor} == set(NODES)
+        assert {a.info.node, b.info.node} == set(NODES)
 
 
 @pytest.mark.timeout(120)
@@ -274,7 +274,7 @@ def test_bobs_task_cannot_read_alices_object_from_disk(shoal_ctl: Shoal) -> None
         mine.submit()
         mine.wait_all()
         mine.update([kept])
-        path = shoal_ctl.object_path(kept.info.governor, mine.session_id, kept.output.id.id)
+        path = shoal_ctl.object_path(kept.info.node, mine.session_id, kept.output.id.id)
         folder = path.parent.stat()
         alice_uid = pwd.getpwnam(account_name("alice")).pw_uid
         assert (folder.st_uid, stat.S_IMODE(folder.st_mode)) == (alice_uid, 0o700)
