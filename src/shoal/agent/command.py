@@ -12,6 +12,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from shoal.agent.child_env import child_environment
 from shoal.protocol import CommandExit, CommandOutput, CommandStarted, PutFile, RunCommand
 
 log = logging.getLogger("shoal.agent")
@@ -73,14 +74,13 @@ class CommandRunner:
         self.emit(CommandExit(command=self.id, code=code, error=error, timed_out=self._timed_out))
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        env = {**os.environ, **self.spec.env} if self.spec.env else None
         common = {
             "stdin": asyncio.subprocess.PIPE,
             "stdout": asyncio.subprocess.PIPE,
             "stderr": asyncio.subprocess.PIPE,
             "start_new_session": True,  # its own process group: kill reaches its children
             "cwd": self.spec.cwd or None,
-            "env": env,
+            "env": child_environment(self.spec.env),
         }
         if _SHELL_SYNTAX.search(self.spec.cmd) is None and self.spec.cmd.strip():
             argv = shlex.split(self.spec.cmd)
