@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 
@@ -13,6 +12,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from shoal.controller.commands import CommandRelay
+from shoal.controller.enrollment import EnrollmentRefused, NodeEnrollment
 from shoal.controller.experiments import ExperimentService
 from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
@@ -37,6 +37,7 @@ log = logging.getLogger("shoal.controller.agents")
 
 CLOSE_BAD_TOKEN = 4401
 CLOSE_PROTOCOL = 4400
+CLOSE_REFUSED = 4403  # this agent may not be this node; the reason says why
 
 
 class AgentGateway:
@@ -47,7 +48,7 @@ class AgentGateway:
         experiments: ExperimentService,
         relay: CommandRelay,
         graphs: GraphService,
-        agent_token: str,
+        enrollment: NodeEnrollment,
         heartbeat_interval: float,
         heartbeat_timeout: float,
     ) -> None:
@@ -56,16 +57,17 @@ class AgentGateway:
         self.experiments = experiments
         self.relay = relay
         self.graphs = graphs
-        self.agent_token = agent_token
+        self.enrollment = enrollment
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self._decoder: FrameDecoder[AgentMessage] = FrameDecoder(AgentMessage)
         self._encoder = FrameEncoder()
 
     async def serve(self, ws: WebSocket) -> None:
-        token = _bearer(ws.headers.get("authorization", "")) or ws.query_params.get("token", "")
-        if not hmac.compare_digest(token.encode(), self.agent_token.encode()):
-            log.warning("refused an agent from %s: wrong join token", ws.client)
+        secret = _bearer(ws.headers.get("authorization", "")) or ws.query_params.get("token", "")
+        admission = await self.enrollment.admit(secret)
+        if admission is None:
+            log.warning("refused an agent from %s: wrong join token or node credential", ws.client)
             await ws.close(code=CLOSE_BAD_TOKEN, reason="wrong agent join token")
             return
         await ws.accept()
@@ -84,8 +86,14 @@ class AgentGateway:
             return
         except WebSocketDisconnect:
             return
+        try:
+            credential = await self.enrollment.enroll(admission, hello.name)
+        except EnrollmentRefused as exc:
+            log.warning("refused an agent from %s: %s", ws.client, exc)
+            await ws.close(code=CLOSE_REFUSED, reason=_close_reason(str(exc)))
+            return
         host = ws.client.host if ws.client is not None else ""
-        link = await self._register(hello, host)
+        link = await self._register(hello, host, credential)
         try:
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._reader(ws, link, messages[1:]))
@@ -98,10 +106,21 @@ class AgentGateway:
             if self.registry.links.get(link.name) is link:
                 del self.registry.links[link.name]
             if ws.application_state != WebSocketState.DISCONNECTED:
+                code, reason = (CLOSE_REFUSED, link.reason) if link.reason else (1000, None)
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                    await ws.close()
+                    await ws.close(code=code, reason=_close_reason(reason or ""))
 
-    async def _register(self, hello: Hello, host: str) -> Link:
+    async def forget(self, name: str) -> bool:
+        """Free node ``name``: its credential stops working, and its agent, if
+        connected, is told so and disconnected. False if it was not enrolled."""
+        freed = await self.enrollment.forget(name)
+        link = self.registry.links.get(name)
+        if link is not None:
+            log.warning("node %s was forgotten by an operator; disconnecting it", name)
+            link.close(f"node {name!r} was forgotten by an operator")
+        return freed
+
+    async def _register(self, hello: Hello, host: str, credential: str | None) -> Link:
         old = self.registry.links.pop(hello.name, None)
         if old is not None:
             log.info("agent %s reconnected; closing its previous connection", hello.name)
@@ -130,6 +149,7 @@ class AgentGateway:
                 forget=forget,
                 data_token=self.graphs.data_token,
                 graph_epoch=self.graphs.epoch,
+                credential=credential or "",
             )
         )
         data_address = f"{_host_for_url(host)}:{hello.data_port}" if hello.data_port else ""
@@ -176,7 +196,7 @@ class AgentGateway:
             elif isinstance(message, GraphDone):
                 self.graphs.on_done(link.name, message)
             elif isinstance(message, ObjectChunk):
-                self.graphs.on_chunk(message)
+                self.graphs.on_chunk(link.name, message)
             elif isinstance(message, GraphFetch):
                 self.graphs.on_fetch(link.name, message)
             elif isinstance(message, Hello):
@@ -221,6 +241,12 @@ class AgentGateway:
                 async with self.db.write() as conn:
                     await node_queries.set_offline(conn, name)
                 await self.registry.notify()
+
+
+def _close_reason(text: str) -> str:
+    """A WebSocket close reason holds at most 123 bytes of UTF-8."""
+    data = text.encode()
+    return text if len(data) <= 123 else data[:120].decode(errors="ignore") + "..."
 
 
 def _host_for_url(host: str) -> str:

@@ -18,13 +18,15 @@ class Link:
         self.name = name
         self.outbox: asyncio.Queue[Any] = asyncio.Queue()
         self.closed = asyncio.Event()
+        self.reason: str | None = None  # why the controller closed it, told to the peer
 
     def send(self, message: Any) -> None:
         if not self.closed.is_set():
             self.outbox.put_nowait(message)
 
-    def close(self) -> None:
+    def close(self, reason: str | None = None) -> None:
         if not self.closed.is_set():
+            self.reason = reason
             self.closed.set()
             self.outbox.put_nowait(None)
 
