@@ -4,9 +4,11 @@ report is believed only from the node its work was placed on."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import signal
+import sqlite3
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -17,8 +19,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from processes import SHOAL, shoal, stop_all
-from shoal import Experiment, LocalCluster, Pipeline
+from processes import SHOAL, Controller, free_port, shoal, start_agent, stop_all
+from shoal import Experiment, LocalCluster, Pipeline, RemoteClient
 from shoal.library.basic import ShellCommand
 from shoal.protocol import (
     PROTOCOL_VERSION,
@@ -400,3 +402,40 @@ def test_token_on_the_command_line_is_refused_with_a_hint() -> None:
     )
     assert done.returncode == 2
     assert "--token-file" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- secrets at rest ----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_join_token_and_credentials_are_stored_hashed(tmp_path: Path) -> None:
+    """A plain join token left by an earlier version is replaced by its hash at start,
+    and still admits agents; node credentials are stored as hashes only."""
+    db_path = tmp_path / "controller.db"
+    db = f"sqlite+aiosqlite:///{db_path}"
+    shoal("user", "add", "op", "--password", "op-pw", "--db", db)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("INSERT INTO settings (key, value) VALUES ('agent_token', 'legacy-token')")
+    controller = Controller(db, free_port(), "", tmp_path / "controller.log").start()
+    agents = []
+    try:
+        with sqlite3.connect(db_path) as conn:
+            stored = dict(conn.execute("SELECT key, value FROM settings").fetchall())
+        assert "agent_token" not in stored
+        assert stored["agent_token_hash"].startswith("$argon2")
+        agents.append(
+            start_agent(controller.endpoint, "legacy-token", "old-node", tmp_path / "a.log")
+        )
+        with RemoteClient(controller.endpoint, "op", "op-pw") as client:
+            client.wait_for_nodes(["old-node"], timeout=30)
+        credential_path = tmp_path / "agent-old-node" / "node-credential"
+        wait_until(credential_path.exists, 10, "the agent to store its credential")
+        credential = credential_path.read_text().strip()
+        with sqlite3.connect(db_path) as conn:
+            rows = conn.execute("SELECT name, credential_hash FROM node_credentials").fetchall()
+        assert rows == [("old-node", hashlib.sha256(credential.encode()).hexdigest())]
+        for path in tmp_path.glob("controller.db*"):  # the database, its WAL
+            assert credential.encode() not in path.read_bytes()
+    finally:
+        stop_all(agents)
+        controller.stop()
