@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import select
 import signal
@@ -11,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 from typing import IO, Any
+
+from shoal.secret_files import write_secret
 
 SHOAL = [sys.executable, "-m", "shoal"]
 
@@ -70,16 +73,12 @@ class Controller:
             str(self.port),
             "--db",
             self.db_url,
-            "--agent-token",
-            self.token,
             *self.extra,
         ]
+        # Through the environment: argv is visible to every user of the machine.
+        env = {**os.environ, "COLUMNS": "200", "SHOAL_AGENT_TOKEN": self.token}
         self.proc = subprocess.Popen(
-            args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "COLUMNS": "200"},
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
         )
         assert self.proc.stderr is not None
         try:
@@ -106,9 +105,21 @@ class Controller:
         self.proc = None
 
 
+def token_file(directory: Path, token: str) -> Path:
+    """A join token file (mode 0600) in ``directory``, as an operator would make it."""
+    path = directory / f"join-token-{hashlib.sha256(token.encode()).hexdigest()[:12]}"
+    if not path.exists():
+        write_secret(path, token)
+    return path
+
+
 def start_agent(endpoint: str, token: str, name: str, log: Path, *extra: str) -> subprocess.Popen:
+    """`shoal agent` with the join token in a file and its own workdir next to ``log``
+    (where it keeps its node credential)."""
+    workdir = log.parent / f"agent-{name}"
+    args = ["--token-file", str(token_file(log.parent, token)), "--workdir", str(workdir)]
     return subprocess.Popen(
-        [*SHOAL, "agent", "--controller", endpoint, "--token", token, "--name", name, *extra],
+        [*SHOAL, "agent", "--controller", endpoint, "--name", name, *args, *extra],
         stdout=open(log, "a"),
         stderr=subprocess.STDOUT,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -102,7 +103,7 @@ def test_executor_tokens_reach_only_their_flags(seed_cluster: LocalCluster, clie
 
 
 @pytest.mark.timeout(30)
-def test_agent_without_the_join_token_is_refused(seed_cluster: LocalCluster) -> None:
+def test_agent_without_the_join_token_is_refused(seed_cluster: LocalCluster, tmp_path) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -111,14 +112,15 @@ def test_agent_without_the_join_token_is_refused(seed_cluster: LocalCluster) -> 
             "agent",
             "--controller",
             seed_cluster.endpoint,
-            "--token",
-            "wrong",
             "--name",
             "intruder",
+            "--workdir",
+            str(tmp_path),
         ],
         capture_output=True,
         text=True,
         timeout=25,
+        env={**os.environ, "SHOAL_AGENT_TOKEN": "wrong"},
     )
     assert done.returncode == 2
     assert "wrong join token" in done.stderr

@@ -32,7 +32,7 @@ class _Commands(click.Group):
     """Front-end command groups are imported when used, so that `shoal agent` (on
     every node) and `shoal controller` start without them."""
 
-    lazy = {"dataflow": "shoal.dataflow.cli"}
+    lazy = {"dataflow": "shoal.dataflow.cli", "node": "shoal.cli_nodes", "token": "shoal.cli_nodes"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -109,7 +109,7 @@ def up(
     )
     console.print(f"  login: [bold]{cluster.login}[/]  password: [bold]{cluster.password}[/]")
     console.print(f"  nodes: {', '.join(cluster.node_names) or 'none'}")
-    console.print(f"  agent join token: {cluster.agent_token}")
+    console.print(f"  agents join with: --token-file {cluster.token_file}")
     console.print(f"  clients in this folder find it through {UP_ENV}; elsewhere:")
     console.print(
         f"    export SHOAL_ENDPOINT={cluster.endpoint} SHOAL_LOGIN={cluster.login} "
@@ -161,7 +161,16 @@ def _wait_for_signal() -> Any:
     "--agent-token",
     envvar="SHOAL_AGENT_TOKEN",
     default=None,
-    help="Join token agents must present (default: stored in the database).",
+    help="Set the join token new agents must present (default: keep the one stored, "
+    "hashed, in the database; on first start one is made up and written to --token-file).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the join token (mode 0600) when it is made up or given with "
+    "--agent-token (default for a made-up one: join-token next to a SQLite database, "
+    "else .shoal/join-token).",
 )
 @click.option(
     "--heartbeat-interval", type=click.FloatRange(0.05, 60), default=1.0, show_default=True
@@ -190,6 +199,7 @@ def controller(
     tls_cert: str | None,
     tls_key: str | None,
     agent_token: str | None,
+    token_file: str | None,
     heartbeat_interval: float,
     heartbeat_timeout: float,
     graph_capability_ttl: float,
@@ -199,7 +209,7 @@ def controller(
     """Run a controller (production: --db postgresql+asyncpg://...)."""
     from shoal.controller.config import ControllerConfig
     from shoal.controller.server import serve
-    from shoal.store.database import default_sqlite_url
+    from shoal.store.database import default_sqlite_url, default_token_file
 
     _setup_logging(verbose)
     if bool(tls_cert) != bool(tls_key):
@@ -207,11 +217,15 @@ def controller(
     users = tuple(
         (str(u[0]), str(u[1])) for u in json.loads(os.environ.pop("SHOAL_BOOTSTRAP_USERS", "[]"))
     )
+    db_url = db_url or default_sqlite_url()
+    if token_file is None and not agent_token:
+        token_file = str(default_token_file(db_url))
     config = ControllerConfig(
-        db_url=db_url or default_sqlite_url(),
+        db_url=db_url,
         host=host,
         port=port,
         agent_token=agent_token,
+        token_file=token_file,
         bootstrap_users=users,
         heartbeat_interval=heartbeat_interval,
         heartbeat_timeout=heartbeat_timeout,
@@ -220,15 +234,24 @@ def controller(
         graph_capability_ttl=graph_capability_ttl,
     )
 
-    def announce(endpoint: str, token: str) -> None:
+    def announce(endpoint: str, written: str) -> None:
+        if written:
+            how = f"--token-file {written}  (copy that file to each node, mode 0600)"
+        elif agent_token:
+            how = "--token-file FILE  (FILE, mode 0600, holds the join token you gave)"
+        else:
+            how = (
+                "--token-file FILE  (the join token is stored hashed; "
+                "`shoal token rotate` makes a new one)"
+            )
         click.echo(
             f"shoal controller on {endpoint}; agents join with: "
-            f"shoal agent --controller {endpoint} --token {token}",
+            f"shoal agent --controller {endpoint} {how}",
             err=True,
         )
         if ready_fd is not None:
             with os.fdopen(ready_fd, "w") as ready:
-                ready.write(json.dumps({"endpoint": endpoint, "agent_token": token}) + "\n")
+                ready.write(json.dumps({"endpoint": endpoint, "token_file": written}) + "\n")
 
     try:
         asyncio.run(serve(config, announce))
@@ -248,8 +271,13 @@ def controller(
     help="http(s)://host:port of the controller.",
 )
 @click.option(
-    "--token", envvar="SHOAL_AGENT_TOKEN", required=True, help="The controller's agent join token."
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A file (mode 0600) holding the controller's join token; or set SHOAL_AGENT_TOKEN. "
+    "Needed until the node has enrolled: then it shows its own credential, kept in --workdir.",
 )
+@click.option("--token", "token_argument", default=None, hidden=True, expose_value=True)
 @click.option("--name", default=None, help="Node name (default: the host name).")
 @click.option(
     "--property",
@@ -263,7 +291,16 @@ def controller(
     "--workdir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Where the agent keeps graph objects (default: a temporary folder).",
+    help="Where the agent keeps its node credential and graph objects (default: the "
+    "credential in ~/.local/state/shoal/agents/NAME, objects in a temporary folder).",
+)
+@click.option(
+    "--pass-env",
+    "pass_env",
+    multiple=True,
+    metavar="NAME",
+    help="Also give tasks this variable of the agent's environment (repeatable). By "
+    "default they get only PATH, HOME, locale and the like, never the agent's secrets.",
 )
 @click.option(
     "--data-server/--no-data-server",
@@ -293,11 +330,13 @@ def controller(
 @click.option("-v", "--verbose", count=True)
 def agent(
     controller_url: str,
-    token: str,
+    token_file: str | None,
+    token_argument: str | None,
     name: str | None,
     properties: tuple[str, ...],
     cpus: int | None,
     workdir: str | None,
+    pass_env: tuple[str, ...],
     data_server: bool,
     data_address: str,
     isolate_users: bool,
@@ -308,10 +347,19 @@ def agent(
     Graph tasks of all users run as the agent's own OS user (and can read each
     other's objects) unless --isolate-users is given.
     """
+    from shoal.agent import child_env
     from shoal.agent.agent import Agent, AgentRefused
     from shoal.agent.config import AgentConfig
 
     _setup_logging(verbose)
+    if token_argument is not None:
+        raise click.UsageError(
+            "--token is gone: a token on the command line is visible to every user of "
+            "this machine (ps, /proc). Put it in a file only you can read (chmod 600) and "
+            "give --token-file FILE, or set SHOAL_AGENT_TOKEN."
+        )
+    join_token = _join_token(token_file)
+    child_env.pass_on(pass_env)
     props: dict[str, str] = {}
     for item in properties:
         key, sep, value = item.partition("=")
@@ -323,7 +371,7 @@ def agent(
     # Reported by every agent, so `Server(id, ip)` can find a node by its address;
     # what the operator sets wins.
     props = {**host_properties(), **props}
-    config = AgentConfig(controller=controller_url, token=token, properties=props)
+    config = AgentConfig(controller=controller_url, join_token=join_token, properties=props)
     if name:
         config.name = name
     if cpus:
@@ -357,6 +405,20 @@ def agent(
     except* AgentRefused as group:
         click.echo(f"error: {group.exceptions[0]}", err=True)
         sys.exit(2)
+
+
+def _join_token(token_file: str | None) -> str | None:
+    """The join token from --token-file, else from SHOAL_AGENT_TOKEN (taken out of
+    the environment, so nothing this process starts can inherit it)."""
+    from shoal.secret_files import read_secret
+
+    from_env = os.environ.pop("SHOAL_AGENT_TOKEN", None)
+    if token_file is None:
+        return from_env or None
+    try:
+        return read_secret(token_file)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--token-file") from None
 
 
 def _fast_child_watcher() -> None:

@@ -54,6 +54,7 @@ from shoal.protocol.graph_messages import (
     GraphUpload,
     ObjectChunk,
 )
+from shoal.secret_files import read_secret, write_secret
 
 if TYPE_CHECKING:
     from shoal.agent.graph_runtime import GraphRuntime
@@ -65,8 +66,12 @@ FRAME_BYTES = 4 * CHUNK  # bulk data per frame, so a frame stays well under the 
 GRAPH_MESSAGES = (GraphRun, GraphCancel, GraphFree, GraphUpload, ObjectChunk)
 
 
+CLOSE_REFUSED = 4403  # the controller's close code for "you may not be this node"
+
+
 class AgentRefused(Exception):
-    """The controller refused this agent (wrong join token); retrying cannot help."""
+    """The controller refused this agent (wrong join token, or the node name is
+    enrolled with another credential); retrying cannot help."""
 
 
 class Agent:
@@ -94,13 +99,21 @@ class Agent:
         # Plain TCP must not carry what a TLS controller protects: behind TLS,
         # objects travel through the controller's connection instead.
         self._serve_data = config.data_server and not config.controller.startswith("https://")
+        self._credential: str | None = None
 
     def emit(self, message: object) -> None:
         self._outbox.append(message)
         self._wake.set()
 
     async def run(self) -> None:
-        """Serve until cancelled; raises AgentRefused if the token is wrong."""
+        """Serve until cancelled; raises AgentRefused if the controller refuses this node."""
+        self._credential = self._load_credential()
+        if self._credential is None and not self.config.join_token:
+            raise AgentRefused(
+                f"node {self.config.name!r} has no credential yet "
+                f"({self.config.credential_path}) and no join token was given: "
+                "give --token-file FILE or set SHOAL_AGENT_TOKEN"
+            )
         if self.config.data_server and not self._serve_data:
             log.warning(
                 "the controller runs TLS: graph objects travel through the controller, "
@@ -129,7 +142,7 @@ class Agent:
                 try:
                     async with connect(
                         self.config.ws_url,
-                        additional_headers={"Authorization": f"Bearer {self.config.token}"},
+                        additional_headers={"Authorization": f"Bearer {self._secret()}"},
                         max_size=256 * 1024 * 1024,
                         # Frames are msgpack and object data, often incompressible;
                         # deflate cost more CPU than the bytes it saved.
@@ -140,13 +153,13 @@ class Agent:
                     ) as ws:
                         backoff = 0.05
                         await self._session(ws)
+                except AgentRefused:
+                    raise
                 except InvalidStatus as exc:
                     if exc.response.status_code in (401, 403):
-                        raise AgentRefused(
-                            f"the controller at {self.config.controller} refused agent "
-                            f"{self.config.name!r}: wrong join token"
-                        ) from None
-                    log.warning("controller answered %s; retrying", exc.response.status_code)
+                        self._refused()
+                    else:
+                        log.warning("controller answered %s; retrying", exc.response.status_code)
                 except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
                     log.info("cannot reach %s (%s); retrying", self.config.controller, exc)
                 except Exception:
@@ -168,6 +181,49 @@ class Agent:
         # one it sees us connect from.
         return "" if host in ("0.0.0.0", "::", local) else host
 
+    def _secret(self) -> str:
+        return self._credential or self.config.join_token or ""
+
+    def _refused(self) -> None:
+        """The controller did not accept what we showed: enroll again, or give up."""
+        if self._credential is not None and self.config.join_token:
+            # A controller with a new database, or an operator forgot this node.
+            log.warning(
+                "the controller does not know node %s's credential; enrolling again "
+                "with the join token",
+                self.config.name,
+            )
+            self._credential = None
+            return
+        shown = "node credential" if self._credential else "join token"
+        raise AgentRefused(
+            f"the controller at {self.config.controller} refused agent "
+            f"{self.config.name!r}: wrong {shown}"
+        )
+
+    def _load_credential(self) -> str | None:
+        path = self.config.credential_path
+        if not path.exists():
+            return None
+        try:
+            return read_secret(path)
+        except ValueError as exc:
+            log.warning("no node credential: %s", exc)
+            return None
+
+    def _enrolled(self, credential: str) -> None:
+        """Keep the credential the controller issued at enrollment; show it from now on."""
+        path = self.config.credential_path
+        try:
+            write_secret(path, credential)
+        except OSError as exc:
+            # The controller bound the name already: without the file, a restarted
+            # agent cannot be this node until an operator forgets it.
+            log.error("cannot store this node's credential in %s: %s", path, exc)
+        else:
+            log.info("node %s enrolled; its credential is in %s", self.config.name, path)
+        self._credential = credential
+
     async def _session(self, ws: ClientConnection) -> None:
         data_host = await self._listen_for_peers(ws) if self._serve_data else ""
         hello = Hello(
@@ -183,6 +239,7 @@ class Agent:
         )
         await ws.send(self._encoder.encode([hello]))
         log.info("connected to %s as %s", self.config.controller, self.config.name)
+        refusal: str | None = None
         async with asyncio.TaskGroup() as tg:
             sender = tg.create_task(self._sender(ws))
             beats = None
@@ -196,14 +253,23 @@ class Agent:
                         self._handle(message)
             except ConnectionClosed as exc:
                 log.info("connection to %s closed (%s)", self.config.controller, exc)
+                if exc.rcvd is not None and exc.rcvd.code == CLOSE_REFUSED:
+                    refusal = exc.rcvd.reason
             finally:
                 sender.cancel()
                 if beats is not None:
                     beats.cancel()
+        if refusal is not None:
+            raise AgentRefused(
+                f"the controller at {self.config.controller} refused agent "
+                f"{self.config.name!r}: {refusal}"
+            )
 
     def _handle(self, message: ControllerMessage) -> None:
         assert self._tg is not None
         if isinstance(message, Welcome):
+            if message.credential:
+                self._enrolled(message.credential)
             for dep_id in message.forget:
                 self._forget(dep_id)
             self._data_key, self._graph_epoch = message.data_key, message.graph_epoch

@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from shoal.agent.child_env import child_environment
 from shoal.protocol import CommandExit, CommandOutput, CommandStarted, PutFile, RunCommand
 
 log = logging.getLogger("shoal.agent")
@@ -78,7 +79,7 @@ class CommandRunner:
         self.emit(CommandExit(command=self.id, code=code, error=error, timed_out=self._timed_out))
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        env = {**os.environ, **self.spec.env} if self.spec.env else None
+        env = child_environment(self.spec.env)
         common = {
             "stdin": asyncio.subprocess.PIPE,
             "stdout": asyncio.subprocess.PIPE,
@@ -150,12 +151,12 @@ class CommandRunner:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def _program(name: str, cwd: str | None, env: dict[str, str] | None) -> bool:
+def _program(name: str, cwd: str | None, env: dict[str, str]) -> bool:
     """Whether ``name`` is an executable file (stdbuf would hide a missing one from us)."""
     if "/" in name:
         path = Path(cwd or ".", name).expanduser()
         return path.is_file() and os.access(path, os.X_OK)
-    return shutil.which(name, path=(env or os.environ).get("PATH")) is not None
+    return shutil.which(name, path=env.get("PATH")) is not None
 
 
 def put_file(spec: PutFile) -> CommandExit:

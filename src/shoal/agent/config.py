@@ -6,6 +6,8 @@ import os
 import platform
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
 
 
 def default_name() -> str:
@@ -40,8 +42,12 @@ def default_architecture() -> str:
 
 @dataclass
 class AgentConfig:
+    """``join_token`` admits a new node; once enrolled, the node shows its own
+    credential (kept in ``credential_path``) and needs the join token only to
+    enroll again (e.g. with a controller that has a new database)."""
+
     controller: str  # http(s)://host:port of the controller
-    token: str
+    join_token: str | None = None
     name: str = field(default_factory=default_name)
     properties: dict[str, str] = field(default_factory=dict)
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -53,6 +59,15 @@ class AgentConfig:
     data_address: str = ""
     # Run each shoal user's graph tasks under an OS user of their own (needs root).
     isolate_users: bool = False
+
+    @property
+    def credential_path(self) -> Path:
+        """Where this node keeps its credential: in its workdir, else in the
+        user's state folder (it must outlive the agent process)."""
+        if self.workdir is not None:
+            return Path(self.workdir) / "node-credential"
+        state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        return Path(state) / "shoal" / "agents" / quote(self.name, safe="") / "node-credential"
 
     @property
     def ws_url(self) -> str:

@@ -8,9 +8,10 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from shoal.agent.child_env import child_environment
 from shoal.protocol.codec import FrameDecoder, FrameEncoder, split_prefixed
 from shoal.protocol.executor_messages import FromExecutor, ToExecutor
 
@@ -36,7 +37,7 @@ class ExecutorProcess:
             "shoal.agent.executor_main",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            env={**env, "PYTHONUNBUFFERED": "1"},
             cwd=cwd,
         )
         self = cls(proc, parent)
@@ -89,10 +90,13 @@ class ExecutorProcess:
 
 
 async def spawn_child(
-    module: str, *args: str, **options: Any
+    module: str, *args: str, env: Mapping[str, str] | None = None, **options: Any
 ) -> tuple[asyncio.subprocess.Process, socket.socket]:
     """Start ``python -m module FD *args`` in its own process group, with one end of
-    a socket pair on FD; return the process and our end."""
+    a socket pair on FD; return the process and our end.
+
+    The child's environment is :func:`child_environment` with ``env`` over it:
+    none of the agent's secrets."""
     parent, child = socket.socketpair()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -104,6 +108,7 @@ async def spawn_child(
             stdin=asyncio.subprocess.DEVNULL,
             pass_fds=(child.fileno(),),
             start_new_session=True,
+            env=child_environment(env),
             **options,
         )
     finally:
@@ -131,6 +136,7 @@ async def run_shell(command: str, on_line: LineHandler, cwd: str | None = None) 
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
         cwd=cwd,
+        env=child_environment(),
     )
     tail: list[str] = []
     try:

@@ -27,7 +27,9 @@ class LocalCluster:
 
     ``nodes`` is a list of names or a count (``node-0`` ... ``node-N-1``).
     Everything lives in ``workdir`` (a temporary folder unless given): the
-    database and one log file per process under ``logs/``.
+    database, the join token (``join-token``), one folder per agent under
+    ``agents/`` (with its node credential) and one log file per process under
+    ``logs/``.
     """
 
     def __init__(
@@ -58,7 +60,9 @@ class LocalCluster:
         self.heartbeat_timeout = heartbeat_timeout
         self.controller: ControllerProcess | None = None
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
-        self.agent_token = secrets.token_urlsafe(16)
+        self.agent_token = secrets.token_urlsafe(32)
+        # The controller writes the join token here (0600); agents read it from here.
+        self.token_file = self.workdir / "join-token"
         self._clients: list[RemoteClient] = []
 
     @property
@@ -84,6 +88,7 @@ class LocalCluster:
             log_path=self.workdir / "logs" / "controller.log",
             port=self.port,
             agent_token=self.agent_token,
+            token_file=self.token_file,
             users=[(self.login, self.password)],
             heartbeat_interval=self.heartbeat_interval,
             heartbeat_timeout=self.heartbeat_timeout,
@@ -106,7 +111,7 @@ class LocalCluster:
             self.node_names.append(name)
         self.agents[name] = start_agent(
             endpoint=self.endpoint,
-            token=self.agent_token,
+            token_file=self.token_file,
             name=name,
             log_path=self.workdir / "logs" / f"agent-{name}.log",
             properties=properties if properties is not None else self.properties.get(name),

@@ -321,6 +321,11 @@ class RemoteClient:
     def raw_nodes(self, include_offline: bool = False) -> list[dict[str, Any]]:
         return self._call("GET", "/api/nodes", params={"all": include_offline})
 
+    def forget_node(self, name: str) -> None:
+        """Free node ``name``: its credential stops working and its agent is
+        disconnected; the next agent with the join token and this name enrolls."""
+        self._call("DELETE", f"/api/nodes/{_quote(name)}")
+
 
 def _quote(part: str) -> str:
     return quote(part, safe="")

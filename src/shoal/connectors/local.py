@@ -28,7 +28,7 @@ def _die_with_parent() -> None:
 class ControllerProcess:
     proc: subprocess.Popen[bytes]
     endpoint: str
-    agent_token: str
+    token_file: str  # where the controller wrote the join token ("" if nowhere)
     log_path: Path
 
 
@@ -39,12 +39,16 @@ def start_controller(
     host: str = "127.0.0.1",
     port: int = 0,
     agent_token: str | None = None,
+    token_file: Path | None = None,
     users: list[tuple[str, str]] = (),  # type: ignore[assignment]
     heartbeat_interval: float | None = None,
     heartbeat_timeout: float | None = None,
     timeout: float = 60.0,
 ) -> ControllerProcess:
-    """Start ``shoal controller`` and return once it listens."""
+    """Start ``shoal controller`` and return once it listens.
+
+    ``agent_token`` (given through the environment, never argv) is written to
+    ``token_file`` for the agents."""
     read_fd, write_fd = os.pipe()
     args = [
         sys.executable,
@@ -60,6 +64,8 @@ def start_controller(
         "--ready-fd",
         str(write_fd),
     ]
+    if token_file is not None:
+        args += ["--token-file", str(token_file)]
     if heartbeat_interval is not None:
         args += ["--heartbeat-interval", str(heartbeat_interval)]
     if heartbeat_timeout is not None:
@@ -88,7 +94,7 @@ def start_controller(
         raise
     finally:
         os.close(read_fd)
-    return ControllerProcess(proc, info["endpoint"], info["agent_token"], log_path)
+    return ControllerProcess(proc, info["endpoint"], info.get("token_file", ""), log_path)
 
 
 def _read_ready(fd: int, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> dict:
@@ -111,7 +117,7 @@ def _read_ready(fd: int, proc: subprocess.Popen[bytes], timeout: float, log: Pat
 def start_agent(
     *,
     endpoint: str,
-    token: str,
+    token_file: Path,
     name: str,
     log_path: Path,
     properties: dict[str, Any] | None = None,
@@ -127,6 +133,8 @@ def start_agent(
         endpoint,
         "--name",
         name,
+        "--token-file",
+        str(token_file),
     ]
     for key, value in (properties or {}).items():
         args += ["--property", f"{key}={value}"]
@@ -141,7 +149,7 @@ def start_agent(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "SHOAL_AGENT_TOKEN": token},
+            env={k: v for k, v in os.environ.items() if k != "SHOAL_AGENT_TOKEN"},
             preexec_fn=_die_with_parent,
         )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 
@@ -22,6 +21,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from shoal.controller.commands import CommandRelay
+from shoal.controller.enrollment import EnrollmentRefused, NodeEnrollment
 from shoal.controller.experiments import ExperimentService, LiveDeployment
 from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
@@ -48,6 +48,7 @@ log = logging.getLogger("shoal.controller.agents")
 CLOSE_BAD_TOKEN = 4401
 CLOSE_PROTOCOL = 4400
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the server cannot serve this connection now
+CLOSE_REFUSED = 4403  # this agent may not be this node; the reason says why
 # How long a connecting agent waits for the store to take its registration
 # before it is sent away to try again later (it reconnects by itself).
 REGISTER_PATIENCE = 20.0
@@ -64,7 +65,7 @@ class AgentGateway:
         experiments: ExperimentService,
         relay: CommandRelay,
         graphs: GraphService,
-        agent_token: str,
+        enrollment: NodeEnrollment,
         heartbeat_interval: float,
         heartbeat_timeout: float,
     ) -> None:
@@ -73,16 +74,17 @@ class AgentGateway:
         self.experiments = experiments
         self.relay = relay
         self.graphs = graphs
-        self.agent_token = agent_token
+        self.enrollment = enrollment
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self._decoder: FrameDecoder[AgentMessage] = FrameDecoder(AgentMessage)
         self._encoder = FrameEncoder()
 
     async def serve(self, ws: WebSocket) -> None:
-        token = _bearer(ws.headers.get("authorization", "")) or ws.query_params.get("token", "")
-        if not hmac.compare_digest(token.encode(), self.agent_token.encode()):
-            log.warning("refused an agent from %s: wrong join token", ws.client)
+        secret = _bearer(ws.headers.get("authorization", "")) or ws.query_params.get("token", "")
+        admission = await self.enrollment.admit(secret)
+        if admission is None:
+            log.warning("refused an agent from %s: wrong join token or node credential", ws.client)
             await ws.close(code=CLOSE_BAD_TOKEN, reason="wrong agent join token")
             return
         await ws.accept()
@@ -102,12 +104,28 @@ class AgentGateway:
         except WebSocketDisconnect:
             return
         host = ws.client.host if ws.client is not None else ""
+        credential: str | None = None
         try:
-            link, resend = await self._register(hello, host)
+            # Who may be this node is settled before anything it reports is believed.
+            credential = await retry_store(
+                lambda: self.enrollment.enroll(admission, hello.name),
+                "enrolling nodes",
+                REGISTER_PATIENCE,
+            )
+            link, resend = await self._register(hello, host, credential)
+        except EnrollmentRefused as exc:
+            log.warning("refused an agent from %s: %s", ws.client, exc)
+            await ws.close(code=CLOSE_REFUSED, reason=_close_reason(str(exc)))
+            return
         except StoreError as exc:
+            if credential is not None:
+                # The agent never got its new credential: free the name again, or
+                # it could not enroll when it comes back with the join token.
+                with contextlib.suppress(StoreError):
+                    await self.enrollment.forget(hello.name)
             # The agent keeps what it holds and comes back by itself.
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason=exc.message[:120])
+                await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason=_close_reason(exc.message))
             return
         reports = _Reports()
         try:
@@ -126,12 +144,21 @@ class AgentGateway:
                 del self.registry.links[link.name]
             if ws.application_state != WebSocketState.DISCONNECTED:
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                    if link.close_reason:
-                        await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason=link.close_reason)
-                    else:
-                        await ws.close()
+                    await ws.close(code=link.close_code, reason=_close_reason(link.reason or ""))
 
-    async def _register(self, hello: Hello, host: str) -> tuple[Link, list[LiveDeployment]]:
+    async def forget(self, name: str) -> bool:
+        """Free node ``name``: its credential stops working, and its agent, if
+        connected, is told so and disconnected. False if it was not enrolled."""
+        freed = await self.enrollment.forget(name)
+        link = self.registry.links.get(name)
+        if link is not None:
+            log.warning("node %s was forgotten by an operator; disconnecting it", name)
+            link.close(f"node {name!r} was forgotten by an operator", CLOSE_REFUSED)
+        return freed
+
+    async def _register(
+        self, hello: Hello, host: str, credential: str | None
+    ) -> tuple[Link, list[LiveDeployment]]:
         """Store the node and reconcile its reports, then (only then) take it online.
 
         Returns its link and the deployments whose Prepare must be sent again.
@@ -174,6 +201,7 @@ class AgentGateway:
                 data_key=self.graphs.data_key(hello.name),
                 clock=time.time(),
                 graph_epoch=self.graphs.epoch,
+                credential=credential or "",
             )
         )
         data_address = (
@@ -247,7 +275,7 @@ class AgentGateway:
             elif isinstance(message, GraphDone):
                 self.graphs.on_done(link.name, message)
             elif isinstance(message, ObjectChunk):
-                self.graphs.on_chunk(message)
+                self.graphs.on_chunk(link.name, message)
             elif isinstance(message, GraphFetch):
                 self.graphs.on_fetch(link.name, message)
             elif isinstance(message, Hello):
@@ -263,7 +291,10 @@ class AgentGateway:
                 link.name,
                 MAX_WAITING_REPORTS,
             )
-            link.close("controller storage unavailable: too many reports waiting; reconnect")
+            link.close(
+                "controller storage unavailable: too many reports waiting; reconnect",
+                CLOSE_TRY_AGAIN_LATER,
+            )
 
     async def watchdog(self) -> None:
         """Mark nodes that went silent offline, and their running work lost."""
@@ -329,6 +360,12 @@ class _Reports:
 
     def done(self) -> None:
         self._taken = 0
+
+
+def _close_reason(text: str) -> str:
+    """A WebSocket close reason holds at most 123 bytes of UTF-8."""
+    data = text.encode()
+    return text if len(data) <= 123 else data[:120].decode(errors="ignore") + "..."
 
 
 def _host_for_url(host: str) -> str:

@@ -7,7 +7,6 @@ import contextlib
 import functools
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -31,14 +30,15 @@ from shoal.controller.channels import ChannelRelay
 from shoal.controller.client_gateway import ClientGateway
 from shoal.controller.commands import CommandRelay
 from shoal.controller.config import ControllerConfig
+from shoal.controller.enrollment import NodeEnrollment, setup_join_token
 from shoal.controller.experiments import ExperimentService
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.controller.services import Services
+from shoal.secret_files import write_secret
 from shoal.store import nodes as node_queries
-from shoal.store import settings as settings_queries
 from shoal.store import users as user_queries
 from shoal.store.database import Database
 from shoal.store.faults import StoreError, faults
@@ -52,14 +52,14 @@ async def build_services(config: ControllerConfig) -> Services:
     async with db.write() as conn:
         for login, password in config.bootstrap_users:
             await user_queries.put_user(conn, login, hash_password(password))
-        agent_token = config.agent_token or await settings_queries.get_setting(conn, "agent_token")
-        if not agent_token:
-            agent_token = secrets.token_urlsafe(24)
-        await settings_queries.set_setting(conn, "agent_token", agent_token)
+        made_up = await setup_join_token(conn, config.agent_token)
         # Nobody is connected to a controller that just started.
         await node_queries.mark_all_offline(conn)
         stored_nodes = await node_queries.list_nodes(conn)
-    config.agent_token = agent_token
+    join_token = made_up or config.agent_token
+    if config.token_file and join_token:
+        write_secret(config.token_file, join_token)
+        log.info("the agents' join token is in %s", config.token_file)
     registry = NodeRegistry()
     for row in stored_nodes:
         registry.nodes[row["name"]] = NodeInfo(
@@ -80,7 +80,7 @@ async def build_services(config: ControllerConfig) -> Services:
         experiments,
         relay,
         graphs,
-        agent_token,
+        NodeEnrollment(db),
         config.heartbeat_interval,
         config.heartbeat_timeout,
     )

@@ -133,7 +133,16 @@ class CommandRelay:
 
     def from_agent(self, node: str, message: CommandStarted | CommandOutput | CommandExit) -> None:
         live = self.live.get(message.command)
-        if live is None or live.node != node:
+        if live is None:
+            return
+        if live.node != node:
+            log.warning(
+                "dropped a %s about command %s from node %r: it runs on node %r",
+                type(message).__name__,
+                live.id,
+                node,
+                live.node,
+            )
             return
         if isinstance(message, CommandOutput):
             live.keep(message.stream, message.data)

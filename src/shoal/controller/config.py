@@ -11,15 +11,19 @@ DEFAULT_PORT = 8642
 class ControllerConfig:
     """What a controller needs to start.
 
-    ``agent_token`` None means: use the one stored in the database, creating it
-    on first start. ``bootstrap_users`` are created (or their passwords reset)
-    at start, which is how ``shoal up`` and local clusters get their login.
+    ``agent_token`` sets the agents' join token; None means: keep the one
+    stored (hashed) in the database, making one up on first start. The
+    controller writes a join token it knows in plain text (made up now, or
+    given) to ``token_file`` (mode 0600), if set. ``bootstrap_users`` are
+    created (or their passwords reset) at start, which is how ``shoal up``
+    and local clusters get their login.
     """
 
     db_url: str
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     agent_token: str | None = None
+    token_file: str | None = None
     bootstrap_users: tuple[tuple[str, str], ...] = ()
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0

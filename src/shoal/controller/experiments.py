@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,8 @@ from shoal.store import commands as command_queries
 from shoal.store import experiments as exp_queries
 from shoal.store import users as user_queries
 from shoal.store.database import Database
+
+log = logging.getLogger("shoal.controller.experiments")
 
 TERMINAL_DEPLOYMENT = frozenset({"finished", "failed", "cancelled", "lost"})
 TERMINAL_EXPERIMENT = frozenset({"FINISHED", "FAILED", "CANCELLED"})
@@ -447,12 +450,15 @@ class ExperimentService:
         reported = set()
         for report in reports:
             dep = self.deployments.get(report.id)
+            if dep is not None and not self._from_placed(node, dep, "a deployment report"):
+                continue
             if dep is None or dep.state in TERMINAL_DEPLOYMENT:
                 forget.append(report.id)
                 continue
             reported.add(report.id)
             for step in report.steps:
-                self._add_step(step, batch)
+                if step.deployment == report.id:  # a report speaks for its own deployment only
+                    self._add_step(step, batch)
             self._apply_state(
                 dep, report.state, report.error, report.result, report.result_text, batch
             )
@@ -486,11 +492,15 @@ class ExperimentService:
     def on_agent_message(
         self, node: str, message: StepResult | DeploymentState | LogLine, batch: WriteBatch
     ) -> None:
+        """Take what ``node`` reports about a deployment, if the deployment is its."""
+        placed = self.deployments.get(message.deployment)
+        if placed is not None and not self._from_placed(node, placed, type(message).__name__):
+            return
         if isinstance(message, StepResult):
-            if message.deployment in self.deployments:
+            if placed is not None:
                 self._add_step(message, batch)
         elif isinstance(message, LogLine):
-            if message.deployment in self.deployments:
+            if placed is not None:
                 batch.logs.append(
                     {
                         "deployment_id": message.deployment,
@@ -500,7 +510,7 @@ class ExperimentService:
                     }
                 )
         else:
-            dep = self.deployments.get(message.deployment)
+            dep = placed
             if dep is None or dep.state in TERMINAL_DEPLOYMENT:
                 if message.state in TERMINAL_DEPLOYMENT:
                     batch.forget.append((node, message.deployment))
@@ -508,6 +518,20 @@ class ExperimentService:
             self._apply_state(
                 dep, message.state, message.error, message.result, message.result_text, batch
             )
+
+    @staticmethod
+    def _from_placed(node: str, dep: LiveDeployment, what: str) -> bool:
+        """A report is believed only from the node its deployment was placed on."""
+        if dep.node == node:
+            return True
+        log.warning(
+            "dropped %s about deployment %s from node %r: it was placed on node %r",
+            what,
+            dep.id,
+            node,
+            dep.node,
+        )
+        return False
 
     def on_node_lost(self, node: str, batch: WriteBatch, reason: str | None = None) -> None:
         reason = reason or f"node {node!r} was lost: no heartbeat for {self.heartbeat_timeout:g} s"

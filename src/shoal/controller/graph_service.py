@@ -458,6 +458,18 @@ class GraphService:
         for result in message.results:
             session = self.sessions.get(result.session)
             task = session.tasks.get(result.id) if session is not None else None
+            if task is not None and task.node is not None and task.node != node_name:
+                # Believed only from the node the task was placed on; nothing is freed
+                # on the sender either: what it claims to hold is not its to free.
+                log.warning(
+                    "dropped a result of graph task (%d, %d) from node %r: "
+                    "it was placed on node %r",
+                    result.session,
+                    result.id,
+                    node_name,
+                    task.node,
+                )
+                continue
             if (
                 node is None
                 or task is None
@@ -509,8 +521,24 @@ class GraphService:
         self._schedule()
 
     def on_fetch(self, node_name: str, message: GraphFetch) -> None:
-        """Relay an object to an agent that could not reach its holders directly."""
+        """Relay an object to an agent that could not reach its holders directly,
+        if a task placed on that node takes it as input."""
         assert self._tg is not None
+        node = self.nodes.get(node_name)
+        needs = node is not None and any(
+            task.session.id == message.session
+            and any(obj.id == message.object for obj, _ in task.inputs)
+            for task in node.assigned.values()
+        )
+        if not needs:
+            log.warning(
+                "refused node %r object (%d, %d): no task placed on it takes that input",
+                node_name,
+                message.session,
+                message.object,
+            )
+            self._send(node_name, ObjectChunk(message.request, last=True, error="no such object"))
+            return
         self._tg.create_task(self._relay(node_name, message))
 
     async def _relay(self, node_name: str, message: GraphFetch) -> None:
@@ -534,10 +562,21 @@ class GraphService:
             return
         self._send(node_name, ObjectChunk(message.request, last=True))
 
-    def on_chunk(self, message: ObjectChunk) -> None:
+    def on_chunk(self, node_name: str, message: ObjectChunk) -> None:
+        """A piece of an object we asked ``node_name`` for; from anyone else, dropped."""
         transfer = self._transfers.get(message.request)
-        if transfer is not None:
-            transfer[0].put_nowait(message)
+        if transfer is None:
+            return
+        queue, holder = transfer
+        if holder != node_name:
+            log.warning(
+                "dropped object data for request %d from node %r: it was asked of node %r",
+                message.request,
+                node_name,
+                holder,
+            )
+            return
+        queue.put_nowait(message)
 
     # --- internals ---------------------------------------------------------------------
 

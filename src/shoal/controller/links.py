@@ -18,15 +18,18 @@ class Link:
         self.name = name
         self.outbox: asyncio.Queue[Any] = asyncio.Queue()
         self.closed = asyncio.Event()
-        self.close_reason = ""  # told to the peer when the controller sends it away
+        # Why the controller sent the peer away, and the WebSocket close code
+        # that tells it how (refused for good, or try again later).
+        self.reason: str | None = None
+        self.close_code = 1000
 
     def send(self, message: Any) -> None:
         if not self.closed.is_set():
             self.outbox.put_nowait(message)
 
-    def close(self, reason: str = "") -> None:
+    def close(self, reason: str | None = None, code: int = 1000) -> None:
         if not self.closed.is_set():
-            self.close_reason = reason[:120]
+            self.reason, self.close_code = reason, code
             self.closed.set()
             self.outbox.put_nowait(None)
 

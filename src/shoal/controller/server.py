@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
@@ -37,14 +38,16 @@ def endpoint_of(config: ControllerConfig, sock: socket.socket) -> str:
 async def serve(
     config: ControllerConfig, announce: Callable[[str, str], None] | None = None
 ) -> None:
-    """Serve until SIGINT/SIGTERM; ``announce(endpoint, agent_token)`` once ready."""
+    """Serve until SIGINT/SIGTERM; ``announce(endpoint, token_file)`` once ready
+    (``token_file``: where the join token is, "" if the controller wrote none)."""
     sock = bind(config.host, config.port)
     endpoint = endpoint_of(config, sock)
 
     def ready(_svc: object) -> None:
         log.info("shoal controller listening on %s", endpoint)
         if announce is not None:
-            announce(endpoint, config.agent_token or "")
+            token_file = config.token_file or ""
+            announce(endpoint, token_file if token_file and Path(token_file).is_file() else "")
 
     app = create_app(config, on_ready=ready)
     uv_config = uvicorn.Config(

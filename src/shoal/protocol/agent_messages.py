@@ -138,13 +138,15 @@ AgentMessage = (
 
 
 class Welcome(_Msg):
-    """Reply to Hello: how often to beat, and which deployments to drop."""
+    """Reply to Hello: how often to beat, which deployments to drop, and (at
+    enrollment) the node's own credential, to show instead of the join token."""
 
     heartbeat_interval: float
     forget: list[str] = []
     data_key: bytes = b""  # this agent's key: checks the capabilities peers present
     clock: float = 0.0  # the controller's time.time(): capabilities expire by it
     graph_epoch: str = ""  # changes when the controller restarts: old graph state is void
+    credential: str = ""  # given once, to a node that enrolled with the join token now
 
 
 class Prepare(_Msg):

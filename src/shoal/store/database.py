@@ -25,6 +25,15 @@ def default_sqlite_url(directory: str | Path = ".shoal") -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
+def default_token_file(db_url: str) -> Path:
+    """Where a controller keeps the agents' join token: next to a SQLite
+    database, else in ``.shoal/``."""
+    parsed = make_url(db_url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database).resolve().parent / "join-token"
+    return Path(".shoal").resolve() / "join-token"
+
+
 class Database:
     """One engine for the controller's lifetime.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.store.tables import settings
@@ -16,3 +16,7 @@ async def get_setting(conn: AsyncConnection, key: str) -> str | None:
 
 async def set_setting(conn: AsyncConnection, key: str, value: str) -> None:
     await upsert(conn, settings, {"key": key, "value": value}, ["key"])
+
+
+async def delete_setting(conn: AsyncConnection, key: str) -> None:
+    await conn.execute(delete(settings).where(settings.c.key == key))

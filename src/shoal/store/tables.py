@@ -60,6 +60,15 @@ nodes = Table(
     Column("metrics", JSON, nullable=False),
 )
 
+# Each enrolled node's own credential, bound to its name; only its SHA-256 is stored.
+node_credentials = Table(
+    "node_credentials",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("credential_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
 experiments = Table(
     "experiments",
     metadata,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import CursorResult, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,11 +15,13 @@ async def upsert(
     values: dict[str, Any] | list[dict[str, Any]],
     keys: list[str],
     update: bool = True,
-) -> None:
-    """Insert rows; on a clash of ``keys`` update the other columns (or skip)."""
+) -> CursorResult[Any] | None:
+    """Insert rows; on a clash of ``keys`` update the other columns (or skip).
+
+    The result's ``rowcount`` tells how many rows were written (None: no rows given)."""
     rows = values if isinstance(values, list) else [values]
     if not rows:
-        return
+        return None
     dialect = conn.dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table).values(rows)
@@ -31,4 +33,4 @@ async def upsert(
             stmt = stmt.on_conflict_do_nothing(index_elements=keys)
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-    await conn.execute(stmt)
+    return await conn.execute(stmt)

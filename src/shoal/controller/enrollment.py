@@ -1,0 +1,119 @@
+"""Node identity: the join token admits a new node once, then the node has its own credential.
+
+On its first connection a node shows the join token; the controller binds the
+node's name to a fresh random credential (only its hash is stored) and hands
+that credential to the agent, which keeps it and shows it on every later
+connection. A credential is accepted only for the name it is bound to, and the
+join token only for names that are not bound yet, so knowing the join token is
+not enough to pose as a node that exists. An operator frees a name with
+``shoal node forget``. The join token itself is stored as an argon2 hash and
+can be replaced (``shoal token rotate``) without touching enrolled nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shoal.controller.auth import hash_password, token_digest, verify_password
+from shoal.store import nodes as node_queries
+from shoal.store import settings as settings_queries
+from shoal.store.database import Database
+
+log = logging.getLogger("shoal.controller.agents")
+
+JOIN_TOKEN_HASH = "agent_token_hash"
+PLAIN_JOIN_TOKEN = "agent_token"  # how earlier versions stored it; moved to the hash at start
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a connecting agent showed: its node credential (bound to ``name``),
+    or the join token (``name`` None)."""
+
+    name: str | None
+
+    @property
+    def by_join_token(self) -> bool:
+        return self.name is None
+
+
+class EnrollmentRefused(Exception):
+    """The agent may not use the name it asked for; the message says why."""
+
+
+def new_join_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+async def set_join_token(conn: AsyncConnection, token: str) -> None:
+    """Make ``token`` the join token (stored hashed); enrolled nodes are not affected."""
+    await settings_queries.set_setting(conn, JOIN_TOKEN_HASH, hash_password(token))
+    await settings_queries.delete_setting(conn, PLAIN_JOIN_TOKEN)
+
+
+async def setup_join_token(conn: AsyncConnection, given: str | None) -> str | None:
+    """At controller start: the join token to use. Returns a token the controller
+    made up now (to show once), or None when it was given or is already stored."""
+    if given:
+        await set_join_token(conn, given)
+        return None
+    plain = await settings_queries.get_setting(conn, PLAIN_JOIN_TOKEN)
+    if plain:
+        await set_join_token(conn, plain)
+        return None
+    if await settings_queries.get_setting(conn, JOIN_TOKEN_HASH):
+        return None
+    token = new_join_token()
+    await set_join_token(conn, token)
+    return token
+
+
+class NodeEnrollment:
+    """Checks who a connecting agent is, and enrolls new nodes."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def admit(self, secret: str) -> Admission | None:
+        """Who ``secret`` makes the caller: an enrolled node, a new one, or nobody (None)."""
+        if not secret:
+            return None
+        async with self.db.read() as conn:
+            name = await node_queries.credential_owner(conn, token_digest(secret))
+            stored = await settings_queries.get_setting(conn, JOIN_TOKEN_HASH)
+        if name is not None:
+            return Admission(name)
+        # argon2 takes tens of milliseconds: off the event loop.
+        if stored and await asyncio.to_thread(verify_password, secret, stored):
+            return Admission(None)
+        return None
+
+    async def enroll(self, admission: Admission, name: str) -> str | None:
+        """Let the agent be ``name``: a new credential for a node that came with the
+        join token (None for an enrolled node). Raises EnrollmentRefused."""
+        if not admission.by_join_token:
+            if admission.name != name:
+                raise EnrollmentRefused(
+                    f"this node credential belongs to node {admission.name!r}, not {name!r}"
+                )
+            return None
+        credential = secrets.token_urlsafe(32)
+        async with self.db.write() as conn:
+            taken = not await node_queries.enroll(conn, name, token_digest(credential))
+        if taken:
+            raise EnrollmentRefused(
+                f"node name {name!r} is enrolled with another credential; "
+                f"`shoal node forget {name}` frees it"
+            )
+        log.info("node %s enrolled with the join token; it has its own credential now", name)
+        return credential
+
+    async def forget(self, name: str) -> bool:
+        """Free ``name``: its credential stops working. False if it was not enrolled."""
+        async with self.db.write() as conn:
+            return await node_queries.forget_credential(conn, name)
