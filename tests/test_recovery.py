@@ -33,8 +33,10 @@ def barrier_pipeline(label: str) -> Pipeline:
 
 
 @pytest.mark.timeout(90)
-def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_finishes(tmp_path) -> None:
-    with LocalCluster(["a", "b"], heartbeat_interval=0.2, heartbeat_timeout=1.5) as cluster:
+def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_fails(tmp_path) -> None:
+    with LocalCluster(
+        ["a", "b"], heartbeat_interval=0.2, heartbeat_timeout=1.5, lost_timeout=4
+    ) as cluster:
         client = cluster.client()
         nodes = client.get_nodes()
         experiment = (
@@ -51,11 +53,18 @@ def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_finishes(tmp_path)
         wait_for_steps(client, "crash", "a", ["announce"], timeout=30)
 
         cluster.kill_agent("a", signal.SIGKILL)
+        # Silent past the heartbeat timeout: suspect, and its work is still kept.
+        wait_until(lambda: node_state(client, "a") == "suspect", 10, "node a to be suspect")
+        assert deployment_state(client, "crash", "a") == "running"
         # a's executor notices its agent is gone and ends itself; b goes on
         client.set_flag_values("crash", "go", FlagValues("go", 1))
         info = client.wait("crash", timeout=30)
 
-        assert info.status is ExperimentStatus.FINISHED
+        # One deployment lost: the experiment did not get its work done.
+        assert info.status is ExperimentStatus.FAILED
+        error = client.raw_status("crash")["error"]
+        assert "1 of 2 deployments failed or were lost: a lost" in error
+        assert node_state(client, "a") == "offline"
         by_node = {r.node.name: r for r in info.execution_result}
         assert by_node["a"].state == "lost"
         assert "node 'a' was lost" in by_node["a"].error
@@ -64,6 +73,17 @@ def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_finishes(tmp_path)
         assert "a" not in client.get_nodes().names()
         # the step a finished before it died is kept
         assert step_names(client, "crash", "a") == ["announce"]
+
+
+def node_state(client, name: str) -> str:
+    return next(n["state"] for n in client.raw_nodes(include_offline=True) if n["name"] == name)
+
+
+def deployment_state(client, experiment: str, node: str) -> str:
+    for deployment in client.raw_status(experiment)["deployments"]:
+        if deployment["node"]["name"] == node:
+            return deployment["state"]
+    raise AssertionError(f"no deployment on {node}")
 
 
 def step_names(client, experiment: str, node: str) -> list[str]:

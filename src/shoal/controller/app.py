@@ -66,7 +66,9 @@ async def build_services(config: ControllerConfig) -> Services:
         )
     auth = Authenticator(db, config.token_ttl)
     flags = FlagService(db)
-    experiments = ExperimentService(db, registry, flags, auth, config.heartbeat_timeout)
+    experiments = ExperimentService(
+        db, registry, flags, auth, config.heartbeat_timeout, lost_timeout=config.lost_timeout
+    )
     await experiments.load()
     relay = CommandRelay(db, registry)
     graphs = GraphService(registry)
@@ -79,6 +81,7 @@ async def build_services(config: ControllerConfig) -> Services:
         agent_token,
         config.heartbeat_interval,
         config.heartbeat_timeout,
+        lost_timeout=config.lost_timeout,
     )
     clients = ClientGateway(auth, relay)
     graph_clients = GraphGateway(auth, graphs)
