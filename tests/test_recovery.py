@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sqlite3
 import time
 
 import pytest
@@ -215,3 +216,97 @@ def test_results_finished_while_the_controller_was_down_are_reported(tmp_path) -
         steps = info.execution_result[0].result.unwrap()
         assert steps["wait-for-go"] == [Success("go")]
         assert steps["finish"] == [Success("finished offline")]
+
+
+@pytest.mark.timeout(120)
+def test_hung_agent_is_suspect_and_its_step_result_is_kept(tmp_path) -> None:
+    """SIGSTOP for 30 s mid-step (longer than the heartbeat timeout, shorter than
+    the lost timeout): the node is suspect meanwhile, and after SIGCONT the step
+    goes on and its real result is stored."""
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    pipeline = (
+        Pipeline()
+        .then(SetFlagTask("started", FlagValues(int_value=1), name="announce"))
+        .then(ReadFifo(str(go), name="wait-for-go"))
+    )
+    with LocalCluster(
+        ["a"], workdir=tmp_path / "cluster", heartbeat_timeout=5, lost_timeout=60
+    ) as cluster:
+        client = cluster.client()
+        client.prepare_experiment(Experiment().map(pipeline, client.get_nodes()), "hang")
+        client.wait("hang", until="ready")
+        client.start_execution("hang")
+        client.wait_flag("hang", "started", FlagValues(int_value=1), timeout=30)
+
+        agent = cluster.agents["a"]
+        agent.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        try:
+            wait_until(lambda: node_state(client, "a") == "suspect", 15, "node a to be suspect")
+            assert "a" not in client.get_nodes().names()  # no new work for it meanwhile
+            assert deployment_state(client, "hang", "a") == "running"
+            # The fault under test is the hang itself: it lasts 30 s, as an
+            # operator's SIGSTOP would, whatever the controller does meanwhile.
+            time.sleep(max(0.0, 30 - (time.monotonic() - stopped_at)))
+            assert deployment_state(client, "hang", "a") == "running"
+        finally:
+            agent.send_signal(signal.SIGCONT)
+        wait_until(lambda: node_state(client, "a") == "online", 15, "node a to be back")
+
+        with open(go, "w") as fifo:  # the step has waited on its FIFO all along
+            fifo.write("go")
+        info = client.wait("hang", timeout=30)
+        assert info.status is ExperimentStatus.FINISHED, info
+        assert info.execution_result[0].state == "finished"
+        assert info.execution_result[0].result.unwrap()["wait-for-go"] == [Success("go")]
+
+
+class PreparesWhileItsAgentLives(Task):
+    """Its requirement runs until the agent that started it is gone (then fails)."""
+
+    requirements = ["while kill -0 $PPID 2>/dev/null; do sleep 0.2; done; exit 1"]
+
+    def run(self) -> str:
+        return "never reached"
+
+
+@pytest.mark.timeout(120)
+def test_no_experiment_stays_preparing_once_its_deployments_ended(tmp_path) -> None:
+    """The node flaps and the controller restarts twice while a deployment prepares:
+    the deployment ends lost and the experiment FAILED, and a store left by an
+    older controller with a final deployment under a PREPARING experiment is
+    settled at the next start."""
+    preparing = Pipeline().then(PreparesWhileItsAgentLives(name="step"))
+    with LocalCluster(
+        ["a"], workdir=tmp_path, heartbeat_interval=0.2, heartbeat_timeout=1, lost_timeout=2
+    ) as cluster:
+        client = cluster.client()
+        client.prepare_experiment(Experiment().map(preparing, ["a"]), "stuck")
+        wait_until(
+            lambda: deployment_state(client, "stuck", "a") == "preparing", 10, "the prepare"
+        )
+        cluster.kill_agent("a", signal.SIGKILL)  # the node flaps away ...
+        wait_until(lambda: node_state(client, "a") == "suspect", 10, "node a to be suspect")
+        cluster.start_agent("a")  # ... comes back (and is sent the Prepare again) ...
+        client.wait_for_nodes(["a"], timeout=30)
+        cluster.kill_agent("a", signal.SIGKILL)  # ... and goes for good
+        for _ in range(2):
+            cluster.stop_controller(signal.SIGKILL)
+            cluster.start_controller()
+        client = cluster.client()
+        info = client.wait("stuck", timeout=40)
+        assert info.status is ExperimentStatus.FAILED, info
+        assert deployment_state(client, "stuck", "a") == "lost"
+        assert "1 of 1 deployments failed or were lost: a lost" in client.raw_status("stuck")[
+            "error"
+        ]
+
+        # What an older controller could leave behind: the deployment final, the
+        # experiment not. The next start settles it.
+        cluster.stop_controller()
+        with sqlite3.connect(tmp_path / "shoal.db") as db:
+            db.execute("UPDATE experiments SET status = 'PREPARING', finished_at = NULL")
+        cluster.start_controller()
+        client = cluster.client()
+        assert client.get_experiment_status("stuck").status is ExperimentStatus.FAILED
