@@ -20,6 +20,7 @@ from shoal import (
     Task,
 )
 from shoal.library.flags import GetFlagTask, SetFlagTask, WaitForExactFlagResultTask
+from processes import shoal
 from waiting import wait_until
 
 
@@ -57,6 +58,8 @@ def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_fails(tmp_path) ->
         # Silent past the heartbeat timeout: suspect, and its work is still kept.
         wait_until(lambda: node_state(client, "a") == "suspect", 10, "node a to be suspect")
         assert deployment_state(client, "crash", "a") == "running"
+        env = cli_env(cluster)
+        assert table_row(shoal("nodes", env=env), "a")[1] == "suspect"
         # a's executor notices its agent is gone and ends itself; b goes on
         client.set_flag_values("crash", "go", FlagValues("go", 1))
         info = client.wait("crash", timeout=30)
@@ -66,6 +69,12 @@ def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_fails(tmp_path) ->
         error = client.raw_status("crash")["error"]
         assert "1 of 2 deployments failed or were lost: a lost" in error
         assert node_state(client, "a") == "offline"
+        # The same status on the command line.
+        assert table_row(shoal("experiments", env=env), "crash")[1:3] == ["FAILED", "2 (1 lost)"]
+        shown = shoal("status", "crash", env=env)
+        assert "crash: FAILED" in shown and "1 of 2 deployments failed or were lost" in shown
+        assert table_row(shoal("nodes", env=env), "a") == []
+        assert table_row(shoal("nodes", "--all", env=env), "a")[1] == "offline"
         by_node = {r.node.name: r for r in info.execution_result}
         assert by_node["a"].state == "lost"
         assert "node 'a' was lost" in by_node["a"].error
@@ -74,6 +83,24 @@ def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_fails(tmp_path) ->
         assert "a" not in client.get_nodes().names()
         # the step a finished before it died is kept
         assert step_names(client, "crash", "a") == ["announce"]
+
+
+def cli_env(cluster: LocalCluster) -> dict[str, str]:
+    return {
+        "SHOAL_ENDPOINT": cluster.endpoint,
+        "SHOAL_LOGIN": cluster.login,
+        "SHOAL_PASSWORD": cluster.password,
+        "COLUMNS": "250",
+    }
+
+
+def table_row(table: str, first: str) -> list[str]:
+    """The cells of the row of a printed table whose first cell is ``first`` ([] if none)."""
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        if cells and cells[0] == first:
+            return cells
+    return []
 
 
 def node_state(client, name: str) -> str:

@@ -525,9 +525,15 @@ def status(
 @client_command
 @_handle_errors
 def cancel(name: str, endpoint: str | None, login: str | None, password: str | None) -> None:
-    """Cancel experiment NAME."""
-    _client(endpoint, login, password).cancel_experiment(name)
-    console.print(f"cancelled {name}")
+    """Cancel experiment NAME, or the `shoal exp` run NAME (its commands are killed)."""
+    client = _client(endpoint, login, password)
+    client.cancel_experiment(name)
+    after = client.raw_status(name)
+    what = "run " if after["kind"] == "runner" else ""
+    if after["status"] == "CANCELLED":
+        console.print(f"cancelled {what}{name}")
+    else:
+        console.print(f"{what}{name} had already ended: {after['status']}")
 
 
 @main.command()
@@ -583,10 +589,18 @@ def exp(
         notify=notify,
         verbosity=verbose,
     )
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM ends a run as Ctrl-C does: its commands killed, the run recorded cancelled.
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         code = run(options)
     except DefinitionError as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("shoal exp: interrupted", err=True)
+        sys.exit(130)
     sys.exit(code)
 
 

@@ -300,10 +300,12 @@ class RemoteClient:
         """Open a run (a client-driven experiment) named ``name``; returns its id."""
         return self._call("POST", "/api/runs", json={"name": name})["id"]
 
-    def finish_run(self, name: str, status: str = "FINISHED", error: str | None = None) -> None:
-        self._call(
+    def finish_run(self, name: str, status: str = "FINISHED", error: str | None = None) -> str:
+        """Close a run with its outcome; the status it has now (CANCELLED stays)."""
+        reply = self._call(
             "POST", f"/api/runs/{_quote(name)}/finish", json={"status": status, "error": error}
         )
+        return str(reply["status"])
 
     def get_flags(self, experiment_id: str) -> dict[str, FlagValues]:
         data = self._call("GET", f"/api/experiments/{_quote(experiment_id)}/flags")

@@ -240,15 +240,23 @@ class ExperimentService:
 
     async def finish_run(
         self, principal: Principal, name: str, status: str, error: str | None
-    ) -> None:
+    ) -> str:
+        """Close a run with its outcome; the status it ends with.
+
+        A run cancelled meanwhile (``shoal cancel``) stays CANCELLED, whatever
+        its client reports once its killed commands come back.
+        """
         row = await self.find(principal, name)
         if row["kind"] != "runner":
             raise conflict(f"{name!r} is a {row['kind']} experiment, not a run")
+        if row["status"] == "CANCELLED":
+            return "CANCELLED"
         async with self.db.write() as conn:
             await exp_queries.update_experiment(
                 conn, row["id"], status=status, error=error, finished_at=time.time()
             )
         await self._notify()
+        return status
 
     def _prepare_message(
         self,
