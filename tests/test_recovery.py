@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from processes import shoal
 from shoal import (
     Experiment,
     ExperimentStatus,
@@ -20,7 +21,6 @@ from shoal import (
     Task,
 )
 from shoal.library.flags import GetFlagTask, SetFlagTask, WaitForExactFlagResultTask
-from processes import shoal
 from waiting import wait_until
 
 
@@ -310,9 +310,7 @@ def test_no_experiment_stays_preparing_once_its_deployments_ended(tmp_path) -> N
     ) as cluster:
         client = cluster.client()
         client.prepare_experiment(Experiment().map(preparing, ["a"]), "stuck")
-        wait_until(
-            lambda: deployment_state(client, "stuck", "a") == "preparing", 10, "the prepare"
-        )
+        wait_until(lambda: deployment_state(client, "stuck", "a") == "preparing", 10, "the prepare")
         cluster.kill_agent("a", signal.SIGKILL)  # the node flaps away ...
         wait_until(lambda: node_state(client, "a") == "suspect", 10, "node a to be suspect")
         cluster.start_agent("a")  # ... comes back (and is sent the Prepare again) ...
@@ -325,9 +323,9 @@ def test_no_experiment_stays_preparing_once_its_deployments_ended(tmp_path) -> N
         info = client.wait("stuck", timeout=40)
         assert info.status is ExperimentStatus.FAILED, info
         assert deployment_state(client, "stuck", "a") == "lost"
-        assert "1 of 1 deployments failed or were lost: a lost" in client.raw_status("stuck")[
-            "error"
-        ]
+        assert (
+            "1 of 1 deployments failed or were lost: a lost" in client.raw_status("stuck")["error"]
+        )
 
         # What an older controller could leave behind: the deployment final, the
         # experiment not. The next start settles it.

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from runner_helpers import run_inline
-from waiting import wait_until
 from shoal import LocalCluster
 from shoal.runner import (
     Action,
@@ -30,6 +29,7 @@ from shoal.runner import (
     ServerList,
     SubstrMatcher,
 )
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_GRID_NAMES = [

@@ -589,6 +589,7 @@ def exp(
         notify=notify,
         verbosity=verbose,
     )
+
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from shoal.controller.links import Link
 
-
 ONLINE, SUSPECT, OFFLINE = "online", "suspect", "offline"
 
 
