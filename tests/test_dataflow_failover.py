@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dataflow_helpers import copy_network, dataflow, rows
+from dataflow_helpers import SHOAL, copy_network, dataflow, env, rows
 from shoal import LocalCluster
 from shoal.dataflow import Coordinator, load_network
 from waiting import wait_until
@@ -135,3 +137,43 @@ def test_everything_goes_through_the_controller_when_nothing_else_is_reachable(
     output = run_with_unreachable_pipes(tmp_path, direct=False)
     join = rows(output / "6" / "join.csv")[1:]
     assert join == [[str(n)] * 3 + [str(n**3)] for n in range(1, 11)]
+
+
+@pytest.mark.timeout(240)
+def test_via_controller_run_survives_a_controller_restart(tmp_path: Path) -> None:
+    """The coordinator listens through the controller: a controller restart takes
+    that listener and every host's control link with it. The listener is opened
+    again and the jobs are placed again, and the run ends on its own."""
+    network = copy_network(tmp_path, "demo_network_v3")
+    names = [node.name for node in load_network(network).nodes]
+    with LocalCluster(
+        names, workdir=tmp_path / "cluster", heartbeat_interval=0.25, heartbeat_timeout=1.5
+    ) as cluster:
+        run = subprocess.Popen(
+            [*SHOAL, "dataflow", str(network), "run", "--via-controller", "--rounds", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(
+                0.1,
+                SHOAL_ENDPOINT=cluster.endpoint,
+                SHOAL_LOGIN=cluster.login,
+                SHOAL_PASSWORD=cluster.password,
+            ),
+        )
+        try:
+            join_csv = network / "local" / "6" / "join.csv"
+            wait_until(lambda: len(rows(join_csv)) > 3, 90, "join rows before the restart")
+            before = len(rows(join_csv))
+            cluster.stop_controller(signal.SIGKILL)
+            cluster.start_controller()
+            out, err = run.communicate(timeout=150)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+        assert run.returncode == 0, f"{out}\n{err}"
+        assert "network finished" in err
+        assert len(rows(join_csv)) > before  # rows kept coming after the restart
+        log = (network / "local" / "dataflow.log").read_text()
+        assert "reopening it" in log

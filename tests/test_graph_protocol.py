@@ -3,12 +3,15 @@ the problem, the controller stays up, and a user cannot reach another user's ses
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 import pytest
@@ -16,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from shoal import LocalCluster
+from shoal.client.remote import RemoteClientException
 from shoal.graph import Client, SessionException, TaskException, blob, remote, tasks
 from shoal.graph.session import GraphError
 from shoal.protocol.graph_messages import (
@@ -263,3 +267,65 @@ def test_an_interrupted_wait_ends_the_connection_cleanly(cluster: LocalCluster) 
         done.output.keep()
         fresh.submit()
         assert done.output.fetch().get_bytes() == b"a"
+
+
+@pytest.mark.timeout(120)
+def test_a_client_made_while_the_controller_restarts_waits_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="shoal.client")
+    with LocalCluster(["r1"]) as cluster:
+        endpoint = cluster.endpoint
+        cluster.stop_controller(signal.SIGKILL)
+        made: dict[str, Any] = {}
+
+        def make() -> None:
+            try:
+                made["client"] = Client(
+                    endpoint=endpoint, login=cluster.login, password=cluster.password
+                )
+            except Exception as exc:
+                made["error"] = exc
+
+        thread = threading.Thread(target=make, name="make-client", daemon=True)
+        thread.start()
+        try:
+            wait_until(lambda: "retrying" in caplog.text, 20, "the client to be refused once")
+            assert "Connection refused" in caplog.text
+            cluster.start_controller()
+            thread.join(40)
+            assert "client" in made, made
+            with made["client"].new_session() as session:
+                t = tasks.Concat((blob("a"), blob("b")))
+                t.output.keep()
+                session.submit()
+                assert t.output.fetch().get_bytes() == b"ab"
+
+            # A RemoteClient call made while it is down again also waits for it.
+            remote = made["client"].remote
+            cluster.stop_controller(signal.SIGKILL)
+            caplog.clear()
+            listed: list[list[str]] = []
+            caller = threading.Thread(
+                target=lambda: listed.append(remote.get_nodes().names()), daemon=True
+            )
+            caller.start()
+            wait_until(lambda: "GET /api/nodes failed" in caplog.text, 20, "a refused call")
+            cluster.start_controller()
+            caller.join(40)
+            assert listed and listed[0] in ([], ["r1"])  # the agent may not be back yet
+        finally:
+            thread.join(40)
+            if "client" in made:
+                made["client"].close()
+
+
+@pytest.mark.timeout(30)
+def test_a_controller_that_never_comes_is_an_error_after_the_deadline() -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(RemoteClientException, match="cannot reach"):
+        Client(endpoint=f"http://127.0.0.1:{port}", login="x", password="y", retry_deadline=1)
+    assert time.monotonic() - started < 10

@@ -29,6 +29,7 @@ from shoal.runner import (
     ServerList,
     SubstrMatcher,
 )
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_GRID_NAMES = [
@@ -510,3 +511,106 @@ def test_servers_resolve_by_name_then_by_address() -> None:
         servers = ServerList(Server("lab-7", "127.0.0.1"), Server("by-ip", "10.20.30.40"))
         spec = ExperimentSpec("e", Path("e.py"), lambda s: None, servers)
         assert resolve_nodes(client, [spec]) == {"lab-7": "lab-7", "by-ip": "lab-7"}
+
+
+def holding_experiment(tmp_path: Path, name: str) -> Path:
+    """An experiment file whose function says it started (through a FIFO), then
+    waits on a long command: a run to interrupt or cancel."""
+    fifo = tmp_path / f"{name}-started"
+    os.mkfifo(fifo)
+    (tmp_path / f"{name}.py").write_text(
+        "from shoal.runner import *\n"
+        "servers = ServerList(Server('node01', '127.0.0.1'))\n"
+        "@reg_exp(servers=servers)\n"
+        f"def {name}(servers):\n"
+        "    up = SubstrMatcher('up')\n"
+        "    cmd = servers[0].run_cmd('echo up; sleep 300', stdout=up)\n"
+        "    assert up.wait(20)\n"
+        f"    with open({str(fifo)!r}, 'w') as f:\n"
+        "        f.write('started')\n"
+        "    cmd.wait()\n"
+    )
+    return fifo
+
+
+def sleep_record(cluster: LocalCluster, name: str) -> dict | None:
+    with cluster.client() as client:
+        status = client.raw_status(name)
+    done = [c for c in status["commands"] if "sleep 300" in c["cmd"] and c["finished_at"]]
+    return done[0] if done else None
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_records_the_run_as_cancelled(cluster, tmp_path) -> None:
+    fifo = holding_experiment(tmp_path, "interrupted")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "exp", "--no-progress", "interrupted.py"],
+        cwd=tmp_path,
+        env=env_for(cluster),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with open(fifo) as started:  # blocks until the command runs
+            assert started.read() == "started"
+        runner.send_signal(signal.SIGINT)
+        _out, err = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert runner.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    with cluster.client() as client:
+        status = client.raw_status("interrupted")
+    assert status["status"] == "CANCELLED", status
+    assert "interrupted" in status["error"]
+    killed = wait_until(lambda: sleep_record(cluster, "interrupted"), 20, "the command record")
+    assert killed["return_code"] != 0  # killed, not left running
+
+
+@pytest.mark.timeout(90)
+def test_shoal_cancel_cancels_a_run(cluster, tmp_path) -> None:
+    fifo = holding_experiment(tmp_path, "cancelme")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "exp", "--no-progress", "cancelme.py"],
+        cwd=tmp_path,
+        env=env_for(cluster),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with open(fifo) as started:
+            assert started.read() == "started"
+        cancelled = subprocess.run(
+            [sys.executable, "-m", "shoal", "cancel", "cancelme"],
+            env=env_for(cluster),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert "cancelled run cancelme" in cancelled.stdout
+        # Its command is killed, so the experiment function returns and the runner ends.
+        out, err = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert runner.returncode == 1, err
+    assert "1 cancelled" in out and "cancelled: cancelme" in out
+    with cluster.client() as client:
+        status = client.raw_status("cancelme")
+    assert status["status"] == "CANCELLED", status  # the runner's own report did not undo it
+    killed = wait_until(lambda: sleep_record(cluster, "cancelme"), 20, "the command record")
+    assert killed["return_code"] != 0
+    again = subprocess.run(
+        [sys.executable, "-m", "shoal", "cancel", "cancelme"],
+        env=env_for(cluster),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "cancelled run cancelme" in again.stdout

@@ -180,7 +180,15 @@ def _wait_for_signal() -> Any:
     type=click.FloatRange(0.1, 600),
     default=5.0,
     show_default=True,
-    help="Seconds of silence before a node is offline.",
+    help="Seconds of silence before a node is suspect (its work is kept).",
+)
+@click.option(
+    "--lost-timeout",
+    type=click.FloatRange(0.1, 86400),
+    default=60.0,
+    show_default=True,
+    help="Seconds of silence (or of absence after a restart) before a node's running "
+    "work is declared lost; at least --heartbeat-timeout.",
 )
 @click.option(
     "--graph-capability-ttl",
@@ -203,6 +211,7 @@ def controller(
     heartbeat_interval: float,
     heartbeat_timeout: float,
     graph_capability_ttl: float,
+    lost_timeout: float,
     ready_fd: int | None,
     verbose: int,
 ) -> None:
@@ -214,6 +223,11 @@ def controller(
     _setup_logging(verbose)
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    if lost_timeout < heartbeat_timeout:
+        raise click.BadParameter(
+            f"{lost_timeout:g} s is shorter than --heartbeat-timeout ({heartbeat_timeout:g} s)",
+            param_hint="--lost-timeout",
+        )
     users = tuple(
         (str(u[0]), str(u[1])) for u in json.loads(os.environ.pop("SHOAL_BOOTSTRAP_USERS", "[]"))
     )
@@ -229,6 +243,7 @@ def controller(
         bootstrap_users=users,
         heartbeat_interval=heartbeat_interval,
         heartbeat_timeout=heartbeat_timeout,
+        lost_timeout=lost_timeout,
         tls_cert=tls_cert,
         tls_key=tls_key,
         graph_capability_ttl=graph_capability_ttl,
@@ -488,14 +503,21 @@ def _when(ts: float | None) -> str:
 def nodes(
     include_offline: bool, endpoint: str | None, login: str | None, password: str | None
 ) -> None:
-    """The nodes and their live metrics."""
-    rows = _client(endpoint, login, password).raw_nodes(include_offline)
-    table = Table("name", "online", "architecture", "cpus", "cpu %", "memory %", "properties")
+    """The nodes and their live metrics.
+
+    A node is online, suspect (silent for a while: its work is kept until the
+    controller's lost timeout) or offline (its running work was lost).
+    """
+    rows = _client(endpoint, login, password).raw_nodes(include_offline=True)
+    table = Table("name", "state", "architecture", "cpus", "cpu %", "memory %", "properties")
     for n in rows:
+        state = n.get("state") or ("online" if n["online"] else "offline")
+        if state == "offline" and not include_offline:
+            continue
         m = n.get("metrics") or {}
         table.add_row(
             n["name"],
-            "[green]yes[/]" if n["online"] else "[red]no[/]",
+            f"[{_NODE_STATE_STYLE.get(state, 'white')}]{state}[/]",
             n["architecture"],
             str(n["cpus"]),
             f"{m['cpu']:.0f}" if "cpu" in m else "-",
@@ -504,6 +526,8 @@ def nodes(
         )
     console.print(table)
 
+
+_NODE_STATE_STYLE = {"online": "green", "suspect": "yellow", "offline": "red"}
 
 _STATUS_STYLE = {
     "FINISHED": "green",
@@ -527,11 +551,21 @@ def experiments(endpoint: str | None, login: str | None, password: str | None) -
         table.add_row(
             name,
             f"[{style}]{e['status']}[/]",
-            str(len(e["deployments"])),
+            _deployment_counts(e["deployments"]),
             _when(e["created_at"]),
             _when(e["finished_at"]),
         )
     console.print(table)
+
+
+def _deployment_counts(deployments: list[dict[str, Any]]) -> str:
+    """'3', or '3 (1 lost, 1 failed)' when some did not get their work done."""
+    bad: dict[str, int] = {}
+    for d in deployments:
+        if d["state"] in ("failed", "lost", "cancelled"):
+            bad[d["state"]] = bad.get(d["state"], 0) + 1
+    detail = ", ".join(f"{count} {state}" for state, count in sorted(bad.items()))
+    return f"{len(deployments)} ({detail})" if detail else str(len(deployments))
 
 
 @main.command()
@@ -594,9 +628,15 @@ def status(
 @client_command
 @_handle_errors
 def cancel(name: str, endpoint: str | None, login: str | None, password: str | None) -> None:
-    """Cancel experiment NAME."""
-    _client(endpoint, login, password).cancel_experiment(name)
-    console.print(f"cancelled {name}")
+    """Cancel experiment NAME, or the `shoal exp` run NAME (its commands are killed)."""
+    client = _client(endpoint, login, password)
+    client.cancel_experiment(name)
+    after = client.raw_status(name)
+    what = "run " if after["kind"] == "runner" else ""
+    if after["status"] == "CANCELLED":
+        console.print(f"cancelled {what}{name}")
+    else:
+        console.print(f"{what}{name} had already ended: {after['status']}")
 
 
 @main.command()
@@ -652,10 +692,19 @@ def exp(
         notify=notify,
         verbosity=verbose,
     )
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM ends a run as Ctrl-C does: its commands killed, the run recorded cancelled.
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         code = run(options)
     except DefinitionError as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("shoal exp: interrupted", err=True)
+        sys.exit(130)
     sys.exit(code)
 
 

@@ -29,7 +29,9 @@ class LocalCluster:
     Everything lives in ``workdir`` (a temporary folder unless given): the
     database, the join token (``join-token``), one folder per agent under
     ``agents/`` (with its node credential) and one log file per process under
-    ``logs/``.
+    ``logs/``. A node silent for ``heartbeat_timeout`` seconds is suspect; for
+    ``lost_timeout``, its running work is lost (shorter than a real controller's
+    default: these nodes are local processes).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class LocalCluster:
         properties: dict[str, dict[str, Any]] | None = None,
         heartbeat_interval: float = 0.5,
         heartbeat_timeout: float = 3.0,
+        lost_timeout: float = 10.0,
     ) -> None:
         names = [f"node-{i}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
         if len(set(names)) != len(names):
@@ -58,6 +61,7 @@ class LocalCluster:
         self.properties = properties or {}
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
+        self.lost_timeout = max(lost_timeout, heartbeat_timeout)
         self.controller: ControllerProcess | None = None
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         self.agent_token = secrets.token_urlsafe(32)
@@ -92,6 +96,7 @@ class LocalCluster:
             users=[(self.login, self.password)],
             heartbeat_interval=self.heartbeat_interval,
             heartbeat_timeout=self.heartbeat_timeout,
+            lost_timeout=self.lost_timeout,
             timeout=timeout,
         )
         # A restarted controller must come back where the agents look for it.

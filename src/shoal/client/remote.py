@@ -12,6 +12,7 @@ import httpx
 
 from shoal.client import serialize
 from shoal.client.commands import CommandChannel
+from shoal.client.retry import RECONNECT_DEADLINE, retry_call
 from shoal.client.settings import resolve
 from shoal.model import (
     Deployment,
@@ -27,7 +28,6 @@ from shoal.model import (
     Result,
 )
 
-RETRIES = 4
 TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELLED"})
 
 
@@ -43,7 +43,9 @@ class RemoteClient:
     """Talks to a shoal controller over HTTP.
 
     Arguments default from ``SHOAL_ENDPOINT``, ``SHOAL_LOGIN`` and
-    ``SHOAL_PASSWORD`` (environment, ``.env``, or a running ``shoal up``)::
+    ``SHOAL_PASSWORD`` (environment, ``.env``, or a running ``shoal up``).
+    A controller that cannot be reached (it restarts) is retried for
+    ``retry_deadline`` seconds before a call fails::
 
         client = RemoteClient("http://127.0.0.1:8642", "alice", "secret")
         client.healthcheck()
@@ -56,12 +58,14 @@ class RemoteClient:
         login: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        retry_deadline: float = RECONNECT_DEADLINE,
     ) -> None:
         settings = resolve(endpoint, login, password)
         self.endpoint = settings.endpoint
         self.login = settings.login
         self._password = settings.password
         self._timeout = timeout
+        self.retry_deadline = retry_deadline
         self._http = httpx.Client(base_url=self.endpoint, timeout=httpx.Timeout(timeout))
         self._token: str | None = None
         self._commands: CommandChannel | None = None
@@ -80,10 +84,15 @@ class RemoteClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _authenticate(self) -> None:
+    def _authenticate(self, retry: bool = True) -> None:
         try:
-            reply = self._http.post(
-                "/api/token", json={"login": self.login, "password": self._password}
+            reply = retry_call(
+                self._http.post,
+                "/api/token",
+                json={"login": self.login, "password": self._password},
+                what=f"logging in to {self.endpoint}",
+                retry_on=(httpx.TransportError,),
+                deadline=self.retry_deadline if retry else 0.0,
             )
         except httpx.TransportError as exc:
             raise RemoteClientException(f"cannot reach {self.endpoint}: {exc}") from exc
@@ -103,27 +112,27 @@ class RemoteClient:
         timeout: float | None = None,
         retry: bool = True,
     ) -> Any:
-        """One API call; logs in as needed and retries transport errors when safe."""
+        """One API call; logs in as needed and retries transport errors when safe
+        (every call is: prepare and start are idempotent by name)."""
         if self._token is None:
-            self._authenticate()
+            self._authenticate(retry)
         relogged = False
-        attempt = 0
         while True:
             try:
-                reply = self._http.request(
+                reply = retry_call(
+                    self._http.request,
                     method,
                     path,
                     json=json,
                     params=params,
                     headers={"Authorization": f"Bearer {self._token}"},
                     timeout=timeout if timeout is not None else self._timeout,
+                    what=f"{method} {path}",
+                    retry_on=(httpx.TransportError,),
+                    deadline=self.retry_deadline if retry else 0.0,
                 )
             except httpx.TransportError as exc:
-                attempt += 1
-                if not retry or attempt > RETRIES:
-                    raise RemoteClientException(f"cannot reach {self.endpoint}: {exc}") from exc
-                time.sleep(min(0.2 * 2**attempt, 3.0))
-                continue
+                raise RemoteClientException(f"cannot reach {self.endpoint}: {exc}") from exc
             if reply.status_code == 401 and not relogged:
                 relogged = True
                 self._authenticate()
@@ -137,7 +146,7 @@ class RemoteClient:
     def healthcheck(self) -> bool:
         """True if the controller answers and accepts our login."""
         try:
-            return self._call("GET", "/api/health").get("status") == "ok"
+            return self._call("GET", "/api/health", retry=False).get("status") == "ok"
         except RemoteClientException:
             return False
 
@@ -300,10 +309,12 @@ class RemoteClient:
         """Open a run (a client-driven experiment) named ``name``; returns its id."""
         return self._call("POST", "/api/runs", json={"name": name})["id"]
 
-    def finish_run(self, name: str, status: str = "FINISHED", error: str | None = None) -> None:
-        self._call(
+    def finish_run(self, name: str, status: str = "FINISHED", error: str | None = None) -> str:
+        """Close a run with its outcome; the status it has now (CANCELLED stays)."""
+        reply = self._call(
             "POST", f"/api/runs/{_quote(name)}/finish", json={"status": status, "error": error}
         )
+        return str(reply["status"])
 
     def get_flags(self, experiment_id: str) -> dict[str, FlagValues]:
         data = self._call("GET", f"/api/experiments/{_quote(experiment_id)}/flags")

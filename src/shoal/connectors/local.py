@@ -43,6 +43,7 @@ def start_controller(
     users: list[tuple[str, str]] = (),  # type: ignore[assignment]
     heartbeat_interval: float | None = None,
     heartbeat_timeout: float | None = None,
+    lost_timeout: float | None = None,
     timeout: float = 60.0,
 ) -> ControllerProcess:
     """Start ``shoal controller`` and return once it listens.
@@ -70,6 +71,8 @@ def start_controller(
         args += ["--heartbeat-interval", str(heartbeat_interval)]
     if heartbeat_timeout is not None:
         args += ["--heartbeat-timeout", str(heartbeat_timeout)]
+    if lost_timeout is not None:
+        args += ["--lost-timeout", str(lost_timeout)]
     env = dict(os.environ)
     if agent_token:
         env["SHOAL_AGENT_TOKEN"] = agent_token

@@ -68,6 +68,7 @@ class AgentGateway:
         enrollment: NodeEnrollment,
         heartbeat_interval: float,
         heartbeat_timeout: float,
+        lost_timeout: float | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
@@ -77,6 +78,7 @@ class AgentGateway:
         self.enrollment = enrollment
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
+        self.lost_timeout = max(lost_timeout or heartbeat_timeout, heartbeat_timeout)
         self._decoder: FrameDecoder[AgentMessage] = FrameDecoder(AgentMessage)
         self._encoder = FrameEncoder()
 
@@ -255,11 +257,12 @@ class AgentGateway:
 
     async def _handle(self, link: Link, reports: _Reports, messages: list) -> None:
         node = self.registry.nodes.get(link.name)
-        if node is not None:
-            node.last_seen = time.monotonic()
-            if not node.online:
-                node.online = True
-                await self.registry.notify()
+        silent = time.monotonic() - node.last_seen if node is not None else 0.0
+        if self.registry.heard_from(link.name):
+            # A suspect node speaks again: its work was kept, and what it reports
+            # now (in this frame) is believed like any report.
+            log.warning("node %s is back after %.1f s of silence", link.name, silent)
+            await self.registry.notify()
         about_experiments = []
         for message in messages:
             if isinstance(message, Heartbeat):
@@ -297,37 +300,51 @@ class AgentGateway:
             )
 
     async def watchdog(self) -> None:
-        """Mark nodes that went silent offline, and their running work lost."""
+        """Follow the nodes' silence: suspect after the heartbeat timeout, lost after
+        the lost timeout.
+
+        A suspect node keeps its connection, its deployments, commands and graph
+        tasks; whatever it reports when it speaks again is taken. It gets no new
+        work meanwhile (it is not online). Only a node silent past the lost
+        timeout, or not back that long after a controller restart, has its
+        running work declared lost.
+        """
         while True:
             await asyncio.sleep(self.heartbeat_interval / 2)
-            for name in self.registry.stale(self.heartbeat_timeout):
-                node = self.registry.nodes[name]
-                if node.online:
-                    reason = None
-                    log.warning("node %s lost: silent for %.1f s", name, self.heartbeat_timeout)
-                else:
-                    reason = f"node {name!r} was lost: it did not reconnect after a restart"
-                    log.warning("node %s lost: did not reconnect after the restart", name)
-                node.online = False
-                link = self.registry.links.pop(name, None)
-                if link:
-                    link.close()
+            suspects, lost = self.registry.sweep(self.heartbeat_timeout, self.lost_timeout)
+            for name in suspects:
+                log.warning(
+                    "node %s suspect: silent for %.1f s; its work is kept for %.1f s more",
+                    name,
+                    self.heartbeat_timeout,
+                    self.lost_timeout - self.heartbeat_timeout,
+                )
                 await retry_store(
-                    lambda name=name, reason=reason: self.experiments.apply(
-                        lambda batch: self.experiments.on_node_lost(name, batch, reason)
-                    ),
-                    "recording lost nodes",
+                    lambda name=name: self._store_offline(name), "recording suspect nodes"
                 )
-                why = (
-                    reason
-                    or f"node {name!r} was lost: no heartbeat for {self.heartbeat_timeout:g} s"
-                )
-                self.relay.node_lost(name, why)
-                self.graphs.node_lost(name, why)
-                await retry_store(
-                    lambda name=name: self._store_offline(name), "recording lost nodes"
-                )
+            for name in lost:
+                await self._node_lost(name)
+            if suspects or lost:
                 await self.registry.notify()
+
+    async def _node_lost(self, name: str) -> None:
+        node = self.registry.nodes[name]
+        if node.last_seen == 0.0:
+            reason = f"node {name!r} was lost: it did not reconnect after a controller restart"
+        else:
+            reason = f"node {name!r} was lost: silent for {self.lost_timeout:g} s"
+        log.warning("%s; its running work is lost", reason)
+        link = self.registry.links.pop(name, None)
+        if link:
+            link.close()
+        await retry_store(
+            lambda: self.experiments.apply(
+                lambda batch: self.experiments.on_node_lost(name, batch, reason)
+            ),
+            "recording lost nodes",
+        )
+        self.relay.node_lost(name, reason)
+        self.graphs.node_lost(name, reason)
 
     async def _store_offline(self, name: str) -> None:
         async with self.db.write() as conn:

@@ -70,7 +70,9 @@ async def build_services(config: ControllerConfig) -> Services:
         )
     auth = Authenticator(db, config.token_ttl)
     flags = FlagService(db)
-    experiments = ExperimentService(db, registry, flags, auth, config.heartbeat_timeout)
+    experiments = ExperimentService(
+        db, registry, flags, auth, config.heartbeat_timeout, lost_timeout=config.lost_timeout
+    )
     await experiments.load()
     relay = CommandRelay(db, registry)
     graphs = GraphService(registry, config.graph_capability_ttl)
@@ -83,6 +85,7 @@ async def build_services(config: ControllerConfig) -> Services:
         NodeEnrollment(db),
         config.heartbeat_interval,
         config.heartbeat_timeout,
+        lost_timeout=config.lost_timeout,
     )
     clients = ClientGateway(auth, relay)
     graph_clients = GraphGateway(auth, graphs)

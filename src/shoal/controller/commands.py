@@ -123,6 +123,19 @@ class CommandRelay:
             error = f"node {message.node!r} is not connected right now (its agent is reconnecting)"
             self._finish(self.live[cid], CommandExit(command=cid, error=error))
 
+    def cancel_run(self, experiment_id: str) -> int:
+        """Close a run to new commands and kill the ones it runs; how many were killed.
+
+        Each killed command ends as usual (its exit reaches the client and the
+        record), with the signal that killed it.
+        """
+        self.run_owners.pop(experiment_id, None)
+        killed = 0
+        for live in list(self.live.values()):
+            if live.experiment_id == experiment_id:
+                killed += self._to_node(live.node, CommandKill(command=live.id, grace=0.5))
+        return killed
+
     def client_gone(self, client: Link) -> None:
         """A client that goes away takes its running commands with it."""
         for live in list(self.live.values()):

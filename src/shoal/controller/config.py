@@ -27,6 +27,9 @@ class ControllerConfig:
     bootstrap_users: tuple[tuple[str, str], ...] = ()
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0
+    # A node silent this long (or not back this long after a restart) has its
+    # running work declared lost; between the two timeouts it is only suspect.
+    lost_timeout: float = 60.0
     token_ttl: float = 7 * 24 * 3600.0
     tls_cert: str | None = None
     tls_key: str | None = None

@@ -28,6 +28,7 @@ from shoal.controller.batch import WriteBatch
 from shoal.controller.errors import bad_request, conflict, not_found
 from shoal.controller.flags import FlagService
 from shoal.controller.registry import NodeRegistry
+from shoal.model.experiment import FINAL_DEPLOYMENT_STATES, settle_status
 from shoal.protocol import (
     Cancel,
     DeploymentReport,
@@ -45,7 +46,7 @@ from shoal.store.database import Database
 
 log = logging.getLogger("shoal.controller.experiments")
 
-TERMINAL_DEPLOYMENT = frozenset({"finished", "failed", "cancelled", "lost"})
+TERMINAL_DEPLOYMENT = FINAL_DEPLOYMENT_STATES
 TERMINAL_EXPERIMENT = frozenset({"FINISHED", "FAILED", "CANCELLED"})
 MAX_NAME = 200
 T = TypeVar("T")
@@ -92,15 +93,18 @@ class ExperimentService:
         flags: FlagService,
         auth: Authenticator,
         heartbeat_timeout: float,
+        lost_timeout: float | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.flags = flags
         self.auth = auth
         self.heartbeat_timeout = heartbeat_timeout
+        self.lost_timeout = lost_timeout if lost_timeout is not None else heartbeat_timeout
         # Agents retry with a backoff of at most a few seconds; after a restart
-        # they get this long to come back before their running work is lost.
-        self.reconnect_grace = heartbeat_timeout + RECONNECT_GRACE
+        # they get at least this long to come back before their running work is
+        # lost, and never less than a node that went silent gets.
+        self.reconnect_grace = max(self.lost_timeout, heartbeat_timeout + RECONNECT_GRACE)
         self.live: dict[str, LiveExperiment] = {}
         self.deployments: dict[str, LiveDeployment] = {}
         self.changed = asyncio.Condition()
@@ -109,10 +113,17 @@ class ExperimentService:
     # ------------------------------------------------------------------ startup
 
     async def load(self) -> None:
-        """Take up the unfinished experiments of a previous run of the controller."""
+        """Take up the unfinished experiments of a previous run of the controller.
+
+        Each is settled again from its deployments as stored: one whose
+        deployments all ended (a crash came between the two writes, or an older
+        controller left it so) is moved to its final status now.
+        """
         async with self.db.read() as conn:
             active = await exp_queries.list_active_experiments(conn)
             for row in active:
+                if row["kind"] == "runner":
+                    continue  # driven by its client, which finishes or cancels it
                 live = LiveExperiment(row["id"], row["owner_id"], row["name"], row["status"])
                 for d in await exp_queries.list_deployments(conn, row["id"]):
                     dep = LiveDeployment(
@@ -123,6 +134,10 @@ class ExperimentService:
                         self.deployments[dep.id] = dep
                         self.registry.expect(dep.node, self.reconnect_grace)
                 self.live[live.id] = live
+        batch = WriteBatch()
+        for live in list(self.live.values()):
+            self._settle(live, batch)
+        await self._flush(batch)
 
     # ------------------------------------------------------------ user actions
 
@@ -234,15 +249,23 @@ class ExperimentService:
 
     async def finish_run(
         self, principal: Principal, name: str, status: str, error: str | None
-    ) -> None:
+    ) -> str:
+        """Close a run with its outcome; the status it ends with.
+
+        A run cancelled meanwhile (``shoal cancel``) stays CANCELLED, whatever
+        its client reports once its killed commands come back.
+        """
         row = await self.find(principal, name)
         if row["kind"] != "runner":
             raise conflict(f"{name!r} is a {row['kind']} experiment, not a run")
+        if row["status"] == "CANCELLED":
+            return "CANCELLED"
         async with self.db.write() as conn:
             await exp_queries.update_experiment(
                 conn, row["id"], status=status, error=error, finished_at=time.time()
             )
         await self._notify()
+        return status
 
     def _prepare_message(
         self,
@@ -534,7 +557,8 @@ class ExperimentService:
         return False
 
     def on_node_lost(self, node: str, batch: WriteBatch, reason: str | None = None) -> None:
-        reason = reason or f"node {node!r} was lost: no heartbeat for {self.heartbeat_timeout:g} s"
+        """The node stayed away past the lost timeout: what still runs there is lost."""
+        reason = reason or f"node {node!r} was lost: silent for {self.lost_timeout:g} s"
         for dep in list(self.deployments.values()):
             if dep.node == node and dep.state not in TERMINAL_DEPLOYMENT:
                 self._finish_deployment(dep, "lost", reason, batch)
@@ -618,25 +642,20 @@ class ExperimentService:
             self._settle(live, batch)
 
     def _settle(self, live: LiveExperiment, batch: WriteBatch) -> None:
-        """Move the experiment on once its deployments allow it."""
-        deps = live.deployments.values()
-        if live.status == "PREPARING" and all(d.state != "preparing" for d in deps):
-            if any(d.state == "prepared" for d in deps):
-                batch.set(live, status="READY")
-                batch.experiment(live.id, status="READY")
-            else:
-                batch.set(live, status="FAILED")
-                batch.experiment(
-                    live.id,
-                    status="FAILED",
-                    error="no deployment could be prepared",
-                    finished_at=time.time(),
-                )
-                batch.finished_experiments.append(live.id)
-        elif live.status == "RUNNING" and all(d.state in TERMINAL_DEPLOYMENT for d in deps):
-            batch.set(live, status="FINISHED")
-            batch.experiment(live.id, status="FINISHED", finished_at=time.time())
+        """Move the experiment on once its deployments allow it (the rule is
+        :func:`shoal.model.experiment.settle_status`); called on every change of
+        a deployment and for every unfinished experiment at load."""
+        status, error = settle_status(
+            live.status, [(d.node, d.state) for d in live.deployments.values()]
+        )
+        if status == live.status:
+            return
+        batch.set(live, status=status)
+        if status in TERMINAL_EXPERIMENT:
+            batch.experiment(live.id, status=status, error=error, finished_at=time.time())
             batch.finished_experiments.append(live.id)
+        else:
+            batch.experiment(live.id, status=status)
 
     async def _flush(self, batch: WriteBatch) -> None:
         """Store ``batch``, then act on it; if the store fails, undo it in memory."""

@@ -9,9 +9,19 @@ from typing import Any
 
 from shoal.controller.links import Link
 
+ONLINE, SUSPECT, OFFLINE = "online", "suspect", "offline"
+
 
 @dataclass
 class NodeInfo:
+    """What the controller knows of one node.
+
+    Its liveness ``state``: ``online`` (heard from within the heartbeat
+    timeout), ``suspect`` (silent, or not back since a controller restart, but
+    its work is kept and its late reports believed until ``expected_until``),
+    or ``offline`` (gone; whatever ran there was declared lost).
+    """
+
     name: str
     architecture: str = "unknown"
     cpus: int = 1
@@ -20,8 +30,15 @@ class NodeInfo:
     last_seen: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
     address: str = ""  # host:port of the agent's graph data server ("" when it has none)
-    # After a controller restart: the node had running work and may come back until then.
+    # Not online, but expected back until then (monotonic time): the node is
+    # suspect. Past it, its work is lost.
     expected_until: float | None = None
+
+    @property
+    def state(self) -> str:
+        if self.online:
+            return ONLINE
+        return SUSPECT if self.expected_until is not None else OFFLINE
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -30,6 +47,7 @@ class NodeInfo:
             "cpus": self.cpus,
             "properties": self.properties,
             "online": self.online,
+            "state": self.state,
             "last_seen": self.last_seen,
             "metrics": self.metrics,
             "address": self.address,
@@ -37,6 +55,8 @@ class NodeInfo:
 
 
 class NodeRegistry:
+    """The nodes known to this controller, their connections, and their liveness."""
+
     def __init__(self) -> None:
         self.nodes: dict[str, NodeInfo] = {}
         self.links: dict[str, Link] = {}
@@ -66,18 +86,38 @@ class NodeRegistry:
             return False
 
     def expect(self, name: str, grace: float) -> None:
-        """After a restart: a node with running work has ``grace`` seconds to reconnect."""
+        """After a restart: a node with running work is suspect for ``grace`` seconds."""
         node = self.nodes.setdefault(name, NodeInfo(name=name))
-        node.expected_until = time.monotonic() + grace
+        if not node.online:
+            node.expected_until = time.monotonic() + grace
 
-    def stale(self, timeout: float) -> list[str]:
-        """Nodes to declare lost: silent for ``timeout``, or expected back and not back."""
+    def heard_from(self, name: str) -> bool:
+        """A frame came from the node: it is online. True if it was not before."""
+        node = self.nodes.get(name)
+        if node is None:
+            return False
+        node.last_seen = time.monotonic()
+        node.expected_until = None
+        if node.online:
+            return False
+        node.online = True
+        return True
+
+    def sweep(self, heartbeat_timeout: float, lost_timeout: float) -> tuple[list[str], list[str]]:
+        """Move nodes on by their silence; the names that became suspect, and lost.
+
+        Online and silent for ``heartbeat_timeout``: suspect, until
+        ``lost_timeout`` after it was last heard from. Suspect past that: lost
+        (offline).
+        """
         now = time.monotonic()
-        out = []
+        suspect, lost = [], []
         for n in self.nodes.values():
-            if n.online and now - n.last_seen > timeout:
-                out.append(n.name)
+            if n.online and now - n.last_seen > heartbeat_timeout:
+                n.online = False
+                n.expected_until = max(n.last_seen + lost_timeout, now)
+                suspect.append(n.name)
             elif not n.online and n.expected_until is not None and now > n.expected_until:
                 n.expected_until = None
-                out.append(n.name)
-        return out
+                lost.append(n.name)
+        return suspect, lost

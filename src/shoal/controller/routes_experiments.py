@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from shoal.controller.auth import Principal
 from shoal.controller.errors import bad_request
 from shoal.controller.experiments import TERMINAL_EXPERIMENT, NewDeployment
+from shoal.controller.routes_runs import cancel_run
 from shoal.controller.schemas import (
     INT32_MAX,
     CancelExecutorsIn,
@@ -81,11 +82,17 @@ async def start(
     return {"name": await svc.experiments.start(caller, name)}
 
 
-@router.post("/experiments/{name}/cancel", summary="Cancel an experiment")
+@router.post("/experiments/{name}/cancel", summary="Cancel an experiment or a run")
 async def cancel(
     name: ExperimentName, caller: Principal = Depends(user), svc: Services = Depends(services)
 ) -> dict:
-    return {"name": await svc.experiments.cancel(caller, name)}
+    """Cancel it; answers with the status it has now (a finished one stays as it was)."""
+    row = await svc.experiments.find(caller, name)
+    if row["kind"] == "runner":
+        return await cancel_run(svc, caller, row)
+    await svc.experiments.cancel(caller, name)
+    row = await svc.experiments.find(caller, name)
+    return {"name": name, "status": row["status"]}
 
 
 @router.delete("/experiments/{name}", summary="Delete an experiment and free its name")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from pydantic import Field, StrictStr
 
 from shoal.controller.auth import Principal
+from shoal.controller.experiments import TERMINAL_EXPERIMENT
 from shoal.controller.schemas import ExperimentName, Text, _Strict, clean_input
 from shoal.controller.services import Services, services, user
 
@@ -39,6 +40,16 @@ async def finish_run(
 ) -> dict:
     row = await svc.experiments.find(caller, name)
     await svc.relay.flush()
-    await svc.experiments.finish_run(caller, name, body.status, body.error)
+    status = await svc.experiments.finish_run(caller, name, body.status, body.error)
     svc.relay.run_owners.pop(row["id"], None)
-    return {"name": name, "status": body.status}
+    return {"name": name, "status": status}
+
+
+async def cancel_run(svc: Services, caller: Principal, row: dict) -> dict:
+    """Cancel a run that is still going: recorded CANCELLED first (so its client's
+    own report cannot undo it), then closed to new commands and its commands killed."""
+    if row["status"] in TERMINAL_EXPERIMENT:
+        return {"name": row["name"], "status": row["status"], "killed": 0}
+    await svc.experiments.finish_run(caller, row["name"], "CANCELLED", "cancelled by its user")
+    killed = svc.relay.cancel_run(row["id"])
+    return {"name": row["name"], "status": "CANCELLED", "killed": killed}

@@ -135,6 +135,8 @@ def _run(
         coordinator.start()
         click.echo(describe(network, coordinator.placements()), err=True)
         coordinator.wait()
+        if coordinator.error is not None:
+            raise DataflowError(f"the network failed: {coordinator.error}")
         click.echo(f"network finished: {coordinator.summary()}", err=True)
     except KeyboardInterrupt:
         click.echo("stopping (Ctrl-C)", err=True)

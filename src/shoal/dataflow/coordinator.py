@@ -25,6 +25,7 @@ from typing import Any
 
 from shoal.client.channels import ChannelError, ChannelListener
 from shoal.client.remote import RemoteClient, RemoteClientException
+from shoal.client.retry import RECONNECT_DEADLINE, retry_call
 from shoal.dataflow.allocation import allocate, node_infos
 from shoal.dataflow.errors import AllocationError, DataflowError
 from shoal.dataflow.host import CopyFilesTask, HostSpec, JobHost, JobHostTask
@@ -37,6 +38,12 @@ from shoal.model import Experiment, Pipeline
 log = logging.getLogger("shoal.dataflow")
 
 START_TIMEOUT = 60.0
+# Placements in a row of one job that never started before the run fails: its
+# host cannot reach this process (nor through the controller).
+MAX_UNSTARTED = 3
+NOT_STARTED = "it did not start"
+# How long a channel listener lost with its controller is reopened for.
+CHANNEL_DEADLINE = 2 * RECONNECT_DEADLINE
 _PRINT_LOCK = threading.Lock()
 
 
@@ -54,6 +61,7 @@ class JobState:
     port: int = 0
     addresses: list[str] = field(default_factory=list)
     restarts: list[str] = field(default_factory=list)
+    unstarted: int = 0  # placements in a row that never started
     ready: bool = False
     started_at: float = 0.0
     output: Any = None
@@ -73,6 +81,9 @@ class Coordinator:
     ``max_rounds`` stops every source after that many values, so the network
     ends by itself; without it the network runs until :meth:`stop`.
     ``loopback`` says every node runs on this machine (simulate).
+
+    A run that cannot go on (a job that never starts, the controller's channel
+    gone for good) ends: :meth:`wait` returns and :attr:`error` says why.
     """
 
     def __init__(
@@ -113,6 +124,7 @@ class Coordinator:
         # through the controller's channel, which is always open as well.
         self._client_hosts = self._own_addresses() if direct else []
         self._channel: ChannelListener | None = None
+        self.error: str | None = None  # why the run ended before its jobs did
 
     # ------------------------------------------------------------------ public
 
@@ -124,9 +136,7 @@ class Coordinator:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "info.txt").write_text(_info(job))
         self._spawn(self._accept, "control-accept")
-        self._channel = ChannelListener(
-            self.client.endpoint, self._call(self.client.token), channel_name(self.token)
-        )
+        self._channel = self._open_channel()
         self._spawn(self._accept_channel, "channel-accept")
         try:
             placements = self._place_all()
@@ -342,13 +352,46 @@ class Coordinator:
                 return
             self._spawn(lambda s=sock: self._serve_host(s), "control")
 
+    def _open_channel(self) -> ChannelListener:
+        """Listen on the run's channel through the controller, retrying while it restarts."""
+        return retry_call(
+            lambda: ChannelListener(
+                self.client.endpoint, self._call(self.client.token), channel_name(self.token)
+            ),
+            what="listening on the coordinator's channel through the controller",
+            retry_on=(ChannelError, RemoteClientException),
+            deadline=CHANNEL_DEADLINE,
+            stop_event=self._stopping,
+        )
+
     def _accept_channel(self) -> None:
-        assert self._channel is not None
+        """Hand each host that comes in through the controller to its own thread.
+
+        The listener lives on the controller: when the controller restarts it
+        is gone, and it is opened again (hosts placed meanwhile retry their
+        connection). If it cannot be for CHANNEL_DEADLINE, the run fails.
+        """
         while not self._stopping.is_set():
+            channel = self._channel
+            assert channel is not None
             try:
-                sock = self._channel.accept()
-            except ChannelError:
-                return
+                sock = channel.accept()
+            except ChannelError as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("the channel through the controller closed (%s); reopening it", exc)
+                try:
+                    self._channel = self._open_channel()
+                except (ChannelError, RemoteClientException) as again:
+                    if not self._stopping.is_set():
+                        self._fail_run(
+                            "the channel through the controller was lost and could not be "
+                            f"opened again in {CHANNEL_DEADLINE:g} s: {again}"
+                        )
+                    return
+                if self._stopping.is_set():
+                    self._channel.close()
+                continue
             self._spawn(lambda s=sock: self._serve_host(s), "control")
 
     def _serve_host(self, sock: socket.socket) -> None:
@@ -400,6 +443,7 @@ class Coordinator:
         elif kind == "ready":
             with self._lock:
                 state.ready = True
+                state.unstarted = 0
                 state.status = "running"
                 restarted = self._started and state.generation == generation
                 if restarted:
@@ -491,6 +535,20 @@ class Coordinator:
         with self.changed:
             self.changed.notify_all()
 
+    def _fail_run(self, error: str) -> None:
+        """End the run: it cannot go on. :meth:`wait` returns; :attr:`error` says why."""
+        log.error("network %s failed: %s", self.network.name, error)
+        with self._lock:
+            if self.error is None:
+                self.error = error
+            for state in self.states.values():
+                if state.status != "done":
+                    state.status = "failed"
+        self._failovers.put(None)
+        self._notify()
+        self._save_state()
+        self.finished.set()
+
     # ---------------------------------------------------------------- failover
 
     def _watch_nodes(self) -> None:
@@ -518,7 +576,7 @@ class Coordinator:
                         and state.conn is None
                         and time.monotonic() - state.started_at > START_TIMEOUT
                     ):
-                        self._failovers.put((state.job.id, state.generation, "it did not start"))
+                        self._failovers.put((state.job.id, state.generation, NOT_STARTED))
 
     def _run_failovers(self) -> None:
         while True:
@@ -529,6 +587,16 @@ class Coordinator:
             state = self.states[job_id]
             if state.generation != generation or state.status in ("done", "failed", "placing"):
                 continue  # already handled
+            if reason == NOT_STARTED:
+                state.unstarted += 1
+                if state.unstarted >= MAX_UNSTARTED:
+                    how = "" if self._client_hosts else " through the controller"
+                    self._fail_run(
+                        f"job {state.job.name} did not start in {state.unstarted} placements "
+                        f"in a row ({START_TIMEOUT:g} s each, last on {state.node}): its host "
+                        f"cannot reach this coordinator{how}"
+                    )
+                    return
             self._fail_over(state, reason)
 
     def _fail_over(self, state: JobState, reason: str) -> None:

@@ -22,6 +22,8 @@ from typing import Any
 import psutil
 
 from shoal.client import serialize
+from shoal.client.channels import ChannelError
+from shoal.client.retry import RECONNECT_DEADLINE, retry_call
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.rounds import InputAligner, Key
 from shoal.dataflow.transport import (
@@ -256,7 +258,15 @@ class JobHost:
             except OSError as exc:
                 last = exc
         try:
-            return open_via_controller(self.spec.token)
+            # Nobody may listen there yet: the coordinator reopens its channel
+            # after a controller restart.
+            return retry_call(
+                open_via_controller,
+                self.spec.token,
+                what="reaching the coordinator through the controller",
+                retry_on=(ChannelError,),
+                deadline=RECONNECT_DEADLINE,
+            )
         except (OSError, ConnectionError) as exc:
             raise ConnectionError(
                 f"cannot reach the coordinator at {self.spec.coordinator} ({last}) "

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from shoal.client.remote import RemoteClient
+from shoal.client.retry import RECONNECT_DEADLINE
 from shoal.client.settings import lookup
 from shoal.graph.session import Session
 from shoal.graph.wire_transport import WireTransport
@@ -34,7 +35,9 @@ class Client:
     up``); when there is none, it starts a local cluster of ``nodes`` agents on this
     machine, stopped by :meth:`close` or at exit. ``endpoint=`` gives a full URL
     (``https://...`` for TLS), ``login=``/``password=`` the user (else the
-    configured ``SHOAL_LOGIN``/``SHOAL_PASSWORD``).
+    configured ``SHOAL_LOGIN``/``SHOAL_PASSWORD``). A controller that does not
+    answer yet (it is restarting) is retried for up to ``retry_deadline``
+    seconds before the connection fails.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class Client:
         login: str | None = None,
         password: str | None = None,
         nodes: int = 2,
+        retry_deadline: float = RECONNECT_DEADLINE,
     ) -> None:
         self.cluster: LocalCluster | None = None
         if endpoint is None and host is not None:
@@ -62,8 +66,10 @@ class Client:
             )
             atexit.register(self.close)
         try:
-            self.remote = RemoteClient(endpoint, login, password)
-            self.transport = WireTransport(self.remote.endpoint, self.remote.token())
+            self.remote = RemoteClient(endpoint, login, password, retry_deadline=retry_deadline)
+            self.transport = WireTransport(
+                self.remote.endpoint, self.remote.token(), self.remote.retry_deadline
+            )
         except BaseException:
             self.close()
             raise

@@ -15,6 +15,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
+from shoal.client.retry import RECONNECT_DEADLINE, retry_call
 from shoal.graph.attributes import ObjectInfo, ObjectSpec, TaskInfo, TaskSpec
 from shoal.graph.data_instance import DataInstance
 from shoal.graph.exceptions import TaskException
@@ -49,19 +50,26 @@ __all__ = ["WireTransport"]
 class WireTransport:
     """A :class:`~shoal.graph.transport.GraphTransport` talking to a controller."""
 
-    def __init__(self, endpoint: str, token: str) -> None:
+    def __init__(
+        self, endpoint: str, token: str, retry_deadline: float = RECONNECT_DEADLINE
+    ) -> None:
         url = endpoint.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         self._stack = contextlib.ExitStack()
         try:
-            self._ws: ClientConnection = self._stack.enter_context(
-                connect(
-                    url.rstrip("/") + "/api/graph/ws",
-                    additional_headers={"Authorization": f"Bearer {token}"},
-                    max_size=None,  # fetched objects come in 1 MiB pieces, but frames batch
-                    compression=None,
-                    open_timeout=10,
-                )
+            # A controller that restarts refuses connections for a moment: retried
+            # (a refused handshake, e.g. a bad token, is not).
+            opened = retry_call(
+                connect,
+                url.rstrip("/") + "/api/graph/ws",
+                additional_headers={"Authorization": f"Bearer {token}"},
+                max_size=None,  # fetched objects come in 1 MiB pieces, but frames batch
+                compression=None,
+                open_timeout=10,
+                what=f"opening the graph stream at {url}",
+                retry_on=(OSError,),
+                deadline=retry_deadline,
             )
+            self._ws: ClientConnection = self._stack.enter_context(opened)
         except (OSError, WebSocketException) as exc:
             raise GraphError(f"cannot open the graph stream at {url}: {exc}") from None
         self._encoder = FrameEncoder()

@@ -33,6 +33,51 @@ _TERMINAL_STATUSES = frozenset(
     {ExperimentStatus.FINISHED, ExperimentStatus.FAILED, ExperimentStatus.CANCELLED}
 )
 
+#: Deployment states from which a deployment never moves again.
+FINAL_DEPLOYMENT_STATES = frozenset({"finished", "failed", "cancelled", "lost"})
+#: Final deployment states that mean its work did not get done.
+UNSUCCESSFUL_DEPLOYMENT_STATES = frozenset({"failed", "lost"})
+
+
+def settle_status(status: str, deployments: Iterable[tuple[str, str]]) -> tuple[str, str | None]:
+    """The status an experiment must have, given its deployments' states.
+
+    ``status`` is the experiment's current status (an :class:`ExperimentStatus`
+    name), ``deployments`` its ``(node, state)`` pairs. Returns the status it
+    must move to (possibly the same) and, for FAILED, the error to show.
+    The one rule, used for every experiment with deployments:
+
+    - a final status (FINISHED, FAILED, CANCELLED) never changes;
+    - once every deployment is final, the experiment is final too, whatever it
+      was (PREPARING, READY or RUNNING):
+
+      - FAILED if any deployment failed or was lost; the error counts them
+        ("1 of 2 deployments failed or were lost: a lost"). A run whose work
+        was lost never shows as FINISHED;
+      - CANCELLED if every deployment was cancelled;
+      - FINISHED otherwise (every deployment finished; some may have been
+        cancelled on purpose). A pipeline whose own tasks returned failures
+        still finished: those failures are in its results;
+    - PREPARING becomes READY once no deployment is still preparing and at
+      least one is prepared;
+    - otherwise the status stays.
+    """
+    if status in ("FINISHED", "FAILED", "CANCELLED"):
+        return status, None
+    pairs = list(deployments)
+    states = [state for _, state in pairs]
+    if pairs and all(state in FINAL_DEPLOYMENT_STATES for state in states):
+        bad = [(node, state) for node, state in pairs if state in UNSUCCESSFUL_DEPLOYMENT_STATES]
+        if bad:
+            which = ", ".join(f"{node} {state}" for node, state in bad)
+            return "FAILED", f"{len(bad)} of {len(pairs)} deployments failed or were lost: {which}"
+        if all(state == "cancelled" for state in states):
+            return "CANCELLED", None
+        return "FINISHED", None
+    if status == "PREPARING" and "preparing" not in states and "prepared" in states:
+        return "READY", None
+    return status, None
+
 
 @dataclass(repr=False)
 class Deployment:

@@ -32,7 +32,7 @@ log = logging.getLogger("shoal.runner")
 @dataclass
 class Outcome:
     name: str
-    status: str  # finished | failed | skipped
+    status: str  # finished | failed | cancelled | skipped
     seconds: float = 0.0
     runs: int = 0
     error: str | None = None
@@ -133,10 +133,18 @@ def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: Experiment
                 log.warning("%s asked for a restart (run %d)", spec.name, runs + 1)
                 continue
             break
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM): its commands were killed above; the record says so.
+        log.warning("%s: interrupted; recording the run as cancelled", spec.name)
+        client.finish_run(name, "CANCELLED", "interrupted (Ctrl-C)")
+        raise
     finally:
         activate(None)
-    status = "failed" if error else "finished"
-    client.finish_run(name, "FAILED" if error else "FINISHED", error)
+    final = client.finish_run(name, "FAILED" if error else "FINISHED", error)
+    if final == "CANCELLED":
+        status, error = "cancelled", "cancelled (shoal cancel)"
+    else:
+        status = "failed" if error else "finished"
     seconds = time.perf_counter() - started
     log.info("%s: %s in %.2f s", spec.name, status, seconds)
     return Outcome(spec.name, status, seconds, runs, error)
@@ -254,25 +262,24 @@ def _run(options: RunOptions, log_file: TextIO | None) -> int:
             if outcome.status == "finished":
                 state.mark(spec)
             elif stopped is None:
-                stopped = f"{spec.name} failed"
+                stopped = f"{spec.name} {outcome.status}"
     summary = _summary(outcomes, time.time() - started)
     output.emit(summary["text"])
     if options.notify:
         post_summary(options.notify, summary)
-    return 0 if summary["failed"] == 0 else 1
+    return 0 if summary["failed"] == 0 and summary["cancelled"] == 0 else 1
 
 
 def _summary(outcomes: list[Outcome], seconds: float) -> dict[str, Any]:
     counts = {
-        s: sum(1 for o in outcomes if o.status == s) for s in ("finished", "failed", "skipped")
+        s: sum(1 for o in outcomes if o.status == s)
+        for s in ("finished", "failed", "cancelled", "skipped")
     }
-    text = (
-        f"shoal exp: {counts['finished']} finished, {counts['failed']} failed, "
-        f"{counts['skipped']} skipped in {seconds:.1f} s"
-    )
-    failed = [o for o in outcomes if o.status == "failed"]
+    shown = [s for s in counts if counts[s] or s != "cancelled"]  # "0 cancelled" is noise
+    text = f"shoal exp: {', '.join(f'{counts[s]} {s}' for s in shown)} in {seconds:.1f} s"
+    failed = [o for o in outcomes if o.status in ("failed", "cancelled")]
     if failed:
-        text += "\n" + "\n".join(f"  failed: {o.name}: {o.error}" for o in failed)
+        text += "\n" + "\n".join(f"  {o.status}: {o.name}: {o.error}" for o in failed)
     return {
         "text": text,
         "total": len(outcomes),
