@@ -214,7 +214,7 @@ def test_full_store_disk_mid_run(tmp_path: Path, small_disk: Path) -> None:
         # a node that joins now is online only once the store has it
         cluster.start_agent("b")
         wait_until(
-            lambda: f"{full} while registering agents" in controller_log(cluster),
+            lambda: f"{full} while enrolling nodes" in controller_log(cluster),
             30,
             "the controller to fail storing the new node",
         )
