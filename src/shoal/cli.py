@@ -393,6 +393,10 @@ def agent(
         config.cpus = cpus
     if workdir:
         config.workdir = str(Path(workdir).resolve())
+        # Made here with the ordinary mode: the node credential written into it
+        # later would otherwise create it private (0700), and users' accounts
+        # under --isolate-users must pass through it to their folders.
+        Path(config.workdir).mkdir(parents=True, exist_ok=True)
     config.data_server = data_server
     config.data_address = data_address
     if isolate_users:
