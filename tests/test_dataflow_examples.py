@@ -114,3 +114,21 @@ def test_version_4_operator_typed_in_changes_the_join(tmp_path: Path) -> None:
         block = results[5 * k : 5 * k + 5]
         if len(block) == 5:
             assert total == sum(int(v) for v in block if v != "error")
+
+
+@pytest.mark.timeout(120)
+def test_sensor_alarms_heads_travel_and_finish_ends_the_network(tmp_path: Path) -> None:
+    network = copy_network(tmp_path, "sensor_alarms")
+    done = subprocess.run(  # no --rounds: the sensor's finish() ends the run
+        [*SHOAL, "dataflow", str(network), "simulate"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=env(),
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    readings = [3, 8, 1, 12, 7, 15, 2, 9, 11, 4, 13, 6]
+    table = rows(network / "simulation" / "5" / "alarms.csv")
+    assert table[0] == ["pipe_4", "pipe_5"]
+    assert table[1:] == [[str(v * 10), str(int(v > 10))] for v in readings]
+    assert "alarm 4: 130" in done.stdout

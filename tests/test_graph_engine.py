@@ -332,3 +332,21 @@ def test_task_names_with_groups_survive_submit(client: Client) -> None:
             t.update()
         assert [t.name for t in made] == names
         assert [t.name.split("/")[:-1] for t in made][1] == ["main_tasks", "training"]
+
+
+def test_the_first_graph_after_an_agent_joins_runs_on_every_cpu() -> None:
+    """Workers are warm from the agent's start: two 1 s Sleeps submitted the moment
+    a 2-cpu node is up run side by side, not one after the other."""
+    with (
+        LocalCluster(["warm"], cpus=2) as cluster,
+        Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c,
+        c.new_session() as session,
+    ):
+        naps = [tasks.Sleep(blob(b"x"), 1.0) for _ in range(2)]
+        session.submit()
+        session.wait_all()
+        session.update(naps)
+    first, second = sorted(naps, key=lambda t: t.info.start_time)
+    assert first.info.duration is not None
+    first_end = first.info.start_time.timestamp() + first.info.duration
+    assert second.info.start_time.timestamp() < first_end, "the second Sleep waited for the first"

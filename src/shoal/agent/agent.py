@@ -275,8 +275,10 @@ class Agent:
             self._data_key, self._graph_epoch = message.data_key, message.graph_epoch
             if message.clock:
                 self._clock_offset = message.clock - time.time()
-            if self.graph is not None:
-                self.graph.welcome(message.graph_epoch)
+            # The graph runtime and its warm workers come up now, not with the
+            # first task: a graph submitted right after the agent joined runs
+            # on every cpu at once.
+            self._graph().welcome(message.graph_epoch)
         elif isinstance(message, GRAPH_MESSAGES):
             self._graph().handle(message)
         elif isinstance(message, Prepare):
@@ -326,7 +328,7 @@ class Agent:
 
     def _graph(self) -> GraphRuntime:
         if self.graph is None:
-            # Imported on first use: an agent that runs no graphs stays small.
+            # Imported here: `shoal` commands that start no agent need none of it.
             from shoal.agent.graph_runtime import GraphRuntime
 
             assert self._tg is not None

@@ -198,7 +198,10 @@ class TaskPool:
                 self._grow(owner, mine)
             if not mine:
                 continue
-            depth = min(MAX_DEPTH, 1 + len(queue) // len(mine))
+            # While more of the owner's workers are starting, a busy one takes no
+            # queue ahead: the tasks wait for the new workers instead (the first
+            # batch after an agent starts uses every cpu).
+            depth = 1 if self._starting.get(owner) else min(MAX_DEPTH, 1 + len(queue) // len(mine))
             batches: dict[int, list[NodeTask]] = {}
             while queue:
                 handle = min(mine, key=lambda w: len(w.outstanding))

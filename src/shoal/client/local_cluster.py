@@ -47,6 +47,7 @@ class LocalCluster:
         heartbeat_interval: float = 0.5,
         heartbeat_timeout: float = 3.0,
         lost_timeout: float = 10.0,
+        cpus: int | None = None,
     ) -> None:
         names = [f"node-{i}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
         if len(set(names)) != len(names):
@@ -62,6 +63,7 @@ class LocalCluster:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.lost_timeout = max(lost_timeout, heartbeat_timeout)
+        self.cpus = cpus  # of each agent (None: this machine's)
         self.controller: ControllerProcess | None = None
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         self.agent_token = secrets.token_urlsafe(32)
@@ -121,6 +123,7 @@ class LocalCluster:
             log_path=self.workdir / "logs" / f"agent-{name}.log",
             properties=properties if properties is not None else self.properties.get(name),
             workdir=self.workdir / "agents" / name,
+            cpus=self.cpus,
         )
 
     def kill_agent(self, name: str, sig: int = signal.SIGKILL) -> None:

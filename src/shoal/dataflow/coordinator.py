@@ -106,7 +106,10 @@ class Coordinator:
         self.poll_interval = poll_interval
         self.echo = echo
         self.run_id = secrets.token_hex(3)
-        self.token = secrets.token_hex(TOKEN_BYTES // 2).encode()
+        self.token = secrets.token_hex(TOKEN_BYTES // 2).encode()  # between job hosts
+        # Job hosts reach the coordinator with a token of their own, so a host's
+        # data server token (which every other host of the run holds) does not.
+        self.control_token = secrets.token_hex(TOKEN_BYTES // 2).encode()
         self.epoch = 0
         self.states = {job.id: JobState(job, network.is_local(job)) for job in network.jobs}
         self.finished = threading.Event()
@@ -275,6 +278,7 @@ class Coordinator:
             coordinator=tuple(self._client_hosts),
             port=self.port,
             token=self.token,
+            coordinator_token=self.control_token,
             directory=directory,
             node=node,
             # With PRE_COPY every node has them already.
@@ -329,6 +333,7 @@ class Coordinator:
             coordinator=("127.0.0.1",),
             port=self.port,
             token=self.token,
+            coordinator_token=self.control_token,
             directory=str(self.output_dir / str(state.job.id)),
             node="client",
             forward_output=False,
@@ -356,7 +361,9 @@ class Coordinator:
         """Listen on the run's channel through the controller, retrying while it restarts."""
         return retry_call(
             lambda: ChannelListener(
-                self.client.endpoint, self._call(self.client.token), channel_name(self.token)
+                self.client.endpoint,
+                self._call(self.client.token),
+                channel_name(self.control_token),
             ),
             what="listening on the coordinator's channel through the controller",
             retry_on=(ChannelError, RemoteClientException),
@@ -395,10 +402,11 @@ class Coordinator:
             self._spawn(lambda s=sock: self._serve_host(s), "control")
 
     def _serve_host(self, sock: socket.socket) -> None:
-        if not read_token(sock, self.token):
+        if not read_token(sock, self.control_token):
             sock.close()
             return
-        conn = FrameSocket(sock)
+        # Only plain values from hosts: a node must not get code run in the client.
+        conn = FrameSocket(sock, plain=True)
         try:
             hello = conn.receive()
         except (EOFError, OSError):
@@ -500,14 +508,11 @@ class Coordinator:
         state = self.states.get(job_id)
         try:
             while state is not None and state.generation == generation:
-                message = conn.receive()
+                # Passed on as it came: values are never unpickled in the client.
+                frame = conn.receive_raw()
                 if state.generation != generation:
                     return  # the receiver moved: the sender reconnects on its new route
-                if message[0] == "data":
-                    self._send(state, ("data", pipe_id, message[1]))
-                elif message[0] == "end":
-                    self._send(state, ("end", pipe_id))
-                    return
+                self._send(state, ("relayed", pipe_id, frame))
         except (EOFError, OSError):
             return
         finally:

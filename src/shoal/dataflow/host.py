@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import sys
 import tempfile
 import threading
@@ -47,7 +48,8 @@ class HostSpec:
     generation: int
     coordinator: tuple[str, ...]
     port: int
-    token: bytes
+    token: bytes  # between job hosts (pipes)
+    coordinator_token: bytes  # to the coordinator (control, relayed pipes)
     directory: str
     node: str
     files: dict[str, bytes] = field(default_factory=dict)
@@ -63,13 +65,16 @@ class JobRunner:
         token: bytes,
         max_rounds: int | None,
         outputs: list[Any] | None = None,
+        coordinator_token: bytes | None = None,
     ) -> None:
         self.job = job
         self.aligner = InputAligner(job.inputs)
         # ``outputs``: anything with put(key, value, head)/finish()/close(), e.g.
         # the in-process pipes of an emulation; by default TCP pipes.
         self.outputs = (
-            outputs if outputs is not None else [OutPipe(pipe, token) for pipe in job.outputs]
+            outputs
+            if outputs is not None
+            else [OutPipe(pipe, token, coordinator_token=coordinator_token) for pipe in job.outputs]
         )
         self.in_heads: tuple[Any, ...] = ()
         self.directory = job.directory
@@ -209,7 +214,9 @@ class JobHost:
         )
         welcome = self.control.receive()
         _, routes, epoch, self._max_rounds = welcome
-        self.runner = runner = JobRunner(self.job, spec.token, self._max_rounds)
+        self.runner = runner = JobRunner(
+            self.job, spec.token, self._max_rounds, coordinator_token=spec.coordinator_token
+        )
         runner.reset(epoch)
         self._apply_routes(routes)
         threading.Thread(target=self._listen, name="control", daemon=True).start()
@@ -254,7 +261,7 @@ class JobHost:
         last: OSError | None = None
         for host in self.spec.coordinator:
             try:
-                return open_connection(host, self.spec.port, self.spec.token)
+                return open_connection(host, self.spec.port, self.spec.coordinator_token)
             except OSError as exc:
                 last = exc
         try:
@@ -262,7 +269,7 @@ class JobHost:
             # after a controller restart.
             return retry_call(
                 open_via_controller,
-                self.spec.token,
+                self.spec.coordinator_token,
                 what="reaching the coordinator through the controller",
                 retry_on=(ChannelError,),
                 deadline=RECONNECT_DEADLINE,
@@ -296,6 +303,8 @@ class JobHost:
                     self._deliver(message[1], message[2])
                 elif kind == "end":
                     self._end(message[1])
+                elif kind == "relayed":
+                    self._relayed(message[1], message[2])
                 elif kind == "stop":
                     break
         except (EOFError, OSError):
@@ -303,6 +312,15 @@ class JobHost:
         self._stopped.set()
         self._go.set()
         self.runner.stop()
+
+    def _relayed(self, pipe_id: int, frame: bytes) -> None:
+        """A frame another job host sent this one through the coordinator, which
+        passes it on without unpickling it."""
+        message = pickle.loads(frame)
+        if message[0] == "data":
+            self._deliver(pipe_id, message[1])
+        elif message[0] == "end":
+            self._end(pipe_id)
 
     def _apply_routes(self, routes: dict[int, Route | None]) -> None:
         assert self.runner is not None

@@ -95,9 +95,18 @@ def open_via_controller(token: bytes, timeout: float = 5.0) -> FrameSocket:
 class OutPipe:
     """The sending end of one pipe: a bounded buffer and a writer thread."""
 
-    def __init__(self, pipe: BasePipe, token: bytes, capacity: int = 4096) -> None:
+    def __init__(
+        self,
+        pipe: BasePipe,
+        token: bytes,
+        capacity: int = 4096,
+        coordinator_token: bytes | None = None,
+    ) -> None:
         self.pipe = pipe
-        self.token = token
+        self.token = token  # the receiving job host's data server takes it
+        # The coordinator relays with a token of its own: the hosts' token does
+        # not open the coordinator (docs/security.md).
+        self.coordinator_token = coordinator_token if coordinator_token is not None else token
         self.capacity = capacity
         self._plain = pipe.transparent  # nothing to pack or encode: skip the calls
         self.dropped = 0
@@ -239,10 +248,10 @@ class OutPipe:
         # Relayed by the coordinator over the receiver's control link: reached
         # directly if possible, else through the controller.
         for reach in (
-            (lambda r=route.relay: open_connection(*r, self.token, timeout=2.0))
+            (lambda r=route.relay: open_connection(*r, self.coordinator_token, timeout=2.0))
             if route.relay is not None
             else None,
-            lambda: open_via_controller(self.token),
+            lambda: open_via_controller(self.coordinator_token),
         ):
             if reach is None:
                 continue

@@ -2,11 +2,17 @@
 
 Data frames carry many values at once (``("data", [(key, value), ...])``), so
 a busy pipe costs one system call and one pickle per batch, not per value.
+
+The client's coordinator reads its job hosts' frames *plain*: only tuples,
+lists, dicts, strings, numbers and the like, never a class or a function. A
+node runs other people's code on a shared testbed, and unpickling what it sends
+could run code in the client (docs/security.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import pickle
 import socket
 import struct
@@ -22,13 +28,30 @@ def pack(message: Any) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
-class FrameSocket:
-    """A connected socket that sends and receives frames; sends are thread-safe."""
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds only the types pickle knows without a class (no globals at all)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"a plain frame may not hold {module}.{name}")
+
+
+def loads_plain(data: bytes) -> Any:
+    """Unpickle ``data`` if it holds plain values only; UnpicklingError otherwise."""
+    return _PlainUnpickler(io.BytesIO(data)).load()
+
+
+class FrameSocket:
+    """A connected socket that sends and receives frames; sends are thread-safe.
+
+    With ``plain=True`` it receives plain values only (see :func:`loads_plain`):
+    a frame with anything else is refused like a broken connection.
+    """
+
+    def __init__(self, sock: socket.socket, plain: bool = False) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
+        self.plain = plain
         self._reader: BinaryIO = sock.makefile("rb", buffering=1 << 16)
         self._send_lock = threading.Lock()
 
@@ -47,6 +70,16 @@ class FrameSocket:
 
     def receive(self) -> Any:
         """The next message; raises EOFError when the peer closed the connection."""
+        data = self.receive_raw()
+        if not self.plain:
+            return pickle.loads(data)
+        try:
+            return loads_plain(data)
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            raise EOFError(f"refused a frame: {exc}") from None
+
+    def receive_raw(self) -> bytes:
+        """The next frame's bytes, not unpickled; EOFError when the peer closed."""
         head = self._reader.read(4)
         if len(head) < 4:
             raise EOFError("connection closed")
@@ -56,7 +89,7 @@ class FrameSocket:
         data = self._reader.read(size)
         if len(data) < size:
             raise EOFError("connection closed mid-frame")
-        return pickle.loads(data)
+        return data
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # already closed by the peer
