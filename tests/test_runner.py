@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -513,9 +514,11 @@ def test_servers_resolve_by_name_then_by_address() -> None:
         assert resolve_nodes(client, [spec]) == {"lab-7": "lab-7", "by-ip": "lab-7"}
 
 
-def holding_experiment(tmp_path: Path, name: str) -> Path:
-    """An experiment file whose function says it started (through a FIFO), then
-    waits on a long command: a run to interrupt or cancel."""
+@contextlib.contextmanager
+def held_run(cluster: LocalCluster, tmp_path: Path, name: str) -> Iterator[subprocess.Popen]:
+    """`shoal exp` running an experiment that says it started (through a FIFO),
+    then waits on a long command: a run to interrupt or cancel. Killed at the end
+    if it is still running."""
     fifo = tmp_path / f"{name}-started"
     os.mkfifo(fifo)
     (tmp_path / f"{name}.py").write_text(
@@ -530,7 +533,22 @@ def holding_experiment(tmp_path: Path, name: str) -> Path:
         "        f.write('started')\n"
         "    cmd.wait()\n"
     )
-    return fifo
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "exp", "--no-progress", f"{name}.py"],
+        cwd=tmp_path,
+        env=env_for(cluster),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with open(fifo) as started:  # blocks until the command runs
+            assert started.read() == "started"
+        yield runner
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
 
 
 def sleep_record(cluster: LocalCluster, name: str) -> dict | None:
@@ -542,24 +560,9 @@ def sleep_record(cluster: LocalCluster, name: str) -> dict | None:
 
 @pytest.mark.timeout(90)
 def test_ctrl_c_records_the_run_as_cancelled(cluster, tmp_path) -> None:
-    fifo = holding_experiment(tmp_path, "interrupted")
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "exp", "--no-progress", "interrupted.py"],
-        cwd=tmp_path,
-        env=env_for(cluster),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with open(fifo) as started:  # blocks until the command runs
-            assert started.read() == "started"
+    with held_run(cluster, tmp_path, "interrupted") as runner:
         runner.send_signal(signal.SIGINT)
         _out, err = runner.communicate(timeout=30)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait()
     assert runner.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     with cluster.client() as client:
@@ -572,18 +575,7 @@ def test_ctrl_c_records_the_run_as_cancelled(cluster, tmp_path) -> None:
 
 @pytest.mark.timeout(90)
 def test_shoal_cancel_cancels_a_run(cluster, tmp_path) -> None:
-    fifo = holding_experiment(tmp_path, "cancelme")
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "exp", "--no-progress", "cancelme.py"],
-        cwd=tmp_path,
-        env=env_for(cluster),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with open(fifo) as started:
-            assert started.read() == "started"
+    with held_run(cluster, tmp_path, "cancelme") as runner:
         cancelled = subprocess.run(
             [sys.executable, "-m", "shoal", "cancel", "cancelme"],
             env=env_for(cluster),
@@ -595,10 +587,6 @@ def test_shoal_cancel_cancels_a_run(cluster, tmp_path) -> None:
         assert "cancelled run cancelme" in cancelled.stdout
         # Its command is killed, so the experiment function returns and the runner ends.
         out, err = runner.communicate(timeout=30)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait()
     assert runner.returncode == 1, err
     assert "1 cancelled" in out and "cancelled: cancelme" in out
     with cluster.client() as client:
