@@ -42,11 +42,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def shoal(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> str:
+def shoal(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> str:
     done = subprocess.run(
         [*SHOAL, *args],
         capture_output=True,
         text=True,
+        input=input,
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
@@ -124,3 +127,8 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def add_user(db_url: str, login: str, password: str) -> None:
+    """`shoal user add` with the password piped in, as a script would do it."""
+    shoal("user", "add", login, "--password-stdin", "--db", db_url, input=password + "\n")

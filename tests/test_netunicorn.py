@@ -24,7 +24,7 @@ import pytest
 from conftest import SEED_NODES
 from netunicorn_env import client_env, client_venv, run_python, run_script
 from pgserver import PostgresServer
-from processes import shoal
+from processes import add_user, shoal
 from shoal import LocalCluster
 from shoal.compat.netunicorn.service import has_docker, heartbeat_for
 from shoal.compat.netunicorn.task import NetunicornExecutor
@@ -54,8 +54,8 @@ def client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     with LocalCluster(list(SEED_NODES)) as c:
-        shoal("user", "add", "test", "--password", "test", "--db", c.db_url)
-        shoal("user", "add", "other", "--password", "other", "--db", c.db_url)
+        add_user(c.db_url, "test", "test")
+        add_user(c.db_url, "other", "other")
         yield c
 
 
@@ -337,7 +337,7 @@ def test_a_node_that_cannot_run_executors_fails_at_prepare(
 @pytest.mark.timeout(300)
 def test_seed_notebook_and_lifecycle_on_postgresql(client_python: Path, tmp_path: Path) -> None:
     with PostgresServer() as pg, LocalCluster(list(SEED_NODES), db_url=pg.url) as pg_cluster:
-        shoal("user", "add", "test", "--password", "test", "--db", pg.url)
+        add_user(pg.url, "test", "test")
         env = client_env(pg_cluster.endpoint)
         out, summary = run_script(client_python, "netunicorn_seed.py", [], env, tmp_path, 200)
         check_seed(out, summary)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from shoal import taskdump
+from shoal.compat.netunicorn.server import PREFIX as NETUNICORN
 from shoal.compat.netunicorn.server import mount as mount_netunicorn
 from shoal.controller import (
     routes_auth,
@@ -32,6 +34,7 @@ from shoal.controller.experiments import ExperimentService
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
+from shoal.controller.limits import BodyLimits, RequestLimits
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.controller.services import Services
 from shoal.store import nodes as node_queries
@@ -120,6 +123,7 @@ def create_app(
                 tg.create_task(svc.gateway.watchdog()),
                 tg.create_task(svc.relay.recorder()),
                 tg.create_task(svc.graphs.run()),
+                tg.create_task(svc.auth.watch_revocations()),
             ]
             try:
                 yield
@@ -137,6 +141,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(RequestLimits, limits=body_limits(config))
     app.include_router(routes_auth.router)
     app.include_router(routes_nodes.router)
     app.include_router(routes_experiments.router)
@@ -150,6 +155,19 @@ def create_app(
     app.add_api_websocket_route("/api/channels/accept/{conn_id}", _channel_accept)
     mount_netunicorn(app)  # netUnicorn's HTTP API under /netunicorn
     return app
+
+
+def body_limits(config: ControllerConfig) -> BodyLimits:
+    """Small bodies for logins, large ones only where pipelines and results travel."""
+    auth = ("/api/token", "/api/logout", f"{NETUNICORN}/api/v1/token")
+    upload = (
+        "/api/experiments",
+        f"{NETUNICORN}/api/v1/experiment/[^/]+/prepare",
+        f"{NETUNICORN}/gateway/[^/]+/api/v1/executor/result/?",
+    )
+    rules = [(re.compile(re.escape(path)), config.max_body_auth) for path in auth]
+    rules += [(re.compile(path), config.max_body_upload) for path in upload]
+    return BodyLimits(config.max_body, tuple(rules))
 
 
 async def _agent_ws(websocket: WebSocket) -> None:

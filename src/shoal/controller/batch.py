@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.store import experiments as exp_queries
+from shoal.store import users as user_queries
 
 
 @dataclass
@@ -19,9 +20,11 @@ class WriteBatch:
     # (node, deployment id) pairs whose final state the agent may drop once stored
     forget: list[tuple[str, str]] = field(default_factory=list)
     finished_experiments: list[str] = field(default_factory=list)
+    # deployments that ended: their executor tokens are deleted with the change
+    revoke: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.experiments or self.deployments or self.steps or self.logs)
+        return bool(self.experiments or self.deployments or self.steps or self.logs or self.revoke)
 
     def experiment(self, experiment_id: str, **values: Any) -> None:
         self.experiments.setdefault(experiment_id, {}).update(values)
@@ -38,3 +41,4 @@ class WriteBatch:
         for experiment_id, values in self.experiments.items():
             await exp_queries.update_experiment(conn, experiment_id, **values)
         await exp_queries.add_log_lines(conn, self.logs)
+        await user_queries.delete_deployment_tokens(conn, self.revoke)

@@ -123,7 +123,11 @@ class Coordinator:
             (folder / "info.txt").write_text(_info(job))
         self._spawn(self._accept, "control-accept")
         self._channel = ChannelListener(
-            self.client.endpoint, self._call(self.client.token), channel_name(self.token)
+            self.client.endpoint,
+            self._call(self.client.token),
+            channel_name(self.token),
+            # the executors of this run's jobs may connect (see _prepare's names)
+            experiments=f"dataflow-{self.network.name}-{self.run_id}-",
         )
         self._spawn(self._accept_channel, "channel-accept")
         try:
