@@ -24,6 +24,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from leak import RELEASE, steal_executor_token
 from processes import Controller, add_user, free_port, read_until
 from shoal import (
     Experiment,
@@ -31,22 +32,12 @@ from shoal import (
     LocalCluster,
     Pipeline,
     RemoteClient,
-    RemoteClientException,
 )
 from shoal.client.channels import ChannelError, ChannelListener, connect_channel
-from shoal.library.basic import ShellCommand
 from shoal.library.flags import WaitForExactFlagResultTask
 from waiting import wait_until
 
 REVOKED_WITHIN = 1.0  # seconds: what the issue allows for a revocation to reach every path
-
-# The task hands its own token over, as malicious code next to it could read it.
-LEAK = (
-    f'{sys.executable} -c "import os; from shoal.client.executor_flags import ExecutorFlags;'
-    " from shoal.model.flags import FlagValues;"
-    " ExecutorFlags.from_environment().set('stolen',"
-    " FlagValues(os.environ['SHOAL_EXECUTOR_TOKEN'], 0))\""
-)
 
 
 @pytest.fixture(scope="module")
@@ -58,27 +49,8 @@ def cluster() -> Iterator[LocalCluster]:
 
 
 def _steal(client: RemoteClient, name: str) -> tuple[str, str]:
-    """Start an experiment whose task leaks its token and then waits for flag ``go``;
-    the stolen token and the experiment's id."""
-    pipeline = (
-        Pipeline()
-        .then(ShellCommand(LEAK, name="leak"))
-        .then(WaitForExactFlagResultTask("go", FlagValues("go", 1), timeout=60, name="wait"))
-    )
-    client.prepare_experiment(Experiment().map(pipeline, client.get_nodes().take(1)), name)
-    assert client.wait(name, until="ready", timeout=30).status.name == "READY"
-    client.start_execution(name)
-    stolen = wait_until(
-        lambda: _flag_text(client, name, "stolen"), 30, f"the task of {name} to leak its token"
-    )
-    return stolen, client.raw_status(name)["id"]
-
-
-def _flag_text(client: RemoteClient, name: str, flag: str) -> str | None:
-    try:
-        return client.get_flag_values(name, flag).text_value
-    except RemoteClientException:  # not set yet
-        return None
+    """The token of a running experiment's task, and the experiment's id."""
+    return steal_executor_token(client, name), client.raw_status(name)["id"]
 
 
 def _executor_paths(endpoint: str, token: str, experiment_id: str) -> dict[str, int]:
@@ -110,7 +82,7 @@ def test_a_stolen_executor_token_dies_with_its_deployment(cluster: LocalCluster)
         "netunicorn": 200,
     }
     listener = ChannelListener(cluster.endpoint, token, "held-open")
-    alice.set_flag_values("ends", "go", FlagValues("go", 1))
+    alice.set_flag_values("ends", RELEASE, FlagValues("go", 1))
     assert alice.wait("ends", timeout=30).status.name == "FINISHED"
     # Revoked in the transaction that stored the end: at once, not eventually.
     assert _executor_paths(cluster.endpoint, token, experiment_id) == {
