@@ -61,13 +61,19 @@ def _rss(cluster: LocalCluster) -> int:
     return psutil.Process(cluster.controller.proc.pid).memory_info().rss
 
 
-def _post_raw(
-    endpoint: str, path: str, total: int, *, chunked: bool, token: str | None = None
+def _send_raw(
+    endpoint: str,
+    path: str,
+    total: int,
+    *,
+    chunked: bool,
+    token: str | None = None,
+    method: str = "POST",
 ) -> tuple[int, str]:
-    """POST ``total`` bytes (or as many as the controller takes before it answers);
+    """Send ``total`` bytes (or as many as the controller takes before it answers);
     the status and body of its answer."""
     parts = urlsplit(endpoint)
-    head = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/json"]
+    head = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/json"]
     if token:
         head.append(f"Authorization: Bearer {token}")
     head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}")
@@ -118,9 +124,14 @@ def test_oversize_bodies_get_413_without_being_buffered(
         ("/api/experiments", 300 * MB, False, token),
     ]
     for path, size, chunked, bearer in cases:
-        status, body = _post_raw(cluster.endpoint, path, size, chunked=chunked, token=bearer)
+        status, body = _send_raw(cluster.endpoint, path, size, chunked=chunked, token=bearer)
         assert status == 413, (path, chunked, status, body)
         assert "larger than this route accepts" in json.loads(body)["detail"]
+    # A body where none is expected is no way around the limits either.
+    status, _ = _send_raw(
+        cluster.endpoint, "/api/experiments/keep/flags/f", 200 * MB, chunked=True, method="GET"
+    )
+    assert status == 413
     grown = _rss(cluster) - rss
     assert grown < 50 * MB, f"the controller grew by {grown / MB:.0f} MB"
     assert _state(alice) == before

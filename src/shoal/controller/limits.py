@@ -103,12 +103,21 @@ class RequestLimits:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared, chunked, content_type = None, False, ""
+        for key, value in scope["headers"]:  # the server gives names in lower case
+            if key == b"content-length":
+                declared = value
+            elif key == b"transfer-encoding":
+                chunked = True
+            elif key == b"content-type":
+                content_type = value.decode("latin-1").lower()
+        if not chunked and declared in (None, b"0"):
+            await self.app(scope, receive, send)  # no body (every GET, most flag calls)
+            return
         limit = self.limits.for_path(scope["path"])
-        headers = {k.lower(): v for k, v in scope["headers"]}
-        declared = headers.get(b"content-length")
         if declared is not None:
             try:
                 size = int(declared)
@@ -118,7 +127,6 @@ class RequestLimits:
             if size > limit:
                 await _answer(send, 413, _too_large(limit))
                 return
-        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
         if _is_form(content_type):
             await self.app(scope, _counting(receive, limit), send)
             return
