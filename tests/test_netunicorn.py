@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from conftest import SEED_NODES
+from leak import steal_executor_token
 from netunicorn_env import client_env, client_venv, run_python, run_script
 from pgserver import PostgresServer
 from processes import add_user, shoal
@@ -239,35 +240,42 @@ def test_environment_and_the_gateway_scope(
     gateway = env["NETUNICORN_GATEWAY_ENDPOINT"]
     assert gateway.startswith(f"{cluster.endpoint}/netunicorn/gateway/")
     experiment_id = env["NETUNICORN_EXPERIMENT_ID"]
-    flag = f"{gateway}/api/v1/experiment/{experiment_id}/flag/probe"
+    executor_id = env["NETUNICORN_EXECUTOR_ID"]
     with httpx.Client(timeout=10) as http:
-        # the executor's gateway reaches its own experiment's flags and graph...
-        assert http.get(flag).status_code == 404  # not set yet
-        assert http.post(flag, json={"text_value": "t", "int_value": 1}).status_code == 200
-        assert http.post(f"{flag}/increment").json() == {"text_value": "t", "int_value": 2}
-        assert http.get(flag).json() == {"text_value": "t", "int_value": 2}
-        graph = http.get(
-            f"{gateway}/api/v1/executor/execution_graph?executor_id={env['NETUNICORN_EXECUTOR_ID']}"
-        )
-        assert graph.status_code == 200 and graph.text.isascii() and len(graph.text) > 100
-        # ...and nothing else
-        other = f"{gateway}/api/v1/experiment/{uuid.uuid4()}/flag/probe"
-        assert http.get(other).status_code == 403
-        stranger = f"{gateway}/api/v1/executor/execution_graph?executor_id={uuid.uuid4()}"
-        assert http.get(stranger).status_code == 404
-        forged = f"{cluster.endpoint}/netunicorn/gateway/forged/api/v1/experiment/{experiment_id}"
-        assert http.get(f"{forged}/flag/probe").status_code == 401
-        # an executor's token is not a user's
-        token = gateway.rsplit("/", 1)[1]
-        user_call = http.get(
-            f"{cluster.endpoint}/netunicorn/api/v1/experiment",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert user_call.status_code == 403
-    # shoal's own flags of the experiment are the same flags
+        # the executor's token ended with its deployment
+        ended = f"{gateway}/api/v1/experiment/{experiment_id}/flag/probe"
+        assert http.get(ended).status_code == 401
+        graph = f"{gateway}/api/v1/executor/execution_graph?executor_id={executor_id}"
+        assert http.get(graph).status_code == 401
     with cluster.client("test", "test") as client:
-        assert client.get_flag_values("environment", "probe").int_value == 2
         client.delete_experiment("environment")
+        # A running executor's gateway reaches its own experiment's flags, nothing else.
+        live = steal_executor_token(client, "gateway-scope")
+        live_experiment = client.raw_status("gateway-scope")["id"]
+        gateway = f"{cluster.endpoint}/netunicorn/gateway/{live}"
+        flag = f"{gateway}/api/v1/experiment/{live_experiment}/flag/probe"
+        with httpx.Client(timeout=10) as http:
+            assert http.get(flag).status_code == 404  # not set yet
+            assert http.post(flag, json={"text_value": "t", "int_value": 1}).status_code == 200
+            assert http.post(f"{flag}/increment").json() == {"text_value": "t", "int_value": 2}
+            assert http.get(flag).json() == {"text_value": "t", "int_value": 2}
+            other = f"{gateway}/api/v1/experiment/{uuid.uuid4()}/flag/probe"
+            assert http.get(other).status_code == 403
+            stranger = f"{gateway}/api/v1/executor/execution_graph?executor_id={uuid.uuid4()}"
+            assert http.get(stranger).status_code == 404
+            forged = f"{cluster.endpoint}/netunicorn/gateway/forged/api/v1/experiment"
+            assert http.get(f"{forged}/{live_experiment}/flag/probe").status_code == 401
+            # an executor's token is not a user's
+            user_call = http.get(
+                f"{cluster.endpoint}/netunicorn/api/v1/experiment",
+                headers={"Authorization": f"Bearer {live}"},
+            )
+            assert user_call.status_code == 403
+        # shoal's own flags of the experiment are the same flags
+        assert client.get_flag_values("gateway-scope", "probe").int_value == 2
+        client.cancel_experiment("gateway-scope")
+        assert httpx.get(flag, timeout=10).status_code == 401
+        client.delete_experiment("gateway-scope")
 
 
 @pytest.mark.timeout(30)
