@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from shoal.secret_files import write_secret
+from shoal.private import write_private
 
 SHOAL = [sys.executable, "-m", "shoal"]
 
@@ -45,11 +45,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def shoal(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> str:
+def shoal(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> str:
     done = subprocess.run(
         [*SHOAL, *args],
         capture_output=True,
         text=True,
+        input=input,
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
@@ -109,7 +112,7 @@ def token_file(directory: Path, token: str) -> Path:
     """A join token file (mode 0600) in ``directory``, as an operator would make it."""
     path = directory / f"join-token-{hashlib.sha256(token.encode()).hexdigest()[:12]}"
     if not path.exists():
-        write_secret(path, token)
+        write_private(path, token + "\n")
     return path
 
 
@@ -135,3 +138,8 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def add_user(db_url: str, login: str, password: str) -> None:
+    """`shoal user add` with the password piped in, as a script would do it."""
+    shoal("user", "add", login, "--password-stdin", "--db", db_url, input=password + "\n")

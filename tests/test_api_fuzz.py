@@ -7,7 +7,9 @@ and wrong methods, plus ``MAX_EXAMPLES`` Hypothesis-generated requests, valid
 refuses more (NUL characters, out-of-range integers, over-long strings).
 
 Every request carries a real bearer token: a user's, or for the executor flag
-routes an executor's (an experiment's task prints its own). Negative cases may
+routes an executor's (a running experiment's task leaks its own; executor
+tokens end with their deployment). When the fuzzer
+logs the user's token out (``POST /api/logout``), the user logs in again. Negative cases may
 drop or mangle it; that is the 401 path, fuzzed too. An experiment ``x`` with a
 flag ``f`` exists (prepared again whenever the fuzzer deletes it), and three in
 four generated path parameters naming an experiment, a flag, an executor token
@@ -59,6 +61,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from leak import steal_executor_token
 from pgserver import PostgresServer
 from shoal import Experiment, FlagValues, LocalCluster, Pipeline, RemoteClient
 from shoal.library.basic import ShellCommand
@@ -89,18 +92,18 @@ class Target:
         )
         self.client.set_flag_values(EXPERIMENT, FLAG, FlagValues("fuzz", 1))
 
+    def log_in_again(self) -> None:
+        """After the fuzzer logged the user token out (POST /api/logout), get a new one."""
+        self.client._token = None
+        self.user_token = self.client.token()
+
     def token_for(self, path: str) -> str:
         return self.executor_token if path.startswith("/api/executor/") else self.user_token
 
 
 def _executor_token(client: RemoteClient) -> tuple[str, str]:
-    """A real executor token and its experiment's id: an executor prints its own token."""
-    pipeline = Pipeline().then(ShellCommand('printf %s "$SHOAL_EXECUTOR_TOKEN"', name="token"))
-    client.prepare_experiment(Experiment().map(pipeline, client.get_nodes().take(1)), "token")
-    client.wait("token", until="ready", timeout=30)
-    client.start_execution("token")
-    info = client.wait("token", timeout=30)
-    token = info.execution_result[0].result.unwrap()["token"][0].unwrap()
+    """A live executor token and its experiment's id: a running task leaks its own."""
+    token = steal_executor_token(client, "token")
     client.set_flag_values("token", FLAG, FlagValues("fuzz", 1))
     return token, client.raw_status("token")["id"]
 
@@ -240,6 +243,8 @@ def test_bad_input_never_gives_a_server_error(
         and response.status_code == 200
     ):
         target.prepare_experiment()
+    if case.path == "/api/logout" and response.status_code == 200:
+        target.log_in_again()
 
 
 NODE = "snl-server-5"

@@ -61,9 +61,9 @@ def test_connecting_to_nobody_fails_at_once(cluster: LocalCluster) -> None:
 
 @pytest.mark.timeout(60)
 def test_channels_are_private_to_their_user(cluster: LocalCluster) -> None:
-    from processes import shoal
+    from processes import add_user
 
-    shoal("user", "add", "eve", "--password", "eve-pw", "--db", cluster.db_url)
+    add_user(cluster.db_url, "eve", "eve-pw")
     listener = ChannelListener(cluster.endpoint, cluster.client().token(), "private")
     eve = cluster.client("eve", "eve-pw").token()
     with pytest.raises(ChannelError, match="403"):

@@ -139,9 +139,9 @@ def test_a_malformed_frame_closes_only_that_connection(cluster: LocalCluster) ->
 
 @pytest.mark.timeout(60)
 def test_sessions_are_private_to_their_user(cluster: LocalCluster) -> None:
-    from processes import shoal
+    from processes import add_user
 
-    shoal("user", "add", "mallory", "--password", "m-pw", "--db", cluster.db_url)
+    add_user(cluster.db_url, "mallory", "m-pw")
     owner = Raw(cluster)
     sid = owner.session()
     owner.call(Submit(2, sid, objects=[SubmitObject(1, data=b"secret", keep=True)]))

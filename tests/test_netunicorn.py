@@ -22,9 +22,10 @@ import httpx
 import pytest
 
 from conftest import SEED_NODES
+from leak import steal_executor_token
 from netunicorn_env import client_env, client_venv, run_python, run_script
 from pgserver import PostgresServer
-from processes import shoal
+from processes import add_user, shoal
 from shoal import LocalCluster
 from shoal.compat.netunicorn.service import has_docker, heartbeat_for
 from shoal.compat.netunicorn.task import NetunicornExecutor
@@ -54,8 +55,8 @@ def client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     with LocalCluster(list(SEED_NODES)) as c:
-        shoal("user", "add", "test", "--password", "test", "--db", c.db_url)
-        shoal("user", "add", "other", "--password", "other", "--db", c.db_url)
+        add_user(c.db_url, "test", "test")
+        add_user(c.db_url, "other", "other")
         yield c
 
 
@@ -239,35 +240,42 @@ def test_environment_and_the_gateway_scope(
     gateway = env["NETUNICORN_GATEWAY_ENDPOINT"]
     assert gateway.startswith(f"{cluster.endpoint}/netunicorn/gateway/")
     experiment_id = env["NETUNICORN_EXPERIMENT_ID"]
-    flag = f"{gateway}/api/v1/experiment/{experiment_id}/flag/probe"
+    executor_id = env["NETUNICORN_EXECUTOR_ID"]
     with httpx.Client(timeout=10) as http:
-        # the executor's gateway reaches its own experiment's flags and graph...
-        assert http.get(flag).status_code == 404  # not set yet
-        assert http.post(flag, json={"text_value": "t", "int_value": 1}).status_code == 200
-        assert http.post(f"{flag}/increment").json() == {"text_value": "t", "int_value": 2}
-        assert http.get(flag).json() == {"text_value": "t", "int_value": 2}
-        graph = http.get(
-            f"{gateway}/api/v1/executor/execution_graph?executor_id={env['NETUNICORN_EXECUTOR_ID']}"
-        )
-        assert graph.status_code == 200 and graph.text.isascii() and len(graph.text) > 100
-        # ...and nothing else
-        other = f"{gateway}/api/v1/experiment/{uuid.uuid4()}/flag/probe"
-        assert http.get(other).status_code == 403
-        stranger = f"{gateway}/api/v1/executor/execution_graph?executor_id={uuid.uuid4()}"
-        assert http.get(stranger).status_code == 404
-        forged = f"{cluster.endpoint}/netunicorn/gateway/forged/api/v1/experiment/{experiment_id}"
-        assert http.get(f"{forged}/flag/probe").status_code == 401
-        # an executor's token is not a user's
-        token = gateway.rsplit("/", 1)[1]
-        user_call = http.get(
-            f"{cluster.endpoint}/netunicorn/api/v1/experiment",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert user_call.status_code == 403
-    # shoal's own flags of the experiment are the same flags
+        # the executor's token ended with its deployment
+        ended = f"{gateway}/api/v1/experiment/{experiment_id}/flag/probe"
+        assert http.get(ended).status_code == 401
+        graph = f"{gateway}/api/v1/executor/execution_graph?executor_id={executor_id}"
+        assert http.get(graph).status_code == 401
     with cluster.client("test", "test") as client:
-        assert client.get_flag_values("environment", "probe").int_value == 2
         client.delete_experiment("environment")
+        # A running executor's gateway reaches its own experiment's flags, nothing else.
+        live = steal_executor_token(client, "gateway-scope")
+        live_experiment = client.raw_status("gateway-scope")["id"]
+        gateway = f"{cluster.endpoint}/netunicorn/gateway/{live}"
+        flag = f"{gateway}/api/v1/experiment/{live_experiment}/flag/probe"
+        with httpx.Client(timeout=10) as http:
+            assert http.get(flag).status_code == 404  # not set yet
+            assert http.post(flag, json={"text_value": "t", "int_value": 1}).status_code == 200
+            assert http.post(f"{flag}/increment").json() == {"text_value": "t", "int_value": 2}
+            assert http.get(flag).json() == {"text_value": "t", "int_value": 2}
+            other = f"{gateway}/api/v1/experiment/{uuid.uuid4()}/flag/probe"
+            assert http.get(other).status_code == 403
+            stranger = f"{gateway}/api/v1/executor/execution_graph?executor_id={uuid.uuid4()}"
+            assert http.get(stranger).status_code == 404
+            forged = f"{cluster.endpoint}/netunicorn/gateway/forged/api/v1/experiment"
+            assert http.get(f"{forged}/{live_experiment}/flag/probe").status_code == 401
+            # an executor's token is not a user's
+            user_call = http.get(
+                f"{cluster.endpoint}/netunicorn/api/v1/experiment",
+                headers={"Authorization": f"Bearer {live}"},
+            )
+            assert user_call.status_code == 403
+        # shoal's own flags of the experiment are the same flags
+        assert client.get_flag_values("gateway-scope", "probe").int_value == 2
+        client.cancel_experiment("gateway-scope")
+        assert httpx.get(flag, timeout=10).status_code == 401
+        client.delete_experiment("gateway-scope")
 
 
 @pytest.mark.timeout(30)
@@ -337,7 +345,7 @@ def test_a_node_that_cannot_run_executors_fails_at_prepare(
 @pytest.mark.timeout(300)
 def test_seed_notebook_and_lifecycle_on_postgresql(client_python: Path, tmp_path: Path) -> None:
     with PostgresServer() as pg, LocalCluster(list(SEED_NODES), db_url=pg.url) as pg_cluster:
-        shoal("user", "add", "test", "--password", "test", "--db", pg.url)
+        add_user(pg.url, "test", "test")
         env = client_env(pg_cluster.endpoint)
         out, summary = run_script(client_python, "netunicorn_seed.py", [], env, tmp_path, 200)
         check_seed(out, summary)

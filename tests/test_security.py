@@ -16,11 +16,11 @@ from shoal.library.flags import GetFlagTask
 
 @pytest.fixture(scope="module")
 def two_users(seed_cluster: LocalCluster) -> tuple[RemoteClient, RemoteClient]:
-    from processes import shoal
+    from processes import add_user
 
     db = seed_cluster.db_url
-    shoal("user", "add", "alice", "--password", "alice-pw", "--db", db)
-    shoal("user", "add", "bob", "--password", "bob-pw", "--db", db)
+    add_user(db, "alice", "alice-pw")
+    add_user(db, "bob", "bob-pw")
     alice = seed_cluster.client("alice", "alice-pw")
     bob = seed_cluster.client("bob", "bob-pw")
     pipeline = Pipeline().then(GetFlagTask("f"))

@@ -9,7 +9,7 @@ import pytest
 from conftest import SEED_NODES
 from flags_experiment import SERVER_VALUES, run_flags_experiment
 from pgserver import PostgresServer
-from processes import Controller, free_port, shoal, start_agent, stop_all
+from processes import Controller, add_user, free_port, shoal, start_agent, stop_all
 from shoal import FlagValues, RemoteClient
 
 
@@ -30,7 +30,7 @@ def db_url(request, tmp_path) -> str:
 @pytest.mark.timeout(180)
 def test_flags_experiment_on_separate_processes(db_url: str, tmp_path) -> None:
     # the operator's steps: create a user, start the controller, start agents elsewhere
-    shoal("user", "add", "test", "--password", "test", "--db", db_url)
+    add_user(db_url, "test", "test")
     token = "join-" + tmp_path.name
     controller = Controller(db_url, free_port(), token, tmp_path / "controller.log").start()
     agents = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import Controller, free_port, shoal, start_agent, stop_all
+from processes import Controller, add_user, free_port, start_agent, stop_all
 from shoal import Experiment, FlagValues, Pipeline, RemoteClient, RemoteClientException
 from shoal.library.flags import GetFlagTask, SetFlagTask
 
@@ -47,7 +47,7 @@ def test_everything_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     # deployment would trust its own CA.
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     db = f"sqlite+aiosqlite:///{tmp_path / 'tls.db'}"
-    shoal("user", "add", "tls-user", "--password", "pw", "--db", db)
+    add_user(db, "tls-user", "pw")
     port = free_port()
     controller = Controller(
         db,

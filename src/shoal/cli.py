@@ -85,8 +85,9 @@ def up(
     if count is not None and names:
         raise click.UsageError("give --nodes N or --node NAME, not both")
     nodes: list[str] | int = list(names) if names else (3 if count is None else count)
-    workdir = Path(".shoal").resolve()
-    workdir.mkdir(exist_ok=True)
+    from shoal.private import private_dir, write_private
+
+    workdir = private_dir(Path(".shoal").resolve(), tighten=True)
     cluster = LocalCluster(
         nodes, workdir=workdir, db_url=db_url, port=port, login=login, password=password
     )
@@ -97,12 +98,11 @@ def up(
         lines = [line for line in str(exc).splitlines() if line.startswith("Error:")]
         reason = lines[-1].removeprefix("Error: ") if lines else str(exc)
         raise click.ClickException(f"shoal up failed: {reason}") from None
-    env_file = Path(UP_ENV).resolve()
-    env_file.write_text(
+    env_file = write_private(
+        Path(UP_ENV).resolve(),
         f"SHOAL_ENDPOINT={cluster.endpoint}\nSHOAL_LOGIN={cluster.login}\n"
-        f"SHOAL_PASSWORD={cluster.password}\n"
+        f"SHOAL_PASSWORD={cluster.password}\n",
     )
-    env_file.chmod(0o600)
     console.print(
         f"[bold green]shoal is up[/] at [bold]{cluster.endpoint}[/]  "
         f"(API docs: {cluster.endpoint}/docs)"
@@ -143,6 +143,28 @@ def _wait_for_signal() -> Any:
                 signal.signal(s, handler)
 
     return wait
+
+
+class _Duration(click.ParamType):
+    """Seconds, or a number with s, m, h or d."""
+
+    name = "duration"
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        scale = self.units.get(text[-1:], None)
+        try:
+            seconds = float(text[:-1] if scale else text) * (scale or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration like 3600, 90m, 24h or 7d", param, ctx)
+        if not 1 <= seconds <= 10 * 365 * 86400:
+            self.fail(f"{value!r} must be between 1 s and 10 years", param, ctx)
+        return seconds
 
 
 @main.command()
@@ -198,6 +220,13 @@ def _wait_for_signal() -> Any:
     show_default=True,
     help="Seconds a node has to start fetching a graph object it was granted.",
 )
+@click.option(
+    "--token-ttl",
+    type=_Duration(),
+    default="7d",
+    show_default=True,
+    help="How long a login's bearer token stays valid (e.g. 3600, 90m, 24h, 7d).",
+)
 @click.option("--ready-fd", type=int, default=None, hidden=True)
 @click.option("-v", "--verbose", count=True)
 def controller(
@@ -212,6 +241,7 @@ def controller(
     heartbeat_timeout: float,
     graph_capability_ttl: float,
     lost_timeout: float,
+    token_ttl: float,
     ready_fd: int | None,
     verbose: int,
 ) -> None:
@@ -244,6 +274,7 @@ def controller(
         heartbeat_interval=heartbeat_interval,
         heartbeat_timeout=heartbeat_timeout,
         lost_timeout=lost_timeout,
+        token_ttl=token_ttl,
         tls_cert=tls_cert,
         tls_key=tls_key,
         graph_capability_ttl=graph_capability_ttl,
@@ -429,13 +460,13 @@ def agent(
 def _join_token(token_file: str | None) -> str | None:
     """The join token from --token-file, else from SHOAL_AGENT_TOKEN (taken out of
     the environment, so nothing this process starts can inherit it)."""
-    from shoal.secret_files import read_secret
+    from shoal.private import read_private
 
     from_env = os.environ.pop("SHOAL_AGENT_TOKEN", None)
     if token_file is None:
         return from_env or None
     try:
-        return read_secret(token_file)
+        return read_private(token_file)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--token-file") from None
 
@@ -714,39 +745,131 @@ def exp(
 
 @main.group()
 def user() -> None:
-    """Manage users (writes to the controller's database)."""
+    """Manage users (writes to the controller's database; a running controller
+    notices within a second)."""
+
+
+def _user_db(db_url: str | None, action: Any) -> Any:
+    """Run ``action(conn)`` in one transaction on the controller's database."""
+    from shoal.store.database import Database, default_sqlite_url
+
+    async def run() -> Any:
+        db = Database(db_url or default_sqlite_url())
+        try:
+            await db.create_schema()
+            async with db.write() as conn:
+                return await action(conn)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _refuse_password_option(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--password would put the password on the command line, where `ps` shows it"
+            " to everyone; leave it out to be asked for it, or pipe it in with"
+            " --password-stdin",
+            ctx,
+        )
 
 
 @user.command("add")
 @click.argument("name")
 @click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of asking.",
+)
+@click.option(
     "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    envvar="SHOAL_NEW_PASSWORD",
+    hidden=True,
+    expose_value=False,
+    callback=_refuse_password_option,
+    help="Refused: a password on the command line is visible to every user.",
 )
 @click.option("--db", "db_url", default=None, help="Database URL (default: .shoal/shoal.db).")
-def user_add(name: str, password: str, db_url: str | None) -> None:
-    """Create user NAME, or reset its password."""
+def user_add(name: str, password_stdin: bool, db_url: str | None) -> None:
+    """Create user NAME, or set a new password (which logs the user out everywhere).
+
+    The password is asked for (hidden, twice), or read with --password-stdin:
+
+        printf '%s\\n' "$PW" | shoal user add alice --password-stdin
+    """
     from shoal.controller.auth import hash_password
     from shoal.store import users as user_queries
-    from shoal.store.database import Database, default_sqlite_url
 
+    if not name or len(name) > 128 or any(ord(ch) < 32 for ch in name):
+        raise click.BadParameter("1 to 128 characters, no control characters", param_hint="NAME")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(
+            f"password for {name}", hide_input=True, confirmation_prompt=True, err=True
+        )
     if not password:
-        raise click.BadParameter("the password may not be empty", param_hint="--password")
+        raise click.BadParameter("the password may not be empty", param_hint="password")
+    hashed = hash_password(password)
 
-    async def add() -> None:
-        db = Database(db_url or default_sqlite_url())
-        try:
-            await db.create_schema()
-            async with db.write() as conn:
-                await user_queries.put_user(conn, name, hash_password(password))
-        finally:
-            await db.close()
+    async def add(conn: Any) -> bool:
+        existed = await user_queries.get_user(conn, name) is not None
+        await user_queries.put_user(conn, name, hashed)
+        return existed
 
-    asyncio.run(add())
-    console.print(f"user {name} saved")
+    existed = _user_db(db_url, add)
+    console.print(
+        f"user {name} "
+        + ("has a new password; its old tokens are revoked" if existed else "created")
+    )
+
+
+@user.command("list")
+@click.option("--db", "db_url", default=None, help="Database URL (default: .shoal/shoal.db).")
+def user_list(db_url: str | None) -> None:
+    """The users, with how many live tokens each holds."""
+    from shoal.store import users as user_queries
+
+    rows = _user_db(db_url, user_queries.describe_users)
+    table = Table("user", "created", "logins", "executor tokens")
+    for row in rows:
+        created = dt.datetime.fromtimestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M")
+        table.add_row(row["login"], created, str(row["user_tokens"]), str(row["executor_tokens"]))
+    console.print(table if rows else "no users")
+
+
+@user.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--db", "db_url", default=None, help="Database URL (default: .shoal/shoal.db).")
+def user_remove(name: str, yes: bool, db_url: str | None) -> None:
+    """Remove user NAME with their experiments and results; their tokens stop working."""
+    from shoal.store import users as user_queries
+
+    async def look(conn: Any) -> tuple[dict | None, list[str], int]:
+        found = await user_queries.get_user(conn, name)
+        if found is None:
+            return None, [], 0
+        busy = await user_queries.unfinished_experiments(conn, name)
+        return found, busy, await user_queries.count_experiments(conn, found["id"])
+
+    found, busy, count = _user_db(db_url, look)
+    if found is None:
+        raise click.ClickException(f"no user {name!r}")
+    if busy:
+        raise click.ClickException(
+            f"user {name} has unfinished experiments ({', '.join(busy)});"
+            " cancel them first (shoal cancel NAME, logged in as them)"
+        )
+    if not yes:
+        click.confirm(
+            f"remove user {name} and their {count} experiment(s) with all results?",
+            abort=True,
+            err=True,
+        )
+    if not _user_db(db_url, lambda conn: user_queries.delete_user(conn, name)):
+        raise click.ClickException(f"no user {name!r}")
+    console.print(f"user {name} removed; their tokens no longer work")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def token_rotate(db_url: str | None, token_file: str | None, show: bool) -> None
     Enrolled nodes keep working: they show their own credentials, not the join token.
     """
     from shoal.controller.enrollment import new_join_token, set_join_token
-    from shoal.secret_files import write_secret
+    from shoal.private import write_private
     from shoal.store.database import Database, default_sqlite_url, default_token_file
 
     db_url = db_url or default_sqlite_url()
@@ -70,7 +70,7 @@ def token_rotate(db_url: str | None, token_file: str | None, show: bool) -> None
     except (SQLAlchemyError, OSError) as exc:
         raise click.ClickException(f"cannot store the new join token in {db_url}: {exc}") from None
     try:
-        write_secret(path, new)
+        write_private(path, new + "\n")
     except OSError as exc:
         raise click.ClickException(
             f"the new join token is in effect, but cannot be written to {path}: "

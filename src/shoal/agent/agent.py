@@ -28,6 +28,7 @@ from shoal.agent.config import AgentConfig
 from shoal.agent.deployment import TERMINAL, DeploymentRunner
 from shoal.agent.metrics import MetricsSampler
 from shoal.agent.object_store import DataServer
+from shoal.private import read_private, write_private
 from shoal.protocol import (
     PROTOCOL_VERSION,
     Cancel,
@@ -54,7 +55,6 @@ from shoal.protocol.graph_messages import (
     GraphUpload,
     ObjectChunk,
 )
-from shoal.secret_files import read_secret, write_secret
 
 if TYPE_CHECKING:
     from shoal.agent.graph_runtime import GraphRuntime
@@ -206,7 +206,7 @@ class Agent:
         if not path.exists():
             return None
         try:
-            return read_secret(path)
+            return read_private(path)
         except ValueError as exc:
             log.warning("no node credential: %s", exc)
             return None
@@ -215,7 +215,7 @@ class Agent:
         """Keep the credential the controller issued at enrollment; show it from now on."""
         path = self.config.credential_path
         try:
-            write_secret(path, credential)
+            write_private(path, credential + "\n")
         except OSError as exc:
             # The controller bound the name already: without the file, a restarted
             # agent cannot be this node until an operator forgets it.

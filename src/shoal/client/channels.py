@@ -106,14 +106,29 @@ def connect_channel(endpoint: str, token: str, name: str, timeout: float = 10.0)
 
 
 class ChannelListener:
-    """Listens on channel ``name``; ``accept()`` returns the next connector's socket."""
+    """Listens on channel ``name``; ``accept()`` returns the next connector's socket.
 
-    def __init__(self, endpoint: str, token: str, name: str, timeout: float = 10.0) -> None:
+    The user's own clients may connect; with ``experiments`` (a name prefix, for
+    a user's token) so may the executors of the user's experiments whose names
+    start with it. An executor's listener is reached from its own experiment only.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        token: str,
+        name: str,
+        timeout: float = 10.0,
+        experiments: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.token = token
         self.name = name
         self.timeout = timeout
-        self._ws = _open(endpoint, token, f"/api/channels/listen/{quote(name, safe='')}", timeout)
+        path = f"/api/channels/listen/{quote(name, safe='')}"
+        if experiments:
+            path += f"?experiments={quote(experiments, safe='')}"
+        self._ws = _open(endpoint, token, path, timeout)
 
     def accept(self) -> socket.socket:
         """Block until a connector arrives; raises ChannelError once the listener is closed."""

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi.responses import Response
 from starlette.websockets import WebSocketState
 
 from shoal import taskdump
+from shoal.compat.netunicorn.server import PREFIX as NETUNICORN
 from shoal.compat.netunicorn.server import mount as mount_netunicorn
 from shoal.controller import (
     routes_auth,
@@ -35,9 +37,10 @@ from shoal.controller.experiments import ExperimentService
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
+from shoal.controller.limits import BodyLimits, RequestLimits
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.controller.services import Services
-from shoal.secret_files import write_secret
+from shoal.private import write_private
 from shoal.store import nodes as node_queries
 from shoal.store import users as user_queries
 from shoal.store.database import Database
@@ -58,7 +61,7 @@ async def build_services(config: ControllerConfig) -> Services:
         stored_nodes = await node_queries.list_nodes(conn)
     join_token = made_up or config.agent_token
     if config.token_file and join_token:
-        write_secret(config.token_file, join_token)
+        write_private(config.token_file, join_token + "\n")
         log.info("the agents' join token is in %s", config.token_file)
     registry = NodeRegistry()
     for row in stored_nodes:
@@ -127,6 +130,7 @@ def create_app(
                 tg.create_task(svc.gateway.watchdog()),
                 tg.create_task(svc.relay.recorder()),
                 tg.create_task(svc.graphs.run()),
+                tg.create_task(svc.auth.watch_revocations()),
             ]
             try:
                 yield
@@ -145,6 +149,7 @@ def create_app(
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StoreError, _store_fault)
+    app.add_middleware(RequestLimits, limits=body_limits(config))
     app.include_router(routes_auth.router)
     app.include_router(routes_nodes.router)
     app.include_router(routes_experiments.router)
@@ -158,6 +163,19 @@ def create_app(
     app.add_api_websocket_route("/api/channels/accept/{conn_id}", _channel_accept)
     mount_netunicorn(app)  # netUnicorn's HTTP API under /netunicorn
     return app
+
+
+def body_limits(config: ControllerConfig) -> BodyLimits:
+    """Small bodies for logins, large ones only where pipelines and results travel."""
+    auth = ("/api/token", "/api/logout", f"{NETUNICORN}/api/v1/token")
+    upload = (
+        "/api/experiments",
+        f"{NETUNICORN}/api/v1/experiment/[^/]+/prepare",
+        f"{NETUNICORN}/gateway/[^/]+/api/v1/executor/result/?",
+    )
+    rules = [(re.compile(re.escape(path)), config.max_body_auth) for path in auth]
+    rules += [(re.compile(path), config.max_body_upload) for path in upload]
+    return BodyLimits(config.max_body, tuple(rules))
 
 
 def _store_guard(

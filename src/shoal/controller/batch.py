@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.store import experiments as exp_queries
+from shoal.store import users as user_queries
 
 
 @dataclass
@@ -29,9 +30,11 @@ class WriteBatch:
     messages: list[tuple[str, Any]] = field(default_factory=list)
     # (object, attribute, value before) of every change to live state, oldest first
     undo: list[tuple[object, str, Any]] = field(default_factory=list)
+    # deployments that ended: their executor tokens are deleted with the change
+    revoke: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.experiments or self.deployments or self.steps or self.logs)
+        return bool(self.experiments or self.deployments or self.steps or self.logs or self.revoke)
 
     def set(self, target: object, **values: Any) -> None:
         """Change attributes of live state now, undoably: ``batch.set(dep, state="lost")``."""
@@ -67,3 +70,4 @@ class WriteBatch:
         for experiment_id, values in self.experiments.items():
             await exp_queries.update_experiment(conn, experiment_id, **values)
         await exp_queries.add_log_lines(conn, self.logs)
+        await user_queries.delete_deployment_tokens(conn, self.revoke)

@@ -16,7 +16,8 @@ class ControllerConfig:
     controller writes a join token it knows in plain text (made up now, or
     given) to ``token_file`` (mode 0600), if set. ``bootstrap_users`` are
     created (or their passwords reset) at start, which is how ``shoal up``
-    and local clusters get their login.
+    and local clusters get their login. ``token_ttl`` is how long (seconds) a
+    login's bearer token is valid.
     """
 
     db_url: str
@@ -35,3 +36,8 @@ class ControllerConfig:
     tls_key: str | None = None
     max_wait: float = 60.0  # longest a long-poll request is held open
     graph_capability_ttl: float = 60.0  # seconds a graph object transfer may start in
+    # Largest request bodies, in bytes: logins; what carries pipelines, execution
+    # graphs and results; everything else.
+    max_body_auth: int = 64 * 1024
+    max_body_upload: int = 256 * 1024 * 1024
+    max_body: int = 4 * 1024 * 1024

@@ -119,6 +119,8 @@ class ExperimentService:
         deployments all ended (a crash came between the two writes, or an older
         controller left it so) is moved to its final status now.
         """
+        async with self.db.write() as conn:
+            await user_queries.delete_dead_tokens(conn)
         async with self.db.read() as conn:
             active = await exp_queries.list_active_experiments(conn)
             for row in active:
@@ -200,7 +202,7 @@ class ExperimentService:
                     }
                 )
                 token = new_token()
-                token_rows.append(token_digest(token))
+                token_rows.append((token_digest(token), dep_id))
                 messages.append(
                     (
                         new.node,
@@ -211,9 +213,14 @@ class ExperimentService:
                 await exp_queries.create_experiment(
                     conn, experiment_id, principal.user_id, name, kind, "PREPARING", rows
                 )
-                for digest in token_rows:
+                for digest, dep_id in token_rows:
                     await user_queries.add_token(
-                        conn, digest, "executor", principal.user_id, experiment_id=experiment_id
+                        conn,
+                        digest,
+                        "executor",
+                        principal.user_id,
+                        experiment_id=experiment_id,
+                        deployment_id=dep_id,
                     )
                 if on_create is not None:
                     await on_create(conn, experiment_id, [row["id"] for row in rows])
@@ -325,6 +332,7 @@ class ExperimentService:
             batch.set(live, status="CANCELLED")
             batch.experiment(live.id, status="CANCELLED", finished_at=time.time())
             batch.finished_experiments.append(live.id)
+            batch.revoke.extend(live.deployments)
             await self._flush(batch)
         return name
 
@@ -349,6 +357,7 @@ class ExperimentService:
             return
         batch.set(dep, state="cancelled")
         batch.deployment(dep.id, state="cancelled", error="cancelled", finished_at=time.time())
+        batch.revoke.append(dep.id)
         batch.send(dep.node, Cancel(deployment=dep.id))
 
     async def delete(self, principal: Principal, name: str) -> None:
@@ -506,7 +515,8 @@ class ExperimentService:
                 row = await exp_queries.get_deployment(conn, dep.id)
             if row is None:
                 continue
-            token = await self.auth.issue_executor_token(live.owner_id, live.id)
+            # The earlier token of this deployment is revoked: one live token each.
+            token = await self.auth.issue_executor_token(live.owner_id, live.id, dep.id)
             self._send(
                 dep.node,
                 self._prepare_message(live, dep.id, row["pipeline"], row["requirements"], token),
@@ -637,6 +647,7 @@ class ExperimentService:
             values.update(result=result, result_text=result_text)
         batch.deployment(dep.id, **values)
         batch.forget.append((dep.node, dep.id))
+        batch.revoke.append(dep.id)
         live = self.live.get(dep.experiment_id)
         if live:
             self._settle(live, batch)
@@ -676,6 +687,7 @@ class ExperimentService:
             self.deployments.pop(dep_id, None)
         for experiment_id in batch.finished_experiments:
             self.live.pop(experiment_id, None)
+        self.auth.forget_deployments(batch.revoke)
         if batch.experiments or batch.deployments:
             await self._notify()
 

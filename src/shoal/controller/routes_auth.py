@@ -50,6 +50,12 @@ async def token(request: Request, svc: Services = Depends(services)) -> dict:
     return {"access_token": issued, "token_type": "bearer"}
 
 
+@router.post("/logout", summary="Revoke the bearer token of this call (log out)")
+async def logout(caller: Principal = Depends(user), svc: Services = Depends(services)) -> dict:
+    await svc.auth.revoke(caller.digest)
+    return {"logged_out": caller.login}
+
+
 @router.get("/health", summary="Is the controller up (and is my token good)?")
 async def health(caller: Principal = Depends(user), svc: Services = Depends(services)) -> dict:
     online = sum(1 for n in svc.registry.nodes.values() if n.online)

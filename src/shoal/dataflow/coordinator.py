@@ -364,6 +364,8 @@ class Coordinator:
                 self.client.endpoint,
                 self._call(self.client.token),
                 channel_name(self.control_token),
+                # the executors of this run's jobs may connect (see _prepare's names)
+                experiments=f"dataflow-{self.network.name}-{self.run_id}-",
             ),
             what="listening on the coordinator's channel through the controller",
             retry_on=(ChannelError, RemoteClientException),

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from shoal.private import private_dir
 from shoal.runner.registry import ExperimentSpec
 
 STATE = Path(".shoal") / "runner-state.json"
@@ -29,7 +30,7 @@ class ResumeState:
         return {str(k): float(v) for k, v in data.get("finished", {}).items()}
 
     def _save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)  # .shoal/ is 0700, whoever creates it first
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"finished": self._done.get(path, {})}, indent=1))
         tmp.replace(path)

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from shoal.private import private_dir, private_file
 from shoal.store.faults import classify
 from shoal.store.tables import metadata
 
@@ -52,7 +53,10 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._sqlite_path: str | None = None
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Password hashes and token hashes live here: owner only. SQLite gives
+            # its -wal and -shm files the mode of the database file.
+            private_dir(Path(parsed.database).parent)
+            private_file(parsed.database)
             self._sqlite_path = str(Path(parsed.database).resolve())
         kwargs: dict = {}
         if not self.is_sqlite:
@@ -67,6 +71,7 @@ class Database:
     async def create_schema(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_add_missing)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -113,3 +118,19 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+def _add_missing(conn: Connection) -> None:
+    """Bring a database made by an older shoal up to the tables: create_all adds
+    missing tables only, so new nullable columns and new indexes are added here."""
+    inspector = inspect(conn)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)

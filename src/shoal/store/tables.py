@@ -44,8 +44,12 @@ tokens = Table(
     Column("kind", String(16), nullable=False),  # "user" | "executor"
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("experiment_id", String(36), nullable=True),
+    # An executor token stands for one deployment and is deleted when it ends.
+    Column("deployment_id", String(36), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=True),
+    Index("ix_tokens_deployment", "deployment_id"),
+    Index("ix_tokens_experiment", "experiment_id"),
 )
 
 nodes = Table(
