@@ -46,3 +46,19 @@ def test_page_code_runs(page: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, f"{page.name}:\n{done.stdout}\n{done.stderr}"
     if command:
         assert " 0 failed" in done.stdout, done.stdout
+
+
+def test_every_promise_in_the_security_page_names_a_test_that_exists() -> None:
+    page = (DOCS / "security.md").read_text()
+    table = page[page.index("## What shoal promises") :].split("\n## ")[0]
+    named = 0
+    for row in table.splitlines()[4:]:
+        module = None
+        for ref in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", row):
+            module = ref[0] or module
+            assert module, row
+            source = (DOCS.parent / module).read_text()
+            if ref[1]:
+                assert f"def {ref[1]}(" in source, f"{module} has no {ref[1]}"
+            named += 1
+    assert named >= 25
