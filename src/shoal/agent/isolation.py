@@ -11,6 +11,7 @@ user's tasks run as the agent's own OS user and can read each other's objects.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ import pwd
 import re
 import shutil
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,8 @@ PREFIX = "shoal-"
 NAME_LIMIT = 32  # what useradd accepts on common systems
 _BAD = re.compile(r"[^a-z0-9_-]")
 USERADD_ATTEMPTS = 5  # useradd fails while another holds /etc/passwd's lock
+# Taken by every agent of the host around finding or creating an account.
+ACCOUNTS_LOCK = "/run/shoal-accounts.lock" if os.path.isdir("/run") else "/tmp/shoal-accounts.lock"
 
 
 class IsolationError(Exception):
@@ -91,36 +95,47 @@ class UserIsolation:
         return found
 
     async def _find_or_create(self, name: str) -> Account:
+        return await asyncio.to_thread(_find_or_create, name)
+
+
+def _find_or_create(name: str) -> Account:
+    """Look ``name`` up, creating it if it is missing, under a lock every agent of
+    this host takes: two useradds of one name at once were seen to both succeed,
+    the second overwriting the first's entry (and uid) in /etc/passwd."""
+    with open(ACCOUNTS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         message = ""
         for _ in range(USERADD_ATTEMPTS):
             entry = _lookup(name)
             if entry is not None:
                 break
-            proc = await asyncio.create_subprocess_exec(
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                "--user-group",
-                name,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
+            done = subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "--user-group",
+                    name,
+                ],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                check=False,
             )
-            _, err = await proc.communicate()
-            message = err.decode(errors="replace").strip()
-            if proc.returncode == 0:
+            message = done.stderr.strip()
+            if done.returncode == 0:
                 log.info("created OS user %s for graph tasks", name)
         else:
             entry = _lookup(name)
-        if entry is None:
-            raise IsolationError(f"cannot create OS user {name!r}: {message or 'useradd failed'}")
-        if entry.pw_uid == 0 or entry.pw_gid == 0:
-            raise IsolationError(f"OS user {name!r} is privileged (uid or gid 0); refusing it")
-        return Account(name, entry.pw_uid, entry.pw_gid)
+    if entry is None:
+        raise IsolationError(f"cannot create OS user {name!r}: {message or 'useradd failed'}")
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise IsolationError(f"OS user {name!r} is privileged (uid or gid 0); refusing it")
+    return Account(name, entry.pw_uid, entry.pw_gid)
 
 
 def _lookup(name: str) -> pwd.struct_passwd | None:
