@@ -138,3 +138,27 @@ def test_busy_port_is_a_clear_error(tmp_path) -> None:
             assert done.returncode == 1, done.stderr
             assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
             assert "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["controller", "--port", "0"],
+        ["user", "list"],
+        ["token", "rotate", "--token-file", "join-token"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_database_that_cannot_be_reached_is_a_clear_error(tmp_path, command) -> None:
+    unreachable = "postgresql+asyncpg://shoal:pw@127.0.0.1:1/shoal"  # nothing listens on port 1
+    done = subprocess.run(
+        [sys.executable, "-m", "shoal", *command, "--db", unreachable],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 1
+    assert "cannot reach the database" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from processes import SHOAL, Controller, free_port, shoal, start_agent, stop_all
+from processes import SHOAL, Controller, add_user, free_port, shoal, start_agent, stop_all
 from shoal import Experiment, LocalCluster, Pipeline, RemoteClient
 from shoal.library.basic import ShellCommand
 from shoal.protocol import (
@@ -413,7 +413,7 @@ def test_join_token_and_credentials_are_stored_hashed(tmp_path: Path) -> None:
     and still admits agents; node credentials are stored as hashes only."""
     db_path = tmp_path / "controller.db"
     db = f"sqlite+aiosqlite:///{db_path}"
-    shoal("user", "add", "op", "--password", "op-pw", "--db", db)
+    add_user(db, "op", "op-pw")
     with sqlite3.connect(db_path) as conn:
         conn.execute("INSERT INTO settings (key, value) VALUES ('agent_token', 'legacy-token')")
     controller = Controller(db, free_port(), "", tmp_path / "controller.log").start()

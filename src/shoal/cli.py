@@ -299,8 +299,12 @@ def controller(
             with os.fdopen(ready_fd, "w") as ready:
                 ready.write(json.dumps({"endpoint": endpoint, "token_file": written}) + "\n")
 
+    from shoal.store.faults import StoreError
+
     try:
         asyncio.run(serve(config, announce))
+    except StoreError as exc:
+        raise click.ClickException(f"cannot start the controller: {exc}") from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
@@ -752,6 +756,7 @@ def user() -> None:
 def _user_db(db_url: str | None, action: Any) -> Any:
     """Run ``action(conn)`` in one transaction on the controller's database."""
     from shoal.store.database import Database, default_sqlite_url
+    from shoal.store.faults import StoreError
 
     async def run() -> Any:
         db = Database(db_url or default_sqlite_url())
@@ -762,7 +767,10 @@ def _user_db(db_url: str | None, action: Any) -> Any:
         finally:
             await db.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _refuse_password_option(ctx: click.Context, _param: click.Parameter, value: Any) -> None:

@@ -65,9 +65,11 @@ def token_rotate(db_url: str | None, token_file: str | None, show: bool) -> None
 
     from sqlalchemy.exc import SQLAlchemyError
 
+    from shoal.store.faults import StoreError
+
     try:
         asyncio.run(rotate())
-    except (SQLAlchemyError, OSError) as exc:
+    except (StoreError, SQLAlchemyError, OSError) as exc:
         raise click.ClickException(f"cannot store the new join token in {db_url}: {exc}") from None
     try:
         write_private(path, new + "\n")

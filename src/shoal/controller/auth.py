@@ -32,6 +32,7 @@ from starlette.websockets import WebSocketState
 
 from shoal.store import users as user_queries
 from shoal.store.database import Database
+from shoal.store.faults import StoreError
 
 log = logging.getLogger("shoal.controller.auth")
 _hasher = PasswordHash.recommended()
@@ -242,7 +243,7 @@ class Authenticator:
                     if not first:
                         self.forget_all()
                         await self._recheck_sockets()
-            except (SQLAlchemyError, OSError) as exc:
+            except (StoreError, SQLAlchemyError, OSError) as exc:
                 # The store is away; what was cached stays valid until it returns.
                 log.debug("could not read the token revocation mark: %s", exc)
             await asyncio.sleep(REVOCATION_POLL)

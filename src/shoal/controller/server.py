@@ -11,6 +11,7 @@ import uvicorn
 
 from shoal.controller.app import create_app
 from shoal.controller.config import ControllerConfig
+from shoal.store.database import Database
 
 log = logging.getLogger("shoal.controller")
 
@@ -40,6 +41,13 @@ async def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``announce(endpoint, token_file)`` once ready
     (``token_file``: where the join token is, "" if the controller wrote none)."""
+    # A store that is away at start is an error naming why, not a traceback
+    # from the web server's startup.
+    probe = Database(config.db_url)
+    try:
+        await probe.create_schema()
+    finally:
+        await probe.close()
     sock = bind(config.host, config.port)
     endpoint = endpoint_of(config, sock)
 

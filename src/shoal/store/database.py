@@ -69,7 +69,8 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
+        """Create missing tables, columns and indexes; ``StoreError`` if the store is away."""
+        async with self.write() as conn:
             await conn.run_sync(metadata.create_all)
             await conn.run_sync(_add_missing)
 
