@@ -107,9 +107,7 @@ def test_controller_on_a_light_install_says_what_to_install(
 
 
 @pytest.mark.timeout(600)
-def test_light_agent_joins_a_controller_and_runs_a_step(
-    light_python: Path, tmp_path: Path
-) -> None:
+def test_light_agent_joins_a_controller_and_runs_a_step(light_python: Path, tmp_path: Path) -> None:
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'controller.db'}"
     add_user(db_url, "test", "test")
     token = "join-" + tmp_path.name
