@@ -22,6 +22,19 @@ from shoal import Experiment, Pipeline, RemoteClient, Success, Task
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROLLER_ONLY = {"fastapi", "uvicorn", "sqlalchemy", "asyncpg", "aiosqlite"}
+NODE_MODULES = [
+    "shoal.cli",
+    "shoal.agent.agent",
+    "shoal.agent.executor_main",
+    "shoal.agent.task_worker",
+    "shoal.compat.netunicorn.task",
+    "shoal.client.remote",
+    "shoal.connectors.inventory",
+    "shoal.graph",
+    "shoal.runner.execution",
+    "shoal.dataflow.cli",
+    "shoal.library.flags",
+]
 
 
 def _light_env() -> dict[str, str]:
@@ -93,6 +106,11 @@ def test_agent_help_runs_on_a_light_install(light_python: Path, tmp_path: Path) 
     done = _run(light_python, "-m", "shoal", "agent", "--help", cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "--token-file" in done.stdout
+    # What a node's processes and a client's script import, all of it, without the extra.
+    imported = _run(
+        light_python, "-c", f"import {', '.join(NODE_MODULES)}", cwd=tmp_path, timeout=60
+    )
+    assert imported.returncode == 0, imported.stderr
 
 
 @pytest.mark.timeout(600)
