@@ -116,13 +116,15 @@ def token_file(directory: Path, token: str) -> Path:
     return path
 
 
-def start_agent(endpoint: str, token: str, name: str, log: Path, *extra: str) -> subprocess.Popen:
+def start_agent(
+    endpoint: str, token: str, name: str, log: Path, *extra: str, python: str = sys.executable
+) -> subprocess.Popen:
     """`shoal agent` with the join token in a file and its own workdir next to ``log``
-    (where it keeps its node credential)."""
+    (where it keeps its node credential); ``python`` picks the install it runs from."""
     workdir = log.parent / f"agent-{name}"
     args = ["--token-file", str(token_file(log.parent, token)), "--workdir", str(workdir)]
     return subprocess.Popen(
-        [*SHOAL, "agent", "--controller", endpoint, "--name", name, *args, *extra],
+        [python, "-m", "shoal", "agent", "--controller", endpoint, "--name", name, *args, *extra],
         stdout=open(log, "a"),
         stderr=subprocess.STDOUT,
     )

@@ -43,6 +43,15 @@ class _Commands(click.Group):
             return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        from shoal.extras import MissingExtra
+
+        try:
+            return super().invoke(ctx)
+        except MissingExtra as exc:
+            # A node's light install runs a controller command: say what to install.
+            raise click.ClickException(str(exc)) from None
+
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shoal")
@@ -246,6 +255,9 @@ def controller(
     verbose: int,
 ) -> None:
     """Run a controller (production: --db postgresql+asyncpg://...)."""
+    from shoal.extras import require_controller
+
+    require_controller("shoal controller")
     from shoal.controller.config import ControllerConfig
     from shoal.controller.server import serve
     from shoal.store.database import default_sqlite_url, default_token_file
@@ -751,6 +763,9 @@ def exp(
 def user() -> None:
     """Manage users (writes to the controller's database; a running controller
     notices within a second)."""
+    from shoal.extras import require_controller
+
+    require_controller("shoal user")
 
 
 def _user_db(db_url: str | None, action: Any) -> Any:

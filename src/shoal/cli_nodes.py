@@ -46,6 +46,9 @@ def token_rotate(db_url: str | None, token_file: str | None, show: bool) -> None
 
     Enrolled nodes keep working: they show their own credentials, not the join token.
     """
+    from shoal.extras import require_controller
+
+    require_controller("shoal token rotate")
     from shoal.controller.enrollment import new_join_token, set_join_token
     from shoal.private import write_private
     from shoal.store.database import Database, default_sqlite_url, default_token_file

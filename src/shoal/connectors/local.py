@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shoal.extras import require_controller
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -49,7 +51,9 @@ def start_controller(
     """Start ``shoal controller`` and return once it listens.
 
     ``agent_token`` (given through the environment, never argv) is written to
-    ``token_file`` for the agents."""
+    ``token_file`` for the agents. Raises :class:`shoal.extras.MissingExtra` at once
+    when this install lacks the controller's dependencies."""
+    require_controller("a local shoal controller (the embedded default)")
     read_fd, write_fd = os.pipe()
     args = [
         sys.executable,
