@@ -21,6 +21,7 @@ import pytest
 
 from runner_helpers import run_inline
 from shoal import LocalCluster
+from shoal.agent import command
 from shoal.runner import (
     GDB,
     SOCKET_BIND,
@@ -379,8 +380,8 @@ int main(void) {
 
 @pytest.mark.timeout(60)
 def test_buffered_c_program_output_arrives_line_by_line(cluster, servers, tmp_path) -> None:
-    if shutil.which("stdbuf") is None:
-        pytest.skip("stdbuf (coreutils) is not installed")
+    if command.line_buffered({}) == {}:
+        pytest.skip("coreutils' libstdbuf.so is not installed")
     exe = compile_c(tmp_path, "ticks", C_TICKS)
     arrived = [threading.Event() for _ in range(3)]
     lines: list[str] = []

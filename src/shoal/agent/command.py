@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import shlex
-import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +20,34 @@ Emit = Callable[[object], None]
 CHUNK = 64 * 1024
 # A line with none of these runs without a shell: one exec less per command.
 _SHELL_SYNTAX = re.compile(r"[|&;<>()$`\\\"'*?\[\]#~=%{}!\n]")
-# Programs block-buffer stdout into a pipe; stdbuf's preload (inherited by the
-# shell's children) makes them write line by line, so output arrives as written.
-_STDBUF = shutil.which("stdbuf")
-LINE_BUFFERED = [_STDBUF, "-oL", "-eL"] if _STDBUF else []
+# Programs block-buffer stdout into a pipe. coreutils' stdbuf library, preloaded
+# (and inherited by a shell's children), makes them write line by line, so output
+# arrives as written; set up here as `stdbuf -oL -eL` would, without its exec.
+_LIBSTDBUF = next(
+    (
+        path
+        for path in (
+            "/usr/libexec/coreutils/libstdbuf.so",
+            "/usr/lib/coreutils/libstdbuf.so",
+            "/usr/local/libexec/coreutils/libstdbuf.so",
+        )
+        if os.path.exists(path)
+    ),
+    None,
+)
+
+
+def line_buffered(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with stdbuf's preload set for line-buffered stdout and stderr."""
+    if _LIBSTDBUF is None:
+        return env
+    preload = env.get("LD_PRELOAD")
+    return {
+        **env,
+        "LD_PRELOAD": f"{_LIBSTDBUF} {preload}" if preload else _LIBSTDBUF,
+        "_STDBUF_O": "L",
+        "_STDBUF_E": "L",
+    }
 
 
 class CommandRunner:
@@ -79,7 +102,7 @@ class CommandRunner:
         self.emit(CommandExit(command=self.id, code=code, error=error, timed_out=self._timed_out))
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        env = child_environment(self.spec.env)
+        env = line_buffered(child_environment(self.spec.env))
         common = {
             "stdin": asyncio.subprocess.PIPE,
             "stdout": asyncio.subprocess.PIPE,
@@ -89,13 +112,10 @@ class CommandRunner:
             "env": env,
         }
         if _SHELL_SYNTAX.search(self.spec.cmd) is None and self.spec.cmd.strip():
-            argv = shlex.split(self.spec.cmd)
             # Builtins (exit, cd, ...) and missing programs are the shell's business.
-            if _program(argv[0], self.spec.cwd, env):
-                with contextlib.suppress(FileNotFoundError, PermissionError):
-                    return await asyncio.create_subprocess_exec(*LINE_BUFFERED, *argv, **common)
-        shell = [*LINE_BUFFERED, "/bin/sh", "-c", self.spec.cmd]
-        return await asyncio.create_subprocess_exec(*shell, **common)
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                return await asyncio.create_subprocess_exec(*shlex.split(self.spec.cmd), **common)
+        return await asyncio.create_subprocess_exec("/bin/sh", "-c", self.spec.cmd, **common)
 
     async def _pump(self, stream: asyncio.StreamReader | None, name: str) -> None:
         if stream is None:
@@ -149,14 +169,6 @@ class CommandRunner:
         # The leader may be gone while children that ignored TERM live on in the group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-
-
-def _program(name: str, cwd: str | None, env: dict[str, str]) -> bool:
-    """Whether ``name`` is an executable file (stdbuf would hide a missing one from us)."""
-    if "/" in name:
-        path = Path(cwd or ".", name).expanduser()
-        return path.is_file() and os.access(path, os.X_OK)
-    return shutil.which(name, path=env.get("PATH")) is not None
 
 
 def put_file(spec: PutFile) -> CommandExit:

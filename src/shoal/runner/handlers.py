@@ -56,8 +56,12 @@ class File:
                 self._file.flush()
 
     def write_lines(self, lines: list[str]) -> None:
+        self.write_block("".join(lines))
+
+    def write_block(self, text: str) -> None:
+        """Write lines already joined, newlines included (the fast path for bulk output)."""
         with self._lock:
-            self._file.write("".join(lines))
+            self._file.write(text)
             if self._flush_each:
                 self._file.flush()
 
@@ -177,7 +181,13 @@ class WithNewline:
         self.handler(line + "\n")
 
     def write_lines(self, lines: list[str]) -> None:
-        deliver(self.handler, [line + "\n" for line in lines])
+        block = getattr(self.handler, "write_block", None)
+        if block is not None:
+            # One join instead of a new string per line: bulk output stays fast.
+            if lines:
+                block("\n".join(lines) + "\n")
+        else:
+            deliver(self.handler, [line + "\n" for line in lines])
 
 
 def flush(handler: Handler) -> None:
