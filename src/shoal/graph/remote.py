@@ -401,18 +401,6 @@ def remote(
     >>> [o.effective_content_type for o in fn7.outputs]
     ['pickle', 'json']
     """
-    if fn is not None:
-        if not callable(fn):
-            raise TypeError("use @remote or @remote(outputs=..., ...) with keyword arguments")
-        return RemoteFunction(
-            fn,
-            outputs=outputs,
-            inputs=inputs,
-            auto_load=auto_load,
-            auto_encode=auto_encode,
-            cpus=cpus,
-            name=name,
-        )
 
     def decorate(f: Callable[..., Any]) -> RemoteFunction:
         return RemoteFunction(
@@ -425,6 +413,10 @@ def remote(
             name=name,
         )
 
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError("use @remote or @remote(outputs=..., ...) with keyword arguments")
+        return decorate(fn)
     return decorate
 
 
