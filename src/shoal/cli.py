@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import importlib
 import json
 import logging
@@ -16,7 +15,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 console = Console()
 
@@ -29,10 +27,16 @@ def _setup_logging(verbose: int) -> None:
 
 
 class _Commands(click.Group):
-    """Front-end command groups are imported when used, so that `shoal agent` (on
-    every node) and `shoal controller` start without them."""
+    """Front-end command groups and the client and user commands are imported when
+    used, so that `shoal agent` (on every node) and `shoal controller` start without them."""
 
-    lazy = {"dataflow": "shoal.dataflow.cli", "node": "shoal.cli_nodes", "token": "shoal.cli_nodes"}
+    lazy = {
+        "dataflow": "shoal.dataflow.cli",
+        "node": "shoal.cli_nodes",
+        "token": "shoal.cli_nodes",
+        "user": "shoal.cli_users",
+        **dict.fromkeys(("nodes", "experiments", "status", "cancel", "flags"), "shoal.cli_queries"),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -543,170 +547,6 @@ def _handle_errors(fn: Any) -> Any:
     return wrapper
 
 
-def _when(ts: float | None) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
-@main.command()
-@click.option("--all", "include_offline", is_flag=True, help="Include offline nodes.")
-@client_command
-@_handle_errors
-def nodes(
-    include_offline: bool, endpoint: str | None, login: str | None, password: str | None
-) -> None:
-    """The nodes and their live metrics.
-
-    A node is online, suspect (silent for a while: its work is kept until the
-    controller's lost timeout) or offline (its running work was lost).
-    """
-    rows = _client(endpoint, login, password).raw_nodes(include_offline=True)
-    table = Table("name", "state", "architecture", "cpus", "cpu %", "memory %", "properties")
-    for n in rows:
-        state = n.get("state") or ("online" if n["online"] else "offline")
-        if state == "offline" and not include_offline:
-            continue
-        m = n.get("metrics") or {}
-        table.add_row(
-            n["name"],
-            f"[{_NODE_STATE_STYLE.get(state, 'white')}]{state}[/]",
-            n["architecture"],
-            str(n["cpus"]),
-            f"{m['cpu']:.0f}" if "cpu" in m else "-",
-            f"{m['memory']:.0f}" if "memory" in m else "-",
-            ", ".join(f"{k}={v}" for k, v in sorted(n["properties"].items())),
-        )
-    console.print(table)
-
-
-_NODE_STATE_STYLE = {"online": "green", "suspect": "yellow", "offline": "red"}
-
-_STATUS_STYLE = {
-    "FINISHED": "green",
-    "RUNNING": "cyan",
-    "READY": "blue",
-    "PREPARING": "yellow",
-    "FAILED": "red",
-    "CANCELLED": "magenta",
-}
-
-
-@main.command()
-@client_command
-@_handle_errors
-def experiments(endpoint: str | None, login: str | None, password: str | None) -> None:
-    """My experiments."""
-    data = _client(endpoint, login, password)._call("GET", "/api/experiments")
-    table = Table("name", "status", "deployments", "created", "finished")
-    for name, e in data.items():
-        style = _STATUS_STYLE.get(e["status"], "white")
-        table.add_row(
-            name,
-            f"[{style}]{e['status']}[/]",
-            _deployment_counts(e["deployments"]),
-            _when(e["created_at"]),
-            _when(e["finished_at"]),
-        )
-    console.print(table)
-
-
-def _deployment_counts(deployments: list[dict[str, Any]]) -> str:
-    """'3', or '3 (1 lost, 1 failed)' when some did not get their work done."""
-    bad: dict[str, int] = {}
-    for d in deployments:
-        if d["state"] in ("failed", "lost", "cancelled"):
-            bad[d["state"]] = bad.get(d["state"], 0) + 1
-    detail = ", ".join(f"{count} {state}" for state, count in sorted(bad.items()))
-    return f"{len(deployments)} ({detail})" if detail else str(len(deployments))
-
-
-@main.command()
-@click.argument("name")
-@click.option("--logs", "show_logs", is_flag=True, help="Also print the tasks' log lines.")
-@client_command
-@_handle_errors
-def status(
-    name: str, show_logs: bool, endpoint: str | None, login: str | None, password: str | None
-) -> None:
-    """Status, deployments and step results of experiment NAME."""
-    client = _client(endpoint, login, password)
-    e = client.raw_status(name)
-    style = _STATUS_STYLE.get(e["status"], "white")
-    console.print(
-        f"[bold]{e['name']}[/]: [{style}]{e['status']}[/]  "
-        f"created {_when(e['created_at'])}, started {_when(e['started_at'])}, "
-        f"finished {_when(e['finished_at'])}"
-    )
-    if e.get("error"):
-        console.print(f"[red]{e['error']}[/]")
-    for d in e["deployments"]:
-        console.print(
-            f"\n[bold]{d['node']['name']}[/]  executor {d['executor_id']}  "
-            f"state {d['state']}  prepared {d['prepared']}"
-        )
-        if d["error"]:
-            console.print(f"  [red]{d['error']}[/]")
-        if d["steps"]:
-            table = Table("#", "task", "ok", "result")
-            for s in d["steps"]:
-                table.add_row(
-                    str(s["index"]),
-                    s["task_name"],
-                    "[green]yes[/]" if s["ok"] else "[red]no[/]",
-                    s["text"],
-                )
-            console.print(table)
-    if e.get("commands"):
-        table = Table("node", "command", "rc", "seconds", "output (last line)")
-        for c in e["commands"]:
-            seconds = (c["finished_at"] or c["started_at"]) - c["started_at"]
-            tail = (c["stdout"].strip().splitlines() or [""])[-1][:60]
-            rc = "-" if c["return_code"] is None else str(c["return_code"])
-            if c["error"]:
-                rc += f" ({c['error']})"
-            table.add_row(c["node"], c["cmd"], rc, f"{seconds:.3f}", tail)
-        console.print(table)
-    if show_logs:
-        for line in client.get_logs(name):
-            console.print(
-                f"[dim]{line['node']} {line['stream']}:[/] {line['line']}",
-                markup=False,
-                highlight=False,
-            )
-
-
-@main.command()
-@click.argument("name")
-@client_command
-@_handle_errors
-def cancel(name: str, endpoint: str | None, login: str | None, password: str | None) -> None:
-    """Cancel experiment NAME, or the `shoal exp` run NAME (its commands are killed)."""
-    client = _client(endpoint, login, password)
-    client.cancel_experiment(name)
-    after = client.raw_status(name)
-    what = "run " if after["kind"] == "runner" else ""
-    if after["status"] == "CANCELLED":
-        console.print(f"cancelled {what}{name}")
-    else:
-        console.print(f"{what}{name} had already ended: {after['status']}")
-
-
-@main.command()
-@click.argument("name")
-@click.argument("flag", required=False)
-@client_command
-@_handle_errors
-def flags(
-    name: str, flag: str | None, endpoint: str | None, login: str | None, password: str | None
-) -> None:
-    """The flags of experiment NAME (or just FLAG)."""
-    client = _client(endpoint, login, password)
-    values = {flag: client.get_flag_values(name, flag)} if flag else client.get_flags(name)
-    table = Table("flag", "text_value", "int_value")
-    for key, v in values.items():
-        table.add_row(key, repr(v.text_value), repr(v.int_value))
-    console.print(table)
-
-
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-v", "--verbose", count=True, help="-v WARN, -vv INFO, -vvv DEBUG.")
@@ -757,142 +597,6 @@ def exp(
         click.echo("shoal exp: interrupted", err=True)
         sys.exit(130)
     sys.exit(code)
-
-
-@main.group()
-def user() -> None:
-    """Manage users (writes to the controller's database; a running controller
-    notices within a second)."""
-    from shoal.extras import require_controller
-
-    require_controller("shoal user")
-
-
-def _user_db(db_url: str | None, action: Any) -> Any:
-    """Run ``action(conn)`` in one transaction on the controller's database."""
-    from shoal.store.database import Database, default_sqlite_url
-    from shoal.store.faults import StoreError
-
-    async def run() -> Any:
-        db = Database(db_url or default_sqlite_url())
-        try:
-            await db.create_schema()
-            async with db.write() as conn:
-                return await action(conn)
-        finally:
-            await db.close()
-
-    try:
-        return asyncio.run(run())
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _refuse_password_option(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
-    if value is not None:
-        raise click.UsageError(
-            "--password would put the password on the command line, where `ps` shows it"
-            " to everyone; leave it out to be asked for it, or pipe it in with"
-            " --password-stdin",
-            ctx,
-        )
-
-
-@user.command("add")
-@click.argument("name")
-@click.option(
-    "--password-stdin",
-    is_flag=True,
-    help="Read the password from the first line of standard input instead of asking.",
-)
-@click.option(
-    "--password",
-    hidden=True,
-    expose_value=False,
-    callback=_refuse_password_option,
-    help="Refused: a password on the command line is visible to every user.",
-)
-@click.option("--db", "db_url", default=None, help="Database URL (default: .shoal/shoal.db).")
-def user_add(name: str, password_stdin: bool, db_url: str | None) -> None:
-    """Create user NAME, or set a new password (which logs the user out everywhere).
-
-    The password is asked for (hidden, twice), or read with --password-stdin:
-
-        printf '%s\\n' "$PW" | shoal user add alice --password-stdin
-    """
-    from shoal.controller.auth import hash_password
-    from shoal.store import users as user_queries
-
-    if not name or len(name) > 128 or any(ord(ch) < 32 for ch in name):
-        raise click.BadParameter("1 to 128 characters, no control characters", param_hint="NAME")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt(
-            f"password for {name}", hide_input=True, confirmation_prompt=True, err=True
-        )
-    if not password:
-        raise click.BadParameter("the password may not be empty", param_hint="password")
-    hashed = hash_password(password)
-
-    async def add(conn: Any) -> bool:
-        existed = await user_queries.get_user(conn, name) is not None
-        await user_queries.put_user(conn, name, hashed)
-        return existed
-
-    existed = _user_db(db_url, add)
-    console.print(
-        f"user {name} "
-        + ("has a new password; its old tokens are revoked" if existed else "created")
-    )
-
-
-@user.command("list")
-@click.option("--db", "db_url", default=None, help="Database URL (default: .shoal/shoal.db).")
-def user_list(db_url: str | None) -> None:
-    """The users, with how many live tokens each holds."""
-    from shoal.store import users as user_queries
-
-    rows = _user_db(db_url, user_queries.describe_users)
-    table = Table("user", "created", "logins", "executor tokens")
-    for row in rows:
-        created = dt.datetime.fromtimestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M")
-        table.add_row(row["login"], created, str(row["user_tokens"]), str(row["executor_tokens"]))
-    console.print(table if rows else "no users")
-
-
-@user.command("remove")
-@click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--db", "db_url", default=None, help="Database URL (default: .shoal/shoal.db).")
-def user_remove(name: str, yes: bool, db_url: str | None) -> None:
-    """Remove user NAME with their experiments and results; their tokens stop working."""
-    from shoal.store import users as user_queries
-
-    async def look(conn: Any) -> tuple[dict | None, list[str], int]:
-        found = await user_queries.get_user(conn, name)
-        if found is None:
-            return None, [], 0
-        busy = await user_queries.unfinished_experiments(conn, name)
-        return found, busy, await user_queries.count_experiments(conn, found["id"])
-
-    found, busy, count = _user_db(db_url, look)
-    if found is None:
-        raise click.ClickException(f"no user {name!r}")
-    if busy:
-        raise click.ClickException(
-            f"user {name} has unfinished experiments ({', '.join(busy)});"
-            " cancel them first (shoal cancel NAME, logged in as them)"
-        )
-    if not yes:
-        click.confirm(
-            f"remove user {name} and their {count} experiment(s) with all results?",
-            abort=True,
-            err=True,
-        )
-    if not _user_db(db_url, lambda conn: user_queries.delete_user(conn, name)):
-        raise click.ClickException(f"no user {name!r}")
-    console.print(f"user {name} removed; their tokens no longer work")
 
 
 if __name__ == "__main__":
