@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from runner_helpers import run_inline
+from runner_helpers import env_for, run_inline, shoal_exp
 from shoal import LocalCluster
 from shoal.runner import (
     Action,
@@ -50,15 +50,6 @@ def servers() -> ServerList:
         Server("node01", "127.0.0.1", 20000, role="a"),
         Server("node02", "127.0.0.1", 20001, role="b"),
     )
-
-
-def env_for(cluster: LocalCluster) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SHOAL_ENDPOINT": cluster.endpoint,
-        "SHOAL_LOGIN": cluster.login,
-        "SHOAL_PASSWORD": cluster.password,
-    }
 
 
 class Hook:
@@ -291,14 +282,7 @@ def test_two_servers_interleave_whole_lines_on_one_console(cluster, tmp_path) ->
         "    for c in cmds:\n"
         "        c.wait()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "shoal", "exp", "--no-progress", "chatty.py"],
-        cwd=tmp_path,
-        env=env_for(cluster),
-        capture_output=True,
-        text=True,
-        timeout=80,
-    )
+    done = shoal_exp(tmp_path, "chatty.py", env=env_for(cluster), timeout=80)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("node0")]
     for node in ("node01", "node02"):

@@ -11,7 +11,6 @@ import pty
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from runner_helpers import run_inline
+from runner_helpers import env_for, run_inline, shoal_exp
 from shoal import LocalCluster
 from shoal.agent import command
 from shoal.runner import (
@@ -535,21 +534,7 @@ def test_log_shows_at_the_default_verbosity(cluster, tmp_path) -> None:
         "def logs(servers):\n"
         "    log('visible without -v')\n"
     )
-    env = {
-        **os.environ,
-        "SHOAL_ENDPOINT": cluster.endpoint,
-        "SHOAL_LOGIN": cluster.login,
-        "SHOAL_PASSWORD": cluster.password,
-        "COLUMNS": "200",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "shoal", "exp", "--no-progress", "logs.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
+    done = shoal_exp(tmp_path, "logs.py", env={**env_for(cluster), "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     assert "LOG" in done.stderr and "visible without -v" in done.stderr
 
@@ -570,21 +555,8 @@ def test_run_always_runs_again_on_resume(cluster, tmp_path) -> None:
         "def always(servers):\n"
         "    note('always')\n"
     )
-    env = {
-        **os.environ,
-        "SHOAL_ENDPOINT": cluster.endpoint,
-        "SHOAL_LOGIN": cluster.login,
-        "SHOAL_PASSWORD": cluster.password,
-    }
     for extra in ([], ["--resume"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "shoal", "exp", "--no-progress", *extra, "always.py"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=40,
-        )
+        done = shoal_exp(tmp_path, *extra, "always.py", env=env_for(cluster), timeout=40)
         assert done.returncode == 0, done.stderr
     assert (tmp_path / "ran.log").read_text().split() == ["once", "always", "always"]
 
@@ -596,14 +568,8 @@ def test_run_always_runs_again_on_resume(cluster, tmp_path) -> None:
 def test_ported_examples_run(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples" / "runner", tmp_path / "runner")
     files = ["runner/csv_results.py", "runner/line_by_line.py", "runner/timeouts.py"]
-    done = subprocess.run(
-        [sys.executable, "-m", "shoal", "exp", "--no-progress", *files],
-        cwd=tmp_path,  # the local cluster's agent runs here too: ticks is built in tmp_path
-        env={**os.environ, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
+    # cwd: the local cluster's agent runs there too, where ticks is built
+    done = shoal_exp(tmp_path, *files, env={**os.environ, "COLUMNS": "200"}, timeout=110)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5 finished, 0 failed" in done.stdout
     assert (tmp_path / "results.csv").read_text() == (
