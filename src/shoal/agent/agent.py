@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -224,6 +225,22 @@ class Agent:
             log.info("node %s enrolled; its credential is in %s", self.config.name, path)
         self._credential = credential
 
+    def _write_status(self, *, connected: bool) -> None:
+        """Say in the workdir whether the controller has us now: what `shoal deploy`
+        waits for and `shoal deploy --status` shows, read over SSH."""
+        if self.config.workdir is None:
+            return
+        status = {
+            "connected": connected,
+            "controller": self.config.controller,
+            "since": time.time(),
+        }
+        with contextlib.suppress(OSError):
+            path = Path(self.config.workdir) / "agent-status.json"
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps(status), encoding="utf-8")
+            partial.replace(path)
+
     async def _session(self, ws: ClientConnection) -> None:
         data_host = await self._listen_for_peers(ws) if self._serve_data else ""
         hello = Hello(
@@ -259,6 +276,7 @@ class Agent:
                 sender.cancel()
                 if beats is not None:
                     beats.cancel()
+                self._write_status(connected=False)
         if refusal is not None:
             raise AgentRefused(
                 f"the controller at {self.config.controller} refused agent "
@@ -270,6 +288,7 @@ class Agent:
         if isinstance(message, Welcome):
             if message.credential:
                 self._enrolled(message.credential)
+            self._write_status(connected=True)
             for dep_id in message.forget:
                 self._forget(dep_id)
             self._data_key, self._graph_epoch = message.data_key, message.graph_epoch

@@ -42,12 +42,12 @@ def services(request: Request) -> Services:
     return request.app.state.services
 
 
-_bearer = HTTPBearer(auto_error=False, description="a token from POST /api/token")
+bearer = HTTPBearer(auto_error=False, description="a token from POST /api/token")
 
 
 async def principal(
     request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> Principal:
     if credentials is None:
         raise unauthorized()
