@@ -32,11 +32,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from waiting import wait_until
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "ssh-keygen"
@@ -119,36 +120,40 @@ def _netns_pids(netns: str) -> list[int]:
 def _kill_netns_processes(netns: str, grace: float = 5.0) -> None:
     """SIGTERM every process in ``netns``, SIGKILL what is left after ``grace`` seconds,
     and wait until none is left (a zombie no longer counts: it has no namespace)."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         pids = _netns_pids(netns)
         if not pids:
             return
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while _netns_pids(netns) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    if left := _netns_pids(netns):
-        raise RuntimeError(f"processes {left} in namespace {netns} survived SIGKILL")
+        try:
+            wait_until(lambda: not _netns_pids(netns), grace, f"the processes of {netns}")
+        except AssertionError:
+            if sig == signal.SIGKILL:
+                left = _netns_pids(netns)
+                raise RuntimeError(
+                    f"processes {left} in namespace {netns} survived SIGKILL"
+                ) from None
 
 
 def _wait_banner(address: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     """Wait until an sshd at ``address:port`` greets a connection with its banner."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+
+    def greets() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"sshd for {address} exited with code {proc.returncode}")
         try:
             with socket.create_connection((address, port), timeout=2) as sock:
                 sock.settimeout(2)
-                if sock.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError as exc:
-            last = exc
-        time.sleep(0.02)
-    raise RuntimeError(f"sshd at {address}:{port} did not answer within {timeout:g} s: {last}")
+                return sock.recv(64).startswith(b"SSH-")
+        except OSError:
+            return False
+
+    try:
+        wait_until(greets, timeout, f"sshd at {address}:{port} to greet")
+    except AssertionError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 @dataclass
@@ -195,11 +200,7 @@ class NetnsHost:
         """Put the host back on the bridge; returns once the bridge's end has carrier."""
         _ip("-n", self.netns, "link", "set", "eth0", "up")
         operstate = Path("/sys/class/net") / self.veth / "operstate"
-        deadline = time.monotonic() + timeout
-        while operstate.read_text().strip() != "up":
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.veth} not up {timeout:g} s after link_up")
-            time.sleep(0.02)
+        wait_until(lambda: operstate.read_text().strip() == "up", timeout, f"{self.veth} up")
 
     @property
     def sshd_running(self) -> bool:
