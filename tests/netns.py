@@ -204,6 +204,7 @@ class NetnsHost:
 
     @property
     def sshd_running(self) -> bool:
+        """Whether this host's listening sshd (started by start_sshd) is alive."""
         return self._sshd is not None and self._sshd.poll() is None
 
     def start_sshd(self, timeout: float = 20) -> None:
