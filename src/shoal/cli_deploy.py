@@ -110,7 +110,7 @@ def _summary(results: list[HostResult], verb: str) -> None:
     for result in failed:
         console.print(f"[red]error:[/] {result.error}")
     counts: dict[str, int] = {}
-    for result in results:
+    for result in sorted(results, key=lambda r: r.action == "failed"):
         counts[result.action] = counts.get(result.action, 0) + 1
     said = ", ".join(f"{n} {action}" for action, n in counts.items())
     console.print(f"{verb} {len(results)} hosts: {said}")

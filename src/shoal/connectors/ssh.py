@@ -156,6 +156,10 @@ async def connect(
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, TimeoutError):
             reason = f"no answer within {timeout:.0f} s"
+        elif isinstance(exc, ConnectionRefusedError):
+            reason = "connection refused (no SSH server listens there)"
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
         raise HostError(
             f"{host.node}: cannot connect to {host.address}:{host.port}: {reason}"
         ) from None
