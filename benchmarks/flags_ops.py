@@ -115,8 +115,17 @@ def bare_fastapi(workdir: Path) -> Iterator[str]:
         )
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level",
-         "info", "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "info",
+            "--no-access-log",
+        ],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -152,18 +161,15 @@ def executor_figures(cluster: LocalCluster, steps: int, per_step: int) -> float:
     experiment = Experiment()
     for index, node in enumerate(nodes):
         tasks = [IncrementMany("counter", per_step, f"inc-{index}-{i}") for i in range(half)]
-        experiment = experiment.map(Pipeline().then(tasks), nodes.filter(lambda n, name=node.name: n.name == name))
+        here = nodes.filter(lambda n, name=node.name: n.name == name)
+        experiment = experiment.map(Pipeline().then(tasks), here)
     name = "executor-bench"
     client.prepare_experiment(experiment, name)
     client.wait(name, until="ready", timeout=120)
     client.start_execution(name)
     info = client.wait(name, timeout=600)
     assert all(r.result.is_success for r in info.execution_result), info
-    spans = [
-        step[0].unwrap()
-        for r in info.execution_result
-        for step in r.result.unwrap().values()
-    ]
+    spans = [step[0].unwrap() for r in info.execution_result for step in r.result.unwrap().values()]
     total = sum(s[0] for s in spans)
     elapsed = max(s[2] for s in spans) - min(s[1] for s in spans)
     stored = client.get_flag_values(name, "counter").int_value

@@ -131,6 +131,7 @@ def create_app(
                 tg.create_task(svc.relay.recorder()),
                 tg.create_task(svc.graphs.run()),
                 tg.create_task(svc.auth.watch_revocations()),
+                tg.create_task(svc.flags.run()),
             ]
             try:
                 yield
