@@ -3,7 +3,8 @@
 32 clients increment one flag at once through the REST API of a real
 controller process; the total is exact and every caller saw a distinct count.
 A controller killed with SIGKILL in the middle loses no increment it had
-acknowledged.
+acknowledged. Executors' flag calls, relayed by their agent, are believed only
+from the node their deployment runs on.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ import httpx
 import pytest
 
 from pgserver import PostgresServer
-from shoal import FlagValues, LocalCluster
+from shoal import Experiment, FlagValues, LocalCluster, Pipeline
+from shoal.client.remote import RemoteClientException
+from shoal.library.flags import WaitForExactFlagResultTask
+from shoal.protocol.flag_messages import FlagAnswer, FlagCall
+from test_trust_nodes import fake_node, hello
 from waiting import wait_until
 
 CLIENTS = 32
@@ -127,3 +132,28 @@ def test_a_killed_controller_keeps_every_acknowledged_increment(cluster: LocalCl
     stored = cluster.client().get_flag_values("scale", "counter").int_value
     assert stored is not None
     assert counts["acknowledged"] <= stored <= counts["sent"], (counts, stored)
+
+
+@pytest.mark.timeout(120)
+def test_a_node_reaches_only_the_flags_of_its_own_deployments() -> None:
+    with LocalCluster(["worker"]) as cluster:
+        client = cluster.client()
+        pipeline = Pipeline().then(
+            WaitForExactFlagResultTask("go", FlagValues("go", 1), timeout=60)
+        )
+        client.prepare_experiment(Experiment().map(pipeline, client.get_nodes()), "victim")
+        client.wait("victim", until="ready", timeout=60)
+        client.start_execution("victim")
+        deployment = client.raw_status("victim")["deployments"][0]["executor_id"]
+        # Another node (enrolled with the join token) relays a call as if it came
+        # from the worker's executor.
+        with fake_node(cluster.endpoint, cluster.agent_token, hello("intruder")) as node:
+            node.send(FlagCall(id=1, op="set", flag="go", deployment=deployment, int_value=1))
+            answer = node.receive(FlagAnswer)
+        assert answer.status == 403, answer
+        with pytest.raises(RemoteClientException):
+            client.get_flag_values("victim", "go")  # never set
+        # The worker's own executor is woken through its agent's connection.
+        client.set_flag_values("victim", "go", FlagValues("go", 1))
+        info = client.wait("victim", timeout=60)
+        assert all(r.result.is_success for r in info.execution_result), info

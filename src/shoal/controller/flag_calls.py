@@ -45,8 +45,10 @@ class ExecutorFlagCalls:
         self.registry = registry
         self.max_wait = max_wait
         self._tg: asyncio.TaskGroup | None = None
-        self._answered: OrderedDict[tuple[str, int], FlagAnswer] = OrderedDict()
-        self._running: set[tuple[str, int]] = set()
+        # Keyed by (relaying node, deployment, call id): a repeat is recognised
+        # only from the node that sent the call, never from another one.
+        self._answered: OrderedDict[tuple[str, str, int], FlagAnswer] = OrderedDict()
+        self._running: set[tuple[str, str, int]] = set()
 
     async def run(self) -> None:
         """Hold the TaskGroup the calls run in, until cancelled (with them)."""
@@ -59,7 +61,7 @@ class ExecutorFlagCalls:
 
     def submit(self, node: str, call: FlagCall) -> None:
         """Take a call relayed by the agent on ``node``; its answer goes back to that node."""
-        key = (call.deployment, call.id)
+        key = (node, call.deployment, call.id)
         answered = self._answered.get(key)
         if answered is not None:
             self._reply(node, answered)
@@ -69,7 +71,7 @@ class ExecutorFlagCalls:
         self._running.add(key)
         self._tg.create_task(self._serve(node, call, key))
 
-    async def _serve(self, node: str, call: FlagCall, key: tuple[str, int]) -> None:
+    async def _serve(self, node: str, call: FlagCall, key: tuple[str, str, int]) -> None:
         try:
             answer = await self._answer(node, call)
         except HTTPException as exc:
