@@ -48,6 +48,7 @@ from shoal.protocol import (
     Start,
     Welcome,
 )
+from shoal.protocol.flag_messages import FlagAnswer
 from shoal.protocol.graph_messages import (
     CHUNK,
     GraphCancel,
@@ -298,6 +299,11 @@ class Agent:
             # first task: a graph submitted right after the agent joined runs
             # on every cpu at once.
             self._graph().welcome(message.graph_epoch)
+            self._resend_flag_calls()
+        elif isinstance(message, FlagAnswer):
+            runner = self.runners.get(message.deployment)
+            if runner is not None:
+                runner.flag_answer(message)
         elif isinstance(message, GRAPH_MESSAGES):
             self._graph().handle(message)
         elif isinstance(message, Prepare):
@@ -319,6 +325,15 @@ class Agent:
             self._forget(message.deployment)
         else:
             self._handle_command(message)
+
+    def _resend_flag_calls(self) -> None:
+        """Send again the flag calls a dropped connection may have swallowed
+        (the controller answers a repeated change without applying it twice)."""
+        queued = {id(message) for message in self._outbox}
+        for runner in self.runners.values():
+            for call in runner.flag_calls.values():
+                if id(call) not in queued:
+                    self.emit(call)
 
     def _handle_command(self, message: ControllerMessage) -> None:
         assert self._tg is not None
