@@ -23,7 +23,7 @@ from shoal.protocol.graph_messages import (
     ObjectChunk,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: executors' flag calls over the agent's connection (FlagCall)
 
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
