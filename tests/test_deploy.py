@@ -333,6 +333,37 @@ def test_failing_hosts_fail_alone(make_hosts, tmp_path: Path, deployed: Bed) -> 
     assert not Path(good.workdir).exists()
 
 
+def test_docs_page_runs_against_the_testbed(deployed: Bed, tmp_path: Path) -> None:
+    from shoal.private import write_private
+    from test_docs import DOCS, python_blocks
+
+    script = tmp_path / "testbed_page.py"
+    script.write_text(python_blocks(DOCS / "testbed.md"))
+    write_private(tmp_path / ".shoal" / "join-token", deployed.token_file.read_text())
+    bridge = deployed.hosts[0].bridge_address
+    env = {
+        **deployed.env,
+        "SHOAL_INVENTORY": str(deployed.inventory),
+        "SHOAL_KNOWN_HOSTS": str(deployed.hosts[0].known_hosts),
+        "SHOAL_CONTROLLER": f"http://{bridge}:{deployed.controller.port}",
+        "SHOAL_ENDPOINT": deployed.controller.endpoint,
+        "SHOAL_LOGIN": "test",
+        "SHOAL_PASSWORD": "test",
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{NODES['host-1']}: up to date" in done.stdout, done.stdout
+    assert "supervisor: agent started" in done.stdout
+    assert "raspi-e4:5f:01:56:d8:cd linux/amd64" in done.stdout
+
+
 def test_undeploy_leaves_nothing_running(deployed: Bed) -> None:
     done = deployed.shoal(
         "undeploy", str(deployed.inventory), "--known-hosts", str(deployed.hosts[0].known_hosts)

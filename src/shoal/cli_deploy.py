@@ -62,6 +62,7 @@ _ssh_options = [
     click.option(
         "--known-hosts",
         type=click.Path(dir_okay=False),
+        envvar="SHOAL_KNOWN_HOSTS",
         default=None,
         help="Known hosts file to check host keys against (default ~/.ssh/known_hosts).",
     ),
