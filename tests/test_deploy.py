@@ -112,7 +112,12 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
         inventory = write_inventory(
             tmp / "testbed.toml",
             hosts,
-            per_host={name: {"node": node} for name, node in NODES.items()},
+            per_host={
+                "host-1": {"node": NODES["host-1"]},
+                "host-2": {"node": NODES["host-2"]},
+                # Through host-1, as a lab's Pis behind its gateway.
+                "host-3": {"node": NODES["host-3"], "jump_host": f"root@{hosts[0].address}"},
+            },
         )
         db_url = f"sqlite+aiosqlite:///{tmp / 'controller.db'}"
         add_user(db_url, "test", "test")
@@ -195,6 +200,20 @@ def test_deploy_again_changes_nothing(deployed: Bed) -> None:
     assert "3 up to date" in done.stdout, done.stdout
     after = {h.name: _pid(deployed.workdir(h) / "agent.pid") for h in deployed.hosts}
     assert after == before and None not in after.values()
+
+
+def test_deploy_upgrades_a_host_whose_settings_changed(deployed: Bed) -> None:
+    host = deployed.hosts[1]
+    old_agent = _pid(deployed.workdir(host) / "agent.pid")
+    text = deployed.inventory.read_text()
+    deployed.inventory.write_text(text.replace('"room" = "lab2"', '"room" = "lab9"'))
+    done = deployed.deploy()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 up to date, 1 upgraded" in done.stdout, done.stdout
+    assert _pid(deployed.workdir(host) / "agent.pid") not in (None, old_agent)
+    with deployed.client() as client:
+        (node,) = client.get_nodes().filter(lambda n: n.name == NODES[host.name])
+        assert node.properties["room"] == "lab9"
 
 
 def test_status_shows_each_host(deployed: Bed) -> None:

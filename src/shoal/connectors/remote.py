@@ -73,9 +73,12 @@ class Probe:
 class RemoteHost:
     """A connected host: runs the steps of a deploy there."""
 
-    def __init__(self, host: Host, conn: asyncssh.SSHClientConnection) -> None:
+    def __init__(
+        self, host: Host, conn: asyncssh.SSHClientConnection, local_address: str = ""
+    ) -> None:
         self.host = host
         self.conn = conn
+        self.local_address = local_address  # this machine's address toward the host
         self.probe: Probe | None = None
 
     @property

@@ -116,67 +116,64 @@ def _known_hosts(value: str | None) -> Any:
     return None if value is None else str(Path(value).expanduser())
 
 
+@contextlib.asynccontextmanager
 async def connect(
     host: Host, known_hosts: str | None = "~/.ssh/known_hosts", timeout: float = 20.0
-) -> asyncssh.SSHClientConnection:
-    """An SSH connection to ``host`` as its inventory says (user, port, key, jump host)."""
-    keys = [str(host.key_file)] if host.key_file else ()
+) -> AsyncIterator[RemoteHost]:
+    """A connection to ``host`` as its inventory says (user, port, key, jump host),
+    closed (with its jump host's) on leaving; HostError naming the host if it fails."""
     options: dict[str, Any] = {
         "known_hosts": _known_hosts(known_hosts),
         "connect_timeout": timeout,
         "keepalive_interval": 15,
     }
-    if keys:
-        options["client_keys"] = keys
-    tunnel = None
-    try:
-        if host.jump_host:
-            jump_user, _, jump = host.jump_host.rpartition("@")
-            jump_host, _, jump_port = jump.partition(":")
-            tunnel = await asyncssh.connect(
-                jump_host,
-                port=int(jump_port or 22),
-                username=jump_user or host.user,
-                **options,
+    if host.key_file:
+        options["client_keys"] = [str(host.key_file)]
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            first_hop = None
+            if host.jump_host:
+                jump_user, _, jump = host.jump_host.rpartition("@")
+                jump_address, _, jump_port = jump.partition(":")
+                first_hop = await stack.enter_async_context(
+                    await asyncssh.connect(
+                        jump_address,
+                        port=int(jump_port or 22),
+                        username=jump_user or host.user,
+                        **options,
+                    )
+                )
+                options["tunnel"] = first_hop
+            conn = await stack.enter_async_context(
+                await asyncssh.connect(host.address, port=host.port, username=host.user, **options)
             )
-            options["tunnel"] = tunnel
-        return await asyncssh.connect(host.address, port=host.port, username=host.user, **options)
-    except asyncssh.HostKeyNotVerifiable as exc:
-        raise HostError(
-            f"{host.node}: the host key of {host.address} is not trusted ({exc.reason}); "
-            f"add it to the known hosts (ssh-keyscan -p {host.port} {host.address}), "
-            "or give another known_hosts file"
-        ) from None
-    except asyncssh.PermissionDenied:
-        raise HostError(
-            f"{host.node}: {host.user or 'the SSH user'}@{host.address}:{host.port} "
-            f"refused the key {host.key_file or '(the default keys)'}"
-        ) from None
-    except (TimeoutError, asyncssh.Error, OSError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, TimeoutError):
-            reason = f"no answer within {timeout:.0f} s"
-        elif isinstance(exc, ConnectionRefusedError):
-            reason = "connection refused (no SSH server listens there)"
-        elif isinstance(exc, OSError) and exc.strerror:
-            reason = exc.strerror
-        raise HostError(
-            f"{host.node}: cannot connect to {host.address}:{host.port}: {reason}"
-        ) from None
-    finally:
-        if tunnel is not None and "tunnel" not in options:
-            tunnel.close()
-
-
-@contextlib.asynccontextmanager
-async def _remote(host: Host, known_hosts: str | None, timeout: float) -> AsyncIterator[RemoteHost]:
-    conn = await connect(host, known_hosts, timeout)
-    try:
-        yield RemoteHost(host, conn)
-    finally:
-        conn.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.wait_closed(), 5)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise HostError(
+                f"{host.node}: a host key on the way to {host.address} is not trusted "
+                f"({exc.reason}); add it to the known hosts (ssh-keyscan -p {host.port} "
+                f"{host.address}), or give another known_hosts file"
+            ) from None
+        except asyncssh.PermissionDenied:
+            raise HostError(
+                f"{host.node}: {host.user or 'the SSH user'}@{host.address}:{host.port} "
+                f"refused the key {host.key_file or '(the default keys)'}"
+            ) from None
+        except (TimeoutError, asyncssh.Error, OSError) as exc:
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {timeout:.0f} s"
+            elif isinstance(exc, ConnectionRefusedError):
+                reason = "connection refused (no SSH server listens there)"
+            elif isinstance(exc, OSError) and exc.strerror:
+                reason = exc.strerror
+            via = f" (through {host.jump_host})" if host.jump_host else ""
+            raise HostError(
+                f"{host.node}: cannot connect to {host.address}:{host.port}{via}: {reason}"
+            ) from None
+        # Our address on the first hop: where the host (or its jump host's network)
+        # sees this machine, and so where it may reach a controller here.
+        local = (first_hop or conn).get_extra_info("sockname")[0]
+        yield RemoteHost(host, conn, local)
 
 
 def _shoal_wheel() -> Path:
@@ -198,7 +195,7 @@ class _Deployer:
     def controller_url(self, remote: RemoteHost) -> str:
         if self.options.controller:
             return self.options.controller.rstrip("/")
-        local = remote.conn.get_extra_info("sockname")[0]
+        local = remote.local_address
         if ":" in local:
             local = f"[{local}]"
         return f"http://{local}:{self.options.controller_port}"
@@ -221,7 +218,7 @@ class _Deployer:
     async def run_host(self, host: Host) -> HostResult:
         try:
             self.progress(host, "connecting")
-            async with _remote(host, self.options.known_hosts, self.options.connect_timeout) as r:
+            async with connect(host, self.options.known_hosts, self.options.connect_timeout) as r:
                 return await self._deploy(r)
         except (HostError, WheelhouseError) as exc:
             self.progress(host, "failed")
@@ -410,7 +407,7 @@ async def status_async(
 
     async def one(host: Host) -> HostStatus:
         try:
-            async with _remote(host, known_hosts, timeout) as remote:
+            async with connect(host, known_hosts, timeout) as remote:
                 probe = await remote.look()
         except HostError as exc:
             return HostStatus(host, reachable=False, error=str(exc))
@@ -453,7 +450,7 @@ async def undeploy_async(
     async def one(host: Host) -> HostResult:
         try:
             report(host, "connecting")
-            async with _remote(host, known_hosts, timeout) as remote:
+            async with connect(host, known_hosts, timeout) as remote:
                 probe = await remote.look()
                 if probe.deployed is None and not probe.raw["venv"]:
                     report(host, "nothing deployed")
@@ -496,7 +493,7 @@ async def agent_log(
 ) -> AsyncIterator[str]:
     """The last ``lines`` of the agent's log on ``host``, and with ``follow`` what it
     writes from then on (until the caller stops iterating)."""
-    async with _remote(host, known_hosts, timeout) as remote:
+    async with connect(host, known_hosts, timeout) as remote:
         probe = await remote.look()
         path = str(probe.workdir / "agent.log")
         if probe.deployed is None and not probe.raw["venv"]:
