@@ -213,6 +213,14 @@ def read_fifo(path, timeout: float) -> str:
         os.close(fd)
 
 
+def _open_writer(fifo: object) -> int | None:
+    """The write end of ``fifo`` if a reader has it open, else None (never blocks)."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # type: ignore[arg-type]
+    except OSError:
+        return None
+
+
 @pytest.mark.timeout(120)
 def test_results_finished_while_the_controller_was_down_are_reported(tmp_path) -> None:
     go, done = tmp_path / "go", tmp_path / "done"
@@ -230,10 +238,13 @@ def test_results_finished_while_the_controller_was_down_are_reported(tmp_path) -
         client.wait("offline", until="ready")
         client.start_execution("offline")
         client.wait_flag("offline", "started", FlagValues(int_value=1), timeout=30)
+        # The flag shows before the executor has its answer: the controller dies
+        # only once the step after it runs (has opened its end of the fifo).
+        writer = wait_until(lambda: _open_writer(go), timeout=30, what="the step reading")
 
         cluster.stop_controller(signal.SIGKILL)
-        with open(go, "w") as fifo:  # blocks until the step has opened its end
-            fifo.write("go")
+        os.write(writer, b"go")
+        os.close(writer)
         assert read_fifo(done, timeout=30) == "finished offline"  # the pipeline is done
 
         cluster.start_controller()
