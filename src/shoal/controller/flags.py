@@ -43,6 +43,7 @@ class FlagService:
         self.db = db
         self._flags: dict[FlagKey, Flag] = {}
         self._loading: defaultdict[FlagKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.ops: defaultdict[str, int] = defaultdict(int)  # by kind, for /metrics
 
     async def _flag(self, experiment_id: str, name: str) -> Flag:
         key = (experiment_id, name)
@@ -63,16 +64,19 @@ class FlagService:
         return flag
 
     async def get(self, experiment_id: str, name: str) -> tuple[Values | None, int]:
+        self.ops["get"] += 1
         flag = await self._flag(experiment_id, name)
         return flag.values, flag.version
 
     async def set(self, experiment_id: str, name: str, values: Values) -> tuple[Values, int]:
+        self.ops["set"] += 1
         flag = await self._flag(experiment_id, name)
         async with flag.lock:
             return await self._store(experiment_id, name, flag, values)
 
     async def add(self, experiment_id: str, name: str, delta: int) -> tuple[Values, int]:
         """Atomically add ``delta`` to the int value (a missing value counts as 0)."""
+        self.ops["add"] += 1
         flag = await self._flag(experiment_id, name)
         async with flag.lock:
             text, number = flag.values if flag.values else (None, None)
@@ -92,6 +96,7 @@ class FlagService:
 
         Returns (values, version), or None if ``timeout`` passes first.
         """
+        self.ops["wait"] += 1
         flag = await self._flag(experiment_id, name)
         for version, values in flag.history:
             if version > after and values == target:
@@ -117,6 +122,7 @@ class FlagService:
         tasks): reading "the next change you have not seen" lets such a poller
         observe every value, however briefly the flag held it.
         """
+        self.ops["next_after"] += 1
         flag = await self._flag(experiment_id, name)
         for version, values in flag.history:
             if version > after:
@@ -124,6 +130,7 @@ class FlagService:
         return flag.values, flag.version
 
     async def list(self, experiment_id: str) -> dict[str, Values]:
+        self.ops["list"] += 1
         async with self.db.read() as conn:
             stored = await flag_queries.list_flags(conn, experiment_id)
         out: dict[str, Values] = {name: (s[0], s[1]) for name, s in stored.items()}

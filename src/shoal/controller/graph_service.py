@@ -29,6 +29,7 @@ from shoal.controller.graph_state import (
     GTask,
     Waiter,
 )
+from shoal.controller.metrics import PLACEMENT_BUCKETS, LatencyHistogram
 from shoal.controller.registry import NodeRegistry
 from shoal.protocol import capabilities
 from shoal.protocol.graph_messages import (
@@ -105,6 +106,9 @@ class GraphService:
         self._transfers: dict[int, tuple[asyncio.Queue[ObjectChunk], str]] = {}
         self._frees: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self._tg: asyncio.TaskGroup | None = None
+        # Since start, for /metrics.
+        self.tasks_ended: dict[str, int] = {FINISHED: 0, FAILED: 0}
+        self.placement = LatencyHistogram(PLACEMENT_BUCKETS)
 
     async def run(self) -> None:
         """Host the background transfers (relays between agents) until cancelled."""
@@ -204,6 +208,7 @@ class GraphService:
             session.objects[obj.id] = obj
             if obj.producer is None:
                 self._finish_object(obj, obj.size, obj.content_type, obj.data, None)
+        now = time.monotonic()
         for task in new_tasks:
             session.tasks[task.id] = task
             for obj, _label in task.inputs:
@@ -213,6 +218,7 @@ class GraphService:
                     task.unfinished_inputs += 1
             if task.unfinished_inputs == 0:
                 task.state = READY
+                task.ready_at = now
                 self.ready.append(task)
         for obj in new_objects.values():
             self._maybe_free(obj)
@@ -492,6 +498,7 @@ class GraphService:
                 info["error"] = result.error
                 task.info = info
                 task.state = FAILED
+                self.tasks_ended[FAILED] += 1
                 for obj in task.outputs:
                     obj.state = FAILED
                     obj.info = {"error": f"{task.describe()} failed"}
@@ -505,6 +512,7 @@ class GraphService:
                 continue
             task.info = info
             task.state = FINISHED
+            self.tasks_ended[FINISHED] += 1
             outputs = {o.id: o for o in result.outputs}
             for obj in task.outputs:
                 out = outputs.get(obj.id)
@@ -603,6 +611,7 @@ class GraphService:
             consumer.unfinished_inputs -= 1
             if consumer.unfinished_inputs == 0 and consumer.state == "waiting":
                 consumer.state = READY
+                consumer.ready_at = time.monotonic()
                 self.ready.append(consumer)
 
     @staticmethod
@@ -738,6 +747,7 @@ class GraphService:
             if online and task.cpus > largest:
                 self.ready.popleft()
                 task.state = FAILED
+                self.tasks_ended[FAILED] += 1
                 task.info = {"error": "no node has enough cpus"}
                 self._wake(task)
                 self._fail(
@@ -750,6 +760,7 @@ class GraphService:
             if node is None:
                 break
             self.ready.popleft()
+            self.placement.observe(now - task.ready_at)
             task.state = ASSIGNED
             task.assigned_at = now
             task.node = node.name

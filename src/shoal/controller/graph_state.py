@@ -69,6 +69,7 @@ class GTask:
     state: str = WAITING
     unfinished_inputs: int = 0
     node: str | None = None
+    ready_at: float = 0.0  # monotonic time it became ready (for the placement latency)
     assigned_at: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     waiters: list[Waiter] = field(default_factory=list)

@@ -18,6 +18,7 @@ from shoal.controller.experiments import ExperimentService
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
+from shoal.controller.metrics import ControllerMetrics
 from shoal.controller.registry import NodeRegistry
 from shoal.store.database import Database
 
@@ -36,18 +37,19 @@ class Services:
     graphs: GraphService
     graph_clients: GraphGateway
     channels: ChannelRelay
+    metrics: ControllerMetrics
 
 
 def services(request: Request) -> Services:
     return request.app.state.services
 
 
-_bearer = HTTPBearer(auto_error=False, description="a token from POST /api/token")
+bearer = HTTPBearer(auto_error=False, description="a token from POST /api/token")
 
 
 async def principal(
     request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> Principal:
     if credentials is None:
         raise unauthorized()
