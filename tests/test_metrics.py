@@ -74,7 +74,7 @@ def fails(ctx):
     raise ValueError("meant to fail")
 
 
-def run_graph(cluster: LocalCluster) -> None:
+def run_graph(cluster: LocalCluster, token: str) -> None:
     """Five tasks that finish, then a session with one that fails."""
     with GraphClient(
         endpoint=cluster.endpoint, login=cluster.login, password=cluster.password
@@ -84,6 +84,12 @@ def run_graph(cluster: LocalCluster) -> None:
             total.output.keep()
             session.submit()
             assert total.output.fetch().load() == 0 + 1 + 4 + 9
+            # While the session is open its tasks are counted by state.
+            samples = read(cluster.endpoint, token)
+            assert value(samples, "shoal_graph_sessions") == 1
+            assert value(samples, "shoal_graph_tasks", state="finished") == 5
+            for state in ("waiting", "ready", "assigned", "failed"):
+                assert value(samples, "shoal_graph_tasks", state=state) == 0, state
         with client.new_session(name="metrics failure") as session:
             fails()
             session.submit()
@@ -133,7 +139,7 @@ def test_counters_move_as_work_runs(
 ) -> None:
     before = read(seed_cluster.endpoint, token)
     assert run_flags_experiment(client, "metrics-flags") == SERVER_VALUES
-    run_graph(seed_cluster)
+    run_graph(seed_cluster, token)
     payload = b"x" * 100_000
     echo_through_a_channel(seed_cluster.endpoint, token, payload)
 
@@ -165,6 +171,7 @@ def test_counters_move_as_work_runs(
     assert grew(after, "shoal_channel_bytes_total", len(payload) + 32)
     # Nothing is left waiting or placed: the closed sessions took their tasks along.
     assert value(after, "shoal_scheduler_queue_length") == 0
+    assert value(after, "shoal_graph_sessions") == 0
     assert value(after, "shoal_graph_tasks", state="assigned") == 0
     assert value(after, "shoal_deployments", state="running") == 0
     # A histogram's buckets are cumulative and end with every observation.

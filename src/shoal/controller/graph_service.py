@@ -23,6 +23,7 @@ from shoal.controller.graph_state import (
     FAILED,
     FINISHED,
     READY,
+    WAITING,
     GNode,
     GObject,
     GSession,
@@ -209,6 +210,7 @@ class GraphService:
             if obj.producer is None:
                 self._finish_object(obj, obj.size, obj.content_type, obj.data, None)
         now = time.monotonic()
+        session.task_counts[WAITING] += len(new_tasks)
         for task in new_tasks:
             session.tasks[task.id] = task
             for obj, _label in task.inputs:
@@ -217,7 +219,7 @@ class GraphService:
                 if not obj.done:
                     task.unfinished_inputs += 1
             if task.unfinished_inputs == 0:
-                task.state = READY
+                task.move(READY)
                 task.ready_at = now
                 self.ready.append(task)
         for obj in new_objects.values():
@@ -497,7 +499,7 @@ class GraphService:
             if result.error:
                 info["error"] = result.error
                 task.info = info
-                task.state = FAILED
+                task.move(FAILED)
                 self.tasks_ended[FAILED] += 1
                 for obj in task.outputs:
                     obj.state = FAILED
@@ -511,7 +513,7 @@ class GraphService:
                 )
                 continue
             task.info = info
-            task.state = FINISHED
+            task.move(FINISHED)
             self.tasks_ended[FINISHED] += 1
             outputs = {o.id: o for o in result.outputs}
             for obj in task.outputs:
@@ -610,7 +612,7 @@ class GraphService:
         for consumer in obj.consumers:
             consumer.unfinished_inputs -= 1
             if consumer.unfinished_inputs == 0 and consumer.state == "waiting":
-                consumer.state = READY
+                consumer.move(READY)
                 consumer.ready_at = time.monotonic()
                 self.ready.append(consumer)
 
@@ -746,7 +748,7 @@ class GraphService:
                 continue
             if online and task.cpus > largest:
                 self.ready.popleft()
-                task.state = FAILED
+                task.move(FAILED)
                 self.tasks_ended[FAILED] += 1
                 task.info = {"error": "no node has enough cpus"}
                 self._wake(task)
@@ -761,7 +763,7 @@ class GraphService:
                 break
             self.ready.popleft()
             self.placement.observe(now - task.ready_at)
-            task.state = ASSIGNED
+            task.move(ASSIGNED)
             task.assigned_at = now
             task.node = node.name
             node.used += task.cpus

@@ -36,7 +36,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from shoal.controller.graph_state import ASSIGNED, FAILED, FINISHED, READY, WAITING
+from shoal.controller.graph_state import FAILED, FINISHED, READY, TASK_STATES
 from shoal.controller.registry import OFFLINE, ONLINE, SUSPECT
 from shoal.model.experiment import FINAL_DEPLOYMENT_STATES
 
@@ -56,7 +56,6 @@ STORE_BUCKETS = (
 
 NODE_STATES = (ONLINE, SUSPECT, OFFLINE)
 LIVE_DEPLOYMENT_STATES = ("preparing", "prepared", "running")
-TASK_STATES = (WAITING, READY, ASSIGNED, FINISHED, FAILED)
 FLAG_OPERATIONS = ("get", "set", "add", "wait", "next_after", "list")
 
 
@@ -179,10 +178,9 @@ class _ServicesCollector(Collector):
         states: Counter[str] = Counter()
         queued = 0
         for session in graphs.sessions.values():
-            tasks = Counter(task.state for task in session.tasks.values())
-            states.update(tasks)
+            states.update(session.task_counts)
             if session.error is None:
-                queued += tasks[READY]
+                queued += session.task_counts[READY]
         sessions = GaugeMetricFamily("shoal_graph_sessions", "Open graph sessions.")
         sessions.add_metric([], len(graphs.sessions))
         yield sessions
