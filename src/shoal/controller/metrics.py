@@ -12,11 +12,12 @@ process keep their figures apart):
   latencies go into :class:`LatencyHistogram`.
 
 Why plain integers and a histogram of our own rather than prometheus_client's
-``Counter`` and ``Histogram``: those take a lock on every increment (about
-0.3 µs for ``inc``, 1 µs for ``observe`` here), paid per flag operation, per
-relayed message and per placed task; an attribute increment costs a tenth of
-that, and the controller runs in one event loop, so it needs no lock. The
-library still does the exposition (and its parser reads it back in the tests).
+``Counter`` and ``Histogram``: those take a lock on every increment (0.4 µs
+for ``inc``, 1 µs for ``observe`` on the development machine), paid per flag
+operation, per relayed message and per placed task; a plain increment costs
+0.06 µs and :meth:`LatencyHistogram.observe` 0.17 µs, and the controller runs
+in one event loop, so it needs no lock. The library still does the exposition
+(and its parser reads it back in the tests).
 """
 
 from __future__ import annotations
