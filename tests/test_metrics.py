@@ -142,6 +142,12 @@ def test_counters_move_as_work_runs(
     run_graph(seed_cluster, token)
     payload = b"x" * 100_000
     echo_through_a_channel(seed_cluster.endpoint, token, payload)
+    lines: list[str] = []
+    command = client.commands().run(
+        SEED_NODES[0], "echo relayed output", handlers={"stdout": lines.append}
+    )
+    assert command.done.wait(30) and command.code == 0, command
+    assert lines == ["relayed output"]
 
     def grew(samples: Samples, name: str, by: float = 1, **labels: str) -> bool:
         return value(samples, name, **labels) - value(before, name, **labels) >= by
@@ -169,6 +175,8 @@ def test_counters_move_as_work_runs(
     assert grew(after, "shoal_channel_connections_total", 1)
     assert grew(after, "shoal_channel_messages_total", 2)
     assert grew(after, "shoal_channel_bytes_total", len(payload) + 32)
+    assert grew(after, "shoal_command_output_messages_total", 1)
+    assert grew(after, "shoal_command_output_bytes_total", len("relayed output\n"))
     # Nothing is left waiting or placed: the closed sessions took their tasks along.
     assert value(after, "shoal_scheduler_queue_length") == 0
     assert value(after, "shoal_graph_sessions") == 0
