@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from shoal import LocalCluster, RemoteClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from netns import NetnsHost, ssh_hosts, unavailable_reason  # noqa: E402 (needs the path)
 
 SEED_NODES = [
     "snl-server-5",
@@ -41,3 +44,23 @@ def seed_cluster() -> Iterator[LocalCluster]:
 def client(seed_cluster: LocalCluster) -> Iterator[RemoteClient]:
     with seed_cluster.client() as c:
         yield c
+
+
+@pytest.fixture
+def make_hosts(tmp_path: Path) -> Iterator[Callable[..., list[NetnsHost]]]:
+    """``make_hosts(n, **options)``: n real SSH hosts in network namespaces
+    (tests/netns.py's ssh_hosts); all of them removed at teardown, also on failure.
+    Skips when this machine cannot make them (not root, no sshd or no ip)."""
+    if reason := unavailable_reason():
+        pytest.skip(f"namespace SSH hosts: {reason}")
+    with contextlib.ExitStack() as stack:
+        count = 0
+
+        def make(n: int, **options: object) -> list[NetnsHost]:
+            nonlocal count
+            count += 1
+            folder = tmp_path / f"hosts-{count}"
+            folder.mkdir()
+            return stack.enter_context(ssh_hosts(n, folder, **options))  # type: ignore[arg-type]
+
+        yield make

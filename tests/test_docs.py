@@ -12,7 +12,8 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 # Pages whose code needs another environment, and the test that runs it there.
 RUN_ELSEWHERE = {
-    "netunicorn.md": "test_netunicorn.py::test_docs_page_runs_in_netunicorns_own_environment"
+    "netunicorn.md": "test_netunicorn.py::test_docs_page_runs_in_netunicorns_own_environment",
+    "testbed.md": "test_deploy.py::test_docs_page_runs_against_the_testbed",
 }
 
 

@@ -52,3 +52,15 @@ def require_controller(what: str = "a shoal controller") -> None:
             f"{what} needs the controller's dependencies, which this install of shoal "
             f"lacks ({', '.join(missing)}); install them with: {CONTROLLER_INSTALL}"
         )
+
+
+DEPLOY_INSTALL = "pip install 'shoal[deploy]'"
+
+
+def require_deploy(what: str = "shoal deploy") -> None:
+    """Raise :class:`MissingExtra` unless asyncssh (for deploying to hosts) is installed."""
+    if importlib.util.find_spec("asyncssh") is None:
+        raise MissingExtra(
+            f"{what} reaches hosts over SSH with asyncssh, which this install of shoal "
+            f"lacks; install it with: {DEPLOY_INSTALL}"
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -47,6 +48,7 @@ from shoal.protocol import (
     Start,
     Welcome,
 )
+from shoal.protocol.flag_messages import FlagAnswer
 from shoal.protocol.graph_messages import (
     CHUNK,
     GraphCancel,
@@ -224,6 +226,22 @@ class Agent:
             log.info("node %s enrolled; its credential is in %s", self.config.name, path)
         self._credential = credential
 
+    def _write_status(self, *, connected: bool) -> None:
+        """Say in the workdir whether the controller has us now: what `shoal deploy`
+        waits for and `shoal deploy --status` shows, read over SSH."""
+        if self.config.workdir is None:
+            return
+        status = {
+            "connected": connected,
+            "controller": self.config.controller,
+            "since": time.time(),
+        }
+        with contextlib.suppress(OSError):
+            path = Path(self.config.workdir) / "agent-status.json"
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps(status), encoding="utf-8")
+            partial.replace(path)
+
     async def _session(self, ws: ClientConnection) -> None:
         data_host = await self._listen_for_peers(ws) if self._serve_data else ""
         hello = Hello(
@@ -259,6 +277,7 @@ class Agent:
                 sender.cancel()
                 if beats is not None:
                     beats.cancel()
+                self._write_status(connected=False)
         if refusal is not None:
             raise AgentRefused(
                 f"the controller at {self.config.controller} refused agent "
@@ -270,6 +289,7 @@ class Agent:
         if isinstance(message, Welcome):
             if message.credential:
                 self._enrolled(message.credential)
+            self._write_status(connected=True)
             for dep_id in message.forget:
                 self._forget(dep_id)
             self._data_key, self._graph_epoch = message.data_key, message.graph_epoch
@@ -279,6 +299,11 @@ class Agent:
             # first task: a graph submitted right after the agent joined runs
             # on every cpu at once.
             self._graph().welcome(message.graph_epoch)
+            self._resend_flag_calls()
+        elif isinstance(message, FlagAnswer):
+            runner = self.runners.get(message.deployment)
+            if runner is not None:
+                runner.flag_answer(message)
         elif isinstance(message, GRAPH_MESSAGES):
             self._graph().handle(message)
         elif isinstance(message, Prepare):
@@ -300,6 +325,15 @@ class Agent:
             self._forget(message.deployment)
         else:
             self._handle_command(message)
+
+    def _resend_flag_calls(self) -> None:
+        """Send again the flag calls a dropped connection may have swallowed
+        (the controller answers a repeated change without applying it twice)."""
+        queued = {id(message) for message in self._outbox}
+        for runner in self.runners.values():
+            for call in runner.flag_calls.values():
+                if id(call) not in queued:
+                    self.emit(call)
 
     def _handle_command(self, message: ControllerMessage) -> None:
         assert self._tg is not None

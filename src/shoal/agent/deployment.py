@@ -8,9 +8,12 @@ import logging
 import time
 from collections.abc import Callable
 
+import msgspec
+
 from shoal.agent.executor_process import ExecutorProcess, run_shell
 from shoal.protocol import DeploymentReport, DeploymentState, LogLine, Prepare, StepResult
 from shoal.protocol.executor_messages import Done, Go, Load, Loaded, LoadFailed, Step
+from shoal.protocol.flag_messages import FlagAnswer, FlagCall
 
 log = logging.getLogger("shoal.agent")
 
@@ -36,6 +39,9 @@ class DeploymentRunner:
         self.result: bytes | None = None
         self.result_text: str | None = None
         self.executor: ExecutorProcess | None = None
+        # Flag calls relayed to the controller and not answered yet, by id: sent
+        # again after a reconnect, since the answer may have been lost with the link.
+        self.flag_calls: dict[int, FlagCall] = {}
         self._go = asyncio.Event()
         self._cancelled = False
 
@@ -51,6 +57,11 @@ class DeploymentRunner:
 
     def start(self) -> None:
         self._go.set()
+
+    def flag_answer(self, answer: FlagAnswer) -> None:
+        """Hand the controller's answer to the executor that asked."""
+        if self.flag_calls.pop(answer.id, None) is not None and self.executor is not None:
+            self.executor.post(answer)
 
     async def cancel(self) -> None:
         self._cancelled = True
@@ -112,7 +123,12 @@ class DeploymentRunner:
         self._set_state("running")
         while True:
             message = await executor.receive()
-            if isinstance(message, Step):
+            if isinstance(message, FlagCall):
+                # Only the agent names the deployment: an executor speaks for its own.
+                call = msgspec.structs.replace(message, deployment=self.id)
+                self.flag_calls[call.id] = call
+                self.emit(call)
+            elif isinstance(message, Step):
                 step = StepResult(
                     deployment=self.id,
                     index=message.index,

@@ -18,11 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cloudpickle
 
+from shoal.client.executor_flags import FlagRelay, use_relay
 from shoal.model.pipeline import Pipeline, Task
 from shoal.model.result import Failure, Result, Success
 from shoal.protocol.codec import FrameDecoder, FrameEncoder, split_prefixed
 from shoal.protocol.executor_messages import (
     Done,
+    FlagAnswer,
     FromExecutor,
     Go,
     Load,
@@ -135,10 +137,10 @@ def main() -> None:
     except Exception:
         channel.send(LoadFailed(error="could not load the pipeline:\n" + traceback.format_exc()))
         return
-    if "shoal.library.flags" in sys.modules:
-        from shoal.client.executor_flags import warm_up
-
-        warm_up()
+    # Flag calls of the steps go to the agent over this channel, which it relays
+    # on its WebSocket: no HTTP connection per executor, no request per call.
+    relay = FlagRelay(channel.send)
+    use_relay(relay)
     channel.send(Loaded())
     go = threading.Event()
 
@@ -147,7 +149,9 @@ def main() -> None:
             message = channel.receive()
             if message is None:
                 _die_with_agent()
-            if isinstance(message, Go):
+            if isinstance(message, FlagAnswer):
+                relay.answered(message)
+            elif isinstance(message, Go):
                 go.set()
 
     threading.Thread(target=watch_agent, name="agent-watch", daemon=True).start()

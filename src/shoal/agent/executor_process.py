@@ -49,6 +49,11 @@ class ExecutorProcess:
         self._writer.write(self._encoder.encode_prefixed(message))
         await self._writer.drain()
 
+    def post(self, message: ToExecutor) -> None:
+        """Send a small message without waiting for the socket to drain (from sync code)."""
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(self._encoder.encode_prefixed(message))
+
     async def receive(self) -> FromExecutor | None:
         """The next message, or None when the executor closed its end (exited)."""
         assert self._reader is not None

@@ -41,6 +41,7 @@ class LocalCluster:
         workdir: str | Path | None = None,
         db_url: str | None = None,
         port: int = 0,
+        host: str = "127.0.0.1",
         login: str = "shoal",
         password: str | None = None,
         properties: dict[str, dict[str, Any]] | None = None,
@@ -57,6 +58,7 @@ class LocalCluster:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="shoal-cluster-")).resolve()
         self.db_url = db_url or f"sqlite+aiosqlite:///{self.workdir / 'shoal.db'}"
         self.port = port
+        self.host = host  # where the controller listens
         self.login = login
         self.password = password or secrets.token_urlsafe(12)
         self.properties = properties or {}
@@ -75,7 +77,8 @@ class LocalCluster:
     def endpoint(self) -> str:
         if self.controller is None:
             raise RuntimeError("the cluster is not started")
-        return self.controller.endpoint
+        # Listening on every address: this machine's clients use loopback.
+        return self.controller.endpoint.replace("://0.0.0.0:", "://127.0.0.1:")
 
     def start(self, timeout: float = 60.0) -> LocalCluster:
         try:
@@ -92,6 +95,7 @@ class LocalCluster:
         self.controller = start_controller(
             db_url=self.db_url,
             log_path=self.workdir / "logs" / "controller.log",
+            host=self.host,
             port=self.port,
             agent_token=self.agent_token,
             token_file=self.token_file,

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocketState
 from shoal.controller.commands import CommandRelay
 from shoal.controller.enrollment import EnrollmentRefused, NodeEnrollment
 from shoal.controller.experiments import ExperimentService, LiveDeployment
+from shoal.controller.flag_calls import ExecutorFlagCalls
 from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
 from shoal.controller.registry import NodeInfo, NodeRegistry
@@ -38,6 +39,7 @@ from shoal.protocol import (
     Hello,
     Welcome,
 )
+from shoal.protocol.flag_messages import FlagCall
 from shoal.protocol.graph_messages import GraphDone, GraphFetch, ObjectChunk
 from shoal.store import nodes as node_queries
 from shoal.store.database import Database
@@ -66,6 +68,7 @@ class AgentGateway:
         relay: CommandRelay,
         graphs: GraphService,
         enrollment: NodeEnrollment,
+        flag_calls: ExecutorFlagCalls,
         heartbeat_interval: float,
         heartbeat_timeout: float,
         lost_timeout: float | None = None,
@@ -76,6 +79,7 @@ class AgentGateway:
         self.relay = relay
         self.graphs = graphs
         self.enrollment = enrollment
+        self.flag_calls = flag_calls
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.lost_timeout = max(lost_timeout or heartbeat_timeout, heartbeat_timeout)
@@ -281,6 +285,8 @@ class AgentGateway:
                 self.graphs.on_chunk(link.name, message)
             elif isinstance(message, GraphFetch):
                 self.graphs.on_fetch(link.name, message)
+            elif isinstance(message, FlagCall):
+                self.flag_calls.submit(link.name, message)
             elif isinstance(message, Hello):
                 continue
             else:

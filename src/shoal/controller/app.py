@@ -35,6 +35,7 @@ from shoal.controller.commands import CommandRelay
 from shoal.controller.config import ControllerConfig
 from shoal.controller.enrollment import NodeEnrollment, setup_join_token
 from shoal.controller.experiments import ExperimentService
+from shoal.controller.flag_calls import ExecutorFlagCalls
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
@@ -90,6 +91,7 @@ async def build_services(config: ControllerConfig) -> Services:
         relay,
         graphs,
         NodeEnrollment(db),
+        ExecutorFlagCalls(flags, experiments, registry, config.max_wait),
         config.heartbeat_interval,
         config.heartbeat_timeout,
         lost_timeout=config.lost_timeout,
@@ -138,6 +140,8 @@ def create_app(
                 tg.create_task(svc.relay.recorder()),
                 tg.create_task(svc.graphs.run()),
                 tg.create_task(svc.auth.watch_revocations()),
+                tg.create_task(svc.flags.run()),
+                tg.create_task(svc.gateway.flag_calls.run()),
             ]
             try:
                 yield

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.security import HTTPAuthorizationCredentials
 
 from shoal.controller.auth import Principal
-from shoal.controller.errors import not_found
-from shoal.controller.services import Services, services, user
+from shoal.controller.enrollment import EnrollmentRefused
+from shoal.controller.errors import conflict, not_found, unauthorized
+from shoal.controller.services import Services, bearer, services, user
 
 router = APIRouter(prefix="/api/nodes", tags=["nodes"])
 
@@ -43,3 +45,30 @@ async def forget_node(
     if not await svc.gateway.forget(name):
         raise not_found(f"node {name!r} is not enrolled")
     return {"name": name, "forgotten": True}
+
+
+@router.post(
+    "/{name}/enroll",
+    status_code=201,
+    summary="Enroll a node before its agent starts (shows the join token)",
+)
+async def enroll_node(
+    name: str = Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$"),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    svc: Services = Depends(services),
+) -> dict:
+    """Bind node ``name`` to a new credential and return it, once.
+
+    ``shoal deploy`` calls this with the join token and puts the credential on
+    the host itself, so the join token never lies on a host's disk. 409 if the
+    name is enrolled already (``shoal node forget`` frees it).
+    """
+    secret = credentials.credentials if credentials is not None else ""
+    admission = await svc.gateway.enrollment.admit(secret)
+    if admission is None or not admission.by_join_token:
+        raise unauthorized("enrolling a node needs the join token as bearer token")
+    try:
+        credential = await svc.gateway.enrollment.enroll(admission, name)
+    except EnrollmentRefused as exc:
+        raise conflict(str(exc)) from None
+    return {"name": name, "credential": credential}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
+from shoal.protocol.flag_messages import FlagAnswer, FlagCall
 from shoal.protocol.graph_messages import (
     GraphCancel,
     GraphDone,
@@ -22,7 +23,7 @@ from shoal.protocol.graph_messages import (
     ObjectChunk,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: executors' flag calls over the agent's connection (FlagCall)
 
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
@@ -131,6 +132,7 @@ AgentMessage = (
     | GraphDone
     | GraphFetch
     | ObjectChunk
+    | FlagCall
 )
 
 
@@ -243,6 +245,7 @@ ControllerMessage = (
     | GraphFree
     | GraphUpload
     | ObjectChunk
+    | FlagAnswer
 )
 
 # What a client sends on its command stream, and what it gets back.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from shoal.protocol.flag_messages import FlagAnswer, FlagCall
+
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
     pass
@@ -41,5 +43,5 @@ class Done(_Msg):
     text: str
 
 
-ToExecutor = Load | Go
-FromExecutor = Loaded | LoadFailed | Step | Done
+ToExecutor = Load | Go | FlagAnswer
+FromExecutor = Loaded | LoadFailed | Step | Done | FlagCall

@@ -19,24 +19,6 @@ async def get_flag(conn: AsyncConnection, experiment_id: str, name: str) -> Stor
     return (row[0], row[1], row[2]) if row else None
 
 
-async def put_flag(
-    conn: AsyncConnection,
-    experiment_id: str,
-    name: str,
-    text_value: str | None,
-    int_value: int | None,
-    version: int,
-) -> None:
-    row = {
-        "experiment_id": experiment_id,
-        "name": name,
-        "text_value": text_value,
-        "int_value": int_value,
-        "version": version,
-    }
-    await upsert(conn, flags, row, ["experiment_id", "name"])
-
-
 async def list_flags(conn: AsyncConnection, experiment_id: str) -> dict[str, StoredFlag]:
     query = (
         select(flags.c.name, flags.c.text_value, flags.c.int_value, flags.c.version)
@@ -44,3 +26,23 @@ async def list_flags(conn: AsyncConnection, experiment_id: str) -> dict[str, Sto
         .order_by(flags.c.name)
     )
     return {r[0]: (r[1], r[2], r[3]) for r in await conn.execute(query)}
+
+
+async def put_flags(
+    conn: AsyncConnection, rows: list[tuple[str, str, str | None, int | None, int]]
+) -> None:
+    """Write many flags in one statement: (experiment id, name, text, int, version) each.
+
+    At most a few thousand rows: every store takes that many parameters in one statement.
+    """
+    values = [
+        {
+            "experiment_id": experiment_id,
+            "name": name,
+            "text_value": text_value,
+            "int_value": int_value,
+            "version": version,
+        }
+        for experiment_id, name, text_value, int_value, version in rows
+    ]
+    await upsert(conn, flags, values, ["experiment_id", "name"])

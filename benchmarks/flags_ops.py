@@ -1,0 +1,251 @@
+"""Flag operations a second: through the REST API and from executors, beside their limits.
+
+For each store (SQLite, and PostgreSQL from tests/pgserver.py) it prints:
+
+- REST: atomic increments from ``--clients`` concurrent HTTP connections, beside
+  a bare FastAPI endpoint that does nothing (same client, same connections);
+- executors: ``--steps`` concurrent pipeline steps (spread over two agents)
+  each incrementing one flag ``--per-step`` times;
+- PostgreSQL only: a bare asyncpg loop doing the same updates (one committed
+  UPDATE per operation from ``--clients`` connections, and from one), the
+  store's own limit for acknowledged-when-durable increments.
+
+Every run checks the flag ends at exactly the number of acknowledged increments.
+The throwaway PostgreSQL server runs with fsync off (tests/pgserver.py), so its
+commits cost what a server with a battery-backed cache would charge.
+
+    python benchmarks/flags_ops.py [--store sqlite|postgres|both] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from common import ROOT, machine
+
+from shoal import Experiment, LocalCluster, Pipeline
+from shoal.model.pipeline import Task
+
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+class IncrementMany(Task):
+    """A pipeline step that increments ``flag`` ``count`` times; (count, first, last) times."""
+
+    def __init__(self, flag: str, count: int, name: str) -> None:
+        super().__init__(name)
+        self.flag, self.count = flag, count
+
+    def run(self) -> tuple[int, float, float]:
+        from shoal.client.executor_flags import executor_flags
+
+        flags = executor_flags()
+        first = time.time()
+        for _ in range(self.count):
+            flags.increment(self.flag)
+        return self.count, first, time.time()
+
+
+async def _hammer(
+    endpoint: str, token: str, path: str, clients: int, seconds: float
+) -> tuple[int, float]:
+    """POST ``path`` from ``clients`` connections for ``seconds``, after one warm-up
+    POST each; (acknowledged in the timed part, elapsed).
+
+    One client per connection: httpx's shared pool slows down past a few
+    concurrent requests, which would measure the pool, not the server.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        https = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=endpoint,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=60,
+                )
+            )
+            for _ in range(clients)
+        ]
+        for http in https:  # warm: the flag loaded, every connection open
+            (await http.post(path)).raise_for_status()
+        done = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def worker(http: httpx.AsyncClient) -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                reply = await http.post(path)
+                reply.raise_for_status()
+                done += 1
+
+        async with asyncio.TaskGroup() as tg:
+            for http in https:
+                tg.create_task(worker(http))
+        return done, time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def bare_fastapi(workdir: Path) -> Iterator[str]:
+    """A FastAPI app on uvicorn with one POST endpoint that does nothing; its URL."""
+    from processes import free_port, read_until
+
+    port = free_port()
+    script = workdir / "bare_app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from fastapi import FastAPI
+            app = FastAPI()
+
+            @app.post("/noop")
+            async def noop() -> dict:
+                return {"ok": True}
+            """
+        )
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "info",
+            "--no-access-log",
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        read_until(proc.stderr, "Uvicorn running", 30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def rest_figures(cluster: LocalCluster, clients: int, seconds: float, bare_url: str) -> None:
+    client = cluster.client()
+    client.open_run("rest-bench")
+    path = "/api/experiments/rest-bench/flags/counter/increment"
+    acked, elapsed = asyncio.run(_hammer(cluster.endpoint, client.token(), path, clients, seconds))
+    stored = client.get_flag_values("rest-bench", "counter").int_value
+    assert stored == acked + clients, f"flag holds {stored}, {acked} increments were acknowledged"
+    noop, noop_s = asyncio.run(_hammer(bare_url, "-", "/noop", clients, seconds))
+    rate, bare = acked / elapsed, noop / noop_s
+    print(
+        f"  REST increments, {clients} connections: {rate:8.0f} ops/s "
+        f"(bare FastAPI no-op endpoint {bare:.0f}/s; ratio {bare / rate:.2f}x)"
+    )
+
+
+def executor_figures(cluster: LocalCluster, steps: int, per_step: int) -> float:
+    client = cluster.client()
+    nodes = client.get_nodes()
+    half = steps // len(nodes)
+    experiment = Experiment()
+    for index, node in enumerate(nodes):
+        tasks = [IncrementMany("counter", per_step, f"inc-{index}-{i}") for i in range(half)]
+        here = nodes.filter(lambda n, name=node.name: n.name == name)
+        experiment = experiment.map(Pipeline().then(tasks), here)
+    name = "executor-bench"
+    client.prepare_experiment(experiment, name)
+    client.wait(name, until="ready", timeout=120)
+    client.start_execution(name)
+    info = client.wait(name, timeout=600)
+    assert all(r.result.is_success for r in info.execution_result), info
+    spans = [step[0].unwrap() for r in info.execution_result for step in r.result.unwrap().values()]
+    total = sum(s[0] for s in spans)
+    elapsed = max(s[2] for s in spans) - min(s[1] for s in spans)
+    stored = client.get_flag_values(name, "counter").int_value
+    assert stored == total, f"flag holds {stored}, {total} increments were acknowledged"
+    rate = total / elapsed
+    print(f"  executor increments, {len(spans)} concurrent steps: {rate:8.0f} ops/s")
+    return rate
+
+
+async def _asyncpg_limit(dsn: str, clients: int, seconds: float) -> tuple[float, float]:
+    """One committed UPDATE per increment, as the store's limit: (ops/s with
+    ``clients`` connections, ops/s with one)."""
+    import asyncpg
+
+    setup = await asyncpg.connect(dsn)
+    await setup.execute("CREATE TABLE IF NOT EXISTS bench_flags (name text primary key, n int)")
+    await setup.execute("INSERT INTO bench_flags VALUES ('c', 0) ON CONFLICT DO NOTHING")
+    await setup.close()
+    update = "UPDATE bench_flags SET n = n + 1 WHERE name = 'c' RETURNING n"
+
+    async def run(connections: int) -> float:
+        conns = [await asyncpg.connect(dsn) for _ in range(connections)]
+        done = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def worker(conn: asyncpg.Connection) -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await conn.fetchval(update)
+                done += 1
+
+        async with asyncio.TaskGroup() as tg:
+            for conn in conns:
+                tg.create_task(worker(conn))
+        elapsed = time.perf_counter() - start
+        for conn in conns:
+            await conn.close()
+        return done / elapsed
+
+    return await run(clients), await run(1)
+
+
+def one_store(label: str, db_url: str | None, dsn: str | None, args: argparse.Namespace) -> None:
+    print(f"{label}:")
+    with tempfile.TemporaryDirectory(prefix="shoal-flags-bench-") as tmp:
+        with bare_fastapi(Path(tmp)) as bare_url, LocalCluster([], db_url=db_url) as cluster:
+            rest_figures(cluster, args.clients, args.seconds, bare_url)
+        if args.steps:
+            with LocalCluster(["node-0", "node-1"], db_url=db_url) as cluster:
+                executor_figures(cluster, args.steps, args.per_step)
+    if dsn is not None:
+        many, one = asyncio.run(_asyncpg_limit(dsn, args.clients, args.seconds))
+        print(
+            f"  bare asyncpg, one committed UPDATE per op: {many:8.0f} ops/s from "
+            f"{args.clients} connections, {one:.0f} ops/s from one"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--steps", type=int, default=32, help="0: no executor run")
+    parser.add_argument("--per-step", type=int, default=100)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    if args.store in ("sqlite", "both"):
+        one_store("SQLite", None, None, args)
+    if args.store in ("postgres", "both"):
+        from pgserver import PostgresServer
+
+        with PostgresServer() as pg:
+            one_store("PostgreSQL", pg.url, pg.dsn, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
