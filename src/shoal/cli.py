@@ -300,6 +300,12 @@ class _Duration(click.ParamType):
     show_default=True,
     help="How long a login's bearer token stays valid (e.g. 3600, 90m, 24h, 7d).",
 )
+@click.option(
+    "--metrics-public",
+    is_flag=True,
+    help="Serve /metrics (Prometheus) without a login; otherwise it needs a user's "
+    "bearer token like the API.",
+)
 @click.option("--ready-fd", type=int, default=None, hidden=True)
 @click.option("-v", "--verbose", count=True)
 def controller(
@@ -315,6 +321,7 @@ def controller(
     graph_capability_ttl: float,
     lost_timeout: float,
     token_ttl: float,
+    metrics_public: bool,
     ready_fd: int | None,
     verbose: int,
 ) -> None:
@@ -354,6 +361,7 @@ def controller(
         tls_cert=tls_cert,
         tls_key=tls_key,
         graph_capability_ttl=graph_capability_ttl,
+        metrics_public=metrics_public,
     )
 
     def announce(endpoint: str, written: str) -> None:

@@ -24,6 +24,7 @@ _CONTROLLER_MODULES: dict[str, tuple[str, ...]] = {
     "pwdlib[argon2]": ("pwdlib",),
     "argon2-cffi": ("argon2",),
     "python-multipart": ("python_multipart", "multipart"),
+    "prometheus-client": ("prometheus_client",),
 }
 
 

@@ -23,6 +23,7 @@ from shoal.controller import (
     routes_auth,
     routes_experiments,
     routes_flags,
+    routes_metrics,
     routes_nodes,
     routes_runs,
 )
@@ -39,6 +40,7 @@ from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
 from shoal.controller.limits import BodyLimits, RequestLimits
+from shoal.controller.metrics import ControllerMetrics
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.controller.services import Services
 from shoal.private import write_private
@@ -51,7 +53,9 @@ log = logging.getLogger("shoal.controller")
 
 
 async def build_services(config: ControllerConfig) -> Services:
+    metrics = ControllerMetrics()
     db = Database(config.db_url)
+    db.on_write = metrics.store_writes.observe
     await db.create_schema()
     async with db.write() as conn:
         for login, password in config.bootstrap_users:
@@ -95,7 +99,7 @@ async def build_services(config: ControllerConfig) -> Services:
     clients = ClientGateway(auth, relay)
     graph_clients = GraphGateway(auth, graphs)
     channels = ChannelRelay(auth)
-    return Services(
+    svc = Services(
         config,
         db,
         auth,
@@ -108,7 +112,10 @@ async def build_services(config: ControllerConfig) -> Services:
         graphs,
         graph_clients,
         channels,
+        metrics,
     )
+    metrics.watch(svc)
+    return svc
 
 
 def create_app(
@@ -159,6 +166,7 @@ def create_app(
     app.include_router(routes_experiments.router)
     app.include_router(routes_flags.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_metrics.router)
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
     app.add_api_websocket_route("/api/commands/ws", _client_ws)
     app.add_api_websocket_route("/api/graph/ws", _graph_ws)

@@ -71,6 +71,15 @@ class ChannelRelay:
         self._listeners: dict[Key, _Listener] = {}
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
+        # Since start, for /metrics.
+        self.connections = 0
+        self.relayed_messages = 0
+        self.relayed_bytes = 0
+
+    @property
+    def listening(self) -> int:
+        """How many channels have a listener now."""
+        return len(self._listeners)
 
     async def _accept(self, ws: WebSocket) -> Principal | None:
         return await accept_user(ws, self.auth, kinds=("user", "executor"))
@@ -137,8 +146,9 @@ class ChannelRelay:
             return
         finally:
             self._pending.pop(conn_id, None)
+        self.connections += 1
         try:
-            await _relay(ws, other)
+            await _relay(ws, other, self)
         finally:
             pending.done.set()
 
@@ -161,8 +171,10 @@ class ChannelRelay:
         await pending.done.wait()
 
 
-async def _relay(a: WebSocket, b: WebSocket) -> None:
-    """Forward binary frames both ways until one side goes; then close the other."""
+async def _relay(a: WebSocket, b: WebSocket, counts: ChannelRelay) -> None:
+    """Forward binary frames both ways until one side goes; then close the other.
+
+    Every frame forwarded is counted in ``counts`` (messages and bytes)."""
 
     async def pump(source: WebSocket, target: WebSocket) -> None:
         while True:
@@ -172,6 +184,8 @@ async def _relay(a: WebSocket, b: WebSocket) -> None:
             data = message.get("bytes")
             if data is not None:
                 await target.send_bytes(data)
+                counts.relayed_messages += 1
+                counts.relayed_bytes += len(data)
 
     try:
         async with asyncio.TaskGroup() as tg:

@@ -84,6 +84,9 @@ class CommandRelay:
         self.run_owners: dict[str, int] = {}  # experiment id -> user id, for runs
         self._records: list[dict[str, Any]] = []
         self._record_ready = asyncio.Event()
+        # Output relayed to clients since start, for /metrics.
+        self.output_messages = 0
+        self.output_bytes = 0
 
     # ------------------------------------------------------------ from clients
 
@@ -159,6 +162,8 @@ class CommandRelay:
             return
         if isinstance(message, CommandOutput):
             live.keep(message.stream, message.data)
+            self.output_messages += 1
+            self.output_bytes += len(message.data)
         elif isinstance(message, CommandStarted):
             live.pid = message.pid
         else:

@@ -41,3 +41,5 @@ class ControllerConfig:
     max_body_auth: int = 64 * 1024
     max_body_upload: int = 256 * 1024 * 1024
     max_body: int = 4 * 1024 * 1024
+    # /metrics without a login, for Prometheus scrapers (which seldom log in).
+    metrics_public: bool = False

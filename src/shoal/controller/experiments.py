@@ -109,6 +109,8 @@ class ExperimentService:
         self.deployments: dict[str, LiveDeployment] = {}
         self.changed = asyncio.Condition()
         self._lock = asyncio.Lock()
+        # Deployments that ended since start, by final state, for /metrics.
+        self.deployments_ended: dict[str, int] = dict.fromkeys(TERMINAL_DEPLOYMENT, 0)
 
     # ------------------------------------------------------------------ startup
 
@@ -680,6 +682,10 @@ class ExperimentService:
                 # (kept until Forget) makes the same idempotent writes again.
                 batch.rollback()
                 raise
+        for values in batch.deployments.values():
+            # A deployment's final state is written once: memory moves it there once.
+            if values.get("state") in TERMINAL_DEPLOYMENT:
+                self.deployments_ended[values["state"]] += 1
         for node, message in batch.messages:
             self._send(node, message)
         for node, dep_id in batch.forget:

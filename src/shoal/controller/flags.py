@@ -75,6 +75,7 @@ class FlagService:
         self.db = db
         self._flags: dict[FlagKey, Flag] = {}
         self._loading: defaultdict[FlagKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.ops: defaultdict[str, int] = defaultdict(int)  # by kind, for /metrics
         self._queue: list[_Change] = []
         self._queued = asyncio.Event()
         self._writing = False
@@ -98,11 +99,13 @@ class FlagService:
         return flag
 
     async def get(self, experiment_id: str, name: str) -> tuple[Values | None, int]:
+        self.ops["get"] += 1
         flag = await self._flag(experiment_id, name)
         return flag.values, flag.version
 
     async def set(self, experiment_id: str, name: str, values: Values) -> tuple[Values, int]:
         """Set both values; (values, version) once the change is durable."""
+        self.ops["set"] += 1
         return await self._submit(experiment_id, name, values, None)
 
     async def add(self, experiment_id: str, name: str, delta: int) -> tuple[Values, int]:
@@ -110,6 +113,7 @@ class FlagService:
 
         Raises ``FlagRangeError`` if the sum would leave the storable range.
         """
+        self.ops["add"] += 1
         return await self._submit(experiment_id, name, None, delta)
 
     async def wait(
@@ -119,6 +123,7 @@ class FlagService:
 
         Returns (values, version), or None if ``timeout`` passes first.
         """
+        self.ops["wait"] += 1
         flag = await self._flag(experiment_id, name)
         for version, values in flag.history:
             if version > after and values == target:
@@ -144,6 +149,7 @@ class FlagService:
         tasks): reading "the next change you have not seen" lets such a poller
         observe every value, however briefly the flag held it.
         """
+        self.ops["next_after"] += 1
         flag = await self._flag(experiment_id, name)
         for version, values in flag.history:
             if version > after:
@@ -151,6 +157,7 @@ class FlagService:
         return flag.values, flag.version
 
     async def list(self, experiment_id: str) -> dict[str, Values]:
+        self.ops["list"] += 1
         async with self.db.read() as conn:
             stored = await flag_queries.list_flags(conn, experiment_id)
         out: dict[str, Values] = {name: (s[0], s[1]) for name, s in stored.items()}

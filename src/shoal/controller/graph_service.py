@@ -23,12 +23,14 @@ from shoal.controller.graph_state import (
     FAILED,
     FINISHED,
     READY,
+    WAITING,
     GNode,
     GObject,
     GSession,
     GTask,
     Waiter,
 )
+from shoal.controller.metrics import PLACEMENT_BUCKETS, LatencyHistogram
 from shoal.controller.registry import NodeRegistry
 from shoal.protocol import capabilities
 from shoal.protocol.graph_messages import (
@@ -105,6 +107,9 @@ class GraphService:
         self._transfers: dict[int, tuple[asyncio.Queue[ObjectChunk], str]] = {}
         self._frees: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self._tg: asyncio.TaskGroup | None = None
+        # Since start, for /metrics.
+        self.tasks_ended: dict[str, int] = {FINISHED: 0, FAILED: 0}
+        self.placement = LatencyHistogram(PLACEMENT_BUCKETS)
 
     async def run(self) -> None:
         """Host the background transfers (relays between agents) until cancelled."""
@@ -204,6 +209,8 @@ class GraphService:
             session.objects[obj.id] = obj
             if obj.producer is None:
                 self._finish_object(obj, obj.size, obj.content_type, obj.data, None)
+        now = time.monotonic()
+        session.task_counts[WAITING] += len(new_tasks)
         for task in new_tasks:
             session.tasks[task.id] = task
             for obj, _label in task.inputs:
@@ -212,7 +219,8 @@ class GraphService:
                 if not obj.done:
                     task.unfinished_inputs += 1
             if task.unfinished_inputs == 0:
-                task.state = READY
+                task.move(READY)
+                task.ready_at = now
                 self.ready.append(task)
         for obj in new_objects.values():
             self._maybe_free(obj)
@@ -491,7 +499,8 @@ class GraphService:
             if result.error:
                 info["error"] = result.error
                 task.info = info
-                task.state = FAILED
+                task.move(FAILED)
+                self.tasks_ended[FAILED] += 1
                 for obj in task.outputs:
                     obj.state = FAILED
                     obj.info = {"error": f"{task.describe()} failed"}
@@ -504,7 +513,8 @@ class GraphService:
                 )
                 continue
             task.info = info
-            task.state = FINISHED
+            task.move(FINISHED)
+            self.tasks_ended[FINISHED] += 1
             outputs = {o.id: o for o in result.outputs}
             for obj in task.outputs:
                 out = outputs.get(obj.id)
@@ -602,7 +612,8 @@ class GraphService:
         for consumer in obj.consumers:
             consumer.unfinished_inputs -= 1
             if consumer.unfinished_inputs == 0 and consumer.state == "waiting":
-                consumer.state = READY
+                consumer.move(READY)
+                consumer.ready_at = time.monotonic()
                 self.ready.append(consumer)
 
     @staticmethod
@@ -737,7 +748,8 @@ class GraphService:
                 continue
             if online and task.cpus > largest:
                 self.ready.popleft()
-                task.state = FAILED
+                task.move(FAILED)
+                self.tasks_ended[FAILED] += 1
                 task.info = {"error": "no node has enough cpus"}
                 self._wake(task)
                 self._fail(
@@ -750,7 +762,8 @@ class GraphService:
             if node is None:
                 break
             self.ready.popleft()
-            task.state = ASSIGNED
+            self.placement.observe(now - task.ready_at)
+            task.move(ASSIGNED)
             task.assigned_at = now
             task.node = node.name
             node.used += task.cpus

@@ -12,6 +12,7 @@ from typing import Any
 
 # Task states, in order of their lifecycle.
 WAITING, READY, ASSIGNED, FINISHED, FAILED = "waiting", "ready", "assigned", "finished", "failed"
+TASK_STATES = (WAITING, READY, ASSIGNED, FINISHED, FAILED)
 # Object states.
 PENDING = "pending"
 
@@ -69,6 +70,7 @@ class GTask:
     state: str = WAITING
     unfinished_inputs: int = 0
     node: str | None = None
+    ready_at: float = 0.0  # monotonic time it became ready (for the placement latency)
     assigned_at: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     waiters: list[Waiter] = field(default_factory=list)
@@ -79,6 +81,13 @@ class GTask:
 
     def describe(self) -> str:
         return f"task {self.name or self.task_type!r} ({self.session.id}, {self.id})"
+
+    def move(self, state: str) -> None:
+        """Change the task's state, keeping its session's count of tasks by state."""
+        counts = self.session.task_counts
+        counts[self.state] -= 1
+        counts[state] += 1
+        self.state = state
 
 
 @dataclass(eq=False)
@@ -97,6 +106,9 @@ class GSession:
     uploads: dict[int, bytearray] = field(default_factory=dict)
     waiters: set[Waiter] = field(default_factory=set)
     nodes: set[str] = field(default_factory=set)  # nodes that ran or hold something of it
+    # Its tasks by state, kept by GTask.move: /metrics reads them without walking
+    # a graph that may hold a million tasks.
+    task_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASK_STATES, 0))
 
 
 @dataclass(eq=False)

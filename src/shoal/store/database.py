@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -65,6 +66,8 @@ class Database:
                 kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # Called with the seconds each committed write took (the controller's metrics).
+        self.on_write: Callable[[float], None] | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
@@ -80,16 +83,19 @@ class Database:
 
         Raises ``StoreError`` if the store is away or full (nothing was committed).
         """
+        start = time.perf_counter()
         try:
             if self._write_lock is None:
                 async with self.engine.begin() as conn:
                     yield conn
-                return
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
+            else:
+                async with self._write_lock, self.engine.begin() as conn:
+                    yield conn
         except Exception as exc:
             self._raise_fault(exc)
             raise
+        if self.on_write is not None:
+            self.on_write(time.perf_counter() - start)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
