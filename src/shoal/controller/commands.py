@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.controller.auth import Principal
+from shoal.controller.changes import ChangeFeed
 from shoal.controller.links import Link
 from shoal.controller.registry import NodeRegistry
 from shoal.protocol import (
@@ -84,6 +85,7 @@ class CommandRelay:
         self.run_owners: dict[str, int] = {}  # experiment id -> user id, for runs
         self._records: list[dict[str, Any]] = []
         self._record_ready = asyncio.Event()
+        self.feed = ChangeFeed()  # runs whose command records were stored
 
     # ------------------------------------------------------------ from clients
 
@@ -217,6 +219,7 @@ class CommandRelay:
     async def _store(self, batch: list) -> None:
         async with self.db.write() as conn:
             await command_queries.put_commands(conn, batch)
+        self.feed.touch(row["experiment_id"] for row in batch)
 
     async def flush(self) -> None:
         """Store what is pending now (used when a run finishes)."""
