@@ -51,6 +51,8 @@ async def api_docs() -> HTMLResponse:
         swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
         swagger_css_url=f"{SWAGGER}/swagger-ui.css",
         swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png",
+        # Swagger UI would show a badge fetched from its online validator.
+        swagger_ui_parameters={"validatorUrl": None},
     )
 
 
