@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_p
 from processes import add_user
 from runner_helpers import env_for
 from shoal import Experiment, FlagValues, LocalCluster, Pipeline, RemoteClient
+from shoal.controller.live import STORED_TICK
 from shoal.library.basic import ShellCommand, SleepTask
 from shoal.model.pipeline import Task
 
@@ -103,10 +105,10 @@ def offline(context, endpoint: str) -> list[str]:  # type: ignore[no-untyped-def
     return blocked
 
 
-def screenshot(page: Page, name: str) -> None:
+def screenshot(page: Page, name: str, full_page: bool = True) -> None:
     if SCREENSHOTS is not None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
 def log_in(page: Page, cluster: LocalCluster, login: str | None = None, pw: str = "") -> None:
@@ -290,9 +292,10 @@ def test_another_users_experiment_is_not_found(page: Page, cluster: LocalCluster
 
 @pytest.mark.timeout(60)
 def test_the_event_stream_refuses_what_the_api_refuses(cluster: LocalCluster) -> None:
-    with RemoteClient(cluster.endpoint, "bob", "bob-pw") as bob, httpx.Client(
-        base_url=cluster.endpoint, timeout=10
-    ) as http:
+    with (
+        RemoteClient(cluster.endpoint, "bob", "bob-pw") as bob,
+        httpx.Client(base_url=cluster.endpoint, timeout=10) as http,
+    ):
         token = bob.token()  # valid until the client logs out at the end
         assert http.get("/api/events").status_code == 401
         auth = {"Authorization": f"Bearer {token}"}
@@ -307,6 +310,36 @@ def test_the_event_stream_refuses_what_the_api_refuses(cluster: LocalCluster) ->
                     break
 
 
+@pytest.mark.timeout(90)
+def test_a_busy_experiment_is_sent_coalesced_and_up_to_date(cluster: LocalCluster) -> None:
+    """300 flag changes as fast as they go: a watcher gets at most one state per
+    STORED_TICK, and the last state always."""
+    name, last = "dash-busy", 300
+    with cluster.client() as client, httpx.Client(base_url=cluster.endpoint, timeout=30) as http:
+        nodes = client.get_nodes().filter(lambda n: n.name == "node-a")
+        client.prepare_experiment(Experiment().map(Pipeline().then(SleepTask(0)), nodes), name)
+
+        def hammer() -> None:
+            for i in range(1, last + 1):
+                client.set_flag_values(name, "n", FlagValues(None, i))
+
+        writer = threading.Thread(target=hammer)
+        auth = {"Authorization": f"Bearer {client.token()}"}
+        states = 0
+        started = time.monotonic()
+        with http.stream("GET", "/api/events", params={"experiment": name}, headers=auth) as s:
+            writer.start()
+            try:
+                for line in s.iter_lines():
+                    states += line == "event: experiment"
+                    if line.startswith("data: ") and f'"int_value":{last}}}' in line:
+                        break
+            finally:
+                writer.join()
+        took = time.monotonic() - started
+        assert 1 <= states <= took / STORED_TICK + 2, (states, took)
+
+
 @pytest.mark.timeout(60)
 def test_docs_render_offline(browser: Browser, cluster: LocalCluster) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -318,6 +351,6 @@ def test_docs_render_offline(browser: Browser, cluster: LocalCluster) -> None:
         expect(page.locator(".opblock-summary-path[data-path='/api/token']")).to_have_count(1)
         page.wait_for_load_state("networkidle")
         assert blocked == []
-        screenshot(page, "docs")
+        screenshot(page, "docs", full_page=False)
     finally:
         context.close()

@@ -46,7 +46,9 @@ STORED_TICK = 1.0  # seconds between reads of the store for one experiment or li
 LOG_TAIL = 200  # log lines an experiment page shows
 OUTPUT_TAIL = 8192  # characters of each running command's streams sent
 
-NODES, EXPERIMENTS, EXPERIMENT, OUTPUT, GONE = "nodes", "experiments", "experiment", "output", "gone"
+# The events of a stream: the topics a page asks for, and an experiment's.
+NODES, EXPERIMENTS = "nodes", "experiments"
+EXPERIMENT, OUTPUT, GONE = "experiment", "output", "gone"
 TOPICS = frozenset({NODES, EXPERIMENTS})
 
 
@@ -330,5 +332,6 @@ def _with_running(
             own[node].append(what)
         else:
             others[node] += 1
-    return [{**n, "running": own.get(n["name"], []), "others": others.get(n["name"], 0)} for n in nodes]
-
+    return [
+        {**n, "running": own.get(n["name"], []), "others": others.get(n["name"], 0)} for n in nodes
+    ]
