@@ -21,15 +21,16 @@ for name in preact htm swagger-ui-dist; do
     tar xzf "$name"-*.tgz -C "$name" --strip-components=1
 done
 
-# Source maps are not shipped: drop the comments that would ask for them.
+# Source maps are not shipped: drop the comments that would ask for them. The
+# ES modules are saved as .js: every mimetypes table serves that as JavaScript.
 strip_map() { sed '/^\/\/# sourceMappingURL=/d; s|/\*# sourceMappingURL=[^*]*\*/||' "$1" >"$2"; }
 
 rm -rf "$vendor"
 mkdir -p "$vendor/swagger-ui"
-strip_map preact/dist/preact.mjs "$vendor/preact.mjs"
-strip_map preact/hooks/dist/hooks.mjs "$vendor/preact-hooks.mjs"
+strip_map preact/dist/preact.mjs "$vendor/preact.js"
+strip_map preact/hooks/dist/hooks.mjs "$vendor/preact-hooks.js"
 cp preact/LICENSE "$vendor/LICENSE.preact"
-strip_map htm/dist/htm.mjs "$vendor/htm.mjs"
+strip_map htm/dist/htm.mjs "$vendor/htm.js"
 cp htm/LICENSE "$vendor/LICENSE.htm"
 for file in swagger-ui-bundle.js swagger-ui.css; do
     strip_map "swagger-ui-dist/$file" "$vendor/swagger-ui/$file"
