@@ -11,6 +11,7 @@ without it they write nothing.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ CHROMIUM = "/usr/bin/chromium"
 _shots = os.environ.get("SHOAL_SCREENSHOTS")
 SCREENSHOTS = Path(_shots).resolve() if _shots else None
 LIVE = 20_000  # ms a live change may take to show (a few ticks on a loaded machine)
-NODES = ["node-a", "node-b"]
+NODES = ["node-a", "node-b", "node-c"]  # node-c is stopped and killed by a test
 
 
 class Gate(Task):
@@ -151,11 +152,29 @@ def test_log_in_and_see_the_nodes_live(page: Page, cluster: LocalCluster) -> Non
         row = page.locator(f"tr[data-node='{name}']")
         expect(row.get_by_test_id("state")).to_have_text("online")
     expect(page.locator("tr[data-node='node-a']")).to_contain_text("room=lab2")
-    expect(page.get_by_test_id("node-counts")).to_contain_text("2 online")
+    expect(page.get_by_test_id("node-counts")).to_contain_text("3 online")
     expect(page.get_by_test_id("live-status")).to_have_text("live")
     # Live cpu: a sparkline grows from heartbeats as they arrive.
     expect(page.locator("tr[data-node='node-a'] .spark polyline")).to_have_count(1)
-    screenshot(page, "nodes")
+    not_reloaded(page)
+
+
+@pytest.mark.timeout(90)
+def test_a_node_goes_suspect_offline_and_back_live(page: Page, cluster: LocalCluster) -> None:
+    log_in(page, cluster)
+    state = page.locator("tr[data-node='node-c']").get_by_test_id("state")
+    expect(state).to_have_text("online")
+    agent = cluster.agents["node-c"]
+    agent.send_signal(signal.SIGSTOP)  # silent but connected: suspect
+    try:
+        expect(state).to_have_text("suspect")
+    finally:
+        agent.send_signal(signal.SIGCONT)
+    expect(state).to_have_text("online")
+    cluster.kill_agent("node-c")  # gone for good: offline once the lost timeout passes
+    expect(state).to_have_text("offline", timeout=(cluster.lost_timeout + 20) * 1000)
+    cluster.start_agent("node-c")
+    expect(state).to_have_text("online")
     not_reloaded(page)
 
 
@@ -190,6 +209,10 @@ def test_a_pipelines_experiment_changes_live(
         client.set_flag_values(name, "phase", FlagValues("running", 2))
         expect(page.locator("tr[data-flag=phase]")).to_contain_text("running")
         screenshot(page, "experiment-pipelines")
+        page.click("header nav >> text=Nodes")  # what runs where: it, on node-a
+        expect(page.locator("tr[data-node='node-a'] ul.running")).to_contain_text(name)
+        screenshot(page, "nodes")
+        open_experiment(page, name)
 
         gate.touch()
         expect(badge(page)).to_have_text("FINISHED")

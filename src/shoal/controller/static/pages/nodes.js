@@ -66,8 +66,8 @@ function NodeRow({ node, history }) {
   const m = node.metrics || {};
   const live = node.state === "online";
   return html`<tr data-node=${node.name} class=${node.state}>
-    <td><strong>${node.name}</strong><div class="muted small">${node.architecture}, ${node.cpus}
-      cpu${node.cpus === 1 ? "" : "s"}</div></td>
+    <td><strong>${node.name}</strong><div class="muted small">
+      ${`${node.architecture}, ${node.cpus} cpu${node.cpus === 1 ? "" : "s"}`}</div></td>
     <td title=${STATE_HELP[node.state]}><${Badge} value=${node.state} />
       ${!live && node.silent_for != null
         ? html`<div class="muted small">silent ${node.silent_for} s</div>`
