@@ -230,16 +230,15 @@ class LiveHub:
         listing = [w for w in watchers if EXPERIMENTS in w.topics]
         due = self._lists_stale and now - self._lists_read_at >= STORED_TICK
         users = {w.caller.user_id for w in listing if w.fresh or due}
-        if due:
+        lists: dict[int, str] = {}
+        if users:
+            async with self.db.read() as conn:
+                for uid in users:
+                    rows = await summaries.experiment_summaries(conn, uid)
+                    lists[uid] = dumps({"experiments": rows})
+        if due:  # only once read: a store fault leaves the lists stale, to try again
             self._lists_stale = False
             self._lists_read_at = now
-        if not users:
-            return
-        lists: dict[int, str] = {}
-        async with self.db.read() as conn:
-            for uid in users:
-                rows = await summaries.experiment_summaries(conn, uid)
-                lists[uid] = dumps({"experiments": rows})
         for w in listing:
             if w.caller.user_id in lists:
                 w.post(EXPERIMENTS, lists[w.caller.user_id])
@@ -255,18 +254,21 @@ class LiveHub:
             view = self._views.setdefault(experiment_id, _View())
             due = experiment_id in self._changed and now - view.read_at >= STORED_TICK
             if due or not view.read_at:
-                self._changed.discard(experiment_id)
                 await self._read(experiment_id, view, now)
+                self._changed.discard(experiment_id)
+            if not view.read_at:
+                continue  # never read yet: nothing to show
             topic = GONE if view.gone else EXPERIMENT
             for w in its:
                 w.post(topic, view.payload)
 
     async def _read(self, experiment_id: str, view: _View, now: float) -> None:
-        view.read_at = now
+        """Read the experiment into ``view``; a store fault leaves the view as it was."""
         try:
             data = await self.experiments.describe(experiment_id)
         except HTTPException:
-            view.gone, view.payload = True, "{}"  # deleted, or replaced by a run of its name
+            # Deleted, or replaced by a run of the same name.
+            view.gone, view.payload, view.read_at = True, "{}", now
             return
         data["flags"] = {
             name: {"text_value": text, "int_value": number}
@@ -287,6 +289,7 @@ class LiveHub:
             )
             view.last_log = line["id"]
         view.payload = dumps({**data, "logs": list(view.logs)})
+        view.read_at = now
 
     def _post_output(self, watchers: list[Watcher]) -> None:
         ids = {w.experiment_id for w in watchers if w.experiment_id is not None}
