@@ -21,6 +21,7 @@ from shoal.compat.netunicorn.server import PREFIX as NETUNICORN
 from shoal.compat.netunicorn.server import mount as mount_netunicorn
 from shoal.controller import (
     routes_auth,
+    routes_dashboard,
     routes_experiments,
     routes_flags,
     routes_metrics,
@@ -41,6 +42,7 @@ from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
 from shoal.controller.limits import BodyLimits, RequestLimits
 from shoal.controller.metrics import ControllerMetrics
+from shoal.controller.live import LiveHub
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.controller.services import Services
 from shoal.private import write_private
@@ -113,6 +115,7 @@ async def build_services(config: ControllerConfig) -> Services:
         graph_clients,
         channels,
         metrics,
+        live=LiveHub(db, registry, experiments, flags, relay),
     )
     metrics.watch(svc)
     return svc
@@ -142,6 +145,7 @@ def create_app(
                 tg.create_task(svc.auth.watch_revocations()),
                 tg.create_task(svc.flags.run()),
                 tg.create_task(svc.gateway.flag_calls.run()),
+                tg.create_task(svc.live.run()),
             ]
             try:
                 yield
@@ -157,6 +161,10 @@ def create_app(
         version="0.1.0",
         description="Runs experiments and task graphs on a fleet of nodes.",
         lifespan=lifespan,
+        # /docs is served from vendored files (routes_dashboard); FastAPI's own
+        # pages load theirs from a CDN, which an offline testbed cannot reach.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StoreError, _store_fault)
@@ -174,6 +182,7 @@ def create_app(
     app.add_api_websocket_route("/api/channels/connect/{name}", _channel_connect)
     app.add_api_websocket_route("/api/channels/accept/{conn_id}", _channel_accept)
     mount_netunicorn(app)  # netUnicorn's HTTP API under /netunicorn
+    routes_dashboard.mount(app)  # the dashboard at /, /static, /docs
     return app
 
 

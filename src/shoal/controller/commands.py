@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.controller.auth import Principal
+from shoal.controller.changes import ChangeFeed
 from shoal.controller.links import Link
 from shoal.controller.registry import NodeRegistry
 from shoal.protocol import (
@@ -87,6 +88,7 @@ class CommandRelay:
         # Output relayed to clients since start, for /metrics.
         self.output_messages = 0
         self.output_bytes = 0
+        self.feed = ChangeFeed()  # runs whose command records were stored
 
     # ------------------------------------------------------------ from clients
 
@@ -222,6 +224,7 @@ class CommandRelay:
     async def _store(self, batch: list) -> None:
         async with self.db.write() as conn:
             await command_queries.put_commands(conn, batch)
+        self.feed.touch(row["experiment_id"] for row in batch)
 
     async def flush(self) -> None:
         """Store what is pending now (used when a run finishes)."""

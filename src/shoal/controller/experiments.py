@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from shoal.controller.auth import Authenticator, Principal, new_token, token_digest
 from shoal.controller.batch import WriteBatch
+from shoal.controller.changes import ChangeFeed
 from shoal.controller.errors import bad_request, conflict, not_found
 from shoal.controller.flags import FlagService
 from shoal.controller.registry import NodeRegistry
@@ -108,6 +109,7 @@ class ExperimentService:
         self.live: dict[str, LiveExperiment] = {}
         self.deployments: dict[str, LiveDeployment] = {}
         self.changed = asyncio.Condition()
+        self.feed = ChangeFeed()  # what the dashboard refreshes
         self._lock = asyncio.Lock()
         # Deployments that ended since start, by final state, for /metrics.
         self.deployments_ended: dict[str, int] = dict.fromkeys(TERMINAL_DEPLOYMENT, 0)
@@ -228,6 +230,7 @@ class ExperimentService:
                     await on_create(conn, experiment_id, [row["id"] for row in rows])
             self.live[experiment_id] = live
             self.deployments.update(live.deployments)
+            self.feed.touch([experiment_id])
             for node, message in messages:
                 self._send(node, message)
         return name
@@ -253,6 +256,7 @@ class ExperimentService:
                     conn, experiment_id, principal.user_id, name, "runner", "RUNNING", []
                 )
                 await exp_queries.update_experiment(conn, experiment_id, started_at=time.time())
+        self.feed.touch([experiment_id, old and old["id"]])
         await self._notify()
         return experiment_id
 
@@ -273,6 +277,7 @@ class ExperimentService:
             await exp_queries.update_experiment(
                 conn, row["id"], status=status, error=error, finished_at=time.time()
             )
+        self.feed.touch([row["id"]])
         await self._notify()
         return status
 
@@ -381,6 +386,7 @@ class ExperimentService:
                     self.deployments.pop(dep.id, None)
             self.flags.drop_experiment(row["id"])
             self.auth.forget_experiment(row["id"])
+            self.feed.touch([row["id"]])
         await self._notify()
 
     async def describe(self, experiment_id: str) -> dict[str, Any]:
@@ -686,6 +692,8 @@ class ExperimentService:
             # A deployment's final state is written once: memory moves it there once.
             if values.get("state") in TERMINAL_DEPLOYMENT:
                 self.deployments_ended[values["state"]] += 1
+        if self.feed.active:
+            self.feed.touch(self._touched_by(batch))
         for node, message in batch.messages:
             self._send(node, message)
         for node, dep_id in batch.forget:
@@ -696,6 +704,19 @@ class ExperimentService:
         self.auth.forget_deployments(batch.revoke)
         if batch.experiments or batch.deployments:
             await self._notify()
+
+    def _touched_by(self, batch: WriteBatch) -> set[str | None]:
+        """The experiments a stored batch changed (its deployments are still known)."""
+        deployment_ids = {
+            *batch.deployments,
+            *(s["deployment_id"] for s in batch.steps),
+            *(line["deployment_id"] for line in batch.logs),
+        }
+        touched: set[str | None] = set(batch.experiments)
+        for dep_id in deployment_ids:
+            dep = self.deployments.get(dep_id)
+            touched.add(dep.experiment_id if dep else None)
+        return touched
 
     async def _notify(self) -> None:
         async with self.changed:

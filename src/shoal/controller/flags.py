@@ -25,6 +25,7 @@ import logging
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
+from shoal.controller.changes import ChangeFeed
 from shoal.controller.errors import not_found
 from shoal.store import flags as flag_queries
 from shoal.store.database import Database
@@ -79,6 +80,7 @@ class FlagService:
         self._queue: list[_Change] = []
         self._queued = asyncio.Event()
         self._writing = False
+        self.feed = ChangeFeed()  # experiments whose flags changed, for the dashboard
 
     async def _flag(self, experiment_id: str, name: str) -> Flag:
         key = (experiment_id, name)
@@ -269,6 +271,7 @@ class FlagService:
                     future.set_result((values, version))
             if not change.answer.done():
                 change.answer.set_result((values, version))
+        self.feed.touch(key[0] for key in staged)
 
 
 def _answer_error(change: _Change, error: BaseException) -> None:

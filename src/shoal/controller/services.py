@@ -19,6 +19,7 @@ from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
 from shoal.controller.metrics import ControllerMetrics
+from shoal.controller.live import LiveHub
 from shoal.controller.registry import NodeRegistry
 from shoal.store.database import Database
 
@@ -38,6 +39,7 @@ class Services:
     graph_clients: GraphGateway
     channels: ChannelRelay
     metrics: ControllerMetrics
+    live: LiveHub
 
 
 def services(request: Request) -> Services:
