@@ -41,8 +41,8 @@ from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
 from shoal.controller.limits import BodyLimits, RequestLimits
-from shoal.controller.metrics import ControllerMetrics
 from shoal.controller.live import LiveHub
+from shoal.controller.metrics import ControllerMetrics
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.controller.services import Services
 from shoal.private import write_private

@@ -18,8 +18,8 @@ from shoal.controller.experiments import ExperimentService
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
-from shoal.controller.metrics import ControllerMetrics
 from shoal.controller.live import LiveHub
+from shoal.controller.metrics import ControllerMetrics
 from shoal.controller.registry import NodeRegistry
 from shoal.store.database import Database
 
