@@ -24,6 +24,7 @@ from shoal.controller import (
     routes_experiments,
     routes_flags,
     routes_nodes,
+    routes_records,
     routes_runs,
 )
 from shoal.controller.agent_gateway import CLOSE_TRY_AGAIN_LATER, AgentGateway
@@ -37,8 +38,10 @@ from shoal.controller.experiments import ExperimentService
 from shoal.controller.flag_calls import ExecutorFlagCalls
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
+from shoal.controller.graph_records import GraphRecorder
 from shoal.controller.graph_service import GraphService
 from shoal.controller.limits import BodyLimits, RequestLimits
+from shoal.controller.records import RecordService
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.controller.services import Services
 from shoal.private import write_private
@@ -78,6 +81,8 @@ async def build_services(config: ControllerConfig) -> Services:
         db, registry, flags, auth, config.heartbeat_timeout, lost_timeout=config.lost_timeout
     )
     await experiments.load()
+    records = RecordService(db, registry, experiments)
+    await records.load()
     relay = CommandRelay(db, registry)
     graphs = GraphService(registry, config.graph_capability_ttl)
     gateway = AgentGateway(
@@ -93,7 +98,7 @@ async def build_services(config: ControllerConfig) -> Services:
         lost_timeout=config.lost_timeout,
     )
     clients = ClientGateway(auth, relay)
-    graph_clients = GraphGateway(auth, graphs)
+    graph_clients = GraphGateway(auth, graphs, records)
     channels = ChannelRelay(auth)
     return Services(
         config,
@@ -108,6 +113,7 @@ async def build_services(config: ControllerConfig) -> Services:
         graphs,
         graph_clients,
         channels,
+        records,
     )
 
 
@@ -132,6 +138,9 @@ def create_app(
                 tg.create_task(svc.gateway.watchdog()),
                 tg.create_task(svc.relay.recorder()),
                 tg.create_task(svc.graphs.run()),
+                tg.create_task(
+                    GraphRecorder(svc.db, svc.graphs.marks, svc.experiments.notify).run()
+                ),
                 tg.create_task(svc.auth.watch_revocations()),
                 tg.create_task(svc.flags.run()),
                 tg.create_task(svc.gateway.flag_calls.run()),
@@ -159,6 +168,7 @@ def create_app(
     app.include_router(routes_experiments.router)
     app.include_router(routes_flags.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_records.router)
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
     app.add_api_websocket_route("/api/commands/ws", _client_ws)
     app.add_api_websocket_route("/api/graph/ws", _graph_ws)

@@ -18,6 +18,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+from shoal.controller.graph_records import RecordMarks
 from shoal.controller.graph_state import (
     ASSIGNED,
     FAILED,
@@ -105,6 +106,8 @@ class GraphService:
         self._transfers: dict[int, tuple[asyncio.Queue[ObjectChunk], str]] = {}
         self._frees: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self._tg: asyncio.TaskGroup | None = None
+        # What changed in sessions that have a record; GraphRecorder writes it.
+        self.marks = RecordMarks()
 
     async def run(self) -> None:
         """Host the background transfers (relays between agents) until cancelled."""
@@ -216,6 +219,9 @@ class GraphService:
                 self.ready.append(task)
         for obj in new_objects.values():
             self._maybe_free(obj)
+        if session.record_id is not None:
+            self.marks.tasks.update(new_tasks)
+            self.marks.objects.update(new_objects.values())
         self._flush_frees()
         self._schedule()
 
@@ -442,9 +448,22 @@ class GraphService:
             return
         self._end(session)
         session.closed = True
+        self.marks.end(session)
         del self.sessions[session_id]
         self._schedule()  # its cpus are free for the others
         log.info("session %d closed", session_id)
+
+    def cancel_record(self, record_id: str, reason: str) -> bool:
+        """Cancel the open session recorded as ``record_id``: it fails with ``reason``
+        (its client hears it at its next call). False if no such session is open."""
+        session = next((s for s in self.sessions.values() if s.record_id == record_id), None)
+        if session is None:
+            return False
+        if session.error is None:
+            session.cancelled = reason
+            self._fail(session, reason)
+            self._schedule()
+        return True
 
     def close_all(self, owner: int, session_ids: set[int]) -> None:
         """A client went away: end the sessions it opened."""
@@ -455,6 +474,8 @@ class GraphService:
 
     def on_done(self, node_name: str, message: GraphDone) -> None:
         node = self.nodes.get(node_name)
+        now = time.time()
+        marks = self.marks
         for result in message.results:
             session = self.sessions.get(result.session)
             task = session.tasks.get(result.id) if session is not None else None
@@ -488,6 +509,10 @@ class GraphService:
             # Rain's governor was its address (host:port); the node's name is beside it.
             info["governor"] = node.data_address or node_name
             info["node"] = node_name
+            task.finished_at = now
+            if task.session.record_id is not None:
+                marks.tasks.add(task)
+                marks.objects.update(task.outputs)
             if result.error:
                 info["error"] = result.error
                 task.info = info
@@ -635,6 +660,7 @@ class GraphService:
         session.error_task = task
         session.error_debug = debug
         self._end(session)
+        self.marks.end(session)
 
     def _end(self, session: GSession) -> None:
         """Stop the session's work everywhere and free its data; wake its waiters."""
@@ -728,6 +754,7 @@ class GraphService:
     def _schedule(self) -> None:
         runs: dict[str, list[GraphTask]] = defaultdict(list)
         now = time.monotonic()
+        wall = time.time()
         online = [n for n in self.nodes.values() if n.name in self.registry.links]
         largest = max((n.capacity for n in online), default=0)
         while self.ready:
@@ -739,6 +766,8 @@ class GraphService:
                 self.ready.popleft()
                 task.state = FAILED
                 task.info = {"error": "no node has enough cpus"}
+                if task.session.record_id is not None:
+                    self.marks.tasks.add(task)
                 self._wake(task)
                 self._fail(
                     task.session,
@@ -752,7 +781,10 @@ class GraphService:
             self.ready.popleft()
             task.state = ASSIGNED
             task.assigned_at = now
+            task.started_at = wall
             task.node = node.name
+            if task.session.record_id is not None:
+                self.marks.tasks.add(task)
             node.used += task.cpus
             node.assigned[(task.session.id, task.id)] = task
             task.session.nodes.add(node.name)

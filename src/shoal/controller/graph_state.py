@@ -72,6 +72,9 @@ class GTask:
     assigned_at: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     waiters: list[Waiter] = field(default_factory=list)
+    # Wall-clock times for the record (assigned_at is monotonic, for scheduling).
+    started_at: float | None = None
+    finished_at: float | None = None
 
     @property
     def done(self) -> bool:
@@ -97,6 +100,8 @@ class GSession:
     uploads: dict[int, bytearray] = field(default_factory=dict)
     waiters: set[Waiter] = field(default_factory=set)
     nodes: set[str] = field(default_factory=set)  # nodes that ran or hold something of it
+    record_id: str | None = None  # its experiment record in the store, if it has one
+    cancelled: str | None = None  # why its user cancelled it (it then fails with that)
 
 
 @dataclass(eq=False)

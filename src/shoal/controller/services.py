@@ -18,6 +18,7 @@ from shoal.controller.experiments import ExperimentService
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
+from shoal.controller.records import RecordService
 from shoal.controller.registry import NodeRegistry
 from shoal.store.database import Database
 
@@ -36,6 +37,7 @@ class Services:
     graphs: GraphService
     graph_clients: GraphGateway
     channels: ChannelRelay
+    records: RecordService
 
 
 def services(request: Request) -> Services:
