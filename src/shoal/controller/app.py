@@ -133,14 +133,13 @@ def create_app(
         app.state.services = svc
         if on_ready is not None:
             on_ready(svc)
+        recorder = GraphRecorder(svc.db, svc.graphs.marks, svc.experiments.notify)
         async with asyncio.TaskGroup() as tg:
             background = [
                 tg.create_task(svc.gateway.watchdog()),
                 tg.create_task(svc.relay.recorder()),
                 tg.create_task(svc.graphs.run()),
-                tg.create_task(
-                    GraphRecorder(svc.db, svc.graphs.marks, svc.experiments.notify).run()
-                ),
+                tg.create_task(recorder.run()),
                 tg.create_task(svc.auth.watch_revocations()),
                 tg.create_task(svc.flags.run()),
                 tg.create_task(svc.gateway.flag_calls.run()),
@@ -152,6 +151,9 @@ def create_app(
                     task.cancel()
                 for link in list(svc.registry.links.values()):
                     link.close()
+        # What graph sessions did in their last moments (and how they ended) is kept.
+        with contextlib.suppress(StoreError):
+            await recorder.flush()
         await svc.db.close()
 
     app = FastAPI(
