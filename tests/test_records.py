@@ -240,7 +240,14 @@ def test_a_finished_graph_session_outlives_the_controller(
             tasks.Sleep(blob(b"x"), 60.0, name="sleeper")
             open_session.submit()
         left_open = g.transport.records[open_session.session_id]
-        wait_until(lambda: cluster.client().raw_status(left_open)["tasks"], 10, "the task's record")
+        # a running task is in its record as running (written behind the scheduler)
+        wait_until(
+            lambda: (
+                [t["state"] for t in cluster.client().raw_status(left_open)["tasks"]] == ["running"]
+            ),
+            10,
+            "the task recorded as running",
+        )
         cluster.stop_controller(signal.SIGKILL)  # a crash: nothing is closed on the way
     finally:
         with contextlib.suppress(Exception):  # its controller is gone: any error will do
