@@ -37,6 +37,7 @@ class _Commands(click.Group):
         "user": "shoal.cli_users",
         **dict.fromkeys(("deploy", "undeploy", "logs"), "shoal.cli_deploy"),
         **dict.fromkeys(("nodes", "experiments", "status", "cancel", "flags"), "shoal.cli_queries"),
+        **dict.fromkeys(("show", "export"), "shoal.cli_records"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

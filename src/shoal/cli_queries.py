@@ -63,18 +63,42 @@ _STATUS_STYLE = {
 @client_command
 @_handle_errors
 def experiments(endpoint: str | None, login: str | None, password: str | None) -> None:
-    """My experiments."""
+    """My experiments of every kind: pipelines, runs, graph sessions, dataflow networks.
+
+    STATE is what happened (a pipeline whose step failed is FAILED); WORK counts
+    the steps, commands, tasks or jobs and how many failed. Piped into another
+    program, the table is plain tab-separated text, names never cut.
+    """
     data = _client(endpoint, login, password)._call("GET", "/api/experiments")
-    table = Table("name", "status", "deployments", "created", "finished")
+    header = ("name", "kind", "state", "work", "failed", "created", "finished")
+    lines = []
     for name, e in data.items():
-        style = _STATUS_STYLE.get(e["status"], "white")
-        table.add_row(
-            name,
-            f"[{style}]{e['status']}[/]",
-            _deployment_counts(e["deployments"]),
-            _when(e["created_at"]),
-            _when(e["finished_at"]),
+        counts = e.get("counts") or {}
+        work = f"{counts.get('total', 0)} {e.get('unit', 'step')}s"
+        if e["deployments"] and e["kind"] != "graph":
+            work += f", {_deployment_counts(e['deployments'])} deployments"
+        lines.append(
+            (
+                name,
+                e["kind"],
+                e.get("state", e["status"]),
+                work,
+                str(counts.get("failed", 0)),
+                _when(e["created_at"]),
+                _when(e["finished_at"]),
+            )
         )
+    if not console.is_terminal:
+        # Rich cuts long cells to the width it guesses; a pipe gets every character.
+        click.echo("\t".join(header))
+        for line in lines:
+            click.echo("\t".join(line))
+        return
+    table = Table(*header)
+    for line in lines:
+        style = _STATUS_STYLE.get(line[2], "white")
+        failed = f"[red]{line[4]}[/]" if line[4] != "0" else line[4]
+        table.add_row(line[0], line[1], f"[{style}]{line[2]}[/]", line[3], failed, *line[5:])
     console.print(table)
 
 
@@ -99,18 +123,18 @@ def status(
     """Status, deployments and step results of experiment NAME."""
     client = _client(endpoint, login, password)
     e = client.raw_status(name)
-    style = _STATUS_STYLE.get(e["status"], "white")
+    state = e.get("state", e["status"])
+    style = _STATUS_STYLE.get(state, "white")
     console.print(
-        f"[bold]{e['name']}[/]: [{style}]{e['status']}[/]  "
+        f"[bold]{e['name']}[/] ({e['kind']}): [{style}]{state}[/]  "
         f"created {_when(e['created_at'])}, started {_when(e['started_at'])}, "
         f"finished {_when(e['finished_at'])}"
     )
-    if e.get("error"):
-        console.print(f"[red]{e['error']}[/]")
+    if e.get("state_reason") or e.get("error"):
+        console.print(f"[red]{e.get('state_reason') or e['error']}[/]")
     for d in e["deployments"]:
         console.print(
-            f"\n[bold]{d['node']['name']}[/]  executor {d['executor_id']}  "
-            f"state {d['state']}  prepared {d['prepared']}"
+            f"\n[bold]{d['node']['name']}[/]  state {d['state']}  prepared {d['prepared']}"
         )
         if d["error"]:
             console.print(f"  [red]{d['error']}[/]")
@@ -134,6 +158,7 @@ def status(
                 rc += f" ({c['error']})"
             table.add_row(c["node"], c["cmd"], rc, f"{seconds:.3f}", tail)
         console.print(table)
+    _print_items(e)
     if show_logs:
         for line in client.get_logs(name):
             console.print(
@@ -141,6 +166,33 @@ def status(
                 markup=False,
                 highlight=False,
             )
+
+
+def _print_items(e: dict[str, Any]) -> None:
+    """A graph session's tasks and a network's jobs, named by type and node."""
+    for key, title in (("tasks", "task"), ("jobs", "job")):
+        items = e.get(key) or []
+        if not items:
+            continue
+        table = Table(title, "type", "node", "state", "seconds", "error")
+        for item in items:
+            took = (
+                f"{item['finished_at'] - item['started_at']:.3f}"
+                if item["started_at"] and item["finished_at"]
+                else "-"
+            )
+            state = item["state"]
+            style = "red" if state == "failed" else "green" if state == "finished" else "white"
+            error = (str(item["error"]).strip().splitlines() or [""])[-1][:60]
+            table.add_row(
+                f"#{item['id']} {item['name']}",
+                item["type"],
+                item["node"] or "-",
+                f"[{style}]{state}[/]",
+                took,
+                error,
+            )
+        console.print(table)
 
 
 @click.command()

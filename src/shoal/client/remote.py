@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 
 from shoal.client import serialize
 from shoal.client.commands import CommandChannel
+from shoal.client.reproduction import reproduction as make_reproduction
 from shoal.client.retry import RECONNECT_DEADLINE, retry_call
 from shoal.client.settings import resolve
 from shoal.model import (
@@ -190,7 +192,11 @@ class RemoteClient:
             deployments.append(
                 {"node": deployment.node.name, "pipeline": encoded, "requirements": requirements}
             )
-        body = {"name": experiment_id, "deployments": deployments}
+        body: dict[str, Any] = {
+            "name": experiment_id,
+            "deployments": deployments,
+            "reproduction": _pipelines_reproduction(experiment, shipped),
+        }
         if deployment_context is not None:
             body["deployment_context"] = deployment_context
         return self._call("POST", "/api/experiments", json=body)["name"]
@@ -305,9 +311,40 @@ class RemoteClient:
             self._commands = CommandChannel(self.endpoint, self._token)
         return self._commands
 
-    def open_run(self, name: str) -> str:
-        """Open a run (a client-driven experiment) named ``name``; returns its id."""
-        return self._call("POST", "/api/runs", json={"name": name})["id"]
+    def open_run(self, name: str, reproduction: dict[str, Any] | None = None) -> str:
+        """Open a run (a client-driven experiment) named ``name``; returns its id.
+
+        ``reproduction`` (see :mod:`shoal.client.reproduction`) is kept with its record.
+        """
+        body: dict[str, Any] = {"name": name}
+        if reproduction is not None:
+            body["reproduction"] = reproduction
+        return self._call("POST", "/api/runs", json=body)["id"]
+
+    def open_record(self, name: str, kind: str, reproduction: dict[str, Any]) -> str:
+        """Open the record of a client-driven run of another front-end (``dataflow``);
+        returns its name (made unique with a suffix if ``name`` is taken)."""
+        body = {"name": name, "kind": kind, "reproduction": reproduction}
+        return str(self._call("POST", "/api/records", json=body)["name"])
+
+    def update_record(
+        self,
+        name: str,
+        items: list[dict[str, Any]] | None = None,
+        summary: dict[str, Any] | None = None,
+        status: str | None = None,
+        error: str | None = None,
+    ) -> str:
+        """Store a record's changed items, its summary and (at the end) its status;
+        the status it has now (CANCELLED if its user cancelled it meanwhile)."""
+        body: dict[str, Any] = {"items": items or []}
+        if summary is not None:
+            body["summary"] = summary
+        if status is not None:
+            body["status"] = status
+            body["error"] = error
+        reply = self._call("PUT", f"/api/records/{_quote(name)}", json=body)
+        return str(reply["status"])
 
     def finish_run(self, name: str, status: str = "FINISHED", error: str | None = None) -> str:
         """Close a run with its outcome; the status it has now (CANCELLED stays)."""
@@ -392,3 +429,28 @@ def _information(data: dict[str, Any]) -> ExperimentExecutionInformation:
         ExperimentStatus.READY,
     )
     return ExperimentExecutionInformation(status, experiment, results if started else None)
+
+
+def _pipelines_reproduction(
+    experiment: Experiment, shipped: dict[int, tuple[str, list[str]]]
+) -> dict[str, Any]:
+    """Code hash over the shipped pipelines, their tasks' own source, the mapping."""
+    modules = {}
+    mapping = []
+    for deployment in experiment:
+        pipeline = deployment.pipeline
+        assert isinstance(pipeline, Pipeline)
+        for task in pipeline.tasks:
+            module = sys.modules.get(type(task).__module__)
+            if module is not None and not serialize._is_installed(module):
+                modules[module.__name__] = module
+        mapping.append(
+            {
+                "node": deployment.node.name,
+                "pipeline": getattr(pipeline, "name", None),
+                "tasks": [getattr(t, "name", type(t).__name__) for t in pipeline.tasks],
+                "requirements": pipeline.requirements(),
+            }
+        )
+    code = "".join(sorted(encoded for encoded, _ in shipped.values())).encode()
+    return make_reproduction({"deployments": mapping}, code=code, shipped=modules.values())

@@ -26,6 +26,7 @@ from shoal.controller import (
     routes_flags,
     routes_metrics,
     routes_nodes,
+    routes_records,
     routes_runs,
 )
 from shoal.controller.agent_gateway import CLOSE_TRY_AGAIN_LATER, AgentGateway
@@ -39,10 +40,12 @@ from shoal.controller.experiments import ExperimentService
 from shoal.controller.flag_calls import ExecutorFlagCalls
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
+from shoal.controller.graph_records import GraphRecorder
 from shoal.controller.graph_service import GraphService
 from shoal.controller.limits import BodyLimits, RequestLimits
 from shoal.controller.live import LiveHub
 from shoal.controller.metrics import ControllerMetrics
+from shoal.controller.records import RecordService
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.controller.services import Services
 from shoal.private import write_private
@@ -84,6 +87,8 @@ async def build_services(config: ControllerConfig) -> Services:
         db, registry, flags, auth, config.heartbeat_timeout, lost_timeout=config.lost_timeout
     )
     await experiments.load()
+    records = RecordService(db, registry, experiments)
+    await records.load()
     relay = CommandRelay(db, registry)
     graphs = GraphService(registry, config.graph_capability_ttl)
     gateway = AgentGateway(
@@ -99,7 +104,7 @@ async def build_services(config: ControllerConfig) -> Services:
         lost_timeout=config.lost_timeout,
     )
     clients = ClientGateway(auth, relay)
-    graph_clients = GraphGateway(auth, graphs)
+    graph_clients = GraphGateway(auth, graphs, records)
     channels = ChannelRelay(auth)
     svc = Services(
         config,
@@ -116,6 +121,7 @@ async def build_services(config: ControllerConfig) -> Services:
         channels,
         metrics,
         live=LiveHub(db, registry, experiments, flags, relay),
+        records=records,
     )
     metrics.watch(svc)
     return svc
@@ -137,11 +143,15 @@ def create_app(
         app.state.services = svc
         if on_ready is not None:
             on_ready(svc)
+        recorder = GraphRecorder(
+            svc.db, svc.graphs.marks, svc.experiments.notify, running=svc.graphs.running
+        )
         async with asyncio.TaskGroup() as tg:
             background = [
                 tg.create_task(svc.gateway.watchdog()),
                 tg.create_task(svc.relay.recorder()),
                 tg.create_task(svc.graphs.run()),
+                tg.create_task(recorder.run()),
                 tg.create_task(svc.auth.watch_revocations()),
                 tg.create_task(svc.flags.run()),
                 tg.create_task(svc.gateway.flag_calls.run()),
@@ -154,6 +164,9 @@ def create_app(
                     task.cancel()
                 for link in list(svc.registry.links.values()):
                     link.close()
+        # What graph sessions did in their last moments (and how they ended) is kept.
+        with contextlib.suppress(StoreError):
+            await recorder.flush()
         await svc.db.close()
 
     app = FastAPI(
@@ -175,6 +188,7 @@ def create_app(
     app.include_router(routes_flags.router)
     app.include_router(routes_runs.router)
     app.include_router(routes_metrics.router)
+    app.include_router(routes_records.router)
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
     app.add_api_websocket_route("/api/commands/ws", _client_ws)
     app.add_api_websocket_route("/api/graph/ws", _graph_ws)

@@ -28,6 +28,7 @@ from shoal.controller.batch import WriteBatch
 from shoal.controller.changes import ChangeFeed
 from shoal.controller.errors import bad_request, conflict, not_found
 from shoal.controller.flags import FlagService
+from shoal.controller.record_views import describe_records
 from shoal.controller.registry import NodeRegistry
 from shoal.model.experiment import FINAL_DEPLOYMENT_STATES, settle_status
 from shoal.protocol import (
@@ -389,8 +390,9 @@ class ExperimentService:
             self.feed.touch([row["id"]])
         await self._notify()
 
-    async def describe(self, experiment_id: str) -> dict[str, Any]:
-        """The JSON a user gets for one experiment."""
+    async def describe(self, experiment_id: str, with_items: bool = True) -> dict[str, Any]:
+        """The JSON a user gets for one experiment (``with_items``: with the tasks,
+        objects and jobs of graph and dataflow records, and its reproduction info)."""
         async with self.db.read() as conn:
             row = await exp_queries.get_experiment(conn, experiment_id)
             if row is None:
@@ -398,6 +400,7 @@ class ExperimentService:
             deps = await exp_queries.list_deployments(conn, experiment_id)
             steps = await exp_queries.list_step_results(conn, [d["id"] for d in deps])
             commands = await command_queries.list_commands(conn, experiment_id)
+            record = (await describe_records(conn, [row], with_items))[experiment_id]
         return {
             "id": row["id"],
             "name": row["name"],
@@ -427,6 +430,7 @@ class ExperimentService:
                 }
                 for c in commands
             ],
+            **record,
         }
 
     def _describe_deployment(self, d: dict[str, Any], steps: list[dict[str, Any]]) -> dict:
@@ -456,7 +460,7 @@ class ExperimentService:
     async def list(self, principal: Principal) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             rows = await exp_queries.list_experiments(conn, principal.user_id)
-        return [await self.describe(r["id"]) for r in rows]
+        return [await self.describe(r["id"], with_items=False) for r in rows]
 
     async def wait(
         self, principal: Principal, name: str, timeout: float, statuses: frozenset[str]
@@ -721,6 +725,10 @@ class ExperimentService:
     async def _notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
+
+    async def notify(self) -> None:
+        """Wake whoever waits on a change of experiments (another service changed one)."""
+        await self._notify()
 
     def _send(self, node: str, message: Any) -> None:
         link = self.registry.link(node)

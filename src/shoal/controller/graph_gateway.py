@@ -18,6 +18,7 @@ from starlette.websockets import WebSocketState
 from shoal.controller.auth import Authenticator, accept_user
 from shoal.controller.graph_service import GraphRequestError, GraphService
 from shoal.controller.graph_state import GTask
+from shoal.controller.records import RecordService
 from shoal.protocol import FrameDecoder, FrameEncoder
 from shoal.protocol.graph_messages import (
     CloseSession,
@@ -36,14 +37,18 @@ from shoal.protocol.graph_messages import (
     Wait,
     WaitDone,
 )
+from shoal.store.faults import StoreError
 
 log = logging.getLogger("shoal.controller.graph")
 
 
 class GraphGateway:
-    def __init__(self, auth: Authenticator, graphs: GraphService) -> None:
+    def __init__(
+        self, auth: Authenticator, graphs: GraphService, records: RecordService | None = None
+    ) -> None:
         self.auth = auth
         self.graphs = graphs
+        self.records = records
         self._decoder: FrameDecoder[GraphRequest] = FrameDecoder(GraphRequest)
         self._encoder = FrameEncoder()
 
@@ -88,7 +93,8 @@ class GraphGateway:
             if isinstance(request, OpenSession):
                 sid = graphs.open_session(owner, request.name, login)
                 owned.add(sid)
-                await self._reply(ws, SessionOpened(req, sid))
+                record = await self._record(owner, sid, request)
+                await self._reply(ws, SessionOpened(req, sid, record=record))
             elif isinstance(request, Submit):
                 graphs.submit(owner, request)
                 await self._reply(ws, Done(req))
@@ -125,6 +131,24 @@ class GraphGateway:
                     debug=exc.debug,
                 ),
             )
+
+    async def _record(self, owner: int, sid: int, request: OpenSession) -> str:
+        """Open the session's experiment record; its name ("" if the store is away:
+        the session works all the same, unrecorded)."""
+        if self.records is None:
+            return ""
+        base = "".join(ch for ch in request.name if ch != "/" and ord(ch) >= 32)[:180]
+        try:
+            record_id, name = await self.records.create(
+                owner, base or "graph-session", "graph", dict(request.reproduction)
+            )
+        except StoreError as exc:
+            log.warning("graph session %d is not recorded: %s", sid, exc)
+            return ""
+        session = self.graphs.sessions.get(sid)
+        if session is not None:
+            session.record_id = record_id
+        return name
 
     async def _wait(self, ws: WebSocket, owner: int, request: Wait) -> list[object]:
         return await self.graphs.wait(owner, request.session, request.ids, request.some)

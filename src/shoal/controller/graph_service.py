@@ -15,9 +15,10 @@ import logging
 import secrets
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from shoal.controller.graph_records import RecordMarks
 from shoal.controller.graph_state import (
     ASSIGNED,
     FAILED,
@@ -110,6 +111,8 @@ class GraphService:
         # Since start, for /metrics.
         self.tasks_ended: dict[str, int] = {FINISHED: 0, FAILED: 0}
         self.placement = LatencyHistogram(PLACEMENT_BUCKETS)
+        # What changed in sessions that have a record; GraphRecorder writes it.
+        self.marks = RecordMarks()
 
     async def run(self) -> None:
         """Host the background transfers (relays between agents) until cancelled."""
@@ -224,6 +227,10 @@ class GraphService:
                 self.ready.append(task)
         for obj in new_objects.values():
             self._maybe_free(obj)
+        if session.record_id is not None:
+            # Objects a task makes are recorded once, when it ends; constants now.
+            self.marks.tasks.update(new_tasks)
+            self.marks.objects.update(o for o in new_objects.values() if o.producer is None)
         self._flush_frees()
         self._schedule()
 
@@ -450,9 +457,27 @@ class GraphService:
             return
         self._end(session)
         session.closed = True
+        self.marks.end(session)
         del self.sessions[session_id]
         self._schedule()  # its cpus are free for the others
         log.info("session %d closed", session_id)
+
+    def running(self) -> Iterator[GTask]:
+        """The tasks assigned to nodes now (running, or queued there)."""
+        for node in self.nodes.values():
+            yield from node.assigned.values()
+
+    def cancel_record(self, record_id: str, reason: str) -> bool:
+        """Cancel the open session recorded as ``record_id``: it fails with ``reason``
+        (its client hears it at its next call). False if no such session is open."""
+        session = next((s for s in self.sessions.values() if s.record_id == record_id), None)
+        if session is None:
+            return False
+        if session.error is None:
+            session.cancelled = reason
+            self._fail(session, reason)
+            self._schedule()
+        return True
 
     def close_all(self, owner: int, session_ids: set[int]) -> None:
         """A client went away: end the sessions it opened."""
@@ -463,6 +488,8 @@ class GraphService:
 
     def on_done(self, node_name: str, message: GraphDone) -> None:
         node = self.nodes.get(node_name)
+        now = time.time()
+        marks = self.marks
         for result in message.results:
             session = self.sessions.get(result.session)
             task = session.tasks.get(result.id) if session is not None else None
@@ -496,6 +523,10 @@ class GraphService:
             # Rain's governor was its address (host:port); the node's name is beside it.
             info["governor"] = node.data_address or node_name
             info["node"] = node_name
+            task.finished_at = now
+            if task.session.record_id is not None:
+                marks.tasks.add(task)
+                marks.objects.update(task.outputs)
             if result.error:
                 info["error"] = result.error
                 task.info = info
@@ -646,6 +677,7 @@ class GraphService:
         session.error_task = task
         session.error_debug = debug
         self._end(session)
+        self.marks.end(session)
 
     def _end(self, session: GSession) -> None:
         """Stop the session's work everywhere and free its data; wake its waiters."""
@@ -739,6 +771,7 @@ class GraphService:
     def _schedule(self) -> None:
         runs: dict[str, list[GraphTask]] = defaultdict(list)
         now = time.monotonic()
+        wall = time.time()
         online = [n for n in self.nodes.values() if n.name in self.registry.links]
         largest = max((n.capacity for n in online), default=0)
         while self.ready:
@@ -751,6 +784,8 @@ class GraphService:
                 task.move(FAILED)
                 self.tasks_ended[FAILED] += 1
                 task.info = {"error": "no node has enough cpus"}
+                if task.session.record_id is not None:
+                    self.marks.tasks.add(task)
                 self._wake(task)
                 self._fail(
                     task.session,
@@ -765,6 +800,7 @@ class GraphService:
             self.placement.observe(now - task.ready_at)
             task.move(ASSIGNED)
             task.assigned_at = now
+            task.started_at = wall
             task.node = node.name
             node.used += task.cpus
             node.assigned[(task.session.id, task.id)] = task

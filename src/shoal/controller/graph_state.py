@@ -74,6 +74,10 @@ class GTask:
     assigned_at: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     waiters: list[Waiter] = field(default_factory=list)
+    # Wall-clock times for the record (assigned_at is monotonic, for scheduling).
+    started_at: float | None = None
+    finished_at: float | None = None
+    recorded: str = ""  # the state its record was last written with
 
     @property
     def done(self) -> bool:
@@ -109,6 +113,8 @@ class GSession:
     # Its tasks by state, kept by GTask.move: /metrics reads them without walking
     # a graph that may hold a million tasks.
     task_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASK_STATES, 0))
+    record_id: str | None = None  # its experiment record in the store, if it has one
+    cancelled: str | None = None  # why its user cancelled it (it then fails with that)
 
 
 @dataclass(eq=False)

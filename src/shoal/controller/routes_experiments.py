@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
@@ -46,7 +47,14 @@ async def prepare(
         if not pipeline or len(pipeline) > MAX_PIPELINE:
             raise bad_request(f"deployment {i} (node {d.node!r}): pipeline is empty or too big")
         deployments.append(NewDeployment(d.node, pipeline, list(d.requirements)))
-    name = await svc.experiments.prepare(caller, body.name, deployments, body.kind)
+    reproduction = svc.records.complete(body.reproduction)
+
+    async def keep_reproduction(conn: Any, experiment_id: str, _deployments: list[str]) -> None:
+        await exp_queries.update_experiment(conn, experiment_id, reproduction=reproduction)
+
+    name = await svc.experiments.prepare(
+        caller, body.name, deployments, body.kind, on_create=keep_reproduction
+    )
     return {"name": name}
 
 
@@ -90,6 +98,13 @@ async def cancel(
     row = await svc.experiments.find(caller, name)
     if row["kind"] == "runner":
         return await cancel_run(svc, caller, row)
+    if row["kind"] in ("graph", "dataflow"):
+        # A graph session fails with the reason at its client's next call; a
+        # network's coordinator stops when it next reports or checks its record.
+        svc.graphs.cancel_record(row["id"], "cancelled by its user")
+        await svc.records.cancel(row)
+        row = await svc.experiments.find(caller, name)
+        return {"name": name, "status": row["status"]}
     await svc.experiments.cancel(caller, name)
     row = await svc.experiments.find(caller, name)
     return {"name": name, "status": row["status"]}

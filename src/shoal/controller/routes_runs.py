@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends
 from pydantic import Field, StrictStr
 
@@ -15,6 +17,7 @@ router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(clea
 
 class RunIn(_Strict):
     name: StrictStr = Field(min_length=1, max_length=200)
+    reproduction: dict[str, Any] | None = None
 
 
 class FinishIn(_Strict):
@@ -27,6 +30,7 @@ async def open_run(
     body: RunIn, caller: Principal = Depends(user), svc: Services = Depends(services)
 ) -> dict:
     experiment_id = await svc.experiments.create_run(caller, body.name)
+    await svc.records.set_reproduction(experiment_id, body.reproduction)
     svc.relay.run_owners[experiment_id] = caller.user_id
     return {"id": experiment_id, "name": body.name}
 

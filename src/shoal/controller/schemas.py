@@ -51,6 +51,9 @@ class PrepareIn(_Strict):
     deployments: list[DeploymentIn]
     kind: Text = Field(default="pipelines", max_length=32)
     deployment_context: dict[str, dict[str, StrictStr]] | None = None
+    reproduction: dict[str, Any] | None = Field(
+        default=None, description="what is needed to run it again (shoal.client.reproduction)"
+    )
 
 
 class StartIn(_Strict):

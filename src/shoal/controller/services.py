@@ -20,6 +20,7 @@ from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_service import GraphService
 from shoal.controller.live import LiveHub
 from shoal.controller.metrics import ControllerMetrics
+from shoal.controller.records import RecordService
 from shoal.controller.registry import NodeRegistry
 from shoal.store.database import Database
 
@@ -40,6 +41,7 @@ class Services:
     channels: ChannelRelay
     metrics: ControllerMetrics
     live: LiveHub
+    records: RecordService
 
 
 def services(request: Request) -> Services:

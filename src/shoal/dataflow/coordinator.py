@@ -31,6 +31,7 @@ from shoal.dataflow.errors import AllocationError, DataflowError
 from shoal.dataflow.host import CopyFilesTask, HostSpec, JobHost, JobHostTask
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.network import Network, dependency_files
+from shoal.dataflow.record import NetworkRecord
 from shoal.dataflow.transport import TOKEN_BYTES, Route, channel_name, read_token
 from shoal.dataflow.wire import FrameSocket
 from shoal.model import Experiment, Pipeline
@@ -67,6 +68,7 @@ class JobState:
     output: Any = None
     rounds: int = 0
     errors: int = 0
+    last_error: str | None = None
 
 
 class Coordinator:
@@ -128,12 +130,14 @@ class Coordinator:
         self._client_hosts = self._own_addresses() if direct else []
         self._channel: ChannelListener | None = None
         self.error: str | None = None  # why the run ended before its jobs did
+        self.record = NetworkRecord(self)  # its experiment record on the controller
 
     # ------------------------------------------------------------------ public
 
     def start(self, timeout: float = START_TIMEOUT) -> Coordinator:
         """Place and start every job; returns once all run (raises if one cannot start)."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.record.open()
         for job in self.network.jobs:
             folder = self.output_dir / str(job.id)
             folder.mkdir(parents=True, exist_ok=True)
@@ -223,6 +227,7 @@ class Coordinator:
         for thread in self._threads:
             thread.join(5)
         self._save_state()
+        self.record.close()
 
     def __enter__(self) -> Coordinator:
         return self.start()
@@ -474,6 +479,7 @@ class Coordinator:
             with self._lock:
                 state.status = "failed"
                 state.errors += 1
+                state.last_error = str(message[1])
             log.error("job %s: %s", state.job.name, message[1])
             self._check_finished()
 
@@ -556,10 +562,24 @@ class Coordinator:
         self._save_state()
         self.finished.set()
 
+    def _cancel_run(self, reason: str) -> None:
+        """End the run because its user cancelled it: :meth:`wait` returns."""
+        log.warning("network %s: %s", self.network.name, reason)
+        with self._lock:
+            if self.error is None:
+                self.error = reason
+        self._failovers.put(None)
+        self._notify()
+        self.finished.set()
+
     # ---------------------------------------------------------------- failover
 
     def _watch_nodes(self) -> None:
+        polls = 0
         while not self._stopping.wait(self.poll_interval):
+            polls += 1
+            if polls % 4 == 0:
+                self.record.check()
             try:
                 online = {n.name for n in self._call(self.client.get_nodes)}
             except RemoteClientException as exc:
@@ -686,6 +706,8 @@ class Coordinator:
             tmp.replace(self.output_dir / "state.json")
         except OSError as exc:
             log.debug("cannot save state: %s", exc)
+        if not self._stopping.is_set():
+            self.record.report()
 
 
 def _info(job: BaseJob) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
+from shoal.client.reproduction import reproduction
 from shoal.client.retry import RECONNECT_DEADLINE, retry_call
 from shoal.graph.attributes import ObjectInfo, ObjectSpec, TaskInfo, TaskSpec
 from shoal.graph.data_instance import DataInstance
@@ -80,6 +81,7 @@ class WireTransport:
         # submits then costs one round trip per step, not three.
         self._deferred: list[str] = []
         self._broken: str | None = None
+        self.records: dict[int, str] = {}  # session id -> the name of its record
 
     def close(self) -> None:
         if self._broken is None:
@@ -156,8 +158,12 @@ class WireTransport:
     # --- GraphTransport ----------------------------------------------------------------
 
     def open_session(self, name: str) -> int:
-        reply = self._call(OpenSession(next(self._requests), name))
+        """Open a session; the controller keeps its record, named in :attr:`records`."""
+        info = reproduction({"session": name})
+        reply = self._call(OpenSession(next(self._requests), name, reproduction=info))
         assert isinstance(reply, SessionOpened)
+        if reply.record:
+            self.records[reply.session] = reply.record
         return reply.session
 
     def submit(

@@ -57,6 +57,8 @@ class SubmitObject(msgspec.Struct, omit_defaults=True):
 class OpenSession(_Msg):
     req: int
     name: str = ""
+    # What is needed to run it again (shoal.client.reproduction), kept in its record.
+    reproduction: dict[str, Any] = {}
 
 
 class PutData(_Msg):
@@ -115,6 +117,7 @@ GraphRequest = OpenSession | PutData | Submit | Wait | Fetch | Unkeep | Update |
 class SessionOpened(_Msg):
     req: int
     session: int
+    record: str = ""  # the name of its experiment record ("" if it has none)
 
 
 class Done(_Msg):

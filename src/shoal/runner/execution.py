@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from shoal.client.local_cluster import LocalCluster
 from shoal.client.remote import RemoteClient
+from shoal.client.reproduction import reproduction
 from shoal.client.settings import lookup
 from shoal.runner import output
 from shoal.runner.actions import Action
@@ -111,7 +113,7 @@ def connect(specs: list[ExperimentSpec]) -> Iterator[tuple[RemoteClient, dict[st
 
 def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: ExperimentSpec) -> Outcome:
     name = controller_name(spec)
-    experiment_id = client.open_run(name)
+    experiment_id = client.open_run(name, _reproduction(spec, nodes))
     context = RunContext(client.commands(), nodes, experiment_id, spec.raise_on_rc)
     started = time.perf_counter()
     runs, error = 0, None
@@ -148,6 +150,20 @@ def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: Experiment
     seconds = time.perf_counter() - started
     log.info("%s: %s in %.2f s", spec.name, status, seconds)
     return Outcome(spec.name, status, seconds, runs, error)
+
+
+def _reproduction(spec: ExperimentSpec, nodes: dict[str, str]) -> dict[str, Any]:
+    """The run's function, file and parameters (the file's source is its code)."""
+    parameters = {
+        "function": spec.name,
+        "file": str(spec.file),
+        "params": {k: repr(v) for k, v in spec.params.items()},
+        "servers": {server.id: nodes.get(server.id, server.id) for server in spec.servers},
+        "max_restarts": spec.max_restarts,
+        "raise_on_rc": spec.raise_on_rc,
+    }
+    module = sys.modules.get(getattr(spec.func, "__module__", ""))
+    return reproduction(parameters, shipped=[module] if module is not None else [])
 
 
 def _end_commands(context: RunContext) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shoal.store.tables import deployments, experiments, log_lines, step_results
+from shoal.store.tables import deployments, experiments, log_lines, record_items, step_results
 from shoal.store.upsert import upsert
 
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "CANCELLED")
@@ -22,6 +22,7 @@ async def create_experiment(
     kind: str,
     status: str,
     deployment_rows: list[dict[str, Any]],
+    reproduction: dict[str, Any] | None = None,
 ) -> None:
     await conn.execute(
         insert(experiments).values(
@@ -31,6 +32,7 @@ async def create_experiment(
             kind=kind,
             status=status,
             created_at=time.time(),
+            reproduction=reproduction,
         )
     )
     if deployment_rows:
@@ -60,8 +62,12 @@ async def list_experiments(conn: AsyncConnection, owner_id: int) -> list[dict[st
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def list_active_experiments(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def list_active_experiments(
+    conn: AsyncConnection, kind: str | None = None
+) -> list[dict[str, Any]]:
     query = select(experiments).where(experiments.c.status.not_in(TERMINAL_STATUSES))
+    if kind is not None:
+        query = query.where(experiments.c.kind == kind)
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
@@ -78,6 +84,7 @@ async def delete_experiment(conn: AsyncConnection, experiment_id: str) -> None:
     await conn.execute(delete(log_lines).where(log_lines.c.deployment_id.in_(ids)))
     await conn.execute(delete(step_results).where(step_results.c.deployment_id.in_(ids)))
     await conn.execute(delete(deployments).where(deployments.c.experiment_id == experiment_id))
+    await conn.execute(delete(record_items).where(record_items.c.experiment_id == experiment_id))
     await conn.execute(delete(experiments).where(experiments.c.id == experiment_id))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -85,6 +86,11 @@ experiments = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
+    # What is needed to run it again (code hash, parameters, node inventory,
+    # versions, packages), as the client sent it plus the controller's inventory.
+    Column("reproduction", JSON, nullable=True),
+    # A front-end's own facts about the whole record (a dataflow network's epoch).
+    Column("summary", JSON, nullable=True),
     UniqueConstraint("owner_id", "name", name="uq_experiment_owner_name"),
 )
 
@@ -182,4 +188,30 @@ commands = Table(
     Column("stderr", Text, nullable=False),
     Column("truncated", Boolean, nullable=False),
     Index("ix_commands_experiment", "experiment_id", "started_at"),
+)
+
+# The units of work of graph sessions (tasks, objects) and dataflow networks
+# (jobs), one row each, upserted in batches as they change. Pipelines keep
+# their steps in step_results and runs their commands in commands.
+record_items = Table(
+    "record_items",
+    metadata,
+    Column(
+        "experiment_id",
+        String(36),
+        ForeignKey("experiments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("item", String(64), primary_key=True),  # "task:12", "object:7", "job:3"
+    Column("kind", String(16), nullable=False),  # task | object | job
+    Column("seq", BigInteger, nullable=False),  # the id within its kind, for ordering
+    Column("name", Text, nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("node", String(255), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("info", JSON, nullable=False),
+    Index("ix_record_items_kind", "experiment_id", "kind", "seq"),
 )
