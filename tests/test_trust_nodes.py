@@ -439,3 +439,47 @@ def test_join_token_and_credentials_are_stored_hashed(tmp_path: Path) -> None:
     finally:
         stop_all(agents)
         controller.stop()
+
+
+def test_enrolling_ahead_of_the_agent_needs_the_join_token(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """What `shoal deploy` does: enroll a name over REST with the join token, hand
+    the credential to the host; the agent then joins with the credential alone."""
+    import httpx
+
+    url = f"{cluster.endpoint}/api/nodes/pre-enrolled/enroll"
+    join_token = cluster.token_file.read_text().strip()
+    login = {"username": cluster.login, "password": cluster.password}
+    user_token = httpx.post(f"{cluster.endpoint}/api/token", data=login).json()["access_token"]
+    for shown in ("", "wrong", user_token):
+        refused = httpx.post(url, headers={"Authorization": f"Bearer {shown}"})
+        assert refused.status_code == 401, refused.text
+        assert "join token" in refused.json()["detail"]
+    enrolled = httpx.post(url, headers={"Authorization": f"Bearer {join_token}"})
+    assert enrolled.status_code == 201, enrolled.text
+    credential = enrolled.json()["credential"]
+    again = httpx.post(url, headers={"Authorization": f"Bearer {join_token}"})
+    assert again.status_code == 409 and "shoal node forget" in again.json()["detail"]
+    bad_name = httpx.post(
+        f"{cluster.endpoint}/api/nodes/%01x/enroll",
+        headers={"Authorization": f"Bearer {join_token}"},
+    )
+    assert bad_name.status_code == 422
+
+    from shoal.private import write_private
+
+    workdir = tmp_path / "agent"
+    write_private(workdir / "node-credential", credential + "\n")
+    agent = subprocess.Popen(
+        [*SHOAL, "agent", "--controller", cluster.endpoint,
+         "--name", "pre-enrolled", "--workdir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with cluster.client() as client:
+            client.wait_for_nodes(["pre-enrolled"], timeout=30)
+    finally:
+        stop_all([agent])
+        with cluster.client() as client:
+            client.forget_node("pre-enrolled")
