@@ -23,6 +23,7 @@ from flags_experiment import SERVER_VALUES, run_flags_experiment
 from netns import NetnsHost, NetnsUnavailable, ssh_hosts, unavailable_reason, write_inventory
 from processes import Controller, add_user, free_port
 from shoal import Experiment, ExperimentStatus, Pipeline, RemoteClient, Task
+from shoal.client.settings import UP_ENV
 from waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -381,6 +382,45 @@ def test_docs_page_runs_against_the_testbed(deployed: Bed, tmp_path: Path) -> No
     assert f"{NODES['host-1']}: up to date" in done.stdout, done.stdout
     assert "supervisor: agent started" in done.stdout
     assert "raspi-e4:5f:01:56:d8:cd linux/amd64" in done.stdout
+
+
+def test_shoal_up_with_an_inventory_starts_and_stops_agents_on_the_hosts(
+    make_hosts, tmp_path: Path, deployed: Bed
+) -> None:  # type: ignore[no-untyped-def]
+    (host,) = make_hosts(1)
+    inventory = write_inventory(
+        tmp_path / "up.toml", [host], per_host={host.name: {"node": "up-1"}}
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "up", "--inventory", str(inventory),
+         "--port", str(free_port()), "--known-hosts", str(host.known_hosts)],
+        cwd=tmp_path, env=deployed.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert up.stdout is not None
+        lines = []
+        for line in up.stdout:
+            lines.append(line)
+            if "Press Ctrl-C to stop" in line:
+                break
+        text = "".join(lines)
+        assert "1 installed" in text or "installed" in text, text
+        assert "nodes: up-1" in text, text
+        from dotenv import dotenv_values
+
+        found = dotenv_values(tmp_path / UP_ENV)  # what clients in that folder read
+        login = (found["SHOAL_ENDPOINT"], found["SHOAL_LOGIN"], found["SHOAL_PASSWORD"])
+        with RemoteClient(*login) as client:
+            client.wait_for_nodes(["up-1"], timeout=60)
+        up.send_signal(signal.SIGINT)
+        rest = up.communicate(timeout=120)[0]
+        assert up.returncode == 0 and "stopped." in rest, rest
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert [p for p in host.processes() if "sshd" not in _command(p)] == []
 
 
 def test_undeploy_leaves_nothing_running(deployed: Bed) -> None:
