@@ -16,9 +16,11 @@ inventory) holds all of it::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -274,3 +276,67 @@ def _systemd_quote(word: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_./@:+=-]+", word):
         return word
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _known_hosts(value: str | None) -> Any:
+    return None if value is None else str(Path(value).expanduser())
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    host: Host, known_hosts: str | None = "~/.ssh/known_hosts", timeout: float = 20.0
+) -> AsyncIterator[RemoteHost]:
+    """A connection to ``host`` as its inventory says (user, port, key, jump host),
+    closed (with its jump host's) on leaving; HostError naming the host if it fails."""
+    options: dict[str, Any] = {
+        "known_hosts": _known_hosts(known_hosts),
+        "connect_timeout": timeout,
+        "keepalive_interval": 15,
+    }
+    if host.key_file:
+        options["client_keys"] = [str(host.key_file)]
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            first_hop = None
+            if host.jump_host:
+                jump_user, _, jump = host.jump_host.rpartition("@")
+                jump_address, _, jump_port = jump.partition(":")
+                first_hop = await stack.enter_async_context(
+                    await asyncssh.connect(
+                        jump_address,
+                        port=int(jump_port or 22),
+                        username=jump_user or host.user,
+                        **options,
+                    )
+                )
+                options["tunnel"] = first_hop
+            conn = await stack.enter_async_context(
+                await asyncssh.connect(host.address, port=host.port, username=host.user, **options)
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise HostError(
+                f"{host.node}: a host key on the way to {host.address} is not trusted "
+                f"({exc.reason}); add it to the known hosts (ssh-keyscan -p {host.port} "
+                f"{host.address}), or give another known_hosts file"
+            ) from None
+        except asyncssh.PermissionDenied:
+            raise HostError(
+                f"{host.node}: {host.user or 'the SSH user'}@{host.address}:{host.port} "
+                f"refused the key {host.key_file or '(the default keys)'}"
+            ) from None
+        except (TimeoutError, asyncssh.Error, OSError) as exc:
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {timeout:.0f} s"
+            elif isinstance(exc, ConnectionRefusedError):
+                reason = "connection refused (no SSH server listens there)"
+            elif isinstance(exc, OSError) and exc.strerror:
+                reason = exc.strerror
+            via = f" (through {host.jump_host})" if host.jump_host else ""
+            raise HostError(
+                f"{host.node}: cannot connect to {host.address}:{host.port}{via}: {reason}"
+            ) from None
+        # Our address on the first hop: where the host (or its jump host's network)
+        # sees this machine, and so where it may reach a controller here.
+        local = (first_hop or conn).get_extra_info("sockname")[0]
+        yield RemoteHost(host, conn, local)
