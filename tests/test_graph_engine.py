@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from shoal.graph import (
     tasks,
 )
 from shoal.graph.session import GraphError
+from waiting import wait_until
 
 NODES = ["node-0", "node-1", "node-2"]
 MB = 2**20
@@ -253,6 +255,39 @@ def test_a_killed_agent_fails_the_session_naming_the_node() -> None:
         with pytest.raises(SessionException):
             session.wait_all()
         session.close()  # never raises, never hangs
+
+
+@pytest.mark.timeout(90)
+def test_a_suspect_node_gets_no_new_tasks_until_it_is_heard_again() -> None:
+    with (
+        LocalCluster(["node-0", "node-1"], heartbeat_timeout=1.5, lost_timeout=60) as cluster,
+        Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c,
+        cluster.client() as api,
+    ):
+        frozen = cluster.agents["node-1"]
+        frozen.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(
+                lambda: [n.name for n in api.get_nodes()] == ["node-0"],
+                timeout=30,
+                what="node-1 suspect",
+            )
+            with c.new_session() as session:
+                made = [tasks.Execute("true", name=f"t{i}") for i in range(6)]
+                session.submit()
+                session.wait(made)
+                session.update(made)
+                assert {t.info.node for t in made} == {"node-0"}
+        finally:
+            frozen.send_signal(signal.SIGCONT)
+        wait_until(lambda: len(api.get_nodes()) == 2, timeout=30, what="node-1 back")
+        with c.new_session() as session:
+            # More at once than node-0 has cpus for: node-1 takes its share again.
+            made = [tasks.Execute("sleep 0.3", name=f"u{i}") for i in range(12)]
+            session.submit()
+            session.wait(made)
+            session.update(made)
+            assert {t.info.node for t in made} == {"node-0", "node-1"}
 
 
 # --- the session calls -------------------------------------------------------------------

@@ -267,6 +267,7 @@ class AgentGateway:
             # now (in this frame) is believed like any report.
             log.warning("node %s is back after %.1f s of silence", link.name, silent)
             await self.registry.notify()
+            self.graphs.node_back(link.name)
         about_experiments = []
         for message in messages:
             if isinstance(message, Heartbeat):

@@ -144,6 +144,11 @@ class GraphService:
                 self._send(name, GraphRun(resend))
         self._schedule()
 
+    def node_back(self, name: str) -> None:
+        """A suspect node was heard again: it takes new tasks again."""
+        if name in self.nodes:
+            self._schedule()
+
     def node_lost(self, name: str, reason: str) -> None:
         """The node is gone: its running tasks and the data only it held are lost."""
         node = self.nodes.pop(name, None)
@@ -772,14 +777,17 @@ class GraphService:
         runs: dict[str, list[GraphTask]] = defaultdict(list)
         now = time.monotonic()
         wall = time.time()
-        online = [n for n in self.nodes.values() if n.name in self.registry.links]
-        largest = max((n.capacity for n in online), default=0)
+        linked = [n for n in self.nodes.values() if n.name in self.registry.links]
+        largest = max((n.capacity for n in linked), default=0)
+        # A suspect node (silent past the heartbeat timeout) gets no new work until
+        # it is heard again; its size still counts, as it may come back.
+        online = [n for n in linked if self.registry.is_online(n.name)]
         while self.ready:
             task = self.ready[0]
             if task.state != READY or task.session.error is not None or task.session.closed:
                 self.ready.popleft()
                 continue
-            if online and task.cpus > largest:
+            if linked and task.cpus > largest:
                 self.ready.popleft()
                 task.move(FAILED)
                 self.tasks_ended[FAILED] += 1
