@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgserver import pid_alive
 from waiting import wait_until
 
 SSHD = "/usr/sbin/sshd"
@@ -89,16 +90,6 @@ def run_tag(pid: int, counter: int) -> str:
     """The part of a set's names that says which process made it (``pid``) and which of
     its sets it is (``counter``): what :func:`remove_leftovers` reads back."""
     return f"{_base36(pid)}-{_base36(counter)}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _keygen(path: Path, comment: str) -> str:
@@ -306,7 +297,7 @@ def remove_leftovers() -> list[str]:
     for line in _ip("netns", "list").stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         match = _NAME.match(name)
-        if match and name.startswith(PREFIX + "n") and not _pid_alive(int(match[1], 36)):
+        if match and name.startswith(PREFIX + "n") and not pid_alive(int(match[1], 36)):
             _kill_netns_processes(name)
             _ip("netns", "delete", name, check=False)
             removed.append(name)
@@ -314,7 +305,7 @@ def remove_leftovers() -> list[str]:
         # "7: shlvabc-1-0@if2: <...>" -> shlvabc-1-0
         name = line.split(":")[1].strip().split("@")[0]
         match = _NAME.match(name)
-        if match and name[len(PREFIX)] in "bv" and not _pid_alive(int(match[1], 36)):
+        if match and name[len(PREFIX)] in "bv" and not pid_alive(int(match[1], 36)):
             _ip("link", "delete", name, check=False)
             removed.append(name)
     return removed

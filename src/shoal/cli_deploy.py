@@ -120,18 +120,20 @@ def _summary(results: list[HostResult], verb: str) -> None:
 
 
 def _join_token(token_file: str | None) -> str:
-    token = os.environ.get("SHOAL_AGENT_TOKEN", "")
-    path = Path(token_file) if token_file else Path(".shoal") / "join-token"
-    if token_file or not token:
-        from shoal.private import read_private
+    """The join token from --token-file, SHOAL_AGENT_TOKEN or .shoal/join-token."""
+    from shoal.cli import _join_token as read_join_token
 
-        try:
-            token = read_private(path)
-        except (OSError, ValueError) as exc:
-            raise click.ClickException(
-                f"no join token: cannot read {path} ({exc}); give --token-file FILE "
-                "(the controller writes it) or set SHOAL_AGENT_TOKEN"
-            ) from None
+    default = Path(".shoal") / "join-token"
+    path = token_file or (str(default) if "SHOAL_AGENT_TOKEN" not in os.environ else None)
+    try:
+        token = read_join_token(path)
+    except OSError as exc:
+        raise click.ClickException(
+            f"no join token: cannot read {path} ({exc.strerror or exc}); give --token-file "
+            "FILE (the controller writes it) or set SHOAL_AGENT_TOKEN"
+        ) from None
+    if not token:
+        raise click.ClickException("no join token: give --token-file FILE or set SHOAL_AGENT_TOKEN")
     return token.strip()
 
 
