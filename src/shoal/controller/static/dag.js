@@ -36,6 +36,13 @@ export function layered(nodes, edges) {
       if (waiting.get(m) === 0) queue.push(m);
     }
   }
+  // A source (a constant object) sits just before its first reader, not in column 0.
+  for (const n of nodes) {
+    const readers = next.get(n.key).filter((m) => layer.has(m));
+    if (!prev.get(n.key).length && readers.length) {
+      layer.set(n.key, Math.max(0, Math.min(...readers.map((m) => layer.get(m))) - 1));
+    }
+  }
   let deepest = 0;
   for (const l of layer.values()) deepest = Math.max(deepest, l);
   const cyclic = nodes.filter((n) => waiting.get(n.key) > 0);

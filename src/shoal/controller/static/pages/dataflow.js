@@ -50,7 +50,7 @@ function JobRow({ j, rate }) {
   const restarts = j.info?.restarts || [];
   return html`<tr data-job=${j.id} class=${j.state}>
     <td>${j.id}</td>
-    <td>${j.name}<div class="muted small">${j.type}</div></td>
+    <td>${j.name}${j.name.includes(j.type) ? null : html`<div class="muted small">${j.type}</div>`}</td>
     <td data-testid="placement">${j.node || html`<span class="muted">–</span>`}
       ${j.info?.generation ? html`<div class="muted small">generation ${j.info.generation}</div>` : null}</td>
     <td><${Badge} value=${j.state} /></td>
