@@ -184,25 +184,35 @@ class Side:
 
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
+    watchers: list[float] = field(default_factory=list)  # CPU s of this process's children
 
 
 class CpuMeter:
-    """CPU seconds the controller process spent between ``start`` and ``stop``."""
+    """CPU seconds the controller, and the browsers (or this process, for event-stream
+    clients), spent between ``start`` and ``stop``."""
 
     def __init__(self, cluster: LocalCluster) -> None:
         assert cluster.controller is not None
-        self.process = psutil.Process(cluster.controller.proc.pid)
-        self._at = 0.0
+        self.controller = psutil.Process(cluster.controller.proc.pid)
+        self._at = (0.0, 0.0)
 
-    def _now(self) -> float:
-        times = self.process.cpu_times()
-        return times.user + times.system
+    @staticmethod
+    def _cpu(process: psutil.Process) -> float:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            return times.user + times.system
+        return 0.0
+
+    def _watchers(self) -> float:
+        me = psutil.Process()
+        browsers = [p for p in me.children(recursive=True) if "chrom" in p.name().lower()]
+        return sum(self._cpu(p) for p in browsers) + self._cpu(me)
 
     def start(self) -> None:
-        self._at = self._now()
+        self._at = (self._cpu(self.controller), self._watchers())
 
-    def stop(self) -> float:
-        return self._now() - self._at
+    def stop(self) -> tuple[float, float]:
+        return self._cpu(self.controller) - self._at[0], self._watchers() - self._at[1]
 
 
 @contextlib.contextmanager
@@ -241,10 +251,11 @@ def graph_cost(args: argparse.Namespace) -> dict[bool, Side]:
                 meter.start()
 
             seconds = shoal_noops(c, args.tasks, f"noops-{run}", before)
-            cpu = meter.stop()
+            cpu, watching = meter.stop()
             watchers.idle()
             sides[watched].walls.append(seconds)
             sides[watched].cpus.append(cpu)
+            sides[watched].watchers.append(watching)
             print(f"  graph run {run} {'watched' if watched else 'unwatched'}: {seconds:.2f} s")
 
         alternate(args.runs, one)
@@ -279,10 +290,11 @@ def barrier_cost(args: argparse.Namespace) -> dict[bool, Side]:
                 meter.start()
 
             _, seconds = timed_run(client, experiment(), name, before)
-            cpu = meter.stop()
+            cpu, watching = meter.stop()
             watchers.idle()
             sides[watched].walls.append(seconds)
             sides[watched].cpus.append(cpu)
+            sides[watched].watchers.append(watching)
             print(f"  barrier run {run} {'watched' if watched else 'unwatched'}: {seconds:.3f} s")
 
         alternate(args.runs, one)
@@ -295,8 +307,15 @@ def report(title: str, sides: dict[bool, Side], args: argparse.Namespace) -> Non
     cpu0, cpu1 = statistics.median(none.cpus), statistics.median(watched.cpus)
     ratio = wall1 / wall0
     print(f"\n{title}, {args.runs} runs each side, {args.pages} {args.watchers} watchers:")
-    print(f"  unwatched: median {wall0:8.3f} s   controller cpu {cpu0:7.2f} s/run")
-    print(f"  watched:   median {wall1:8.3f} s   controller cpu {cpu1:7.2f} s/run")
+    client0, client1 = statistics.median(none.watchers), statistics.median(watched.watchers)
+    print(
+        f"  unwatched: median {wall0:8.3f} s   controller cpu {cpu0:7.2f} s/run"
+        f"   this script + browsers {client0:6.2f} s/run"
+    )
+    print(
+        f"  watched:   median {wall1:8.3f} s   controller cpu {cpu1:7.2f} s/run"
+        f"   this script + browsers {client1:6.2f} s/run"
+    )
     verdict = "within" if ratio <= GOAL else "OVER"
     print(f"  ratio {ratio:.3f} ({verdict} the {GOAL:.2f} goal); controller cpu x{cpu1 / cpu0:.3f}")
 

@@ -114,7 +114,8 @@ def test_a_graph_session_changes_live(page: Page, cluster: LocalCluster, tmp_pat
             stdout=True,
             name="gate",
         )
-        joined = tasks.Concat([waits.output, blob(b"!")], name="join")
+        parts = [tasks.Concat([blob(b"%d" % i), waits.output], name=f"part-{i}") for i in range(3)]
+        joined = tasks.Concat([p.output for p in parts], name="join")
         joined.output.keep()
         session.submit()
         open_experiment(page, name)
@@ -126,16 +127,16 @@ def test_a_graph_session_changes_live(page: Page, cluster: LocalCluster, tmp_pat
         # Coloured by state: the running task's box is not the waiting one's.
         colour = "el => getComputedStyle(el.querySelector('rect')).fill"
         assert gated.evaluate(colour) != join.evaluate(colour)
-        expect(page.locator("table.tasks tr[data-task]")).to_have_count(2)
+        expect(page.locator("table.tasks tr[data-task]")).to_have_count(5)
         screenshot(page, "experiment-graph")
 
         gate.touch()
-        assert joined.output.fetch().get_bytes() == b"opened\n!"
+        assert joined.output.fetch().get_bytes() == b"0opened\n1opened\n2opened\n"
         expect(gated).to_have_attribute("data-state", "finished")
         expect(join).to_have_attribute("data-state", "finished")
         expect(page.locator("table.tasks tr[data-task]").first).to_contain_text("node-")
     expect(badge(page)).to_have_text("FINISHED")
-    expect(page.get_by_test_id("task-states")).to_contain_text("2 finished")
+    expect(page.get_by_test_id("task-states")).to_contain_text("5 finished")
     not_reloaded(page)
 
 
@@ -162,9 +163,7 @@ def test_a_failed_task_shows_as_failed_with_counts(page: Page, cluster: LocalClu
 
 
 @pytest.mark.timeout(180)
-def test_a_dataflow_network_changes_live(
-    page: Page, cluster: LocalCluster, tmp_path: Path
-) -> None:
+def test_a_dataflow_network_changes_live(page: Page, cluster: LocalCluster, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     folder = tmp_path / "ticker"
     folder.mkdir()
