@@ -12,6 +12,13 @@ and are live before the timed part starts. On one machine the browsers' own
 rendering competes with the controller for the same cores, so the browser
 figure is an upper bound; the controller's CPU seconds per run are printed too.
 
+Measured on the 2-cpu development VM while a test suite ran beside it (load
+average about 20, so single runs swing by 30 %): with event-stream clients the
+controller's CPU per run was unchanged (graph x0.99, barrier x1.00) and the
+wall-time ratios were 0.79 (graph) and 1.15 (barrier), noise either way; with
+ten Chromium pages on the same two cores, graph 1.17 and barrier 2.1, the
+browsers themselves taking 1.3 CPU seconds of a 2 s barrier run.
+
     python benchmarks/dashboard_cost.py                        # both, 3 runs each
     python benchmarks/dashboard_cost.py --only graph --tasks 2000 --runs 2
     python benchmarks/dashboard_cost.py --watchers sse
