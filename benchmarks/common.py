@@ -6,6 +6,7 @@ import importlib.util
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,21 @@ def flags_pipelines(clients: int) -> tuple[Any, Any]:
     return module.server_pipeline, module.clients_pipeline
 
 
-def timed_run(client: RemoteClient, experiment: Experiment, name: str) -> tuple[float, float]:
-    """Prepare, start and wait; (prepare -> READY, start -> FINISHED) in seconds."""
+def timed_run(
+    client: RemoteClient,
+    experiment: Experiment,
+    name: str,
+    before_start: Callable[[], None] | None = None,
+) -> tuple[float, float]:
+    """Prepare, start and wait; (prepare -> READY, start -> FINISHED) in seconds.
+    ``before_start`` runs once it is READY, outside both timings."""
     t0 = time.perf_counter()
     client.prepare_experiment(experiment, name)
     client.wait(name, until="ready", timeout=120)
+    if before_start is not None:
+        prepared = time.perf_counter() - t0
+        before_start()
+        t0 = time.perf_counter() - prepared
     t1 = time.perf_counter()
     client.start_execution(name)
     info = client.wait(name, timeout=120)

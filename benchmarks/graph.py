@@ -250,6 +250,31 @@ def run_ray(p: Params) -> Results:
 # --- shoal ---------------------------------------------------------------------------------
 
 
+def shoal_noops(
+    c: Any, tasks: int, name: str = "no-ops", before: Callable[[str], None] | None = None
+) -> float:
+    """Seconds to run ``tasks`` independent no-op tasks in one session of the graph
+    client ``c``; ``before(record name)`` runs once the session is open, untimed."""
+    from shoal.graph import remote
+
+    @remote(outputs=0)
+    def s_noop(ctx: Any, i: int) -> None:
+        noop(i)
+
+    with c.new_session(name=name) as session:
+        if before is not None:
+            before(c.transport.records[session.session_id])
+
+        def run() -> None:
+            for i in range(tasks):
+                s_noop(i)
+            session.submit()
+            session.wait_all()
+
+        seconds, _ = timed(run)
+    return seconds
+
+
 def run_shoal(p: Params) -> Results:
     """The four workloads on a fresh local cluster of two agents, through shoal.graph."""
     from shoal import LocalCluster
@@ -258,10 +283,6 @@ def run_shoal(p: Params) -> Results:
         from shoal.graph import Client, Output, blob, remote
     except ImportError as exc:  # the engine has not landed in this checkout
         raise SystemExit(f"shoal: shoal.graph cannot run graphs here: {exc}") from exc
-
-    @remote(outputs=0)
-    def s_noop(ctx: Any, i: int) -> None:
-        noop(i)
 
     @remote(outputs=Output(encode="pickle"))
     def s_square(ctx: Any, i: int) -> int:
@@ -288,21 +309,8 @@ def run_shoal(p: Params) -> Results:
         LocalCluster(["node-0", "node-1"]) as cluster,
         Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c,
     ):
-        with c.new_session(name="warm-up") as session:
-            for i in range(200):
-                s_noop(i)
-            session.submit()
-            session.wait_all()
-
-        def noops() -> None:
-            with c.new_session(name="no-ops") as session:
-                for i in range(p.tasks):
-                    s_noop(i)
-                session.submit()
-                session.wait_all()
-
-        seconds, _ = timed(noops)
-        results["noop"] = p.tasks / seconds
+        shoal_noops(c, 200, name="warm-up")
+        results["noop"] = p.tasks / shoal_noops(c, p.tasks)
 
         def tree() -> int:
             with c.new_session(name="tree") as session:

@@ -19,7 +19,7 @@ import base64
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -726,8 +726,10 @@ class ExperimentService:
         async with self.changed:
             self.changed.notify_all()
 
-    async def notify(self) -> None:
-        """Wake whoever waits on a change of experiments (another service changed one)."""
+    async def notify(self, changed: Iterable[str | None] = ()) -> None:
+        """Wake whoever waits on a change of experiments (another service changed
+        ``changed``, which the dashboard then refreshes)."""
+        self.feed.touch(changed)
         await self._notify()
 
     def _send(self, node: str, message: Any) -> None:

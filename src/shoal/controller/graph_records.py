@@ -138,13 +138,17 @@ def object_row(obj: GObject) -> dict[str, Any]:
 
 class GraphRecorder:
     """Writes the marks of a :class:`~shoal.controller.graph_service.GraphService` to
-    the store for the controller's lifetime."""
+    the store for the controller's lifetime.
+
+    ``on_change`` gets the ids of the records each write changed (once per write,
+    not per row): the dashboard refreshes those.
+    """
 
     def __init__(
         self,
         db: Database,
         marks: RecordMarks,
-        on_change: Callable[[], Awaitable[None]],
+        on_change: Callable[[set[str]], Awaitable[None]],
         interval: float = INTERVAL,
         running: Callable[[], Iterable[GTask]] = tuple,
     ) -> None:
@@ -181,7 +185,7 @@ class GraphRecorder:
         except Exception:
             # A record must never take the scheduler down; the tasks themselves ran.
             log.exception("could not store the records of %d graph items", len(rows))
-        await self.on_change()
+        await self.on_change({row["experiment_id"] for row in rows} | ended.keys())
 
     async def _put(self, rows: list[dict[str, Any]]) -> None:
         async with self.db.write() as conn:

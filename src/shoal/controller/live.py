@@ -12,7 +12,9 @@ controller is, so nothing here runs per event or per watcher:
   experiments the services' change feeds name, and once for all the watchers
   that look at it;
 * each watcher holds only the newest payload of each topic: a slow page skips
-  states, it never queues them, and an unchanged payload is not sent again.
+  states, it never queues them, and an unchanged payload is not sent again;
+* a big graph session or network is sent as its counts and its running and
+  failed items (``items_partial``), not as its thousands of tasks.
 """
 
 from __future__ import annotations
@@ -28,13 +30,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import HTTPException
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.controller.auth import Principal
 from shoal.controller.commands import CommandRelay, LiveCommand
-from shoal.controller.experiments import TERMINAL_DEPLOYMENT, ExperimentService
+from shoal.controller.experiments import (
+    TERMINAL_DEPLOYMENT,
+    TERMINAL_EXPERIMENT,
+    ExperimentService,
+)
 from shoal.controller.flags import FlagService
+from shoal.controller.record_views import describe_records, item_json
 from shoal.controller.registry import NodeRegistry
 from shoal.store import experiments as exp_queries
+from shoal.store import records as record_queries
 from shoal.store import summaries
 from shoal.store.database import Database
 from shoal.store.faults import StoreError
@@ -45,6 +54,12 @@ TICK = 0.5  # seconds between looks at memory (nodes, running commands)
 STORED_TICK = 1.0  # seconds between reads of the store for one experiment or list
 LOG_TAIL = 200  # log lines an experiment page shows
 OUTPUT_TAIL = 8192  # characters of each running command's streams sent
+# A record with more items (tasks, objects, jobs) than this is sent as its counts
+# and at most PARTIAL_ITEMS of its running and failed items.
+FULL_ITEMS = 1000
+PARTIAL_ITEMS = 200
+SHOWN_WHEN_PARTIAL = ("running", "failed")
+ITEM_KEYS = (("tasks", "task"), ("objects", "object"), ("jobs", "job"))
 
 # The events of a stream: the topics a page asks for, and an experiment's.
 NODES, EXPERIMENTS = "nodes", "experiments"
@@ -124,6 +139,8 @@ class LiveHub:
         self._lists_stale = False  # some experiment changed since the lists were read
         self._lists_read_at = 0.0
         self._run_names: dict[str, str] = {}  # run id -> name, for runs seen running
+        # Counts and truthful state of ended experiments: they change no more.
+        self._ended: dict[str, dict[str, Any]] = {}
 
     @contextlib.asynccontextmanager
     async def watch(self, watcher: Watcher) -> AsyncIterator[Watcher]:
@@ -143,6 +160,7 @@ class LiveHub:
                     feed.stop()
                 self._views.clear()
                 self._changed.clear()
+                self._ended.clear()
                 self._lists_stale = False
 
     async def run(self) -> None:
@@ -169,6 +187,8 @@ class LiveHub:
         for feed in self._feeds:
             changed = feed.take()
             self._lists_stale |= bool(changed)
+            for experiment_id in changed:
+                self._ended.pop(experiment_id, None)
             # What no one looks at is not kept: it is read afresh when someone does.
             self._changed |= changed & {w.experiment_id for w in watchers}
         now = time.monotonic()
@@ -235,6 +255,7 @@ class LiveHub:
             async with self.db.read() as conn:
                 for uid in users:
                     rows = await summaries.experiment_summaries(conn, uid)
+                    await self._add_counts(conn, rows)
                     lists[uid] = dumps({"experiments": rows})
         if due:  # only once read: a store fault leaves the lists stale, to try again
             self._lists_stale = False
@@ -242,6 +263,19 @@ class LiveHub:
         for w in listing:
             if w.caller.user_id in lists:
                 w.post(EXPERIMENTS, lists[w.caller.user_id])
+
+    async def _add_counts(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Give each listed experiment its truthful state and counts; an ended one's
+        are counted once and kept."""
+        fresh = [r for r in rows if r["id"] not in self._ended]
+        extras = await describe_records(conn, fresh, with_items=False)
+        for row in rows:
+            # What reproduces a run is on its own page; a list has no use for it.
+            row.pop("reproduction", None)
+            extra = self._ended.get(row["id"]) or extras[row["id"]]
+            if row["status"] in TERMINAL_EXPERIMENT:
+                self._ended[row["id"]] = extra
+            row.update(extra)
 
     async def _post_experiments(self, watchers: list[Watcher], now: float) -> None:
         watched: defaultdict[str, list[Watcher]] = defaultdict(list)
@@ -265,7 +299,7 @@ class LiveHub:
     async def _read(self, experiment_id: str, view: _View, now: float) -> None:
         """Read the experiment into ``view``; a store fault leaves the view as it was."""
         try:
-            data = await self.experiments.describe(experiment_id)
+            data = await self.experiments.describe(experiment_id, with_items=False)
         except HTTPException:
             # Deleted, or replaced by a run of the same name.
             view.gone, view.payload, view.read_at = True, "{}", now
@@ -277,6 +311,8 @@ class LiveHub:
         node_of = {d["executor_id"]: d["node"].get("name") for d in data["deployments"]}
         async with self.db.read() as conn:
             lines = await summaries.log_tail(conn, list(node_of), LOG_TAIL, view.last_log)
+            if data["unit"] in ("task", "job"):
+                data.update(await _record_items(conn, experiment_id, data))
         for line in lines:
             view.logs.append(
                 {
@@ -303,6 +339,26 @@ class LiveHub:
         for w in watchers:
             if w.experiment_id is not None:
                 w.post(OUTPUT, payloads[w.experiment_id])
+
+
+async def _record_items(
+    conn: AsyncConnection, experiment_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """A graph session's or network's tasks, objects and jobs, as the API gives them;
+    a big one's running and failed items only (``items_partial``)."""
+    total = data["counts"].get("total", 0) + data.get("objects_count", 0)
+    partial = total > FULL_ITEMS
+    if partial:
+        items = await record_queries.list_items(
+            conn, experiment_id, states=SHOWN_WHEN_PARTIAL, limit=PARTIAL_ITEMS
+        )
+    else:
+        items = await record_queries.list_items(conn, experiment_id)
+    out: dict[str, Any] = {
+        key: [item_json(i) for i in items if i["kind"] == kind] for key, kind in ITEM_KEYS
+    }
+    out["items_partial"] = partial
+    return out
 
 
 def _running_command(c: LiveCommand) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class RecordService:
                     await exp_queries.update_experiment(conn, record_id, started_at=time.time())
             except IntegrityError:
                 continue  # another record took the name meanwhile
-            await self.experiments.notify()
+            await self.experiments.notify([record_id])
             return record_id, unique
         raise conflict(f"could not find a free name for a record named {name!r}")
 
@@ -165,7 +165,7 @@ class RecordService:
             await record_queries.put_items(conn, rows)
             if values:
                 await exp_queries.update_experiment(conn, row["id"], **values)
-        await self.experiments.notify()
+        await self.experiments.notify([row["id"]])
         return final
 
     async def cancel(self, row: dict[str, Any], reason: str = "cancelled by its user") -> None:
@@ -179,4 +179,4 @@ class RecordService:
             await exp_queries.update_experiment(
                 conn, row["id"], status="CANCELLED", error=reason, finished_at=now
             )
-        await self.experiments.notify()
+        await self.experiments.notify([row["id"]])

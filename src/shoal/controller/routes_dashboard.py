@@ -68,11 +68,14 @@ async def events(
 
     ``topic=nodes`` (every node, its state, metrics and what runs there: the
     caller's work by name, other users' as a count) and ``topic=experiments``
-    (the caller's experiments with counts); ``experiment=NAME`` adds that
-    experiment as ``GET /api/experiments/NAME`` gives it plus its flags and log
-    tail (event ``experiment``), its running commands' output (``output``),
-    and ``gone`` once it is deleted. Each event's data is the whole new state
-    of its topic, sent only when it changed and at most a few times a second.
+    (the caller's experiments with their truthful ``state`` and ``counts``);
+    ``experiment=NAME`` adds that experiment as ``GET /api/experiments/NAME``
+    gives it (without its reproduction info; a graph session or network of
+    over a thousand items with only its running and failed ones, and
+    ``items_partial`` true) plus its flags and log tail (event ``experiment``),
+    its running commands' output (``output``), and ``gone`` once it is deleted.
+    Each event's data is the whole new state of its topic, sent only when it
+    changed and at most a few times a second.
     An experiment of another user is 404, as everywhere.
     """
     unknown = sorted(set(topic) - TOPICS)

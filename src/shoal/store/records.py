@@ -34,12 +34,20 @@ async def put_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
 
 
 async def list_items(
-    conn: AsyncConnection, experiment_id: str, kind: str | None = None
+    conn: AsyncConnection,
+    experiment_id: str,
+    kind: str | None = None,
+    *,
+    states: tuple[str, ...] | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
+    """The record's items by kind and id; only those in ``states``, at most ``limit``."""
     query = select(record_items).where(record_items.c.experiment_id == experiment_id)
     if kind is not None:
         query = query.where(record_items.c.kind == kind)
-    query = query.order_by(record_items.c.kind, record_items.c.seq)
+    if states is not None:
+        query = query.where(record_items.c.state.in_(states))
+    query = query.order_by(record_items.c.kind, record_items.c.seq).limit(limit)
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 

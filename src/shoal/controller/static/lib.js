@@ -130,3 +130,24 @@ export function Tail({ text, testid }) {
   }
   return html`<pre class="tail" ref=${ref} onScroll=${scrolled} data-testid=${testid}>${text}</pre>`;
 }
+
+// The state to show: the truthful one (a pipeline that ran to its end with a
+// failed step is FAILED), from the older `status` if a record has none.
+export const stateOf = (e) => e.state ?? e.status;
+
+export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+// "3 of 10 tasks failed", or "10 tasks" when none failed; "" with nothing counted.
+export function countsText(counts, unit) {
+  if (!counts || !unit || !counts.total) return "";
+  if (counts.failed) return `${counts.failed} of ${plural(counts.total, unit)} failed`;
+  return plural(counts.total, unit);
+}
+
+// "5 finished, 2 running" from { state: n } (total and empty states left out).
+export function byState(counts) {
+  return Object.entries(counts || {})
+    .filter(([state, n]) => state !== "total" && n)
+    .map(([state, n]) => `${n} ${state}`)
+    .join(", ");
+}

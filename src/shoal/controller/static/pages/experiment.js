@@ -7,17 +7,22 @@
 import { useRef, useState } from "preact/hooks";
 import {
   Badge,
+  byState,
   ConfirmButton,
+  countsText,
   duration,
   FINAL,
   html,
   LiveStatus,
   Message,
+  stateOf,
   Tail,
   useEvents,
   when,
 } from "../lib.js";
+import { DATAFLOW_SECTIONS } from "./dataflow.js";
 import { cancelExperiment, deleteExperiment } from "./experiments.js";
+import { GRAPH_SECTIONS } from "./graph.js";
 
 function Steps({ steps }) {
   if (!steps.length) return html`<p class="muted small">no step has finished yet</p>`;
@@ -123,11 +128,13 @@ const SECTIONS = [
 ];
 
 // Sections of one kind only, e.g. graph: [{ title: "Tasks", show, view }].
-export const KIND_SECTIONS = {};
+export const KIND_SECTIONS = { graph: GRAPH_SECTIONS, dataflow: DATAFLOW_SECTIONS };
 
 function Header({ e }) {
   const [error, setError] = useState(null);
-  const final = FINAL.has(e.status);
+  const state = stateOf(e);
+  const final = FINAL.has(state);
+  const counted = countsText(e.counts, e.unit);
   const act = async (f, after) => {
     setError(null);
     try {
@@ -139,8 +146,12 @@ function Header({ e }) {
   };
   return html`<div class="title">
     <h1>${e.name}</h1>
-    <${Badge} value=${e.status} />
+    <${Badge} value=${state} />
     <span class="muted">${e.kind}</span>
+    ${counted
+      ? html`<span class=${e.counts.failed ? "failed" : "muted"} data-testid="counts"
+          title=${byState(e.counts)}>${counted}</span>`
+      : null}
     <span class="actions">
       ${final
         ? html`<${ConfirmButton} label="Delete" confirm="Really delete?" kind="danger"
@@ -156,6 +167,9 @@ function Header({ e }) {
     ${e.started_at ? html` (${duration(e.started_at, e.finished_at)})` : null}
   </p>
   ${e.error ? html`<p class="failed" data-testid="experiment-error">${e.error}</p>` : null}
+  ${e.state_reason && e.state_reason !== e.error
+    ? html`<p class="failed small" data-testid="state-reason">ran to its end, but ${e.state_reason}</p>`
+    : null}
   <${Message} error=${error} />`;
 }
 
@@ -184,7 +198,7 @@ export function ExperimentPage({ name }) {
     <${Header} e=${e} />
     <${LiveStatus} status=${state.status} />
     ${sections.map(
-      (s) => html`<section class="part"><h2>${s.title}</h2>
+      (s) => html`<section class="part" key=${s.title}><h2>${s.title}</h2>
         <${s.view} e=${e} output=${state.output} seen=${seen.current} /></section>`,
     )}
     ${sections.length ? null : html`<p class="muted">Nothing has run yet.</p>`}

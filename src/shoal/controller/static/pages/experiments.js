@@ -3,13 +3,17 @@ import { useState } from "preact/hooks";
 import { api, experimentPath } from "../api.js";
 import {
   Badge,
+  byState,
   ConfirmButton,
+  countsText,
   duration,
   experimentHref,
   FINAL,
   html,
   LiveStatus,
   Message,
+  plural,
+  stateOf,
   useEvents,
   when,
 } from "../lib.js";
@@ -25,19 +29,17 @@ export async function deleteExperiment(name) {
   return api("DELETE", experimentPath(name));
 }
 
-// "2 finished, 1 failed" from a count of deployments by state.
+// "2 finished, 1 failed" deployments, and "3 of 10 tasks failed" from the
+// record's counts of its unit of work (steps, commands, tasks or jobs).
 function Work({ e }) {
   const parts = Object.entries(e.deployments || {}).map(([state, n]) => `${n} ${state}`);
-  if (e.commands) {
-    parts.push(`${e.commands} command${e.commands === 1 ? "" : "s"}`);
+  if (e.commands) parts.push(plural(e.commands, "command"));
+  if (e.counts && e.unit && e.unit !== "step" && e.unit !== "command" && e.counts.total) {
+    parts.push(plural(e.counts.total, e.unit));
   }
-  const failed = [];
-  if (e.failed_steps) failed.push(`${e.failed_steps} failed step${e.failed_steps === 1 ? "" : "s"}`);
-  if (e.failed_commands) {
-    failed.push(`${e.failed_commands} failed command${e.failed_commands === 1 ? "" : "s"}`);
-  }
-  return html`<span>${parts.join(", ")}</span>
-    ${failed.length ? html`<div class="failed small">${failed.join(", ")}</div>` : null}`;
+  const failed = e.counts?.failed ? countsText(e.counts, e.unit) : "";
+  return html`<span title=${byState(e.counts)}>${parts.join(", ")}</span>
+    ${failed ? html`<div class="failed small" data-testid="failed-counts">${failed}</div>` : null}`;
 }
 
 function Select({ label, value, options, onChange }) {
@@ -50,7 +52,8 @@ function Select({ label, value, options, onChange }) {
 }
 
 function Row({ e, onError }) {
-  const final = FINAL.has(e.status);
+  const state = stateOf(e);
+  const final = FINAL.has(state);
   const act = (f) => async () => {
     try {
       await f(e.name);
@@ -62,7 +65,8 @@ function Row({ e, onError }) {
     <td><a href=${experimentHref(e.name)}>${e.name}</a>
       ${e.error ? html`<div class="failed small" title=${e.error}>${e.error}</div>` : null}</td>
     <td>${e.kind}</td>
-    <td><${Badge} value=${e.status} /></td>
+    <td><${Badge} value=${state} />
+      ${e.state_reason ? html`<div class="muted small">ran to its end</div>` : null}</td>
     <td>${e.owner}</td>
     <td>${when(e.created_at)}</td>
     <td>${duration(e.started_at, e.finished_at)}</td>
@@ -91,7 +95,7 @@ export function ExperimentsPage() {
     .filter(
       (e) =>
         (!kind || e.kind === kind) &&
-        (!status || e.status === status) &&
+        (!status || stateOf(e) === status) &&
         (!owner || e.owner === owner) &&
         (!text || e.name.toLowerCase().includes(text.toLowerCase())),
     )
