@@ -452,8 +452,12 @@ def test_enrolling_ahead_of_the_agent_needs_the_join_token(
     join_token = cluster.token_file.read_text().strip()
     login = {"username": cluster.login, "password": cluster.password}
     user_token = httpx.post(f"{cluster.endpoint}/api/token", data=login).json()["access_token"]
-    for shown in ("", "wrong", user_token):
-        refused = httpx.post(url, headers={"Authorization": f"Bearer {shown}"})
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {user_token}"},
+    ):
+        refused = httpx.post(url, headers=headers)
         assert refused.status_code == 401, refused.text
         assert "join token" in refused.json()["detail"]
     enrolled = httpx.post(url, headers={"Authorization": f"Bearer {join_token}"})
