@@ -186,6 +186,9 @@ def test_a_dataflow_network_changes_live(page: Page, cluster: LocalCluster, tmp_
             expect(row.get_by_test_id("placement")).to_contain_text("node-")
         expect(page.locator("table.pipes tr[data-pipe]")).to_have_count(2)
         expect(page.get_by_test_id("network").locator("g[data-job]")).to_have_count(3)
+        # Rounds (and so rates) show while the jobs run, not only when they end.
+        running_source = page.locator("table.jobs tr[data-job='1']").get_by_test_id("rounds")
+        expect(running_source).not_to_have_text("0", timeout=20_000)
         screenshot(page, "experiment-dataflow")
 
         gate.touch()

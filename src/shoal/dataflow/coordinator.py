@@ -131,6 +131,7 @@ class Coordinator:
         self._channel: ChannelListener | None = None
         self.error: str | None = None  # why the run ended before its jobs did
         self.record = NetworkRecord(self)  # its experiment record on the controller
+        self._progress_reported = 0.0
 
     # ------------------------------------------------------------------ public
 
@@ -482,6 +483,15 @@ class Coordinator:
                 state.last_error = str(message[1])
             log.error("job %s: %s", state.job.name, message[1])
             self._check_finished()
+        elif kind == "progress":
+            # Rounds so far, about once a second from a running job: the record
+            # (and the dashboard's rates) follow them, at most once a second.
+            with self._lock:
+                state.rounds = int(message[1])
+            now = time.monotonic()
+            if now - self._progress_reported >= 1.0:
+                self._progress_reported = now
+                self.record.report()
 
     def _announce(self, state: JobState) -> None:
         """Tell the jobs that write to ``state``'s inputs where it listens now."""

@@ -232,8 +232,12 @@ class JobHost:
                 return "stopped"
             worker = threading.Thread(target=self._serve, name=f"job-{spec.job_id}", daemon=True)
             worker.start()
+            reported = 0
             while worker.is_alive() and not self._stopped.is_set():
-                worker.join(0.5)
+                worker.join(1.0)
+                if runner.rounds_done != reported:  # for the record's rates
+                    reported = runner.rounds_done
+                    self._send(("progress", reported))
             if self._stopped.is_set():
                 runner.stop()
                 worker.join(2.0)  # a job stuck in its own code is left behind (daemon)
