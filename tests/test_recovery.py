@@ -70,9 +70,12 @@ def test_agent_killed_mid_pipeline_is_lost_and_the_experiment_fails(tmp_path) ->
         assert "1 of 2 deployments failed or were lost: a lost" in error
         assert node_state(client, "a") == "offline"
         # The same status on the command line.
-        assert table_row(shoal("experiments", env=env), "crash")[1:3] == ["FAILED", "2 (1 lost)"]
+        row = table_row(shoal("experiments", env=env), "crash")
+        assert row[1:3] == ["pipelines", "FAILED"], row
+        assert "2 (1 lost) deployments" in row[3] and row[4] == "1", row
         shown = shoal("status", "crash", env=env)
-        assert "crash: FAILED" in shown and "1 of 2 deployments failed or were lost" in shown
+        assert "crash (pipelines): FAILED" in shown, shown
+        assert "1 of 2 deployments failed or were lost" in shown, shown
         assert table_row(shoal("nodes", env=env), "a") == []
         assert table_row(shoal("nodes", "--all", env=env), "a")[1] == "offline"
         by_node = {r.node.name: r for r in info.execution_result}
@@ -97,7 +100,9 @@ def cli_env(cluster: LocalCluster) -> dict[str, str]:
 def table_row(table: str, first: str) -> list[str]:
     """The cells of the row of a printed table whose first cell is ``first`` ([] if none)."""
     for line in table.splitlines():
-        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        # A table printed to a terminal has │ between cells; piped, tabs.
+        separator = "\t" if "\t" in line else "│"
+        cells = [cell.strip() for cell in line.strip("│┃ ").split(separator)]
         if cells and cells[0] == first:
             return cells
     return []

@@ -38,7 +38,8 @@ def summarise(kind: str, per_kind: dict[str, dict[str, int]]) -> dict[str, int]:
     states = per_kind.get(unit_of(kind), {})
     counts = dict(sorted(states.items()))
     counts["total"] = sum(states.values())
-    counts.setdefault("failed", 0)
+    # Work lost with its node did not get done either: it counts among the failed.
+    counts["failed"] = states.get("failed", 0) + states.get("lost", 0)
     return counts
 
 

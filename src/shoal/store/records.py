@@ -67,7 +67,8 @@ async def item_counts(
 ) -> dict[str, dict[str, dict[str, int]]]:
     """experiment id -> unit kind -> state -> count, for every kind of record.
 
-    Steps count as ``finished``/``failed`` by their ``ok``; commands as
+    Steps count as ``finished``/``failed`` by their ``ok`` (and a lost deployment
+    as one ``lost`` step); commands as
     ``failed`` when they ended with an error or a non-zero return code.
     """
     out: dict[str, dict[str, dict[str, int]]] = {e: {} for e in experiment_ids}
@@ -95,6 +96,14 @@ async def item_counts(
     )
     for experiment_id, ok, count in await conn.execute(steps):
         add(experiment_id, "step", "finished" if ok else "failed", count)
+    # A lost node's step never reported: it counts as one lost step of its deployment.
+    lost = (
+        select(deployments.c.experiment_id, func.count())
+        .where(deployments.c.experiment_id.in_(experiment_ids), deployments.c.state == "lost")
+        .group_by(deployments.c.experiment_id)
+    )
+    for experiment_id, count in await conn.execute(lost):
+        add(experiment_id, "step", "lost", count)
     failed = (commands.c.error.is_not(None)) | (
         commands.c.return_code.is_not(None) & (commands.c.return_code != 0)
     )
