@@ -15,12 +15,17 @@ executor processes) in this process. Prints:
   barrier < 2 s at 1,000 nodes), nodes suspect or lost, reconnects.
 
     python benchmarks/swarm.py [--nodes 100 300 1000] [--idle 10] [--interval 1.0]
+
+With ``--py-spy PATH`` (the py-spy binary) the controller is profiled during
+each barrier into ``swarm-barrier-N.txt`` (collapsed stacks) in the current folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -63,7 +68,17 @@ def log_count(path: str, *needles: str) -> int:
         return 0
 
 
-def measure(n: int, idle_s: float, interval: float, timeout: float, lost: float) -> Figures:
+def profiler(py_spy: str | None, pid: int, n: int) -> subprocess.Popen[bytes] | None:
+    if not py_spy:
+        return None
+    out = f"swarm-barrier-{n}.txt"
+    args = [py_spy, "record", "--pid", str(pid), "--format", "raw", "-o", out, "--nonblocking"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def measure(
+    n: int, idle_s: float, interval: float, timeout: float, lost: float, py_spy: str | None
+) -> Figures:
     fig = Figures(n)
     server_pipeline, clients_pipeline = flags_pipelines(n - 1)
     names = ["snl-server-sim", *(f"raspi-sim-{i:04d}" for i in range(n - 1))]
@@ -104,6 +119,7 @@ def measure(n: int, idle_s: float, interval: float, timeout: float, lost: float)
             server = nodes.filter(lambda x: x.name.startswith("snl")).take(1)
             clients = nodes.filter(lambda x: x.name.startswith("raspi")).take(n - 1)
             experiment = Experiment().map(server_pipeline, server).map(clients_pipeline, clients)
+            spy = profiler(py_spy, ctrl.pid, n)
             try:
                 fig.prepare_s, fig.barrier_s = timed_run(client, experiment, f"barrier-{n}")
                 final = client.get_flag_values(f"barrier-{n}", "clients_control")
@@ -111,6 +127,10 @@ def measure(n: int, idle_s: float, interval: float, timeout: float, lost: float)
                     fig.problems.append(f"flag ended at {final!r}, not stage 2 / 0")
             except Exception as exc:  # a benchmark reports what broke and goes on
                 fig.problems.append(f"flags barrier: {type(exc).__name__}: {str(exc)[:200]}")
+            finally:
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(30)
             stats = swarm.stats
             if stats.reconnects:
                 fig.problems.append(f"{stats.reconnects} reconnects (closes: {stats.closed})")
@@ -137,6 +157,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="heartbeat interval")
     parser.add_argument("--timeout", type=float, default=5.0, help="heartbeat timeout")
     parser.add_argument("--lost", type=float, default=60.0, help="lost timeout")
+    parser.add_argument("--py-spy", help="profile the controller in each barrier with this py-spy")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -146,7 +167,7 @@ def main() -> None:
     )
     results = []
     for n in args.nodes:
-        fig = measure(n, args.idle, args.interval, args.timeout, args.lost)
+        fig = measure(n, args.idle, args.interval, args.timeout, args.lost, args.py_spy)
         results.append(fig)
         print(f"\n{n} simulated nodes (load {os.getloadavg()[0]:.2f})")
         print(
