@@ -92,6 +92,9 @@ class AgentGateway:
         self._decoder: FrameDecoder[AgentMessage] = FrameDecoder(AgentMessage)
         self._encoder = FrameEncoder()
         self._reports = _Reports()
+        # Times the watchdog found the controller too busy to listen, and for how long.
+        self.stalls = 0
+        self.stalled_for = 0.0
 
     async def serve(self, ws: WebSocket) -> None:
         secret = _bearer(ws.headers.get("authorization", "")) or ws.query_params.get("token", "")
@@ -333,9 +336,30 @@ class AgentGateway:
         work meanwhile (it is not online). Only a node silent past the lost
         timeout, or not back that long after a controller restart, has its
         running work declared lost.
+
+        One sweep over all nodes serves them all (no timer per node), and what it
+        finds is stored in one transaction per sweep. A controller too busy to
+        listen does not blame the nodes: when this task wakes late, the time
+        its event loop was stalled is not counted as anyone's silence, and it
+        says so in the log.
         """
+        period = self.heartbeat_interval / 2
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.heartbeat_interval / 2)
+            due = loop.time() + period
+            await asyncio.sleep(period)
+            late = loop.time() - due
+            if late > self.heartbeat_interval:
+                self.stalls += 1
+                self.stalled_for += late
+                self.registry.pardon(late)
+                log.warning(
+                    "controller overloaded: it could not listen to nodes for %.1f s; "
+                    "that silence is not held against them",
+                    late,
+                )
+                # Frames that waited meanwhile are read before the next sweep.
+                continue
             suspects, lost = self.registry.sweep(self.heartbeat_timeout, self.lost_timeout)
             for name in suspects:
                 log.warning(
@@ -344,36 +368,42 @@ class AgentGateway:
                     self.heartbeat_timeout,
                     self.lost_timeout - self.heartbeat_timeout,
                 )
+            if suspects:
                 await retry_store(
-                    lambda name=name: self._store_offline(name), "recording suspect nodes"
+                    lambda suspects=suspects: self._store_offline(suspects),
+                    "recording suspect nodes",
                 )
-            for name in lost:
-                await self._node_lost(name)
+            if lost:
+                await self._nodes_lost(lost)
             if suspects or lost:
                 await self.registry.notify()
 
-    async def _node_lost(self, name: str) -> None:
-        node = self.registry.nodes[name]
-        if node.last_seen == 0.0:
-            reason = f"node {name!r} was lost: it did not reconnect after a controller restart"
-        else:
-            reason = f"node {name!r} was lost: silent for {self.lost_timeout:g} s"
-        log.warning("%s; its running work is lost", reason)
-        link = self.registry.links.pop(name, None)
-        if link:
-            link.close()
-        await retry_store(
-            lambda: self.experiments.apply(
-                lambda batch: self.experiments.on_node_lost(name, batch, reason)
-            ),
-            "recording lost nodes",
-        )
-        self.relay.node_lost(name, reason)
-        self.graphs.node_lost(name, reason)
+    async def _nodes_lost(self, names: list[str]) -> None:
+        reasons = {}
+        for name in names:
+            node = self.registry.nodes[name]
+            if node.last_seen == 0.0:
+                reason = f"node {name!r} was lost: it did not reconnect after a controller restart"
+            else:
+                reason = f"node {name!r} was lost: silent for {self.lost_timeout:g} s"
+            log.warning("%s; its running work is lost", reason)
+            reasons[name] = reason
+            link = self.registry.links.pop(name, None)
+            if link:
+                link.close()
 
-    async def _store_offline(self, name: str) -> None:
+        def change(batch: WriteBatch) -> None:
+            for name, reason in reasons.items():
+                self.experiments.on_node_lost(name, batch, reason)
+
+        await retry_store(lambda: self.experiments.apply(change), "recording lost nodes")
+        for name, reason in reasons.items():
+            self.relay.node_lost(name, reason)
+            self.graphs.node_lost(name, reason)
+
+    async def _store_offline(self, names: list[str]) -> None:
         async with self.db.write() as conn:
-            await node_queries.set_offline(conn, name)
+            await node_queries.set_offline(conn, names)
 
 
 class _Reports:

@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.store.tables import deployments, experiments, log_lines, record_items, step_results
-from shoal.store.upsert import upsert
 
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "CANCELLED")
 
@@ -40,9 +40,10 @@ async def create_experiment(
 
 
 async def find_experiment(conn: AsyncConnection, owner_id: int, name: str) -> dict[str, Any] | None:
-    query = select(experiments).where(
-        experiments.c.owner_id == owner_id, experiments.c.name == name
-    )
+    """The experiment's row without its reproduction info: that holds the node
+    inventory and can be megabytes, and finding a name is on every request."""
+    cols = [c for c in experiments.c if c.name != "reproduction"]
+    query = select(*cols).where(experiments.c.owner_id == owner_id, experiments.c.name == name)
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
 
@@ -113,8 +114,19 @@ async def update_deployment(conn: AsyncConnection, deployment_id: str, **values:
 
 
 async def put_step_results(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Store step results; a result re-sent after a reconnect is kept once."""
-    await upsert(conn, step_results, rows, ["deployment_id", "idx"], update=False)
+    """Store step results; a result re-sent after a reconnect is kept once.
+
+    One statement executed for many rows: its SQL is compiled once and cached,
+    where a multi-row VALUES would be compiled again for every batch size (the
+    controller's largest cost when a thousand nodes report steps at once).
+    """
+    if not rows:
+        return
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = module.insert(step_results).on_conflict_do_nothing(
+        index_elements=["deployment_id", "idx"]
+    )
+    await conn.execute(stmt, rows)
 
 
 async def list_step_results(
