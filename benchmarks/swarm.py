@@ -17,7 +17,8 @@ executor processes) in this process. Prints:
     python benchmarks/swarm.py [--nodes 100 300 1000] [--idle 10] [--interval 1.0]
 
 With ``--py-spy PATH`` (the py-spy binary) the controller is profiled during
-each barrier into ``swarm-barrier-N.txt`` (collapsed stacks) in the current folder.
+each enrollment and barrier into ``swarm-online-N.txt`` and
+``swarm-barrier-N.txt`` (collapsed stacks) in the current folder.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Figures:
     nodes: int
     online_s: float = float("nan")
     online_cpu_s: float = float("nan")
+    online_swarm_cpu_s: float = float("nan")
     idle_cpu_pct: float = float("nan")
     idle_rss_mb: float = float("nan")
     heartbeat_us: float = float("nan")
@@ -68,12 +70,18 @@ def log_count(path: str, *needles: str) -> int:
         return 0
 
 
-def profiler(py_spy: str | None, pid: int, n: int) -> subprocess.Popen[bytes] | None:
+def profiler(py_spy: str | None, pid: int, what: str) -> subprocess.Popen[bytes] | None:
     if not py_spy:
         return None
-    out = f"swarm-barrier-{n}.txt"
+    out = f"swarm-{what}.txt"
     args = [py_spy, "record", "--pid", str(pid), "--format", "raw", "-o", out, "--nonblocking"]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
 
 
 def measure(
@@ -90,14 +98,18 @@ def measure(
         ctrl = psutil.Process(cluster.controller.proc.pid)
         log = str(cluster.controller.log_path)
         client = cluster.client()
-        c0 = cpu_seconds(ctrl)
+        c0, s0 = cpu_seconds(ctrl), cpu_seconds(me)
+        spy = profiler(py_spy, ctrl.pid, f"online-{n}")
         with Swarm(cluster.endpoint, cluster.agent_token, names) as swarm:
             try:
                 fig.online_s = swarm.wait_online(timeout=300)
             except TimeoutError as exc:
                 fig.problems.append(str(exc))
                 return fig
+            finally:
+                stop_profiler(spy)
             fig.online_cpu_s = cpu_seconds(ctrl) - c0
+            fig.online_swarm_cpu_s = cpu_seconds(me) - s0
             # Let the enrollment burst settle before measuring idle.
             time.sleep(2)  # measuring over a fixed window, not synchronising
             beats0, c0, s0, t0 = (
@@ -119,7 +131,7 @@ def measure(
             server = nodes.filter(lambda x: x.name.startswith("snl")).take(1)
             clients = nodes.filter(lambda x: x.name.startswith("raspi")).take(n - 1)
             experiment = Experiment().map(server_pipeline, server).map(clients_pipeline, clients)
-            spy = profiler(py_spy, ctrl.pid, n)
+            spy = profiler(py_spy, ctrl.pid, f"barrier-{n}")
             try:
                 fig.prepare_s, fig.barrier_s = timed_run(client, experiment, f"barrier-{n}")
                 final = client.get_flag_values(f"barrier-{n}", "clients_control")
@@ -128,9 +140,7 @@ def measure(
             except Exception as exc:  # a benchmark reports what broke and goes on
                 fig.problems.append(f"flags barrier: {type(exc).__name__}: {str(exc)[:200]}")
             finally:
-                if spy is not None:
-                    spy.send_signal(signal.SIGINT)
-                    spy.wait(30)
+                stop_profiler(spy)
             stats = swarm.stats
             if stats.reconnects:
                 fig.problems.append(f"{stats.reconnects} reconnects (closes: {stats.closed})")
@@ -172,7 +182,7 @@ def main() -> None:
         print(f"\n{n} simulated nodes (load {os.getloadavg()[0]:.2f})")
         print(
             f"  online:   {fig.online_s:.2f} s ({n / fig.online_s:.0f} nodes/s), "
-            f"controller CPU {fig.online_cpu_s:.2f} s"
+            f"CPU: controller {fig.online_cpu_s:.2f} s, swarm {fig.online_swarm_cpu_s:.2f} s"
         )
         print(
             f"  idle:     controller {fig.idle_cpu_pct:.1f} % of a core "
