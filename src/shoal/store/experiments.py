@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.store.tables import deployments, experiments, log_lines, record_items, step_results
+from shoal.store.upsert import upsert
 
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "CANCELLED")
 
@@ -114,19 +114,8 @@ async def update_deployment(conn: AsyncConnection, deployment_id: str, **values:
 
 
 async def put_step_results(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Store step results; a result re-sent after a reconnect is kept once.
-
-    One statement executed for many rows: its SQL is compiled once and cached,
-    where a multi-row VALUES would be compiled again for every batch size (the
-    controller's largest cost when a thousand nodes report steps at once).
-    """
-    if not rows:
-        return
-    module = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = module.insert(step_results).on_conflict_do_nothing(
-        index_elements=["deployment_id", "idx"]
-    )
-    await conn.execute(stmt, rows)
+    """Store step results; a result re-sent after a reconnect is kept once."""
+    await upsert(conn, step_results, rows, ["deployment_id", "idx"], update=False)
 
 
 async def list_step_results(
