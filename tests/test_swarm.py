@@ -12,6 +12,8 @@ agents before.
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from flags_experiment import load_example
 from shoal import Experiment, ExperimentStatus, FlagValues, LocalCluster
 from shoal.agent.simulated import Swarm
+from waiting import wait_until
 
 NODES = 300
 CLIENTS = NODES - 1
@@ -50,9 +53,7 @@ def test_300_simulated_nodes_meet_at_the_flags_barrier(tmp_path: Path) -> None:
         server = nodes.filter(lambda n: n.name.startswith("snl-server")).take(1)
         clients = nodes.filter(lambda n: n.name.startswith("raspi")).take(CLIENTS)
         experiment = (
-            Experiment()
-            .map(example.server_pipeline, server)
-            .map(example.clients_pipeline, clients)
+            Experiment().map(example.server_pipeline, server).map(example.clients_pipeline, clients)
         )
         client.prepare_experiment(experiment, "swarm-barrier")
         ready = client.wait("swarm-barrier", until="ready", timeout=300)
@@ -86,3 +87,35 @@ def test_300_simulated_nodes_meet_at_the_flags_barrier(tmp_path: Path) -> None:
         states = {n["name"]: n["state"] for n in client.raw_nodes(include_offline=True)}
         assert states == dict.fromkeys(names, "online")
         assert swarm.stats.refused == 0
+
+
+@pytest.mark.timeout(180)
+def test_a_stalled_controller_does_not_lose_its_nodes(tmp_path: Path) -> None:
+    """A controller that cannot listen (here: stopped for longer than the lost
+    timeout) does not hold its own deafness against the nodes: none is marked
+    suspect or lost when it comes back, and it says in its log that it was
+    overloaded."""
+    names = [f"stall-{i:02d}" for i in range(20)]
+    with (
+        LocalCluster(
+            [], workdir=tmp_path, heartbeat_interval=0.5, heartbeat_timeout=2, lost_timeout=4
+        ) as cluster,
+        Swarm(cluster.endpoint, cluster.agent_token, names) as swarm,
+    ):
+        assert cluster.controller is not None
+        log = cluster.controller.log_path
+        swarm.wait_online(timeout=60)
+        beats = swarm.stats.heartbeats
+        cluster.controller.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(6)  # the stall under test: longer than the lost timeout
+        finally:
+            cluster.controller.proc.send_signal(signal.SIGCONT)
+        client = cluster.client()
+        wait_until(lambda: lines_with(log, "controller overloaded"), 30, "the stall to be logged")
+        # Heartbeats flow again; give the watchdog a few sweeps to judge them.
+        wait_until(lambda: swarm.stats.heartbeats > beats + 4 * len(names), 30, "heartbeats")
+        states = {n["name"]: n["state"] for n in client.raw_nodes(include_offline=True)}
+        assert states == dict.fromkeys(names, "online")
+        assert not lines_with(log, "was lost")
+        assert not lines_with(log, "suspect: silent")
