@@ -54,6 +54,8 @@ class Figures:
     heartbeat_us: float = float("nan")
     prepare_s: float = float("nan")
     barrier_s: float = float("nan")
+    barrier_cpu_s: float = float("nan")
+    barrier_swarm_cpu_s: float = float("nan")
     stored_barrier_s: float = float("nan")  # started_at -> finished_at, as the controller stored
     swarm_cpu_pct: float = float("nan")
     problems: list[str] = field(default_factory=list)
@@ -134,8 +136,11 @@ def measure(
             clients = nodes.filter(lambda x: x.name.startswith("raspi")).take(n - 1)
             experiment = Experiment().map(server_pipeline, server).map(clients_pipeline, clients)
             spy = profiler(py_spy, ctrl.pid, f"barrier-{n}")
+            c0, s0 = cpu_seconds(ctrl), cpu_seconds(me)
             try:
                 fig.prepare_s, fig.barrier_s = timed_run(client, experiment, f"barrier-{n}")
+                fig.barrier_cpu_s = cpu_seconds(ctrl) - c0
+                fig.barrier_swarm_cpu_s = cpu_seconds(me) - s0
                 raw = client.raw_status(f"barrier-{n}")
                 fig.stored_barrier_s = raw["finished_at"] - raw["started_at"]
                 final = client.get_flag_values(f"barrier-{n}", "clients_control")
@@ -202,6 +207,10 @@ def main() -> None:
         print(
             f"            started -> finished as stored by the controller "
             f"{fig.stored_barrier_s:.2f} s (the rest is fetching {n} nodes' results)"
+        )
+        print(
+            f"            CPU from prepare to FINISHED: controller {fig.barrier_cpu_s:.2f} s, "
+            f"swarm and client {fig.barrier_swarm_cpu_s:.2f} s"
         )
         for problem in fig.problems:
             print(f"  PROBLEM:  {problem}")
