@@ -7,6 +7,11 @@ order, until the store takes them; meanwhile heartbeats, commands and graph
 traffic go on. The agent keeps every step and final state until it is told to
 forget it, so a report that never got stored (the connection dropped, or too
 many were waiting) comes again in the agent's next ``Hello``.
+
+The reports of all agents are stored together: one task takes whatever every
+agent reported since the last commit and stores it in one transaction (each
+agent's reports in the order it sent them), so a thousand nodes finishing a
+step at once cost a few commits, not a thousand.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import msgspec
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from shoal.controller.batch import WriteBatch
 from shoal.controller.commands import CommandRelay
 from shoal.controller.enrollment import EnrollmentRefused, NodeEnrollment
 from shoal.controller.experiments import ExperimentService, LiveDeployment
@@ -85,6 +91,10 @@ class AgentGateway:
         self.lost_timeout = max(lost_timeout or heartbeat_timeout, heartbeat_timeout)
         self._decoder: FrameDecoder[AgentMessage] = FrameDecoder(AgentMessage)
         self._encoder = FrameEncoder()
+        self._reports = _Reports()
+        # Times the watchdog found the controller too busy to listen, and for how long.
+        self.stalls = 0
+        self.stalled_for = 0.0
 
     async def serve(self, ws: WebSocket) -> None:
         secret = _bearer(ws.headers.get("authorization", "")) or ws.query_params.get("token", "")
@@ -133,19 +143,19 @@ class AgentGateway:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason=_close_reason(exc.message))
             return
-        reports = _Reports()
         try:
             async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._reader(ws, link, reports, messages[1:]))
-                storer = tg.create_task(self._store_reports(link, reports))
+                reader = tg.create_task(self._reader(ws, link, messages[1:]))
                 resender = tg.create_task(self._resend_prepare(resend))
                 await write_frames(ws, link, self._encoder)
-                for task in (reader, storer, resender):
+                for task in (reader, resender):
                     task.cancel()
         except* (WebSocketDisconnect, RuntimeError):
             pass  # the agent went away while we were writing to it
         finally:
             link.close()
+            # What it reported and was not stored yet comes again in its next Hello.
+            self._reports.drop(link)
             if self.registry.links.get(link.name) is link:
                 del self.registry.links[link.name]
             if ws.application_state != WebSocketState.DISCONNECTED:
@@ -225,31 +235,43 @@ class AgentGateway:
                 lambda: self.experiments.resend_prepare(deps), "sending Prepare again"
             )
 
-    async def _store_reports(self, link: Link, reports: _Reports) -> None:
-        """Store what the agent reports about experiments, in order, until it goes away.
+    async def store_reports(self) -> None:
+        """Store what all agents report about experiments, until cancelled.
 
-        A batch the store refuses leaves the live state as it was (see
-        ``ExperimentService.apply``) and is tried again, with the reports that
-        arrived meanwhile, until the store takes it.
+        Each round takes everything waiting, from every agent, and stores it in
+        one transaction. A batch the store refuses leaves the live state as it
+        was (see ``ExperimentService.apply``) and is tried again until the
+        store takes it; reports that arrive meanwhile wait for the next round.
         """
         while True:
-            messages = await reports.take()
-            await retry_store(
-                lambda messages=messages: self.experiments.apply(
-                    lambda batch: [
-                        self.experiments.on_agent_message(link.name, m, batch) for m in messages
-                    ]
-                ),
-                "storing what agents report",
-            )
-            reports.done()
+            taken = await self._reports.take()
+            try:
+                await retry_store(
+                    lambda taken=taken: self._apply_reports(taken), "storing what agents report"
+                )
+            except Exception:
+                # A bug in handling one report must not stop every agent's reports:
+                # the agents that sent this batch are sent away and report it again.
+                log.exception("storing reports of %d agents failed", len(taken))
+                for link, _ in taken:
+                    link.close("the controller failed to store your reports", CLOSE_TRY_AGAIN_LATER)
+            finally:
+                self._reports.done(taken)
 
-    async def _reader(self, ws: WebSocket, link: Link, reports: _Reports, pending: list) -> None:
+    async def _apply_reports(self, taken: list[tuple[Link, list]]) -> None:
+        def change(batch: WriteBatch) -> None:
+            for link, messages in taken:
+                for message in messages:
+                    self.experiments.on_agent_message(link.name, message, batch)
+
+        await self.experiments.apply(change)
+
+    async def _reader(self, ws: WebSocket, link: Link, pending: list) -> None:
         """Handle frames until the agent goes away; then let the writer stop too."""
         messages = pending
         try:
             while True:
-                await self._handle(link, reports, messages)
+                await self._handle(link, messages)
                 data = await ws.receive_bytes()
                 messages = self._decoder.decode(data)
         except WebSocketDisconnect:
@@ -259,7 +281,7 @@ class AgentGateway:
         finally:
             link.close()
 
-    async def _handle(self, link: Link, reports: _Reports, messages: list) -> None:
+    async def _handle(self, link: Link, messages: list) -> None:
         node = self.registry.nodes.get(link.name)
         silent = time.monotonic() - node.last_seen if node is not None else 0.0
         if self.registry.heard_from(link.name):
@@ -294,7 +316,7 @@ class AgentGateway:
                 about_experiments.append(message)
         if link.closed.is_set():
             return  # being sent away: the agent reports all of it again when it is back
-        if about_experiments and not reports.put(about_experiments):
+        if about_experiments and not self._reports.put(link, about_experiments):
             log.warning(
                 "agent %s: %d reports are waiting for the store; sending it away to "
                 "report them again when it reconnects",
@@ -315,9 +337,30 @@ class AgentGateway:
         work meanwhile (it is not online). Only a node silent past the lost
         timeout, or not back that long after a controller restart, has its
         running work declared lost.
+
+        One sweep over all nodes serves them all (no timer per node), and what it
+        finds is stored in one transaction per sweep. A controller too busy to
+        listen does not blame the nodes: when this task wakes late, the time
+        its event loop was stalled is not counted as anyone's silence, and it
+        says so in the log.
         """
+        period = self.heartbeat_interval / 2
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.heartbeat_interval / 2)
+            due = loop.time() + period
+            await asyncio.sleep(period)
+            late = loop.time() - due
+            if late > self.heartbeat_interval:
+                self.stalls += 1
+                self.stalled_for += late
+                self.registry.pardon(late)
+                log.warning(
+                    "controller overloaded: it could not listen to nodes for %.1f s; "
+                    "that silence is not held against them",
+                    late,
+                )
+                # Frames that waited meanwhile are read before the next sweep.
+                continue
             suspects, lost = self.registry.sweep(self.heartbeat_timeout, self.lost_timeout)
             for name in suspects:
                 log.warning(
@@ -326,64 +369,81 @@ class AgentGateway:
                     self.heartbeat_timeout,
                     self.lost_timeout - self.heartbeat_timeout,
                 )
+            if suspects:
                 await retry_store(
-                    lambda name=name: self._store_offline(name), "recording suspect nodes"
+                    lambda suspects=suspects: self._store_offline(suspects),
+                    "recording suspect nodes",
                 )
-            for name in lost:
-                await self._node_lost(name)
+            if lost:
+                await self._nodes_lost(lost)
             if suspects or lost:
                 await self.registry.notify()
 
-    async def _node_lost(self, name: str) -> None:
-        node = self.registry.nodes[name]
-        if node.last_seen == 0.0:
-            reason = f"node {name!r} was lost: it did not reconnect after a controller restart"
-        else:
-            reason = f"node {name!r} was lost: silent for {self.lost_timeout:g} s"
-        log.warning("%s; its running work is lost", reason)
-        link = self.registry.links.pop(name, None)
-        if link:
-            link.close()
-        await retry_store(
-            lambda: self.experiments.apply(
-                lambda batch: self.experiments.on_node_lost(name, batch, reason)
-            ),
-            "recording lost nodes",
-        )
-        self.relay.node_lost(name, reason)
-        self.graphs.node_lost(name, reason)
+    async def _nodes_lost(self, names: list[str]) -> None:
+        reasons = {}
+        for name in names:
+            node = self.registry.nodes[name]
+            if node.last_seen == 0.0:
+                reason = f"node {name!r} was lost: it did not reconnect after a controller restart"
+            else:
+                reason = f"node {name!r} was lost: silent for {self.lost_timeout:g} s"
+            log.warning("%s; its running work is lost", reason)
+            reasons[name] = reason
+            link = self.registry.links.pop(name, None)
+            if link:
+                link.close()
 
-    async def _store_offline(self, name: str) -> None:
+        def change(batch: WriteBatch) -> None:
+            for name, reason in reasons.items():
+                self.experiments.on_node_lost(name, batch, reason)
+
+        await retry_store(lambda: self.experiments.apply(change), "recording lost nodes")
+        for name, reason in reasons.items():
+            self.relay.node_lost(name, reason)
+            self.graphs.node_lost(name, reason)
+
+    async def _store_offline(self, names: list[str]) -> None:
         async with self.db.write() as conn:
-            await node_queries.set_offline(conn, name)
+            await node_queries.set_offline(conn, names)
 
 
 class _Reports:
-    """An agent's experiment reports waiting to be stored, oldest first."""
+    """The experiment reports of all agents waiting to be stored, each agent's
+    oldest first."""
 
     def __init__(self) -> None:
-        self._waiting: list = []
-        self._taken = 0
+        self._waiting: dict[Link, list] = {}
+        self._taken: dict[Link, int] = {}  # being stored now, per agent
         self._ready = asyncio.Event()
 
-    def put(self, messages: list) -> bool:
-        """Queue ``messages``; False if too many are waiting already."""
-        if len(self._waiting) + self._taken + len(messages) > MAX_WAITING_REPORTS:
+    def put(self, link: Link, messages: list) -> bool:
+        """Queue ``messages`` of ``link``'s agent; False if too many of its are waiting."""
+        waiting = self._waiting.setdefault(link, [])
+        if len(waiting) + self._taken.get(link, 0) + len(messages) > MAX_WAITING_REPORTS:
             return False
-        self._waiting.extend(messages)
+        waiting.extend(messages)
         self._ready.set()
         return True
 
-    async def take(self) -> list:
+    def drop(self, link: Link) -> None:
+        """``link`` closed: its agent reports again what waits here when it is back."""
+        self._waiting.pop(link, None)
+
+    async def take(self) -> list[tuple[Link, list]]:
         """All that waits now (at least one message), to store in one batch."""
-        await self._ready.wait()
-        self._ready.clear()
-        taken, self._waiting = self._waiting, []
-        self._taken = len(taken)
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            taken = [(link, messages) for link, messages in self._waiting.items() if messages]
+            if taken:
+                break
+        self._waiting = {}
+        self._taken = {link: len(messages) for link, messages in taken}
         return taken
 
-    def done(self) -> None:
-        self._taken = 0
+    def done(self, taken: list[tuple[Link, list]]) -> None:
+        for link, _ in taken:
+            self._taken.pop(link, None)
 
 
 def _close_reason(text: str) -> str:

@@ -149,6 +149,7 @@ def create_app(
         async with asyncio.TaskGroup() as tg:
             background = [
                 tg.create_task(svc.gateway.watchdog()),
+                tg.create_task(svc.gateway.store_reports()),
                 tg.create_task(svc.relay.recorder()),
                 tg.create_task(svc.graphs.run()),
                 tg.create_task(recorder.run()),

@@ -32,6 +32,10 @@ class WriteBatch:
     undo: list[tuple[object, str, Any]] = field(default_factory=list)
     # deployments that ended: their executor tokens are deleted with the change
     revoke: list[str] = field(default_factory=list)
+    # experiments whose deployments changed, by id: their status is settled once,
+    # when the batch is stored, not once per deployment (a thousand deployments
+    # reporting in one batch made that quadratic)
+    unsettled: dict[str, Any] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.experiments or self.deployments or self.steps or self.logs or self.revoke)
@@ -50,6 +54,7 @@ class WriteBatch:
         self.messages.clear()
         self.forget.clear()
         self.finished_experiments.clear()
+        self.unsettled.clear()
 
     def send(self, node: str, message: Any) -> None:
         """Send ``message`` to the agent on ``node`` once the batch is stored."""

@@ -642,7 +642,7 @@ class ExperimentService:
             return
         live = self.live.get(dep.experiment_id)
         if live:
-            self._settle(live, batch)
+            batch.unsettled[live.id] = live
 
     def _finish_deployment(
         self,
@@ -662,7 +662,7 @@ class ExperimentService:
         batch.revoke.append(dep.id)
         live = self.live.get(dep.experiment_id)
         if live:
-            self._settle(live, batch)
+            batch.unsettled[live.id] = live
 
     def _settle(self, live: LiveExperiment, batch: WriteBatch) -> None:
         """Move the experiment on once its deployments allow it (the rule is
@@ -682,6 +682,9 @@ class ExperimentService:
 
     async def _flush(self, batch: WriteBatch) -> None:
         """Store ``batch``, then act on it; if the store fails, undo it in memory."""
+        for live in batch.unsettled.values():
+            self._settle(live, batch)
+        batch.unsettled.clear()
         if batch:
             try:
                 async with self.db.write() as conn:

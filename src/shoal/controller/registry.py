@@ -103,6 +103,15 @@ class NodeRegistry:
         node.online = True
         return True
 
+    def pardon(self, seconds: float) -> None:
+        """The controller itself could not listen for ``seconds`` (its event loop
+        stalled): that time does not count as anyone's silence."""
+        for n in self.nodes.values():
+            if n.online:
+                n.last_seen += seconds
+            elif n.expected_until is not None:
+                n.expected_until += seconds
+
     def sweep(self, heartbeat_timeout: float, lost_timeout: float) -> tuple[list[str], list[str]]:
         """Move nodes on by their silence; the names that became suspect, and lost.
 

@@ -40,9 +40,10 @@ async def create_experiment(
 
 
 async def find_experiment(conn: AsyncConnection, owner_id: int, name: str) -> dict[str, Any] | None:
-    query = select(experiments).where(
-        experiments.c.owner_id == owner_id, experiments.c.name == name
-    )
+    """The experiment's row without its reproduction info: that holds the node
+    inventory and can be megabytes, and finding a name is on every request."""
+    cols = [c for c in experiments.c if c.name != "reproduction"]
+    query = select(*cols).where(experiments.c.owner_id == owner_id, experiments.c.name == name)
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
 

@@ -31,8 +31,9 @@ async def put_node(
     await upsert(conn, nodes, row, ["name"])
 
 
-async def set_offline(conn: AsyncConnection, name: str) -> None:
-    await conn.execute(update(nodes).where(nodes.c.name == name).values(online=False))
+async def set_offline(conn: AsyncConnection, names: list[str]) -> None:
+    if names:
+        await conn.execute(update(nodes).where(nodes.c.name.in_(names)).values(online=False))
 
 
 async def mark_all_offline(conn: AsyncConnection) -> None:
