@@ -64,3 +64,19 @@ def make_hosts(tmp_path: Path) -> Iterator[Callable[..., list[NetnsHost]]]:
             return stack.enter_context(ssh_hosts(n, folder, **options))  # type: ignore[arg-type]
 
         yield make
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium, once per module (tests/browser.py)."""
+    from browser import browser_session
+
+    yield from browser_session()
+
+
+@pytest.fixture
+def page(browser: object, cluster: LocalCluster) -> Iterator[object]:
+    """A fresh browser context, no token, that may reach the module's controller only."""
+    from browser import offline_page
+
+    yield from offline_page(browser, cluster)

@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from browser import offline
 from processes import add_user
 from runner_helpers import env_for
 from shoal import Experiment, FlagValues, LocalCluster, Pipeline, RemoteClient
@@ -31,11 +31,9 @@ from shoal.controller.live import STORED_TICK
 from shoal.library.basic import ShellCommand, SleepTask
 from shoal.model.pipeline import Task
 
-CHROMIUM = "/usr/bin/chromium"
 # Read at import: the suite's autouse fixture clears SHOAL_* before each test.
 _shots = os.environ.get("SHOAL_SCREENSHOTS")
 SCREENSHOTS = Path(_shots).resolve() if _shots else None
-LIVE = 20_000  # ms a live change may take to show (a few ticks on a loaded machine)
 NODES = ["node-a", "node-b", "node-c"]  # node-c is stopped and killed by a test
 
 
@@ -60,50 +58,6 @@ def cluster() -> Iterator[LocalCluster]:
     with LocalCluster(NODES, properties=properties) as c:
         add_user(c.db_url, "bob", "bob-pw")
         yield c
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: sh scripts/install-test-deps.sh installs it")
-    with sync_playwright() as playwright:
-        yield launch(playwright)
-
-
-def launch(playwright: Playwright) -> Browser:
-    # Debian's Chromium, never a browser Playwright would download; no sandbox
-    # because the tests may run as root.
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-
-
-@pytest.fixture
-def page(browser: Browser, cluster: LocalCluster) -> Iterator[Page]:
-    """A fresh browser context (no token) that may reach the controller only."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(LIVE)
-    blocked = offline(context, cluster.endpoint)
-    try:
-        yield context.new_page()
-        assert blocked == [], f"requests left the machine: {blocked}"
-    finally:
-        context.close()
-
-
-def offline(context, endpoint: str) -> list[str]:  # type: ignore[no-untyped-def]
-    """Abort every request to a host other than the controller's; the list of them."""
-    own = urlsplit(endpoint).netloc
-    blocked: list[str] = []
-
-    def route(r: Route) -> None:
-        url = r.request.url
-        if urlsplit(url).netloc == own or url.startswith(("data:", "blob:")):
-            r.continue_()
-        else:
-            blocked.append(url)
-            r.abort()
-
-    context.route("**/*", route)
-    return blocked
 
 
 def screenshot(page: Page, name: str, full_page: bool = True) -> None:

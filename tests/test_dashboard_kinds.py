@@ -12,19 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from shoal import LocalCluster
 from shoal.dataflow import Coordinator, load_network
 from shoal.graph import Client, TaskException, blob, tasks
 from test_dashboard import (
-    CHROMIUM,
-    LIVE,
     badge,
-    launch,
     log_in,
     not_reloaded,
-    offline,
     open_experiment,
     screenshot,
 )
@@ -74,27 +70,6 @@ NODES = [BaseNode("node-a"), BaseNode("node-b")]
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with LocalCluster(NODES, workdir=tmp_path_factory.mktemp("kinds")) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: sh scripts/install-test-deps.sh installs it")
-    with sync_playwright() as playwright:
-        yield launch(playwright)
-
-
-@pytest.fixture
-def page(browser: Browser, cluster: LocalCluster) -> Iterator[Page]:
-    """A fresh browser context (no token) that may reach the controller only."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(LIVE)
-    blocked = offline(context, cluster.endpoint)
-    try:
-        yield context.new_page()
-        assert blocked == [], f"requests left the machine: {blocked}"
-    finally:
-        context.close()
 
 
 def graph_client(cluster: LocalCluster) -> Client:
