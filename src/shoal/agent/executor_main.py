@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import traceback
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import cloudpickle
@@ -89,6 +90,19 @@ def encode_result(task_name: str, result: Result) -> tuple[Result, bytes]:
         return failed, cloudpickle.dumps(failed)
 
 
+def settle_stage(
+    stage: Sequence[Task], outcomes: Sequence[Result], results: dict[str, list[Result]]
+) -> tuple[list[tuple[str, Result, bytes]], bool]:
+    """One stage's outcomes made sendable and added to ``results``: each task's
+    ``(name, outcome, pickled outcome)`` in order, and whether all succeeded."""
+    settled = []
+    for task, outcome in zip(stage, outcomes, strict=True):
+        outcome, payload = encode_result(task.name, outcome)
+        results.setdefault(task.name, []).append(outcome)
+        settled.append((task.name, outcome, payload))
+    return settled, all(outcome.is_success for _, outcome, _ in settled)
+
+
 def run_pipeline(pipeline: Pipeline, channel: Channel) -> None:
     results: dict[str, list[Result]] = {}
     all_ok = True
@@ -100,21 +114,18 @@ def run_pipeline(pipeline: Pipeline, channel: Channel) -> None:
                 outcomes = [run_task(stage[0], previous)]
             else:
                 outcomes = list(pool.map(run_task, stage, [previous] * len(stage)))
-            stage_ok = True
-            for task, outcome in zip(stage, outcomes, strict=True):
-                outcome, payload = encode_result(task.name, outcome)
-                results.setdefault(task.name, []).append(outcome)
+            settled, stage_ok = settle_stage(stage, outcomes, results)
+            for name, outcome, payload in settled:
                 channel.send(
                     Step(
                         index=index,
-                        task_name=task.name,
+                        task_name=name,
                         ok=outcome.is_success,
                         payload=payload,
                         text=repr(outcome)[:TEXT_LIMIT],
                     )
                 )
                 index += 1
-                stage_ok = stage_ok and outcome.is_success
             all_ok = all_ok and stage_ok
             if not stage_ok and pipeline.early_stopping:
                 break

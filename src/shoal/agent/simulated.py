@@ -30,7 +30,7 @@ import cloudpickle
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from shoal.agent.executor_main import TEXT_LIMIT, encode_result, run_task
+from shoal.agent.executor_main import TEXT_LIMIT, run_task, settle_stage
 from shoal.library.flags import (
     AtomicDecrementFlagTask,
     AtomicIncrementFlagTask,
@@ -117,22 +117,19 @@ class _Deployment:
         for stage in pipeline.stages:
             previous = dict(results)
             outcomes = await asyncio.gather(*(self._step(t, previous) for t in stage))
-            stage_ok = True
-            for task, outcome in zip(stage, outcomes, strict=True):
-                outcome, payload = encode_result(task.name, outcome)
-                results.setdefault(task.name, []).append(outcome)
+            settled, stage_ok = settle_stage(stage, outcomes, results)
+            for name, outcome, payload in settled:
                 self.node.emit(
                     StepResult(
                         deployment=self.id,
                         index=index,
-                        task_name=task.name,
+                        task_name=name,
                         ok=outcome.is_success,
                         payload=payload,
                         text=repr(outcome)[:TEXT_LIMIT],
                     )
                 )
                 index += 1
-                stage_ok = stage_ok and outcome.is_success
             all_ok = all_ok and stage_ok
             if not stage_ok and pipeline.early_stopping:
                 break
