@@ -173,7 +173,9 @@ class OutPipe:
                 if self._closed:
                     return
                 batch = self._take_batch()
-                ending = self._ending
+                # A queue of large values leaves in several batches: the end
+                # goes after the last of them, not after the first.
+                ending = self._ending and not self._items
                 if self._route_changed:
                     self._route_changed = False
                     self._drop_connection()

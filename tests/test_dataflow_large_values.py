@@ -1,0 +1,78 @@
+"""Large values through a pipe between two agents: every one arrives, in order.
+
+A pipe's sender batches about 1 MB per frame and buffers up to 8 MB, so a
+stream of 64 KB values ends with several batches still queued when the source
+finishes; all of them must reach the receiver before the pipe's end does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dataflow_helpers import rows
+from shoal import LocalCluster
+from shoal.dataflow import Coordinator, load_network
+
+COUNT = 3000
+
+NETWORK = f'''
+from shoal.dataflow import BaseNode, BytesPipe, CSVSinkJob, PicklePipe, PythonJob
+
+SIZE = 64 * 1024
+COUNT = {COUNT}
+
+
+def block(number):
+    """Value ``number``: its number, then a body that depends on it."""
+    return number.to_bytes(4, "big") + bytes((number % 251,)) * (SIZE - 4)
+
+
+class Blocks(PythonJob):
+    DEFAULT_NODE = "agent-a"
+    GROUPS = []
+
+    def run(self):
+        for number in range(COUNT):
+            yield block(number)
+
+
+class Check(PythonJob):
+    """Passes on each block's number, or -1 if the block came damaged."""
+
+    DEFAULT_NODE = "agent-b"
+    GROUPS = []
+
+    def run(self, data):
+        number = int.from_bytes(data[:4], "big")
+        return number if data == block(number) else -1
+
+
+JOBS = [
+    Blocks(outputs=[BytesPipe(1, SIZE)]),
+    Check(inputs=[BytesPipe(1, SIZE)], outputs=[PicklePipe(2)]),
+    CSVSinkJob(path="received.csv", inputs=[PicklePipe(2)]),
+]
+NODES = [BaseNode("agent-a"), BaseNode("agent-b")]
+'''
+
+
+@pytest.mark.timeout(150)
+def test_thousands_of_64_kb_values_all_arrive_in_order(tmp_path: Path) -> None:
+    folder = tmp_path / "large_values"
+    folder.mkdir()
+    (folder / "config.py").write_text(NETWORK)
+    network = load_network(folder)
+    output = tmp_path / "out"
+    with (
+        LocalCluster(["agent-a", "agent-b"], workdir=tmp_path / "cluster") as cluster,
+        Coordinator(network, cluster.client(), output, loopback=True, echo=False) as run,
+    ):
+        assert run.placements() == {1: "agent-a", 2: "agent-b", 3: "client"}
+        assert run.wait(90), f"the network did not finish: {run.summary()}"
+        assert run.error is None
+    received = [int(row[0]) for row in rows(output / "3" / "received.csv")[1:]]
+    missing = sorted(set(range(COUNT)) - set(received))
+    assert not missing, f"{len(missing)} of {COUNT} values lost, from {missing[0]} on"
+    assert received == list(range(COUNT))
