@@ -1,19 +1,25 @@
-"""Large values through a pipe between two agents: every one arrives, in order.
+"""Large values through a pipe: every one arrives, in order, before the pipe ends.
 
 A pipe's sender batches about 1 MB per frame and buffers up to 8 MB, so a
 stream of 64 KB values ends with several batches still queued when the source
-finishes; all of them must reach the receiver before the pipe's end does.
+finishes; all of them must reach the receiver before the pipe's end does, also
+when the receiver takes longer to drain them than the sender's finish timeout.
 """
 
 from __future__ import annotations
 
+import secrets
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dataflow_helpers import rows
 from shoal import LocalCluster
-from shoal.dataflow import Coordinator, load_network
+from shoal.dataflow import Coordinator, PicklePipe, load_network
+from shoal.dataflow.transport import TOKEN_BYTES, DataServer, OutPipe, Route
 
 COUNT = 3000
 
@@ -76,3 +82,30 @@ def test_thousands_of_64_kb_values_all_arrive_in_order(tmp_path: Path) -> None:
     missing = sorted(set(range(COUNT)) - set(received))
     assert not missing, f"{len(missing)} of {COUNT} values lost, from {missing[0]} on"
     assert received == list(range(COUNT))
+
+
+def test_a_slow_receiver_gets_every_value_before_the_end() -> None:
+    """The sender's finish waits while values keep leaving, not a fixed time."""
+    token = secrets.token_bytes(TOKEN_BYTES)
+    received: list[Any] = []
+    ended = threading.Event()
+
+    def deliver(pipe_id: int, items: list[tuple[Any, ...]]) -> None:
+        time.sleep(0.1)  # a slow job: each 1 MB batch takes a while (back-pressure via TCP)
+        received.extend(value for _, value in items)
+
+    server = DataServer(token, job=2, generation=1, deliver=deliver, end=lambda _: ended.set())
+    out = OutPipe(PicklePipe(1), token)
+    try:
+        out.set_route(Route(("127.0.0.1",), server.port, job=2, generation=1))
+        values = [number.to_bytes(4, "big") * (16 * 1024) for number in range(300)]  # 64 KB
+        for number, value in enumerate(values):
+            out.put((0, number), value)
+        # Up to 8 MB still queued, at 1 MB per 0.1 s: draining takes far longer than 0.3 s.
+        out.finish(timeout=0.3)
+        assert ended.wait(10), f"the pipe never ended ({len(received)} of 300 values came)"
+        assert received == values
+        assert out.dropped == 0
+    finally:
+        out.close()
+        server.close()

@@ -110,6 +110,7 @@ class OutPipe:
         self.capacity = capacity
         self._plain = pipe.transparent  # nothing to pack or encode: skip the calls
         self.dropped = 0
+        self._batches = 0  # taken to send: finish() waits while this moves
         self._items: list[tuple[Any, ...]] = []
         self._bytes = 0  # of bytes and str values queued: large values bound the buffer too
         self._cond = threading.Condition()
@@ -149,11 +150,18 @@ class OutPipe:
                 self._cond.notify_all()
 
     def finish(self, timeout: float = 10.0) -> None:
-        """Send what is queued, then tell the receiver this pipe ended."""
+        """Send what is queued, then tell the receiver this pipe ended.
+
+        Waits as long as values keep leaving, however slow the receiver is; one
+        that takes nothing for ``timeout`` seconds is given up on.
+        """
         with self._cond:
             self._ending = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        seen = -1
+        while self._thread.is_alive() and self._batches != seen:
+            seen = self._batches
+            self._thread.join(timeout)
         self.close()
 
     def close(self) -> None:
@@ -173,6 +181,7 @@ class OutPipe:
                 if self._closed:
                     return
                 batch = self._take_batch()
+                self._batches += 1
                 # A queue of large values leaves in several batches: the end
                 # goes after the last of them, not after the first.
                 ending = self._ending and not self._items
