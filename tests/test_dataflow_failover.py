@@ -96,8 +96,8 @@ def run_with_unreachable_pipes(tmp_path: Path, direct: bool) -> Path:
         dead_port = closed.getsockname()[1]
 
     class Unreachable(Coordinator):
-        def _route(self, pipe_id: int):  # type: ignore[no-untyped-def]
-            route = super()._route(pipe_id)
+        def route(self, pipe_id: int):  # type: ignore[no-untyped-def]
+            route = super().route(pipe_id)
             return route and dataclasses.replace(route, port=dead_port)
 
     network = load_network(copy_network(tmp_path, "demo_network_v3"))

@@ -69,13 +69,13 @@ def coordinator(tmp_path: Path) -> Any:
     # The client is not called by what is tested here: no job is placed.
     coord = Coordinator(load_network(config), None, tmp_path / "out", loopback=True)  # type: ignore[arg-type]
     yield coord
-    coord._listener.close()
+    coord.control.close()
 
 
 def serve(coord: Coordinator, first: bytes) -> tuple[bytes, threading.Thread]:
     """Feed ``first`` to the coordinator as a host would; what it answered."""
     ours, theirs = socket.socketpair()
-    served = threading.Thread(target=coord._serve_host, args=(theirs,), daemon=True)
+    served = threading.Thread(target=coord.control.serve_host, args=(theirs,), daemon=True)
     served.start()
     ours.sendall(first)
     ours.shutdown(socket.SHUT_WR)

@@ -20,7 +20,8 @@ from shoal.client.reproduction import reproduction
 from shoal.client.serialize import _is_installed
 
 if TYPE_CHECKING:
-    from shoal.dataflow.coordinator import Coordinator, JobState
+    from shoal.dataflow.coordinator import Coordinator
+    from shoal.dataflow.job_state import JobState
 
 log = logging.getLogger("shoal.dataflow")
 
@@ -73,7 +74,7 @@ class NetworkRecord:
         }
         info = reproduction(parameters, shipped=modules)
         try:
-            self.name = c._call(
+            self.name = c.call(
                 c.client.open_record, f"dataflow-{network.name}-{c.run_id}", "dataflow", info
             )
         except RemoteClientException as exc:
@@ -84,19 +85,19 @@ class NetworkRecord:
         if self.name is None:
             return
         c = self.coordinator
-        with c._lock:
+        with c.lock:
             items = [self._item(s) for s in c.states.values()]
             summary = {"epoch": c.epoch, "rounds": sum(s.rounds for s in c.states.values())}
             summary["errors"] = sum(s.errors for s in c.states.values())
         with self._lock:
             try:
-                now = c._call(c.client.update_record, self.name, items, summary, status, error)
+                now = c.call(c.client.update_record, self.name, items, summary, status, error)
             except RemoteClientException as exc:
                 log.warning("the network's record could not be updated: %s", exc)
                 return
         if now == "CANCELLED" and status is None and not self.cancelled:
             self.cancelled = True
-            c._cancel_run(CANCELLED)
+            c.cancel_run(CANCELLED)
 
     def check(self) -> None:
         """Ask whether its user cancelled the network (from the node watcher)."""
@@ -104,13 +105,13 @@ class NetworkRecord:
             return
         c = self.coordinator
         with contextlib.suppress(RemoteClientException):
-            if c._call(c.client.raw_status, self.name)["status"] == "CANCELLED":
+            if c.call(c.client.raw_status, self.name)["status"] == "CANCELLED":
                 self.cancelled = True
-                c._cancel_run(CANCELLED)
+                c.cancel_run(CANCELLED)
 
     def close(self) -> None:
         c = self.coordinator
-        with c._lock:
+        with c.lock:
             statuses = [s.status for s in c.states.values()]
         failed = statuses.count("failed")
         if self.cancelled:
