@@ -14,7 +14,6 @@ which it stays while the peer grants no credit: a slow reader slows the writer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -81,6 +80,7 @@ class AsyncChannel:
         self._peer_close: str | None = None  # the peer's Close reason, once it came
         self._peer_done = asyncio.Event()  # the peer's Close, or the end of its stream
         self._failure: ChannelError | None = None
+        self._failure_told = False  # raised to the application already
         self._pending = list(pending)
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -168,8 +168,8 @@ class AsyncChannel:
         to CLOSE_TIMEOUT), then closes the connection.
 
         Raises the channel's failure if the peer was lost before a clean close
-        completed (what was sent may not have arrived), ChannelTimeout if the
-        peer did not take it in time."""
+        completed (what was sent may not have arrived) and no call raised it
+        yet; ChannelTimeout if the peer did not take it in time."""
         if self._closed:
             return
         timed_out = False
@@ -189,7 +189,7 @@ class AsyncChannel:
         await self.aclose()
         if reason:
             return
-        if failure is not None and not isinstance(failure, ChannelClosed):
+        if failure is not None and not self._failure_told:
             raise failure
         if timed_out and not self._close_sent.is_set():
             raise ChannelTimeout(
@@ -250,6 +250,7 @@ class AsyncChannel:
         if self._peer_close == "":
             return ChannelClosed(f"peer {self.peer} closed the channel", peer=self.peer)
         if self._failure is not None:
+            self._failure_told = True
             return self._failure
         return ChannelClosed(f"the channel to {self.peer} is closed", peer=self.peer)
 
