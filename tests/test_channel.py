@@ -8,6 +8,7 @@ probe endpoints (shoal.agent.channel_probes).
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -180,7 +181,7 @@ def test_a_capability_opens_only_its_own_channel(
     ):
         Channel.open(forged, cluster.endpoint, token)
     elsewhere = msgspec.structs.replace(echo, endpoint="probe.sink")
-    with pytest.raises(ChannelRefused, match="for endpoint 'probe.echo', not 'probe.sink'"):
+    with pytest.raises(ChannelRefused, match=re.escape("for endpoint 'probe.echo', not 'probe.sink'")):
         Channel.open(elsewhere, cluster.endpoint, token)
     with Channel.open(echo, cluster.endpoint, token) as channel:  # the real one opens
         channel.send(b"ok")

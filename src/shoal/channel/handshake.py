@@ -8,6 +8,7 @@ WebSocket to the controller, which forwards the frames to the target.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -113,10 +114,8 @@ async def accept_on(
     outcome = check(request)
     reason = outcome if isinstance(outcome, str) else await outcome
     if reason:
-        try:
+        with contextlib.suppress(OSError):  # the opener may be gone already
             await transport.send([cm.encode(cm.Refuse(reason))])
-        except OSError:
-            pass  # the opener is gone already
         await transport.close()
         return None
     try:
