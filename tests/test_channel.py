@@ -181,7 +181,8 @@ def test_a_capability_opens_only_its_own_channel(
     ):
         Channel.open(forged, cluster.endpoint, token)
     elsewhere = msgspec.structs.replace(echo, endpoint="probe.sink")
-    with pytest.raises(ChannelRefused, match=re.escape("for endpoint 'probe.echo', not 'probe.sink'")):
+    wrong_endpoint = re.escape("for endpoint 'probe.echo', not 'probe.sink'")
+    with pytest.raises(ChannelRefused, match=wrong_endpoint):
         Channel.open(elsewhere, cluster.endpoint, token)
     with Channel.open(echo, cluster.endpoint, token) as channel:  # the real one opens
         channel.send(b"ok")
