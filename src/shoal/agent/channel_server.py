@@ -29,7 +29,12 @@ from websockets.exceptions import InvalidHandshake
 from shoal.channel.aio import AsyncChannel
 from shoal.channel.errors import ChannelError
 from shoal.channel.handshake import accept_on, read_open
-from shoal.channel.transport import StreamTransport, Transport, WebSocketTransport
+from shoal.channel.transport import (
+    READ_LIMIT,
+    StreamTransport,
+    Transport,
+    WebSocketTransport,
+)
 from shoal.protocol import capabilities
 from shoal.protocol import channel_messages as cm
 from shoal.protocol.framing import MAX_FRAME
@@ -64,7 +69,7 @@ class ChannelServer:
     async def start(self, host: str) -> int:
         """Listen on ``host`` (a free port); the port."""
         self.close()
-        self.server = await asyncio.start_server(self._direct, host, 0)
+        self.server = await asyncio.start_server(self._direct, host, 0, limit=READ_LIMIT)
         self.host = host
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port

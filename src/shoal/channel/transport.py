@@ -19,6 +19,9 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from shoal.protocol.framing import FrameReader, FrameTooLarge, read_frames, write_frames
 
 STREAM_LIMIT = 1024 * 1024  # asyncio's write buffer high-water mark for a stream
+# What a StreamReader holds before it stops reading the socket (asyncio's default,
+# 64 KiB, turns a 1 MiB frame into many small reads).
+READ_LIMIT = 1024 * 1024
 
 
 class Transport(Protocol):
@@ -53,7 +56,9 @@ class StreamTransport:
     async def connect(cls, address: str) -> StreamTransport:
         """Connect to ``host:port`` (an IPv6 host in brackets)."""
         host, _, port = address.rpartition(":")
-        reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        reader, writer = await asyncio.open_connection(
+            host.strip("[]"), int(port), limit=READ_LIMIT
+        )
         return cls(reader, writer)
 
     async def read(self) -> list[bytes] | None:
@@ -103,4 +108,4 @@ class WebSocketTransport:
             await self.ws.close()
 
 
-__all__ = ["StreamTransport", "Transport", "WebSocketTransport"]
+__all__ = ["READ_LIMIT", "StreamTransport", "Transport", "WebSocketTransport"]

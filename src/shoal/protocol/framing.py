@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024  # a body larger than this is refused (a peer gone wrong)
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 1024 * 1024
 
 
 class FrameTooLarge(ValueError):
@@ -54,23 +54,34 @@ class FrameReader:
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Take ``data``; the bodies of the frames it completed, in order."""
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            view = memoryview(buffer)
+        else:
+            view = memoryview(data)  # nothing held: read the frames straight from data
         out: list[bytes] = []
         start = 0
-        size = len(buffer)
-        while True:
-            if size - start < HEADER.size:
-                break
-            (length,) = HEADER.unpack_from(buffer, start)
-            if length > self._limit:
-                raise FrameTooLarge(f"a frame of {length} bytes is over the limit of {self._limit}")
-            end = start + HEADER.size + length
-            if end > size:
-                break
-            out.append(bytes(buffer[start + HEADER.size : end]))
-            start = end
-        if start:
-            del buffer[:start]
+        size = len(view)
+        try:
+            while size - start >= HEADER.size:
+                (length,) = HEADER.unpack_from(view, start)
+                if length > self._limit:
+                    raise FrameTooLarge(
+                        f"a frame of {length} bytes is over the limit of {self._limit}"
+                    )
+                end = start + HEADER.size + length
+                if end > size:
+                    break
+                out.append(bytes(view[start + HEADER.size : end]))
+                start = end
+            rest = b"" if buffer else bytes(view[start:])
+        finally:
+            view.release()
+        if buffer:
+            if start:
+                del buffer[:start]
+        else:
+            buffer += rest
         return out
 
     def at_boundary(self) -> bool:
