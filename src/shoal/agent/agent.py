@@ -19,11 +19,14 @@ import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from shoal.agent.channel_probes import register_probes
+from shoal.agent.channel_server import ChannelServer
 from shoal.agent.command import CommandRunner, put_file
 from shoal.agent.config import AgentConfig
 from shoal.agent.deployment import TERMINAL, DeploymentRunner
@@ -48,6 +51,7 @@ from shoal.protocol import (
     Start,
     Welcome,
 )
+from shoal.protocol.agent_messages import ChannelOffer
 from shoal.protocol.flag_messages import FlagAnswer
 from shoal.protocol.graph_messages import (
     CHUNK,
@@ -94,6 +98,11 @@ class Agent:
             lambda: (self._data_key, self._clock_offset),
         )
         self._data_port = 0
+        # Channels to this node: direct ones on this listener, relayed ones when offered.
+        self._channel_server = ChannelServer(
+            config.name, lambda: (self._data_key, self._clock_offset)
+        )
+        register_probes(self._channel_server)
         self._data_key = b""
         self._clock_offset = 0.0  # the controller's clock minus ours
         self._graph_epoch = ""
@@ -133,6 +142,7 @@ class Agent:
             await self._serve()
         finally:
             self._data_server.close()
+            await self._channel_server.stop()
             if self._graph_root is not None and self.config.workdir is None:
                 shutil.rmtree(self._graph_root, ignore_errors=True)
 
@@ -179,6 +189,9 @@ class Agent:
         if self._data_server.server is None or self._data_server.host != host:
             self._data_port = await self._data_server.start(host)
             log.info("serving graph objects to peers on %s:%d", host, self._data_port)
+        if self._channel_server.server is None or self._channel_server.host != host:
+            port = await self._channel_server.start(host)
+            log.info("serving channels on %s:%d", host, port)
         # A wildcard is no address to reach us at: the controller then uses the
         # one it sees us connect from.
         return "" if host in ("0.0.0.0", "::", local) else host
@@ -254,6 +267,7 @@ class Agent:
             commands=list(self.commands),
             data_port=self._data_port,
             data_host=data_host,
+            channel_port=self._channel_server.port if self._serve_data else 0,
         )
         await ws.send(self._encoder.encode([hello]))
         log.info("connected to %s as %s", self.config.controller, self.config.name)
@@ -300,6 +314,10 @@ class Agent:
             # on every cpu at once.
             self._graph().welcome(message.graph_epoch)
             self._resend_flag_calls()
+        elif isinstance(message, ChannelOffer):
+            url = self.config.ws_url.removesuffix("/api/agents/ws")
+            url += f"/api/channels/target/{quote(message.ticket, safe='')}"
+            self._tg.create_task(self._channel_server.take_relayed(url))
         elif isinstance(message, FlagAnswer):
             runner = self.runners.get(message.deployment)
             if runner is not None:

@@ -38,8 +38,9 @@ from shoal.protocol.executor_messages import (
 TEXT_LIMIT = 2000
 
 
-class Channel:
-    """Blocking, thread-safe message channel over the socketpair."""
+class ExecutorPipe:
+    """The executor's end of the socketpair to its agent: blocking, thread-safe
+    messages (not a shoal Channel: a private pipe between two local processes)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -103,7 +104,7 @@ def settle_stage(
     return settled, all(outcome.is_success for _, outcome, _ in settled)
 
 
-def run_pipeline(pipeline: Pipeline, channel: Channel) -> None:
+def run_pipeline(pipeline: Pipeline, channel: ExecutorPipe) -> None:
     results: dict[str, list[Result]] = {}
     all_ok = True
     index = 0
@@ -136,7 +137,7 @@ def run_pipeline(pipeline: Pipeline, channel: Channel) -> None:
 
 
 def main() -> None:
-    channel = Channel(socket.socket(fileno=int(sys.argv[1])))
+    channel = ExecutorPipe(socket.socket(fileno=int(sys.argv[1])))
     first = channel.receive()
     if not isinstance(first, Load):
         _die_with_agent()

@@ -23,14 +23,14 @@ from urllib.parse import quote
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
+# One error class for every channel, old (these named relay channels) and new
+# (shoal.channel): nobody listens, refused, unreachable, lost.
+from shoal.channel.errors import ChannelError
+
 __all__ = ["ChannelError", "ChannelListener", "connect_channel"]
 
 CHUNK = 256 * 1024
 DRAIN_TIMEOUT = 5.0  # seconds a close waits for written data to leave
-
-
-class ChannelError(OSError):
-    """A channel could not be opened (nobody listens, refused, unreachable)."""
 
 
 def _ws_url(endpoint: str, path: str) -> str:

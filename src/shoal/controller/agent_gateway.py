@@ -26,6 +26,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from shoal.controller.batch import WriteBatch
+from shoal.controller.channel_relay import ChannelService
 from shoal.controller.commands import CommandRelay
 from shoal.controller.enrollment import EnrollmentRefused, NodeEnrollment
 from shoal.controller.experiments import ExperimentService, LiveDeployment
@@ -73,6 +74,7 @@ class AgentGateway:
         experiments: ExperimentService,
         relay: CommandRelay,
         graphs: GraphService,
+        channels: ChannelService,
         enrollment: NodeEnrollment,
         flag_calls: ExecutorFlagCalls,
         heartbeat_interval: float,
@@ -84,6 +86,7 @@ class AgentGateway:
         self.experiments = experiments
         self.relay = relay
         self.graphs = graphs
+        self.channels = channels
         self.enrollment = enrollment
         self.flag_calls = flag_calls
         self.heartbeat_interval = heartbeat_interval
@@ -225,6 +228,12 @@ class AgentGateway:
         )
         node.address = data_address
         self.graphs.node_hello(hello.name, hello.cpus, data_address)
+        self.channels.node_hello(
+            hello.name,
+            f"{_host_for_url(hello.data_host or host)}:{hello.channel_port}"
+            if hello.channel_port
+            else "",
+        )
         await self.registry.notify()
         log.info("agent %s online (%s, %d cpus)", hello.name, hello.architecture, hello.cpus)
         return link, resend

@@ -21,6 +21,7 @@ from shoal.compat.netunicorn.server import PREFIX as NETUNICORN
 from shoal.compat.netunicorn.server import mount as mount_netunicorn
 from shoal.controller import (
     routes_auth,
+    routes_channels,
     routes_dashboard,
     routes_experiments,
     routes_flags,
@@ -31,6 +32,7 @@ from shoal.controller import (
 )
 from shoal.controller.agent_gateway import CLOSE_TRY_AGAIN_LATER, AgentGateway
 from shoal.controller.auth import Authenticator, hash_password
+from shoal.controller.channel_relay import ChannelService
 from shoal.controller.channels import ChannelRelay
 from shoal.controller.client_gateway import ClientGateway
 from shoal.controller.commands import CommandRelay
@@ -91,12 +93,14 @@ async def build_services(config: ControllerConfig) -> Services:
     await records.load()
     relay = CommandRelay(db, registry)
     graphs = GraphService(registry, config.graph_capability_ttl)
+    channel_service = ChannelService(auth, registry, graphs.data_key, tls=bool(config.tls_cert))
     gateway = AgentGateway(
         db,
         registry,
         experiments,
         relay,
         graphs,
+        channel_service,
         NodeEnrollment(db),
         ExecutorFlagCalls(flags, experiments, registry, config.max_wait),
         config.heartbeat_interval,
@@ -122,6 +126,7 @@ async def build_services(config: ControllerConfig) -> Services:
         metrics,
         live=LiveHub(db, registry, experiments, flags, relay),
         records=records,
+        channel_service=channel_service,
     )
     metrics.watch(svc)
     return svc
@@ -190,12 +195,15 @@ def create_app(
     app.include_router(routes_runs.router)
     app.include_router(routes_metrics.router)
     app.include_router(routes_records.router)
+    app.include_router(routes_channels.router)
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
     app.add_api_websocket_route("/api/commands/ws", _client_ws)
     app.add_api_websocket_route("/api/graph/ws", _graph_ws)
     app.add_api_websocket_route("/api/channels/listen/{name}", _channel_listen)
     app.add_api_websocket_route("/api/channels/connect/{name}", _channel_connect)
     app.add_api_websocket_route("/api/channels/accept/{conn_id}", _channel_accept)
+    app.add_api_websocket_route("/api/channels/relay", _channel_relay)
+    app.add_api_websocket_route("/api/channels/target/{ticket}", _channel_target)
     mount_netunicorn(app)  # netUnicorn's HTTP API under /netunicorn
     routes_dashboard.mount(app)  # the dashboard at /, /static, /docs
     return app
@@ -265,6 +273,16 @@ async def _channel_connect(websocket: WebSocket, name: str) -> None:
 @_store_guard
 async def _channel_accept(websocket: WebSocket, conn_id: str) -> None:
     await websocket.app.state.services.channels.accept(websocket, conn_id)
+
+
+@_store_guard
+async def _channel_relay(websocket: WebSocket) -> None:
+    await websocket.app.state.services.channel_service.relay(websocket)
+
+
+@_store_guard
+async def _channel_target(websocket: WebSocket, ticket: str) -> None:
+    await websocket.app.state.services.channel_service.target(websocket, ticket)
 
 
 async def _store_fault(_request: Request, exc: Exception) -> Response:

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shoal.controller.agent_gateway import AgentGateway
 from shoal.controller.auth import Authenticator, Principal
+from shoal.controller.channel_relay import ChannelService
 from shoal.controller.channels import ChannelRelay
 from shoal.controller.client_gateway import ClientGateway
 from shoal.controller.commands import CommandRelay
@@ -42,6 +43,7 @@ class Services:
     metrics: ControllerMetrics
     live: LiveHub
     records: RecordService
+    channel_service: ChannelService
 
 
 def services(request: Request) -> Services:

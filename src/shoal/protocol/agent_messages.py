@@ -23,7 +23,9 @@ from shoal.protocol.graph_messages import (
     ObjectChunk,
 )
 
-PROTOCOL_VERSION = 2  # 2: executors' flag calls over the agent's connection (FlagCall)
+# 2: executors' flag calls over the agent's connection (FlagCall)
+# 3: channels (Hello.channel_port, ChannelOffer)
+PROTOCOL_VERSION = 3
 
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
@@ -67,6 +69,7 @@ class Hello(_Msg):
     commands: list[str] = []  # ids of the commands still running here
     data_port: int = 0  # where this agent serves graph objects to its peers (0: nowhere)
     data_host: str = ""  # the address it serves them on, when set by hand ("": as seen)
+    channel_port: int = 0  # where its channel server listens, on data_host (0: nowhere)
 
 
 class Heartbeat(_Msg):
@@ -151,6 +154,14 @@ class Welcome(_Msg):
     credential: str = ""  # given once, to a node that enrolled with the join token now
 
 
+class ChannelOffer(_Msg):
+    """Someone opens a channel to this node through the controller: take it by
+    opening ``/api/channels/target/{ticket}`` (the ticket is good once, briefly)."""
+
+    channel: str
+    ticket: str
+
+
 class Prepare(_Msg):
     """Run the requirements, start an executor and load the pipeline into it."""
 
@@ -230,6 +241,7 @@ class PutFile(_Msg):
 
 ControllerMessage = (
     Welcome
+    | ChannelOffer
     | Prepare
     | Start
     | Cancel

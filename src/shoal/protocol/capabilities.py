@@ -1,4 +1,4 @@
-"""Per-transfer capabilities for the agents' data servers.
+"""Per-transfer capabilities for the agents' data servers, and channel capabilities.
 
 The controller gives every agent a key of its own (in Welcome, over the agent's
 authenticated WebSocket). When it tells a node to fetch an input from a peer,
@@ -8,13 +8,22 @@ only to a request whose capability checks out for exactly that object and
 reader, before it expires; nothing else opens it, so knowing or guessing an id
 is worth nothing. A key never leaves the agent process (task workers do not
 see it).
+
+A *channel* capability lets one opener open one channel to one endpoint of one
+node until an expiry. It states what it opens (so a refusal can say which part
+did not match) and carries an HMAC-SHA256 of those fields, made with the target
+node's data key: the node checks it itself on the direct path, the controller
+(which holds every node's key) on the relay path.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 
 import msgspec
 
@@ -60,4 +69,78 @@ def check(
     return ""
 
 
-__all__ = ["KEY_BYTES", "check", "new_key", "sign"]
+@dataclass(frozen=True)
+class ChannelClaim:
+    """What a channel capability opens."""
+
+    channel: str
+    opener: str
+    node: str
+    endpoint: str
+    expires: float
+
+
+def _claim_body(claim: ChannelClaim) -> bytes:
+    fields = (claim.channel, claim.opener, claim.node, claim.endpoint, round(claim.expires, 3))
+    return msgspec.msgpack.encode(("channel", *fields))
+
+
+def sign_channel(key: bytes, claim: ChannelClaim) -> str:
+    """The capability for ``claim``: its fields, then their MAC (``BODY.MAC``)."""
+    body = _claim_body(claim)
+    mac = hmac.new(key, body, hashlib.sha256).hexdigest()
+    return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + mac
+
+
+def read_channel_claim(capability: str) -> ChannelClaim | None:
+    """The claim a channel capability states (not yet checked); None if malformed."""
+    encoded, _, _ = capability.partition(".")
+    try:
+        body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        kind, channel, opener, node, endpoint, expires = msgspec.msgpack.decode(body)
+    except (binascii.Error, ValueError, TypeError, msgspec.DecodeError):
+        return None
+    fields = (channel, opener, node, endpoint)
+    if kind != "channel" or not all(isinstance(f, str) for f in fields):
+        return None
+    if not isinstance(expires, int | float):
+        return None
+    return ChannelClaim(channel, opener, node, endpoint, float(expires))
+
+
+def check_channel(
+    key: bytes, capability: str, channel: str, opener: str, node: str, endpoint: str, now: float
+) -> str:
+    """Why ``capability`` does not let ``opener`` open ``channel`` to ``endpoint`` on
+    ``node`` at ``now`` (the controller's clock, as the checker estimates it); ""
+    if it does."""
+    if not key:
+        return f"node {node} has no data key yet"
+    claim = read_channel_claim(capability)
+    if claim is None:
+        return "the channel capability is malformed"
+    for what, issued, shown in (
+        ("channel", claim.channel, channel),
+        ("opener", claim.opener, opener),
+        ("node", claim.node, node),
+        ("endpoint", claim.endpoint, endpoint),
+    ):
+        if issued != shown:
+            return f"the capability is for {what} {issued!r}, not {shown!r}"
+    if not hmac.compare_digest(sign_channel(key, claim).encode(), capability.encode()):
+        return "the channel capability was not issued for this node (bad signature)"
+    if now > claim.expires:
+        return f"the capability for channel {claim.channel!r} has expired"
+    return ""
+
+
+__all__ = [
+    "KEY_BYTES",
+    "ChannelClaim",
+    "check",
+    "check_channel",
+    "new_key",
+    "read_channel_claim",
+    "sign",
+    "sign_channel",
+]

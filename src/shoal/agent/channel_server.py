@@ -1,0 +1,163 @@
+"""The agent's channel server: where channels to this node's endpoints arrive.
+
+One per agent. Direct channels arrive on its TCP listener (bound where the
+agent's ``--data-address`` says, like the graph object server beside it, which
+a later change folds in here); relayed ones arrive as a WebSocket the agent
+opens to the controller when told to (``ChannelOffer``). Both start with an
+``Open``, checked here with this node's data key: the capability must be for
+this node, the endpoint asked for, the opener named, and unexpired. The
+channel then goes to the handler registered for the endpoint.
+
+A handler is an async function that gets the open :class:`AsyncChannel` (its
+``peer`` is the opener's identity) and owns it until it returns; the server
+closes it then. A handler that wants the channel in another process (an
+executor, a task worker) can be registered the same way and hand the
+connection on; none does yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidHandshake
+
+from shoal.channel.aio import AsyncChannel
+from shoal.channel.errors import ChannelError
+from shoal.channel.handshake import accept_on, read_open
+from shoal.channel.transport import (
+    READ_LIMIT,
+    StreamTransport,
+    Transport,
+    WebSocketTransport,
+)
+from shoal.protocol import capabilities
+from shoal.protocol import channel_messages as cm
+from shoal.protocol.framing import MAX_FRAME
+
+log = logging.getLogger("shoal.agent.channels")
+
+Handler = Callable[[AsyncChannel], Awaitable[None]]
+
+
+class ChannelServer:
+    """Accepts channels to this node and runs their endpoints' handlers.
+
+    ``key_of`` gives this node's data key and the controller's clock minus ours
+    (capabilities expire by the controller's clock).
+    """
+
+    def __init__(self, node: str, key_of: Callable[[], tuple[bytes, float]]) -> None:
+        self.node = node
+        self._key_of = key_of
+        self._handlers: dict[str, Handler] = {}
+        self.server: asyncio.Server | None = None
+        self.host = ""
+        self.port = 0
+        self._running: set[asyncio.Task[None]] = set()
+
+    def register(self, endpoint: str, handler: Handler) -> None:
+        """Serve ``endpoint`` with ``handler`` (one per name)."""
+        if endpoint in self._handlers:
+            raise ValueError(f"endpoint {endpoint!r} is served already")
+        self._handlers[endpoint] = handler
+
+    async def start(self, host: str) -> int:
+        """Listen on ``host`` (a free port); the port."""
+        self.close()
+        self.server = await asyncio.start_server(self._direct, host, 0, limit=READ_LIMIT)
+        self.host = host
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    def close(self) -> None:
+        """Stop listening (channels already open go on until their handlers end)."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+            self.port = 0
+
+    async def stop(self) -> None:
+        """Stop listening and end every channel being served."""
+        self.close()
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _direct(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._serve(StreamTransport(reader, writer), "direct")
+
+    async def take_relayed(self, url: str) -> None:
+        """Take a channel the controller relays: open ``url`` (the offer's target)."""
+        try:
+            ws = await ws_connect(url, max_size=MAX_FRAME + 1024, compression=None, open_timeout=10)
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            log.info("could not take a relayed channel: %s", exc)
+            return
+        await self._serve(WebSocketTransport(ws), "relay")
+
+    async def _serve(self, transport: Transport, path: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            await self._run(transport, path)
+        except Exception:
+            # Whatever went wrong with one channel must not reach the agent's tasks.
+            log.exception("serving a %s channel failed", path)
+        finally:
+            self._running.discard(task)
+
+    async def _run(self, transport: Transport, path: str) -> None:
+        try:
+            request = await read_open(transport)
+            channel = await accept_on(transport, request, path=path, check=self._check)
+        except ChannelError as exc:
+            log.info("a channel did not open: %s", exc)
+            await transport.close()
+            return
+        if channel is None:
+            return
+        handler = self._handlers[request.endpoint]
+        try:
+            await handler(channel)
+            await channel.close()
+        except ChannelError as exc:
+            log.info("channel %s (%s) from %s ended: %s", channel.id, path, channel.peer, exc)
+        except Exception as exc:
+            # A handler's bug ends its channel, with the reason, never the agent.
+            log.exception("endpoint %r failed", request.endpoint)
+            with contextlib.suppress(ChannelError):
+                await channel.close(f"endpoint {request.endpoint!r} failed: {exc!r}"[:500])
+        finally:
+            await channel.aclose()
+
+    def _check(self, request: cm.Open) -> str:
+        if request.endpoint not in self._handlers:
+            return f"node {self.node} has no endpoint {request.endpoint!r}"
+        key, offset = self._key_of()
+        refused = capabilities.check_channel(
+            key,
+            request.capability,
+            request.channel,
+            request.opener,
+            self.node,
+            request.endpoint,
+            time.time() + offset,
+        )
+        if refused:
+            log.warning(
+                "refused channel %s to %r from %s: %s",
+                request.channel,
+                request.endpoint,
+                request.opener,
+                refused,
+            )
+        return refused
+
+
+__all__ = ["ChannelServer", "Handler"]

@@ -1,0 +1,139 @@
+"""Where a channel goes: the one place that chooses between direct and relay.
+
+The opener asks the controller for a grant (``POST /api/channels``): the
+channel's id, a capability for exactly this opener, node and endpoint, and the
+node's direct addresses unless the direct path is ruled out (the controller
+runs TLS, so plain TCP would carry what TLS protects; or the node serves no
+channels). It then tries each direct address with a short timeout and, if none
+answers, goes through the controller's relay (a WebSocket, TLS when the
+controller is). A refusal is final on either path: the other is not tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import msgspec
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+
+from shoal.channel.aio import AsyncChannel
+from shoal.channel.errors import ChannelError, ChannelRefused, ChannelTimeout
+from shoal.channel.flow import DEFAULT_WINDOW, Window
+from shoal.channel.handshake import OPEN_TIMEOUT, open_on
+from shoal.channel.transport import StreamTransport, WebSocketTransport
+from shoal.protocol import channel_messages as cm
+from shoal.protocol.framing import MAX_FRAME
+
+GRANT_PATH = "/api/channels"
+RELAY_PATH = "/api/channels/relay"
+DIRECT_TIMEOUT = 1.0  # seconds to reach a node directly before the relay is tried
+
+
+def ws_url(controller: str, path: str) -> str:
+    """The WebSocket URL of ``path`` on the controller at ``controller`` (http[s]://)."""
+    base = controller.rstrip("/")
+    base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    return base + path
+
+
+async def request_grant(
+    controller: str, token: str, node: str, endpoint: str, timeout: float = OPEN_TIMEOUT
+) -> cm.ChannelGrant:
+    """Ask the controller for a channel to ``endpoint`` on ``node``."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            response = await http.post(
+                controller.rstrip("/") + GRANT_PATH,
+                json={"node": node, "endpoint": endpoint},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    except httpx.HTTPError as exc:
+        raise ChannelError(f"cannot reach the controller at {controller}: {exc}") from None
+    if response.status_code != 200:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise ChannelRefused(
+            f"the controller refused a channel to {endpoint!r} on node {node}: {detail}",
+            peer=node,
+        )
+    try:
+        return msgspec.convert(response.json(), cm.ChannelGrant)
+    except (ValueError, msgspec.ValidationError) as exc:
+        raise ChannelError(f"the controller sent a malformed channel grant: {exc}") from None
+
+
+async def open_channel(
+    grant: cm.ChannelGrant,
+    *,
+    controller: str,
+    token: str,
+    window: Window = DEFAULT_WINDOW,
+    direct_timeout: float = DIRECT_TIMEOUT,
+    timeout: float = OPEN_TIMEOUT,
+) -> AsyncChannel:
+    """Open the channel ``grant`` describes, directly if the node can be reached,
+    else through the controller (``token``: the opener's bearer token there)."""
+    request = cm.Open(
+        channel=grant.channel,
+        capability=grant.capability,
+        node=grant.node,
+        endpoint=grant.endpoint,
+        opener=grant.opener,
+        credit_messages=window.messages,
+        credit_bytes=window.bytes,
+    )
+    if grant.direct:
+        for address in grant.addresses:
+            try:
+                async with asyncio.timeout(direct_timeout):
+                    transport = await StreamTransport.connect(address)
+            except (OSError, TimeoutError, ValueError):
+                continue  # not reachable from here (NAT, firewall): try the next way
+            return await open_on(transport, request, path="direct", window=window, timeout=timeout)
+    try:
+        ws = await ws_connect(
+            ws_url(controller, RELAY_PATH),
+            additional_headers={"Authorization": f"Bearer {token}"},
+            max_size=MAX_FRAME + 1024,
+            compression=None,
+            open_timeout=timeout,
+        )
+    except InvalidStatus as exc:
+        raise ChannelRefused(
+            f"the controller's relay refused the channel to node {grant.node}: "
+            f"HTTP {exc.response.status_code}",
+            peer=grant.node,
+        ) from None
+    except TimeoutError:
+        raise ChannelTimeout(
+            f"the controller's relay did not answer within {timeout:g} s", peer=grant.node
+        ) from None
+    except (OSError, InvalidHandshake) as exc:
+        raise ChannelError(
+            f"cannot reach the controller's relay at {controller}: {exc}", peer=grant.node
+        ) from None
+    return await open_on(
+        WebSocketTransport(ws), request, path="relay", window=window, timeout=timeout
+    )
+
+
+async def connect(
+    controller: str,
+    token: str,
+    node: str,
+    endpoint: str,
+    *,
+    window: Window = DEFAULT_WINDOW,
+    timeout: float = OPEN_TIMEOUT,
+) -> AsyncChannel:
+    """A channel to ``endpoint`` on ``node``: a grant from the controller, then the
+    way there (direct or relay; the caller need not know which)."""
+    grant = await request_grant(controller, token, node, endpoint, timeout)
+    return await open_channel(grant, controller=controller, token=token, window=window)
+
+
+__all__ = ["connect", "open_channel", "request_grant", "ws_url"]

@@ -1,0 +1,228 @@
+"""The synchronous face of a channel, over the same model as the asyncio one.
+
+Every :class:`Channel` of a process is an :class:`AsyncChannel` living on one
+private event loop, in a daemon thread started on first use. Crossing to that
+thread costs tens of microseconds, so the sync face never pays it per message:
+``send`` gathers messages here and hands them over in batches (the first
+message of a batch also asks the loop to take it soon, so a lone message does
+not wait for company); ``recv`` takes everything that has arrived at once and
+serves it from here. A full send queue on the loop side blocks ``send``: a
+slow reader slows a blocking writer too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Coroutine, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from shoal.channel.aio import AsyncChannel
+from shoal.channel.connect import connect as connect_async
+from shoal.channel.connect import open_channel
+from shoal.channel.errors import ChannelClosed
+from shoal.channel.flow import DEFAULT_WINDOW, Window
+from shoal.channel.handshake import OPEN_TIMEOUT
+from shoal.protocol.channel_messages import ChannelGrant
+
+T = TypeVar("T")
+BATCH_MESSAGES = 2048  # messages gathered here before a send hands them over and waits
+BATCH_BYTES = 512 * 1024
+
+
+class _LoopThread:
+    """The process's private event loop for sync channels."""
+
+    _lock = threading.Lock()
+    _instance: _LoopThread | None = None
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="shoal-channels")
+        self.thread.daemon = True  # a sync channel left open must not keep the process alive
+        self.thread.start()
+
+    @classmethod
+    def get(cls) -> _LoopThread:
+        with cls._lock:
+            if cls._instance is None or not cls._instance.thread.is_alive():
+                cls._instance = cls()
+            return cls._instance
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)
+
+
+class Channel:
+    """One end of an open channel, for blocking code. Thread-safe for one sender
+    and one receiver at a time.
+
+    ``peer`` and ``path`` are the underlying AsyncChannel's (``path`` only for
+    tests and benchmarks).
+    """
+
+    def __init__(self, channel: AsyncChannel, runner: _LoopThread | None = None) -> None:
+        self._async = channel
+        self._runner = runner or _LoopThread.get()
+        self._lock = threading.Lock()
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._handover = False  # the loop was asked to take the batch soon
+        self._received: deque[bytes] = deque()
+        self._recv_lock = threading.Lock()
+
+    @classmethod
+    def connect(
+        cls,
+        controller: str,
+        token: str,
+        node: str,
+        endpoint: str,
+        *,
+        window: Window = DEFAULT_WINDOW,
+        timeout: float = OPEN_TIMEOUT,
+    ) -> Channel:
+        """A channel to ``endpoint`` on ``node`` (see :func:`shoal.channel.connect`)."""
+        runner = _LoopThread.get()
+        opened = runner.run(
+            connect_async(controller, token, node, endpoint, window=window, timeout=timeout)
+        )
+        return cls(opened, runner)
+
+    @classmethod
+    def open(
+        cls,
+        grant: ChannelGrant,
+        controller: str,
+        token: str,
+        *,
+        window: Window = DEFAULT_WINDOW,
+        timeout: float = OPEN_TIMEOUT,
+    ) -> Channel:
+        """Open the channel a grant describes (see :func:`shoal.channel.open_channel`)."""
+        runner = _LoopThread.get()
+        opened = runner.run(
+            open_channel(grant, controller=controller, token=token, window=window, timeout=timeout)
+        )
+        return cls(opened, runner)
+
+    @property
+    def peer(self) -> str:
+        return self._async.peer
+
+    @property
+    def path(self) -> str:
+        return self._async.path
+
+    @property
+    def id(self) -> str:
+        return self._async.id
+
+    # --- sending -------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue one message; blocks while the peer reads slowly. Raises
+        ChannelError once the channel is ending or broken."""
+        with self._lock:
+            self._batch.append(data)
+            self._batch_bytes += len(data)
+            full = len(self._batch) >= BATCH_MESSAGES or self._batch_bytes >= BATCH_BYTES
+            ask = not full and not self._handover
+            if ask:
+                self._handover = True
+        if full:
+            self.flush()
+        elif ask:
+            self._runner.loop.call_soon_threadsafe(self._take_soon)
+
+    def send_many(self, payloads: Iterable[bytes]) -> None:
+        """Queue messages in order; blocks while the peer reads slowly."""
+        with self._lock:
+            for data in payloads:
+                self._batch.append(data)
+                self._batch_bytes += len(data)
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand what was gathered to the loop; blocks while its queue is full."""
+        self._runner.run(self._hand_over())
+
+    def _take(self) -> list[bytes]:
+        with self._lock:
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            self._handover = False
+            return batch
+
+    async def _hand_over(self) -> None:
+        # Taken on the loop thread: batches reach the channel in the order taken.
+        batch = self._take()
+        if batch:
+            await self._async.send_many(batch)
+
+    def _take_soon(self) -> None:
+        batch = self._take()
+        if batch:
+            self._runner.loop.create_task(self._enqueue(batch))
+
+    async def _enqueue(self, batch: list[bytes]) -> None:
+        # Queued at once, in order, by send_many's first step; a failure here
+        # shows on the sender's next call.
+        with contextlib.suppress(OSError):
+            await self._async.send_many(batch)
+
+    # --- receiving -----------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> bytes:
+        """The next message; at the end raises ChannelClosed or another ChannelError.
+        ``timeout``: raises TimeoutError if nothing came in that many seconds."""
+        with self._recv_lock:
+            if not self._received:
+                self._received.extend(self._runner.run(self._recv_batch(timeout)))
+            return self._received.popleft()
+
+    def recv_many(self, timeout: float | None = None) -> list[bytes]:
+        """Every message that has arrived (at least one)."""
+        with self._recv_lock:
+            if not self._received:
+                return self._runner.run(self._recv_batch(timeout))
+            taken = list(self._received)
+            self._received.clear()
+            return taken
+
+    async def _recv_batch(self, timeout: float | None) -> list[bytes]:
+        # The timeout acts on the loop: a batch is either taken whole or left there.
+        async with asyncio.timeout(timeout):
+            return await self._async.recv_many()
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Messages until the peer's clean close; an error end raises."""
+        while True:
+            try:
+                batch = self.recv_many()
+            except ChannelClosed:
+                return
+            yield from batch
+
+    # --- ending ----------------------------------------------------------------
+
+    def close(self, reason: str = "") -> None:
+        """End the channel (see :meth:`AsyncChannel.close`); what was sent is delivered
+        first on a clean close."""
+        try:
+            if not reason:
+                self.flush()
+        finally:
+            self._runner.run(self._async.close(reason))
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.close("" if kind is None else f"the other end failed ({kind.__name__})")
+
+
+__all__ = ["Channel"]

@@ -1,0 +1,118 @@
+"""The vocabulary of a Channel: what its two ends say to each other.
+
+Each message is one frame (a length-prefixed body on a stream, one binary
+message on a WebSocket), msgpack-encoded and tagged by class name (``t``).
+
+A channel starts with ``Open`` from the opener, answered by ``Accept`` or
+``Refuse``. Then either end sends ``Data`` (a batch of payloads: one frame
+carries many small messages) within the credit the other end granted, and
+``Credit`` as its application consumes. ``Close`` ends the channel for both
+directions: the end that receives it answers with its own ``Close``; data sent
+before a ``Close`` is delivered before it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+CHANNEL_PROTOCOL = 1
+
+
+class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True, array_like=True):
+    pass
+
+
+class Open(_Msg):
+    """Open ``channel`` to ``endpoint`` on ``node`` as ``opener``, showing the
+    ``capability`` the controller issued for exactly these; the opener may be sent
+    ``credit_messages`` messages and ``credit_bytes`` bytes before it grants more."""
+
+    channel: str
+    capability: str
+    node: str
+    endpoint: str
+    opener: str
+    credit_messages: int
+    credit_bytes: int
+    version: int = CHANNEL_PROTOCOL
+
+
+class Accept(_Msg):
+    """The target took the channel; the opener may send this much before more credit."""
+
+    credit_messages: int
+    credit_bytes: int
+
+
+class Refuse(_Msg):
+    """The channel was not opened; ``reason`` names what was wrong."""
+
+    reason: str
+
+
+class Data(_Msg):
+    """Payloads in order; each one is one message of the application."""
+
+    payloads: list[bytes]
+
+
+class Credit(_Msg):
+    """The sender of this may be sent this many more messages and bytes."""
+
+    messages: int
+    bytes: int
+
+
+class Close(_Msg):
+    """The end of the channel. ``reason`` "": a clean end; else what went wrong.
+    ``lost``: sent by a relay, whose connection to the peer broke."""
+
+    reason: str = ""
+    lost: bool = False
+
+
+ChannelMessage = Open | Accept | Refuse | Data | Credit | Close
+
+
+class ChannelGrant(msgspec.Struct, omit_defaults=True):
+    """What the controller hands an opener: the channel's id, the capability to
+    open it, and the ways to the target. ``addresses`` are ``host:port`` of the
+    target node's channel server; ``direct`` False (the controller runs TLS, or
+    the node serves no channels) means through the controller only."""
+
+    channel: str
+    capability: str
+    opener: str
+    node: str
+    endpoint: str
+    expires: float
+    addresses: list[str] = []
+    direct: bool = True
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(ChannelMessage)
+
+
+def encode(message: ChannelMessage) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(body: bytes) -> ChannelMessage:
+    """One message; raises ``msgspec.DecodeError``/``ValidationError`` on a bad frame."""
+    return _decoder.decode(body)
+
+
+__all__ = [
+    "CHANNEL_PROTOCOL",
+    "Accept",
+    "ChannelGrant",
+    "ChannelMessage",
+    "Close",
+    "Credit",
+    "Data",
+    "Open",
+    "Refuse",
+    "decode",
+    "encode",
+]
