@@ -18,8 +18,9 @@ executor processes) in this process. Prints:
     python benchmarks/swarm.py [--nodes 100 300 1000] [--idle 10] [--interval 1.0]
 
 With ``--py-spy PATH`` (the py-spy binary) the controller is profiled during
-each enrollment and barrier into ``swarm-online-N.txt`` and
-``swarm-barrier-N.txt`` (collapsed stacks) in the current folder.
+each enrollment, idle time and barrier into ``swarm-online-N.txt``,
+``swarm-idle-N.txt`` and ``swarm-barrier-N.txt`` (collapsed stacks) in the
+current folder.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def measure(
             fig.online_swarm_cpu_s = cpu_seconds(me) - s0
             # Let the enrollment burst settle before measuring idle.
             time.sleep(2)  # measuring over a fixed window, not synchronising
+            spy = profiler(py_spy, ctrl.pid, f"idle-{n}")
             beats0, c0, s0, t0 = (
                 swarm.stats.heartbeats,
                 cpu_seconds(ctrl),
@@ -125,6 +127,7 @@ def measure(
             time.sleep(idle_s)
             elapsed = time.monotonic() - t0
             cpu = cpu_seconds(ctrl) - c0
+            stop_profiler(spy)
             beats = swarm.stats.heartbeats - beats0
             fig.idle_cpu_pct = cpu / elapsed * 100
             fig.idle_rss_mb = ctrl.memory_info().rss / 2**20
