@@ -23,7 +23,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import cloudpickle
@@ -237,9 +237,18 @@ class SimulatedNode:
     """One simulated agent on its own WebSocket; reconnects like a real one."""
 
     def __init__(
-        self, name: str, ws_url: str, join_token: str, stats: SwarmStats, cpus: int = 1
+        self,
+        name: str,
+        ws_url: str,
+        join_token: str,
+        stats: SwarmStats,
+        cpus: int = 1,
+        properties: dict[str, str] | None = None,
+        on_welcome: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
+        self.properties = {"simulated": "true", **(properties or {})}
+        self.on_welcome = on_welcome
         self.ws_url = ws_url
         self.join_token = join_token
         self.credential: str | None = None
@@ -309,7 +318,7 @@ class SimulatedNode:
             version=PROTOCOL_VERSION,
             architecture="simulated",
             cpus=self.cpus,
-            properties={"simulated": "true"},
+            properties=self.properties,
         )
         await ws.send(self._encoder.encode([hello]))
         self._connections += 1
@@ -341,6 +350,8 @@ class SimulatedNode:
             if message.credential:
                 self.credential = message.credential
             self.stats.welcomed += 1
+            if self.on_welcome is not None:
+                self.on_welcome(self.name)
             self.online.set()
             for dep_id in message.forget:
                 self._forget(dep_id)
@@ -402,7 +413,10 @@ class Swarm:
             swarm.wait_online(timeout=60)
 
     ``connect_rate`` spreads the first connections (nodes a second; 0: all at
-    once), as a fleet that boots does.
+    once), as a fleet that boots does. ``properties`` gives nodes properties of
+    their own (by name; every node also says ``simulated=true``).
+    ``on_welcome(name)`` is called on the swarm's thread the moment a node gets
+    its Welcome, before anything else it does (a test looks at the store then).
     """
 
     def __init__(
@@ -411,6 +425,8 @@ class Swarm:
         join_token: str,
         names: Iterable[str],
         connect_rate: float = 0.0,
+        properties: Mapping[str, dict[str, str]] | None = None,
+        on_welcome: Callable[[str], None] | None = None,
     ) -> None:
         base = endpoint.rstrip("/")
         self.ws_url = base.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
@@ -418,6 +434,8 @@ class Swarm:
         self.join_token = join_token
         self.names = list(names)
         self.connect_rate = connect_rate
+        self.properties = dict(properties or {})
+        self.on_welcome = on_welcome
         self.stats = SwarmStats()
         self.nodes: dict[str, SimulatedNode] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -472,7 +490,14 @@ class Swarm:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         for name in self.names:
-            self.nodes[name] = SimulatedNode(name, self.ws_url, self.join_token, self.stats)
+            self.nodes[name] = SimulatedNode(
+                name,
+                self.ws_url,
+                self.join_token,
+                self.stats,
+                properties=self.properties.get(name),
+                on_welcome=self.on_welcome,
+            )
         self._started.set()
         async with asyncio.TaskGroup() as tg:
             runs = [

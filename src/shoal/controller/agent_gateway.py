@@ -253,23 +253,24 @@ class AgentGateway:
 
     async def _handle(self, link: Link, messages: list) -> None:
         node = self.registry.nodes.get(link.name)
-        silent = time.monotonic() - node.last_seen if node is not None else 0.0
-        if self.registry.heard_from(link.name):
-            # A suspect node speaks again: its work was kept, and what it reports
-            # now (in this frame) is believed like any report.
-            log.warning("node %s is back after %.1f s of silence", link.name, silent)
-            await self.registry.notify()
-            self.graphs.node_back(link.name)
+        if node is not None:
+            now = time.monotonic()
+            if not node.online:
+                # A suspect node speaks again: its work was kept, and what it
+                # reports now (in this frame) is believed like any report.
+                silent = now - node.last_seen
+                log.warning("node %s is back after %.1f s of silence", link.name, silent)
+            if self.registry.heard_from(node, now):
+                await self.registry.notify()
+                self.graphs.node_back(link.name)
+            if len(messages) == 1 and type(messages[0]) is Heartbeat:
+                node.heartbeat = messages[0]  # most frames while idle: nothing else to do
+                return
         about_experiments = []
         for message in messages:
             if isinstance(message, Heartbeat):
                 if node is not None:
-                    node.metrics = {
-                        "cpu": message.cpu,
-                        "memory": message.memory,
-                        "memory_used": message.memory_used,
-                        "load": message.load,
-                    }
+                    node.heartbeat = message
             elif isinstance(message, CommandOutput | CommandStarted | CommandExit):
                 self.relay.from_agent(link.name, message)
             elif isinstance(message, GraphDone):

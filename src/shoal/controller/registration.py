@@ -113,7 +113,6 @@ class Registrar:
         self.experiments = experiments
         self._lookups: Batches[str, tuple[str | None, str | None]] = Batches(self._lookup)
         self._joins: Batches[tuple[Admission, Hello], Registered] = Batches(self._register)
-        self.batches = 0  # registration batches committed, for tests and benchmarks
 
     async def run(self) -> None:
         """Serve admissions and registrations until cancelled."""
@@ -200,7 +199,6 @@ class Registrar:
             for _, _, future in stored:
                 _fail(future, exc)
             return
-        self.batches += 1
         gone = []
         for (hello, credential, future), (forget, resend) in zip(stored, outcomes, strict=True):
             if future.done():  # its caller went away meanwhile
