@@ -54,7 +54,7 @@ class Batches(Generic[In, Out]):
     ``submit`` queues one item and waits for its answer; ``run`` takes all that
     wait (at most ``limit``) and hands them to ``handle`` at once, which answers
     each one (a result or an exception per item). An item ``handle`` left
-    unanswered gets the exception it raised.
+    unanswered gets the exception it raised (or a RuntimeError).
     """
 
     def __init__(
@@ -89,8 +89,8 @@ class Batches(Generic[In, Out]):
                         future.set_exception(exc)
             finally:
                 for _, future in batch:
-                    if not future.done():
-                        future.cancel()
+                    if not future.done():  # a bug in ``handle``: its callers must not hang
+                        future.set_exception(RuntimeError("the batch left this item unanswered"))
 
 
 @dataclass

@@ -25,16 +25,6 @@ def node_row(name: str, architecture: str, cpus: int, properties: dict[str, Any]
     }
 
 
-async def put_node(
-    conn: AsyncConnection,
-    name: str,
-    architecture: str,
-    cpus: int,
-    properties: dict[str, Any],
-) -> None:
-    await put_nodes(conn, [node_row(name, architecture, cpus, properties)])
-
-
 async def put_nodes(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Store many nodes (rows of :func:`node_row`) with one statement."""
     await upsert(conn, nodes, rows, ["name"])
@@ -75,13 +65,6 @@ async def credential_owners(conn: AsyncConnection, hashes: list[str]) -> dict[st
 async def is_enrolled(conn: AsyncConnection, name: str) -> bool:
     query = select(node_credentials.c.name).where(node_credentials.c.name == name)
     return (await conn.execute(query)).first() is not None
-
-
-async def enroll(conn: AsyncConnection, name: str, credential_hash: str) -> bool:
-    """Bind ``name`` to a credential; False if the name is bound already."""
-    row = {"name": name, "credential_hash": credential_hash, "created_at": time.time()}
-    result = await upsert(conn, node_credentials, row, ["name"], update=False)
-    return result is not None and result.rowcount == 1
 
 
 async def enroll_many(conn: AsyncConnection, hashes: dict[str, str]) -> set[str]:
