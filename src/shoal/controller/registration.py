@@ -83,7 +83,8 @@ class Batches(Generic[In, Out]):
             try:
                 await self._handle(batch)
             except Exception as exc:
-                log.exception("handling a batch of %d connecting agents failed", len(batch))
+                if not isinstance(exc, StoreError):  # a fault is logged where it is answered
+                    log.exception("handling a batch of %d connecting agents failed", len(batch))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
