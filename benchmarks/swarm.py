@@ -18,7 +18,8 @@ executor processes) in this process. Prints:
     python benchmarks/swarm.py [--nodes 100 300 1000] [--idle 10] [--interval 1.0]
 
 With ``--py-spy PATH`` (the py-spy binary) the controller is profiled during
-each enrollment and barrier into ``swarm-online-N.txt`` and
+each enrollment, idle time, prepare and barrier run into
+``swarm-online-N.txt``, ``swarm-idle-N.txt``, ``swarm-prepare-N.txt`` and
 ``swarm-barrier-N.txt`` (collapsed stacks) in the current folder.
 """
 
@@ -53,6 +54,7 @@ class Figures:
     idle_rss_mb: float = float("nan")
     heartbeat_us: float = float("nan")
     prepare_s: float = float("nan")
+    prepare_cpu_s: float = float("nan")
     barrier_s: float = float("nan")
     barrier_cpu_s: float = float("nan")
     barrier_swarm_cpu_s: float = float("nan")
@@ -116,6 +118,7 @@ def measure(
             fig.online_swarm_cpu_s = cpu_seconds(me) - s0
             # Let the enrollment burst settle before measuring idle.
             time.sleep(2)  # measuring over a fixed window, not synchronising
+            spy = profiler(py_spy, ctrl.pid, f"idle-{n}")
             beats0, c0, s0, t0 = (
                 swarm.stats.heartbeats,
                 cpu_seconds(ctrl),
@@ -125,6 +128,7 @@ def measure(
             time.sleep(idle_s)
             elapsed = time.monotonic() - t0
             cpu = cpu_seconds(ctrl) - c0
+            stop_profiler(spy)
             beats = swarm.stats.heartbeats - beats0
             fig.idle_cpu_pct = cpu / elapsed * 100
             fig.idle_rss_mb = ctrl.memory_info().rss / 2**20
@@ -135,12 +139,22 @@ def measure(
             server = nodes.filter(lambda x: x.name.startswith("snl")).take(1)
             clients = nodes.filter(lambda x: x.name.startswith("raspi")).take(n - 1)
             experiment = Experiment().map(server_pipeline, server).map(clients_pipeline, clients)
-            spy = profiler(py_spy, ctrl.pid, f"barrier-{n}")
+            spies = [profiler(py_spy, ctrl.pid, f"prepare-{n}")]
             c0, s0 = cpu_seconds(ctrl), cpu_seconds(me)
+            at_start: list[float] = []
+
+            def started() -> None:
+                stop_profiler(spies.pop())
+                at_start.extend((cpu_seconds(ctrl), cpu_seconds(me)))
+                spies.append(profiler(py_spy, ctrl.pid, f"barrier-{n}"))
+
             try:
-                fig.prepare_s, fig.barrier_s = timed_run(client, experiment, f"barrier-{n}")
-                fig.barrier_cpu_s = cpu_seconds(ctrl) - c0
-                fig.barrier_swarm_cpu_s = cpu_seconds(me) - s0
+                fig.prepare_s, fig.barrier_s = timed_run(
+                    client, experiment, f"barrier-{n}", before_start=started
+                )
+                fig.prepare_cpu_s = at_start[0] - c0
+                fig.barrier_cpu_s = cpu_seconds(ctrl) - at_start[0]
+                fig.barrier_swarm_cpu_s = cpu_seconds(me) - at_start[1]
                 raw = client.raw_status(f"barrier-{n}")
                 fig.stored_barrier_s = raw["finished_at"] - raw["started_at"]
                 final = client.get_flag_values(f"barrier-{n}", "clients_control")
@@ -149,7 +163,8 @@ def measure(
             except Exception as exc:  # a benchmark reports what broke and goes on
                 fig.problems.append(f"flags barrier: {type(exc).__name__}: {str(exc)[:200]}")
             finally:
-                stop_profiler(spy)
+                for spy in spies:
+                    stop_profiler(spy)
             stats = swarm.stats
             if stats.reconnects:
                 fig.problems.append(f"{stats.reconnects} reconnects (closes: {stats.closed})")
@@ -202,14 +217,14 @@ def main() -> None:
         print(
             f"  barrier:  start -> FINISHED {fig.barrier_s:.2f} s "
             f"({fig.barrier_s / BARRIER_BUDGET_S:.2f}x of the {BARRIER_BUDGET_S:g} s budget), "
-            f"prepare -> READY {fig.prepare_s:.2f} s"
+            f"prepare -> READY {fig.prepare_s:.2f} s (controller CPU {fig.prepare_cpu_s:.2f} s)"
         )
         print(
             f"            started -> finished as stored by the controller "
             f"{fig.stored_barrier_s:.2f} s (the rest is fetching {n} nodes' results)"
         )
         print(
-            f"            CPU from prepare to FINISHED: controller {fig.barrier_cpu_s:.2f} s, "
+            f"            CPU from start to FINISHED: controller {fig.barrier_cpu_s:.2f} s, "
             f"swarm and client {fig.barrier_swarm_cpu_s:.2f} s"
         )
         for problem in fig.problems:

@@ -12,11 +12,16 @@ agents before.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from flags_experiment import load_example
 from shoal import Experiment, ExperimentStatus, FlagValues, LocalCluster
@@ -119,3 +124,55 @@ def test_a_stalled_controller_does_not_lose_its_nodes(tmp_path: Path) -> None:
         assert states == dict.fromkeys(names, "online")
         assert not lines_with(log, "was lost")
         assert not lines_with(log, "suspect: silent")
+
+
+def store_writes(endpoint: str, token: str) -> float:
+    """How many store write transactions the controller committed so far."""
+    response = httpx.get(
+        f"{endpoint}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    response.raise_for_status()
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "shoal_store_write_seconds_count":
+                return sample.value
+    raise AssertionError("no shoal_store_write_seconds_count in /metrics")
+
+
+@pytest.mark.timeout(300)
+def test_a_burst_of_nodes_is_registered_in_batches_welcomed_only_after_the_commit(
+    tmp_path: Path,
+) -> None:
+    """A fleet that connects at once is written in a few transactions, not one or
+    two per node; every node keeps its own properties; and a node's Welcome comes
+    only once its row and its credential are committed (looked at in the store
+    the moment the Welcome arrives)."""
+    names = [f"burst-{i:03d}" for i in range(150)]
+    properties = {name: {"rack": f"r{i % 7}", "index": str(i)} for i, name in enumerate(names)}
+    at_welcome: dict[str, tuple[dict | None, bool]] = {}
+    with LocalCluster([], workdir=tmp_path) as cluster:
+        store = cluster.workdir / "shoal.db"
+
+        def look(name: str) -> None:
+            with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+                row = db.execute("SELECT properties FROM nodes WHERE name = ?", (name,)).fetchone()
+                bound = db.execute(
+                    "SELECT 1 FROM node_credentials WHERE name = ?", (name,)
+                ).fetchone()
+            at_welcome[name] = (json.loads(row[0]) if row else None, bound is not None)
+
+        client = cluster.client()
+        token = client.token()
+        writes = store_writes(cluster.endpoint, token)
+        with Swarm(
+            cluster.endpoint, cluster.agent_token, names, properties=properties, on_welcome=look
+        ) as swarm:
+            swarm.wait_online(timeout=120)
+            writes = store_writes(cluster.endpoint, token) - writes
+            assert swarm.stats.reconnects == 0
+        expected = {name: {"simulated": "true", **properties[name]} for name in names}
+        assert at_welcome == {name: (expected[name], True) for name in names}
+        stored = {n["name"]: n["properties"] for n in client.raw_nodes(include_offline=True)}
+        assert stored == expected
+        # One at a time it took two transactions a node (enrollment, node row).
+        assert writes <= len(names) / 3, f"{writes:g} store writes for {len(names)} nodes"

@@ -185,7 +185,7 @@ def controller(
 
     require_controller("shoal controller")
     from shoal.controller.config import ControllerConfig
-    from shoal.controller.server import serve
+    from shoal.controller.server import run, serve
     from shoal.store.database import default_sqlite_url, default_token_file
 
     _setup_logging(verbose)
@@ -241,7 +241,7 @@ def controller(
     from shoal.store.faults import StoreError
 
     try:
-        asyncio.run(serve(config, announce))
+        run(serve(config, announce))
     except StoreError as exc:
         raise click.ClickException(f"cannot start the controller: {exc}") from None
     except OSError as exc:

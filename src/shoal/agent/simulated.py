@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import cloudpickle
@@ -237,9 +238,20 @@ class SimulatedNode:
     """One simulated agent on its own WebSocket; reconnects like a real one."""
 
     def __init__(
-        self, name: str, ws_url: str, join_token: str, stats: SwarmStats, cpus: int = 1
+        self,
+        name: str,
+        ws_url: str,
+        join_token: str,
+        stats: SwarmStats,
+        cpus: int = 1,
+        properties: dict[str, str] | None = None,
+        on_welcome: Callable[[str], None] | None = None,
+        beats: HeartbeatWheel | None = None,
     ) -> None:
         self.name = name
+        self.beats = beats
+        self.properties = {"simulated": "true", **(properties or {})}
+        self.on_welcome = on_welcome
         self.ws_url = ws_url
         self.join_token = join_token
         self.credential: str | None = None
@@ -309,7 +321,7 @@ class SimulatedNode:
             version=PROTOCOL_VERSION,
             architecture="simulated",
             cpus=self.cpus,
-            properties={"simulated": "true"},
+            properties=self.properties,
         )
         await ws.send(self._encoder.encode([hello]))
         self._connections += 1
@@ -318,14 +330,19 @@ class SimulatedNode:
         async with asyncio.TaskGroup() as tg:
             sender = tg.create_task(self._send_loop(ws))
             beats: asyncio.Task[None] | None = None
+            beating = False
             try:
                 async for data in ws:
                     if isinstance(data, str):
                         continue
                     self.stats.frames_in += 1
                     for message in self._decoder.decode(data):
-                        if isinstance(message, Welcome) and beats is None:
-                            beats = tg.create_task(self._heartbeats(message.heartbeat_interval))
+                        if isinstance(message, Welcome) and not beating:
+                            beating = True
+                            if self.beats is not None:
+                                self.beats.add(self, message.heartbeat_interval)
+                            else:
+                                beats = tg.create_task(self._heartbeats(message.heartbeat_interval))
                         self._handle(message)
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else 1006
@@ -334,6 +351,8 @@ class SimulatedNode:
                 sender.cancel()
                 if beats is not None:
                     beats.cancel()
+                if beating and self.beats is not None:
+                    self.beats.remove(self)
 
     def _handle(self, message: ControllerMessage) -> None:
         assert self._tg is not None
@@ -341,6 +360,8 @@ class SimulatedNode:
             if message.credential:
                 self.credential = message.credential
             self.stats.welcomed += 1
+            if self.on_welcome is not None:
+                self.on_welcome(self.name)
             self.online.set()
             for dep_id in message.forget:
                 self._forget(dep_id)
@@ -386,13 +407,57 @@ class SimulatedNode:
                     await ws.send(self._encoder.encode(batch))
                     self.stats.frames_out += 1
 
+    def beat(self) -> None:
+        self.stats.heartbeats += 1
+        self.emit(Heartbeat(cpu=1.0, memory=10.0, memory_used=50 << 20, load=0.1))
+
     async def _heartbeats(self, interval: float) -> None:
         # Spread the fleet's beats over the interval instead of all at once.
         await asyncio.sleep(random.random() * interval)
         while True:
-            self.stats.heartbeats += 1
-            self.emit(Heartbeat(cpu=1.0, memory=10.0, memory_used=50 << 20, load=0.1))
+            self.beat()
             await asyncio.sleep(interval)
+
+
+class HeartbeatWheel:
+    """The heartbeats of a swarm's nodes from one task, not a timer per node.
+
+    A thousand sleeping tasks cost the swarm more than its beats; the swarm
+    shares the machine with the controller it measures, so it spends as little
+    as it can. Each node beats at the interval its Welcome gave, the first beat
+    at a random point of it (a fleet's beats spread out, as real agents' do).
+    """
+
+    TICK = 0.02  # seconds between looks at who is due
+
+    def __init__(self) -> None:
+        # (due, turn, node): a node's turn changes when it is added again, so an
+        # entry from its previous connection is dropped when it comes up.
+        self._due: list[tuple[float, int, SimulatedNode]] = []  # a heap
+        self._beating: dict[SimulatedNode, tuple[float, int]] = {}  # node -> (interval, turn)
+        self._turns = itertools.count()
+
+    def add(self, node: SimulatedNode, interval: float) -> None:
+        turn = next(self._turns)
+        self._beating[node] = (interval, turn)
+        first = time.monotonic() + random.random() * interval
+        heapq.heappush(self._due, (first, turn, node))
+
+    def remove(self, node: SimulatedNode) -> None:
+        self._beating.pop(node, None)  # its entry in the heap is dropped when due
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.TICK)
+            now = time.monotonic()
+            while self._due and self._due[0][0] <= now:
+                due, turn, node = heapq.heappop(self._due)
+                interval, current = self._beating.get(node, (0.0, -1))
+                if turn != current:
+                    continue
+                node.beat()
+                # Due times advance by the interval, so a late tick does not drift the beat.
+                heapq.heappush(self._due, (max(due + interval, now), turn, node))
 
 
 class Swarm:
@@ -402,7 +467,10 @@ class Swarm:
             swarm.wait_online(timeout=60)
 
     ``connect_rate`` spreads the first connections (nodes a second; 0: all at
-    once), as a fleet that boots does.
+    once), as a fleet that boots does. ``properties`` gives nodes properties of
+    their own (by name; every node also says ``simulated=true``).
+    ``on_welcome(name)`` is called on the swarm's thread the moment a node gets
+    its Welcome, before anything else it does (a test looks at the store then).
     """
 
     def __init__(
@@ -411,6 +479,8 @@ class Swarm:
         join_token: str,
         names: Iterable[str],
         connect_rate: float = 0.0,
+        properties: Mapping[str, dict[str, str]] | None = None,
+        on_welcome: Callable[[str], None] | None = None,
     ) -> None:
         base = endpoint.rstrip("/")
         self.ws_url = base.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
@@ -418,6 +488,9 @@ class Swarm:
         self.join_token = join_token
         self.names = list(names)
         self.connect_rate = connect_rate
+        self.properties = dict(properties or {})
+        self.on_welcome = on_welcome
+        self._beats = HeartbeatWheel()
         self.stats = SwarmStats()
         self.nodes: dict[str, SimulatedNode] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -472,9 +545,18 @@ class Swarm:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         for name in self.names:
-            self.nodes[name] = SimulatedNode(name, self.ws_url, self.join_token, self.stats)
+            self.nodes[name] = SimulatedNode(
+                name,
+                self.ws_url,
+                self.join_token,
+                self.stats,
+                properties=self.properties.get(name),
+                on_welcome=self.on_welcome,
+                beats=self._beats,
+            )
         self._started.set()
         async with asyncio.TaskGroup() as tg:
+            wheel = tg.create_task(self._beats.run())
             runs = [
                 tg.create_task(
                     self._run_node(node, i / self.connect_rate if self.connect_rate else 0)
@@ -482,7 +564,7 @@ class Swarm:
                 for i, node in enumerate(self.nodes.values())
             ]
             await self._stop.wait()
-            for run in runs:
+            for run in [*runs, wheel]:
                 run.cancel()
 
     @staticmethod

@@ -33,6 +33,7 @@ from shoal.controller.experiments import ExperimentService, LiveDeployment
 from shoal.controller.flag_calls import ExecutorFlagCalls
 from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
+from shoal.controller.registration import Registered, Registrar
 from shoal.controller.registry import NodeInfo, NodeRegistry
 from shoal.protocol import (
     PROTOCOL_VERSION,
@@ -58,9 +59,6 @@ CLOSE_BAD_TOKEN = 4401
 CLOSE_PROTOCOL = 4400
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the server cannot serve this connection now
 CLOSE_REFUSED = 4403  # this agent may not be this node; the reason says why
-# How long a connecting agent waits for the store to take its registration
-# before it is sent away to try again later (it reconnects by itself).
-REGISTER_PATIENCE = 20.0
 # Reports waiting for the store, per agent; past this the agent is sent away and
 # reports again when it reconnects, rather than the controller growing without end.
 MAX_WAITING_REPORTS = 100_000
@@ -95,13 +93,14 @@ class AgentGateway:
         self._decoder: FrameDecoder[AgentMessage] = FrameDecoder(AgentMessage)
         self._encoder = FrameEncoder()
         self._reports = _Reports()
+        self.registrar = Registrar(db, enrollment, experiments)
         # Times the watchdog found the controller too busy to listen, and for how long.
         self.stalls = 0
         self.stalled_for = 0.0
 
     async def serve(self, ws: WebSocket) -> None:
         secret = _bearer(ws.headers.get("authorization", "")) or ws.query_params.get("token", "")
-        admission = await self.enrollment.admit(secret)
+        admission = await self.registrar.admit(secret)
         if admission is None:
             log.warning("refused an agent from %s: wrong join token or node credential", ws.client)
             await ws.close(code=CLOSE_BAD_TOKEN, reason="wrong agent join token")
@@ -123,29 +122,20 @@ class AgentGateway:
         except WebSocketDisconnect:
             return
         host = ws.client.host if ws.client is not None else ""
-        credential: str | None = None
         try:
             # Who may be this node is settled before anything it reports is believed.
-            credential = await retry_store(
-                lambda: self.enrollment.enroll(admission, hello.name),
-                "enrolling nodes",
-                REGISTER_PATIENCE,
-            )
-            link, resend = await self._register(hello, host, credential)
+            registered = await self.registrar.register(admission, hello)
         except EnrollmentRefused as exc:
             log.warning("refused an agent from %s: %s", ws.client, exc)
             await ws.close(code=CLOSE_REFUSED, reason=_close_reason(str(exc)))
             return
         except StoreError as exc:
-            if credential is not None:
-                # The agent never got its new credential: free the name again, or
-                # it could not enroll when it comes back with the join token.
-                with contextlib.suppress(StoreError):
-                    await self.enrollment.forget(hello.name)
             # The agent keeps what it holds and comes back by itself.
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason=_close_reason(exc.message))
             return
+        link = await self._online(hello, host, registered)
+        resend = registered.resend
         try:
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._reader(ws, link, messages[1:]))
@@ -175,29 +165,9 @@ class AgentGateway:
             link.close(f"node {name!r} was forgotten by an operator", CLOSE_REFUSED)
         return freed
 
-    async def _register(
-        self, hello: Hello, host: str, credential: str | None
-    ) -> tuple[Link, list[LiveDeployment]]:
-        """Store the node and reconcile its reports, then (only then) take it online.
-
-        Returns its link and the deployments whose Prepare must be sent again.
-        Raises ``StoreError`` if the store does not take it within ``REGISTER_PATIENCE``.
-        """
-
-        async def store_node() -> None:
-            async with self.db.write() as conn:
-                await node_queries.put_node(
-                    conn, hello.name, hello.architecture, hello.cpus, dict(hello.properties)
-                )
-
-        await retry_store(store_node, "registering agents", REGISTER_PATIENCE)
-        forget, resend = await retry_store(
-            lambda: self.experiments.apply(
-                lambda batch: self.experiments.on_agent_hello(hello.name, hello.deployments, batch)
-            ),
-            "storing what reconnecting agents report",
-            REGISTER_PATIENCE,
-        )
+    async def _online(self, hello: Hello, host: str, registered: Registered) -> Link:
+        """Take a registered node online (its writes are committed): its link, its
+        Welcome, its place in the registry and the graph scheduler."""
         old = self.registry.links.pop(hello.name, None)
         if old is not None:
             log.info("agent %s reconnected; closing its previous connection", hello.name)
@@ -216,11 +186,11 @@ class AgentGateway:
         link.send(
             Welcome(
                 heartbeat_interval=self.heartbeat_interval,
-                forget=forget,
+                forget=registered.forget,
                 data_key=self.graphs.data_key(hello.name),
                 clock=time.time(),
                 graph_epoch=self.graphs.epoch,
-                credential=credential or "",
+                credential=registered.credential or "",
             )
         )
         data_address = (
@@ -236,7 +206,7 @@ class AgentGateway:
         )
         await self.registry.notify()
         log.info("agent %s online (%s, %d cpus)", hello.name, hello.architecture, hello.cpus)
-        return link, resend
+        return link
 
     async def _resend_prepare(self, deps: list[LiveDeployment]) -> None:
         if deps:
@@ -292,23 +262,24 @@ class AgentGateway:
 
     async def _handle(self, link: Link, messages: list) -> None:
         node = self.registry.nodes.get(link.name)
-        silent = time.monotonic() - node.last_seen if node is not None else 0.0
-        if self.registry.heard_from(link.name):
-            # A suspect node speaks again: its work was kept, and what it reports
-            # now (in this frame) is believed like any report.
-            log.warning("node %s is back after %.1f s of silence", link.name, silent)
-            await self.registry.notify()
-            self.graphs.node_back(link.name)
+        if node is not None:
+            now = time.monotonic()
+            if not node.online:
+                # A suspect node speaks again: its work was kept, and what it
+                # reports now (in this frame) is believed like any report.
+                silent = now - node.last_seen
+                log.warning("node %s is back after %.1f s of silence", link.name, silent)
+            if self.registry.heard_from(node, now):
+                await self.registry.notify()
+                self.graphs.node_back(link.name)
+            if len(messages) == 1 and type(messages[0]) is Heartbeat:
+                node.heartbeat = messages[0]  # most frames while idle: nothing else to do
+                return
         about_experiments = []
         for message in messages:
             if isinstance(message, Heartbeat):
                 if node is not None:
-                    node.metrics = {
-                        "cpu": message.cpu,
-                        "memory": message.memory,
-                        "memory_used": message.memory_used,
-                        "load": message.load,
-                    }
+                    node.heartbeat = message
             elif isinstance(message, CommandOutput | CommandStarted | CommandExit):
                 self.relay.from_agent(link.name, message)
             elif isinstance(message, GraphDone):

@@ -155,6 +155,7 @@ def create_app(
             background = [
                 tg.create_task(svc.gateway.watchdog()),
                 tg.create_task(svc.gateway.store_reports()),
+                tg.create_task(svc.gateway.registrar.run()),
                 tg.create_task(svc.relay.recorder()),
                 tg.create_task(svc.graphs.run()),
                 tg.create_task(recorder.run()),

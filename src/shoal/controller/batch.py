@@ -70,8 +70,7 @@ class WriteBatch:
         # Steps before the deployment row that may carry the final result, so a
         # reader that sees "finished" also sees every step.
         await exp_queries.put_step_results(conn, self.steps)
-        for deployment_id, values in self.deployments.items():
-            await exp_queries.update_deployment(conn, deployment_id, **values)
+        await exp_queries.update_deployments(conn, self.deployments)
         for experiment_id, values in self.experiments.items():
             await exp_queries.update_experiment(conn, experiment_id, **values)
         await exp_queries.add_log_lines(conn, self.logs)

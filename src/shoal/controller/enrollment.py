@@ -93,26 +93,43 @@ class NodeEnrollment:
 
     async def admit(self, secret: str) -> Admission | None:
         """Who ``secret`` makes the caller: an enrolled node, a new one, or nobody (None)."""
+        owners, stored = await self.lookup([secret])
+        return await self.admission(secret, owners[0], stored)
+
+    async def lookup(self, secrets: list[str]) -> tuple[list[str | None], str | None]:
+        """What the store says of many callers' secrets, in one read: the node each
+        one's credential belongs to (None: none), and the join token's hash."""
+        digests = [token_digest(secret) for secret in secrets if secret]
+        async with self.db.read() as conn:
+            owners = await node_queries.credential_owners(conn, digests)
+            stored = await settings_queries.get_setting(conn, JOIN_TOKEN_HASH)
+        found = [owners.get(token_digest(secret)) if secret else None for secret in secrets]
+        return found, stored
+
+    async def admission(
+        self, secret: str, owner: str | None, stored: str | None
+    ) -> Admission | None:
+        """Who ``secret`` makes the caller, given what :meth:`lookup` found for it."""
         if not secret:
             return None
-        async with self.db.read() as conn:
-            name = await node_queries.credential_owner(conn, token_digest(secret))
-            stored = await settings_queries.get_setting(conn, JOIN_TOKEN_HASH)
-        if name is not None:
-            return Admission(name)
-        if not stored:
-            return None
-        if self._is_known(secret, stored):
+        if owner is not None:
+            return Admission(owner)
+        if stored and await self._is_join_token(secret, stored):
             return Admission(None)
+        return None
+
+    async def _is_join_token(self, secret: str, stored: str) -> bool:
+        if self._is_known(secret, stored):
+            return True
         async with self._verifying:
             # Whoever waited here for the same token finds it known now.
             if self._is_known(secret, stored):
-                return Admission(None)
+                return True
             # argon2 takes a lot of CPU: off the event loop.
             if not await asyncio.to_thread(verify_password, secret, stored):
-                return None
+                return False
             self._known = (stored, token_digest(secret))
-        return Admission(None)
+        return True
 
     def _is_known(self, secret: str, stored: str) -> bool:
         known = self._known
@@ -125,22 +142,44 @@ class NodeEnrollment:
     async def enroll(self, admission: Admission, name: str) -> str | None:
         """Let the agent be ``name``: a new credential for a node that came with the
         join token (None for an enrolled node). Raises EnrollmentRefused."""
+        credential = self.new_credential(admission, name)
+        if credential is None:
+            return None
+        async with self.db.write() as conn:
+            taken = await self.bind(conn, {name: credential})
+        if taken:
+            raise self.taken(name)
+        return credential
+
+    @staticmethod
+    def new_credential(admission: Admission, name: str) -> str | None:
+        """The credential to give a node that came with the join token (None for an
+        enrolled node: it keeps its own). Raises EnrollmentRefused if the
+        credential it showed belongs to another name."""
         if not admission.by_join_token:
             if admission.name != name:
                 raise EnrollmentRefused(
                     f"this node credential belongs to node {admission.name!r}, not {name!r}"
                 )
             return None
-        credential = secrets.token_urlsafe(32)
-        async with self.db.write() as conn:
-            taken = not await node_queries.enroll(conn, name, token_digest(credential))
-        if taken:
-            raise EnrollmentRefused(
-                f"node name {name!r} is enrolled with another credential; "
-                f"`shoal node forget {name}` frees it"
-            )
-        log.info("node %s enrolled with the join token; it has its own credential now", name)
-        return credential
+        return secrets.token_urlsafe(32)
+
+    @staticmethod
+    async def bind(conn: AsyncConnection, credentials: dict[str, str]) -> set[str]:
+        """Bind each name to its new credential (name -> credential) in ``conn``'s
+        transaction; the names that are enrolled with another credential already."""
+        hashes = {name: token_digest(credential) for name, credential in credentials.items()}
+        taken = await node_queries.enroll_many(conn, hashes)
+        for name in hashes.keys() - taken:
+            log.info("node %s enrolled with the join token; it has its own credential now", name)
+        return taken
+
+    @staticmethod
+    def taken(name: str) -> EnrollmentRefused:
+        return EnrollmentRefused(
+            f"node name {name!r} is enrolled with another credential; "
+            f"`shoal node forget {name}` frees it"
+        )
 
     async def forget(self, name: str) -> bool:
         """Free ``name``: its credential stops working. False if it was not enrolled."""

@@ -10,36 +10,46 @@ Memory and store never disagree: a change is made to memory through a
 change is rolled back and ``StoreError`` raised, so the caller (a user's
 request, or the agent gateway, which retries) can try again from the same
 state. Messages that follow from a change go out only after the commit.
+
+The live state's types are in ``experiment_state``, what users read in
+``experiment_views`` and what agents report in ``experiment_reports`` (parts of
+the one service, which this module puts together; the names other modules
+import from here still are).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from shoal.controller.auth import Authenticator, Principal, new_token, token_digest
 from shoal.controller.batch import WriteBatch
 from shoal.controller.changes import ChangeFeed
 from shoal.controller.errors import bad_request, conflict, not_found
+from shoal.controller.experiment_reports import AgentReports
+from shoal.controller.experiment_state import (
+    MAX_NAME,
+    RECONNECT_GRACE,
+    TERMINAL_DEPLOYMENT,
+    TERMINAL_EXPERIMENT,
+    LiveDeployment,
+    LiveExperiment,
+    NewDeployment,
+    check_name,
+)
+from shoal.controller.experiment_views import ExperimentViews
 from shoal.controller.flags import FlagService
-from shoal.controller.record_views import describe_records
 from shoal.controller.registry import NodeRegistry
-from shoal.model.experiment import FINAL_DEPLOYMENT_STATES, settle_status
+from shoal.model.experiment import settle_status
 from shoal.protocol import (
     Cancel,
-    DeploymentReport,
-    DeploymentState,
     Forget,
-    LogLine,
     Prepare,
     Start,
-    StepResult,
 )
 from shoal.store import commands as command_queries
 from shoal.store import experiments as exp_queries
@@ -48,46 +58,22 @@ from shoal.store.database import Database
 
 log = logging.getLogger("shoal.controller.experiments")
 
-TERMINAL_DEPLOYMENT = FINAL_DEPLOYMENT_STATES
-TERMINAL_EXPERIMENT = frozenset({"FINISHED", "FAILED", "CANCELLED"})
-MAX_NAME = 200
+__all__ = [
+    "MAX_NAME",
+    "RECONNECT_GRACE",
+    "TERMINAL_DEPLOYMENT",
+    "TERMINAL_EXPERIMENT",
+    "ExperimentService",
+    "LiveDeployment",
+    "LiveExperiment",
+    "NewDeployment",
+    "check_name",
+]
+
 T = TypeVar("T")
-RECONNECT_GRACE = 10.0
 
 
-@dataclass
-class LiveDeployment:
-    id: str
-    experiment_id: str
-    node: str
-    state: str
-    prepared: bool
-
-
-@dataclass
-class LiveExperiment:
-    id: str
-    owner_id: int
-    name: str
-    status: str
-    deployments: dict[str, LiveDeployment] = field(default_factory=dict)
-
-
-@dataclass
-class NewDeployment:
-    node: str
-    pipeline: bytes
-    requirements: list[str]
-
-
-def check_name(name: str) -> None:
-    if not name or len(name) > MAX_NAME:
-        raise bad_request(f"experiment name must be 1 to {MAX_NAME} characters")
-    if "/" in name or any(ord(ch) < 32 for ch in name):
-        raise bad_request(f"experiment name {name!r} may not contain '/' or control characters")
-
-
-class ExperimentService:
+class ExperimentService(ExperimentViews, AgentReports):
     def __init__(
         self,
         db: Database,
@@ -188,7 +174,8 @@ class ExperimentService:
                 raise conflict(f"experiment {name!r} needs offline node(s): {', '.join(offline)}")
             experiment_id = str(uuid.uuid4())
             live = LiveExperiment(experiment_id, principal.user_id, name, "PREPARING")
-            rows, messages, token_rows = [], [], []
+            rows, messages = [], []
+            token_rows: dict[str, str] = {}  # deployment id -> its executor token's hash
             for position, new in enumerate(deployments):
                 dep_id = str(uuid.uuid4())
                 live.deployments[dep_id] = LiveDeployment(
@@ -207,7 +194,7 @@ class ExperimentService:
                     }
                 )
                 token = new_token()
-                token_rows.append((token_digest(token), dep_id))
+                token_rows[dep_id] = token_digest(token)
                 messages.append(
                     (
                         new.node,
@@ -218,15 +205,9 @@ class ExperimentService:
                 await exp_queries.create_experiment(
                     conn, experiment_id, principal.user_id, name, kind, "PREPARING", rows
                 )
-                for digest, dep_id in token_rows:
-                    await user_queries.add_token(
-                        conn,
-                        digest,
-                        "executor",
-                        principal.user_id,
-                        experiment_id=experiment_id,
-                        deployment_id=dep_id,
-                    )
+                await user_queries.add_executor_tokens(
+                    conn, principal.user_id, experiment_id, token_rows
+                )
                 if on_create is not None:
                     await on_create(conn, experiment_id, [row["id"] for row in rows])
             self.live[experiment_id] = live
@@ -390,201 +371,6 @@ class ExperimentService:
             self.feed.touch([row["id"]])
         await self._notify()
 
-    async def describe(self, experiment_id: str, with_items: bool = True) -> dict[str, Any]:
-        """The JSON a user gets for one experiment (``with_items``: with the tasks,
-        objects and jobs of graph and dataflow records, and its reproduction info)."""
-        async with self.db.read() as conn:
-            row = await exp_queries.get_experiment(conn, experiment_id)
-            if row is None:
-                raise not_found("experiment was deleted")
-            deps = await exp_queries.list_deployments(conn, experiment_id)
-            steps = await exp_queries.list_step_results(conn, [d["id"] for d in deps])
-            commands = await command_queries.list_commands(conn, experiment_id)
-            record = (await describe_records(conn, [row], with_items))[experiment_id]
-        return {
-            "id": row["id"],
-            "name": row["name"],
-            "kind": row["kind"],
-            "status": row["status"],
-            "error": row["error"],
-            "created_at": row["created_at"],
-            "started_at": row["started_at"],
-            "finished_at": row["finished_at"],
-            "deployments": [self._describe_deployment(d, steps[d["id"]]) for d in deps],
-            "commands": [
-                {
-                    k: c[k]
-                    for k in (
-                        "id",
-                        "node",
-                        "cmd",
-                        "pid",
-                        "started_at",
-                        "finished_at",
-                        "return_code",
-                        "error",
-                        "stdout",
-                        "stderr",
-                        "truncated",
-                    )
-                }
-                for c in commands
-            ],
-            **record,
-        }
-
-    def _describe_deployment(self, d: dict[str, Any], steps: list[dict[str, Any]]) -> dict:
-        node = self.registry.nodes.get(d["node"])
-        return {
-            "executor_id": d["id"],
-            "node": node.to_dict() if node else {"name": d["node"]},
-            "state": d["state"],
-            "prepared": bool(d["prepared"]),
-            "error": d["error"],
-            "result": base64.b64encode(d["result"]).decode() if d["result"] else None,
-            "result_text": d["result_text"],
-            "started_at": d["started_at"],
-            "finished_at": d["finished_at"],
-            "steps": [
-                {
-                    "index": s["idx"],
-                    "task_name": s["task_name"],
-                    "ok": bool(s["ok"]),
-                    "text": s["text"],
-                    "payload": base64.b64encode(s["payload"]).decode(),
-                }
-                for s in steps
-            ],
-        }
-
-    async def list(self, principal: Principal) -> list[dict[str, Any]]:
-        async with self.db.read() as conn:
-            rows = await exp_queries.list_experiments(conn, principal.user_id)
-        return [await self.describe(r["id"], with_items=False) for r in rows]
-
-    async def wait(
-        self, principal: Principal, name: str, timeout: float, statuses: frozenset[str]
-    ) -> dict[str, Any]:
-        """Hold until the experiment reaches one of ``statuses`` or ``timeout`` passes."""
-        row = await self.find(principal, name)
-        experiment_id = row["id"]
-
-        def reached() -> bool:
-            live = self.live.get(experiment_id)
-            return live is None or live.status in statuses
-
-        try:
-            async with asyncio.timeout(timeout), self.changed:
-                await self.changed.wait_for(reached)
-        except TimeoutError:
-            pass
-        return await self.describe(experiment_id)
-
-    # ------------------------------------------------------------ agent events
-
-    def on_agent_hello(
-        self, node: str, reports: list[DeploymentReport], batch: WriteBatch
-    ) -> tuple[list[str], list[LiveDeployment]]:
-        """Reconcile what a (re)connected agent holds with what we expect of it.
-
-        Returns the deployments the agent may drop and the deployments whose
-        Prepare must be sent again; the writes go into ``batch``.
-        """
-        forget: list[str] = []
-        reported = set()
-        for report in reports:
-            dep = self.deployments.get(report.id)
-            if dep is not None and not self._from_placed(node, dep, "a deployment report"):
-                continue
-            if dep is None or dep.state in TERMINAL_DEPLOYMENT:
-                forget.append(report.id)
-                continue
-            reported.add(report.id)
-            for step in report.steps:
-                if step.deployment == report.id:  # a report speaks for its own deployment only
-                    self._add_step(step, batch)
-            self._apply_state(
-                dep, report.state, report.error, report.result, report.result_text, batch
-            )
-        resend = []
-        for dep in list(self.deployments.values()):
-            if dep.node != node or dep.id in reported or dep.state in TERMINAL_DEPLOYMENT:
-                continue
-            if dep.state == "preparing":
-                resend.append(dep)
-            else:
-                self._finish_deployment(
-                    dep, "lost", f"the agent on {node!r} restarted and no longer runs it", batch
-                )
-        return forget, resend
-
-    async def resend_prepare(self, deps: list[LiveDeployment]) -> None:
-        for dep in deps:
-            live = self.live.get(dep.experiment_id)
-            if live is None:
-                continue
-            async with self.db.read() as conn:
-                row = await exp_queries.get_deployment(conn, dep.id)
-            if row is None:
-                continue
-            # The earlier token of this deployment is revoked: one live token each.
-            token = await self.auth.issue_executor_token(live.owner_id, live.id, dep.id)
-            self._send(
-                dep.node,
-                self._prepare_message(live, dep.id, row["pipeline"], row["requirements"], token),
-            )
-
-    def on_agent_message(
-        self, node: str, message: StepResult | DeploymentState | LogLine, batch: WriteBatch
-    ) -> None:
-        """Take what ``node`` reports about a deployment, if the deployment is its."""
-        placed = self.deployments.get(message.deployment)
-        if placed is not None and not self._from_placed(node, placed, type(message).__name__):
-            return
-        if isinstance(message, StepResult):
-            if placed is not None:
-                self._add_step(message, batch)
-        elif isinstance(message, LogLine):
-            if placed is not None:
-                batch.logs.append(
-                    {
-                        "deployment_id": message.deployment,
-                        "ts": message.ts,
-                        "stream": message.stream,
-                        "line": message.line,
-                    }
-                )
-        else:
-            dep = placed
-            if dep is None or dep.state in TERMINAL_DEPLOYMENT:
-                if message.state in TERMINAL_DEPLOYMENT:
-                    batch.forget.append((node, message.deployment))
-                return
-            self._apply_state(
-                dep, message.state, message.error, message.result, message.result_text, batch
-            )
-
-    @staticmethod
-    def _from_placed(node: str, dep: LiveDeployment, what: str) -> bool:
-        """A report is believed only from the node its deployment was placed on."""
-        if dep.node == node:
-            return True
-        log.warning(
-            "dropped %s about deployment %s from node %r: it was placed on node %r",
-            what,
-            dep.id,
-            node,
-            dep.node,
-        )
-        return False
-
-    def on_node_lost(self, node: str, batch: WriteBatch, reason: str | None = None) -> None:
-        """The node stayed away past the lost timeout: what still runs there is lost."""
-        reason = reason or f"node {node!r} was lost: silent for {self.lost_timeout:g} s"
-        for dep in list(self.deployments.values()):
-            if dep.node == node and dep.state not in TERMINAL_DEPLOYMENT:
-                self._finish_deployment(dep, "lost", reason, batch)
-
     async def apply(self, change: Callable[[WriteBatch], T]) -> T:
         """Run ``change`` (it updates the live state and fills a batch) and store the batch.
 
@@ -605,64 +391,6 @@ class ExperimentService:
             return result
 
     # ---------------------------------------------------------------- internals
-
-    def _add_step(self, step: StepResult, batch: WriteBatch) -> None:
-        batch.steps.append(
-            {
-                "deployment_id": step.deployment,
-                "idx": step.index,
-                "task_name": step.task_name,
-                "ok": step.ok,
-                "payload": step.payload,
-                "text": step.text,
-            }
-        )
-
-    def _apply_state(
-        self,
-        dep: LiveDeployment,
-        state: str,
-        error: str | None,
-        result: bytes | None,
-        result_text: str | None,
-        batch: WriteBatch,
-    ) -> None:
-        if state == dep.state:
-            return
-        if state == "prepared" and dep.state == "preparing":
-            batch.set(dep, state="prepared", prepared=True)
-            batch.deployment(dep.id, state="prepared", prepared=True)
-        elif state == "running" and dep.state in ("prepared", "running"):
-            batch.set(dep, state="running")
-            batch.deployment(dep.id, state="running")
-        elif state in TERMINAL_DEPLOYMENT:
-            self._finish_deployment(dep, state, error, batch, result, result_text)
-            return
-        else:
-            return
-        live = self.live.get(dep.experiment_id)
-        if live:
-            batch.unsettled[live.id] = live
-
-    def _finish_deployment(
-        self,
-        dep: LiveDeployment,
-        state: str,
-        error: str | None,
-        batch: WriteBatch,
-        result: bytes | None = None,
-        result_text: str | None = None,
-    ) -> None:
-        batch.set(dep, state=state)
-        values: dict[str, Any] = {"state": state, "error": error, "finished_at": time.time()}
-        if result is not None:
-            values.update(result=result, result_text=result_text)
-        batch.deployment(dep.id, **values)
-        batch.forget.append((dep.node, dep.id))
-        batch.revoke.append(dep.id)
-        live = self.live.get(dep.experiment_id)
-        if live:
-            batch.unsettled[live.id] = live
 
     def _settle(self, live: LiveExperiment, batch: WriteBatch) -> None:
         """Move the experiment on once its deployments allow it (the rule is

@@ -774,6 +774,8 @@ class GraphService:
         return best
 
     def _schedule(self) -> None:
+        if not self.ready:
+            return  # nothing to place: not worth a pass over every node (each hello calls this)
         runs: dict[str, list[GraphTask]] = defaultdict(list)
         now = time.monotonic()
         wall = time.time()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.controller.links import Link
+from shoal.protocol import Heartbeat
 
 ONLINE, SUSPECT, OFFLINE = "online", "suspect", "offline"
 
@@ -28,11 +29,25 @@ class NodeInfo:
     properties: dict[str, Any] = field(default_factory=dict)
     online: bool = False
     last_seen: float = 0.0
-    metrics: dict[str, Any] = field(default_factory=dict)
+    # The newest heartbeat, kept as it came: a thousand nodes beat every second,
+    # and its dict is built only when someone asks (``metrics``).
+    heartbeat: Heartbeat | None = None
     address: str = ""  # host:port of the agent's graph data server ("" when it has none)
     # Not online, but expected back until then (monotonic time): the node is
     # suspect. Past it, its work is lost.
     expected_until: float | None = None
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        beat = self.heartbeat
+        if beat is None:
+            return {}
+        return {
+            "cpu": beat.cpu,
+            "memory": beat.memory,
+            "memory_used": beat.memory_used,
+            "load": beat.load,
+        }
 
     @property
     def state(self) -> str:
@@ -91,15 +106,14 @@ class NodeRegistry:
         if not node.online:
             node.expected_until = time.monotonic() + grace
 
-    def heard_from(self, name: str) -> bool:
-        """A frame came from the node: it is online. True if it was not before."""
-        node = self.nodes.get(name)
-        if node is None:
-            return False
-        node.last_seen = time.monotonic()
-        node.expected_until = None
+    @staticmethod
+    def heard_from(node: NodeInfo, now: float) -> bool:
+        """A frame came from ``node`` at ``now`` (monotonic): it is online. True if
+        it was not before."""
+        node.last_seen = now
         if node.online:
             return False
+        node.expected_until = None
         node.online = True
         return True
 
@@ -120,13 +134,18 @@ class NodeRegistry:
         (offline).
         """
         now = time.monotonic()
+        quiet_since = now - heartbeat_timeout
         suspect, lost = [], []
+        # One pass over all nodes serves them all (no timer per node); it runs a
+        # few times a second, so the common case (online, heard lately) is one test.
         for n in self.nodes.values():
-            if n.online and now - n.last_seen > heartbeat_timeout:
+            if n.last_seen >= quiet_since and n.online:
+                continue
+            if n.online:
                 n.online = False
                 n.expected_until = max(n.last_seen + lost_timeout, now)
                 suspect.append(n.name)
-            elif not n.online and n.expected_until is not None and now > n.expected_until:
+            elif n.expected_until is not None and now > n.expected_until:
                 n.expected_until = None
                 lost.append(n.name)
         return suspect, lost

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Update, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.store.tables import deployments, experiments, log_lines, record_items, step_results
@@ -110,6 +111,28 @@ async def get_deployment(conn: AsyncConnection, deployment_id: str) -> dict[str,
 async def update_deployment(conn: AsyncConnection, deployment_id: str, **values: Any) -> None:
     await conn.execute(
         update(deployments).where(deployments.c.id == deployment_id).values(**values)
+    )
+
+
+async def update_deployments(conn: AsyncConnection, changes: dict[str, dict[str, Any]]) -> None:
+    """Update many deployments (id -> new values): one statement per set of
+    columns changed, its rows as parameters, instead of one UPDATE each."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for deployment_id, values in changes.items():
+        row = {f"new_{k}": v for k, v in values.items()}
+        row["deployment_id"] = deployment_id
+        shapes.setdefault(tuple(sorted(values)), []).append(row)
+    for columns, rows in shapes.items():
+        await conn.execute(_deployment_update(columns), rows)
+
+
+@lru_cache(maxsize=64)
+def _deployment_update(columns: tuple[str, ...]) -> Update:
+    # Bound names differ from the columns': SQLAlchemy keeps those for itself.
+    return (
+        update(deployments)
+        .where(deployments.c.id == bindparam("deployment_id"))
+        .values({c: bindparam(f"new_{c}") for c in columns})
     )
 
 

@@ -12,14 +12,9 @@ from shoal.store.tables import node_credentials, nodes
 from shoal.store.upsert import upsert
 
 
-async def put_node(
-    conn: AsyncConnection,
-    name: str,
-    architecture: str,
-    cpus: int,
-    properties: dict[str, Any],
-) -> None:
-    row = {
+def node_row(name: str, architecture: str, cpus: int, properties: dict[str, Any]) -> dict[str, Any]:
+    """The row of a node that connected now."""
+    return {
         "name": name,
         "architecture": architecture,
         "cpus": cpus,
@@ -28,7 +23,11 @@ async def put_node(
         "last_seen": time.time(),
         "metrics": {},
     }
-    await upsert(conn, nodes, row, ["name"])
+
+
+async def put_nodes(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Store many nodes (rows of :func:`node_row`) with one statement."""
+    await upsert(conn, nodes, rows, ["name"])
 
 
 async def set_offline(conn: AsyncConnection, names: list[str]) -> None:
@@ -53,16 +52,43 @@ async def credential_owner(conn: AsyncConnection, credential_hash: str) -> str |
     return (await conn.execute(query)).scalar_one_or_none()
 
 
+async def credential_owners(conn: AsyncConnection, hashes: list[str]) -> dict[str, str]:
+    """The nodes these credentials (by their hashes) were issued to: hash -> name."""
+    if not hashes:
+        return {}
+    query = select(node_credentials.c.credential_hash, node_credentials.c.name).where(
+        node_credentials.c.credential_hash.in_(hashes)
+    )
+    return {row[0]: row[1] for row in await conn.execute(query)}
+
+
 async def is_enrolled(conn: AsyncConnection, name: str) -> bool:
     query = select(node_credentials.c.name).where(node_credentials.c.name == name)
     return (await conn.execute(query)).first() is not None
 
 
-async def enroll(conn: AsyncConnection, name: str, credential_hash: str) -> bool:
-    """Bind ``name`` to a credential; False if the name is bound already."""
-    row = {"name": name, "credential_hash": credential_hash, "created_at": time.time()}
-    result = await upsert(conn, node_credentials, row, ["name"], update=False)
-    return result is not None and result.rowcount == 1
+async def enroll_many(conn: AsyncConnection, hashes: dict[str, str]) -> set[str]:
+    """Bind each name to its credential hash (name -> hash) in this transaction;
+    the names that were bound to another credential already (left as they were)."""
+    if not hashes:
+        return set()
+    now = time.time()
+    rows = [
+        {"name": name, "credential_hash": digest, "created_at": now}
+        for name, digest in hashes.items()
+    ]
+    await upsert(conn, node_credentials, rows, ["name"], update=False)
+    # Read back rather than trusting a count: an executemany's rowcount is not
+    # reliable on every driver, and the hash stored is what decides.
+    query = select(node_credentials.c.name, node_credentials.c.credential_hash).where(
+        node_credentials.c.name.in_(list(hashes))
+    )
+    return {name for name, digest in await conn.execute(query) if hashes[name] != digest}
+
+
+async def forget_credentials(conn: AsyncConnection, names: list[str]) -> None:
+    if names:
+        await conn.execute(delete(node_credentials).where(node_credentials.c.name.in_(names)))
 
 
 async def forget_credential(conn: AsyncConnection, name: str) -> bool:

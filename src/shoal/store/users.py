@@ -122,6 +122,28 @@ async def add_token(
     )
 
 
+async def add_executor_tokens(
+    conn: AsyncConnection, user_id: int, experiment_id: str, tokens_by_deployment: dict[str, str]
+) -> None:
+    """Store one executor token (deployment id -> token hash) per deployment, in
+    one statement."""
+    now = time.time()
+    rows = [
+        {
+            "token_hash": token_hash,
+            "kind": "executor",
+            "user_id": user_id,
+            "experiment_id": experiment_id,
+            "deployment_id": deployment_id,
+            "created_at": now,
+            "expires_at": None,
+        }
+        for deployment_id, token_hash in tokens_by_deployment.items()
+    ]
+    if rows:
+        await conn.execute(insert(tokens), rows)
+
+
 async def get_token(conn: AsyncConnection, token_hash: str) -> dict[str, Any] | None:
     query = (
         select(tokens, users.c.login, experiments.c.name.label("experiment_name"))
