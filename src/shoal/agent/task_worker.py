@@ -258,8 +258,8 @@ class Worker:
         # whether anything changed since the last look; the folder is listed
         # only then, or while its last change is too recent for the file
         # system's coarse clock to show another.
-        stat_now = os.stat(".")
-        if stat_now.st_mtime_ns == self._cwd_mtime and time.time_ns() - self._cwd_mtime > CLOCK_SLACK:
+        mtime = os.stat(".").st_mtime_ns
+        if mtime == self._cwd_mtime and time.time_ns() - mtime > CLOCK_SLACK:
             return
         with os.scandir(".") as entries:
             leftovers = [e.path for e in entries]

@@ -108,9 +108,10 @@ class ObjectKeeping(GraphCore):
 
     @staticmethod
     def _wake(item: GTask | GObject) -> None:
-        for waiter in item.waiters:
-            waiter.item_done()
-        item.waiters.clear()
+        if item.waiters:
+            for waiter in item.waiters:
+                waiter.item_done()
+            item.waiters = None
 
     def _maybe_free(self, obj: GObject) -> None:
         if obj.done and not obj.freed and not obj.needed():

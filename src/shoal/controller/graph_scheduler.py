@@ -119,10 +119,10 @@ class Scheduling(ObjectKeeping):
             duration = result.info.get("duration")
             if isinstance(duration, int | float):
                 node.mean_duration = 0.8 * node.mean_duration + 0.2 * float(duration)
-            info = dict(result.info)
-            # Rain's governor was its address (host:port); the node's name is beside it.
-            info["governor"] = node.data_address or node_name
-            info["node"] = node_name
+            # The decoded dict itself, not a copy (a million tasks keep theirs);
+            # governor and node are added where it is read (task_info).
+            info = result.info
+            task.config = b""  # it ran: what it was is no longer needed here
             task.finished_at = now
             if task.session.record_id is not None:
                 marks.tasks.add(task)
@@ -146,12 +146,13 @@ class Scheduling(ObjectKeeping):
             task.info = info
             task.move(FINISHED)
             self.tasks_ended[FINISHED] += 1
-            outputs = {o.id: o for o in result.outputs}
-            for obj in task.outputs:
-                out = outputs.get(obj.id)
-                if out is None:
-                    continue
-                self._finish_object(obj, out.size, out.content_type, out.data, node_name)
+            if task.outputs:
+                outputs = {o.id: o for o in result.outputs}
+                for obj in task.outputs:
+                    out = outputs.get(obj.id)
+                    if out is None:
+                        continue
+                    self._finish_object(obj, out.size, out.content_type, out.data, node_name)
             self._wake(task)
             for obj, _label in task.inputs:
                 obj.unfinished_consumers -= 1

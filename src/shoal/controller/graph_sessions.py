@@ -106,6 +106,8 @@ class SessionLifecycle(ObjectKeeping):
         if pending and not (some and len(pending) < len(items)):
             waiter = Waiter(pending, some, len(pending), asyncio.get_running_loop().create_future())
             for item in pending:
+                if item.waiters is None:
+                    item.waiters = []
                 item.waiters.append(waiter)
             session.waiters.add(waiter)
             try:
@@ -113,7 +115,7 @@ class SessionLifecycle(ObjectKeeping):
             finally:
                 session.waiters.discard(waiter)
                 for item in pending:
-                    if waiter in item.waiters:
+                    if item.waiters and waiter in item.waiters:
                         item.waiters.remove(waiter)
         if session.error is not None:
             raise session_error(session)
@@ -156,7 +158,8 @@ class SessionLifecycle(ObjectKeeping):
         tasks, objects = {}, {}
         for item in self._items(session, ids):
             if isinstance(item, GTask):
-                tasks[item.id] = dict(item.info)
+                node = self.nodes.get(item.node) if item.node is not None else None
+                tasks[item.id] = item.full_info(node.data_address if node is not None else None)
             else:
                 objects[item.id] = dict(item.info)
         return tasks, objects

@@ -6,9 +6,10 @@ cycle), so a submit is all or nothing.
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 
-from shoal.controller.graph_state import GObject, GSession, GTask
+from shoal.controller.graph_state import NO_USER, GObject, GSession, GTask
 from shoal.protocol.graph_messages import Submit
 
 MAX_CONSTANT = 1024 * 1024 * 1024  # bytes of one uploaded constant
@@ -55,7 +56,7 @@ def check_objects(session: GSession, message: Submit) -> dict[int, GObject]:
         ):
             raise GraphRequestError(f"object {spec.id}: bad content type {spec.content_type!r}")
         obj = GObject(
-            session, spec.id, spec.label, spec.content_type, spec.data_type, dict(spec.user)
+            session, spec.id, spec.label, spec.content_type, spec.data_type, spec.user or NO_USER
         )
         obj.keep = spec.keep
         upload = session.uploads.get(spec.id)
@@ -111,13 +112,13 @@ def check_tasks(session: GSession, message: Submit, new_objects: dict[int, GObje
         task = GTask(
             session,
             spec.id,
-            spec.task_type,
+            sys.intern(spec.task_type),  # one string for the many tasks of one kind
             spec.config,
-            inputs,
-            outputs,
+            tuple(inputs),
+            tuple(outputs),
             spec.cpus,
-            spec.name,
-            dict(spec.user),
+            sys.intern(spec.name),
+            spec.user or NO_USER,
         )
         for obj in outputs:
             obj.producer = task
