@@ -37,9 +37,7 @@ def tasks_by_state(record: dict[str, Any]) -> dict[str, int]:
 @pytest.mark.timeout(180)
 def test_a_finished_graph_lists_every_task_after_a_controller_crash(tmp_path: Path) -> None:
     with LocalCluster(["node-0", "node-1"], workdir=tmp_path, cpus=1) as cluster:
-        with Client(
-            endpoint=cluster.endpoint, login=cluster.login, password=cluster.password
-        ) as g:
+        with Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as g:
             with g.new_session("many no-ops") as session:
                 for i in range(TASKS):
                     noop(i)
