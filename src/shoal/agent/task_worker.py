@@ -249,6 +249,9 @@ class Worker:
             self._flush()
             self._receive(block=False)  # the agent's answer to these: more tasks
         elif not self._timer:
+            if signal.getsignal(signal.SIGALRM) != self._on_alarm:
+                # A task set its own (signal.alarm): ours again, for the flush.
+                signal.signal(signal.SIGALRM, self._on_alarm)
             self._timer = True
             signal.setitimer(signal.ITIMER_REAL, FLUSH_AFTER)
 
