@@ -59,7 +59,7 @@ class GraphRuntime:
         self.name = name
         self.store = ObjectStore(root, isolated=isolate_users)
         self.store.clear()  # a new agent process holds nothing the controller knows of
-        self._objects = str(self.store.path(0, 0).parent.parent)
+        self._objects = str(self.store.objects)  # the folder store.path() builds on
         self.emit = emit
         self.tg = tg
         self.isolation = UserIsolation() if isolate_users else None
