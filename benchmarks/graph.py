@@ -1,8 +1,8 @@
 """Task graphs side by side: shoal.graph, Dask distributed and Ray, on this machine.
 
 Four workloads, each on two workers per system (shoal: a fresh local cluster of
-two agents; Dask: ``LocalCluster(n_workers=2, threads_per_worker=1)``; Ray:
-``ray.init(num_cpus=2)``):
+two agents of one cpu each; Dask: ``LocalCluster(n_workers=2, threads_per_worker=1)``;
+Ray: ``ray.init(num_cpus=2)``):
 
   a. independent no-op Python tasks           (tasks/s, higher is better)
   b. a binary tree reduction over N leaves    (seconds, lower is better)
@@ -10,6 +10,9 @@ two agents; Dask: ``LocalCluster(n_workers=2, threads_per_worker=1)``; Ray:
                                               (ms per round trip, lower is better)
   d. fan-in: 20 tasks making 5 MB each, read by one task (seconds, lower is better)
 
+The machine's own limit for (a) is measured first, in the same run: a bare warm
+pool of two Python workers fed one task per message over socketpairs
+(:mod:`graph_bare`); each system's no-op rate is also printed as a share of it.
 Every figure is printed with its ratio to the faster of Dask and Ray measured in
 the same run (for the speed-up, > 1 means better than that peer). Dask and Ray
 are benchmark-only dependencies (``pip install -e '.[bench]'``); a peer that is
@@ -306,7 +309,7 @@ def run_shoal(p: Params) -> Results:
 
     results: Results = {}
     with (
-        LocalCluster(["node-0", "node-1"]) as cluster,
+        LocalCluster(["node-0", "node-1"], cpus=1) as cluster,
         Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c,
     ):
         shoal_noops(c, 200, name="warm-up")
@@ -384,8 +387,9 @@ def best_peer(metric: Metric, measured: dict[str, Results]) -> tuple[str, float]
     return pick(peers, key=lambda item: item[1])
 
 
-def report(measured: dict[str, Results], p: Params) -> None:
-    """Print every figure with its ratio to the faster peer."""
+def report(measured: dict[str, Results], p: Params, bare: float | None = None) -> None:
+    """Print every figure with its ratio to the faster peer (and the no-ops' share
+    of the bare pool's rate ``bare``)."""
     sizes = {
         "noop": f"{p.tasks:,} tasks",
         "tree": f"{p.leaves:,} leaves",
@@ -402,6 +406,8 @@ def report(measured: dict[str, Results], p: Params) -> None:
             line = f"  {name:<6} {value:>12,.2f} {metric.unit}"
             if peer is not None:
                 line += f"   {speedup(metric, value, peer[1]):6.2f}x the faster peer ({peer[0]})"
+            if metric.key == "noop" and bare:
+                line += f"   {value / bare:6.1%} of the bare pool"
             print(line)
         if peer is None:
             print("  (no peer measured: no ratio)")
@@ -433,6 +439,14 @@ def main() -> None:
     from common import machine
 
     print(f"machine: {machine()}")
+    from graph_bare import bare_pool
+
+    bare = bare_pool(params.tasks, workers=2, batch=1)
+    batched = bare_pool(params.tasks, workers=2, batch=16, window=64)
+    print(
+        f"bare warm pool, 2 workers: {bare:,.0f} tasks/s one task per message "
+        f"(the reference), {batched:,.0f} tasks/s 16 per message"
+    )
     measured: dict[str, Results] = {}
     for name in args.only or SYSTEMS:
         run, module = RUNNERS[name]
@@ -443,7 +457,7 @@ def main() -> None:
         with no_ambient_controller():
             measured[name] = run(params)
     if measured:
-        report(measured, params)
+        report(measured, params, bare)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -58,6 +59,7 @@ class GraphRuntime:
         self.name = name
         self.store = ObjectStore(root, isolated=isolate_users)
         self.store.clear()  # a new agent process holds nothing the controller knows of
+        self._objects = str(self.store.objects)  # the folder store.path() builds on
         self.emit = emit
         self.tg = tg
         self.isolation = UserIsolation() if isolate_users else None
@@ -125,8 +127,12 @@ class GraphRuntime:
                 self.tg.create_task(self._gather_then_submit(node_task, missing))
             else:
                 self.pool.submit(node_task)
+        self.pool.dispatch()  # now, not a turn of the loop later: a chain feels each turn
 
     def _node_task(self, task: GraphTask) -> NodeTask:
+        # Store paths as plain strings: Path arithmetic per object costs more than
+        # a no-op task.
+        folder = f"{self._objects}{os.sep}{task.session}{os.sep}"
         return NodeTask(
             session=task.session,
             id=task.id,
@@ -139,7 +145,7 @@ class GraphRuntime:
                     i.data_type,
                     i.content_type,
                     data=i.data,
-                    path=None if i.data is not None else str(self.store.path(task.session, i.id)),
+                    path=None if i.data is not None else f"{folder}{i.id}",
                     user=i.user,
                 )
                 for i in task.inputs
@@ -150,7 +156,7 @@ class GraphRuntime:
                     o.label,
                     o.data_type,
                     o.content_type,
-                    str(self.store.path(task.session, o.id)),
+                    f"{folder}{o.id}",
                 )
                 for o in task.outputs
             ],

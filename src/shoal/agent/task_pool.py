@@ -111,6 +111,7 @@ class TaskPool:
         self.workers: list[WorkerHandle] = []
         self._starting: dict[str, int] = {}  # workers being started, by owner
         self._tg: asyncio.TaskGroup | None = None
+        self._dispatch_soon = False
 
     async def run(self) -> None:
         """Start the workers (without isolation) and keep them until cancelled."""
@@ -186,11 +187,19 @@ class TaskPool:
         self.on_batch()
 
     def submit(self, task: NodeTask) -> None:
+        """Queue ``task``; tasks submitted in one turn of the loop go out together."""
         self.queues.setdefault(self._key(task), deque()).append(task)
-        self.dispatch()
+        if not self._dispatch_soon:
+            self._dispatch_soon = True
+            asyncio.get_running_loop().call_soon(self.dispatch)
 
     def dispatch(self) -> None:
-        """Hand queued tasks to the least busy workers of their owner."""
+        """Hand queued tasks to the least busy workers of their owner.
+
+        A worker with a queue is refilled only once it is down to half of it, so
+        each write carries several tasks (and the worker answers in batches too).
+        """
+        self._dispatch_soon = False
         for owner in [o for o, q in self.queues.items() if q]:
             mine = [w for w in self.workers if w.owner == owner and not w.retiring]
             queue = self.queues[owner]
@@ -203,8 +212,9 @@ class TaskPool:
             # batch after an agent starts uses every cpu).
             depth = 1 if self._starting.get(owner) else min(MAX_DEPTH, 1 + len(queue) // len(mine))
             batches: dict[int, list[NodeTask]] = {}
-            while queue:
-                handle = min(mine, key=lambda w: len(w.outstanding))
+            takers = [w for w in mine if len(w.outstanding) <= depth // 2]
+            while queue and takers:
+                handle = min(takers, key=lambda w: len(w.outstanding))
                 if len(handle.outstanding) >= depth:
                     break
                 task = queue.popleft()

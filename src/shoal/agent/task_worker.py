@@ -9,6 +9,7 @@ Messages are length-prefixed:
   ``("cancel", session_id)``
 - worker -> agent: msgpack :class:`NodeResult` s. Not pickles: the worker runs
   user code, and unpickling what it sends would run that code in the agent.
+  Results of short tasks that run back to back are written together.
 
 A cancel reaches a running task (the agent follows it with SIGUSR1): built-ins
 see their cancel event, Python code gets
@@ -28,6 +29,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 from collections import deque
 from types import FrameType
 from typing import Any
@@ -81,11 +83,29 @@ def split_results(buffer: bytearray) -> list[NodeResult]:
     return [_result_decoder.decode(body) for body in _split(buffer)]
 
 
+# Results of short tasks leave together: one write per batch, not per task. A
+# batch goes when the worker runs out of tasks, when it holds this many, or
+# when the first result in it has waited FLUSH_AFTER seconds (a timer signal:
+# the task running then may be long, and its neighbours' results must not wait
+# for it).
+MAX_UNSENT = 8
+FLUSH_AFTER = 0.002
+# Nanoseconds: a folder's mtime comes from a clock that ticks every few ms, so a
+# change within the same tick as the last one may leave it as it was.
+CLOCK_SLACK = 50_000_000
+
+
 class Worker:
     """The main thread reads the socket itself between tasks: no thread hand-off
     on the path of a small task. During a task, the agent's SIGUSR1 says "read
     the socket now" (a cancel may be waiting), and SIGTERM, sent by the kernel
-    when the agent dies (PDEATHSIG), stops the task and ends the worker."""
+    when the agent dies (PDEATHSIG), stops the task and ends the worker.
+
+    The socket stays blocking; a read that must not wait passes MSG_DONTWAIT, so
+    a small task costs no mode switches. Between tasks the socket is read only
+    when the local queue is empty, after a batch of results went out (the agent
+    answers those with more tasks), or when a SIGUSR1 came.
+    """
 
     def __init__(self, sock: socket.socket, work_dir: str, inline_limit: int, node: str) -> None:
         self.node = node
@@ -100,15 +120,22 @@ class Worker:
         self.exiting = False
         self._buffer = bytearray()
         self._receiving = False
+        self._poked = False  # a SIGUSR1 came: read before the next task
+        self._unsent: list[bytes] = []
+        self._flushing = False
+        self._timer = False  # the flush timer is armed
+        self._cwd_mtime = -1  # of the working folder when it was last seen empty
 
     def _receive(self, block: bool) -> None:
-        """Take what the agent sent off the socket; EOF means the agent is gone."""
+        """Take what the agent sent off the socket; EOF means the agent is gone.
+        ``block``: wait until at least one whole message is here."""
         self._receiving = True
+        self._poked = False
         try:
-            self.sock.setblocking(block)
+            flags = 0 if block else socket.MSG_DONTWAIT
             while True:
                 try:
-                    chunk = self.sock.recv(1 << 20)
+                    chunk = self.sock.recv(1 << 20, flags)
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:
@@ -117,15 +144,16 @@ class Worker:
                     self.exiting = True
                     return
                 self._buffer += chunk
+                got = False
                 for kind, body in split_messages(self._buffer):
+                    got = True
                     if kind == "run":
                         self.tasks.extend(body)
                     elif kind == "cancel":
                         self._cancel(body)
-                if block:
-                    # Got something: take the rest without waiting.
-                    self.sock.setblocking(False)
-                    block = False
+                if not block or (got and not self._buffer):
+                    return
+                # Part of a message, or nothing whole yet: wait for the rest.
         finally:
             self._receiving = False
 
@@ -136,10 +164,31 @@ class Worker:
             self.cancel_event.set()
 
     def _on_usr1(self, _signum: int, _frame: FrameType | None) -> None:
+        self._poked = True
         if self._receiving or self.current is None:
             return  # the main loop is reading already, or will before the next task
         self._receive(block=False)
         self._interrupt_if_cancelled()
+
+    def _on_alarm(self, _signum: int, _frame: FrameType | None) -> None:
+        self._timer = False
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send the results held back, in one write."""
+        if self._flushing or not self._unsent:
+            return
+        self._flushing = True
+        try:
+            data = b"".join(self._unsent)
+            self._unsent.clear()
+            if self._timer:
+                self._timer = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            with contextlib.suppress(OSError):  # the agent is gone; the next read sees EOF
+                self.sock.sendall(data)
+        finally:
+            self._flushing = False
 
     def _on_term(self, _signum: int, _frame: FrameType | None) -> None:
         # The agent is gone: nothing would receive our results. Execute kills
@@ -161,11 +210,14 @@ class Worker:
     def run(self) -> None:
         signal.signal(signal.SIGUSR1, self._on_usr1)
         signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGALRM, self._on_alarm)
         while not self.exiting:
             if not self.tasks:
+                self._flush()
                 self._receive(block=True)
                 continue
-            self._receive(block=False)  # a cancel sent since may be for this task
+            if self._poked:
+                self._receive(block=False)  # a cancel sent since may be for this task
             task = self.tasks.popleft()
             if task.session in self.cancelled:
                 continue
@@ -187,17 +239,36 @@ class Worker:
                 self.current = None
             self._clean_cwd()
             if result is not None and task.session not in self.cancelled:
-                self.sock.setblocking(True)
-                self.sock.sendall(encode_result(result))
+                self._hold(encode_result(result))
+
+    def _hold(self, encoded: bytes) -> None:
+        self._unsent.append(encoded)
+        if not self.tasks:
+            return  # the main loop sends them before it waits for more
+        if len(self._unsent) >= MAX_UNSENT:
+            self._flush()
+            self._receive(block=False)  # the agent's answer to these: more tasks
+        elif not self._timer:
+            if signal.getsignal(signal.SIGALRM) != self._on_alarm:
+                # A task set its own (signal.alarm): ours again, for the flush.
+                signal.signal(signal.SIGALRM, self._on_alarm)
+            self._timer = True
+            signal.setitimer(signal.ITIMER_REAL, FLUSH_AFTER)
 
     def _clean_cwd(self) -> None:
         # Each task starts in an empty working directory: what one task leaves
-        # there (`open("myfile", "w")`) must not meet the next. Checking is one
-        # scandir; a directory per task would cost more than a small task.
+        # there (`open("myfile", "w")`) must not meet the next. A stat says
+        # whether anything changed since the last look; the folder is listed
+        # only then, or while its last change is too recent for the file
+        # system's coarse clock to show another.
+        mtime = os.stat(".").st_mtime_ns
+        if mtime == self._cwd_mtime and time.time_ns() - mtime > CLOCK_SLACK:
+            return
         with os.scandir(".") as entries:
             leftovers = [e.path for e in entries]
         for path in leftovers:
             remove_path(path)
+        self._cwd_mtime = os.stat(".").st_mtime_ns
 
 
 def _hidden_by_parent(path: str) -> bool:

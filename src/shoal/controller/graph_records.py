@@ -6,6 +6,9 @@ The scheduler only adds a new or ended task or object to a set
 the store and a task that changes state several times within one interval is
 written once. Tasks running at a write (on a node's queue) are written as
 running then: a task that starts and ends between two writes costs nothing more.
+A new task still waiting at its first write is held back to the next one (most
+tasks of a big graph have ended by then, and cost one row, not two). Rows go to
+the driver as tuples, a chunk at a time.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from shoal.controller.graph_state import ASSIGNED, FINISHED, GObject, GSession, GTask
 from shoal.store import experiments as exp_queries
@@ -72,13 +77,21 @@ def _plain(value: Any) -> Any:
         return json.loads(json.dumps(value, default=repr))
 
 
-def task_row(task: GTask) -> dict[str, Any]:
+_encoder = msgspec.json.Encoder()
+
+
+def _json(value: dict[str, Any]) -> str:
+    # msgspec: json.dumps was a third of a row's cost. Values are JSON-able
+    # already (a user's values went through _plain).
+    return _encoder.encode(value).decode()
+
+
+def task_row(task: GTask) -> tuple[Any, ...]:
+    """The task's row of ``record_items``, in :data:`ITEM_COLUMNS` order."""
     info = task.info
-    details: dict[str, Any] = {
-        "cpus": task.cpus,
-        "inputs": [obj.id for obj, _ in task.inputs],
-        "outputs": [obj.id for obj in task.outputs],
-    }
+    details: dict[str, Any] = {"cpus": task.cpus}
+    details["inputs"] = [obj.id for obj, _ in task.inputs]
+    details["outputs"] = [obj.id for obj in task.outputs]
     if "duration" in info:
         details["duration"] = info["duration"]
     if info.get("debug"):
@@ -87,23 +100,24 @@ def task_row(task: GTask) -> dict[str, Any]:
         details["user"] = _plain(task.user)
     state = "running" if task.state == ASSIGNED else task.state
     task.recorded = state
-    return {
-        "experiment_id": task.session.record_id,
-        "item": f"task:{task.id}",
-        "kind": "task",
-        "seq": task.id,
-        "name": task.name or task.task_type,
-        "type": task.task_type,
-        "node": task.node,
-        "state": state,
-        "started_at": task.started_at,
-        "finished_at": task.finished_at,
-        "error": info.get("error"),
-        "info": details,
-    }
+    return (
+        task.session.record_id,
+        f"task:{task.id}",
+        "task",
+        task.id,
+        task.name or task.task_type,
+        task.task_type,
+        task.node,
+        state,
+        task.started_at,
+        task.finished_at,
+        info.get("error"),
+        _json(details),
+    )
 
 
-def object_row(obj: GObject) -> dict[str, Any]:
+def object_row(obj: GObject) -> tuple[Any, ...]:
+    """The object's row of ``record_items``, in :data:`ITEM_COLUMNS` order."""
     producer = obj.producer
     if obj.holders:
         placement = sorted(obj.holders)
@@ -113,27 +127,46 @@ def object_row(obj: GObject) -> dict[str, Any]:
         placement = [producer.node]  # freed since: it was made (and held) there
     else:
         placement = []
-    return {
-        "experiment_id": obj.session.record_id,
-        "item": f"object:{obj.id}",
-        "kind": "object",
-        "seq": obj.id,
-        "name": obj.label or "",
-        "type": obj.content_type or obj.data_type,
-        "node": placement[0] if placement else None,
-        "state": obj.state,
-        "started_at": None,
-        "finished_at": None,
-        "error": obj.info.get("error"),
-        "info": {
-            "size": obj.size,
-            "producer": producer.id if producer is not None else None,
-            "placement": placement,
-            "keep": obj.keep,
-            "data_type": obj.data_type,
-            "content_type": obj.content_type,
-        },
+    info = {
+        "size": obj.size,
+        "producer": producer.id if producer is not None else None,
+        "placement": placement,
+        "keep": obj.keep,
+        "data_type": obj.data_type,
+        "content_type": obj.content_type,
     }
+    return (
+        obj.session.record_id,
+        f"object:{obj.id}",
+        "object",
+        obj.id,
+        obj.label or "",
+        obj.content_type or obj.data_type,
+        placement[0] if placement else None,
+        obj.state,
+        None,
+        None,
+        obj.info.get("error"),
+        _json(info),
+    )
+
+
+_ROW_ORDER = (
+    "experiment_id",
+    "item",
+    "kind",
+    "seq",
+    "name",
+    "type",
+    "node",
+    "state",
+    "started_at",
+    "finished_at",
+    "error",
+    "info",
+)
+if _ROW_ORDER != record_queries.ITEM_COLUMNS:  # the rows above are built in this order
+    raise RuntimeError(f"record_items columns changed: {record_queries.ITEM_COLUMNS}")
 
 
 class GraphRecorder:
@@ -157,6 +190,7 @@ class GraphRecorder:
         self.running = running
         self.on_change = on_change
         self.interval = interval
+        self._young: set[GTask] = set()  # new tasks held back once (see flush)
 
     async def run(self) -> None:
         """Write what changed every ``interval`` seconds, until cancelled."""
@@ -165,31 +199,49 @@ class GraphRecorder:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write what changed now."""
+        """Write what changed now, a chunk at a time (the rows of a million tasks
+        are never all in memory at once)."""
         marks = self.marks
         tasks, marks.tasks = marks.tasks, set()
         objects, marks.objects = marks.objects, set()
         ended, marks.ended = marks.ended, {}
+        # A new task still waiting is written at the next write, not this one: most
+        # tasks of a big graph end before that, and are written once, ended.
+        young, self._young = self._young, set()
+        for task in tasks:
+            if task.recorded or task.done or task in young or task.session.closed:
+                continue
+            if task.session.error is None and task.state != ASSIGNED:
+                self._young.add(task)
+        if self._young:
+            tasks -= self._young
+            marks.tasks |= self._young
         for task in self.running():
             if task.recorded != "running" and task.session.record_id is not None:
                 tasks.add(task)
-        rows = [task_row(t) for t in tasks] + [object_row(o) for o in objects]
-        if not rows and not ended:
+        if not tasks and not objects and not ended:
             return
+        changed: set[str] = set(ended)
+        items: list[GTask | GObject] = [*tasks, *objects]
+        del tasks, objects
         try:
-            for start in range(0, len(rows), CHUNK):
-                chunk = rows[start : start + CHUNK]
+            for start in range(0, len(items), CHUNK):
+                chunk = [
+                    task_row(i) if isinstance(i, GTask) else object_row(i)
+                    for i in items[start : start + CHUNK]
+                ]
+                changed.update(row[0] for row in chunk)
                 await retry_store(lambda c=chunk: self._put(c), "storing graph records")
             if ended:
                 await retry_store(lambda: self._end(ended), "storing graph records")
         except Exception:
             # A record must never take the scheduler down; the tasks themselves ran.
-            log.exception("could not store the records of %d graph items", len(rows))
-        await self.on_change({row["experiment_id"] for row in rows} | ended.keys())
+            log.exception("could not store the records of %d graph items", len(items))
+        await self.on_change(changed)
 
-    async def _put(self, rows: list[dict[str, Any]]) -> None:
+    async def _put(self, rows: list[tuple[Any, ...]]) -> None:
         async with self.db.write() as conn:
-            await record_queries.put_items(conn, rows)
+            await record_queries.put_item_tuples(conn, rows)
 
     async def _end(self, ended: dict[str, tuple[GSession, str, str | None, float]]) -> None:
         async with self.db.write() as conn:

@@ -15,9 +15,13 @@ WAITING, READY, ASSIGNED, FINISHED, FAILED = "waiting", "ready", "assigned", "fi
 TASK_STATES = (WAITING, READY, ASSIGNED, FINISHED, FAILED)
 # Object states.
 PENDING = "pending"
+# Shared by the many tasks and objects that have none (a million tasks hold a
+# million empty dicts otherwise). Never changed in place: a new one replaces it.
+NO_INFO: dict[str, Any] = {}
+NO_USER: dict[str, Any] = {}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class GObject:
     session: GSession
     id: int
@@ -33,9 +37,9 @@ class GObject:
     data: bytes | None = None  # inline (small objects, constants)
     holders: set[str] = field(default_factory=set)  # nodes that hold the data
     size: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=lambda: NO_INFO)
     freed: bool = False
-    waiters: list[Waiter] = field(default_factory=list)
+    waiters: list[Waiter] | None = None  # made by the first wait
 
     @property
     def done(self) -> bool:
@@ -56,14 +60,17 @@ class GObject:
         return self.keep or self.unfinished_consumers > 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class GTask:
+    """A task of a session's graph. Kept small (a graph may hold a million):
+    slots, shared empty values, and its config dropped once it has run."""
+
     session: GSession
     id: int
     task_type: str
     config: bytes
-    inputs: list[tuple[GObject, str | None]]
-    outputs: list[GObject]
+    inputs: tuple[tuple[GObject, str | None], ...]
+    outputs: tuple[GObject, ...]
     cpus: int
     name: str
     user: dict[str, Any]
@@ -72,8 +79,8 @@ class GTask:
     node: str | None = None
     ready_at: float = 0.0  # monotonic time it became ready (for the placement latency)
     assigned_at: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
-    waiters: list[Waiter] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=lambda: NO_INFO)
+    waiters: list[Waiter] | None = None  # made by the first wait
     # Wall-clock times for the record (assigned_at is monotonic, for scheduling).
     started_at: float | None = None
     finished_at: float | None = None
@@ -85,6 +92,15 @@ class GTask:
 
     def describe(self) -> str:
         return f"task {self.name or self.task_type!r} ({self.session.id}, {self.id})"
+
+    def full_info(self, governor: str | None = None) -> dict[str, Any]:
+        """What the task's node reported, with where it ran (Rain's ``governor``
+        was the node's address, host:port; the node's name is beside it)."""
+        info = dict(self.info)
+        if self.node is not None and self.done:
+            info.setdefault("governor", governor or self.node)
+            info.setdefault("node", self.node)
+        return info
 
     def move(self, state: str) -> None:
         """Change the task's state, keeping its session's count of tasks by state."""

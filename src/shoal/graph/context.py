@@ -42,8 +42,13 @@ class Context:
         self.spec = spec
         self.info = info
         self.function = function
-        self._staging = Path(staging_dir)
+        self._staging = staging_dir  # a Path only once something is staged
         self._staged = 0
+
+    @property
+    def staged(self) -> int:
+        """How many files or directories were staged (moved into the task's folder)."""
+        return self._staged
 
     def debug(self, message: str, *args: Any, **kwargs: Any) -> None:
         """Append ``message.format(*args, **kwargs)`` to the task's debug log."""
@@ -105,7 +110,8 @@ class Context:
         if not source.exists():
             raise FileNotFoundError(f"{what}: nothing at {source}")
         self._staged += 1
-        self._staging.mkdir(parents=True, exist_ok=True)
-        target = self._staging / f"staged-{self._staged}"
+        staging = Path(self._staging)
+        staging.mkdir(parents=True, exist_ok=True)
+        target = staging / f"staged-{self._staged}"
         shutil.move(str(source), target)
         return DataInstance(path=target, content_type=content_type)

@@ -132,12 +132,15 @@ def run_task(
     )
     info = TaskInfo(start_time=datetime.fromtimestamp(started, UTC), governor=node, node=node)
     # Made only when the task needs it (built-ins, stage_file): a directory
-    # per task would cost more than a no-op task itself.
-    scratch = Path(work_dir) / f"task-{task.session}-{task.id}"
+    # per task would cost more than a no-op task itself. A plain string until
+    # then: Path arithmetic costs a no-op task as much again.
+    scratch = os.path.join(work_dir, f"task-{task.session}-{task.id}")
     result = NodeResult(task.session, task.id)
+    # A Python task makes its scratch folder only by staging a file; a built-in may always.
+    staged = [task.task_type != "python"]
     try:
         inputs = _instances(task)
-        outputs = _run(task, spec, info, inputs, scratch, cancel)
+        outputs = _run(task, spec, info, inputs, scratch, cancel, staged)
         result.outputs = _place_outputs(task, outputs, inline_limit, scratch)
     except TaskCancelled as exc:
         result.error = exc.message or "cancelled"
@@ -146,7 +149,7 @@ def run_task(
     except Exception as exc:
         result.error = _describe(exc)
     finally:
-        if os.path.lexists(scratch):
+        if staged[0] and os.path.lexists(scratch):
             remove_path(scratch)
     result.info = {
         "start_time": started,
@@ -190,20 +193,21 @@ def _run(
     spec: TaskSpec,
     info: TaskInfo,
     inputs: LabeledList[DataInstance],
-    scratch: Path,
+    scratch: str,
     cancel: threading.Event | None,
+    staged: list[bool],
 ) -> list[DataInstance]:
-    out_dir = scratch / "outputs"
     if task.task_type == "python":
         config = pickle.loads(task.config)
         spec.config = {"name": config.get("name")}
-        return _run_python(config, spec, info, inputs, out_dir)
+        return _run_python(config, spec, info, inputs, os.path.join(scratch, "outputs"), staged)
+    out_dir = Path(scratch) / "outputs"
     out_dir.mkdir(parents=True)
     runner = _BUILTINS.get(task.task_type)
     if runner is None:
         raise TaskFailed(f"unknown task type {task.task_type!r}")
     config = pickle.loads(task.config)
-    produced = runner(config, inputs, out_dir, scratch, cancel)
+    produced = runner(config, inputs, out_dir, Path(scratch), cancel)
     return list(produced)
 
 
@@ -212,7 +216,8 @@ def _run_python(
     spec: TaskSpec,
     info: TaskInfo,
     inputs: LabeledList[DataInstance],
-    out_dir: Path,
+    out_dir: str,
+    staged: list[bool],
 ) -> list[DataInstance]:
     fn = _functions.get(config["function"])
     params = config.get("inputs", {})
@@ -227,7 +232,10 @@ def _run_python(
     with resolving_inputs(values):
         args, kwargs = serialize.loads(config["args"])  # type: ignore[misc]
     ctx = Context(spec, info, staging_dir=out_dir, function=fn)
-    returned = fn(ctx, *args, **kwargs)
+    try:
+        returned = fn(ctx, *args, **kwargs)
+    finally:
+        staged[0] = ctx.staged > 0
     return _python_outputs(returned, config["outputs"])
 
 
@@ -300,7 +308,7 @@ def _to_instance(value: Any, output: dict[str, Any]) -> DataInstance:
 
 
 def _place_outputs(
-    task: NodeTask, produced: list[DataInstance], inline_limit: int, scratch: Path
+    task: NodeTask, produced: list[DataInstance], inline_limit: int, scratch: str
 ) -> list[tuple[int, int, str | None, bytes | None]]:
     if len(produced) != len(task.outputs):
         raise TaskFailed(
@@ -327,7 +335,7 @@ def _place_outputs(
             continue
         target = Path(out.store_path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if instance.path is not None and instance.path.is_relative_to(scratch):
+        if instance.path is not None and instance.path.is_relative_to(Path(scratch)):
             os.replace(instance.path, target)  # made by this task: move, do not copy
         else:
             instance.write(target)
