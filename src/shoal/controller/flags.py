@@ -80,6 +80,7 @@ class FlagService:
         self._queue: list[_Change] = []
         self._queued = asyncio.Event()
         self._writing = False
+        self._writer = flag_queries.FlagWriter(db)
         self.feed = ChangeFeed()  # experiments whose flags changed, for the dashboard
 
     async def _flag(self, experiment_id: str, name: str) -> Flag:
@@ -189,6 +190,7 @@ class FlagService:
                 if not change.answer.done():
                     change.answer.set_exception(stopping)
             self._queue.clear()
+            await self._writer.close()
 
     async def _submit(
         self, experiment_id: str, name: str, values: Values | None, delta: int | None
@@ -239,8 +241,7 @@ class FlagService:
                 done.append((change, values, version + 1))
             if staged:
                 rows = [(*key, *values, version) for key, (values, version) in staged.items()]
-                async with self.db.write() as conn:
-                    await flag_queries.put_flags(conn, rows)
+                await self._writer.put(rows)
         except StoreError as fault:
             # Nothing is in memory yet: every caller learns the change did not happen.
             for change, _values, _version in done:
