@@ -36,8 +36,18 @@ def _out(state: tuple[Values | None, int]) -> dict:
 async def user_scope(
     name: ExperimentName, caller: Principal = Depends(user), svc: Services = Depends(services)
 ) -> str:
-    """A user reaches the flags of their own experiments, by name."""
-    return (await svc.experiments.find(caller, name))["id"]
+    """A user reaches the flags of their own experiments, by name.
+
+    Which experiment a name is comes from the store once, then from memory: the
+    lookup is by the caller's own user id, as in the store.
+    """
+    epoch = svc.flags.names_epoch(svc.auth.epoch)
+    known = svc.flags.experiment_named(caller.user_id, name, epoch)
+    if known is not None:
+        return known
+    found = (await svc.experiments.find(caller, name))["id"]
+    svc.flags.remember_name(caller.user_id, name, found, epoch)
+    return found
 
 
 async def executor_scope(caller: Principal = Depends(executor)) -> str:
