@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from shoal.controller.auth import Principal
 from shoal.controller.errors import conflict, not_found
@@ -20,11 +20,17 @@ from shoal.controller.schemas import (
     FlagWaitIn,
     clean_input,
 )
-from shoal.controller.services import Services, executor, services, user
+from shoal.controller.services import Services, executor, user
 
 router = APIRouter(prefix="/api", tags=["flags"], dependencies=[Depends(clean_input)])
 
 Scope = Callable[..., Awaitable[str]]
+
+
+async def services(request: Request) -> Services:
+    """The controller's services, as a coroutine: FastAPI runs a plain function
+    dependency in its thread pool, a thread hop on every flag operation."""
+    return request.app.state.services
 
 
 def _out(state: tuple[Values | None, int]) -> dict:
