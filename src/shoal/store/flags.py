@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -52,6 +53,8 @@ async def put_flags(conn: AsyncConnection, rows: list[FlagRow]) -> None:
     ]
     await upsert(conn, flags, values, ["experiment_id", "name"])
 
+
+CLOSE_TIMEOUT = 5.0  # seconds to give a held connection back to the pool
 
 # One statement, committed on its own: on PostgreSQL a batch of flags costs one
 # round trip (no BEGIN, no COMMIT, no pool check-out), which is what lets the
@@ -107,9 +110,11 @@ class FlagWriter:
             raw = await self._connection()
             await raw.execute(_PUT_FLAGS_PG, *columns)
         except Exception as exc:
-            await self._drop()
             fault = classify(exc, None)
-            if fault is not None and fault is not exc:
+            if fault is None:
+                raise  # the statement was refused (a bug, a row): the connection is fine
+            await self._drop()
+            if fault is not exc:
                 raise fault from exc
             raise
 
@@ -132,7 +137,9 @@ class FlagWriter:
         conn, self._conn, self._raw = self._conn, None, None
         if conn is None:
             return
+        # A dead server must not hold up a controller that is stopping.
         with contextlib.suppress(Exception):
-            if invalidate:
-                await conn.invalidate()
-            await conn.close()
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                if invalidate:
+                    await conn.invalidate()
+                await conn.close()
