@@ -2,8 +2,10 @@
 
 For each store (SQLite, and PostgreSQL from tests/pgserver.py) it prints:
 
-- REST: atomic increments from ``--clients`` concurrent HTTP connections, beside
-  a bare FastAPI endpoint that does nothing (same client, same connections);
+- REST: atomic increments from ``--clients`` concurrent kept-alive HTTP
+  connections, beside a bare FastAPI endpoint that does nothing (same client,
+  same connections; the client is a bare HTTP/1.1 loop, so the servers set the
+  rates);
 - executors: ``--steps`` concurrent pipeline steps (spread over two agents)
   each incrementing one flag ``--per-step`` times;
 - PostgreSQL only: a bare asyncpg loop doing the same updates (one committed
