@@ -30,6 +30,7 @@ class ExecutorProcess:
         self._writer: asyncio.StreamWriter | None = None
         self._buffer = bytearray()
         self._pending: list[bytes] = []
+        self._posted: list[bytes] = []
 
     @classmethod
     async def spawn(cls, env: dict[str, str], cwd: str | None = None) -> ExecutorProcess:
@@ -46,13 +47,26 @@ class ExecutorProcess:
 
     async def send(self, message: ToExecutor) -> None:
         assert self._writer is not None
+        self._flush_posted()
         self._writer.write(self._encoder.encode_prefixed(message))
         await self._writer.drain()
 
     def post(self, message: ToExecutor) -> None:
-        """Send a small message without waiting for the socket to drain (from sync code)."""
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(self._encoder.encode_prefixed(message))
+        """Send a small message without waiting for the socket to drain (from sync code).
+
+        Messages posted while the event loop is busy (the flag answers of one
+        controller frame) go out in one write, not a write and a wake-up each.
+        """
+        if self._writer is None or self._writer.is_closing():
+            return
+        self._posted.append(self._encoder.encode_prefixed(message))
+        if len(self._posted) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_posted)
+
+    def _flush_posted(self) -> None:
+        if self._posted and self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"".join(self._posted))
+        self._posted.clear()
 
     async def receive(self) -> FromExecutor | None:
         """The next message, or None when the executor closed its end (exited)."""

@@ -189,10 +189,12 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StoreError, _store_fault)
     app.add_middleware(RequestLimits, limits=body_limits(config))
+    # Routes are tried in order and flag operations are the most frequent
+    # requests: first (no other route matches their paths).
+    app.include_router(routes_flags.router)
     app.include_router(routes_auth.router)
     app.include_router(routes_nodes.router)
     app.include_router(routes_experiments.router)
-    app.include_router(routes_flags.router)
     app.include_router(routes_runs.router)
     app.include_router(routes_metrics.router)
     app.include_router(routes_records.router)

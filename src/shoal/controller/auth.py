@@ -96,6 +96,12 @@ class Authenticator:
         self._mark: str | None = None
         self._sweep_at = SOCKETS_SWEEP
 
+    @property
+    def epoch(self) -> int:
+        """Moves on with every revocation: what was learnt about a caller before
+        it (e.g. which experiment a name is) may no longer hold."""
+        return self._epoch
+
     # ----------------------------------------------------------------- issuing
 
     async def login(self, login: str, password: str) -> str | None:

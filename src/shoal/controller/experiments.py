@@ -238,6 +238,8 @@ class ExperimentService(ExperimentViews, AgentReports):
                     conn, experiment_id, principal.user_id, name, "runner", "RUNNING", []
                 )
                 await exp_queries.update_experiment(conn, experiment_id, started_at=time.time())
+        if old is not None:
+            self.flags.drop_experiment(old["id"])
         self.feed.touch([experiment_id, old and old["id"]])
         await self._notify()
         return experiment_id

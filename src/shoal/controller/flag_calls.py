@@ -9,6 +9,10 @@ its own experiment's flags, while it runs).
 A call may arrive twice when an agent reconnects and sends again what was not
 answered: answers are remembered for a while, so a repeated ``add`` is answered
 again rather than applied again.
+
+A call costs no task of its own: it is checked and queued (or answered from
+memory) as its frame is read, and answered from the flag writer's callback once
+durable. Only the first call on a flag not in memory yet waits for a store read.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections import OrderedDict
 from fastapi import HTTPException
 
 from shoal.controller.experiments import TERMINAL_DEPLOYMENT, ExperimentService
-from shoal.controller.flags import FlagRangeError, FlagService, Values
+from shoal.controller.flags import INT_MAX, INT_MIN, Flag, FlagRangeError, FlagService, State
 from shoal.controller.registry import NodeRegistry
 from shoal.protocol.flag_messages import FlagAnswer, FlagCall
 from shoal.store.faults import StoreError
@@ -28,10 +32,13 @@ from shoal.store.faults import StoreError
 log = logging.getLogger("shoal.controller.flags")
 
 REMEMBERED = 100_000  # answered calls kept to recognise a call sent again
+MAX_FLAG_NAME = 255  # what the store's column holds
+CallKey = tuple[str, str, int]  # relaying node, deployment, call id
 
 
 class ExecutorFlagCalls:
-    """Serves executors' flag calls, each in a task of the service's own TaskGroup."""
+    """Serves executors' flag calls; a call needing a store read first runs in a
+    task of the service's own TaskGroup."""
 
     def __init__(
         self,
@@ -47,8 +54,8 @@ class ExecutorFlagCalls:
         self._tg: asyncio.TaskGroup | None = None
         # Keyed by (relaying node, deployment, call id): a repeat is recognised
         # only from the node that sent the call, never from another one.
-        self._answered: OrderedDict[tuple[str, str, int], FlagAnswer] = OrderedDict()
-        self._running: set[tuple[str, str, int]] = set()
+        self._answered: OrderedDict[CallKey, FlagAnswer] = OrderedDict()
+        self._running: set[CallKey] = set()
 
     async def run(self) -> None:
         """Hold the TaskGroup the calls run in, until cancelled (with them)."""
@@ -68,55 +75,97 @@ class ExecutorFlagCalls:
             return
         if key in self._running or self._tg is None:
             return  # the first copy is answered when done
+        dep = self.experiments.deployments.get(call.deployment)
+        if dep is None or dep.node != node or dep.state in TERMINAL_DEPLOYMENT:
+            self._reply(
+                node, _failed(call, 403, "this executor's deployment is not running on this node")
+            )
+            return
+        refused = _invalid(call)
+        if refused:
+            self._reply(node, _failed(call, 400, refused))
+            return
         self._running.add(key)
-        self._tg.create_task(self._serve(node, call, key))
+        flag = self.flags.loaded(dep.experiment_id, call.flag)
+        if flag is None:
+            self._tg.create_task(self._load_then_serve(node, call, key, dep.experiment_id))
+        else:
+            self._serve(node, call, key, dep.experiment_id, flag)
 
-    async def _serve(self, node: str, call: FlagCall, key: tuple[str, str, int]) -> None:
+    async def _load_then_serve(
+        self, node: str, call: FlagCall, key: CallKey, experiment: str
+    ) -> None:
         try:
-            answer = await self._answer(node, call)
-        except HTTPException as exc:
-            answer = _failed(call, exc.status_code, str(exc.detail))
-        except FlagRangeError as exc:
-            answer = _failed(call, 409, str(exc))
-        except StoreError as exc:
-            answer = _failed(call, 503, exc.message)
-        except Exception:
-            log.exception("a flag call from node %s failed", node)
+            flag = await self.flags.load(experiment, call.flag)
+        except Exception as exc:
+            self._finish(node, call, key, exc)
+            return
+        self._serve(node, call, key, experiment, flag)
+
+    def _serve(self, node: str, call: FlagCall, key: CallKey, experiment: str, flag: Flag) -> None:
+        op = call.op
+        if op == "add":
+            self.flags.change(
+                experiment,
+                call.flag,
+                flag,
+                None,
+                call.delta,
+                lambda outcome: self._finish(node, call, key, outcome),
+            )
+        elif op == "set":
+            self.flags.change(
+                experiment,
+                call.flag,
+                flag,
+                (call.text_value, call.int_value),
+                None,
+                lambda outcome: self._finish(node, call, key, outcome),
+            )
+        elif op == "get":
+            self.flags.ops["get"] += 1
+            if flag.values is None:
+                self._finish(node, call, key, _failed(call, 404, f"flag {call.flag!r} is not set"))
+            else:
+                self._finish(node, call, key, (flag.values, flag.version))
+        elif op == "wait":
+            timeout = max(0.0, min(call.timeout, self.max_wait))
+
+            def woken(outcome: State | None) -> None:
+                if outcome is None:  # timed out: the flag as it is now
+                    self._finish(node, call, key, _state(call, (flag.values, flag.version)))
+                else:
+                    answer = _state(call, outcome)
+                    answer.matched = True
+                    self._finish(node, call, key, answer)
+
+            self.flags.watch(flag, (call.text_value, call.int_value), call.after, timeout, woken)
+        else:
+            self._finish(node, call, key, _failed(call, 400, f"unknown flag operation {op!r}"))
+
+    def _finish(
+        self, node: str, call: FlagCall, key: CallKey, outcome: State | FlagAnswer | BaseException
+    ) -> None:
+        self._running.discard(key)
+        if isinstance(outcome, FlagAnswer):
+            answer = outcome
+        elif isinstance(outcome, tuple):
+            answer = _state(call, outcome)
+        elif isinstance(outcome, HTTPException):
+            answer = _failed(call, outcome.status_code, str(outcome.detail))
+        elif isinstance(outcome, FlagRangeError):
+            answer = _failed(call, 409, str(outcome))
+        elif isinstance(outcome, StoreError):
+            answer = _failed(call, 503, outcome.message)
+        else:
+            log.error("a flag call from node %s failed", node, exc_info=outcome)
             answer = _failed(call, 500, "internal error in the controller")
-        finally:
-            self._running.discard(key)
         if call.op in ("set", "add") and answer.status in (0, 409):
             # A change was made (or refused for good): a repeat gets this answer.
             self._answered[key] = answer
-            while len(self._answered) > REMEMBERED:
+            if len(self._answered) > REMEMBERED:
                 self._answered.popitem(last=False)
         self._reply(node, answer)
-
-    async def _answer(self, node: str, call: FlagCall) -> FlagAnswer:
-        dep = self.experiments.deployments.get(call.deployment)
-        if dep is None or dep.node != node or dep.state in TERMINAL_DEPLOYMENT:
-            return _failed(call, 403, "this executor's deployment is not running on this node")
-        experiment = dep.experiment_id
-        if call.op == "get":
-            state = await self.flags.get(experiment, call.flag)
-            if state[0] is None:
-                return _failed(call, 404, f"flag {call.flag!r} is not set")
-            return _state(call, state)
-        if call.op == "set":
-            values: Values = (call.text_value, call.int_value)
-            return _state(call, await self.flags.set(experiment, call.flag, values))
-        if call.op == "add":
-            return _state(call, await self.flags.add(experiment, call.flag, call.delta))
-        if call.op == "wait":
-            target: Values = (call.text_value, call.int_value)
-            timeout = max(0.0, min(call.timeout, self.max_wait))
-            got = await self.flags.wait(experiment, call.flag, target, call.after, timeout)
-            if got is None:
-                return _state(call, await self.flags.get(experiment, call.flag))
-            answer = _state(call, got)
-            answer.matched = True
-            return answer
-        return _failed(call, 400, f"unknown flag operation {call.op!r}")
 
     def _reply(self, node: str, answer: FlagAnswer) -> None:
         link = self.registry.links.get(node)
@@ -124,7 +173,19 @@ class ExecutorFlagCalls:
             link.send(answer)
 
 
-def _state(call: FlagCall, state: tuple[Values | None, int]) -> FlagAnswer:
+def _invalid(call: FlagCall) -> str:
+    """Why the store could not hold what ``call`` asks for ("" if it can)."""
+    if not call.flag or len(call.flag) > MAX_FLAG_NAME or "\0" in call.flag:
+        return f"a flag name has 1 to {MAX_FLAG_NAME} characters and no NUL"
+    if call.text_value is not None and "\0" in call.text_value:
+        return "a flag's text value may not contain NUL characters"
+    for number in (call.int_value, call.delta):
+        if number is not None and not INT_MIN <= number <= INT_MAX:
+            return f"flag values are integers from {INT_MIN} to {INT_MAX}"
+    return ""
+
+
+def _state(call: FlagCall, state: tuple) -> FlagAnswer:
     values, version = state
     text, number = values if values is not None else (None, None)
     return FlagAnswer(

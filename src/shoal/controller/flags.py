@@ -11,6 +11,10 @@ store fault answers every caller of the batch with the fault and leaves memory
 as it was. Under load a transaction carries hundreds of operations, so the
 store's commit rate stops being the flags' operation rate.
 
+Callers that cannot spare a task per operation (executors' calls relayed by
+their agents, thousands a second) use :meth:`FlagService.change` and
+:meth:`FlagService.watch`, which take a callback instead of being awaited.
+
 Every change gets a version. A wait names the last version its caller has
 seen (``after``) and matches any value the flag took since then, not only the
 current one: a barrier like "wait for (stage 1, 0)" cannot be missed because
@@ -23,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from shoal.controller.changes import ChangeFeed
 from shoal.controller.errors import not_found
@@ -35,15 +41,30 @@ log = logging.getLogger("shoal.controller.flags")
 
 FlagKey = tuple[str, str]  # (experiment id, flag name)
 Values = tuple[str | None, int | None]
+State = tuple[Values, int]  # values and the version they have
+# Called once with the change's state once it is durable, or with why it failed.
+Reply = Callable[[State | BaseException], None]
+# Called once with the matching state, or with None when the wait timed out.
+WaitReply = Callable[[State | None], None]
 HISTORY = 4096  # values kept per flag for waiters that are behind
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # what every store's integer column holds
 # Operations per transaction at most: a bigger batch would hold the store (and,
 # on SQLite, every other writer) for longer than its callers gain.
 MAX_BATCH = 2000
+NAMES_KEPT = 100_000  # experiment names remembered for the flags REST API
 
 
 class FlagRangeError(ValueError):
     """An atomic add would take a flag's int value out of the storable range."""
+
+
+@dataclass(slots=True)
+class Waiter:
+    """One wait for a value; ``timer`` ends it with None."""
+
+    target: Values
+    reply: WaitReply
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -51,25 +72,26 @@ class Flag:
     values: Values | None = None
     version: int = 0
     history: deque[tuple[int, Values]] = field(default_factory=lambda: deque(maxlen=HISTORY))
-    waiters: list[tuple[Values, asyncio.Future[tuple[Values, int]]]] = field(default_factory=list)
+    # by the value they wait for: a change wakes its waiters without looking at the others
+    waiters: dict[Values, list[Waiter]] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Change:
-    """One queued set (``delta`` None) or atomic add, and its caller's answer."""
+    """One queued set (``delta`` None) or atomic add, and how to answer its caller."""
 
     key: FlagKey
     flag: Flag
     values: Values | None
     delta: int | None
-    answer: asyncio.Future[tuple[Values, int]]
+    reply: Reply
 
 
 class FlagService:
     """The flags of all experiments: memory for speed, the store for durability.
 
     ``run`` is the one writer; it must be running (the controller's lifespan
-    owns it) for ``set`` and ``add`` to be answered.
+    owns it) for changes to be answered.
     """
 
     def __init__(self, db: Database) -> None:
@@ -80,9 +102,50 @@ class FlagService:
         self._queue: list[_Change] = []
         self._queued = asyncio.Event()
         self._writing = False
+        self._writer = flag_queries.FlagWriter(db)
         self.feed = ChangeFeed()  # experiments whose flags changed, for the dashboard
+        # (owner, experiment name) -> experiment id, learnt in ``_names_epoch``
+        self._names: dict[tuple[int, str], str] = {}
+        self._names_epoch: tuple[int, int] | None = None
+        self._drops = 0
 
-    async def _flag(self, experiment_id: str, name: str) -> Flag:
+    # ------------------------------------------------------------ lookups
+
+    def names_epoch(self, revocations: int) -> tuple[int, int]:
+        """What ``experiment_named`` answers for: the authenticator's revocations
+        (a removed user's id may be given to a new user) and the experiments
+        dropped here so far. Take it before asking the store."""
+        return revocations, self._drops
+
+    def experiment_named(self, owner_id: int, name: str, epoch: tuple[int, int]) -> str | None:
+        """The id of ``owner_id``'s experiment ``name`` if the store told it in this epoch.
+
+        Spares the REST API a store read per operation; a deleted or replaced
+        experiment (``drop_experiment``) ends the epoch.
+        """
+        if epoch != self._names_epoch:
+            self._names.clear()
+            self._names_epoch = epoch
+            return None
+        return self._names.get((owner_id, name))
+
+    def remember_name(
+        self, owner_id: int, name: str, experiment_id: str, epoch: tuple[int, int]
+    ) -> None:
+        """Remember what the store said in ``epoch`` ``owner_id``'s experiment ``name`` is;
+        forgotten if the epoch ended while the store was asked."""
+        if epoch != self._names_epoch:
+            return
+        if len(self._names) >= NAMES_KEPT:
+            self._names.clear()
+        self._names[(owner_id, name)] = experiment_id
+
+    def loaded(self, experiment_id: str, name: str) -> Flag | None:
+        """The flag if it is in memory already (then no store read is needed)."""
+        return self._flags.get((experiment_id, name))
+
+    async def load(self, experiment_id: str, name: str) -> Flag:
+        """The flag, read from the store the first time it is used."""
         key = (experiment_id, name)
         flag = self._flags.get(key)
         if flag is not None:
@@ -100,47 +163,39 @@ class FlagService:
             self._loading.pop(key, None)
         return flag
 
+    # ------------------------------------------------------ awaited calls
+
     async def get(self, experiment_id: str, name: str) -> tuple[Values | None, int]:
         self.ops["get"] += 1
-        flag = await self._flag(experiment_id, name)
+        flag = await self.load(experiment_id, name)
         return flag.values, flag.version
 
-    async def set(self, experiment_id: str, name: str, values: Values) -> tuple[Values, int]:
+    async def set(self, experiment_id: str, name: str, values: Values) -> State:
         """Set both values; (values, version) once the change is durable."""
-        self.ops["set"] += 1
-        return await self._submit(experiment_id, name, values, None)
+        return await self._changed(experiment_id, name, values, None)
 
-    async def add(self, experiment_id: str, name: str, delta: int) -> tuple[Values, int]:
+    async def add(self, experiment_id: str, name: str, delta: int) -> State:
         """Atomically add ``delta`` to the int value (a missing value counts as 0).
 
         Raises ``FlagRangeError`` if the sum would leave the storable range.
         """
-        self.ops["add"] += 1
-        return await self._submit(experiment_id, name, None, delta)
+        return await self._changed(experiment_id, name, None, delta)
 
     async def wait(
         self, experiment_id: str, name: str, target: Values, after: int, timeout: float
-    ) -> tuple[Values, int] | None:
+    ) -> State | None:
         """The first value equal to ``target`` with a version above ``after``.
 
         Returns (values, version), or None if ``timeout`` passes first.
         """
-        self.ops["wait"] += 1
-        flag = await self._flag(experiment_id, name)
-        for version, values in flag.history:
-            if version > after and values == target:
-                return values, version
-        future: asyncio.Future[tuple[Values, int]] = asyncio.get_running_loop().create_future()
-        entry = (target, future)
-        flag.waiters.append(entry)
+        flag = await self.load(experiment_id, name)
+        future: asyncio.Future[State | None] = asyncio.get_running_loop().create_future()
+        waiter = self.watch(flag, target, after, timeout, _settle_wait(future))
         try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            return None
+            return await future
         finally:
-            if entry in flag.waiters:
-                flag.waiters.remove(entry)
+            if waiter is not None:
+                self.unwatch(flag, waiter)
 
     async def next_after(
         self, experiment_id: str, name: str, after: int
@@ -152,7 +207,7 @@ class FlagService:
         observe every value, however briefly the flag held it.
         """
         self.ops["next_after"] += 1
-        flag = await self._flag(experiment_id, name)
+        flag = await self.load(experiment_id, name)
         for version, values in flag.history:
             if version > after:
                 return values, version
@@ -169,8 +224,78 @@ class FlagService:
         return dict(sorted(out.items()))
 
     def drop_experiment(self, experiment_id: str) -> None:
+        """Forget a deleted (or replaced) experiment's flags and every name learnt so far."""
         for key in [k for k in self._flags if k[0] == experiment_id]:
             del self._flags[key]
+        # A name looked up before the deletion must not be remembered after it.
+        self._drops += 1
+        self._names.clear()
+        self._names_epoch = None
+
+    async def _changed(
+        self, experiment_id: str, name: str, values: Values | None, delta: int | None
+    ) -> State:
+        if not self._writing:
+            raise StoreUnavailable("the flag writer is not running")
+        flag = await self.load(experiment_id, name)
+        future: asyncio.Future[State] = asyncio.get_running_loop().create_future()
+        self.change(experiment_id, name, flag, values, delta, _settle(future))
+        return await future
+
+    # ------------------------------------------------------- callback calls
+
+    def change(
+        self,
+        experiment_id: str,
+        name: str,
+        flag: Flag,
+        values: Values | None,
+        delta: int | None,
+        reply: Reply,
+    ) -> None:
+        """Queue a set (``values``) or an add (``delta``) of a loaded ``flag``;
+        ``reply`` gets the state once the change is durable, or the error."""
+        self.ops["set" if delta is None else "add"] += 1
+        if not self._writing:
+            reply(StoreUnavailable("the flag writer is not running"))
+            return
+        self._queue.append(_Change((experiment_id, name), flag, values, delta, reply))
+        self._queued.set()
+
+    def watch(
+        self, flag: Flag, target: Values, after: int, timeout: float, reply: WaitReply
+    ) -> Waiter | None:
+        """Call ``reply`` with the first state of ``flag`` equal to ``target`` at a
+        version above ``after``, or with None after ``timeout`` seconds.
+
+        Answers at once (and returns None) when the flag took that value
+        already; else returns the waiter, which ``unwatch`` withdraws.
+        """
+        self.ops["wait"] += 1
+        for version, values in flag.history:
+            if version > after and values == target:
+                reply((values, version))
+                return None
+        waiter = Waiter(target, reply)
+        flag.waiters.setdefault(target, []).append(waiter)
+        waiter.timer = asyncio.get_running_loop().call_later(timeout, self._expire, flag, waiter)
+        return waiter
+
+    def unwatch(self, flag: Flag, waiter: Waiter) -> None:
+        """Withdraw a wait that has not been answered (no reply follows)."""
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+        same = flag.waiters.get(waiter.target)
+        if same is not None and waiter in same:
+            same.remove(waiter)
+            if not same:
+                del flag.waiters[waiter.target]
+
+    def _expire(self, flag: Flag, waiter: Waiter) -> None:
+        self.unwatch(flag, waiter)
+        _deliver(waiter.reply, None)
+
+    # ----------------------------------------------------------- the writer
 
     async def run(self) -> None:
         """The writer: commit what callers queued, a batch per transaction, until cancelled."""
@@ -186,36 +311,26 @@ class FlagService:
             self._writing = False
             stopping = StoreUnavailable("the controller is shutting down")
             for change in self._queue:
-                if not change.answer.done():
-                    change.answer.set_exception(stopping)
+                _deliver(change.reply, stopping)
             self._queue.clear()
-
-    async def _submit(
-        self, experiment_id: str, name: str, values: Values | None, delta: int | None
-    ) -> tuple[Values, int]:
-        if not self._writing:
-            raise StoreUnavailable("the flag writer is not running")
-        key = (experiment_id, name)
-        flag = await self._flag(experiment_id, name)
-        answer: asyncio.Future[tuple[Values, int]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Change(key, flag, values, delta, answer))
-        self._queued.set()
-        return await answer
+            await self._writer.close()
 
     async def _commit(self, batch: list[_Change], split: bool = True) -> None:
         """Store ``batch`` in one transaction, then change memory and answer its callers.
 
         Each change is computed from the state the changes before it left, in
         the order they were queued: adds stay atomic without a lock, because
-        this is the only place flags change.
+        this is the only place flags change. However many changes a flag got in
+        the batch, the store gets its final state once, and each caller its own
+        result.
         """
-        staged: dict[FlagKey, tuple[Values, int]] = {}
+        staged: dict[FlagKey, State] = {}
         done: list[tuple[_Change, Values, int]] = []
         try:
             for change in batch:
                 if self._flags.get(change.key) is not change.flag:
                     # The experiment was deleted after the change was queued.
-                    _answer_error(change, not_found("experiment was deleted"))
+                    _deliver(change.reply, not_found("experiment was deleted"))
                     continue
                 before, version = staged.get(change.key, (change.flag.values, change.flag.version))
                 if change.delta is None:
@@ -225,8 +340,8 @@ class FlagService:
                     text, number = before if before else (None, None)
                     new = (number or 0) + change.delta
                     if not INT_MIN <= new <= INT_MAX:
-                        _answer_error(
-                            change,
+                        _deliver(
+                            change.reply,
                             FlagRangeError(
                                 f"flag {change.key[1]!r} holds {number or 0}: adding "
                                 f"{change.delta} would leave the range of flag values "
@@ -239,12 +354,11 @@ class FlagService:
                 done.append((change, values, version + 1))
             if staged:
                 rows = [(*key, *values, version) for key, (values, version) in staged.items()]
-                async with self.db.write() as conn:
-                    await flag_queries.put_flags(conn, rows)
+                await self._writer.put(rows)
         except StoreError as fault:
             # Nothing is in memory yet: every caller learns the change did not happen.
             for change, _values, _version in done:
-                _answer_error(change, fault)
+                _deliver(change.reply, fault)
             return
         except Exception as exc:
             if split and len(staged) > 1:
@@ -255,25 +369,50 @@ class FlagService:
                 return
             log.exception("storing %d flag changes failed", len(done))
             for change, _values, _version in done:
-                _answer_error(change, exc)
+                _deliver(change.reply, exc)
             return
         except BaseException:
             # Cancelled while writing (the controller stops): the callers must not hang.
             for change, _values, _version in done:
-                _answer_error(change, StoreUnavailable("the controller is shutting down"))
+                _deliver(change.reply, StoreUnavailable("the controller is shutting down"))
             raise
         for change, values, version in done:
             flag = change.flag
             flag.values, flag.version = values, version
             flag.history.append((version, values))
-            for target, future in flag.waiters:
-                if target == values and not future.done():
-                    future.set_result((values, version))
-            if not change.answer.done():
-                change.answer.set_result((values, version))
+            woken = flag.waiters.pop(values, None) if flag.waiters else None
+            if woken:
+                for waiter in woken:
+                    if waiter.timer is not None:
+                        waiter.timer.cancel()
+                    _deliver(waiter.reply, (values, version))
+            _deliver(change.reply, (values, version))
         self.feed.touch(key[0] for key in staged)
 
 
-def _answer_error(change: _Change, error: BaseException) -> None:
-    if not change.answer.done():
-        change.answer.set_exception(error)
+def _deliver(reply: Callable[[Any], None], outcome: Any) -> None:
+    """Answer one caller; a failing answer must not keep the others from theirs."""
+    try:
+        reply(outcome)
+    except Exception:
+        log.exception("answering a flag call failed")
+
+
+def _settle(future: asyncio.Future[State]) -> Reply:
+    def reply(outcome: State | BaseException) -> None:
+        if future.done():
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    return reply
+
+
+def _settle_wait(future: asyncio.Future[State | None]) -> WaitReply:
+    def reply(outcome: State | None) -> None:
+        if not future.done():
+            future.set_result(outcome)
+
+    return reply

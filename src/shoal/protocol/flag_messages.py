@@ -13,8 +13,11 @@ from __future__ import annotations
 import msgspec
 
 
-class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
-    pass
+class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True, gc=False):
+    """Fields are strings and numbers only, so no reference cycle can pass
+    through these messages: the garbage collector need not track them (a
+    controller remembers up to 100,000 answers, which full collections would
+    otherwise walk again and again)."""
 
 
 class FlagCall(_Msg):
