@@ -24,7 +24,7 @@ async def scrape(
     ``--metrics-public`` serves this to anyone who reaches it."""
     # Async on purpose: the collector reads live state, which only this event
     # loop may touch (a sync route would run in a worker thread).
-    svc = services(request)
+    svc = await services(request)
     if not svc.config.metrics_public:
         await user(await principal(request, credentials))
     body, content_type = svc.metrics.exposition(request.headers.get("accept", ""))

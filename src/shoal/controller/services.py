@@ -46,7 +46,9 @@ class Services:
     channel_service: ChannelService
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """The controller's services (async: FastAPI runs a plain function dependency
+    in its thread pool, a thread hop on every request)."""
     return request.app.state.services
 
 
@@ -59,7 +61,7 @@ async def principal(
 ) -> Principal:
     if credentials is None:
         raise unauthorized()
-    found = await services(request).auth.resolve(credentials.credentials)
+    found = await request.app.state.services.auth.resolve(credentials.credentials)
     if found is None:
         raise unauthorized("invalid or expired token; log in again at POST /api/token")
     return found

@@ -59,7 +59,7 @@ def netunicorn(request: Request) -> NetunicornService:
 
 async def executor(token: str, request: Request) -> Principal:
     """The executor whose token is in the gateway path."""
-    caller = await services(request).auth.resolve(token)
+    caller = await request.app.state.services.auth.resolve(token)
     if caller is None or caller.kind != "executor" or caller.experiment_id is None:
         raise unauthorized("this gateway endpoint's executor token is not valid")
     return caller
