@@ -229,13 +229,17 @@ class EndpointHost:
         reader, writer = await asyncio.open_connection(sock=sock, limit=READ_LIMIT)
         transport = StreamTransport(reader, writer)
         handler = self._handlers.get(request.endpoint)
-        channel = await accept_on(
-            transport,
-            request,
-            path=path,
-            # The agent checked the capability; the endpoint may have gone since.
-            check=lambda r: "" if handler else f"endpoint {r.endpoint!r} is served no more",
-        )
+        try:
+            channel = await accept_on(
+                transport,
+                request,
+                path=path,
+                # The agent checked the capability; the endpoint may have gone since.
+                check=lambda r: "" if handler else f"endpoint {r.endpoint!r} is served no more",
+            )
+        except ChannelError as exc:
+            log.info("a channel to %r did not open: %s", request.endpoint, exc)
+            return
         if channel is None or handler is None:
             return
         try:

@@ -561,9 +561,14 @@ class OutPipe:
             await self._wait_a_little()
             return None
         if route.accept:
-            if self._offered is None:
+            # The LOCAL receiver comes (it never fails over): hold the values
+            # for it rather than drop them, until the route changes or a close.
+            while self._offered is None:
+                with self._cond:
+                    if self._route_changed or self._closed:
+                        return None
                 await self._wait_a_little()
-            return self._offered[0] if self._offered is not None else None
+            return self._offered[0]
         if route.node == LOCAL_NODE:
             receiver = LOCAL_RECEIVERS.get(route.endpoint)
             return _InProcess(receiver, self.pipe.id) if receiver is not None else None
