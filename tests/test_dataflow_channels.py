@@ -70,7 +70,9 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalClu
     logs.mkdir()
     with LocalCluster([], workdir=tmp_path / "cluster") as c:
         for name in NODES:
-            agent = start_agent(c.endpoint, c.agent_token, name, logs / f"{name}.log", *PATHS[request.param])
+            agent = start_agent(
+                c.endpoint, c.agent_token, name, logs / f"{name}.log", *PATHS[request.param]
+            )
             c.agents[name] = agent  # stopped with the cluster
         c.client().wait_for_nodes(NODES, 30)
         yield c

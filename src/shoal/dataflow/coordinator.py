@@ -27,6 +27,7 @@ from typing import Any
 
 from shoal.client.remote import RemoteClient, RemoteClientException
 from shoal.dataflow.control import ControlServer
+from shoal.dataflow.control_link import TOKEN_BYTES
 from shoal.dataflow.controller_channel import CHANNEL_DEADLINE, ControllerChannel
 from shoal.dataflow.errors import DataflowError
 from shoal.dataflow.failover import MAX_UNSTARTED, NOT_STARTED, Failover
@@ -35,7 +36,6 @@ from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.network import Network
 from shoal.dataflow.placement import START_TIMEOUT, Placement
 from shoal.dataflow.record import NetworkRecord
-from shoal.dataflow.control_link import TOKEN_BYTES
 from shoal.dataflow.routing import client_addresses, pipe_route, source_route
 from shoal.dataflow.transport import Reach, Route
 

@@ -23,9 +23,9 @@ from typing import Any
 from shoal.client import serialize
 from shoal.client.channels import ChannelError
 from shoal.client.retry import RECONNECT_DEADLINE, retry_call
+from shoal.dataflow.control_link import ControlLink, open_connection, open_via_controller
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.rounds import InputAligner, Key
-from shoal.dataflow.control_link import ControlLink, open_connection, open_via_controller
 from shoal.dataflow.transport import LOCAL_NODE, OutPipe, PipeLinks, Reach, Route
 from shoal.model.pipeline import Task
 

@@ -6,8 +6,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.control_link import ControlLink
+from shoal.dataflow.jobs import BaseJob
 
 
 @dataclass

@@ -16,7 +16,7 @@ while the pipe's buffer is full) and in the input aligner.
 On a channel the opener first says hello (the run's token, the pipe, and the
 job and generation it expects at the other end) and the target answers OK,
 before any pickle is read. Then the sender sends batches of values (one
-pickle per batch) and, at the pipe's end, END, then closes the channel.
+bare pickle per batch) and, at the pipe's end, END, then closes the channel.
 
 Back-pressure is the Channel's credit: a receiver whose job has a full queue
 stops reading its channel, the sender's channel queue fills, its writer
@@ -56,7 +56,8 @@ RECONNECT_EVERY = 0.5
 OPEN_TIMEOUT = 10.0
 MAX_BUFFER_BYTES = 8 << 20
 MAX_BATCH_BYTES = 1 << 20
-HELLO, OK, DATA, END = b"H", b"K", b"D", b"E"
+HELLO, OK, END = b"H", b"K", b"E"
+DATA = b"\x80"  # a batch is a bare pickle (protocol 2 and up start so): no copy to tag it
 
 
 def endpoint_name(token: bytes, side: str, job: int, generation: int) -> str:
@@ -264,7 +265,7 @@ class PipeLinks:
     async def take(self, pipe_id: int, data: bytes) -> bool:
         """One message of an input pipe; True at its end."""
         if data[:1] == DATA:
-            items = pickle.loads(memoryview(data)[1:])
+            items = pickle.loads(data)
             if self._room(pipe_id):
                 self._deliver(pipe_id, items)
             else:
@@ -337,7 +338,9 @@ class PipeLinks:
                 self.reach.controller, self.reach.token, route.node, route.endpoint
             )
         except ChannelError as exc:
-            log.debug("pipe %s: cannot reach %s on %s: %s", pipe_id, route.endpoint, route.node, exc)
+            log.debug(
+                "pipe %s: cannot reach %s on %s: %s", pipe_id, route.endpoint, route.node, exc
+            )
             return None
         try:
             await channel.send(hello(self.token, pipe_id, route.job, route.generation))
@@ -517,7 +520,7 @@ class OutPipe:
                     continue
                 try:
                     if batch:
-                        await link.send(DATA + pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+                        await link.send(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
                     if ending:
                         await link.send(END)
                         await link.close()
