@@ -198,7 +198,7 @@ class Coordinator:
 
     def reach(self) -> Reach:
         """How this process's LOCAL job hosts open their channels."""
-        return Reach(self.client.endpoint, self.call(self.client.token))
+        return Reach(self.client.endpoint, lambda: self.call(self.client.token))
 
     def stop(self) -> None:
         """Stop every job, cancel their experiments, close the control port."""

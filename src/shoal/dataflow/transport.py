@@ -81,17 +81,19 @@ class Route:
 
 @dataclass(frozen=True)
 class Reach:
-    """How this process opens channels: the controller and a token there."""
+    """How this process opens channels: the controller, and a bearer token there
+    (asked for at each opening: a client's token changes when it logs in again,
+    e.g. after a controller restart)."""
 
     controller: str
-    token: str
+    token: Callable[[], str]
 
     @classmethod
     def from_environment(cls) -> Reach | None:
         """An executor's: the endpoint and token its agent gave it."""
         endpoint = os.environ.get("SHOAL_ENDPOINT")
         secret = os.environ.get("SHOAL_EXECUTOR_TOKEN")
-        return cls(endpoint, secret) if endpoint and secret else None
+        return cls(endpoint, lambda: secret) if endpoint and secret else None
 
 
 def hello(token: bytes, pipe_id: int, job: int, generation: int) -> bytes:
@@ -334,9 +336,8 @@ class PipeLinks:
         if self.reach is None:
             return None
         try:
-            channel = await connect(
-                self.reach.controller, self.reach.token, route.node, route.endpoint
-            )
+            token = await asyncio.to_thread(self.reach.token)
+            channel = await connect(self.reach.controller, token, route.node, route.endpoint)
         except ChannelError as exc:
             log.debug(
                 "pipe %s: cannot reach %s on %s: %s", pipe_id, route.endpoint, route.node, exc
