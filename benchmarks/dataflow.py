@@ -5,8 +5,8 @@ from a source job on one agent to a counting job on another, the same
 messages over a raw loopback TCP socket between two processes (each message
 length-prefixed and pickled on its own: the limit a Python sender meets),
 their ratio (issue 14's target: at least 1M small messages/s, within 1.5x of
-the socket; a pipe is a Channel since), and the time from SIGKILLing the node that runs a join to the
-first CSV row produced after its failover.
+the socket; a pipe is a Channel since), and the time from SIGKILLing the node
+that runs a join to the first CSV row produced after its failover.
 
     python benchmarks/dataflow.py [--small 200000] [--large 4000]
 """
