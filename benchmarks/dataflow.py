@@ -4,9 +4,9 @@ Prints messages/s and MB/s through one pipe (small values and 64 KB values)
 from a source job on one agent to a counting job on another, the same
 messages over a raw loopback TCP socket between two processes (each message
 length-prefixed and pickled on its own: the limit a Python sender meets),
-their ratio (target: at least 50,000 small messages/s, within 3x of the
-socket), and the time from SIGKILLing the node that runs a join to the
-first CSV row produced after its failover.
+their ratio (issue 14's target: at least 1M small messages/s, within 1.5x of
+the socket; a pipe is a Channel since), and the time from SIGKILLing the node
+that runs a join to the first CSV row produced after its failover.
 
     python benchmarks/dataflow.py [--small 200000] [--large 4000]
 """
@@ -33,8 +33,8 @@ from common import ROOT, machine
 from shoal import LocalCluster
 from shoal.dataflow import BytesPipe, Coordinator, LocalJob, PicklePipe, PythonJob, load_network
 
-TARGET_MSGS = 50_000
-TARGET_RATIO = 3.0
+TARGET_MSGS = 1_000_000
+TARGET_RATIO = 1.5
 _LENGTH = struct.Struct("!I")
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from dataflow_helpers import SHOAL, copy_network, dataflow, env, rows
+from processes import start_agent
 from shoal import LocalCluster
 from shoal.dataflow import Coordinator, load_network
 from waiting import wait_until
 
 JOIN = 4
+RELAY_ONLY = ("--no-data-server",)
 
 
 @pytest.fixture
@@ -86,24 +88,21 @@ def test_show_prints_graph_placement_and_restarts(
 
 
 def run_with_unreachable_pipes(tmp_path: Path, direct: bool) -> Path:
-    """Run demo v3 for 10 rounds where no pipe's receiver can be reached directly;
-    ``direct=False`` also keeps the hosts from reaching the coordinator directly."""
-    import dataclasses
-    import socket
-
-    with socket.socket() as closed:  # a port nobody listens on: every direct connect fails
-        closed.bind(("127.0.0.1", 0))
-        dead_port = closed.getsockname()[1]
-
-    class Unreachable(Coordinator):
-        def route(self, pipe_id: int):  # type: ignore[no-untyped-def]
-            route = super().route(pipe_id)
-            return route and dataclasses.replace(route, port=dead_port)
-
+    """Run demo v3 for 10 rounds on agents that serve no channels of their own
+    (``--no-data-server``: no peer can reach them), so every pipe goes through
+    the controller; ``direct=False`` also keeps the hosts from reaching the
+    coordinator directly."""
     network = load_network(copy_network(tmp_path, "demo_network_v3"))
-    with LocalCluster([node.name for node in network.nodes]) as cluster:
+    logs = tmp_path / "agents"
+    logs.mkdir()
+    with LocalCluster([]) as cluster:
+        for node in network.nodes:
+            log = logs / f"{node.name}.log"
+            agent = start_agent(cluster.endpoint, cluster.agent_token, node.name, log, *RELAY_ONLY)
+            cluster.agents[node.name] = agent  # stopped with the cluster
+        cluster.client().wait_for_nodes([node.name for node in network.nodes], 30)
         output = network.directory / "simulation"
-        run = Unreachable(
+        run = Coordinator(
             network,
             cluster.client(),
             output,
@@ -118,7 +117,7 @@ def run_with_unreachable_pipes(tmp_path: Path, direct: bool) -> Path:
 
 
 @pytest.mark.timeout(90)
-def test_pipes_fall_back_to_a_relay_through_the_coordinator(
+def test_pipes_to_unreachable_receivers_go_through_the_controller(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SHOAL_DEMO_PERIOD", "0.01")
@@ -131,8 +130,8 @@ def test_pipes_fall_back_to_a_relay_through_the_coordinator(
 def test_everything_goes_through_the_controller_when_nothing_else_is_reachable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A client behind NAT: the jobs reach the coordinator, and each other's pipes,
-    only through the controller's channel relay."""
+    """A client behind NAT and nodes nobody can reach: the jobs reach the
+    coordinator, and each other's pipes, only through the controller."""
     monkeypatch.setenv("SHOAL_DEMO_PERIOD", "0.01")
     output = run_with_unreachable_pipes(tmp_path, direct=False)
     join = rows(output / "6" / "join.csv")[1:]

@@ -19,7 +19,8 @@ import pytest
 from dataflow_helpers import rows
 from shoal import LocalCluster
 from shoal.dataflow import Coordinator, PicklePipe, load_network
-from shoal.dataflow.transport import TOKEN_BYTES, DataServer, OutPipe, Route
+from shoal.dataflow.control_link import TOKEN_BYTES
+from shoal.dataflow.transport import LOCAL_NODE, OutPipe, PipeLinks, Route
 
 COUNT = 3000
 
@@ -85,19 +86,26 @@ def test_thousands_of_64_kb_values_all_arrive_in_order(tmp_path: Path) -> None:
 
 
 def test_a_slow_receiver_gets_every_value_before_the_end() -> None:
-    """The sender's finish waits while values keep leaving, not a fixed time."""
+    """The sender's finish waits while values keep leaving, not a fixed time
+    (two LOCAL hosts' pipes, in process: the same writer as over a channel)."""
     token = secrets.token_bytes(TOKEN_BYTES)
     received: list[Any] = []
     ended = threading.Event()
 
     def deliver(pipe_id: int, items: list[tuple[Any, ...]]) -> None:
-        time.sleep(0.1)  # a slow job: each 1 MB batch takes a while (back-pressure via TCP)
+        time.sleep(0.1)  # a slow job: each 1 MB batch takes a while
         received.extend(value for _, value in items)
 
-    server = DataServer(token, job=2, generation=1, deliver=deliver, end=lambda _: ended.set())
-    out = OutPipe(PicklePipe(1), token)
+    def room(pipe_id: int) -> bool:
+        return False  # deliver blocks: off the loop
+
+    receiver = PipeLinks(token, 2, 1, None, deliver, lambda _: ended.set(), room)
+    sender = PipeLinks(token, 1, 1, None, deliver, lambda _: None, room)
+    receiver.start(serve=False)
+    sender.start(serve=False)
+    out = OutPipe(PicklePipe(1), sender)
     try:
-        out.set_route(Route(("127.0.0.1",), server.port, job=2, generation=1))
+        out.set_route(Route(LOCAL_NODE, receiver.in_endpoint, job=2, generation=1))
         values = [number.to_bytes(4, "big") * (16 * 1024) for number in range(300)]  # 64 KB
         for number, value in enumerate(values):
             out.put((0, number), value)
@@ -108,4 +116,5 @@ def test_a_slow_receiver_gets_every_value_before_the_end() -> None:
         assert out.dropped == 0
     finally:
         out.close()
-        server.close()
+        sender.stop()
+        receiver.stop()

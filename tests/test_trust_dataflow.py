@@ -3,9 +3,9 @@
 Hosts run on nodes, among other people's code: they reach the coordinator only
 with its own token (not the one every host of the run holds for pipes), and
 what they send it is read as plain values, never unpickled into objects, so a
-node cannot get code run in the client. Relayed pipe values pass through the
-coordinator as bytes. The relay and via-controller paths end to end are in
-test_dataflow_failover.py.
+node cannot get code run in the client. Pipes never reach the coordinator:
+they are channels between the hosts (test_dataflow_channels.py); the
+via-controller control path end to end is in test_dataflow_failover.py.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from shoal.dataflow import load_network
+from shoal.dataflow.control_link import loads_plain, pack
 from shoal.dataflow.coordinator import Coordinator
-from shoal.dataflow.wire import loads_plain, pack
+from shoal.protocol.framing import frame
 
 NETWORK = """
 from shoal.dataflow import BaseNode, PicklePipe, PythonJob
@@ -93,11 +94,11 @@ def serve(coord: Coordinator, first: bytes) -> tuple[bytes, threading.Thread]:
 
 def test_the_hosts_pipe_token_does_not_open_the_coordinator(coordinator: Coordinator) -> None:
     assert coordinator.token != coordinator.control_token
-    hello = ("hello", 0, 0, 1, ["127.0.0.1"], "node-0", 1)
-    answer, served = serve(coordinator, coordinator.token + pack(hello))
+    hello = ("hello", 0, 0, "node-0", 1)
+    answer, served = serve(coordinator, coordinator.token + frame(pack(hello)))
     assert answer == b"" and not served.is_alive()
     # with its own token, a host of no current job is told to stop
-    answer, _ = serve(coordinator, coordinator.control_token + pack(hello))
+    answer, _ = serve(coordinator, coordinator.control_token + frame(pack(hello)))
     assert pickle.loads(answer[4:]) == ("stop",)
 
 
@@ -105,6 +106,7 @@ def test_a_forged_object_is_refused_without_running(
     coordinator: Coordinator, tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
-    answer, served = serve(coordinator, coordinator.control_token + pack(("hello", Touch(marker))))
+    forged = frame(pack(("hello", Touch(marker))))
+    answer, served = serve(coordinator, coordinator.control_token + forged)
     assert answer == b"" and not served.is_alive()
     assert not marker.exists()

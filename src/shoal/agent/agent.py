@@ -328,7 +328,7 @@ class Agent:
             if message.deployment in self.runners:
                 return  # a resent Prepare: we already have it
             endpoint = self.config.controller.rstrip("/")
-            runner = DeploymentRunner(message, self.emit, endpoint)
+            runner = DeploymentRunner(message, self.emit, endpoint, self._channel_server)
             self.runners[runner.id] = runner
             self._tasks[runner.id] = self._tg.create_task(runner.run())
         elif isinstance(message, Start):

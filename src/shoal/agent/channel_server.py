@@ -10,9 +10,9 @@ channel then goes to the handler registered for the endpoint.
 
 A handler is an async function that gets the open :class:`AsyncChannel` (its
 ``peer`` is the opener's identity) and owns it until it returns; the server
-closes it then. A handler that wants the channel in another process (an
-executor, a task worker) can be registered the same way and hand the
-connection on; none does yet.
+closes it then. An executor serves endpoints of its own through
+:meth:`ChannelServer.forward`: their channels are checked here, then handed
+to it (:mod:`shoal.channel.handover`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake
@@ -39,6 +40,9 @@ from shoal.protocol import capabilities
 from shoal.protocol import channel_messages as cm
 from shoal.protocol.framing import MAX_FRAME
 
+if TYPE_CHECKING:
+    from shoal.channel.handover import ExecutorEndpoints
+
 log = logging.getLogger("shoal.agent.channels")
 
 Handler = Callable[[AsyncChannel], Awaitable[None]]
@@ -55,6 +59,7 @@ class ChannelServer:
         self.node = node
         self._key_of = key_of
         self._handlers: dict[str, Handler] = {}
+        self._forwards: dict[str, ExecutorEndpoints] = {}
         self.server: asyncio.Server | None = None
         self.host = ""
         self.port = 0
@@ -65,6 +70,18 @@ class ChannelServer:
         if endpoint in self._handlers:
             raise ValueError(f"endpoint {endpoint!r} is served already")
         self._handlers[endpoint] = handler
+
+    def forward(self, endpoint: str, executor: ExecutorEndpoints) -> str:
+        """Hand ``endpoint``'s channels to ``executor``; the reason if it cannot be."""
+        if endpoint in self._handlers or endpoint in self._forwards:
+            return f"endpoint {endpoint!r} is served already on node {self.node}"
+        self._forwards[endpoint] = executor
+        return ""
+
+    def unforward(self, endpoint: str, executor: ExecutorEndpoints) -> None:
+        """``executor`` serves ``endpoint`` no more."""
+        if self._forwards.get(endpoint) is executor:
+            del self._forwards[endpoint]
 
     async def start(self, host: str) -> int:
         """Listen on ``host`` (a free port); the port."""
@@ -115,6 +132,10 @@ class ChannelServer:
     async def _run(self, transport: Transport, path: str) -> None:
         try:
             request = await read_open(transport)
+            executor = self._forwards.get(request.endpoint)
+            if executor is not None:
+                await self._hand_on(executor, transport, request, path)
+                return
             channel = await accept_on(transport, request, path=path, check=self._check)
         except ChannelError as exc:
             log.info("a channel did not open: %s", exc)
@@ -136,8 +157,22 @@ class ChannelServer:
         finally:
             await channel.aclose()
 
+    async def _hand_on(
+        self, executor: ExecutorEndpoints, transport: Transport, request: cm.Open, path: str
+    ) -> None:
+        refused = self._check(request)
+        if not refused:
+            try:
+                await executor.hand(transport, request, path)
+                return
+            except OSError as exc:
+                refused = f"endpoint {request.endpoint!r} is gone: {exc}"
+        with contextlib.suppress(OSError):
+            await transport.send([cm.encode(cm.Refuse(refused))])
+        await transport.close()
+
     def _check(self, request: cm.Open) -> str:
-        if request.endpoint not in self._handlers:
+        if request.endpoint not in self._handlers and request.endpoint not in self._forwards:
             return f"node {self.node} has no endpoint {request.endpoint!r}"
         key, offset = self._key_of()
         refused = capabilities.check_channel(

@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import msgspec
 
+from shoal.agent.channel_server import ChannelServer
 from shoal.agent.executor_process import ExecutorProcess, run_shell
+from shoal.channel.handover import ExecutorEndpoints, handover_pair
 from shoal.protocol import DeploymentReport, DeploymentState, LogLine, Prepare, StepResult
 from shoal.protocol.executor_messages import Done, Go, Load, Loaded, LoadFailed, Step
 from shoal.protocol.flag_messages import FlagAnswer, FlagCall
@@ -28,8 +30,11 @@ class DeploymentRunner:
     reconnecting agent can report it again in full.
     """
 
-    def __init__(self, spec: Prepare, emit: Emit, endpoint: str) -> None:
+    def __init__(
+        self, spec: Prepare, emit: Emit, endpoint: str, channels: ChannelServer | None = None
+    ) -> None:
         self.spec = spec
+        self.channels = channels  # where the executor's own endpoints are served
         self.id = spec.deployment
         self.emit = emit
         self.endpoint = endpoint
@@ -99,10 +104,22 @@ class DeploymentRunner:
                 return
         env = dict(self.spec.env)
         env["SHOAL_ENDPOINT"] = self.endpoint
-        self.executor = await ExecutorProcess.spawn(env)
+        endpoints: ExecutorEndpoints | None = None
+        if self.channels is not None:
+            ours, theirs = handover_pair()
+            endpoints = ExecutorEndpoints(ours, self.channels)
+            try:
+                self.executor = await ExecutorProcess.spawn(env, handover=theirs)
+            finally:
+                theirs.close()
+        else:
+            self.executor = await ExecutorProcess.spawn(env)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.executor.pump_output(self._log))
+            serving = tg.create_task(endpoints.serve()) if endpoints is not None else None
             await self._drive(self.executor)
+            if serving is not None:
+                serving.cancel()
             # Ends stragglers a step left behind; they would hold the output pipes open.
             await self.executor.kill(grace=0.5)
 

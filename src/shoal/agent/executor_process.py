@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shoal.agent.child_env import child_environment
+from shoal.channel.handover import ENV as HANDOVER_ENV
 from shoal.protocol.codec import FrameDecoder, FrameEncoder, split_prefixed
 from shoal.protocol.executor_messages import FromExecutor, ToExecutor
 
@@ -33,13 +34,22 @@ class ExecutorProcess:
         self._posted: list[bytes] = []
 
     @classmethod
-    async def spawn(cls, env: dict[str, str], cwd: str | None = None) -> ExecutorProcess:
+    async def spawn(
+        cls, env: dict[str, str], cwd: str | None = None, handover: socket.socket | None = None
+    ) -> ExecutorProcess:
+        """Start an executor; ``handover``: its end of the socket pair over which it
+        serves channel endpoints (:mod:`shoal.channel.handover`), at ``SHOAL_HANDOVER_FD``."""
+        extra = {}
+        if handover is not None:
+            extra = {"pass_fds": (handover.fileno(),)}
+            env = {**env, HANDOVER_ENV: str(handover.fileno())}
         proc, parent = await spawn_child(
             "shoal.agent.executor_main",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env={**env, "PYTHONUNBUFFERED": "1"},
             cwd=cwd,
+            **extra,
         )
         self = cls(proc, parent)
         self._reader, self._writer = await asyncio.open_connection(sock=parent)
@@ -117,6 +127,7 @@ async def spawn_child(
     The child's environment is :func:`child_environment` with ``env`` over it:
     none of the agent's secrets."""
     parent, child = socket.socketpair()
+    pass_fds = (child.fileno(), *options.pop("pass_fds", ()))
     try:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -125,7 +136,7 @@ async def spawn_child(
             str(child.fileno()),
             *args,
             stdin=asyncio.subprocess.DEVNULL,
-            pass_fds=(child.fileno(),),
+            pass_fds=pass_fds,
             start_new_session=True,
             env=child_environment(env),
             **options,

@@ -57,6 +57,12 @@ class _LoopThread:
         return future.result(timeout)
 
 
+def channel_loop() -> asyncio.AbstractEventLoop:
+    """The process's private event loop of sync channels (started on first use), for
+    code that runs asyncio channel work beside blocking code (e.g. dataflow pipes)."""
+    return _LoopThread.get().loop
+
+
 class Channel:
     """One end of an open channel, for blocking code. Thread-safe for one sender
     and one receiver at a time.
@@ -225,4 +231,4 @@ class Channel:
         self.close("" if kind is None else f"the other end failed ({kind.__name__})")
 
 
-__all__ = ["Channel"]
+__all__ = ["Channel", "channel_loop"]

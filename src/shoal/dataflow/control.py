@@ -1,10 +1,10 @@
 """The coordinator's control port: every job host connects back to it.
 
-A host opens with the coordinator's token and a hello (where its data server
-listens); it is told where its output pipes go and when to start, and reports
-that it is ready, its progress, that it is done or failed, and what its job
-prints. A connection that opens with ``relay`` instead carries a pipe between
-hosts that cannot reach each other, over the receiver's control link.
+A host opens with the coordinator's token and a hello (its job, generation
+and node); it is told where its pipes' other ends are (:mod:`.routing`) and
+when to start, and reports that it is ready, its progress, that it is done or
+failed, and what its job prints. Pipes themselves never come here: they are
+channels between the hosts.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from shoal.dataflow.control_link import ControlLink, read_token
 from shoal.dataflow.job_state import JobState
-from shoal.dataflow.transport import read_token
-from shoal.dataflow.wire import FrameSocket
 
 if TYPE_CHECKING:
     from shoal.dataflow.coordinator import Coordinator
@@ -59,26 +58,24 @@ class ControlServer:
             sock.close()
             return
         # Only plain values from hosts: a node must not get code run in the client.
-        conn = FrameSocket(sock, plain=True)
+        conn = ControlLink(sock, plain=True)
         try:
             hello = conn.receive()
-        except (EOFError, OSError):
+            _, job_id, generation, _node, _pid = hello
+        except (EOFError, OSError, ValueError, TypeError):
             conn.close()
             return
-        if hello[0] == "relay":
-            self._relay(conn, *hello[1:])
-            return
-        _, job_id, generation, port, addresses, _node, _pid = hello
         with run.lock:
             state = run.states.get(job_id)
             if state is None or state.generation != generation or run.stopping.is_set():
                 conn.send(("stop",))
                 conn.close()
                 return
-            state.conn, state.port, state.addresses = conn, port, list(addresses)
+            state.conn = conn
             state.status = "setup"
             routes = {p.id: run.route(p.id) for p in state.job.outputs}
-            conn.send(("welcome", routes, run.epoch, run.max_rounds))
+            sources = {p.id: run.source_route(p.id) for p in state.job.inputs}
+            conn.send(("welcome", routes, sources, run.epoch, run.max_rounds))
             self._announce(state)
         try:
             while True:
@@ -138,26 +135,16 @@ class ControlServer:
                 run.record.report()
 
     def _announce(self, state: JobState) -> None:
-        """Tell the jobs that write to ``state``'s inputs where it listens now."""
+        """Tell the jobs that write to ``state``'s inputs where it is now, and the
+        LOCAL jobs that read its outputs (they open those channels)."""
         run = self.run
         for pipe in state.job.inputs:
             source = run.states[run.network.pipes[pipe.id].source]
             source.send(("routes", {pipe.id: run.route(pipe.id)}))
-
-    def _relay(self, conn: FrameSocket, pipe_id: int, job_id: int, generation: int) -> None:
-        """Carry a pipe for hosts that cannot reach each other, over the receiver's control link."""
-        state = self.run.states.get(job_id)
-        try:
-            while state is not None and state.generation == generation:
-                # Passed on as it came: values are never unpickled in the client.
-                frame = conn.receive_raw()
-                if state.generation != generation:
-                    return  # the receiver moved: the sender reconnects on its new route
-                state.send(("relayed", pipe_id, frame))
-        except (EOFError, OSError):
-            return
-        finally:
-            conn.close()
+        for pipe in state.job.outputs:
+            destination = run.states[run.network.pipes[pipe.id].destination]
+            if destination.local:
+                destination.send(("sources", {pipe.id: run.source_route(pipe.id)}))
 
     def _print(self, state: JobState, line: str) -> None:
         run = self.run

@@ -3,8 +3,8 @@
 Every job host reaches the controller, even when the client runs behind NAT:
 the coordinator also listens on a channel of the controller's relay (named
 after its token, see :func:`shoal.dataflow.transport.channel_name`), and hosts
-that cannot connect directly come in there, for their control link and for
-relayed pipes alike.
+that cannot connect directly come in there for their control link. (Pipes
+never come to the coordinator: they are channels between the hosts.)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from shoal.client.channels import ChannelError, ChannelListener
 from shoal.client.remote import RemoteClientException
 from shoal.client.retry import RECONNECT_DEADLINE, retry_call
-from shoal.dataflow.transport import channel_name
+from shoal.dataflow.control_link import channel_name
 
 if TYPE_CHECKING:
     from shoal.dataflow.coordinator import Coordinator

@@ -27,6 +27,7 @@ from typing import Any
 
 from shoal.client.remote import RemoteClient, RemoteClientException
 from shoal.dataflow.control import ControlServer
+from shoal.dataflow.control_link import TOKEN_BYTES
 from shoal.dataflow.controller_channel import CHANNEL_DEADLINE, ControllerChannel
 from shoal.dataflow.errors import DataflowError
 from shoal.dataflow.failover import MAX_UNSTARTED, NOT_STARTED, Failover
@@ -35,8 +36,8 @@ from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.network import Network
 from shoal.dataflow.placement import START_TIMEOUT, Placement
 from shoal.dataflow.record import NetworkRecord
-from shoal.dataflow.routing import client_addresses, pipe_route
-from shoal.dataflow.transport import TOKEN_BYTES, Route
+from shoal.dataflow.routing import client_addresses, pipe_route, source_route
+from shoal.dataflow.transport import Reach, Route
 
 __all__ = [
     "CHANNEL_DEADLINE",
@@ -188,13 +189,16 @@ class Coordinator:
         return True
 
     def route(self, pipe_id: int) -> Route | None:
-        """Where pipe ``pipe_id``'s sender reaches its receiver now (None: not connected).
+        """Where pipe ``pipe_id``'s sender sends now (None: its receiver is not connected)."""
+        return pipe_route(self.network, self.states, pipe_id, self.token)
 
-        The coordinator relays when the sender cannot reach the receiver (NAT,
-        firewalls); the sender comes through the controller if not directly.
-        """
-        relay = (self.client_hosts[0], self.port) if self.client_hosts else None
-        return pipe_route(self.network, self.states, pipe_id, loopback=self.loopback, relay=relay)
+    def source_route(self, pipe_id: int) -> Route | None:
+        """Where pipe ``pipe_id``'s LOCAL receiver takes it from (None: not its business)."""
+        return source_route(self.network, self.states, pipe_id, self.token)
+
+    def reach(self) -> Reach:
+        """How this process's LOCAL job hosts open their channels."""
+        return Reach(self.client.endpoint, lambda: self.call(self.client.token))
 
     def stop(self) -> None:
         """Stop every job, cancel their experiments, close the control port."""

@@ -120,7 +120,7 @@ class _Hosted:
 
     def __init__(self, job: BaseJob, outputs: list[Any]) -> None:
         self.job = job
-        self.runner = JobRunner(job, b"", None, outputs=outputs)
+        self.runner = JobRunner(job, None, outputs)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"emulated-{job.id}", daemon=True)
 

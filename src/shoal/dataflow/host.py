@@ -2,15 +2,15 @@
 
 On a node it runs inside a shoal pipeline task (:class:`JobHostTask`); jobs
 of group LOCAL run in the client process in a thread, with the same code.
-The host connects back to the coordinator's control server, listens for its
-input pipes, waits for the word, then calls the job's ``setup`` and runs it.
+The host serves its pipes' endpoints on its node's channel server
+(:mod:`.transport`), connects back to the coordinator's control server, waits
+for the word, then calls the job's ``setup`` and runs it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import sys
 import tempfile
 import threading
@@ -20,21 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from shoal.client import serialize
 from shoal.client.channels import ChannelError
 from shoal.client.retry import RECONNECT_DEADLINE, retry_call
+from shoal.dataflow.control_link import ControlLink, open_connection, open_via_controller
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.rounds import InputAligner, Key
-from shoal.dataflow.transport import (
-    DataServer,
-    OutPipe,
-    Route,
-    open_connection,
-    open_via_controller,
-)
-from shoal.dataflow.wire import FrameSocket
+from shoal.dataflow.transport import LOCAL_NODE, OutPipe, PipeLinks, Reach, Route
 from shoal.model.pipeline import Task
 
 log = logging.getLogger("shoal.dataflow")
@@ -49,7 +41,7 @@ class HostSpec:
     coordinator: tuple[str, ...]
     port: int
     token: bytes  # between job hosts (pipes)
-    coordinator_token: bytes  # to the coordinator (control, relayed pipes)
+    coordinator_token: bytes  # to the coordinator (control)
     directory: str
     node: str
     files: dict[str, bytes] = field(default_factory=dict)
@@ -57,25 +49,22 @@ class HostSpec:
 
 
 class JobRunner:
-    """The :class:`shoal.dataflow.jobs.JobContext` a job runs against."""
+    """The :class:`shoal.dataflow.jobs.JobContext` a job runs against.
+
+    ``outputs``: anything with put(key, value, head)/finish()/close(), one per
+    output pipe: the channel pipes of a host, or the in-process pipes of an
+    emulation."""
 
     def __init__(
         self,
         job: BaseJob,
-        token: bytes,
         max_rounds: int | None,
-        outputs: list[Any] | None = None,
-        coordinator_token: bytes | None = None,
+        outputs: list[Any],
+        aligner: InputAligner | None = None,
     ) -> None:
         self.job = job
-        self.aligner = InputAligner(job.inputs)
-        # ``outputs``: anything with put(key, value, head)/finish()/close(), e.g.
-        # the in-process pipes of an emulation; by default TCP pipes.
-        self.outputs = (
-            outputs
-            if outputs is not None
-            else [OutPipe(pipe, token, coordinator_token=coordinator_token) for pipe in job.outputs]
-        )
+        self.aligner = aligner or InputAligner(job.inputs)
+        self.outputs = outputs
         self.in_heads: tuple[Any, ...] = ()
         self.directory = job.directory
         self.max_rounds = max_rounds
@@ -182,13 +171,17 @@ class JobRunner:
 
 
 class JobHost:
-    """Runs one job until it ends or the coordinator stops it."""
+    """Runs one job until it ends or the coordinator stops it.
 
-    def __init__(self, job: BaseJob, spec: HostSpec) -> None:
+    ``reach``: how this host opens channels (None: from the executor's
+    environment, as on a node)."""
+
+    def __init__(self, job: BaseJob, spec: HostSpec, reach: Reach | None = None) -> None:
         self.job = job
         self.spec = spec
+        self.reach = reach
         self.runner: JobRunner | None = None
-        self.control: FrameSocket | None = None
+        self.control: ControlLink | None = None
         self._go = threading.Event()
         self._stopped = threading.Event()
         self._max_rounds: int | None = None
@@ -199,26 +192,34 @@ class JobHost:
         directory.mkdir(parents=True, exist_ok=True)
         write_files(spec.directory, spec.files)
         self.job.directory = directory
-        server = DataServer(spec.token, spec.job_id, spec.generation, self._deliver, self._end)
-        self.control = self._connect()
-        self.control.send(
-            (
-                "hello",
-                spec.job_id,
-                spec.generation,
-                server.port,
-                _addresses(),
-                spec.node,
-                os.getpid(),
-            )
+        local = spec.node == LOCAL_NODE
+        aligner = InputAligner(self.job.inputs)
+        links = PipeLinks(
+            spec.token,
+            spec.job_id,
+            spec.generation,
+            self.reach if local else Reach.from_environment(),
+            self._deliver,
+            aligner.end,
+            aligner.has_room,
+            inputs={p.id for p in self.job.inputs},
         )
+        self._aligner = aligner
+        links.start(serve=not local)
+        outputs = [OutPipe(pipe, links) for pipe in self.job.outputs]
+        try:
+            self.control = self._connect()
+        except BaseException:
+            links.stop()
+            raise
+        self.control.send(("hello", spec.job_id, spec.generation, spec.node, os.getpid()))
         welcome = self.control.receive()
-        _, routes, epoch, self._max_rounds = welcome
-        self.runner = runner = JobRunner(
-            self.job, spec.token, self._max_rounds, coordinator_token=spec.coordinator_token
-        )
+        _, routes, sources, epoch, self._max_rounds = welcome
+        self.runner = runner = JobRunner(self.job, self._max_rounds, outputs, aligner)
+        self.links = links
         runner.reset(epoch)
         self._apply_routes(routes)
+        links.set_sources(sources)
         threading.Thread(target=self._listen, name="control", daemon=True).start()
         try:
             try:
@@ -250,7 +251,7 @@ class JobHost:
             runner.stop()
             for out in runner.outputs:
                 out.close()
-            server.close()
+            links.stop()
             self.control.close()
 
     def _serve(self) -> None:
@@ -261,7 +262,7 @@ class JobHost:
             self.runner.errors += 1
             self._send(("error", f"job {self.job.name} failed:\n{traceback.format_exc()}"))
 
-    def _connect(self) -> FrameSocket:
+    def _connect(self) -> ControlLink:
         last: OSError | None = None
         for host in self.spec.coordinator:
             try:
@@ -299,16 +300,12 @@ class JobHost:
                 kind = message[0]
                 if kind == "routes":
                     self._apply_routes(message[1])
+                elif kind == "sources":
+                    self.links.set_sources(message[1])
                 elif kind == "reset":
                     self.runner.reset(message[1])
                 elif kind == "go":
                     self._go.set()
-                elif kind == "data":
-                    self._deliver(message[1], message[2])
-                elif kind == "end":
-                    self._end(message[1])
-                elif kind == "relayed":
-                    self._relayed(message[1], message[2])
                 elif kind == "stop":
                     break
         except (EOFError, OSError):
@@ -316,15 +313,6 @@ class JobHost:
         self._stopped.set()
         self._go.set()
         self.runner.stop()
-
-    def _relayed(self, pipe_id: int, frame: bytes) -> None:
-        """A frame another job host sent this one through the coordinator, which
-        passes it on without unpickling it."""
-        message = pickle.loads(frame)
-        if message[0] == "data":
-            self._deliver(pipe_id, message[1])
-        elif message[0] == "end":
-            self._end(pipe_id)
 
     def _apply_routes(self, routes: dict[int, Route | None]) -> None:
         assert self.runner is not None
@@ -336,12 +324,7 @@ class JobHost:
         pipe = next(p for p in self.job.inputs if p.id == pipe_id)
         if not pipe.transparent:
             items = [(item[0], pipe.from_wire(item[1]), *item[2:]) for item in items]
-        assert self.runner is not None
-        self.runner.aligner.put_many(pipe_id, items)
-
-    def _end(self, pipe_id: int) -> None:
-        if self.runner is not None:
-            self.runner.aligner.end(pipe_id)
+        self._aligner.put_many(pipe_id, items)
 
 
 class _Guarded:
@@ -375,19 +358,6 @@ class _Guarded:
         self, values: Iterable[Any], heads: Callable[[], list[int] | None] | None = None
     ) -> None:
         self._runner.produce(values, heads)
-
-
-def _addresses() -> list[str]:
-    """This machine's IPv4 addresses, loopback last."""
-    found: list[str] = []
-    try:
-        for addrs in psutil.net_if_addrs().values():
-            for addr in addrs:
-                if addr.family.name == "AF_INET" and addr.address not in found:
-                    found.append(addr.address)
-    except OSError:
-        pass
-    return sorted(found, key=lambda a: a.startswith("127."))
 
 
 class _Forward:

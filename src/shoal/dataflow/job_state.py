@@ -6,8 +6,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal.dataflow.control_link import ControlLink
 from shoal.dataflow.jobs import BaseJob
-from shoal.dataflow.wire import FrameSocket
 
 
 @dataclass
@@ -20,9 +20,7 @@ class JobState:
     node: str | None = None
     experiment: str | None = None
     status: str = "pending"
-    conn: FrameSocket | None = None
-    port: int = 0
-    addresses: list[str] = field(default_factory=list)
+    conn: ControlLink | None = None
     restarts: list[str] = field(default_factory=list)
     unstarted: int = 0  # placements in a row that never started
     ready: bool = False

@@ -14,6 +14,7 @@ from shoal.dataflow.host import CopyFilesTask, HostSpec, JobHost, JobHostTask
 from shoal.dataflow.job_state import JobState
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.network import dependency_files
+from shoal.dataflow.transport import LOCAL_NODE
 from shoal.model import Experiment, Pipeline
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Placement:
         run = self.run
         state.generation += 1
         state.status = "starting"
-        state.node = "client"
+        state.node = LOCAL_NODE
         spec = HostSpec(
             job_id=state.job.id,
             generation=state.generation,
@@ -90,10 +91,10 @@ class Placement:
             token=run.token,
             coordinator_token=run.control_token,
             directory=str(run.output_dir / str(state.job.id)),
-            node="client",
+            node=LOCAL_NODE,
             forward_output=False,
         )
-        host = JobHost(state.job, spec)
+        host = JobHost(state.job, spec, run.reach())
         run.spawn(host.run, f"local-job-{state.job.id}")
 
     def directory(self, job: BaseJob) -> str:

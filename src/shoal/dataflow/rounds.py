@@ -127,6 +127,12 @@ class InputAligner:
             if self._waiting:
                 self._cond.notify_all()
 
+    def has_room(self, pipe_id: int) -> bool:
+        """Whether :meth:`put_many` on this pipe would return at once (it waits only
+        while the pipe's queue is full; one thread puts per pipe)."""
+        slot = self._slots[self._index[pipe_id]]
+        return isinstance(slot, _Optional) or len(slot.queue) < slot.capacity or self._stopped
+
     def end(self, pipe_id: int) -> None:
         """No more values will come on this pipe."""
         with self._cond:

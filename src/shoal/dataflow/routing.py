@@ -1,5 +1,4 @@
-"""Where a pipe's values go: the addresses of the job host that receives them,
-and the coordinator as a relay for senders that cannot reach it."""
+"""Where a pipe's values go: the endpoint of the job host at its other end."""
 
 from __future__ import annotations
 
@@ -8,31 +7,42 @@ from collections.abc import Mapping
 
 from shoal.dataflow.job_state import JobState
 from shoal.dataflow.network import Network
-from shoal.dataflow.transport import Route
+from shoal.dataflow.transport import LOCAL_NODE, Route, endpoint_name
 
 
 def pipe_route(
-    network: Network,
-    states: Mapping[int, JobState],
-    pipe_id: int,
-    *,
-    loopback: bool,
-    relay: tuple[str, int] | None,
+    network: Network, states: Mapping[int, JobState], pipe_id: int, token: bytes
 ) -> Route | None:
-    """The route of pipe ``pipe_id`` now; None while its receiver is not connected.
+    """Where pipe ``pipe_id``'s sender sends now; None while its receiver is not connected.
 
-    The receiver's loopback addresses come first when both ends share a node
-    (or every node is this machine), its other addresses first otherwise.
+    To the receiver's ``in`` endpoint on its node, or in process between two
+    LOCAL jobs; a LOCAL receiver of a job on a node opens the channel itself
+    (``accept``: the sender waits for it).
     """
     ends = network.pipes[pipe_id]
     dest, src = states[ends.destination], states[ends.source]
+    if dest.local and not src.local:
+        return Route(LOCAL_NODE, "", dest.job.id, dest.generation, accept=True)
     if dest.conn is None:
         return None
-    loop = [a for a in dest.addresses if a.startswith("127.")] or ["127.0.0.1"]
-    remote = [a for a in dest.addresses if not a.startswith("127.")]
-    same_node = dest.node == src.node or loopback
-    hosts = (*loop, *remote) if same_node else (*remote, *loop)
-    return Route(hosts, dest.port, dest.job.id, dest.generation, relay)
+    node = LOCAL_NODE if dest.local else dest.node
+    assert node is not None
+    endpoint = endpoint_name(token, "in", dest.job.id, dest.generation)
+    return Route(node, endpoint, dest.job.id, dest.generation)
+
+
+def source_route(
+    network: Network, states: Mapping[int, JobState], pipe_id: int, token: bytes
+) -> Route | None:
+    """Where a LOCAL receiver of pipe ``pipe_id`` takes it from: the sender's ``out``
+    endpoint on its node. None when the receiver is not LOCAL, the sender is,
+    or the sender is not connected."""
+    ends = network.pipes[pipe_id]
+    dest, src = states[ends.destination], states[ends.source]
+    if not dest.local or src.local or src.conn is None or src.node is None:
+        return None
+    endpoint = endpoint_name(token, "out", src.job.id, src.generation)
+    return Route(src.node, endpoint, src.job.id, src.generation)
 
 
 def client_addresses(network: Network, endpoint: str) -> list[str]:

@@ -1,112 +1,400 @@
-"""Moving values between jobs: a listening server for inputs, a writer per output.
+"""Moving values between jobs: every pipe is a Channel.
 
-Each job host listens on a TCP port for its input pipes; each output pipe has
-a writer thread that connects straight to the receiving job's host (agent to
-agent; loopback on one node) and sends values in batches. Back-pressure: the
-receiver stops reading a pipe while its job has ``capacity`` values waiting,
-TCP then fills up, the writer's send blocks, its bounded buffer fills and the
-producing job blocks in ``emit``. A pipe whose receiver is gone (a failover
-in progress) drops values instead of blocking, so the rest of the network
-keeps flowing; the writer reconnects when the coordinator sends a new route.
+A job host on a node serves two endpoints on its agent's channel server
+(handed to its executor, :mod:`shoal.channel.handover`): ``in`` for its input
+pipes and ``out`` for output pipes whose receiver opens the channel. A pipe's
+channel is opened by the sender, to the receiver's ``in`` endpoint, unless the
+receiver runs in the client (a LOCAL job, on no node): then the receiver opens
+it, to the sender's ``out`` endpoint. Between two LOCAL jobs values go in
+process. Whether a channel goes direct or through the controller is the
+Channel's business; nothing here knows.
 
-Connections start with the network's secret token (raw bytes, checked before
-any pickle is read), then frames (:mod:`shoal.dataflow.wire`).
+All of it runs on the process's channel loop (asyncio); the job's own code
+runs in its thread and meets the pipes in :meth:`OutPipe.put` (which blocks
+while the pipe's buffer is full) and in the input aligner.
+
+On a channel the opener first says hello (the run's token, the pipe, and the
+job and generation it expects at the other end) and the target answers OK,
+before any pickle is read. Then the sender sends batches of values (one
+bare pickle per batch) and, at the pipe's end, END, then closes the channel.
+
+Back-pressure is the Channel's credit: a receiver whose job has a full queue
+stops reading its channel, the sender's channel queue fills, its writer
+waits, its buffer fills and the producing job blocks in ``emit``. A pipe whose
+receiver is gone (a failover in progress) drops values instead of blocking,
+so the rest of the network keeps flowing; the writer reconnects when the
+coordinator sends a new route.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
 import logging
 import os
-import socket
+import pickle
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from shoal.client.channels import connect_channel
+import msgspec
+
+from shoal.channel import AsyncChannel, ChannelClosed, ChannelError, connect
+from shoal.channel.handover import EndpointHost
+from shoal.channel.sync import channel_loop
 from shoal.dataflow.pipes import BasePipe
-from shoal.dataflow.wire import FrameSocket
 
 log = logging.getLogger("shoal.dataflow")
 
+LOCAL_NODE = "client"  # where LOCAL jobs run: the coordinator's process, on no node
 TOKEN_BYTES = 32
 RECONNECT_EVERY = 0.5
+OPEN_TIMEOUT = 10.0
 MAX_BUFFER_BYTES = 8 << 20
 MAX_BATCH_BYTES = 1 << 20
+HELLO, OK, END = b"H", b"K", b"E"
+DATA = b"\x80"  # a batch is a bare pickle (protocol 2 and up start so): no copy to tag it
+
+
+def endpoint_name(token: bytes, side: str, job: int, generation: int) -> str:
+    """The endpoint of one job host (``side``: in or out), unique per run and generation."""
+    digest = hashlib.sha256(token).hexdigest()[:24]
+    return f"dataflow.{digest}.{side}.{job}.{generation}"
 
 
 @dataclass(frozen=True)
 class Route:
-    """Where an output pipe's receiver listens now."""
+    """Where the other end of one pipe is now: ``endpoint`` on ``node`` (in this
+    process when ``node`` is LOCAL_NODE), its job and generation. ``accept``: the
+    other end opens the channel (it runs on no node); wait for it."""
 
-    hosts: tuple[str, ...]
-    port: int
+    node: str
+    endpoint: str
     job: int
     generation: int
-    relay: tuple[str, int] | None = field(default=None)
+    accept: bool = False
 
 
-def read_token(sock: socket.socket, token: bytes, timeout: float = 10.0) -> bool:
-    """Read and check the peer's token; False (close it) if it is wrong or slow."""
-    sock.settimeout(timeout)
-    data = b""
+@dataclass(frozen=True)
+class Reach:
+    """How this process opens channels: the controller, and a bearer token there
+    (asked for at each opening: a client's token changes when it logs in again,
+    e.g. after a controller restart)."""
+
+    controller: str
+    token: Callable[[], str]
+
+    @classmethod
+    def from_environment(cls) -> Reach | None:
+        """An executor's: the endpoint and token its agent gave it."""
+        endpoint = os.environ.get("SHOAL_ENDPOINT")
+        secret = os.environ.get("SHOAL_EXECUTOR_TOKEN")
+        return cls(endpoint, lambda: secret) if endpoint and secret else None
+
+
+def hello(token: bytes, pipe_id: int, job: int, generation: int) -> bytes:
+    return HELLO + msgspec.msgpack.encode([token, pipe_id, job, generation])
+
+
+def read_hello(data: bytes, token: bytes, job: int, generation: int) -> int | str:
+    """The pipe id of a good hello, else why it is refused."""
     try:
-        while len(data) < TOKEN_BYTES:
-            chunk = sock.recv(TOKEN_BYTES - len(data))
-            if not chunk:
-                return False
-            data += chunk
-    except OSError:
-        return False
-    sock.settimeout(None)
-    return hmac.compare_digest(data, token)
+        if data[:1] != HELLO:
+            raise ValueError("no hello")
+        theirs, pipe_id, their_job, their_generation = msgspec.msgpack.decode(data[1:])
+    except (ValueError, TypeError, msgspec.DecodeError):
+        return "a pipe must start with its hello"
+    if not isinstance(theirs, bytes) or not hmac.compare_digest(theirs, token):
+        return "wrong token"
+    if (their_job, their_generation) != (job, generation) or not isinstance(pipe_id, int):
+        return f"this is job {job} generation {generation}"
+    return pipe_id
 
 
-def open_connection(host: str, port: int, token: bytes, timeout: float = 5.0) -> FrameSocket:
-    conn = FrameSocket.connect(host, port, timeout)
-    conn.send_raw(token)
-    return conn
+class _Link(Protocol):
+    async def send(self, data: bytes) -> None: ...
+    async def close(self, reason: str = "") -> None: ...
+    async def aclose(self) -> None: ...
 
 
-def channel_name(token: bytes) -> str:
-    """The controller channel on which a run's coordinator also listens."""
-    return "dataflow-" + hashlib.sha256(token).hexdigest()[:32]
+class _InProcess:
+    """A pipe between two LOCAL jobs: straight into the receiver's links."""
+
+    def __init__(self, receiver: PipeLinks, pipe_id: int) -> None:
+        self.receiver, self.pipe_id = receiver, pipe_id
+
+    async def send(self, data: bytes) -> None:
+        await self.receiver.take(self.pipe_id, data)
+
+    async def close(self, reason: str = "") -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
 
 
-def open_via_controller(token: bytes, timeout: float = 5.0) -> FrameSocket:
-    """Reach the coordinator through the controller's channel relay.
+# LOCAL job hosts of this process, by their ``in`` endpoint name.
+LOCAL_RECEIVERS: dict[str, PipeLinks] = {}
 
-    For hosts that cannot reach the client (a laptop behind NAT): every executor
-    reaches the controller, with the endpoint and token its agent gave it.
+
+class PipeLinks:
+    """One job host's pipes on the channel loop: its output pipes' writers, its
+    input pipes' readers, and its endpoints. Runs as one task group from
+    :meth:`start` to :meth:`stop`.
+
+    ``deliver(pipe_id, items)`` and ``end(pipe_id)`` hand values to the job
+    (deliver may block while ``room(pipe_id)`` is False: then it runs in a
+    worker thread, not on the loop).
     """
-    endpoint = os.environ.get("SHOAL_ENDPOINT")
-    secret = os.environ.get("SHOAL_EXECUTOR_TOKEN")
-    if not endpoint or not secret:
-        raise ConnectionError("no SHOAL_ENDPOINT/SHOAL_EXECUTOR_TOKEN here to reach the controller")
-    conn = FrameSocket(connect_channel(endpoint, secret, channel_name(token), timeout))
-    conn.send_raw(token)
-    return conn
-
-
-class OutPipe:
-    """The sending end of one pipe: a bounded buffer and a writer thread."""
 
     def __init__(
         self,
-        pipe: BasePipe,
         token: bytes,
-        capacity: int = 4096,
-        coordinator_token: bytes | None = None,
+        job: int,
+        generation: int,
+        reach: Reach | None,
+        deliver: Callable[[int, list[tuple[Any, ...]]], None],
+        end: Callable[[int], None],
+        room: Callable[[int], bool],
+        inputs: set[int] | None = None,
     ) -> None:
+        self.token, self.job, self.generation = token, job, generation
+        self.reach = reach
+        self._deliver, self._end, self._room = deliver, end, room
+        self.inputs = inputs
+        self.loop = channel_loop()
+        self.outputs: dict[int, OutPipe] = {}
+        self.in_endpoint = endpoint_name(token, "in", job, generation)
+        self.out_endpoint = endpoint_name(token, "out", job, generation)
+        self._tg: asyncio.TaskGroup | None = None
+        self._stopping: asyncio.Event | None = None
+        self._sources: dict[int, tuple[Route, asyncio.Task[None]]] = {}
+        self._open: set[AsyncChannel] = set()
+        self._endpoints: EndpointHost | None = None
+        self._running: Any = None
+
+    # --- from the job host's threads -------------------------------------------
+
+    def start(self, serve: bool) -> None:
+        """Start; ``serve``: serve this host's endpoints on its node (else it is
+        a LOCAL host, reached in process or by opening channels itself)."""
+        started: asyncio.Future[None] | Any = None
+
+        async def begin() -> Any:
+            nonlocal started
+            started = self.loop.create_future()
+            self._running = self.loop.create_task(self._run(serve, started))
+            await started
+
+        asyncio.run_coroutine_threadsafe(begin(), self.loop).result(OPEN_TIMEOUT + 5)
+
+    def stop(self) -> None:
+        """End every pipe task and channel, and serve nothing more."""
+        if self._running is None:
+            return
+
+        async def end() -> None:
+            assert self._stopping is not None
+            self._stopping.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+
+        with contextlib.suppress(TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(end(), self.loop).result(10)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in this host's task group (from any thread)."""
+
+        def add() -> None:
+            if self._tg is None or self._stopping is None or self._stopping.is_set():
+                coro.close()
+                return
+            self.task(coro, "output")
+
+        self.loop.call_soon_threadsafe(add)
+
+    def set_sources(self, routes: dict[int, Route | None]) -> None:
+        """Where the senders of inputs that this host opens are (a LOCAL host's)."""
+        for pipe_id, route in routes.items():
+            self.loop.call_soon_threadsafe(self._set_source, pipe_id, route)
+
+    # --- on the loop --------------------------------------------------------------
+
+    async def _run(self, serve: bool, started: asyncio.Future[None]) -> None:
+        self._stopping = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                if serve:
+                    self._endpoints = EndpointHost.of_process(self.loop)
+                    if self._endpoints is None:
+                        raise ChannelError("this process was not started by an agent")
+                    await self._endpoints.serve(self.in_endpoint, self._accept_input)
+                    await self._endpoints.serve(self.out_endpoint, self._accept_output)
+                else:
+                    LOCAL_RECEIVERS[self.in_endpoint] = self
+                started.set_result(None)
+                await self._stopping.wait()
+                for task in list(asyncio.all_tasks(self.loop)):
+                    if task.get_name().startswith(f"dataflow-{id(self)}-"):
+                        task.cancel()
+                for _, task in self._sources.values():
+                    task.cancel()
+                for channel in list(self._open):
+                    await channel.aclose()
+                raise _Stopped
+        except* _Stopped:
+            pass
+        except* Exception as group:
+            if not started.done():
+                started.set_exception(group.exceptions[0])
+            else:
+                log.error("the pipes of job %s failed: %r", self.job, group.exceptions)
+        finally:
+            LOCAL_RECEIVERS.pop(self.in_endpoint, None)
+            if self._endpoints is not None:
+                self._endpoints.drop(self.in_endpoint)
+                self._endpoints.drop(self.out_endpoint)
+
+    def task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        assert self._tg is not None
+        return self._tg.create_task(coro, name=f"dataflow-{id(self)}-{name}")
+
+    async def take(self, pipe_id: int, data: bytes) -> bool:
+        """One message of an input pipe; True at its end."""
+        if data[:1] == DATA:
+            items = pickle.loads(data)
+            if self._room(pipe_id):
+                self._deliver(pipe_id, items)
+            else:
+                await asyncio.to_thread(self._deliver, pipe_id, items)
+            return False
+        if data[:1] == END:
+            self._end(pipe_id)
+            return True
+        return False
+
+    async def _receive(self, pipe_id: int, channel: AsyncChannel) -> bool:
+        """Values of input ``pipe_id`` from ``channel`` until it ends; True if the
+        pipe ended, False if the channel broke first (its sender will be back)."""
+        ended = False
+        self._open.add(channel)
+        try:
+            while True:
+                for data in await channel.recv_many():
+                    ended = await self.take(pipe_id, data) or ended
+        except ChannelClosed:
+            return ended
+        except ChannelError as exc:
+            log.info("pipe %s: sender lost (%s)", pipe_id, exc)
+            return ended
+        finally:
+            self._open.discard(channel)
+
+    async def _accept_input(self, channel: AsyncChannel) -> None:
+        """A sender opened a channel to this host's inputs."""
+        pipe_id = await self._greeted(channel, self.job, self.generation)
+        if pipe_id is None:
+            return
+        if self.inputs is not None and pipe_id not in self.inputs:
+            await channel.close(f"job {self.job} has no input pipe {pipe_id}")
+            return
+        await channel.send(OK)
+        await self._receive(pipe_id, channel)
+
+    async def _accept_output(self, channel: AsyncChannel) -> None:
+        """A LOCAL receiver opened a channel to take one of this host's outputs."""
+        pipe_id = await self._greeted(channel, self.job, self.generation)
+        if pipe_id is None:
+            return
+        out = self.outputs.get(pipe_id)
+        if out is None:
+            await channel.close(f"job {self.job} has no output pipe {pipe_id}")
+            return
+        await channel.send(OK)
+        await out.offer(channel)
+
+    async def _greeted(self, channel: AsyncChannel, job: int, generation: int) -> int | None:
+        try:
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                first = await channel.recv()
+        except (TimeoutError, ChannelError):
+            return None
+        outcome = read_hello(first, self.token, job, generation)
+        if isinstance(outcome, str):
+            log.warning("refused a pipe from %s: %s", channel.peer, outcome)
+            await channel.close(outcome)
+            return None
+        return outcome
+
+    async def open(self, route: Route, pipe_id: int) -> AsyncChannel | None:
+        """A channel to ``route``'s endpoint, greeted and answered; None if it cannot be."""
+        if self.reach is None:
+            return None
+        try:
+            token = await asyncio.to_thread(self.reach.token)
+            channel = await connect(self.reach.controller, token, route.node, route.endpoint)
+        except ChannelError as exc:
+            log.debug(
+                "pipe %s: cannot reach %s on %s: %s", pipe_id, route.endpoint, route.node, exc
+            )
+            return None
+        try:
+            await channel.send(hello(self.token, pipe_id, route.job, route.generation))
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                answer = await channel.recv()
+        except (ChannelError, TimeoutError) as exc:
+            log.debug("pipe %s: %s refused: %s", pipe_id, route.endpoint, exc)
+            await channel.aclose()
+            return None
+        if answer != OK:
+            await channel.aclose()
+            return None
+        return channel
+
+    def _set_source(self, pipe_id: int, route: Route | None) -> None:
+        current = self._sources.get(pipe_id)
+        if current is not None and current[0] == route:
+            return
+        if current is not None:
+            current[1].cancel()
+            del self._sources[pipe_id]
+        if route is not None and self._tg is not None and not self._stopping_set():
+            task = self.task(self._read_source(pipe_id, route), f"source-{pipe_id}")
+            self._sources[pipe_id] = (route, task)
+
+    def _stopping_set(self) -> bool:
+        return self._stopping is None or self._stopping.is_set()
+
+    async def _read_source(self, pipe_id: int, route: Route) -> None:
+        """Input ``pipe_id`` of a LOCAL host: open the sender's ``out`` endpoint and
+        read, again after a break, until the pipe ends."""
+        while True:
+            channel = await self.open(route, pipe_id)
+            if channel is not None:
+                try:
+                    if await self._receive(pipe_id, channel):
+                        return
+                finally:
+                    await channel.aclose()
+            await asyncio.sleep(RECONNECT_EVERY)  # a retry's pace, not a synchronisation
+
+
+class _Stopped(Exception):
+    """Ends a PipeLinks' task group."""
+
+
+class OutPipe:
+    """The sending end of one pipe: a bounded buffer the job fills, and a writer
+    on the channel loop that sends it in batches."""
+
+    def __init__(self, pipe: BasePipe, links: PipeLinks, capacity: int = 4096) -> None:
         self.pipe = pipe
-        self.token = token  # the receiving job host's data server takes it
-        # The coordinator relays with a token of its own: the hosts' token does
-        # not open the coordinator (docs/security.md).
-        self.coordinator_token = coordinator_token if coordinator_token is not None else token
+        self.links = links
         self.capacity = capacity
         self._plain = pipe.transparent  # nothing to pack or encode: skip the calls
         self.dropped = 0
@@ -119,18 +407,24 @@ class OutPipe:
         self._ending = False
         self._closed = False
         self._writer_waiting = False
-        self._conn: FrameSocket | None = None
+        self._wake = asyncio.Event()
         self._last_attempt = 0.0
-        self._thread = threading.Thread(target=self._write, name=f"pipe-{pipe.id}", daemon=True)
-        self._thread.start()
+        self._offered: tuple[AsyncChannel, asyncio.Future[None]] | None = None
+        self._done = threading.Event()
+        links.outputs[pipe.id] = self
+        links.spawn(self._run())
+
+    # --- from the job's threads ------------------------------------------------
 
     def set_route(self, route: Route | None) -> None:
         with self._cond:
-            if route != self._route:
-                self._route = route
-                self._route_changed = True
-                self._last_attempt = 0.0
-                self._cond.notify_all()
+            if route == self._route:
+                return
+            self._route = route
+            self._route_changed = True
+            self._last_attempt = 0.0
+            self._cond.notify_all()
+        self._kick()
 
     def put(self, key: Any, value: Any, head: int = 0) -> None:
         """Queue one value (blocks while the buffer is full and the receiver is slow).
@@ -146,8 +440,10 @@ class OutPipe:
                 self._cond.wait()
             self._items.append((key, data, head) if head else (key, data))
             self._bytes += size
-            if self._writer_waiting:
-                self._cond.notify_all()
+            kick = self._writer_waiting
+            self._writer_waiting = False
+        if kick:
+            self._kick()
 
     def finish(self, timeout: float = 10.0) -> None:
         """Send what is queued, then tell the receiver this pipe ended.
@@ -157,59 +453,138 @@ class OutPipe:
         """
         with self._cond:
             self._ending = True
-            self._cond.notify_all()
+        self._kick()
         seen = -1
-        while self._thread.is_alive() and self._batches != seen:
+        while not self._done.is_set() and self._batches != seen:
             seen = self._batches
-            self._thread.join(timeout)
+            self._done.wait(timeout)
         self.close()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._conn is not None:
-            self._conn.close()
+        self._kick()
 
-    def _write(self) -> None:
-        while True:
-            with self._cond:
-                while not (self._items or self._ending or self._closed or self._route_changed):
-                    self._writer_waiting = True
-                    self._cond.wait()
-                self._writer_waiting = False
-                if self._closed:
-                    return
-                batch = self._take_batch()
-                self._batches += 1
-                # A queue of large values leaves in several batches: the end
-                # goes after the last of them, not after the first.
-                ending = self._ending and not self._items
-                if self._route_changed:
-                    self._route_changed = False
-                    self._drop_connection()
-                self._cond.notify_all()  # room in the buffer again
-            conn = self._connection()
-            if conn is None:
-                self.dropped += len(batch)
-                if ending:
-                    return
-                continue
-            try:
-                if batch:
-                    conn.send(("data", batch))
-                if ending:
-                    conn.send(("end",))
-                    return
-            except OSError as exc:
-                log.info(
-                    "pipe %s: receiver lost (%s); %d values dropped", self.pipe.id, exc, len(batch)
-                )
-                self.dropped += len(batch)
-                self._drop_connection()
+    def _kick(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: so is the writer
+            self.links.loop.call_soon_threadsafe(self._wake.set)
+
+    # --- on the loop ---------------------------------------------------------------
+
+    async def offer(self, channel: AsyncChannel) -> None:
+        """A LOCAL receiver opened ``channel`` for this pipe: the writer takes it.
+        Returns once the writer is done with it."""
+        released = asyncio.get_running_loop().create_future()
+        if self._offered is not None:
+            old, old_released = self._offered
+            await old.aclose()
+            if not old_released.done():
+                old_released.set_result(None)
+        self._offered = (channel, released)
+        self._wake.set()
+        await released
+
+    async def _run(self) -> None:
+        link: _Link | None = None
+        try:
+            while True:
+                with self._cond:
+                    if self._closed:
+                        return
+                    changed, self._route_changed = self._route_changed, False
+                    if self._items or self._ending:
+                        batch = self._take_batch()
+                        self._batches += 1
+                        # A queue of large values leaves in several batches: the
+                        # end goes after the last of them, not after the first.
+                        ending = self._ending and not self._items
+                        self._cond.notify_all()  # room in the buffer again
+                    else:
+                        batch, ending = [], False
+                        if not changed:
+                            self._writer_waiting = True
+                            self._wake.clear()
+                if changed and link is not None:
+                    await self._drop(link)
+                    link = None
+                if not batch and not ending:
+                    if not changed:
+                        await self._wake.wait()
+                    continue
+                if link is None:
+                    link = await self._connect()
+                if link is None:
+                    self.dropped += len(batch)
+                    if ending:
+                        return
+                    continue
+                try:
+                    if batch:
+                        await link.send(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+                    if ending:
+                        await link.send(END)
+                        await link.close()
+                        return
+                except ChannelError as exc:
+                    log.info(
+                        "pipe %s: receiver lost (%s); %d values dropped",
+                        self.pipe.id,
+                        exc,
+                        len(batch),
+                    )
+                    self.dropped += len(batch)
+                    await self._drop(link)
+                    link = None
+        finally:
+            if link is not None:
+                await self._drop(link)
+            self._done.set()
+
+    async def _drop(self, link: _Link) -> None:
+        await link.aclose()
+        if self._offered is not None and self._offered[0] is link:
+            _, released = self._offered
+            self._offered = None
+            if not released.done():
+                released.set_result(None)
+
+    async def _wait_a_little(self) -> None:
+        """Wait for a new route, an offered channel or a close, at most RECONNECT_EVERY."""
+        with self._cond:
+            if self._route_changed or self._closed:
+                return
+            self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RECONNECT_EVERY):
+                await self._wake.wait()
+
+    async def _connect(self) -> _Link | None:
+        route = self._route
+        if route is None:
+            await self._wait_a_little()
+            return None
+        if route.accept:
+            # The LOCAL receiver comes (it never fails over): hold the values
+            # for it rather than drop them, until the route changes or a close.
+            while self._offered is None:
+                with self._cond:
+                    if self._route_changed or self._closed:
+                        return None
+                await self._wait_a_little()
+            return self._offered[0]
+        if route.node == LOCAL_NODE:
+            receiver = LOCAL_RECEIVERS.get(route.endpoint)
+            return _InProcess(receiver, self.pipe.id) if receiver is not None else None
+        now = time.monotonic()
+        if now - self._last_attempt < RECONNECT_EVERY:
+            await self._wait_a_little()
+            return None
+        self._last_attempt = now
+        return await self.links.open(route, self.pipe.id)
 
     def _take_batch(self) -> list[tuple[Any, ...]]:
-        """What goes in the next frame: everything queued, or about MAX_BATCH_BYTES of it."""
+        """What goes in the next message: everything queued, or about MAX_BATCH_BYTES of it."""
         if self._bytes <= MAX_BATCH_BYTES:
             batch, self._items, self._bytes = self._items, [], 0
             return batch
@@ -224,121 +599,13 @@ class OutPipe:
         self._bytes -= size
         return batch
 
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
-    def _connection(self) -> FrameSocket | None:
-        if self._conn is not None:
-            return self._conn
-        route = self._route
-        now = time.monotonic()
-        if route is None or now - self._last_attempt < RECONNECT_EVERY:
-            if route is not None or not self._items:
-                # Nothing to reach yet: wait a little for a route instead of spinning.
-                with self._cond:
-                    if not self._route_changed and not self._closed:
-                        self._cond.wait(RECONNECT_EVERY)
-            return None
-        self._last_attempt = now
-        hello = ("hello", self.pipe.id, route.job, route.generation)
-        for host in route.hosts:
-            try:
-                conn = open_connection(host, route.port, self.token, timeout=2.0)
-                conn.send(hello)
-                conn.sock.settimeout(5.0)
-                reply = conn.receive()
-                conn.sock.settimeout(None)
-            except (OSError, EOFError):
-                continue
-            if reply == "ok":
-                self._conn = conn
-                return conn
-            conn.close()
-        # Relayed by the coordinator over the receiver's control link: reached
-        # directly if possible, else through the controller.
-        for reach in (
-            (lambda r=route.relay: open_connection(*r, self.coordinator_token, timeout=2.0))
-            if route.relay is not None
-            else None,
-            lambda: open_via_controller(self.coordinator_token),
-        ):
-            if reach is None:
-                continue
-            try:
-                conn = reach()
-                conn.send(("relay", self.pipe.id, route.job, route.generation))
-                self._conn = conn
-                log.info("pipe %s: relayed through the coordinator", self.pipe.id)
-                return conn
-            except (OSError, ConnectionError):
-                continue
-        log.debug("pipe %s: cannot reach job %s at %s", self.pipe.id, route.job, route.hosts)
-        return None
-
-
-class DataServer:
-    """Accepts the input pipes of one job host and hands their values to ``deliver``."""
-
-    def __init__(
-        self,
-        token: bytes,
-        job: int,
-        generation: int,
-        deliver: Callable[[int, list[tuple[Any, Any]]], None],
-        end: Callable[[int], None],
-        host: str = "0.0.0.0",
-    ) -> None:
-        self.token = token
-        self.job = job
-        self.generation = generation
-        self.deliver = deliver
-        self.end = end
-        self._listener = socket.create_server((host, 0))
-        self.port = self._listener.getsockname()[1]
-        self._conns: list[FrameSocket] = []
-        self._closed = False
-        threading.Thread(target=self._accept, name=f"job-{job}-accept", daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        if not read_token(sock, self.token):
-            sock.close()
-            return
-        conn = FrameSocket(sock)
-        self._conns.append(conn)
-        try:
-            hello = conn.receive()
-            if hello[:1] != ("hello",) or tuple(hello[2:]) != (self.job, self.generation):
-                conn.send("wrong job")
-                return
-            pipe_id = hello[1]
-            conn.send("ok")
-            while True:
-                message = conn.receive()
-                if message[0] == "data":
-                    self.deliver(pipe_id, message[1])
-                elif message[0] == "end":
-                    self.end(pipe_id)
-                    return
-        except (EOFError, OSError):
-            return  # the sender went away; a failover will reconnect it
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self._closed = True
-        # close() alone does not wake the thread blocked in accept(); shutdown() does.
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        for conn in self._conns:
-            conn.close()
+__all__ = [
+    "LOCAL_NODE",
+    "TOKEN_BYTES",
+    "OutPipe",
+    "PipeLinks",
+    "Reach",
+    "Route",
+    "endpoint_name",
+]
