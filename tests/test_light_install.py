@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTROLLER_ONLY = {"fastapi", "uvicorn", "sqlalchemy", "asyncpg", "aiosqlite"}
 NODE_MODULES = [
     "shoal.cli",
+    "shoal.cli_servers",
     "shoal.agent.agent",
     "shoal.agent.executor_main",
     "shoal.agent.task_worker",

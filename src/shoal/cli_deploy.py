@@ -121,7 +121,7 @@ def _summary(results: list[HostResult], verb: str) -> None:
 
 def _join_token(token_file: str | None) -> str:
     """The join token from --token-file, SHOAL_AGENT_TOKEN or .shoal/join-token."""
-    from shoal.cli import _join_token as read_join_token
+    from shoal.cli_servers import read_join_token
 
     default = Path(".shoal") / "join-token"
     path = token_file or (str(default) if "SHOAL_AGENT_TOKEN" not in os.environ else None)
