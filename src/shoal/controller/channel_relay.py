@@ -39,6 +39,9 @@ from shoal.protocol.agent_messages import ChannelOffer
 
 log = logging.getLogger("shoal.controller.channels")
 
+# Says why ``caller`` may not open a channel to ``endpoint`` on ``node`` ("": it may).
+Guard = Callable[[Principal, str, str], str]
+
 GRANT_TTL = 60.0  # seconds a grant may be used to open its channel
 OPEN_TIMEOUT = 10.0  # for the opener's first frame, and for the node to take the channel
 
@@ -81,6 +84,7 @@ class ChannelService:
         self.ttl = ttl
         self._addresses: dict[str, str] = {}  # node -> host:port of its channel server
         self._offers: dict[str, _Offer] = {}
+        self._guards: dict[str, Guard] = {}
         # Since start, for /metrics and tests.
         self.granted = 0
         self.relayed = 0
@@ -94,6 +98,16 @@ class ChannelService:
             self._addresses[name] = address
         else:
             self._addresses.pop(name, None)
+
+    def guard(self, endpoint: str, check: Guard) -> None:
+        """Grants for ``endpoint`` (and ``endpoint/SCOPE``) need ``check`` to pass:
+        the service behind an endpoint decides who may open it."""
+        self._guards[endpoint] = check
+
+    def refusal(self, caller: Principal, node: str, endpoint: str) -> str:
+        """Why ``caller`` gets no grant for ``endpoint`` on ``node`` ("": it may have one)."""
+        check = self._guards.get(endpoint.partition("/")[0])
+        return check(caller, node, endpoint) if check is not None else ""
 
     def grant(self, opener: str, node: str, endpoint: str) -> cm.ChannelGrant:
         """A grant for ``opener`` to open a new channel to ``endpoint`` on ``node``."""

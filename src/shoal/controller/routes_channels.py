@@ -32,5 +32,8 @@ async def grant_channel(
         raise not_found(f"no node named {body.node!r}")
     if not svc.registry.is_online(body.node):
         raise conflict(f"node {body.node!r} is not online")
+    refused = svc.channel_service.refusal(caller, body.node, body.endpoint)
+    if refused:
+        raise forbidden(refused)
     grant = svc.channel_service.grant(opener_of(caller), body.node, body.endpoint)
     return {f: getattr(grant, f) for f in grant.__struct_fields__}
