@@ -26,6 +26,7 @@ from pathlib import Path
 import msgspec
 
 from shoal.agent.child_env import child_environment
+from shoal.agent.command_process import PipeReader, PipeWriter, Process
 from shoal.channel.aio import AsyncChannel
 from shoal.channel.errors import ChannelError
 from shoal.protocol import command_messages as cm
@@ -80,7 +81,7 @@ class CommandRunner:
         self.opener = opener
         self._send = send
         self._report = report
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Process | None = None
         self._timed_out = False
         self._kept = {"stdout": 0, "stderr": 0}
         # Input may arrive before the process exists; a queue keeps it, in order.
@@ -94,8 +95,10 @@ class CommandRunner:
 
     async def run(self) -> None:
         """Start, stream, and report the exit; never raises (but may be cancelled)."""
+        ended = False
         try:
             exit_message = await self._run()
+            ended = True
         except ChannelError:
             exit_message = cm.CommandExit(command=self.id, error="its client went away")
         except Exception as exc:
@@ -105,27 +108,30 @@ class CommandRunner:
         finally:
             self._ended.set()
             self._stdin_room.set()
-            with contextlib.suppress(Exception):
-                await self.kill(grace=0.1)
-        self._report(exit_message)
+            if not ended:
+                with contextlib.suppress(Exception):
+                    await self.kill(grace=0.1)
+            if self.proc is not None:
+                self.proc.close()
+        # The client first: the report to the controller is not on its way.
         with contextlib.suppress(ChannelError):
             await self._send(exit_message)
+        self._report(exit_message)
 
-    def _started(self, pid: int | None) -> cm.CommandStarted:
+    def _started(self, pid: int | None) -> None:
         started = cm.CommandStarted(
             command=self.id, pid=pid, cmd=self.spec.cmd, run=self.run_id, opener=self.opener
         )
         self._report(started)
-        return started
 
     async def _run(self) -> cm.CommandExit:
         try:
-            self.proc = await self._spawn()
+            self.proc = self._spawn()
         except OSError as exc:
             self._started(None)
             return cm.CommandExit(command=self.id, error=f"cannot start {self.spec.cmd!r}: {exc}")
-        self._started(self.proc.pid)
         await self._send(cm.CommandStarted(command=self.id, pid=self.proc.pid))
+        self._started(self.proc.pid)
         try:
             code = await self._supervise(self.proc)
         except asyncio.CancelledError:
@@ -136,13 +142,13 @@ class CommandRunner:
         )
         return cm.CommandExit(command=self.id, code=code, error=error, timed_out=self._timed_out)
 
-    async def _supervise(self, proc: asyncio.subprocess.Process) -> int:
+    async def _supervise(self, proc: Process) -> int:
         """Stream the output, feed the input, enforce the timeout; the return code."""
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._pump(proc.stdout, "stdout"))
                 tg.create_task(self._pump(proc.stderr, "stderr"))
-                helpers = [tg.create_task(self._feed_stdin())]
+                helpers = [tg.create_task(self._feed_stdin(proc.stdin))]
                 if self.spec.timeout:
                     helpers.append(tg.create_task(self._timeout(self.spec.timeout)))
                 code = await proc.wait()
@@ -152,26 +158,17 @@ class CommandRunner:
             raise group.exceptions[0] from None
         return code
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
+    def _spawn(self) -> Process:
         env = line_buffered(child_environment(self.spec.env))
-        common = {
-            "stdin": asyncio.subprocess.PIPE,
-            "stdout": asyncio.subprocess.PIPE,
-            "stderr": asyncio.subprocess.PIPE,
-            "start_new_session": True,  # its own process group: kill reaches its children
-            "cwd": self.spec.cwd or None,
-            "env": env,
-        }
+        cwd = self.spec.cwd or None
         if _SHELL_SYNTAX.search(self.spec.cmd) is None and self.spec.cmd.strip():
             # Builtins (exit, cd, ...) and missing programs are the shell's business.
             with contextlib.suppress(FileNotFoundError, PermissionError):
-                return await asyncio.create_subprocess_exec(*shlex.split(self.spec.cmd), **common)
-        return await asyncio.create_subprocess_exec("/bin/sh", "-c", self.spec.cmd, **common)
+                return Process.start(shlex.split(self.spec.cmd), cwd=cwd, env=env)
+        return Process.start(["/bin/sh", "-c", self.spec.cmd], cwd=cwd, env=env)
 
-    async def _pump(self, stream: asyncio.StreamReader | None, name: str) -> None:
-        if stream is None:
-            return
-        while chunk := await stream.read(CHUNK):
+    async def _pump(self, pipe: PipeReader, name: str) -> None:
+        while chunk := await pipe.read(CHUNK):
             # Waits while the channel's credit is spent: the pipe fills, the process waits.
             await self._send(cm.CommandOutput(command=self.id, stream=name, data=chunk))
             kept = self._kept[name]
@@ -199,17 +196,14 @@ class CommandRunner:
         self._stdin_bytes += len(data)
         self._stdin.put_nowait((data, close))
 
-    async def _feed_stdin(self) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        pipe = self.proc.stdin
+    async def _feed_stdin(self, pipe: PipeWriter) -> None:
         while True:
             data, close = await self._stdin.get()
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 if data:
-                    pipe.write(data)
-                    await pipe.drain()
-                if close:
-                    pipe.close()
+                    await pipe.write(data)
+            if close:
+                pipe.close()
             self._stdin_bytes -= len(data)
             self._stdin_room.set()
             if close:
@@ -226,7 +220,7 @@ class CommandRunner:
             return
         self.signal(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
+            await asyncio.wait_for(self.proc.wait(), grace)
         # The leader may be gone while children that ignored TERM live on in the group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)

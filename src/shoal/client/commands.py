@@ -306,6 +306,11 @@ class CommandChannel:
     def kill(self, command: str, grace: float = 1.0) -> None:
         self._send(command, cm.CommandKill(command=command, grace=grace))
 
+    def paths(self) -> dict[tuple[str, str], str]:
+        """(node, run) -> "direct" or "relay" for each open channel (tests, benchmarks)."""
+        with self._lock:
+            return {key: found.channel.path for key, found in self._channels.items()}
+
     def close(self) -> None:
         """Close every channel (the nodes end the commands still running on them)."""
         with self._lock:
