@@ -34,6 +34,7 @@ from shoal import (
     RemoteClient,
 )
 from shoal.client.channels import ChannelError, ChannelListener, connect_channel
+from shoal.client.commands import CommandChannel
 from shoal.library.flags import WaitForExactFlagResultTask
 from waiting import wait_until
 
@@ -220,7 +221,10 @@ def test_a_password_change_on_the_command_line_revokes_old_tokens(
     old = _login(cluster.endpoint, "carol", "first-pw")
     assert _rest(cluster.endpoint, old) == 200  # now in the controller's cache
     assert _netunicorn(cluster.endpoint, old) == 200
+    commands = CommandChannel(cluster.endpoint, old)
+    sleeper = commands.run("trust-1", "sleep 300")
     with _ws(cluster.endpoint, old, "/api/graph/ws") as graph:
+        assert sleeper.started.wait(20) and sleeper.error is None
         add_user(cluster.db_url, "carol", "second-pw")  # another process, straight to the db
         wait_until(
             lambda: _rest(cluster.endpoint, old) == 401,
@@ -229,6 +233,10 @@ def test_a_password_change_on_the_command_line_revokes_old_tokens(
         )
         assert _all_refused(cluster.endpoint, old)
         assert _closed(graph)
+        # A command channel opened with the old token is closed, its command ended.
+        assert sleeper.done.wait(REVOKED_WITHIN + 1), "the command outlived its token"
+        assert sleeper.code is None and "revoked" in str(sleeper.error), sleeper.error
+    commands.close()
     assert _rest(cluster.endpoint, _login(cluster.endpoint, "carol", "second-pw")) == 200
 
 
@@ -236,6 +244,13 @@ def test_a_password_change_on_the_command_line_revokes_old_tokens(
 def test_logout_revokes_the_calling_token_only(cluster: LocalCluster) -> None:
     one = _login(cluster.endpoint, "alice", "alice-pw")
     two = _login(cluster.endpoint, "alice", "alice-pw")
+    one_commands, two_commands = (
+        CommandChannel(cluster.endpoint, one),
+        CommandChannel(cluster.endpoint, two),
+    )
+    mine = one_commands.run("trust-1", "sleep 300")
+    theirs = two_commands.run("trust-1", "sleep 300")
+    assert mine.started.wait(20) and theirs.started.wait(20)
     with _ws(cluster.endpoint, one, "/api/graph/ws") as graph:
         reply = httpx.post(
             f"{cluster.endpoint}/api/logout", headers={"Authorization": f"Bearer {one}"}
@@ -243,6 +258,12 @@ def test_logout_revokes_the_calling_token_only(cluster: LocalCluster) -> None:
         assert reply.status_code == 200, reply.text
         assert _all_refused(cluster.endpoint, one)
         assert _closed(graph)
+        # The command channel of the logged-out token is closed; the other one's is not.
+        assert mine.done.wait(REVOKED_WITHIN + 1), "the command outlived its token"
+        assert mine.code is None and "revoked" in str(mine.error), mine.error
+        assert not theirs.done.is_set(), theirs.error
+    for commands in (one_commands, two_commands):
+        commands.close()
     assert _rest(cluster.endpoint, two) == 200
 
 

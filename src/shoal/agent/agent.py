@@ -47,7 +47,7 @@ from shoal.protocol import (
     Welcome,
 )
 from shoal.protocol.agent_messages import ChannelOffer
-from shoal.protocol.command_messages import EndRun
+from shoal.protocol.command_messages import CloseCommands, EndRun
 from shoal.protocol.flag_messages import FlagAnswer
 from shoal.protocol.graph_messages import (
     CHUNK,
@@ -354,6 +354,8 @@ class Agent:
         assert self._tg is not None
         if isinstance(message, EndRun):
             self.commands.end_run(message, self._tg)
+        elif isinstance(message, CloseCommands):
+            self.commands.close_channels(message, self._tg)
 
     def _graph(self) -> GraphRuntime:
         if self.graph is None:

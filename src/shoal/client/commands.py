@@ -150,6 +150,8 @@ class _NodeChannel:
     def _why(self, exc: ChannelError) -> str:
         if isinstance(exc, ChannelClosed):
             return f"node {self.node!r} closed the command channel"
+        if str(exc).startswith(f"peer {exc.peer} closed"):
+            return f"node {self.node!r} ended the command channel: {exc}"
         return f"node {self.node!r} was lost: {exc}"
 
     def _read(self) -> None:

@@ -91,10 +91,10 @@ async def build_services(config: ControllerConfig) -> Services:
     await experiments.load()
     records = RecordService(db, registry, experiments)
     await records.load()
-    relay = CommandRecorder(db, registry)
+    relay = CommandRecorder(db, registry, auth)
     graphs = GraphService(registry, config.graph_capability_ttl)
     channel_service = ChannelService(auth, registry, graphs.data_key, tls=bool(config.tls_cert))
-    channel_service.guard(COMMANDS, relay.may_open)
+    channel_service.guard(COMMANDS, relay.may_open, relay.granted)
     gateway = AgentGateway(
         db,
         registry,

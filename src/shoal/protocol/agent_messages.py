@@ -13,6 +13,7 @@ from __future__ import annotations
 import msgspec
 
 from shoal.protocol.command_messages import (
+    CloseCommands,
     CommandExit,
     CommandOutput,
     CommandStarted,
@@ -176,6 +177,7 @@ ControllerMessage = (
     | Cancel
     | Forget
     | EndRun
+    | CloseCommands
     | GraphRun
     | GraphCancel
     | GraphFree

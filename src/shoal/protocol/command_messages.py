@@ -114,6 +114,14 @@ class EndRun(_Msg):
     kill: bool = False
 
 
+class CloseCommands(_Msg):
+    """Close these command channels (by channel id), saying ``reason``; their
+    commands end with them (the token they were granted with was revoked)."""
+
+    channels: list[str]
+    reason: str
+
+
 class RunEnded(_Msg):
     """Everything this node has to report about the run's commands came before this."""
 
@@ -144,6 +152,7 @@ def decode_to_client(body: bytes) -> ToClient:
 
 __all__ = [
     "KEEP",
+    "CloseCommands",
     "CommandExit",
     "CommandInput",
     "CommandKill",
