@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import subprocess
 from collections.abc import Sequence
+
+PIPE_SIZE = 1024 * 1024  # Linux's default limit for an unprivileged process
 
 
 class _Pipe:
@@ -43,6 +46,12 @@ class _Pipe:
 
 
 class PipeReader(_Pipe):
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        super().__init__(loop, fd)
+        # A bigger pipe lets a fast writer get ahead while we send: fewer, bigger reads.
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+
     async def read(self, size: int) -> bytes:
         """Up to ``size`` bytes as soon as there are any; b"" at the end."""
         while True:
