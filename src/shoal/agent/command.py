@@ -87,6 +87,7 @@ class CommandRunner:
         # Input may arrive before the process exists; a queue keeps it, in order.
         self._stdin: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
         self._stdin_bytes = 0
+        self._stdin_closed = False  # input after the end of input is dropped
         self._stdin_room = asyncio.Event()
         self._stdin_room.set()
         self._ended = asyncio.Event()
@@ -193,6 +194,9 @@ class CommandRunner:
             self._queue_stdin(data, close)
 
     def _queue_stdin(self, data: bytes, close: bool) -> None:
+        if self._stdin_closed:
+            return
+        self._stdin_closed = close
         self._stdin_bytes += len(data)
         self._stdin.put_nowait((data, close))
 
