@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 
@@ -33,7 +34,7 @@ from shoal.protocol import command_messages as cm
 
 log = logging.getLogger("shoal.agent")
 Report = Callable[[object], None]
-Send = Callable[[object], Awaitable[None]]
+Send = Callable[[cm.ToClient], Awaitable[None]]
 ENDPOINT = "commands"
 CHUNK = 256 * 1024  # most bytes read from a pipe at once
 STDIN_LIMIT = 4 * 1024 * 1024  # input queued for a process before its channel waits
@@ -254,9 +255,9 @@ class CommandService:
 
     async def _serve(self, channel: AsyncChannel, run: str) -> None:
 
-        async def send(message: object) -> None:
+        async def send(message: cm.ToClient) -> None:
             # Queued in call order: a command's Started, output and Exit stay in order.
-            await channel.send(cm.encode(message))  # type: ignore[arg-type]
+            await channel.send(cm.encode(message))
 
         mine: dict[str, CommandRunner] = {}
         uploads: dict[str, _Upload] = {}
@@ -325,11 +326,15 @@ class CommandService:
         upload = uploads.get(part.command)
         if upload is None:
             upload = uploads[part.command] = _Upload(part.path, part.mode)
-        error = await asyncio.to_thread(upload.write, part.data, part.more)
-        if error or not part.more:
+        if upload.error is None:
+            upload.error = await asyncio.to_thread(upload.write, part.data, part.more)
+            if upload.error:
+                await send(cm.CommandExit(command=part.command, error=upload.error))
+            elif not part.more:
+                await send(cm.CommandExit(command=part.command, code=0))
+        # A failed upload stays, so its parts still in flight start no new file.
+        if not part.more:
             del uploads[part.command]
-            answer = cm.CommandExit(command=part.command, code=None if error else 0, error=error)
-            await send(answer)
 
     # --- from the controller -----------------------------------------------------
 
@@ -358,7 +363,7 @@ async def _close(channel: AsyncChannel, reason: str) -> None:
         await channel.close(reason)
 
 
-async def _answer(send: Send, message: object) -> None:
+async def _answer(send: Send, message: cm.ToClient) -> None:
     with contextlib.suppress(ChannelError):
         await send(message)
 
@@ -371,8 +376,8 @@ class _Upload:
         self.mode = mode
         self.target: Path | None = None
         self.partial: Path | None = None
-        self.file: object = None
-        self.error: str | None = None
+        self.file: BinaryIO | None = None
+        self.error: str | None = None  # once a part could not be written
 
     def write(self, data: bytes, more: bool) -> str | None:
         """Write a part (in a worker thread); the error, if it cannot."""
@@ -382,9 +387,10 @@ class _Upload:
                 self.target.parent.mkdir(parents=True, exist_ok=True)
                 self.partial = self.target.with_name(f".{self.target.name}.{time.time_ns()}.part")
                 self.file = open(self.partial, "wb")  # noqa: SIM115
-            self.file.write(data)  # type: ignore[attr-defined]
+            assert self.file is not None
+            self.file.write(data)
             if not more:
-                self.file.close()  # type: ignore[attr-defined]
+                self.file.close()
                 if self.mode is not None:
                     self.partial.chmod(self.mode)
                 assert self.target is not None
@@ -398,7 +404,7 @@ class _Upload:
     def abandon(self) -> None:
         if self.file is not None:
             with contextlib.suppress(OSError):
-                self.file.close()  # type: ignore[attr-defined]
+                self.file.close()
         if self.partial is not None:
             with contextlib.suppress(OSError):
                 self.partial.unlink()
