@@ -201,7 +201,7 @@ def api_schema(target: Target) -> schemathesis.BaseSchema:
         return case
 
     schema.hook(map_case)
-    # FastAPI leaves WebSocket routes (/api/agents/ws, /api/commands/ws) out of the schema;
+    # FastAPI leaves WebSocket routes (/api/agents/ws, /api/graph/ws) out of the schema;
     # should one ever appear there, it is not an HTTP operation to fuzz.
     return schema.exclude(path_regex=r"/ws$")
 

@@ -124,7 +124,7 @@ def test_postgres_outage_across_a_deployments_finish(tmp_path: Path) -> None:
             )
 
         # a WebSocket that needs the store is closed with "try again later" and the reason
-        url = cluster.endpoint.replace("http", "ws", 1) + "/api/commands/ws"
+        url = cluster.endpoint.replace("http", "ws", 1) + "/api/graph/ws"
         with (
             websockets.sync.client.connect(url, additional_headers=unused) as ws,
             pytest.raises(websockets.ConnectionClosed) as closed,

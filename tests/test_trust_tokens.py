@@ -34,6 +34,7 @@ from shoal import (
     RemoteClient,
 )
 from shoal.client.channels import ChannelError, ChannelListener, connect_channel
+from shoal.client.commands import CommandChannel
 from shoal.library.flags import WaitForExactFlagResultTask
 from waiting import wait_until
 
@@ -167,6 +168,15 @@ def _netunicorn(endpoint: str, token: str) -> int:
     ).status_code
 
 
+def _command_channel(endpoint: str, token: str, node: str) -> int:
+    """The status of asking for a channel to run commands on ``node``."""
+    return httpx.post(
+        f"{endpoint}/api/channels",
+        json={"node": node, "endpoint": "commands"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).status_code
+
+
 def _ws(endpoint: str, token: str, path: str) -> ClientConnection:
     return connect(
         endpoint.replace("http://", "ws://") + path,
@@ -198,7 +208,7 @@ def _all_refused(endpoint: str, token: str) -> bool:
     return (
         _rest(endpoint, token) == 401
         and _netunicorn(endpoint, token) == 401
-        and _ws_refused(endpoint, token, "/api/commands/ws")
+        and _command_channel(endpoint, token, "trust-1") == 401
         and _ws_refused(endpoint, token, "/api/graph/ws")
     )
 
@@ -211,10 +221,10 @@ def test_a_password_change_on_the_command_line_revokes_old_tokens(
     old = _login(cluster.endpoint, "carol", "first-pw")
     assert _rest(cluster.endpoint, old) == 200  # now in the controller's cache
     assert _netunicorn(cluster.endpoint, old) == 200
-    with (
-        _ws(cluster.endpoint, old, "/api/commands/ws") as commands,
-        _ws(cluster.endpoint, old, "/api/graph/ws") as graph,
-    ):
+    commands = CommandChannel(cluster.endpoint, old)
+    sleeper = commands.run("trust-1", "sleep 300")
+    with _ws(cluster.endpoint, old, "/api/graph/ws") as graph:
+        assert sleeper.started.wait(20) and sleeper.error is None
         add_user(cluster.db_url, "carol", "second-pw")  # another process, straight to the db
         wait_until(
             lambda: _rest(cluster.endpoint, old) == 401,
@@ -222,7 +232,11 @@ def test_a_password_change_on_the_command_line_revokes_old_tokens(
             "the old token to be refused",
         )
         assert _all_refused(cluster.endpoint, old)
-        assert _closed(commands) and _closed(graph)
+        assert _closed(graph)
+        # A command channel opened with the old token is closed, its command ended.
+        assert sleeper.done.wait(REVOKED_WITHIN + 1), "the command outlived its token"
+        assert sleeper.code is None and "revoked" in str(sleeper.error), sleeper.error
+    commands.close()
     assert _rest(cluster.endpoint, _login(cluster.endpoint, "carol", "second-pw")) == 200
 
 
@@ -230,6 +244,13 @@ def test_a_password_change_on_the_command_line_revokes_old_tokens(
 def test_logout_revokes_the_calling_token_only(cluster: LocalCluster) -> None:
     one = _login(cluster.endpoint, "alice", "alice-pw")
     two = _login(cluster.endpoint, "alice", "alice-pw")
+    one_commands, two_commands = (
+        CommandChannel(cluster.endpoint, one),
+        CommandChannel(cluster.endpoint, two),
+    )
+    mine = one_commands.run("trust-1", "sleep 300")
+    theirs = two_commands.run("trust-1", "sleep 300")
+    assert mine.started.wait(20) and theirs.started.wait(20)
     with _ws(cluster.endpoint, one, "/api/graph/ws") as graph:
         reply = httpx.post(
             f"{cluster.endpoint}/api/logout", headers={"Authorization": f"Bearer {one}"}
@@ -237,6 +258,12 @@ def test_logout_revokes_the_calling_token_only(cluster: LocalCluster) -> None:
         assert reply.status_code == 200, reply.text
         assert _all_refused(cluster.endpoint, one)
         assert _closed(graph)
+        # The command channel of the logged-out token is closed; the other one's is not.
+        assert mine.done.wait(REVOKED_WITHIN + 1), "the command outlived its token"
+        assert mine.code is None and "revoked" in str(mine.error), mine.error
+        assert not theirs.done.is_set(), theirs.error
+    for commands in (one_commands, two_commands):
+        commands.close()
     assert _rest(cluster.endpoint, two) == 200
 
 

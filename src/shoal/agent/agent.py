@@ -27,7 +27,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from shoal.agent.channel_probes import register_probes
 from shoal.agent.channel_server import ChannelServer
-from shoal.agent.command import CommandRunner, put_file
+from shoal.agent.command import ENDPOINT as COMMANDS
+from shoal.agent.command import CommandService
 from shoal.agent.config import AgentConfig
 from shoal.agent.deployment import TERMINAL, DeploymentRunner
 from shoal.agent.metrics import MetricsSampler
@@ -36,22 +37,17 @@ from shoal.private import read_private, write_private
 from shoal.protocol import (
     PROTOCOL_VERSION,
     Cancel,
-    CommandAck,
-    CommandInput,
-    CommandKill,
-    CommandSignal,
     ControllerMessage,
     Forget,
     FrameDecoder,
     FrameEncoder,
     Hello,
     Prepare,
-    PutFile,
-    RunCommand,
     Start,
     Welcome,
 )
 from shoal.protocol.agent_messages import ChannelOffer
+from shoal.protocol.command_messages import CloseCommands, EndRun
 from shoal.protocol.flag_messages import FlagAnswer
 from shoal.protocol.graph_messages import (
     CHUNK,
@@ -85,7 +81,7 @@ class Agent:
         self.config = config
         self.runners: dict[str, DeploymentRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.commands: dict[str, CommandRunner] = {}
+        self.commands = CommandService(self.emit)  # runs what comes to the `commands` endpoint
         self._outbox: deque[object] = deque(maxlen=OUTBOX_LIMIT)
         self._wake = asyncio.Event()
         self._encoder = FrameEncoder()
@@ -103,6 +99,7 @@ class Agent:
             config.name, lambda: (self._data_key, self._clock_offset)
         )
         register_probes(self._channel_server)
+        self._channel_server.register(COMMANDS, self.commands.serve, scoped=True)
         self._data_key = b""
         self._clock_offset = 0.0  # the controller's clock minus ours
         self._graph_epoch = ""
@@ -264,7 +261,7 @@ class Agent:
             cpus=self.config.cpus,
             properties=self.config.properties,
             deployments=[r.report() for r in self.runners.values()],
-            commands=list(self.commands),
+            commands=list(self.commands.running),
             data_port=self._data_port,
             data_host=data_host,
             channel_port=self._channel_server.port if self._serve_data else 0,
@@ -355,28 +352,10 @@ class Agent:
 
     def _handle_command(self, message: ControllerMessage) -> None:
         assert self._tg is not None
-        if isinstance(message, RunCommand):
-            if message.command in self.commands:
-                return
-            runner = CommandRunner(message, self.emit)
-            self.commands[runner.id] = runner
-            task = self._tg.create_task(runner.run())
-            task.add_done_callback(lambda _t, cid=runner.id: self.commands.pop(cid, None))
-            return
-        if isinstance(message, PutFile):
-            self.emit(put_file(message))
-            return
-        runner = self.commands.get(message.command)  # type: ignore[union-attr]
-        if runner is None:
-            return
-        if isinstance(message, CommandAck):
-            runner.ack(message.consumed)
-        elif isinstance(message, CommandInput):
-            runner.write_stdin(message.data, message.close)
-        elif isinstance(message, CommandSignal):
-            runner.signal(message.signal)
-        elif isinstance(message, CommandKill):
-            self._tg.create_task(runner.kill(message.grace))
+        if isinstance(message, EndRun):
+            self.commands.end_run(message, self._tg)
+        elif isinstance(message, CloseCommands):
+            self.commands.close_channels(message, self._tg)
 
     def _graph(self) -> GraphRuntime:
         if self.graph is None:

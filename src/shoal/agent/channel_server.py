@@ -60,16 +60,30 @@ class ChannelServer:
         self._key_of = key_of
         self._handlers: dict[str, Handler] = {}
         self._forwards: dict[str, ExecutorEndpoints] = {}
+        self._scoped: set[str] = set()
         self.server: asyncio.Server | None = None
         self.host = ""
         self.port = 0
         self._running: set[asyncio.Task[None]] = set()
 
-    def register(self, endpoint: str, handler: Handler) -> None:
-        """Serve ``endpoint`` with ``handler`` (one per name)."""
+    def register(self, endpoint: str, handler: Handler, *, scoped: bool = False) -> None:
+        """Serve ``endpoint`` with ``handler`` (one per name). ``scoped``: also
+        ``endpoint/SCOPE`` for any scope (the capability names the scope, such as
+        the run whose commands a channel carries; the handler reads it from
+        ``channel.endpoint``)."""
         if endpoint in self._handlers:
             raise ValueError(f"endpoint {endpoint!r} is served already")
         self._handlers[endpoint] = handler
+        if scoped:
+            self._scoped.add(endpoint)
+
+    def _handler(self, endpoint: str) -> Handler | None:
+        handler = self._handlers.get(endpoint)
+        if handler is None:
+            base, slash, scope = endpoint.partition("/")
+            if slash and scope and base in self._scoped:
+                handler = self._handlers[base]
+        return handler
 
     def forward(self, endpoint: str, executor: ExecutorEndpoints) -> str:
         """Hand ``endpoint``'s channels to ``executor``; the reason if it cannot be."""
@@ -143,7 +157,8 @@ class ChannelServer:
             return
         if channel is None:
             return
-        handler = self._handlers[request.endpoint]
+        handler = self._handler(request.endpoint)
+        assert handler is not None  # checked before the channel was accepted
         try:
             await handler(channel)
             await channel.close()
@@ -172,7 +187,7 @@ class ChannelServer:
         await transport.close()
 
     def _check(self, request: cm.Open) -> str:
-        if request.endpoint not in self._handlers and request.endpoint not in self._forwards:
+        if self._handler(request.endpoint) is None and request.endpoint not in self._forwards:
             return f"node {self.node} has no endpoint {request.endpoint!r}"
         key, offset = self._key_of()
         refused = capabilities.check_channel(

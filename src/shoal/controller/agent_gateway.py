@@ -27,7 +27,7 @@ from starlette.websockets import WebSocketState
 
 from shoal.controller.batch import WriteBatch
 from shoal.controller.channel_relay import ChannelService
-from shoal.controller.commands import CommandRelay
+from shoal.controller.commands import CommandRecorder
 from shoal.controller.enrollment import EnrollmentRefused, NodeEnrollment
 from shoal.controller.experiments import ExperimentService, LiveDeployment
 from shoal.controller.flag_calls import ExecutorFlagCalls
@@ -47,6 +47,7 @@ from shoal.protocol import (
     Hello,
     Welcome,
 )
+from shoal.protocol.command_messages import RunEnded
 from shoal.protocol.flag_messages import FlagCall
 from shoal.protocol.graph_messages import GraphDone, GraphFetch, ObjectChunk
 from shoal.store import nodes as node_queries
@@ -70,7 +71,7 @@ class AgentGateway:
         db: Database,
         registry: NodeRegistry,
         experiments: ExperimentService,
-        relay: CommandRelay,
+        relay: CommandRecorder,
         graphs: GraphService,
         channels: ChannelService,
         enrollment: NodeEnrollment,
@@ -280,7 +281,7 @@ class AgentGateway:
             if isinstance(message, Heartbeat):
                 if node is not None:
                     node.heartbeat = message
-            elif isinstance(message, CommandOutput | CommandStarted | CommandExit):
+            elif isinstance(message, CommandOutput | CommandStarted | CommandExit | RunEnded):
                 self.relay.from_agent(link.name, message)
             elif isinstance(message, GraphDone):
                 self.graphs.on_done(link.name, message)

@@ -34,8 +34,8 @@ from shoal.controller.agent_gateway import CLOSE_TRY_AGAIN_LATER, AgentGateway
 from shoal.controller.auth import Authenticator, hash_password
 from shoal.controller.channel_relay import ChannelService
 from shoal.controller.channels import ChannelRelay
-from shoal.controller.client_gateway import ClientGateway
-from shoal.controller.commands import CommandRelay
+from shoal.controller.commands import ENDPOINT as COMMANDS
+from shoal.controller.commands import CommandRecorder
 from shoal.controller.config import ControllerConfig
 from shoal.controller.enrollment import NodeEnrollment, setup_join_token
 from shoal.controller.experiments import ExperimentService
@@ -91,9 +91,10 @@ async def build_services(config: ControllerConfig) -> Services:
     await experiments.load()
     records = RecordService(db, registry, experiments)
     await records.load()
-    relay = CommandRelay(db, registry)
+    relay = CommandRecorder(db, registry, auth)
     graphs = GraphService(registry, config.graph_capability_ttl)
     channel_service = ChannelService(auth, registry, graphs.data_key, tls=bool(config.tls_cert))
+    channel_service.guard(COMMANDS, relay.may_open, relay.granted)
     gateway = AgentGateway(
         db,
         registry,
@@ -107,7 +108,6 @@ async def build_services(config: ControllerConfig) -> Services:
         config.heartbeat_timeout,
         lost_timeout=config.lost_timeout,
     )
-    clients = ClientGateway(auth, relay)
     graph_clients = GraphGateway(auth, graphs, records)
     channels = ChannelRelay(auth)
     svc = Services(
@@ -119,7 +119,6 @@ async def build_services(config: ControllerConfig) -> Services:
         experiments,
         gateway,
         relay,
-        clients,
         graphs,
         graph_clients,
         channels,
@@ -200,7 +199,6 @@ def create_app(
     app.include_router(routes_records.router)
     app.include_router(routes_channels.router)
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
-    app.add_api_websocket_route("/api/commands/ws", _client_ws)
     app.add_api_websocket_route("/api/graph/ws", _graph_ws)
     app.add_api_websocket_route("/api/channels/listen/{name}", _channel_listen)
     app.add_api_websocket_route("/api/channels/connect/{name}", _channel_connect)
@@ -254,10 +252,6 @@ async def _agent_ws(websocket: WebSocket) -> None:
 
 
 @_store_guard
-async def _client_ws(websocket: WebSocket) -> None:
-    await websocket.app.state.services.clients.serve(websocket)
-
-
 @_store_guard
 async def _graph_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.graph_clients.serve(websocket)

@@ -39,6 +39,11 @@ from shoal.protocol.agent_messages import ChannelOffer
 
 log = logging.getLogger("shoal.controller.channels")
 
+# Says why ``caller`` may not open a channel to ``endpoint`` on ``node`` ("": it may).
+Guard = Callable[[Principal, str, str], str]
+# Told of each grant a guard let through (to close the channel if the caller's token goes).
+Granted = Callable[[Principal, cm.ChannelGrant], None]
+
 GRANT_TTL = 60.0  # seconds a grant may be used to open its channel
 OPEN_TIMEOUT = 10.0  # for the opener's first frame, and for the node to take the channel
 
@@ -81,6 +86,7 @@ class ChannelService:
         self.ttl = ttl
         self._addresses: dict[str, str] = {}  # node -> host:port of its channel server
         self._offers: dict[str, _Offer] = {}
+        self._guards: dict[str, tuple[Guard, Granted | None]] = {}
         # Since start, for /metrics and tests.
         self.granted = 0
         self.relayed = 0
@@ -94,6 +100,23 @@ class ChannelService:
             self._addresses[name] = address
         else:
             self._addresses.pop(name, None)
+
+    def guard(self, endpoint: str, check: Guard, granted: Granted | None = None) -> None:
+        """Grants for ``endpoint`` (and ``endpoint/SCOPE``) need ``check`` to pass:
+        the service behind an endpoint decides who may open it; ``granted`` is
+        told of each grant made."""
+        self._guards[endpoint] = (check, granted)
+
+    def grant_for(self, caller: Principal, node: str, endpoint: str) -> cm.ChannelGrant | str:
+        """A grant for ``caller``, or why its endpoint's guard refuses one."""
+        check, granted = self._guards.get(endpoint.partition("/")[0], (None, None))
+        refused = check(caller, node, endpoint) if check is not None else ""
+        if refused:
+            return refused
+        grant = self.grant(opener_of(caller), node, endpoint)
+        if granted is not None:
+            granted(caller, grant)
+        return grant
 
     def grant(self, opener: str, node: str, endpoint: str) -> cm.ChannelGrant:
         """A grant for ``opener`` to open a new channel to ``endpoint`` on ``node``."""

@@ -1,33 +1,38 @@
-"""Commands: relayed between a client's stream and the agent of the node they run on.
+"""Commands, as the controller knows them: who may run them, what runs where, records.
 
-The controller keeps only what it needs to route messages and to keep a record
-(who ran what where, the return code, timings, the first 256 KiB of each
-stream). Records are written behind the traffic, in batches, so a command's
-round trip never waits for the disk.
+A command's bytes never pass through here: the client sends it over a channel
+to the node's ``commands`` endpoint and its output comes back the same way.
+The controller decides who gets such a channel (``may_open``, the guard of the
+endpoint's grants: a user, on a run of theirs that is open), and the node
+reports each command to it over the agent's WebSocket: what ran and for whom,
+the first 256 KiB of each stream, the exit. That is the record (written behind
+the traffic, in batches) and the dashboard's live view.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoal.controller.auth import Principal
+from starlette.websockets import WebSocketState
+
+from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.changes import ChangeFeed
-from shoal.controller.links import Link
 from shoal.controller.registry import NodeRegistry
-from shoal.protocol import (
-    CommandAck,
+from shoal.protocol.channel_messages import ChannelGrant
+from shoal.protocol.command_messages import (
+    KEEP,
+    CloseCommands,
     CommandExit,
-    CommandInput,
-    CommandKill,
     CommandOutput,
-    CommandSignal,
     CommandStarted,
-    PutFile,
-    RunCommand,
+    EndRun,
+    RunEnded,
 )
 from shoal.store import commands as command_queries
 from shoal.store.database import Database
@@ -35,22 +40,24 @@ from shoal.store.faults import retry_store
 
 log = logging.getLogger("shoal.controller.commands")
 
-KEEP = 256 * 1024  # bytes of each stream kept in the record
+ENDPOINT = "commands"  # the nodes' endpoint; ``commands/RUN_ID`` for a run's commands
+END_RUN_TIMEOUT = 5.0  # how long a run's end waits for its nodes' last reports
 
 
 @dataclass
 class LiveCommand:
+    """A command running on a node, as its node reported it."""
+
     id: str
     node: str
-    client: Link
     experiment_id: str | None
     cmd: str
+    opener: str = ""
     started_at: float = field(default_factory=time.time)
     pid: int | None = None
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     truncated: bool = False
-    is_file: bool = False
 
     def keep(self, stream: str, data: bytes) -> None:
         buffer = self.stdout if stream == "stdout" else self.stderr
@@ -62,7 +69,8 @@ class LiveCommand:
 
     def record(self, code: int | None, error: str | None) -> dict[str, Any]:
         return {
-            "id": self.id,
+            # The client chose the command's id; the record's is the controller's own.
+            "id": secrets.token_hex(16),
             "experiment_id": self.experiment_id,
             "node": self.node,
             "cmd": self.cmd,
@@ -77,132 +85,163 @@ class LiveCommand:
         }
 
 
-class CommandRelay:
-    def __init__(self, db: Database, registry: NodeRegistry) -> None:
+class _Granted:
+    """The command channels one token was granted to one node (channel id -> run),
+    registered with the Authenticator as it registers a WebSocket: revoking the
+    token "closes" this, which has the node close those channels."""
+
+    def __init__(self, registry: NodeRegistry, node: str) -> None:
+        self.registry = registry
+        self.node = node
+        self.channels: dict[str, str] = {}
+        self.application_state = WebSocketState.CONNECTED
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.application_state = WebSocketState.DISCONNECTED
+        link = self.registry.link(self.node)
+        if link is not None and self.channels:
+            why = f"the token it was opened with was revoked ({reason or code})"
+            link.send(CloseCommands(channels=list(self.channels), reason=why))
+
+
+class CommandRecorder:
+    """Guards the nodes' ``commands`` endpoint, follows the commands nodes report,
+    and keeps their records."""
+
+    def __init__(self, db: Database, registry: NodeRegistry, auth: Authenticator) -> None:
         self.db = db
         self.registry = registry
-        self.live: dict[str, LiveCommand] = {}
-        self.run_owners: dict[str, int] = {}  # experiment id -> user id, for runs
+        self.auth = auth
+        # What each token was granted, kept here for the Authenticator (which
+        # holds them weakly) to close when the token goes: (token digest, node) ->.
+        self._granted: dict[tuple[str, str], _Granted] = {}
+        self.live: dict[tuple[str, str], LiveCommand] = {}  # (node, command id) ->
+        self.run_owners: dict[str, int] = {}  # open run id -> user id
+        # Open run id -> the nodes granted a channel for its commands: only they
+        # may report commands of the run, and they are told when it ends.
+        self.run_nodes: defaultdict[str, set[str]] = defaultdict(set)
+        self._run_ended: dict[tuple[str, str], asyncio.Event] = {}
         self._records: list[dict[str, Any]] = []
         self._record_ready = asyncio.Event()
-        # Output relayed to clients since start, for /metrics.
+        # Output reported by nodes since start, for /metrics.
         self.output_messages = 0
         self.output_bytes = 0
         self.feed = ChangeFeed()  # runs whose command records were stored
 
-    # ------------------------------------------------------------ from clients
+    # ------------------------------------------------------------ who may run
 
-    def from_client(self, client: Link, caller: Principal, message: Any) -> None:
-        if isinstance(message, RunCommand | PutFile):
-            self._start(client, caller, message)
-            return
-        live = self.live.get(message.command)
-        if live is None or live.client is not client:
-            return  # finished already, or not this client's: nothing to do
-        if isinstance(message, CommandInput | CommandSignal | CommandKill | CommandAck):
-            self._to_node(live.node, message)
+    def may_open(self, caller: Principal, node: str, endpoint: str) -> str:
+        """Why ``caller`` may not open a channel to ``endpoint`` on ``node`` ("": it may)."""
+        if caller.kind != "user":
+            return "running commands on nodes needs a user token"
+        run = "" if endpoint == ENDPOINT else endpoint.removeprefix(ENDPOINT + "/")
+        if run and self.run_owners.get(run) != caller.user_id:
+            return f"no run {run!r} of user {caller.login!r} is open"
+        if run:
+            self.run_nodes[run].add(node)
+        return ""
 
-    def _start(self, client: Link, caller: Principal, message: RunCommand | PutFile) -> None:
-        cid = message.command
-        error = None
-        if not cid or cid in self.live:
-            error = f"command id {cid!r} is empty or already in use"
-        elif message.node not in self.registry.nodes:
-            known = ", ".join(sorted(self.registry.nodes)) or "none"
-            error = f"unknown node {message.node!r} (known nodes: {known})"
-        elif not self.registry.is_online(message.node):
-            error = f"node {message.node!r} is offline"
-        experiment = getattr(message, "experiment", "") or None
-        owner = self.run_owners.get(experiment) if experiment is not None else caller.user_id
-        if error is None and owner != caller.user_id:
-            error = f"no run {experiment!r} of user {caller.login!r} is open"
-        if error is not None:
-            client.send(CommandExit(command=cid, error=error))
-            return
-        if isinstance(message, PutFile):
-            text = f"<upload {len(message.data)} bytes to {message.path}>"
-            self.live[cid] = LiveCommand(cid, message.node, client, None, text, is_file=True)
-        else:
-            self.live[cid] = LiveCommand(cid, message.node, client, experiment, message.cmd)
-        if not self._to_node(message.node, message):
-            error = f"node {message.node!r} is not connected right now (its agent is reconnecting)"
-            self._finish(self.live[cid], CommandExit(command=cid, error=error))
+    def granted(self, caller: Principal, grant: ChannelGrant) -> None:
+        """A command channel was granted: it closes when the caller's token is revoked."""
+        key = (caller.digest, grant.node)
+        granted = self._granted.get(key)
+        if granted is None or granted.application_state != WebSocketState.CONNECTED:
+            granted = self._granted[key] = _Granted(self.registry, grant.node)
+            self.auth.opened(granted, caller)  # type: ignore[arg-type]
+        granted.channels[grant.channel] = grant.endpoint.partition("/")[2]
 
-    def cancel_run(self, experiment_id: str) -> int:
-        """Close a run to new commands and kill the ones it runs; how many were killed.
-
-        Each killed command ends as usual (its exit reaches the client and the
-        record), with the signal that killed it.
-        """
-        self.run_owners.pop(experiment_id, None)
-        killed = 0
-        for live in list(self.live.values()):
-            if live.experiment_id == experiment_id:
-                killed += self._to_node(live.node, CommandKill(command=live.id, grace=0.5))
-        return killed
-
-    def client_gone(self, client: Link) -> None:
-        """A client that goes away takes its running commands with it."""
-        for live in list(self.live.values()):
-            if live.client is client:
-                self._to_node(live.node, CommandKill(command=live.id, grace=0.5))
+    async def end_run(self, run: str, *, kill: bool = False) -> int:
+        """Close run ``run`` to new commands (``kill``: end its running ones too) and
+        wait (briefly) until its nodes have reported all they ran; then store its
+        records. Returns how many commands were running."""
+        self.run_owners.pop(run, None)
+        for key, granted in list(self._granted.items()):
+            for channel in [c for c, r in granted.channels.items() if r == run]:
+                del granted.channels[channel]
+            if not granted.channels:
+                del self._granted[key]
+        running = sum(1 for c in self.live.values() if c.experiment_id == run)
+        waits = []
+        for node in self.run_nodes.pop(run, set()):
+            link = self.registry.link(node)
+            if link is None:
+                continue
+            ended = self._run_ended[(node, run)] = asyncio.Event()
+            link.send(EndRun(run=run, kill=kill))
+            waits.append(ended.wait())
+        try:
+            async with asyncio.timeout(END_RUN_TIMEOUT):
+                await asyncio.gather(*waits)
+        except TimeoutError:
+            log.warning("run %s ended without the last reports of some of its nodes", run)
+        finally:
+            for key in [k for k in self._run_ended if k[1] == run]:
+                del self._run_ended[key]
+        await self.flush()
+        return running
 
     # ------------------------------------------------------------- from agents
 
-    def from_agent(self, node: str, message: CommandStarted | CommandOutput | CommandExit) -> None:
-        live = self.live.get(message.command)
-        if live is None:
+    def from_agent(
+        self, node: str, message: CommandStarted | CommandOutput | CommandExit | RunEnded
+    ) -> None:
+        if isinstance(message, RunEnded):
+            ended = self._run_ended.get((node, message.run))
+            if ended is not None:
+                ended.set()
             return
-        if live.node != node:
-            log.warning(
-                "dropped a %s about command %s from node %r: it runs on node %r",
-                type(message).__name__,
-                live.id,
-                node,
-                live.node,
-            )
+        if isinstance(message, CommandStarted):
+            self._started(node, message)
+            return
+        live = self.live.get((node, message.command))
+        if live is None:
             return
         if isinstance(message, CommandOutput):
             live.keep(message.stream, message.data)
             self.output_messages += 1
             self.output_bytes += len(message.data)
-        elif isinstance(message, CommandStarted):
-            live.pid = message.pid
         else:
-            self._finish(live, message)
+            self._finish(live, message.code, message.error)
+
+    def _started(self, node: str, message: CommandStarted) -> None:
+        run = message.run or None
+        if run is not None and node not in self.run_nodes.get(run, ()):
+            # Only a node the run's owner was granted a channel to runs its commands.
+            log.warning(
+                "dropped the report of command %s on node %r: no channel to it for run %r",
+                message.command,
+                node,
+                run,
+            )
             return
-        live.client.send(message)
+        key = (node, message.command)
+        if key in self.live:
+            return
+        self.live[key] = LiveCommand(
+            message.command, node, run, message.cmd, message.opener, pid=message.pid
+        )
 
     def agent_hello(self, node: str, running: list[str]) -> None:
         """An agent (re)connected: commands it does not report are gone (or never arrived).
 
-        Called before the new connection carries anything, so every command
-        meant for this node went over the old one.
+        Called before the new connection carries anything, so what the node said
+        about its commands before came over the old one.
         """
         still = set(running)
         for live in list(self.live.values()):
             if live.node == node and live.id not in still:
-                error = f"the agent on {node!r} restarted; the command is gone"
-                self._finish(live, CommandExit(command=live.id, error=error))
+                self._finish(live, None, f"the agent on {node!r} restarted; the command is gone")
 
     def node_lost(self, node: str, reason: str) -> None:
         for live in list(self.live.values()):
             if live.node == node:
-                self._finish(live, CommandExit(command=live.id, error=reason))
+                self._finish(live, None, reason)
 
-    def _finish(self, live: LiveCommand, message: CommandExit) -> None:
-        del self.live[live.id]
-        live.client.send(message)
-        if live.experiment_id is not None and not live.is_file:
-            self._records.append(live.record(message.code, message.error))
+    def _finish(self, live: LiveCommand, code: int | None, error: str | None) -> None:
+        del self.live[(live.node, live.id)]
+        if live.experiment_id is not None:
+            self._records.append(live.record(code, error))
             self._record_ready.set()
-
-    def _to_node(self, node: str, message: Any) -> bool:
-        link = self.registry.link(node)
-        if link is None:
-            return False
-        link.send(message)
-        return True
 
     # ------------------------------------------------------------ the records
 
@@ -218,7 +257,7 @@ class CommandRelay:
                 # A finished command's record waits out a store outage.
                 await retry_store(lambda batch=batch: self._store(batch), "storing command records")
             except Exception:
-                # A record must never take the relay down; the commands themselves ran.
+                # A record must never take the controller down; the commands themselves ran.
                 log.exception("could not store %d command records", len(batch))
 
     async def _store(self, batch: list) -> None:

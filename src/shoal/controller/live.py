@@ -33,7 +33,7 @@ from fastapi import HTTPException
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.controller.auth import Principal
-from shoal.controller.commands import CommandRelay, LiveCommand
+from shoal.controller.commands import CommandRecorder, LiveCommand
 from shoal.controller.experiments import (
     TERMINAL_DEPLOYMENT,
     TERMINAL_EXPERIMENT,
@@ -123,7 +123,7 @@ class LiveHub:
         registry: NodeRegistry,
         experiments: ExperimentService,
         flags: FlagService,
-        relay: CommandRelay,
+        relay: CommandRecorder,
     ) -> None:
         self.db = db
         self.registry = registry
@@ -227,7 +227,7 @@ class LiveHub:
                 continue
             what = {"experiment": live.name, "what": "deployment", "state": dep.state}
             out.append((dep.node, live.owner_id, what))
-        commands = [c for c in self.relay.live.values() if not c.is_file]
+        commands = list(self.relay.live.values())
         await self._name_runs({c.experiment_id for c in commands} - {None})  # type: ignore[arg-type]
         for c in commands:
             owner = self.relay.run_owners.get(c.experiment_id) if c.experiment_id else None
@@ -333,7 +333,7 @@ class LiveHub:
             return
         running: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         for c in self.relay.live.values():
-            if c.experiment_id in ids and not c.is_file:
+            if c.experiment_id in ids:
                 running[c.experiment_id].append(_running_command(c))
         payloads = {i: dumps({"commands": running.get(i, [])}) for i in ids}
         for w in watchers:

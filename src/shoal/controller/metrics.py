@@ -224,12 +224,12 @@ class _ServicesCollector(Collector):
             ("shoal_channel_bytes", "Bytes relayed through channels.", channels.relayed_bytes),
             (
                 "shoal_command_output_messages",
-                "Output chunks of commands relayed to their clients.",
+                "Output chunks of commands nodes reported for their records.",
                 commands.output_messages,
             ),
             (
                 "shoal_command_output_bytes",
-                "Bytes of command output relayed to their clients.",
+                "Bytes of command output nodes reported for their records.",
                 commands.output_bytes,
             ),
         ):

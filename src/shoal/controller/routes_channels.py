@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends
 from pydantic import Field, StrictStr
 
 from shoal.controller.auth import Principal
-from shoal.controller.channel_relay import opener_of
 from shoal.controller.errors import conflict, forbidden, not_found
 from shoal.controller.schemas import _Strict, clean_input
 from shoal.controller.services import Services, principal, services
@@ -32,5 +31,7 @@ async def grant_channel(
         raise not_found(f"no node named {body.node!r}")
     if not svc.registry.is_online(body.node):
         raise conflict(f"node {body.node!r} is not online")
-    grant = svc.channel_service.grant(opener_of(caller), body.node, body.endpoint)
+    grant = svc.channel_service.grant_for(caller, body.node, body.endpoint)
+    if isinstance(grant, str):
+        raise forbidden(grant)
     return {f: getattr(grant, f) for f in grant.__struct_fields__}

@@ -43,9 +43,8 @@ async def finish_run(
     svc: Services = Depends(services),
 ) -> dict:
     row = await svc.experiments.find(caller, name)
-    await svc.relay.flush()
+    await svc.relay.end_run(row["id"])  # its commands' records are stored first
     status = await svc.experiments.finish_run(caller, name, body.status, body.error)
-    svc.relay.run_owners.pop(row["id"], None)
     return {"name": name, "status": status}
 
 
@@ -55,5 +54,5 @@ async def cancel_run(svc: Services, caller: Principal, row: dict) -> dict:
     if row["status"] in TERMINAL_EXPERIMENT:
         return {"name": row["name"], "status": row["status"], "killed": 0}
     await svc.experiments.finish_run(caller, row["name"], "CANCELLED", "cancelled by its user")
-    killed = svc.relay.cancel_run(row["id"])
+    killed = await svc.relay.end_run(row["id"], kill=True)
     return {"name": row["name"], "status": "CANCELLED", "killed": killed}

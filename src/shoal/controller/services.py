@@ -11,8 +11,7 @@ from shoal.controller.agent_gateway import AgentGateway
 from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.channel_relay import ChannelService
 from shoal.controller.channels import ChannelRelay
-from shoal.controller.client_gateway import ClientGateway
-from shoal.controller.commands import CommandRelay
+from shoal.controller.commands import CommandRecorder
 from shoal.controller.config import ControllerConfig
 from shoal.controller.errors import forbidden, unauthorized
 from shoal.controller.experiments import ExperimentService
@@ -35,8 +34,7 @@ class Services:
     flags: FlagService
     experiments: ExperimentService
     gateway: AgentGateway
-    relay: CommandRelay
-    clients: ClientGateway
+    relay: CommandRecorder
     graphs: GraphService
     graph_clients: GraphGateway
     channels: ChannelRelay

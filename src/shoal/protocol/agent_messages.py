@@ -12,6 +12,14 @@ from __future__ import annotations
 
 import msgspec
 
+from shoal.protocol.command_messages import (
+    CloseCommands,
+    CommandExit,
+    CommandOutput,
+    CommandStarted,
+    EndRun,
+    RunEnded,
+)
 from shoal.protocol.flag_messages import FlagAnswer, FlagCall
 from shoal.protocol.graph_messages import (
     GraphCancel,
@@ -25,7 +33,8 @@ from shoal.protocol.graph_messages import (
 
 # 2: executors' flag calls over the agent's connection (FlagCall)
 # 3: channels (Hello.channel_port, ChannelOffer)
-PROTOCOL_VERSION = 3
+# 4: commands run over channels; agents report them (command_messages, EndRun)
+PROTOCOL_VERSION = 4
 
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
@@ -96,33 +105,6 @@ class LogLine(_Msg):
     ts: float
 
 
-# --- commands: processes with live stdio, driven by a client ---------------
-# These travel agent <-> controller and controller <-> client alike; the
-# command id is chosen by the client and unique across the controller.
-
-
-class CommandStarted(_Msg):
-    command: str
-    pid: int
-
-
-class CommandOutput(_Msg):
-    """A chunk of a command's stdout or stderr, as read (not split into lines)."""
-
-    command: str
-    stream: str
-    data: bytes
-
-
-class CommandExit(_Msg):
-    """The command ended (``code``), or could not run or was cut off (``error``)."""
-
-    command: str
-    code: int | None = None
-    error: str | None = None
-    timed_out: bool = False
-
-
 AgentMessage = (
     StepResult
     | Hello
@@ -132,6 +114,7 @@ AgentMessage = (
     | CommandStarted
     | CommandOutput
     | CommandExit
+    | RunEnded
     | GraphDone
     | GraphFetch
     | ObjectChunk
@@ -186,59 +169,6 @@ class Forget(_Msg):
     deployment: str
 
 
-class RunCommand(_Msg):
-    """Run ``cmd`` (a shell line) on a node, in its own process group.
-
-    ``window`` is how many output bytes may be in flight before the node waits
-    for the client to acknowledge them (back-pressure for chatty commands).
-    """
-
-    command: str
-    cmd: str
-    node: str = ""
-    experiment: str = ""
-    env: dict[str, str] = {}
-    cwd: str | None = None
-    timeout: float | None = None
-    stdin: bytes | None = None  # given: written and closed; None: the pipe stays open
-    window: int = 4 * 1024 * 1024
-
-
-class CommandInput(_Msg):
-    command: str
-    data: bytes = b""
-    close: bool = False
-
-
-class CommandSignal(_Msg):
-    command: str
-    signal: int
-
-
-class CommandKill(_Msg):
-    """TERM the command's process group, KILL it after ``grace`` seconds."""
-
-    command: str
-    grace: float = 1.0
-
-
-class CommandAck(_Msg):
-    """The client consumed ``consumed`` more bytes of the command's output."""
-
-    command: str
-    consumed: int
-
-
-class PutFile(_Msg):
-    """Write ``data`` to ``path`` on the node; answered by CommandExit (code 0 or error)."""
-
-    command: str
-    path: str
-    data: bytes
-    node: str = ""
-    mode: int | None = None
-
-
 ControllerMessage = (
     Welcome
     | ChannelOffer
@@ -246,12 +176,8 @@ ControllerMessage = (
     | Start
     | Cancel
     | Forget
-    | RunCommand
-    | CommandInput
-    | CommandSignal
-    | CommandKill
-    | CommandAck
-    | PutFile
+    | EndRun
+    | CloseCommands
     | GraphRun
     | GraphCancel
     | GraphFree
@@ -259,7 +185,3 @@ ControllerMessage = (
     | ObjectChunk
     | FlagAnswer
 )
-
-# What a client sends on its command stream, and what it gets back.
-ClientMessage = RunCommand | CommandInput | CommandSignal | CommandKill | CommandAck | PutFile
-ClientEvent = CommandStarted | CommandOutput | CommandExit

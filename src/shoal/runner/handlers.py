@@ -189,6 +189,15 @@ class WithNewline:
         else:
             deliver(self.handler, [line + "\n" for line in lines])
 
+    def write_block(self, text: str) -> None:
+        """Whole lines, each with its "\\n": to a handler that takes blocks as they
+        are (bulk output is not split into lines only to be joined again)."""
+        block = getattr(self.handler, "write_block", None)
+        if block is not None:
+            block(text)
+        else:
+            self.write_lines(text[:-1].split("\n"))
+
 
 def flush(handler: Handler) -> None:
     for h in getattr(handler, "handlers", [handler]):
