@@ -1,8 +1,7 @@
 """The agent's channel server: where channels to this node's endpoints arrive.
 
 One per agent. Direct channels arrive on its TCP listener (bound where the
-agent's ``--data-address`` says, like the graph object server beside it, which
-a later change folds in here); relayed ones arrive as a WebSocket the agent
+agent's ``--data-address`` says); relayed ones arrive as a WebSocket the agent
 opens to the controller when told to (``ChannelOffer``). Both start with an
 ``Open``, checked here with this node's data key: the capability must be for
 this node, the endpoint asked for, the opener named, and unexpired. The
@@ -66,10 +65,17 @@ class ChannelServer:
         self._running: set[asyncio.Task[None]] = set()
 
     def register(self, endpoint: str, handler: Handler) -> None:
-        """Serve ``endpoint`` with ``handler`` (one per name)."""
+        """Serve ``endpoint`` with ``handler`` (one per name). A name that ends in
+        "/" serves every endpoint under it (e.g. one per graph object)."""
         if endpoint in self._handlers:
             raise ValueError(f"endpoint {endpoint!r} is served already")
         self._handlers[endpoint] = handler
+
+    def _handler(self, endpoint: str) -> Handler | None:
+        handler = self._handlers.get(endpoint)
+        if handler is None and "/" in endpoint:
+            handler = self._handlers.get(endpoint[: endpoint.index("/") + 1])
+        return handler
 
     def forward(self, endpoint: str, executor: ExecutorEndpoints) -> str:
         """Hand ``endpoint``'s channels to ``executor``; the reason if it cannot be."""
@@ -143,7 +149,8 @@ class ChannelServer:
             return
         if channel is None:
             return
-        handler = self._handlers[request.endpoint]
+        handler = self._handler(request.endpoint)
+        assert handler is not None  # _check refused endpoints without one
         try:
             await handler(channel)
             await channel.close()
@@ -172,7 +179,7 @@ class ChannelServer:
         await transport.close()
 
     def _check(self, request: cm.Open) -> str:
-        if request.endpoint not in self._handlers and request.endpoint not in self._forwards:
+        if self._handler(request.endpoint) is None and request.endpoint not in self._forwards:
             return f"node {self.node} has no endpoint {request.endpoint!r}"
         key, offset = self._key_of()
         refused = capabilities.check_channel(

@@ -93,7 +93,11 @@ async def build_services(config: ControllerConfig) -> Services:
     await records.load()
     relay = CommandRelay(db, registry)
     graphs = GraphService(registry, config.graph_capability_ttl)
-    channel_service = ChannelService(auth, registry, graphs.data_key, tls=bool(config.tls_cert))
+    enrollment = NodeEnrollment(db)
+    channel_service = ChannelService(
+        auth, registry, graphs.data_key, tls=bool(config.tls_cert), node_of=enrollment.node_of
+    )
+    graphs.channels = channel_service
     gateway = AgentGateway(
         db,
         registry,
@@ -101,7 +105,7 @@ async def build_services(config: ControllerConfig) -> Services:
         relay,
         graphs,
         channel_service,
-        NodeEnrollment(db),
+        enrollment,
         ExecutorFlagCalls(flags, experiments, registry, config.max_wait),
         config.heartbeat_interval,
         config.heartbeat_timeout,
