@@ -1,5 +1,8 @@
 """Objects move between agents through the controller when agents cannot reach each
-other (here: neither agent runs a data server, as behind NAT)."""
+other (here: neither agent runs a data server, as behind NAT): the graph code
+opens channels as always and the Channel takes the controller's relay (issue 14,
+test 3). Mid-size objects (held in the producer's memory) and big ones (files)
+both travel, and a client reads an object only an agent holds."""
 
 from __future__ import annotations
 
@@ -13,15 +16,17 @@ from shoal.graph import Client, remote
 
 
 # Agents report os.cpu_count() cpus: a producer that takes them all has a node to itself.
-@remote(outputs=("data", "digest"), cpus=os.cpu_count() or 1)
+@remote(outputs=("data", "mid", "digest"), cpus=os.cpu_count() or 1)
 def produce(ctx, seed):
-    data = hashlib.sha256(seed.encode()).digest() * 40_000  # 1.28 MB
-    return {"data": data, "digest": hashlib.sha256(data).hexdigest()}
+    data = hashlib.sha256(seed.encode()).digest() * 40_000  # 1.28 MB: a file
+    mid = data[:300_000]  # over the inline limit, under the memory limit: in memory
+    return {"data": data, "mid": mid, "digest": hashlib.sha256(data + mid).hexdigest()}
 
 
 @remote()
-def digests(ctx, first, second):
-    return " ".join(hashlib.sha256(d.get_bytes()).hexdigest() for d in (first, second))
+def digests(ctx, first, first_mid, second, second_mid):
+    pairs = ((first, first_mid), (second, second_mid))
+    return " ".join(hashlib.sha256(d.get_bytes() + m.get_bytes()).hexdigest() for d, m in pairs)
 
 
 @pytest.mark.timeout(120)
@@ -37,12 +42,18 @@ def test_objects_travel_through_the_controller_when_agents_cannot_meet(monkeypat
             # and the consumer needs the data of both.
             a = produce("a")
             b = produce("b")
-            both = digests(a.outputs["data"], b.outputs["data"])
+            both = digests(a.outputs["data"], a.outputs["mid"], b.outputs["data"], b.outputs["mid"])
             both.output.keep()
             for t in (a, b):
                 t.outputs["digest"].keep()
+            a.outputs["data"].keep()
+            a.outputs["mid"].keep()
             session.submit()
             expected = " ".join(t.outputs["digest"].fetch().get_str() for t in (a, b))
             assert both.output.fetch().get_str() == expected
             session.update([a, b])
             assert {a.info.node, b.info.node} == {"nat-1", "nat-2"}
+            # Held by an agent only: the controller reads them over a channel too.
+            data = a.outputs["data"].fetch().get_bytes()
+            assert data == hashlib.sha256(b"a").digest() * 40_000
+            assert a.outputs["mid"].fetch().get_bytes() == data[:300_000]
