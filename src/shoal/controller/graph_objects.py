@@ -68,7 +68,7 @@ class ObjectKeeping(GraphCore):
     """Objects: finished, freed when nobody needs them, and moved between nodes."""
 
     def data_key(self, name: str) -> bytes:
-        """The key node ``name``'s data server checks capabilities with (made on first use)."""
+        """The key node ``name``'s channel server checks capabilities with (made on first use)."""
         key = self._data_keys.get(name)
         if key is None:
             key = self._data_keys[name] = capabilities.new_key()
