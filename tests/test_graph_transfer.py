@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from shoal import LocalCluster
+from processes import Controller, add_user, free_port, start_agent, stop_all
+from shoal import LocalCluster, RemoteClient
 from shoal.graph import Client, remote
+from test_tls import self_signed
 
 
 # Agents report os.cpu_count() cpus: a producer that takes them all has a node to itself.
@@ -57,3 +61,51 @@ def test_objects_travel_through_the_controller_when_agents_cannot_meet(monkeypat
             data = a.outputs["data"].fetch().get_bytes()
             assert data == hashlib.sha256(b"a").digest() * 40_000
             assert a.outputs["mid"].fetch().get_bytes() == data[:300_000]
+
+
+@remote(outputs=("data", "mid", "digest"))
+def produce_one_cpu(ctx, seed):
+    data = hashlib.sha256(seed.encode()).digest() * 40_000
+    mid = data[:300_000]
+    return {"data": data, "mid": mid, "digest": hashlib.sha256(data + mid).hexdigest()}
+
+
+@pytest.mark.timeout(120)
+def test_objects_travel_through_the_relay_when_the_controller_runs_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Behind TLS no agent serves plain TCP: every object goes through the relay,
+    # encrypted, with the agent's node credential as the opener's token.
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    db = f"sqlite+aiosqlite:///{tmp_path / 'tls.db'}"
+    add_user(db, "tls-user", "pw")
+    port = free_port()
+    args = ("--tls-cert", str(cert), "--tls-key", str(key))
+    controller = Controller(db, port, "join", tmp_path / "controller.log", *args)
+    controller.endpoint = f"https://127.0.0.1:{port}"
+    agents: list[subprocess.Popen] = []
+    try:
+        controller.start()
+        for name in ("tls-1", "tls-2"):
+            log = tmp_path / f"{name}.log"
+            agents.append(start_agent(controller.endpoint, "join", name, log, "--cpus", "1"))
+        with RemoteClient(controller.endpoint, "tls-user", "pw") as check:
+            check.wait_for_nodes(["tls-1", "tls-2"], timeout=30)
+        with (
+            Client(endpoint=controller.endpoint, login="tls-user", password="pw") as c,
+            c.new_session() as session,
+        ):
+            a, b = produce_one_cpu("a"), produce_one_cpu("b")
+            both = digests(a.outputs["data"], a.outputs["mid"], b.outputs["data"], b.outputs["mid"])
+            both.output.keep()
+            for t in (a, b):
+                t.outputs["digest"].keep()
+            session.submit()
+            expected = " ".join(t.outputs["digest"].fetch().get_str() for t in (a, b))
+            assert both.output.fetch().get_str() == expected
+            session.update([a, b])
+            assert {a.info.node, b.info.node} == {"tls-1", "tls-2"}
+    finally:
+        stop_all(agents)
+        controller.stop()
