@@ -15,7 +15,7 @@ import pytest
 
 from processes import Controller, add_user, free_port, start_agent, stop_all
 from shoal import LocalCluster, RemoteClient
-from shoal.graph import Client, remote
+from shoal.graph import Client, DataInstance, OutputDir, remote
 from test_tls import self_signed
 
 
@@ -31,6 +31,30 @@ def produce(ctx, seed):
 def digests(ctx, first, first_mid, second, second_mid):
     pairs = ((first, first_mid), (second, second_mid))
     return " ".join(hashlib.sha256(d.get_bytes() + m.get_bytes()).hexdigest() for d, m in pairs)
+
+
+@remote(outputs=OutputDir("tree"), cpus=os.cpu_count() or 1)
+def tree(ctx):
+    folder = Path("tree")
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "big").write_bytes(hashlib.sha256(b"tree").digest() * 50_000)  # 1.6 MB
+    (folder / "small").write_text("small")
+    (folder / "link").symlink_to("small")
+    return DataInstance(path=folder, data_type="dir")
+
+
+@remote(cpus=os.cpu_count() or 1)
+def bigger(ctx):
+    return b"b" * 4_000_000  # more than the tree: the reader goes to its node
+
+
+@remote()
+def read_tree(ctx, first, second):
+    root = Path("copy")
+    first.write(root)
+    assert (root / "link").is_symlink() and (root / "link").read_text() == "small"
+    big = (root / "sub" / "big").read_bytes()
+    return f"{len(big)} {hashlib.sha256(big).hexdigest()} {len(second.get_bytes())}"
 
 
 @pytest.mark.timeout(120)
@@ -61,6 +85,22 @@ def test_objects_travel_through_the_controller_when_agents_cannot_meet(monkeypat
             data = a.outputs["data"].fetch().get_bytes()
             assert data == hashlib.sha256(b"a").digest() * 40_000
             assert a.outputs["mid"].fetch().get_bytes() == data[:300_000]
+        with (
+            Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c,
+            c.new_session() as session,
+        ):
+            # A directory (a tar archive on the wire, past the memory limit) goes
+            # through the relay too; a producer that takes a node sends the reader elsewhere.
+            made = tree()
+            other = bigger()
+            read = read_tree(made.output, other.output)
+            read.output.keep()
+            session.submit()
+            big = hashlib.sha256(b"tree").digest() * 50_000
+            expected = f"{len(big)} {hashlib.sha256(big).hexdigest()} 4000000"
+            assert read.output.fetch().get_str() == expected
+            session.update([made, other, read])
+            assert made.info.node != other.info.node == read.info.node
 
 
 @remote(outputs=("data", "mid", "digest"))

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import os
 import stat
 import tarfile
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -158,10 +158,10 @@ class ObjectStore:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             try:
-                data = await asyncio.to_thread(_tar_tree, fd)
+                archive = await asyncio.to_thread(_tar_tree, fd, self.incoming)
             finally:
                 os.close(fd)
-            return "dir", len(data), _memory_chunks(data)
+            return "dir", archive.tell(), _file_chunks(archive, rewind=True)
         if not stat.S_ISREG(mode):
             os.close(fd)
             raise TransferError(f"object ({session}, {obj}) is neither a file nor a folder")
@@ -219,13 +219,19 @@ async def _memory_chunks(data: bytes) -> AsyncIterator[bytes]:
         yield bytes(view[start : start + CHUNK])
 
 
-def _tar_tree(top: int) -> bytes:
+def _tar_tree(top: int, spill: Path) -> BinaryIO:
     """A tar of the tree under the open folder ``top``, as DataInstance makes one
-    (sorted entries, no owners), read without following any symlink."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        _add_entries(tar, top, "")
-    return buffer.getvalue()
+    (sorted entries, no owners), read without following any symlink. A small
+    one is kept in memory; past MEMORY_LIMIT it goes to an unlinked file in
+    ``spill``, so a big tree never sits in memory whole."""
+    archive = tempfile.SpooledTemporaryFile(MEMORY_LIMIT, dir=spill)  # noqa: SIM115
+    try:
+        with tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            _add_entries(tar, top, "")
+    except BaseException:
+        archive.close()
+        raise
+    return archive  # type: ignore[return-value]
 
 
 def _add_entries(tar: tarfile.TarFile, folder: int, prefix: str) -> None:
@@ -254,8 +260,10 @@ def _add_entries(tar: tarfile.TarFile, folder: int, prefix: str) -> None:
             os.close(fd)
 
 
-async def _file_chunks(f: BinaryIO) -> AsyncIterator[bytes]:
+async def _file_chunks(f: BinaryIO, rewind: bool = False) -> AsyncIterator[bytes]:
     with f:
+        if rewind:
+            f.seek(0)
         while data := await asyncio.to_thread(f.read, CHUNK):
             yield data
 
