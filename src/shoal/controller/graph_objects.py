@@ -11,7 +11,6 @@ fetch of an object only agents hold is read here over such a channel too.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict, deque
@@ -48,7 +47,6 @@ class GraphCore:
     _data_keys: dict[str, bytes]
     channels: ChannelService | None
     _frees: defaultdict[str, list[tuple[int, int]]]
-    _tg: asyncio.TaskGroup | None
 
     def _schedule(self) -> None:
         raise NotImplementedError

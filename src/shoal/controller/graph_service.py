@@ -55,7 +55,6 @@ class GraphService(SessionLifecycle, Scheduling):
         self._data_keys: dict[str, bytes] = {}
         self.channels: ChannelService | None = None
         self._frees = defaultdict(list)
-        self._tg: asyncio.TaskGroup | None = None
         # Since start, for /metrics.
         self.tasks_ended: dict[str, int] = {FINISHED: 0, FAILED: 0}
         self.placement = LatencyHistogram(PLACEMENT_BUCKETS)
@@ -73,8 +72,6 @@ class GraphService(SessionLifecycle, Scheduling):
         saved = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
         try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                await asyncio.Event().wait()
+            await asyncio.Event().wait()
         finally:
             gc.set_threshold(*saved)
