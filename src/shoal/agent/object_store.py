@@ -45,6 +45,10 @@ MEMORY_LIMIT = 1024 * 1024
 # All objects held in memory together: past it, new ones go to disk, so many
 # mid-size objects cannot grow an agent without bound.
 MEMORY_BUDGET = 256 * 1024 * 1024
+# Blobs this agent writes are read-only from the start: objects never change, and
+# a task of another account (with isolation) need not chmod the agent's file to
+# link it read-only (it could not).
+READ_ONLY = 0o444
 
 
 class ObjectStore:
@@ -109,6 +113,7 @@ class ObjectStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             temp.write_bytes(data)
+            os.chmod(temp, READ_ONLY)
             os.replace(temp, target)
         finally:
             remove_path_quietly(temp)
@@ -198,6 +203,7 @@ class ObjectStore:
                 await asyncio.to_thread(DataInstance(archive, data_type="dir").write, staging)
                 os.replace(staging, target)
             else:
+                os.chmod(temp, READ_ONLY)
                 os.replace(temp, target)
         finally:
             remove_path_quietly(temp)
