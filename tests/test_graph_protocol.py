@@ -179,7 +179,7 @@ def wait_for_held(cluster: LocalCluster, node: str, expected: list[str]) -> None
 def test_objects_nobody_needs_are_freed_on_the_agent(cluster: LocalCluster) -> None:
     @remote()
     def big(ctx):
-        return b"x" * 300_000  # over the inline limit: held by the agent
+        return b"x" * 1_500_000  # over the memory limit: held by the agent as a file
 
     @remote()
     def size(ctx, data):
@@ -193,7 +193,7 @@ def test_objects_nobody_needs_are_freed_on_the_agent(cluster: LocalCluster) -> N
         total.output.keep()
         session.submit()
         session.wait_all()
-        assert total.output.fetch().get_str() == "300000"
+        assert total.output.fetch().get_str() == "1500000"
         sid = session.session_id
         wait_for_held(cluster, "g1", [f"{sid}/{kept.output.id.id}"])
         kept.output.unkeep()

@@ -3,8 +3,9 @@
 Two users, alice and bob, share two one-cpu agents that run with --isolate-users
 (when the tests run as root, as CI does). Bob's task cannot read alice's object
 from the agent's disk, and a node that holds a capability of bob's cannot use it
-(nor an expired one, nor a guessed id) to fetch alice's object from a data
-server. Alice's objects still move from node to node.
+(nor an expired one, nor a guessed id) to open a channel to alice's object on
+a node, directly or through the controller's relay. Alice's objects still move
+from node to node.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from processes import SHOAL, Controller, free_port, start_agent, stop_all
 from shoal import RemoteClient
 from shoal.agent.isolation import account_name
-from shoal.agent.object_store import TransferError, fetch_from_peer
+from shoal.agent.object_store import receive_object
+from shoal.channel import ChannelError, open_channel
 from shoal.graph import Client, remote
 from shoal.protocol import (
     PROTOCOL_VERSION,
@@ -45,8 +48,9 @@ from shoal.protocol import (
     Hello,
     Welcome,
 )
-from shoal.protocol.capabilities import sign
-from shoal.protocol.graph_messages import GraphHolder, GraphRun
+from shoal.protocol.capabilities import ChannelClaim, sign_channel
+from shoal.protocol.channel_messages import ChannelGrant
+from shoal.protocol.graph_messages import GraphRun, object_endpoint
 from waiting import wait_until
 
 NODES = ["node-a", "node-b"]
@@ -120,8 +124,9 @@ def _os_user(name: str) -> pwd.struct_passwd | None:
 
 
 @remote()
-def secret(ctx, seed):
-    return hashlib.sha256(seed.encode()).digest() * 10_000  # 320 KB: held by its agent
+def secret(ctx, seed, times=40_000):
+    # 1.28 MB by default: a file on its agent; 320 KB (10_000): in the agent's memory
+    return hashlib.sha256(seed.encode()).digest() * times
 
 
 @remote(cpus=2)
@@ -216,25 +221,26 @@ class ProbeNode:
             thread.join(10)
 
 
-def fetch(
-    holder: GraphHolder, session: int, obj: int, reader: str, capability: str, expires: float
-) -> bytes:
-    """What the holder's data server answers (raises TransferError when refused)."""
+def fetch(grant: ChannelGrant, endpoint: str = "", token: str = "") -> bytes:
+    """The object a channel opened with ``grant`` brings (``token``: the opener's
+    credential, for the relay path); raises ChannelError when refused."""
     received = bytearray()
 
-    async def receive(_data_type: str, chunks: AsyncIterator[bytes]) -> None:
+    async def receive(_data_type: str, _size: int, chunks: AsyncIterator[bytes]) -> None:
         async for data in chunks:
             received.extend(data)
 
-    asyncio.run(fetch_from_peer(holder.address, session, obj, reader, capability, expires, receive))
+    async def run() -> None:
+        channel = await open_channel(grant, controller=endpoint, token=token)
+        await receive_object(channel, receive)
+
+    asyncio.run(run())
     return bytes(received)
 
 
-def refused(
-    holder: GraphHolder, session: int, obj: int, reader: str, capability: str, expires: float
-) -> str:
-    with pytest.raises(TransferError) as caught:
-        fetch(holder, session, obj, reader, capability, expires)
+def refused(grant: ChannelGrant, endpoint: str = "", token: str = "") -> str:
+    with pytest.raises(ChannelError) as caught:
+        fetch(grant, endpoint, token)
     return str(caught.value)
 
 
@@ -278,7 +284,7 @@ def test_bobs_task_cannot_read_alices_object_from_disk(shoal_ctl: Shoal) -> None
         folder = path.parent.stat()
         alice_uid = pwd.getpwnam(account_name("alice")).pw_uid
         assert (folder.st_uid, stat.S_IMODE(folder.st_mode)) == (alice_uid, 0o700)
-        assert path.stat().st_size == 320_000
+        assert path.stat().st_size == 1_280_000
 
         with shoal_ctl.client("bob") as bob, bob.new_session() as his:
             attempt = snoop(str(path))
@@ -305,7 +311,7 @@ def test_a_capability_opens_one_object_for_one_reader_for_a_short_time(shoal_ctl
             hers.submit()
             hers.wait_all()
         with his.bind_only():
-            y = secret("bob's")
+            y = secret("bob's", 10_000)  # served from memory
             y.output.keep()
             his.submit()
             his.wait_all()
@@ -332,33 +338,58 @@ def test_a_capability_opens_one_object_for_one_reader_for_a_short_time(shoal_ctl
             (alices,) = run.tasks[0].inputs[0].holders
             assert run.tasks[0].owner == "alice"
 
-            cap, expires = bobs.capability, bobs.expires
-            # Bob's own capability works for his object, for the node it names...
-            assert len(fetch(bobs, bob_sid, y_id, "probe", cap, expires)) == 320_000
-            # ...but not for alice's object, on any data server,
+            mine = bobs.grant
+            assert mine.direct and mine.opener == "node:probe"
+            # Bob's own grant opens his object, on the node it names...
+            assert len(fetch(mine)) == 320_000
+            # ...but not alice's object, on any node,
+            alices_object = object_endpoint(alice_sid, x_id)
             for holder in (bobs, alices):
-                why = refused(holder, alice_sid, x_id, "probe", cap, expires)
-                assert "not valid" in why
-            # nor for another reader, nor with a later expiry written in,
-            assert "not valid" in refused(bobs, bob_sid, y_id, "node-a", cap, expires)
-            assert "not valid" in refused(bobs, bob_sid, y_id, "probe", cap, expires + 3600)
-            # nor for guessed ids (small session numbers, the next object),
-            assert "not valid" in refused(bobs, 1, y_id, "probe", cap, expires)
-            assert "not valid" in refused(bobs, bob_sid, y_id + 1, "probe", cap, expires)
-            # and the probe's own key opens nothing on another node's server.
-            forged = sign(welcome.data_key, alice_sid, x_id, "probe", expires)
-            assert "not valid" in refused(alices, alice_sid, x_id, "probe", forged, expires)
+                why = refused(
+                    replace(holder.grant, capability=mine.capability, endpoint=alices_object)
+                )
+                assert "capability is for" in why, why
+            # nor with another reader, endpoint or expiry written in (the signature),
+            forged_claims = [
+                replace(mine, opener="node:node-a"),
+                replace(mine, endpoint=alices_object),
+                replace(mine, endpoint=object_endpoint(1, y_id)),  # a guessed session
+                replace(mine, endpoint=object_endpoint(bob_sid, y_id + 1)),  # the next object
+            ]
+            for forged in forged_claims:
+                assert "capability is for" in refused(forged)
+            claim = ChannelClaim(
+                mine.channel, mine.opener, mine.node, mine.endpoint, mine.expires + 3600
+            )
+            later = sign_channel(b"x" * 32, claim)
+            assert "bad signature" in refused(replace(mine, capability=later))
+            # and the probe's own key opens nothing on another node.
+            claim = ChannelClaim(
+                alices.grant.channel, "node:probe", alices.node, alices_object, mine.expires
+            )
+            forged_cap = sign_channel(welcome.data_key, claim)
+            assert "bad signature" in refused(replace(alices.grant, capability=forged_cap))
             assert alice_sid > 2**32 and bob_sid > 2**32  # not counted from 1
 
-            # A data server that got garbage answers the next request all the same.
-            host, _, port = alices.address.rpartition(":")
+            # A channel server that got garbage answers the next opener all the same.
+            host, _, port = alices.grant.addresses[0].rpartition(":")
             with socket.create_connection((host, int(port)), timeout=10) as garbage:
                 garbage.sendall(b"\xff" * 64)
-            x_data = fetch(alices, alice_sid, x_id, "probe", alices.capability, alices.expires)
-            assert len(x_data) == 320_000
+            assert len(fetch(alices.grant)) == 1_280_000
 
-            # Once expired, even the right capability is refused.
+            # Through the controller's relay (the holder not reachable): the probe's
+            # node credential stands for node:probe and for no other node.
+            relayed = replace(alices.grant, direct=False, addresses=[])
+            credential = welcome.credential
+            assert credential
+            assert len(fetch(relayed, shoal_ctl.endpoint, credential)) == 1_280_000
+            why = refused(replace(relayed, opener="node:node-a"), shoal_ctl.endpoint, credential)
+            assert "stands for node:probe, not node:node-a" in why, why
+            assert "valid bearer token" in refused(relayed, shoal_ctl.endpoint, "not-a-token")
+
+            # Once expired, even the right grant is refused.
+            expires = mine.expires
             wait_until(lambda: time.time() > expires + 0.2, TTL + 30, "the capability to expire")
-            assert "expired" in refused(bobs, bob_sid, y_id, "probe", cap, expires)
+            assert "expired" in refused(mine)
         finally:
             probe.close()

@@ -249,15 +249,15 @@ def controller(
     default=True,
     envvar="SHOAL_DATA_SERVER",
     show_default=True,
-    help="Serve graph objects to other agents directly. Turn it off on nodes that "
-    "peers cannot reach; their objects then leave through the controller.",
+    help="Serve channels (graph objects too) to other agents directly. Turn it off on "
+    "nodes that peers cannot reach; their channels then go through the controller.",
 )
 @click.option(
     "--data-address",
     envvar="SHOAL_DATA_ADDRESS",
     default="",
     metavar="HOST",
-    help="Where the data server listens (default: the address this agent reaches the "
+    help="Where the channel server listens (default: the address this agent reaches the "
     "controller from; loopback on a local cluster).",
 )
 @click.option(

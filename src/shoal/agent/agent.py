@@ -32,7 +32,8 @@ from shoal.agent.command import CommandService
 from shoal.agent.config import AgentConfig
 from shoal.agent.deployment import TERMINAL, DeploymentRunner
 from shoal.agent.metrics import MetricsSampler
-from shoal.agent.object_store import DataServer
+from shoal.agent.object_store import serve_object
+from shoal.channel import AsyncChannel, open_channel
 from shoal.private import read_private, write_private
 from shoal.protocol import (
     PROTOCOL_VERSION,
@@ -47,16 +48,10 @@ from shoal.protocol import (
     Welcome,
 )
 from shoal.protocol.agent_messages import ChannelOffer
+from shoal.protocol.channel_messages import ChannelGrant
 from shoal.protocol.command_messages import CloseCommands, EndRun
 from shoal.protocol.flag_messages import FlagAnswer
-from shoal.protocol.graph_messages import (
-    CHUNK,
-    GraphCancel,
-    GraphFree,
-    GraphRun,
-    GraphUpload,
-    ObjectChunk,
-)
+from shoal.protocol.graph_messages import OBJECT_ENDPOINT, GraphCancel, GraphFree, GraphRun
 
 if TYPE_CHECKING:
     from shoal.agent.graph_runtime import GraphRuntime
@@ -64,8 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shoal.agent")
 
 OUTBOX_LIMIT = 100_000
-FRAME_BYTES = 4 * CHUNK  # bulk data per frame, so a frame stays well under the size limit
-GRAPH_MESSAGES = (GraphRun, GraphCancel, GraphFree, GraphUpload, ObjectChunk)
+GRAPH_MESSAGES = (GraphRun, GraphCancel, GraphFree)
 
 
 CLOSE_REFUSED = 4403  # the controller's close code for "you may not be this node"
@@ -89,23 +83,20 @@ class Agent:
         self._sampler = MetricsSampler()
         self._tg: asyncio.TaskGroup | None = None
         self.graph: GraphRuntime | None = None
-        self._data_server = DataServer(
-            lambda: self.graph.store if self.graph is not None else None,
-            lambda: (self._data_key, self._clock_offset),
-        )
-        self._data_port = 0
         # Channels to this node: direct ones on this listener, relayed ones when offered.
         self._channel_server = ChannelServer(
             config.name, lambda: (self._data_key, self._clock_offset)
         )
         register_probes(self._channel_server)
-        self._channel_server.register(COMMANDS, self.commands.serve, scoped=True)
+        self._channel_server.register(COMMANDS, self.commands.serve)  # outside a run
+        self._channel_server.register(COMMANDS + "/", self.commands.serve)  # a run's
+        self._channel_server.register(OBJECT_ENDPOINT, self._serve_object)
         self._data_key = b""
         self._clock_offset = 0.0  # the controller's clock minus ours
         self._graph_epoch = ""
         self._graph_root: Path | None = None
         # Plain TCP must not carry what a TLS controller protects: behind TLS,
-        # objects travel through the controller's connection instead.
+        # channels (graph objects too) go through the controller's relay instead.
         self._serve_data = config.data_server and not config.controller.startswith("https://")
         self._credential: str | None = None
 
@@ -124,8 +115,8 @@ class Agent:
             )
         if self.config.data_server and not self._serve_data:
             log.warning(
-                "the controller runs TLS: graph objects travel through the controller, "
-                "not this agent's (unencrypted) data server"
+                "the controller runs TLS: channels to this node (graph objects too) go "
+                "through the controller, not this agent's (unencrypted) channel server"
             )
         if self.config.isolate_users:
             log.warning("graph tasks run under one OS user per shoal user (--isolate-users)")
@@ -138,7 +129,6 @@ class Agent:
         try:
             await self._serve()
         finally:
-            self._data_server.close()
             await self._channel_server.stop()
             if self._graph_root is not None and self.config.workdir is None:
                 shutil.rmtree(self._graph_root, ignore_errors=True)
@@ -180,12 +170,9 @@ class Agent:
                 backoff = min(backoff * 2, self.config.max_backoff)
 
     async def _listen_for_peers(self, ws: ClientConnection) -> str:
-        """(Re)start the data server where peers can reach it; the host to tell them."""
+        """(Re)start the channel server where peers can reach it; the host to tell them."""
         local = str(ws.local_address[0]) if ws.local_address else "127.0.0.1"
         host = self.config.data_address or local
-        if self._data_server.server is None or self._data_server.host != host:
-            self._data_port = await self._data_server.start(host)
-            log.info("serving graph objects to peers on %s:%d", host, self._data_port)
         if self._channel_server.server is None or self._channel_server.host != host:
             port = await self._channel_server.start(host)
             log.info("serving channels on %s:%d", host, port)
@@ -195,6 +182,14 @@ class Agent:
 
     def _secret(self) -> str:
         return self._credential or self.config.join_token or ""
+
+    async def _serve_object(self, channel: AsyncChannel) -> None:
+        await serve_object(self.graph.store if self.graph is not None else None, channel)
+
+    async def _open_channel(self, grant: ChannelGrant) -> AsyncChannel:
+        """A channel this node opens with a grant the controller sent it (its
+        credential stands for ``node:NAME`` on the relay)."""
+        return await open_channel(grant, controller=self.config.controller, token=self._secret())
 
     def _refused(self) -> None:
         """The controller did not accept what we showed: enroll again, or give up."""
@@ -262,7 +257,6 @@ class Agent:
             properties=self.config.properties,
             deployments=[r.report() for r in self.runners.values()],
             commands=list(self.commands.running),
-            data_port=self._data_port,
             data_host=data_host,
             channel_port=self._channel_server.port if self._serve_data else 0,
         )
@@ -373,6 +367,7 @@ class Agent:
                 self.config.cpus,
                 self.emit,
                 self._tg,
+                self._open_channel,
                 isolate_users=self.config.isolate_users,
             )
             self.graph.welcome(self._graph_epoch)
@@ -400,12 +395,8 @@ class Agent:
             self._wake.clear()
             while self._outbox:
                 batch: list[object] = []
-                size = 0
-                while self._outbox and len(batch) < 1000 and size < FRAME_BYTES:
-                    message = self._outbox.popleft()
-                    if isinstance(message, ObjectChunk):
-                        size += len(message.data)
-                    batch.append(message)
+                while self._outbox and len(batch) < 1000:
+                    batch.append(self._outbox.popleft())
                 await ws.send(self._encoder.encode(batch))
 
     async def _heartbeats(self, interval: float) -> None:

@@ -1,8 +1,7 @@
 """The agent's channel server: where channels to this node's endpoints arrive.
 
 One per agent. Direct channels arrive on its TCP listener (bound where the
-agent's ``--data-address`` says, like the graph object server beside it, which
-a later change folds in here); relayed ones arrive as a WebSocket the agent
+agent's ``--data-address`` says); relayed ones arrive as a WebSocket the agent
 opens to the controller when told to (``ChannelOffer``). Both start with an
 ``Open``, checked here with this node's data key: the capability must be for
 this node, the endpoint asked for, the opener named, and unexpired. The
@@ -60,29 +59,23 @@ class ChannelServer:
         self._key_of = key_of
         self._handlers: dict[str, Handler] = {}
         self._forwards: dict[str, ExecutorEndpoints] = {}
-        self._scoped: set[str] = set()
         self.server: asyncio.Server | None = None
         self.host = ""
         self.port = 0
         self._running: set[asyncio.Task[None]] = set()
 
-    def register(self, endpoint: str, handler: Handler, *, scoped: bool = False) -> None:
-        """Serve ``endpoint`` with ``handler`` (one per name). ``scoped``: also
-        ``endpoint/SCOPE`` for any scope (the capability names the scope, such as
-        the run whose commands a channel carries; the handler reads it from
-        ``channel.endpoint``)."""
+    def register(self, endpoint: str, handler: Handler) -> None:
+        """Serve ``endpoint`` with ``handler`` (one per name). A name that ends in
+        "/" serves every endpoint under it (one per graph object, one per run's
+        commands); the handler reads which from ``channel.endpoint``."""
         if endpoint in self._handlers:
             raise ValueError(f"endpoint {endpoint!r} is served already")
         self._handlers[endpoint] = handler
-        if scoped:
-            self._scoped.add(endpoint)
 
     def _handler(self, endpoint: str) -> Handler | None:
         handler = self._handlers.get(endpoint)
-        if handler is None:
-            base, slash, scope = endpoint.partition("/")
-            if slash and scope and base in self._scoped:
-                handler = self._handlers[base]
+        if handler is None and "/" in endpoint:
+            handler = self._handlers.get(endpoint[: endpoint.index("/") + 1])
         return handler
 
     def forward(self, endpoint: str, executor: ExecutorEndpoints) -> str:
@@ -158,7 +151,7 @@ class ChannelServer:
         if channel is None:
             return
         handler = self._handler(request.endpoint)
-        assert handler is not None  # checked before the channel was accepted
+        assert handler is not None  # _check refused endpoints without one
         try:
             await handler(channel)
             await channel.close()

@@ -54,8 +54,8 @@ class AgentConfig:
     architecture: str = field(default_factory=default_architecture)
     max_backoff: float = 2.0
     workdir: str | None = None
-    data_server: bool = True  # serve graph objects to peers (off: through the controller)
-    # Where the data server listens ("": the address this agent reaches the controller from).
+    data_server: bool = True  # serve channels to peers (off: through the controller)
+    # Where the channel server listens ("": the address this agent reaches the controller from).
     data_address: str = ""
     # Run each shoal user's graph tasks under an OS user of their own (needs root).
     isolate_users: bool = False

@@ -2,8 +2,10 @@
 
 Created on the first graph message, so an agent that never runs a graph pays
 nothing for it. Inputs arrive inline, are already in this node's object store,
-or are fetched from the agent that holds them (directly, with the capability the
-controller sent for that holder, else through the controller). Results are
+or are fetched from the agent that holds them over a channel the controller
+granted for that object and this node (direct when the holder can be reached,
+else through the controller's relay: :mod:`shoal.channel` chooses). Mid-size
+outputs stay in memory (:data:`~shoal.agent.object_store.MEMORY_LIMIT`). Results are
 reported in batches. With user isolation, a session's folder is made its
 user's own before anything of it runs or arrives here.
 """
@@ -11,41 +13,45 @@ user's own before anything of it runs or arrives here.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from shoal.agent.isolation import IsolationError, UserIsolation
-from shoal.agent.object_store import ObjectStore, TransferError, fetch_from_peer
+from shoal.agent.object_store import MEMORY_LIMIT, ObjectStore, TransferError, receive_object
 from shoal.agent.task_pool import TaskPool
+from shoal.channel import AsyncChannel, ChannelError
 from shoal.graph.execution import NodeInput, NodeOutput, NodeResult, NodeTask
+from shoal.protocol.channel_messages import ChannelGrant
 from shoal.protocol.graph_messages import (
     CHUNK,
     INLINE_LIMIT,
     GraphCancel,
     GraphDone,
-    GraphFetch,
     GraphFree,
     GraphInput,
     GraphObjectResult,
     GraphResult,
     GraphRun,
     GraphTask,
-    GraphUpload,
-    ObjectChunk,
 )
+
+OpenChannel = Callable[[ChannelGrant], Awaitable[AsyncChannel]]
 
 log = logging.getLogger("shoal.agent.graph")
 
 RECENT = 20_000  # finished tasks remembered, so a resent GraphRun is not run twice
-RELAY_TIMEOUT = 60.0
 
 
 class GraphRuntime:
-    """This agent's part of task graphs: inputs, workers, results, uploads."""
+    """This agent's part of task graphs: inputs, workers, results.
+
+    ``open_channel`` opens a channel with a grant the controller sent (this node
+    is its opener); peers and the controller read this node's objects through
+    :func:`~shoal.agent.object_store.serve_object` on its channel server.
+    """
 
     def __init__(
         self,
@@ -54,9 +60,11 @@ class GraphRuntime:
         cpus: int,
         emit: Callable[[object], None],
         tg: asyncio.TaskGroup,
+        open_channel: OpenChannel,
         isolate_users: bool = False,
     ) -> None:
         self.name = name
+        self._open_channel = open_channel
         self.store = ObjectStore(root, isolated=isolate_users)
         self.store.clear()  # a new agent process holds nothing the controller knows of
         self._objects = str(self.store.objects)  # the folder store.path() builds on
@@ -66,7 +74,9 @@ class GraphRuntime:
         self.pool = TaskPool(
             cpus,
             self.store,
-            INLINE_LIMIT,
+            # Workers hand back mid-size outputs in memory, not as files: the
+            # small ones go on to the controller, the others stay here.
+            MEMORY_LIMIT,
             self._on_result,
             name,
             self._flush,
@@ -82,8 +92,6 @@ class GraphRuntime:
         self._results: list[GraphResult] = []
         self._flush_scheduled = False
         self._fetching: dict[tuple[int, int], asyncio.Future[None]] = {}
-        self._relays: dict[int, asyncio.Queue[ObjectChunk]] = {}
-        self._relay_ids = itertools.count(1)
         tg.create_task(self.pool.run())
 
     # --- from the controller -----------------------------------------------------------
@@ -106,12 +114,6 @@ class GraphRuntime:
             self.store.free([tuple(p) for p in message.objects])  # type: ignore[misc]
         elif isinstance(message, GraphCancel):
             self._cancel(message.session)
-        elif isinstance(message, GraphUpload):
-            self.tg.create_task(self._upload(message))
-        elif isinstance(message, ObjectChunk):
-            queue = self._relays.get(message.request)
-            if queue is not None:
-                queue.put_nowait(message)
 
     def _run(self, tasks: list[GraphTask]) -> None:
         for task in tasks:
@@ -119,37 +121,40 @@ class GraphRuntime:
             if key in self._active or key in self._recent_set or task.session in self._cancelled:
                 continue  # a resend of a task we have, or of a stopped session
             self._active.add(key)
-            node_task = self._node_task(task)
             missing = [
                 i for i in task.inputs if i.data is None and not self.store.has(task.session, i.id)
             ]
             if missing or not self._is_prepared(task.session):
-                self.tg.create_task(self._gather_then_submit(node_task, missing))
+                self.tg.create_task(self._gather_then_submit(task, missing))
             else:
-                self.pool.submit(node_task)
+                self.pool.submit(self._node_task(task))
         self.pool.dispatch()  # now, not a turn of the loop later: a chain feels each turn
 
     def _node_task(self, task: GraphTask) -> NodeTask:
         # Store paths as plain strings: Path arithmetic per object costs more than
         # a no-op task.
         folder = f"{self._objects}{os.sep}{task.session}{os.sep}"
-        return NodeTask(
-            session=task.session,
-            id=task.id,
-            task_type=task.task_type,
-            config=task.config,
-            inputs=[
+        held = self.store.held
+        inputs = []
+        for i in task.inputs:
+            data = i.data if i.data is not None else held(task.session, i.id)
+            inputs.append(
                 NodeInput(
                     i.id,
                     i.label,
                     i.data_type,
                     i.content_type,
-                    data=i.data,
-                    path=None if i.data is not None else f"{folder}{i.id}",
+                    data=data,
+                    path=None if data is not None else f"{folder}{i.id}",
                     user=i.user,
                 )
-                for i in task.inputs
-            ],
+            )
+        return NodeTask(
+            session=task.session,
+            id=task.id,
+            task_type=task.task_type,
+            config=task.config,
+            inputs=inputs,
             outputs=[
                 NodeOutput(
                     o.id,
@@ -193,7 +198,7 @@ class GraphRuntime:
             pending = self._prepared[session] = asyncio.ensure_future(prepare())
         await asyncio.shield(pending)
 
-    async def _gather_then_submit(self, task: NodeTask, missing: list[GraphInput]) -> None:
+    async def _gather_then_submit(self, task: GraphTask, missing: list[GraphInput]) -> None:
         failure: BaseException | None = None
         try:
             await self._prepare(task.session, task.owner)
@@ -211,7 +216,7 @@ class GraphRuntime:
                 NodeResult(task.session, task.id, error=f"could not get an input: {failure}")
             )
         elif task.session not in self._cancelled and (task.session, task.id) in self._active:
-            self.pool.submit(task)
+            self.pool.submit(self._node_task(task))
 
     async def _ensure(self, session: int, graph_input: GraphInput) -> None:
         """Have the object in the store; concurrent needs of one object share one fetch."""
@@ -224,63 +229,24 @@ class GraphRuntime:
         await asyncio.shield(pending)
 
     async def _fetch(self, session: int, graph_input: GraphInput) -> None:
-        async def receive(data_type: str, chunks: AsyncIterator[bytes]) -> None:
-            await self.store.receive(session, graph_input.id, data_type, chunks)
+        async def receive(data_type: str, size: int, chunks: AsyncIterator[bytes]) -> None:
+            await self.store.receive(session, graph_input.id, data_type, size, chunks)
 
         errors = []
         for holder in graph_input.holders:
-            if holder.node == self.name or not holder.address:
+            if holder.node == self.name:
                 continue
             try:
-                await fetch_from_peer(
-                    holder.address,
-                    session,
-                    graph_input.id,
-                    self.name,
-                    holder.capability,
-                    holder.expires,
-                    receive,
-                )
+                channel = await self._open_channel(holder.grant)
+            except ChannelError as exc:
+                errors.append(f"node {holder.node}: {exc}")
+                continue
+            try:
+                await receive_object(channel, receive)
                 return
             except TransferError as exc:
-                errors.append(str(exc))
-        if errors:
-            log.info("direct fetch failed (%s); going through the controller", "; ".join(errors))
-        await self._fetch_via_controller(session, graph_input, receive)
-
-    async def _fetch_via_controller(self, session: int, graph_input: GraphInput, receive) -> None:  # type: ignore[no-untyped-def]
-        rid = next(self._relay_ids)
-        queue: asyncio.Queue[ObjectChunk] = asyncio.Queue()
-        self._relays[rid] = queue
-        try:
-            self.emit(GraphFetch(rid, session, graph_input.id))
-
-            async def chunks() -> AsyncIterator[bytes]:
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(queue.get(), RELAY_TIMEOUT)
-                    except TimeoutError:
-                        raise TransferError("the controller stopped relaying the object") from None
-                    if chunk.error:
-                        raise TransferError(chunk.error)
-                    if chunk.data:
-                        yield chunk.data
-                    if chunk.last:
-                        return
-
-            await receive(graph_input.data_type, chunks())
-        finally:
-            del self._relays[rid]
-
-    async def _upload(self, message: GraphUpload) -> None:
-        try:
-            _data_type, _size, chunks = await self.store.stream(message.session, message.object)
-            async for data in chunks:
-                self.emit(ObjectChunk(message.request, data=data))
-        except (TransferError, OSError) as exc:
-            self.emit(ObjectChunk(message.request, last=True, error=str(exc)))
-            return
-        self.emit(ObjectChunk(message.request, last=True))
+                errors.append(f"node {holder.node}: {exc}")
+        raise TransferError("; ".join(errors) or "no node holds it")
 
     def _cancel(self, session: int) -> None:
         self._cancelled.add(session)
@@ -308,7 +274,7 @@ class GraphRuntime:
                 error=result.error,
                 info=result.info,
                 outputs=[
-                    GraphObjectResult(oid, size, content_type, data)
+                    GraphObjectResult(oid, size, content_type, self._keep(result, oid, data))
                     for oid, size, content_type, data in result.outputs
                 ],
             )
@@ -318,6 +284,18 @@ class GraphRuntime:
             # pool flushes after each read; this catches the other callers).
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def _keep(self, result: NodeResult, oid: int, data: bytes | None) -> bytes | None:
+        """What of an output goes to the controller: small data inline; a mid-size
+        one stays here (in memory, or as a file once the budget is spent)."""
+        if data is None or len(data) <= INLINE_LIMIT:
+            return data
+        try:
+            self.store.put(result.session, oid, data)
+        except OSError as exc:
+            log.warning("cannot keep object (%d, %d): %s", result.session, oid, exc)
+            return data  # the controller takes it inline rather than losing it
+        return None
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -1,10 +1,16 @@
 """The data objects an agent holds, and how they move between agents.
 
-Objects too big to travel inline live as files (blobs) or trees (dirs) under
-``<root>/objects/<session>/<id>``, read-only once made. Peers fetch them from this
-agent's data server: a plain TCP socket, one object per connection, opened only
-by a capability the controller signed for that object, that reader and a short
-time (:mod:`shoal.protocol.capabilities`). A directory travels as a tar archive.
+Objects too big to travel inline (to the controller) but under
+:data:`MEMORY_LIMIT` stay in the agent's memory, as the task's worker handed
+them over, and are sent from there. Bigger ones, and any once the memory
+budget is spent, live as files (blobs) or trees (dirs) under
+``<root>/objects/<session>/<id>``, read-only once made, and stream from disk.
+
+A peer (or the controller) fetches an object over a channel to the object's
+own endpoint here (:func:`~shoal.protocol.graph_messages.object_endpoint`): the
+channel server opens it only with a capability the controller signed for that
+object, that reader and a short time; this side sends a header and the data,
+the reader closes. A directory travels as a tar archive.
 
 With user isolation the root and ``objects/`` may be passed through but not
 listed by others, and each session's folder belongs to its user's account, 0700.
@@ -14,33 +20,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import os
 import stat
-import struct
 import tarfile
-import time
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO
 
-import msgspec
-
 from shoal.agent.isolation import Account, private_folder
+from shoal.channel import AsyncChannel, ChannelError
 from shoal.graph.data_instance import DataInstance, remove_path
-from shoal.protocol import capabilities
+from shoal.graph.transfer import TransferError, read_body, read_header, send_object
+from shoal.protocol.graph_messages import CHUNK, parse_object_endpoint
 
 log = logging.getLogger("shoal.agent.graph")
 
-_LEN = struct.Struct("!I")
-_HEADER_LIMIT = 64 * 1024
-CHUNK = 1024 * 1024
-CONNECT_TIMEOUT = 5.0
-
-
-class TransferError(Exception):
-    """An object could not be had from a peer."""
+# An object up to this size stays in memory. Up to here, handing the bytes over
+# (worker -> agent -> channel) costs less than writing a file and reading it
+# back; past it, memory held per object grows while the saving stays one copy,
+# and the disk streams as fast as the wire takes it.
+MEMORY_LIMIT = 1024 * 1024
+# All objects held in memory together: past it, new ones go to disk, so many
+# mid-size objects cannot grow an agent without bound.
+MEMORY_BUDGET = 256 * 1024 * 1024
+# Blobs this agent writes are read-only from the start: objects never change, and
+# a task of another account (with isolation) need not chmod the agent's file to
+# link it read-only (it could not).
+READ_ONLY = 0o444
 
 
 class ObjectStore:
@@ -62,6 +70,8 @@ class ObjectStore:
             folder.mkdir(exist_ok=True)
             os.chmod(folder, shared)
         private_folder(self.incoming, None)
+        self._memory: dict[tuple[int, int], bytes] = {}
+        self.memory_bytes = 0
 
     def prepare_session(self, session: int, account: Account) -> None:
         """The session's object folder, owned by the account that runs its tasks."""
@@ -79,16 +89,53 @@ class ObjectStore:
         return self.objects / str(session) / str(obj)
 
     def has(self, session: int, obj: int) -> bool:
-        return os.path.lexists(self.path(session, obj))
+        return (session, obj) in self._memory or os.path.lexists(self.path(session, obj))
+
+    def held(self, session: int, obj: int) -> bytes | None:
+        """The object's data if it is held in memory (a mid-size blob)."""
+        return self._memory.get((session, obj))
+
+    def hold(self, session: int, obj: int, data: bytes) -> bool:
+        """Keep a blob in memory if it is small enough and the budget allows."""
+        if len(data) > MEMORY_LIMIT or self.memory_bytes + len(data) > MEMORY_BUDGET:
+            return False
+        if (session, obj) not in self._memory:
+            self._memory[session, obj] = data
+            self.memory_bytes += len(data)
+        return True
+
+    def put(self, session: int, obj: int, data: bytes) -> None:
+        """Keep a blob: in memory if it may be, else as its file."""
+        if self.hold(session, obj, data) or self.has(session, obj):
+            return
+        target = self.path(session, obj)
+        temp = self.incoming / f"{session}-{obj}-put"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            temp.write_bytes(data)
+            os.chmod(temp, READ_ONLY)
+            os.replace(temp, target)
+        finally:
+            remove_path_quietly(temp)
+
+    def _forget(self, key: tuple[int, int]) -> None:
+        data = self._memory.pop(key, None)
+        if data is not None:
+            self.memory_bytes -= len(data)
 
     def free(self, pairs: list[tuple[int, int]]) -> None:
         for session, obj in pairs:
+            self._forget((session, obj))
             remove_path_quietly(self.path(session, obj))
 
     def drop_session(self, session: int) -> None:
+        for key in [k for k in self._memory if k[0] == session]:
+            self._forget(key)
         remove_path_quietly(self.objects / str(session))
 
     def clear(self) -> None:
+        self._memory.clear()
+        self.memory_bytes = 0
         for folder in (self.objects, self.incoming):
             mode = folder.stat().st_mode & 0o777
             remove_path_quietly(folder)
@@ -100,6 +147,9 @@ class ObjectStore:
 
     async def stream(self, session: int, obj: int) -> tuple[str, int, AsyncIterator[bytes]]:
         """``(data_type, size, chunks)`` of a held object; a dir as a tar archive."""
+        held = self._memory.get((session, obj))
+        if held is not None:
+            return "blob", len(held), _memory_chunks(held)
         path = self.path(session, obj)
         if not self.has(session, obj):
             raise TransferError(f"this node does not hold object ({session}, {obj})")
@@ -113,10 +163,10 @@ class ObjectStore:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             try:
-                data = await asyncio.to_thread(_tar_tree, fd)
+                archive = await asyncio.to_thread(_tar_tree, fd, self.incoming)
             finally:
                 os.close(fd)
-            return "dir", len(data), _memory_chunks(data)
+            return "dir", archive.tell(), _file_chunks(archive, rewind=True)
         if not stat.S_ISREG(mode):
             os.close(fd)
             raise TransferError(f"object ({session}, {obj}) is neither a file nor a folder")
@@ -128,11 +178,17 @@ class ObjectStore:
         session: int,
         obj: int,
         data_type: str,
+        size: int,
         chunks: AsyncIterator[bytes],
     ) -> None:
-        """Write an object arriving in ``chunks`` into the store (atomically)."""
+        """Keep an object of ``size`` bytes arriving in ``chunks``: a mid-size blob in
+        memory, else written into the store (atomically)."""
         target = self.path(session, obj)
         if self.has(session, obj):
+            return
+        if data_type == "blob" and size <= MEMORY_LIMIT:
+            parts = [data async for data in chunks]
+            self.put(session, obj, b"".join(parts))
             return
         temp = self.incoming / f"{session}-{obj}-{os.getpid()}-{id(chunks)}"
         try:
@@ -147,6 +203,7 @@ class ObjectStore:
                 await asyncio.to_thread(DataInstance(archive, data_type="dir").write, staging)
                 os.replace(staging, target)
             else:
+                os.chmod(temp, READ_ONLY)
                 os.replace(temp, target)
         finally:
             remove_path_quietly(temp)
@@ -160,18 +217,27 @@ def remove_path_quietly(path: Path) -> None:
 
 
 async def _memory_chunks(data: bytes) -> AsyncIterator[bytes]:
+    if len(data) <= CHUNK:
+        yield data  # no copy
+        return
     view = memoryview(data)
     for start in range(0, len(view), CHUNK):
         yield bytes(view[start : start + CHUNK])
 
 
-def _tar_tree(top: int) -> bytes:
+def _tar_tree(top: int, spill: Path) -> BinaryIO:
     """A tar of the tree under the open folder ``top``, as DataInstance makes one
-    (sorted entries, no owners), read without following any symlink."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        _add_entries(tar, top, "")
-    return buffer.getvalue()
+    (sorted entries, no owners), read without following any symlink. A small
+    one is kept in memory; past MEMORY_LIMIT it goes to an unlinked file in
+    ``spill``, so a big tree never sits in memory whole."""
+    archive = tempfile.SpooledTemporaryFile(MEMORY_LIMIT, dir=spill)  # noqa: SIM115
+    try:
+        with tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            _add_entries(tar, top, "")
+    except BaseException:
+        archive.close()
+        raise
+    return archive  # type: ignore[return-value]
 
 
 def _add_entries(tar: tarfile.TarFile, folder: int, prefix: str) -> None:
@@ -200,166 +266,54 @@ def _add_entries(tar: tarfile.TarFile, folder: int, prefix: str) -> None:
             os.close(fd)
 
 
-async def _file_chunks(f: BinaryIO) -> AsyncIterator[bytes]:
+async def _file_chunks(f: BinaryIO, rewind: bool = False) -> AsyncIterator[bytes]:
     with f:
+        if rewind:
+            f.seek(0)
         while data := await asyncio.to_thread(f.read, CHUNK):
             yield data
 
 
-# --- the data server and its client ------------------------------------------------
+# --- an object's endpoint, and fetching from one --------------------------------------
 
 
-class _Request(msgspec.Struct):
-    session: int
-    object: int
-    reader: str  # the node that fetches, as the capability names it
-    capability: str
-    expires: float
+async def serve_object(store: ObjectStore | None, channel: AsyncChannel) -> None:
+    """Send the object ``channel``'s endpoint names. The channel server checked the
+    capability already: the controller granted this object to this opener (a
+    node running a task that reads it, or the controller itself)."""
+    key = parse_object_endpoint(channel.endpoint)
+    if key is None or store is None:
+        await channel.close(f"this node holds no object {channel.endpoint!r}")
+        return
+    try:
+        data_type, size, chunks = await store.stream(*key)
+    except TransferError as exc:
+        await channel.close(str(exc))
+        return
+    await send_object(channel, data_type, size, chunks)
 
 
-class _Header(msgspec.Struct, omit_defaults=True):
-    error: str = ""
-    data_type: str = "blob"
-    size: int = 0
-
-
-async def _read_prefixed(reader: asyncio.StreamReader) -> bytes:
-    (size,) = _LEN.unpack(await reader.readexactly(_LEN.size))
-    if size > _HEADER_LIMIT:
-        raise TransferError(f"header of {size} bytes is too big")
-    return await reader.readexactly(size)
-
-
-def _prefixed(message: msgspec.Struct) -> bytes:
-    body = msgspec.msgpack.encode(message)
-    return _LEN.pack(len(body)) + body
-
-
-class DataServer:
-    """Serves a held object to a peer that shows a capability for it.
-
-    ``key_of`` gives this agent's data key and the offset of the controller's
-    clock from ours (capabilities expire by the controller's clock).
-    """
-
-    def __init__(
-        self,
-        store_of: Callable[[], ObjectStore | None],
-        key_of: Callable[[], tuple[bytes, float]],
-    ) -> None:
-        self._store_of = store_of
-        self._key_of = key_of
-        self.server: asyncio.Server | None = None
-        self.host = ""
-
-    async def start(self, host: str) -> int:
-        """Listen on ``host`` (a free port); the port."""
-        self.close()
-        self.server = await asyncio.start_server(self._serve, host, 0)
-        self.host = host
-        return self.server.sockets[0].getsockname()[1]
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = msgspec.msgpack.decode(
-                await asyncio.wait_for(_read_prefixed(reader), CONNECT_TIMEOUT), type=_Request
-            )
-            key, offset = self._key_of()
-            refused = capabilities.check(
-                key,
-                request.capability,
-                request.session,
-                request.object,
-                request.reader,
-                request.expires,
-                time.time() + offset,
-            )
-            if refused:
-                log.warning(
-                    "refused object (%d, %d) to %r: %s",
-                    request.session,
-                    request.object,
-                    request.reader,
-                    refused,
-                )
-                writer.write(_prefixed(_Header(error=refused)))
-                return
-            store = self._store_of()
-            if store is None:
-                writer.write(_prefixed(_Header(error="this node holds no graph objects")))
-                return
-            try:
-                data_type, size, chunks = await store.stream(request.session, request.object)
-            except TransferError as exc:
-                writer.write(_prefixed(_Header(error=str(exc))))
-                return
-            writer.write(_prefixed(_Header(data_type=data_type, size=size)))
-            async for data in chunks:
-                writer.write(data)
-                await writer.drain()
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, TransferError) as exc:
-            log.info("a peer's object request failed: %s", exc)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("malformed object request: %s", exc)
-        finally:
-            with contextlib.suppress(OSError):
-                await writer.drain()
-            writer.close()
-
-
-async def fetch_from_peer(
-    address: str,
-    session: int,
-    obj: int,
-    reader: str,
-    capability: str,
-    expires: float,
-    receive: Callable[[str, AsyncIterator[bytes]], Awaitable[None]],
+async def receive_object(
+    channel: AsyncChannel,
+    receive: Callable[[str, int, AsyncIterator[bytes]], Awaitable[None]],
 ) -> None:
-    """Fetch an object from the data server at ``host:port`` with the capability the
-    controller gave ``reader`` for it; hand its data to ``receive``."""
-    host, _, port = address.rpartition(":")
+    """Read an object from ``channel`` (opened to its endpoint on a holder) and hand
+    its type, size and data to ``receive``; then close the channel."""
     try:
-        stream, writer = await asyncio.wait_for(
-            asyncio.open_connection(host.strip("[]"), int(port)), CONNECT_TIMEOUT
-        )
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise TransferError(f"cannot reach {address}: {exc}") from None
-    try:
-        writer.write(_prefixed(_Request(session, obj, reader, capability, expires)))
-        header = msgspec.msgpack.decode(await _read_prefixed(stream), type=_Header)
-        if header.error:
-            raise TransferError(f"{address}: {header.error}")
-
-        async def body() -> AsyncIterator[bytes]:
-            left = header.size
-            while left > 0:
-                data = await stream.read(min(CHUNK, left))
-                if not data:
-                    raise TransferError(f"{address} closed the transfer early")
-                left -= len(data)
-                yield data
-
-        await receive(header.data_type, body())
-    except (
-        OSError,
-        asyncio.IncompleteReadError,
-        msgspec.DecodeError,
-        msgspec.ValidationError,
-    ) as exc:
-        raise TransferError(f"fetching from {address} failed: {exc}") from None
+        header = await read_header(channel)
+        await receive(header.data_type, header.size, read_body(channel, header))
+        try:
+            await channel.close()
+        except ChannelError as exc:
+            raise TransferError(str(exc)) from None
     finally:
-        writer.close()
+        await channel.aclose()
 
 
 __all__ = [
-    "DataServer",
+    "MEMORY_LIMIT",
     "ObjectStore",
     "TransferError",
-    "fetch_from_peer",
+    "receive_object",
+    "serve_object",
 ]

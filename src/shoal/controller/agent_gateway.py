@@ -49,7 +49,7 @@ from shoal.protocol import (
 )
 from shoal.protocol.command_messages import RunEnded
 from shoal.protocol.flag_messages import FlagCall
-from shoal.protocol.graph_messages import GraphDone, GraphFetch, ObjectChunk
+from shoal.protocol.graph_messages import GraphDone
 from shoal.store import nodes as node_queries
 from shoal.store.database import Database
 from shoal.store.faults import StoreError, retry_store
@@ -195,16 +195,13 @@ class AgentGateway:
             )
         )
         data_address = (
-            f"{_host_for_url(hello.data_host or host)}:{hello.data_port}" if hello.data_port else ""
+            f"{_host_for_url(hello.data_host or host)}:{hello.channel_port}"
+            if hello.channel_port
+            else ""
         )
         node.address = data_address
         self.graphs.node_hello(hello.name, hello.cpus, data_address)
-        self.channels.node_hello(
-            hello.name,
-            f"{_host_for_url(hello.data_host or host)}:{hello.channel_port}"
-            if hello.channel_port
-            else "",
-        )
+        self.channels.node_hello(hello.name, data_address)
         await self.registry.notify()
         log.info("agent %s online (%s, %d cpus)", hello.name, hello.architecture, hello.cpus)
         return link
@@ -285,10 +282,6 @@ class AgentGateway:
                 self.relay.from_agent(link.name, message)
             elif isinstance(message, GraphDone):
                 self.graphs.on_done(link.name, message)
-            elif isinstance(message, ObjectChunk):
-                self.graphs.on_chunk(link.name, message)
-            elif isinstance(message, GraphFetch):
-                self.graphs.on_fetch(link.name, message)
             elif isinstance(message, FlagCall):
                 self.flag_calls.submit(link.name, message)
             elif isinstance(message, Hello):

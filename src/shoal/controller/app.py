@@ -93,8 +93,12 @@ async def build_services(config: ControllerConfig) -> Services:
     await records.load()
     relay = CommandRecorder(db, registry, auth)
     graphs = GraphService(registry, config.graph_capability_ttl)
-    channel_service = ChannelService(auth, registry, graphs.data_key, tls=bool(config.tls_cert))
+    enrollment = NodeEnrollment(db)
+    channel_service = ChannelService(
+        auth, registry, graphs.data_key, tls=bool(config.tls_cert), node_of=enrollment.node_of
+    )
     channel_service.guard(COMMANDS, relay.may_open, relay.granted)
+    graphs.channels = channel_service
     gateway = AgentGateway(
         db,
         registry,
@@ -102,7 +106,7 @@ async def build_services(config: ControllerConfig) -> Services:
         relay,
         graphs,
         channel_service,
-        NodeEnrollment(db),
+        enrollment,
         ExecutorFlagCalls(flags, experiments, registry, config.max_wait),
         config.heartbeat_interval,
         config.heartbeat_timeout,

@@ -7,14 +7,18 @@ the node and endpoint, and carries a capability signed with that node's own
 data key; the node's channel server checks it on the direct path.
 
 On the relay path the opener opens ``/api/channels/relay`` with its bearer
-token and sends its ``Open``. The controller checks that the token stands for
-the opener the capability names and that the capability is good for that
-node, then tells the node (``ChannelOffer`` on its agent WebSocket) to open
-``/api/channels/target/{ticket}``. The node checks the Open again, answers,
+token (a node: its node credential) and sends its ``Open``. The controller
+checks that the token stands for the opener the capability names and that the
+capability is good for that node, then tells the node (``ChannelOffer`` on its
+agent WebSocket) to open ``/api/channels/target/{ticket}``. The node checks the Open again, answers,
 and from then on the controller forwards frames both ways without decoding
 them. What it holds per channel is bounded by the channel's credit window
 (end to end) and the WebSocket queues. When either side's connection drops,
 the other is told with a ``Close`` marked ``lost``.
+
+The controller opens channels itself too (opener ``controller``, e.g. to read a
+graph object a client fetches): always by way of a ChannelOffer, as for a
+relayed channel, but it is the end itself (:meth:`ChannelService.open_here`).
 """
 
 from __future__ import annotations
@@ -24,14 +28,18 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from shoal.controller.auth import Authenticator, Principal, bearer_of
+from shoal.channel.aio import AsyncChannel
+from shoal.channel.errors import ChannelError, ChannelTimeout
+from shoal.channel.flow import DEFAULT_WINDOW, Window
+from shoal.channel.handshake import open_on
+from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.registry import NodeRegistry
 from shoal.protocol import capabilities
 from shoal.protocol import channel_messages as cm
@@ -46,6 +54,7 @@ Granted = Callable[[Principal, cm.ChannelGrant], None]
 
 GRANT_TTL = 60.0  # seconds a grant may be used to open its channel
 OPEN_TIMEOUT = 10.0  # for the opener's first frame, and for the node to take the channel
+CONTROLLER = "controller"  # the opener of the channels the controller opens itself
 
 
 def opener_of(caller: Principal) -> str:
@@ -53,6 +62,11 @@ def opener_of(caller: Principal) -> str:
     if caller.kind == "executor":
         return f"user:{caller.login}/deployment:{caller.deployment_id}"
     return f"user:{caller.login}"
+
+
+def node_opener(name: str) -> str:
+    """The identity a channel capability names for the agent of node ``name``."""
+    return f"node:{name}"
 
 
 @dataclass(eq=False)
@@ -69,7 +83,9 @@ class _Offer:
 class ChannelService:
     """Issues channel grants and relays the channels whose opener cannot reach the
     node. ``key_of(node)`` is the node's data key (the one its Welcome carried);
-    ``tls``: the controller runs TLS, so no grant sends anyone direct."""
+    ``tls``: the controller runs TLS, so no grant sends anyone direct;
+    ``node_of(secret)``: the node whose credential ``secret`` is (None: none),
+    so that agents may open channels through the relay too."""
 
     def __init__(
         self,
@@ -78,10 +94,12 @@ class ChannelService:
         key_of: Callable[[str], bytes],
         tls: bool,
         ttl: float = GRANT_TTL,
+        node_of: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self.auth = auth
         self.registry = registry
         self.key_of = key_of
+        self.node_of = node_of
         self.tls = tls
         self.ttl = ttl
         self._addresses: dict[str, str] = {}  # node -> host:port of its channel server
@@ -118,10 +136,13 @@ class ChannelService:
             granted(caller, grant)
         return grant
 
-    def grant(self, opener: str, node: str, endpoint: str) -> cm.ChannelGrant:
-        """A grant for ``opener`` to open a new channel to ``endpoint`` on ``node``."""
+    def grant(
+        self, opener: str, node: str, endpoint: str, ttl: float | None = None
+    ) -> cm.ChannelGrant:
+        """A grant for ``opener`` to open a new channel to ``endpoint`` on ``node``
+        within ``ttl`` seconds (default: the service's)."""
         channel = secrets.token_hex(12)
-        expires = round(time.time() + self.ttl, 3)
+        expires = round(time.time() + (self.ttl if ttl is None else ttl), 3)
         claim = capabilities.ChannelClaim(channel, opener, node, endpoint, expires)
         address = "" if self.tls else self._addresses.get(node, "")
         self.granted += 1
@@ -140,7 +161,7 @@ class ChannelService:
 
     async def relay(self, ws: WebSocket) -> None:
         """The opener's side of a relayed channel."""
-        caller = await bearer_of(ws, self.auth)
+        caller, identity, refusal = await self._caller(ws)
         await ws.accept()
         try:
             body = await asyncio.wait_for(ws.receive_bytes(), OPEN_TIMEOUT)
@@ -154,28 +175,18 @@ class ChannelService:
         if not isinstance(request, cm.Open):
             await _refuse(ws, "a channel must start with Open")
             return
-        reason = self._check(caller, request)
+        reason = refusal or self._check(identity, request)
         if reason:
             log.warning("refused channel %s to %s: %s", request.channel, request.node, reason)
             await _refuse(ws, reason)
             return
         if caller is not None:
             self.auth.opened(ws, caller)
-        link = self.registry.link(request.node)
-        if link is None:
-            await _refuse(ws, f"node {request.node} is not connected to the controller")
-            return
-        ticket = secrets.token_urlsafe(24)
-        offer = _Offer(request.node)
-        self._offers[ticket] = offer
         try:
-            link.send(ChannelOffer(channel=request.channel, ticket=ticket))
-            target = await asyncio.wait_for(offer.taken, OPEN_TIMEOUT)
-        except TimeoutError:
-            await _refuse(ws, f"node {request.node} did not take the channel in time")
+            target, offer = await self._offer(request.node, request.channel)
+        except ChannelError as exc:
+            await _refuse(ws, str(exc))
             return
-        finally:
-            self._offers.pop(ticket, None)
         self.relayed += 1
         self.open_relays += 1
         try:
@@ -187,12 +198,66 @@ class ChannelService:
             self.open_relays -= 1
             offer.done.set()
 
-    def _check(self, caller: Principal | None, request: cm.Open) -> str:
-        if caller is None:
-            return "the relay needs a valid bearer token"
-        if caller.kind not in ("user", "executor"):
-            return f"a {caller.kind} token cannot open channels"
-        identity = opener_of(caller)
+    async def _caller(self, ws: WebSocket) -> tuple[Principal | None, str, str]:
+        """Who the WebSocket's bearer token stands for: ``(principal, identity,
+        refusal)``; a user or executor, or a node (no principal) by its credential."""
+        scheme, _, token = ws.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        missing = "the relay needs a valid bearer token"
+        if scheme.lower() != "bearer" or not token:
+            return None, "", missing
+        caller = await self.auth.resolve(token)
+        if caller is not None:
+            if caller.kind not in ("user", "executor"):
+                return None, "", f"a {caller.kind} token cannot open channels"
+            return caller, opener_of(caller), ""
+        node = await self.node_of(token) if self.node_of is not None else None
+        if node is None:
+            return None, "", missing
+        return None, node_opener(node), ""
+
+    async def _offer(self, node: str, channel: str) -> tuple[WebSocket, _Offer]:
+        """Tell ``node`` to take ``channel`` here; its WebSocket once it has."""
+        link = self.registry.link(node)
+        if link is None:
+            raise ChannelError(f"node {node} is not connected to the controller", peer=node)
+        ticket = secrets.token_urlsafe(24)
+        offer = _Offer(node)
+        self._offers[ticket] = offer
+        try:
+            link.send(ChannelOffer(channel=channel, ticket=ticket))
+            return await asyncio.wait_for(offer.taken, OPEN_TIMEOUT), offer
+        except TimeoutError:
+            raise ChannelTimeout(
+                f"node {node} did not take the channel in time", peer=node
+            ) from None
+        finally:
+            self._offers.pop(ticket, None)
+
+    async def open_here(
+        self, node: str, endpoint: str, *, window: Window = DEFAULT_WINDOW
+    ) -> AsyncChannel:
+        """A channel from the controller itself to ``endpoint`` on ``node`` (over the
+        node's own connection to us, so it works wherever the node is)."""
+        grant = self.grant(CONTROLLER, node, endpoint)
+        request = cm.Open(
+            channel=grant.channel,
+            capability=grant.capability,
+            node=node,
+            endpoint=endpoint,
+            opener=CONTROLLER,
+            credit_messages=window.messages,
+            credit_bytes=window.bytes,
+        )
+        ws, offer = await self._offer(node, grant.channel)
+        transport = _TargetTransport(ws, offer)
+        try:
+            return await open_on(transport, request, path="relay", window=window)
+        except BaseException:
+            await transport.close()
+            raise
+
+    def _check(self, identity: str, request: cm.Open) -> str:
         if request.opener != identity:
             return f"this token stands for {identity}, not {request.opener}"
         if request.node not in self.registry.nodes:
@@ -217,6 +282,38 @@ class ChannelService:
         await ws.accept()
         offer.taken.set_result(ws)
         await offer.done.wait()  # the opener's handler relays meanwhile
+
+
+class _TargetTransport:
+    """Channel frames over the node's side of a relayed channel, for a channel the
+    controller itself opened (:meth:`ChannelService.open_here`)."""
+
+    def __init__(self, ws: WebSocket, offer: _Offer) -> None:
+        self.ws = ws
+        self.offer = offer
+
+    async def read(self) -> list[bytes] | None:
+        try:
+            message = await self.ws.receive()
+        except RuntimeError as exc:
+            raise ConnectionError(str(exc)) from None
+        if message["type"] == "websocket.disconnect":
+            return None
+        data = message.get("bytes")
+        if data is None:
+            raise ConnectionError("a text message where channel frames were expected")
+        return [data]
+
+    async def send(self, bodies: list[bytes]) -> None:
+        try:
+            for body in bodies:
+                await self.ws.send_bytes(body)
+        except (WebSocketDisconnect, RuntimeError) as exc:
+            raise ConnectionError(f"the node's connection ended: {exc}") from None
+
+    async def close(self) -> None:
+        await _close(self.ws)
+        self.offer.done.set()  # ends target(), which holds the node's WebSocket open
 
 
 async def _pump(a: WebSocket, a_name: str, b: WebSocket, b_name: str) -> None:
@@ -265,4 +362,4 @@ async def _close(ws: WebSocket) -> None:
             await ws.close()
 
 
-__all__ = ["ChannelService", "opener_of"]
+__all__ = ["CONTROLLER", "ChannelService", "node_opener", "opener_of"]

@@ -96,6 +96,11 @@ class NodeEnrollment:
         owners, stored = await self.lookup([secret])
         return await self.admission(secret, owners[0], stored)
 
+    async def node_of(self, secret: str) -> str | None:
+        """The enrolled node whose credential ``secret`` is (None: none)."""
+        owners, _stored = await self.lookup([secret])
+        return owners[0]
+
     async def lookup(self, secrets: list[str]) -> tuple[list[str | None], str | None]:
         """What the store says of many callers' secrets, in one read: the node each
         one's credential belongs to (None: none), and the join token's hash."""

@@ -1,40 +1,34 @@
 """Objects of task graphs on the controller: their data, holders, freeing and movement.
 
 A finished object lives inline on the controller (small ones, constants) or on
-the nodes that made or fetched it. Objects move between agents only with a
-capability the controller signs for one object, one reading node and a few
-seconds, with the holder's own data key (see :mod:`shoal.protocol.capabilities`);
-an agent that cannot reach a holder gets the data relayed through here.
+the nodes that made or fetched it. Objects move between agents over channels
+to the object's endpoint on a holder, granted for one object, one reading node
+(only one running a task that reads it) and a few seconds, signed with the
+holder's own data key; an agent that cannot reach a holder goes through the
+controller's channel relay (:mod:`shoal.controller.channel_relay`). A client's
+fetch of an object only agents hold is read here over such a channel too.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+from shoal.channel import ChannelError
+from shoal.controller.channel_relay import ChannelService, node_opener
 from shoal.controller.graph_records import RecordMarks
 from shoal.controller.graph_state import FINISHED, READY, GNode, GObject, GSession, GTask
 from shoal.controller.graph_submit import GraphRequestError
 from shoal.controller.metrics import LatencyHistogram
 from shoal.controller.registry import NodeRegistry
+from shoal.graph.transfer import TransferError, read_body, read_header
 from shoal.protocol import capabilities
-from shoal.protocol.graph_messages import (
-    CHUNK,
-    GraphFetch,
-    GraphFree,
-    GraphHolder,
-    GraphUpload,
-    ObjectChunk,
-)
+from shoal.protocol.graph_messages import CHUNK, GraphFree, GraphHolder, object_endpoint
 
 log = logging.getLogger("shoal.controller.graph")
-
-UPLOAD_TIMEOUT = 60.0  # seconds without a chunk before a transfer is given up
 
 
 class GraphCore:
@@ -51,10 +45,8 @@ class GraphCore:
     placement: LatencyHistogram
     marks: RecordMarks
     _data_keys: dict[str, bytes]
-    _request_ids: itertools.count[int]
-    _transfers: dict[int, tuple[asyncio.Queue[ObjectChunk], str]]
+    channels: ChannelService | None
     _frees: defaultdict[str, list[tuple[int, int]]]
-    _tg: asyncio.TaskGroup | None
 
     def _schedule(self) -> None:
         raise NotImplementedError
@@ -74,7 +66,7 @@ class ObjectKeeping(GraphCore):
     """Objects: finished, freed when nobody needs them, and moved between nodes."""
 
     def data_key(self, name: str) -> bytes:
-        """The key node ``name``'s data server checks capabilities with (made on first use)."""
+        """The key node ``name``'s channel server checks capabilities with (made on first use)."""
         key = self._data_keys.get(name)
         if key is None:
             key = self._data_keys[name] = capabilities.new_key()
@@ -127,106 +119,52 @@ class ObjectKeeping(GraphCore):
                 self._send(name, GraphFree(objects))
         self._frees.clear()
 
-    def _holders(self, obj: GObject, reader: str, expires: float) -> list[GraphHolder]:
+    def _holders(self, obj: GObject, reader: str) -> list[GraphHolder]:
+        """The nodes ``reader`` may fetch ``obj`` from, each with a grant of a channel
+        to that one object (only for a reader a task of it is placed on)."""
+        assert self.channels is not None
+        endpoint = object_endpoint(obj.session.id, obj.id)
+        opener = node_opener(reader)
         return [
             GraphHolder(
-                node=holder,
-                address=self.nodes[holder].data_address,
-                capability=capabilities.sign(
-                    self.data_key(holder), obj.session.id, obj.id, reader, expires
-                ),
-                expires=expires,
+                holder, self.channels.grant(opener, holder, endpoint, ttl=self.capability_ttl)
             )
             for holder in obj.holders
             if holder in self.nodes and holder != reader
         ]
 
     async def chunks(self, obj: GObject) -> AsyncIterator[bytes]:
-        """The object's data in pieces: from the controller, or pulled from a holder."""
+        """The object's data in pieces: from the controller, or read from a holder
+        over a channel."""
         if obj.data is not None:
             data = memoryview(obj.data)
             for start in range(0, max(len(data), 1), CHUNK):
                 yield bytes(data[start : start + CHUNK])
             return
-        holder = next((h for h in obj.holders if h in self.registry.links), None)
-        if holder is None:
-            raise GraphRequestError(
-                f"no connected node holds object ({obj.session.id}, {obj.id}) now"
-            )
-        rid = next(self._request_ids)
-        queue: asyncio.Queue[ObjectChunk] = asyncio.Queue()
-        self._transfers[rid] = (queue, holder)
-        try:
-            self._send(holder, GraphUpload(rid, obj.session.id, obj.id))
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(queue.get(), UPLOAD_TIMEOUT)
-                except TimeoutError:
-                    raise GraphRequestError(
-                        f"node {holder!r} stopped sending object ({obj.session.id}, {obj.id})"
-                    ) from None
-                if chunk.error:
-                    raise GraphRequestError(chunk.error)
-                yield chunk.data
-                if chunk.last:
-                    return
-        finally:
-            del self._transfers[rid]
-
-    def on_fetch(self, node_name: str, message: GraphFetch) -> None:
-        """Relay an object to an agent that could not reach its holders directly,
-        if a task placed on that node takes it as input."""
-        assert self._tg is not None
-        node = self.nodes.get(node_name)
-        needs = node is not None and any(
-            task.session.id == message.session
-            and any(obj.id == message.object for obj, _ in task.inputs)
-            for task in node.assigned.values()
+        assert self.channels is not None
+        errors = []
+        for holder in [h for h in obj.holders if h in self.registry.links]:
+            try:
+                channel = await self.channels.open_here(
+                    holder, object_endpoint(obj.session.id, obj.id)
+                )
+            except ChannelError as exc:
+                errors.append(str(exc))
+                continue
+            try:
+                header = await read_header(channel)
+                async for data in read_body(channel, header):
+                    yield data
+                await channel.close()
+                return
+            except (TransferError, ChannelError) as exc:
+                raise GraphRequestError(
+                    f"reading object ({obj.session.id}, {obj.id}) from node {holder!r} "
+                    f"failed: {exc}"
+                ) from None
+            finally:
+                await channel.aclose()
+        raise GraphRequestError(
+            f"no connected node holds object ({obj.session.id}, {obj.id}) now"
+            + (f" ({'; '.join(errors)})" if errors else "")
         )
-        if not needs:
-            log.warning(
-                "refused node %r object (%d, %d): no task placed on it takes that input",
-                node_name,
-                message.session,
-                message.object,
-            )
-            self._send(node_name, ObjectChunk(message.request, last=True, error="no such object"))
-            return
-        self._tg.create_task(self._relay(node_name, message))
-
-    async def _relay(self, node_name: str, message: GraphFetch) -> None:
-        session = self.sessions.get(message.session)
-        obj = session.objects.get(message.object) if session is not None else None
-        node = self.nodes.get(node_name)
-        # Only for a task placed on that node that reads the object: a node gets
-        # no other user's data by asking.
-        wanted = node is not None and any(
-            key[0] == message.session and any(o is obj for o, _ in task.inputs)
-            for key, task in node.assigned.items()
-        )
-        if obj is None or obj.freed or not wanted:
-            self._send(node_name, ObjectChunk(message.request, last=True, error="no such object"))
-            return
-        try:
-            async for data in self.chunks(obj):
-                self._send(node_name, ObjectChunk(message.request, data=data))
-        except GraphRequestError as exc:
-            self._send(node_name, ObjectChunk(message.request, last=True, error=str(exc)))
-            return
-        self._send(node_name, ObjectChunk(message.request, last=True))
-
-    def on_chunk(self, node_name: str, message: ObjectChunk) -> None:
-        """A piece of an object we asked ``node_name`` for; from anyone else, dropped."""
-        transfer = self._transfers.get(message.request)
-        if transfer is None:
-            return
-        queue, holder = transfer
-        if holder != node_name:
-            log.warning(
-                "dropped object data for request %d from node %r: it was asked of node %r",
-                message.request,
-                node_name,
-                holder,
-            )
-            return
-        queue.put_nowait(message)

@@ -23,7 +23,6 @@ from shoal.protocol.graph_messages import (
     GraphOutput,
     GraphRun,
     GraphTask,
-    ObjectChunk,
 )
 
 log = logging.getLogger("shoal.controller.graph")
@@ -55,9 +54,6 @@ class Scheduling(ObjectKeeping):
     def node_lost(self, name: str, reason: str) -> None:
         """The node is gone: its running tasks and the data only it held are lost."""
         node = self.nodes.pop(name, None)
-        for rid, (queue, source) in list(self._transfers.items()):
-            if source == name:
-                queue.put_nowait(ObjectChunk(rid, error=reason))
         if node is None:
             return
         for task in list(node.assigned.values()):
@@ -165,7 +161,6 @@ class Scheduling(ObjectKeeping):
     def _run_message(self, task: GTask) -> GraphTask:
         inputs = []
         reader = task.node or ""
-        expires = round(time.time() + self.capability_ttl, 3)
         for obj, label in task.inputs:
             inline = obj.data is not None and obj.size <= INLINE_LIMIT
             inputs.append(
@@ -176,7 +171,7 @@ class Scheduling(ObjectKeeping):
                     content_type=obj.info.get("content_type", obj.content_type),
                     size=obj.size,
                     data=obj.data if inline else None,
-                    holders=[] if inline else self._holders(obj, reader, expires),
+                    holders=[] if inline else self._holders(obj, reader),
                     user=obj.user,
                 )
             )

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import secrets
 from collections import defaultdict, deque
 
+from shoal.controller.channel_relay import ChannelService
 from shoal.controller.graph_records import RecordMarks
 from shoal.controller.graph_scheduler import Scheduling
 from shoal.controller.graph_sessions import SessionLifecycle
@@ -28,7 +28,6 @@ from shoal.controller.graph_state import FAILED, FINISHED, GNode, GSession, GTas
 from shoal.controller.graph_submit import MAX_CONSTANT, GraphRequestError
 from shoal.controller.metrics import PLACEMENT_BUCKETS, LatencyHistogram
 from shoal.controller.registry import NodeRegistry
-from shoal.protocol.graph_messages import ObjectChunk
 
 __all__ = ["CAPABILITY_TTL", "MAX_CONSTANT", "GraphRequestError", "GraphService"]
 
@@ -39,9 +38,9 @@ GC_THRESHOLDS = (50_000, 20, 10)  # gc.set_threshold while the service runs
 class GraphService(SessionLifecycle, Scheduling):
     """The task graphs of all users: sessions, scheduling, and object movement.
 
-    Objects move between agents only with a capability the service signs for
-    one object, one reading node and ``capability_ttl`` seconds, with the
-    holder's own data key (see :mod:`shoal.protocol.capabilities`).
+    Objects move over channels (``channels``, set once the channel service is
+    made) granted for one object, one reading node and ``capability_ttl``
+    seconds, signed with the holder's own data key.
     """
 
     def __init__(self, registry: NodeRegistry, capability_ttl: float = CAPABILITY_TTL) -> None:
@@ -54,11 +53,8 @@ class GraphService(SessionLifecycle, Scheduling):
         # Each node's data-server key, kept across reconnects (what the node was
         # told in its last Welcome).
         self._data_keys: dict[str, bytes] = {}
-        self._request_ids = itertools.count(1)
-        # Transfers through the controller: request id -> (queue of chunks, source node).
-        self._transfers: dict[int, tuple[asyncio.Queue[ObjectChunk], str]] = {}
+        self.channels: ChannelService | None = None
         self._frees = defaultdict(list)
-        self._tg: asyncio.TaskGroup | None = None
         # Since start, for /metrics.
         self.tasks_ended: dict[str, int] = {FINISHED: 0, FAILED: 0}
         self.placement = LatencyHistogram(PLACEMENT_BUCKETS)
@@ -66,7 +62,7 @@ class GraphService(SessionLifecycle, Scheduling):
         self.marks = RecordMarks()
 
     async def run(self) -> None:
-        """Host the background transfers (relays between agents) until cancelled.
+        """Run until cancelled.
 
         While it runs, the cyclic garbage collector runs less often: a big graph
         is millions of long-lived objects, and with the default thresholds the
@@ -76,8 +72,6 @@ class GraphService(SessionLifecycle, Scheduling):
         saved = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
         try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                await asyncio.Event().wait()
+            await asyncio.Event().wait()
         finally:
             gc.set_threshold(*saved)

@@ -32,7 +32,7 @@ class NodeInfo:
     # The newest heartbeat, kept as it came: a thousand nodes beat every second,
     # and its dict is built only when someone asks (``metrics``).
     heartbeat: Heartbeat | None = None
-    address: str = ""  # host:port of the agent's graph data server ("" when it has none)
+    address: str = ""  # host:port of the agent's channel server ("" when it has none)
     # Not online, but expected back until then (monotonic time): the node is
     # suspect. Past it, its work is lost.
     expected_until: float | None = None

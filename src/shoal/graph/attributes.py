@@ -246,7 +246,7 @@ class TaskSpec(_Attributes):
 class TaskInfo(_Debug, _Attributes):
     """What running a task told: ``error`` (non-empty means it failed), ``start_time``,
     ``duration`` in seconds, the ``governor`` that ran it (as in Rain, its address,
-    ``host:port`` of the agent's data server; the node's name when it has none) and,
+    ``host:port`` of the agent's channel server; the node's name when it has none) and,
     beside it, the ``node`` name, the ``debug`` log, and ``user`` data set by the task.
     Inside a running task ``ctx.info`` has the ``node`` and, lacking the address the
     controller sees, the node name as ``governor``.

@@ -88,7 +88,7 @@ class Client:
 
         ``{"governors": [{"governor_id": "host:port", "name": "node-0",
         "resources": {"cpus": 4}}, ...]}``: ``governor_id`` is the agent's address
-        (its data server, as Rain's was the governor's), the node's name when it has
+        (its channel server, as Rain's was the governor's), the node's name when it has
         none. Rain's per-governor lists of tasks and objects are not given.
         """
         governors = []

@@ -24,11 +24,8 @@ from shoal.protocol.flag_messages import FlagAnswer, FlagCall
 from shoal.protocol.graph_messages import (
     GraphCancel,
     GraphDone,
-    GraphFetch,
     GraphFree,
     GraphRun,
-    GraphUpload,
-    ObjectChunk,
 )
 
 # 2: executors' flag calls over the agent's connection (FlagCall)
@@ -76,8 +73,7 @@ class Hello(_Msg):
     properties: dict[str, str] = {}
     deployments: list[DeploymentReport] = []
     commands: list[str] = []  # ids of the commands still running here
-    data_port: int = 0  # where this agent serves graph objects to its peers (0: nowhere)
-    data_host: str = ""  # the address it serves them on, when set by hand ("": as seen)
+    data_host: str = ""  # the address its channel server is on, when set by hand ("": as seen)
     channel_port: int = 0  # where its channel server listens, on data_host (0: nowhere)
 
 
@@ -116,8 +112,6 @@ AgentMessage = (
     | CommandExit
     | RunEnded
     | GraphDone
-    | GraphFetch
-    | ObjectChunk
     | FlagCall
 )
 
@@ -181,7 +175,5 @@ ControllerMessage = (
     | GraphRun
     | GraphCancel
     | GraphFree
-    | GraphUpload
-    | ObjectChunk
     | FlagAnswer
 )

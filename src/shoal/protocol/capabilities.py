@@ -1,17 +1,14 @@
-"""Per-transfer capabilities for the agents' data servers, and channel capabilities.
+"""Channel capabilities: what lets an opener open a channel to a node.
 
 The controller gives every agent a key of its own (in Welcome, over the agent's
-authenticated WebSocket). When it tells a node to fetch an input from a peer,
-it signs, with that peer's key, which object (session, id), which reader (the
-fetching node's name) and until when. The peer's data server serves an object
-only to a request whose capability checks out for exactly that object and
-reader, before it expires; nothing else opens it, so knowing or guessing an id
-is worth nothing. A key never leaves the agent process (task workers do not
-see it).
+authenticated WebSocket); a key never leaves the agent process (task workers do
+not see it). A channel capability lets one opener open one channel to one
+endpoint of one node until an expiry. A graph object has an endpoint of its own
+on each node holding it, so a capability for it names exactly that object and
+that reader; knowing or guessing an id is worth nothing.
 
-A *channel* capability lets one opener open one channel to one endpoint of one
-node until an expiry. It states what it opens (so a refusal can say which part
-did not match) and carries an HMAC-SHA256 of those fields, made with the target
+A capability states what it opens (so a refusal can say which part did not
+match) and carries an HMAC-SHA256 of those fields, made with the target
 node's data key: the node checks it itself on the direct path, the controller
 (which holds every node's key) on the relay path.
 """
@@ -33,40 +30,6 @@ KEY_BYTES = 32
 def new_key() -> bytes:
     """A fresh data-server key for one agent."""
     return secrets.token_bytes(KEY_BYTES)
-
-
-def _message(session: int, obj: int, reader: str, expires: float) -> bytes:
-    # msgpack keeps the fields apart: node names may contain any separator.
-    return msgspec.msgpack.encode((session, obj, reader, round(expires, 3)))
-
-
-def sign(key: bytes, session: int, obj: int, reader: str, expires: float) -> str:
-    """The capability letting ``reader`` fetch ``(session, obj)`` until ``expires``."""
-    return hmac.new(key, _message(session, obj, reader, expires), hashlib.sha256).hexdigest()
-
-
-def check(
-    key: bytes,
-    capability: str,
-    session: int,
-    obj: int,
-    reader: str,
-    expires: float,
-    now: float,
-) -> str:
-    """Why the capability does not open ``(session, obj)`` for ``reader``; "" if it does.
-
-    ``now`` is the controller's clock as this agent estimates it (the two clocks
-    need not agree).
-    """
-    if not key:
-        return "this node has no data key yet"
-    expected = sign(key, session, obj, reader, expires)
-    if not hmac.compare_digest(expected.encode(), capability.encode()):
-        return "the capability is not valid for this object and reader"
-    if now > expires:
-        return "the capability has expired"
-    return ""
 
 
 @dataclass(frozen=True)
@@ -137,10 +100,8 @@ def check_channel(
 __all__ = [
     "KEY_BYTES",
     "ChannelClaim",
-    "check",
     "check_channel",
     "new_key",
     "read_channel_claim",
-    "sign",
     "sign_channel",
 ]

@@ -7,8 +7,10 @@ opaque bytes to the controller (pickled by the client, unpickled on the node
 that runs the task, where the user's code runs anyway).
 
 Small objects travel inline (``data``) and live on the controller; bigger ones
-stay on the agents that made them and move agent to agent on demand, or in
-:class:`ObjectChunk` s through the controller.
+stay on the agents that made them and move on demand over a channel
+(:mod:`shoal.channel`) to the holder's endpoint for that one object
+(:func:`object_endpoint`): direct between agents, or through the controller's
+relay when they cannot reach each other.
 """
 
 from __future__ import annotations
@@ -17,8 +19,26 @@ from typing import Any
 
 import msgspec
 
+from shoal.protocol.channel_messages import ChannelGrant
+
 INLINE_LIMIT = 64 * 1024  # bytes: an object up to this size travels inline
-CHUNK = 1024 * 1024  # bytes per ObjectChunk / FetchData
+CHUNK = 1024 * 1024  # bytes per FetchData, and per channel message of an object
+OBJECT_ENDPOINT = "graph.object/"  # + "SESSION/ID": one object's endpoint on its holder
+
+
+def object_endpoint(session: int, obj: int) -> str:
+    """The endpoint that serves one object on a node holding it. The object is in
+    the name, so the capability the controller signs for it opens this object
+    only, for the one reader it names."""
+    return f"{OBJECT_ENDPOINT}{session}/{obj}"
+
+
+def parse_object_endpoint(endpoint: str) -> tuple[int, int] | None:
+    """``(session, object)`` of an object endpoint; None if it is not one."""
+    session, _, obj = endpoint.removeprefix(OBJECT_ENDPOINT).partition("/")
+    if not endpoint.startswith(OBJECT_ENDPOINT) or not (session.isdigit() and obj.isdigit()):
+        return None
+    return int(session), int(obj)
 
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
@@ -163,16 +183,15 @@ GraphReply = SessionOpened | Done | WaitDone | FetchData | Infos | Failure
 
 
 class GraphHolder(msgspec.Struct, array_like=True):
-    """A node that holds an input, and the capability to fetch it from that node.
+    """A node that holds an input, and the grant of a channel to fetch it there.
 
-    ``capability`` opens this one object for the node the task runs on, on this
-    holder's data server, until ``expires`` (the controller's clock).
+    ``grant`` opens this one object's endpoint on the holder for the node the
+    task runs on (opener ``node:NAME``), until it expires (the controller's
+    clock); it says whether the holder can be reached directly.
     """
 
     node: str
-    address: str  # "host:port" of its data server ("" when it runs none)
-    capability: str
-    expires: float
+    grant: ChannelGrant
 
 
 class GraphInput(msgspec.Struct, omit_defaults=True):
@@ -222,14 +241,6 @@ class GraphFree(_Msg):
     objects: list[tuple[int, int]]
 
 
-class GraphUpload(_Msg):
-    """Send the object's data to the controller in ObjectChunks answering ``request``."""
-
-    request: int
-    session: int
-    object: int
-
-
 # --- agent -> controller -----------------------------------------------------------
 
 
@@ -250,23 +261,3 @@ class GraphResult(msgspec.Struct, omit_defaults=True):
 
 class GraphDone(_Msg):
     results: list[GraphResult]
-
-
-class GraphFetch(_Msg):
-    """The agent could not reach a holder: send the object's data through the controller."""
-
-    request: int
-    session: int
-    object: int
-
-
-# --- both ways ---------------------------------------------------------------------
-
-
-class ObjectChunk(_Msg):
-    """Part of an object's data answering ``request``; an ``error`` ends it badly."""
-
-    request: int
-    data: bytes = b""
-    last: bool = False
-    error: str = ""

@@ -1,0 +1,56 @@
+"""The agent's object store on its own: which objects stay in memory, and freeing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from shoal.agent import object_store
+from shoal.agent.object_store import MEMORY_LIMIT, ObjectStore
+
+
+async def _read(store: ObjectStore, session: int, obj: int) -> tuple[str, int, bytes]:
+    data_type, size, chunks = await store.stream(session, obj)
+    return data_type, size, b"".join([c async for c in chunks])
+
+
+def test_mid_size_objects_stay_in_memory_and_big_ones_on_disk(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "graph")
+    mid, big = b"m" * MEMORY_LIMIT, b"b" * (MEMORY_LIMIT + 1)
+    store.put(1, 1, mid)
+    store.put(1, 2, big)
+    assert store.held(1, 1) is mid and not store.path(1, 1).exists()
+    assert store.held(1, 2) is None and store.path(1, 2).read_bytes() == big
+    assert asyncio.run(_read(store, 1, 1)) == ("blob", len(mid), mid)
+    assert asyncio.run(_read(store, 1, 2)) == ("blob", len(big), big)
+    store.free([(1, 1), (1, 2)])
+    assert not store.has(1, 1) and not store.has(1, 2) and store.memory_bytes == 0
+
+
+def test_the_memory_budget_sends_the_rest_to_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(object_store, "MEMORY_BUDGET", 3 * 1000)
+    store = ObjectStore(tmp_path / "graph")
+    for obj in range(5):
+        store.put(7, obj, bytes([obj]) * 1000)
+    assert [store.held(7, obj) is not None for obj in range(5)] == [True] * 3 + [False] * 2
+    assert store.path(7, 4).read_bytes() == b"\x04" * 1000
+    store.drop_session(7)
+    assert store.memory_bytes == 0 and not store.has(7, 0) and not store.has(7, 4)
+
+
+def test_received_objects_go_where_their_size_says(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "graph")
+
+    async def chunks(data: bytes):
+        for start in range(0, len(data), 100_000):
+            yield data[start : start + 100_000]
+
+    mid, big = b"x" * 300_000, b"y" * (MEMORY_LIMIT + 5)
+    asyncio.run(store.receive(2, 1, "blob", len(mid), chunks(mid)))
+    asyncio.run(store.receive(2, 2, "blob", len(big), chunks(big)))
+    assert store.held(2, 1) == mid and store.held(2, 2) is None
+    assert store.path(2, 2).read_bytes() == big
