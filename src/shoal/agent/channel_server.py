@@ -31,7 +31,6 @@ from shoal.channel.aio import AsyncChannel
 from shoal.channel.errors import ChannelError
 from shoal.channel.handshake import accept_on, read_open
 from shoal.channel.transport import (
-    READ_LIMIT,
     StreamTransport,
     Transport,
     WebSocketTransport,
@@ -86,7 +85,7 @@ class ChannelServer:
     async def start(self, host: str) -> int:
         """Listen on ``host`` (a free port); the port."""
         self.close()
-        self.server = await asyncio.start_server(self._direct, host, 0, limit=READ_LIMIT)
+        self.server = await StreamTransport.serve(self._direct, host)
         self.host = host
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
@@ -105,8 +104,8 @@ class ChannelServer:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def _direct(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._serve(StreamTransport(reader, writer), "direct")
+    async def _direct(self, transport: StreamTransport) -> None:
+        await self._serve(transport, "direct")
 
     async def take_relayed(self, url: str) -> None:
         """Take a channel the controller relays: open ``url`` (the offer's target)."""
