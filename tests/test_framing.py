@@ -77,7 +77,31 @@ def test_buffer_frame_larger_than_the_buffer_gets_its_own() -> None:
     assert len(space) == len(rest)  # exactly the rest of the body, nothing beyond
     space[:] = rest
     (body,) = frames.filled(len(rest))
-    assert isinstance(body, bytearray) and body == big
+    assert isinstance(body, memoryview) and body == big
+
+
+def _one_frame(frames: FrameBuffer, body: bytes) -> list[bytes | bytearray | memoryview]:
+    data, got = frame(body), []
+    while data:
+        space = frames.get_buffer()
+        n = min(len(space), len(data))
+        space[:n] = data[:n]
+        got += frames.filled(n)
+        data = data[n:]
+    return got
+
+
+def test_buffer_large_bodies_reuse_memory_only_once_released() -> None:
+    frames = FrameBuffer(size=SMALL, own=OWN, reuse=1000)
+    (first,) = _one_frame(frames, b"1" * 500)
+    (second,) = _one_frame(frames, b"2" * 400)  # the first is not released: not overwritten
+    assert first == b"1" * 500 and second == b"2" * 400
+    frames.release()
+    (third,) = _one_frame(frames, b"3" * 300)
+    assert third == b"3" * 300
+    assert first[:300] == b"3" * 300  # the released buffer was used again
+    (large,) = _one_frame(frames, b"4" * 2000)  # over ``reuse``: a buffer of its own
+    assert large == b"4" * 2000 and first[:300] == b"3" * 300
 
 
 def test_buffer_refuses_a_frame_over_the_limit() -> None:

@@ -25,14 +25,17 @@ STREAM_LIMIT = 1024 * 1024  # asyncio's write buffer high-water mark for a strea
 READ_LIMIT = 4 * 1024 * 1024
 JOIN_BELOW = 64 * 1024  # bodies shorter than this are joined with their neighbours into one write
 
-Body = bytes | bytearray
+# A body from read() may be a view of the transport's memory: it is the
+# caller's until its next read().
+Body = bytes | bytearray | memoryview
 
 
 class Transport(Protocol):
     """Frames to and from one peer."""
 
     async def read(self) -> list[Body] | None:
-        """The next frames (at least one), or None at a clean end of the stream."""
+        """The next frames (at least one), or None at a clean end of the stream;
+        they are the caller's until it calls ``read`` again."""
         ...
 
     async def send(self, bodies: list[Body]) -> None:
@@ -123,6 +126,10 @@ class _FrameProtocol(asyncio.BufferedProtocol):
             self._waiter.set_result(None)
 
     async def take(self) -> list[Body] | None:
+        if not self.ready:
+            # The caller is done with what it read before (and nothing read
+            # since, which may sit in the reused buffer, is waiting for it).
+            self.frames.release()
         while not self.ready:
             if self.ended:
                 if self.error is not None:
@@ -201,7 +208,7 @@ class StreamTransport:
         if self._transport.is_closing():
             raise ConnectionError(str(self._protocol.error or "the connection is closed"))
         write = self._transport.write
-        small: list[bytes | bytearray] = []
+        small: list[Body] = []
         for body in bodies:
             size = len(body)
             if size < JOIN_BELOW:

@@ -27,6 +27,7 @@ MAX_FRAME = 64 * 1024 * 1024  # a body larger than this is refused (a peer gone 
 READ_CHUNK = 1024 * 1024
 RECEIVE_BUFFER = 256 * 1024  # FrameBuffer's reusable buffer
 OWN_BUFFER = 64 * 1024  # a body at least this long is received into a buffer of its own
+REUSE_LIMIT = 4 * 1024 * 1024  # a large body up to this long goes into a buffer used again
 
 
 class FrameTooLarge(ValueError):
@@ -102,9 +103,13 @@ class FrameBuffer:
     go, :meth:`filled` that ``n`` bytes went there, and gives the bodies done.
 
     Small bodies are sliced out of one reused buffer (one ``bytes`` each); a
-    body of ``own`` bytes or more is received into a ``bytearray`` of its own,
-    which becomes the body as it is, without a copy. Raises FrameTooLarge for a
-    body over ``limit``.
+    body of ``own`` bytes or more is received into a buffer of its own, which
+    becomes the body as it is, without a copy. That buffer is used again for
+    the next large body (fresh memory costs page faults on every byte) once
+    :meth:`release` says the body given out is done with; until then, and for
+    bodies over ``reuse`` bytes, each gets a new ``bytearray``. So a large body
+    may be a ``memoryview``, valid until ``release``. Raises FrameTooLarge for
+    a body over ``limit``.
     """
 
     __slots__ = (
@@ -113,14 +118,21 @@ class FrameBuffer:
         "_big_view",
         "_buffer",
         "_end",
+        "_lent",
         "_limit",
         "_own",
+        "_reuse",
+        "_spare",
         "_start",
         "_view",
     )
 
     def __init__(
-        self, size: int = RECEIVE_BUFFER, limit: int = MAX_FRAME, own: int = OWN_BUFFER
+        self,
+        size: int = RECEIVE_BUFFER,
+        limit: int = MAX_FRAME,
+        own: int = OWN_BUFFER,
+        reuse: int = REUSE_LIMIT,
     ) -> None:
         if not HEADER.size < own <= size // 2:
             raise ValueError(f"a FrameBuffer of {size} bytes cannot hold bodies of {own}")
@@ -130,9 +142,16 @@ class FrameBuffer:
         self._end = 0  # end of the bytes received
         self._limit = limit
         self._own = own
-        self._big: bytearray | None = None  # the large body being received
+        self._big: bytearray | memoryview | None = None  # the large body being received
         self._big_view: memoryview | None = None
         self._big_got = 0
+        self._reuse = reuse
+        self._spare: bytearray | None = None  # the buffer large bodies are received into
+        self._lent = False  # a body in _spare is given out and not released yet
+
+    def release(self) -> None:
+        """The bodies given out so far are done with: their memory may be used again."""
+        self._lent = False
 
     def get_buffer(self) -> memoryview:
         """Where the next bytes from the stream go (not empty)."""
@@ -146,7 +165,7 @@ class FrameBuffer:
             self._start, self._end = 0, held
         return self._view[self._end :]
 
-    def filled(self, n: int) -> list[bytes | bytearray]:
+    def filled(self, n: int) -> list[bytes | bytearray | memoryview]:
         """``n`` bytes were written where :meth:`get_buffer` said; the bodies of the
         frames they completed, in order."""
         if self._big is not None:
@@ -154,11 +173,10 @@ class FrameBuffer:
             if self._big_got < len(self._big):
                 return []
             body = self._big
-            self._big_view.release()  # type: ignore[union-attr]
             self._big = self._big_view = None
             return [body]
         self._end += n
-        out: list[bytes | bytearray] = []
+        out: list[bytes | bytearray | memoryview] = []
         view, start, end = self._view, self._start, self._end
         while end - start >= HEADER.size:
             (length,) = HEADER.unpack_from(view, start)
@@ -171,9 +189,9 @@ class FrameBuffer:
             elif length >= self._own:
                 # The rest of this body goes straight into its own buffer.
                 held = end - body_start
-                self._big = bytearray(length)
-                self._big[:held] = view[body_start:end]
-                self._big_view = memoryview(self._big)
+                big = self._big_buffer(length)
+                big[:held] = view[body_start:end]
+                self._big = self._big_view = big
                 self._big_got = held
                 start = end = 0
                 break
@@ -183,6 +201,15 @@ class FrameBuffer:
             start = end = 0
         self._start, self._end = start, end
         return out
+
+    def _big_buffer(self, length: int) -> memoryview:
+        if length > self._reuse or self._lent:
+            return memoryview(bytearray(length))
+        if self._spare is None or len(self._spare) < length:
+            # Replaced, not resized: a body given out before may still be read.
+            self._spare = bytearray(length)
+        self._lent = True
+        return memoryview(self._spare)[:length]
 
     def at_boundary(self) -> bool:
         """Whether the stream could end here without cutting a frame."""
