@@ -31,13 +31,13 @@ from shoal.channel.aio import AsyncChannel
 from shoal.channel.errors import ChannelError
 from shoal.channel.handshake import accept_on, read_open
 from shoal.channel.transport import (
+    WEBSOCKET_OPTIONS,
     StreamTransport,
     Transport,
     WebSocketTransport,
 )
 from shoal.protocol import capabilities
 from shoal.protocol import channel_messages as cm
-from shoal.protocol.framing import MAX_FRAME
 
 if TYPE_CHECKING:
     from shoal.channel.handover import ExecutorEndpoints
@@ -110,7 +110,7 @@ class ChannelServer:
     async def take_relayed(self, url: str) -> None:
         """Take a channel the controller relays: open ``url`` (the offer's target)."""
         try:
-            ws = await ws_connect(url, max_size=MAX_FRAME + 1024, compression=None, open_timeout=10)
+            ws = await ws_connect(url, open_timeout=10, **WEBSOCKET_OPTIONS)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             log.info("could not take a relayed channel: %s", exc)
             return

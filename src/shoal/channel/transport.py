@@ -17,12 +17,21 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from shoal.protocol.framing import HEADER, FrameBuffer, FrameTooLarge
+from shoal.protocol.framing import HEADER, MAX_FRAME, FrameBuffer, FrameTooLarge
 
 STREAM_LIMIT = 1024 * 1024  # asyncio's write buffer high-water mark for a stream
 # Bodies received but not yet read before the stream stops reading the socket
 # (the channel's credit bounds them anyway; this bounds a peer that ignores it).
 READ_LIMIT = 4 * 1024 * 1024
+# A channel's WebSocket (to the relay): frames are msgpack and mostly
+# incompressible, up to MAX_FRAME; the write buffer holds a whole Data batch
+# before send() waits for it to drain (websockets' default, 32 KiB, makes every
+# large frame wait).
+WEBSOCKET_OPTIONS: dict[str, Any] = {
+    "compression": None,
+    "max_size": MAX_FRAME + 1024,
+    "write_limit": STREAM_LIMIT,
+}
 JOIN_BELOW = 64 * 1024  # bodies shorter than this are joined with their neighbours into one write
 
 # A body from read() may be a view of the transport's memory: it is the
@@ -269,4 +278,11 @@ class WebSocketTransport:
             await self.ws.close()
 
 
-__all__ = ["READ_LIMIT", "Body", "StreamTransport", "Transport", "WebSocketTransport"]
+__all__ = [
+    "READ_LIMIT",
+    "WEBSOCKET_OPTIONS",
+    "Body",
+    "StreamTransport",
+    "Transport",
+    "WebSocketTransport",
+]
