@@ -123,11 +123,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with LocalCluster(["direct-1"]) as cluster:
-        args = ["--controller", cluster.endpoint, "--name", "relay-1", "--no-data-server"]
-        args += ["--token-file", str(cluster.token_file)]
-        args += ["--workdir", str(cluster.workdir / "agents" / "relay-1")]
+        agent = ["--controller", cluster.endpoint, "--name", "relay-1", "--no-data-server"]
+        agent += ["--token-file", str(cluster.token_file)]
+        agent += ["--workdir", str(cluster.workdir / "agents" / "relay-1")]
         relay = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "agent", *args],
+            [sys.executable, "-m", "shoal", "agent", *agent],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

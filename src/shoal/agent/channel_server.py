@@ -30,14 +30,13 @@ from shoal.channel.aio import AsyncChannel
 from shoal.channel.errors import ChannelError
 from shoal.channel.handshake import accept_on, read_open
 from shoal.channel.transport import (
-    READ_LIMIT,
+    WEBSOCKET_OPTIONS,
     StreamTransport,
     Transport,
     WebSocketTransport,
 )
 from shoal.protocol import capabilities
 from shoal.protocol import channel_messages as cm
-from shoal.protocol.framing import MAX_FRAME
 
 if TYPE_CHECKING:
     from shoal.channel.handover import ExecutorEndpoints
@@ -93,7 +92,7 @@ class ChannelServer:
     async def start(self, host: str) -> int:
         """Listen on ``host`` (a free port); the port."""
         self.close()
-        self.server = await asyncio.start_server(self._direct, host, 0, limit=READ_LIMIT)
+        self.server = await StreamTransport.serve(self._direct, host)
         self.host = host
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
@@ -112,13 +111,13 @@ class ChannelServer:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def _direct(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._serve(StreamTransport(reader, writer), "direct")
+    async def _direct(self, transport: StreamTransport) -> None:
+        await self._serve(transport, "direct")
 
     async def take_relayed(self, url: str) -> None:
         """Take a channel the controller relays: open ``url`` (the offer's target)."""
         try:
-            ws = await ws_connect(url, max_size=MAX_FRAME + 1024, compression=None, open_timeout=10)
+            ws = await ws_connect(url, open_timeout=10, **WEBSOCKET_OPTIONS)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             log.info("could not take a relayed channel: %s", exc)
             return

@@ -108,7 +108,13 @@ class AsyncChannel:
     async def send(self, data: bytes) -> None:
         """Queue one message; waits while the queue is full (the peer reads slowly).
         Raises ChannelError once the channel is ending or broken."""
-        if self._ending:
+        # _ending spelled out: this runs once per message.
+        if (
+            self._closing is not None
+            or self._peer_close is not None
+            or self._failure is not None
+            or self._closed
+        ):
             raise self._end_error()
         outgoing = self._outgoing
         outgoing.append(data)

@@ -22,9 +22,8 @@ from shoal.channel.aio import AsyncChannel
 from shoal.channel.errors import ChannelError, ChannelRefused, ChannelTimeout
 from shoal.channel.flow import DEFAULT_WINDOW, Window
 from shoal.channel.handshake import OPEN_TIMEOUT, open_on
-from shoal.channel.transport import StreamTransport, WebSocketTransport
+from shoal.channel.transport import WEBSOCKET_OPTIONS, StreamTransport, WebSocketTransport
 from shoal.protocol import channel_messages as cm
-from shoal.protocol.framing import MAX_FRAME
 
 GRANT_PATH = "/api/channels"
 RELAY_PATH = "/api/channels/relay"
@@ -98,9 +97,8 @@ async def open_channel(
         ws = await ws_connect(
             ws_url(controller, RELAY_PATH),
             additional_headers={"Authorization": f"Bearer {token}"},
-            max_size=MAX_FRAME + 1024,
-            compression=None,
             open_timeout=timeout,
+            **WEBSOCKET_OPTIONS,
         )
     except InvalidStatus as exc:
         raise ChannelRefused(

@@ -38,7 +38,7 @@ import msgspec
 from shoal.channel.aio import AsyncChannel
 from shoal.channel.errors import ChannelError
 from shoal.channel.handshake import accept_on
-from shoal.channel.transport import READ_LIMIT, StreamTransport, Transport
+from shoal.channel.transport import StreamTransport, Transport
 from shoal.protocol import channel_messages as cm
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class ExecutorEndpoints:
         is the executor's (a relayed one: once it ended)."""
         body = _encode(["channel", cm.encode(request), path])
         if isinstance(transport, StreamTransport):
-            sock = transport.writer.get_extra_info("socket")
+            sock = transport.socket
             try:
                 self._send(body, sock.fileno())
             finally:
@@ -117,8 +117,7 @@ class ExecutorEndpoints:
             raise
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_connection(sock=ours, limit=READ_LIMIT)
-        await _pump(transport, StreamTransport(reader, writer))
+        await _pump(transport, await StreamTransport.from_socket(ours))
 
     def _send(self, body: bytes, fd: int) -> None:
         # A few hundred bytes on a local socket: it does not block in practice.
@@ -226,8 +225,7 @@ class EndpointHost:
 
     async def _accept(self, request: Any, path: str, fd: int) -> None:
         sock = socket.socket(fileno=fd)
-        reader, writer = await asyncio.open_connection(sock=sock, limit=READ_LIMIT)
-        transport = StreamTransport(reader, writer)
+        transport = await StreamTransport.from_socket(sock)
         handler = self._handlers.get(request.endpoint)
         try:
             channel = await accept_on(

@@ -3,11 +3,12 @@
 Every :class:`Channel` of a process is an :class:`AsyncChannel` living on one
 private event loop, in a daemon thread started on first use. Crossing to that
 thread costs tens of microseconds, so the sync face never pays it per message:
-``send`` gathers messages here and hands them over in batches (the first
-message of a batch also asks the loop to take it soon, so a lone message does
-not wait for company); ``recv`` takes everything that has arrived at once and
-serves it from here. A full send queue on the loop side blocks ``send``: a
-slow reader slows a blocking writer too.
+``send`` gathers messages here and the loop takes them in batches: the first
+message after a pause wakes it, so a lone message does not wait for company,
+and it goes on taking for as long as the sender keeps sending; ``recv`` takes
+everything that has arrived at once and serves it from here. A full send
+queue on the loop side blocks ``send``: a slow reader slows a blocking writer
+too.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from shoal.channel.handshake import OPEN_TIMEOUT
 from shoal.protocol.channel_messages import ChannelGrant
 
 T = TypeVar("T")
-BATCH_MESSAGES = 2048  # messages gathered here before a send hands them over and waits
-BATCH_BYTES = 512 * 1024
+# Gathered here, not yet taken by the loop, before a send waits for the loop.
+BLOCK_MESSAGES = 8192
+BLOCK_BYTES = 4 * 1024 * 1024
 
 
 class _LoopThread:
@@ -77,7 +79,8 @@ class Channel:
         self._lock = threading.Lock()
         self._batch: list[bytes] = []
         self._batch_bytes = 0
-        self._handover = False  # the loop was asked to take the batch soon
+        self._pumping = False  # the loop takes batches as they come (see _pump)
+        self._pumps: set[asyncio.Task[None]] = set()
         self._received: deque[bytes] = deque()
         self._recv_lock = threading.Lock()
 
@@ -134,16 +137,19 @@ class Channel:
         """Queue one message; blocks while the peer reads slowly. Raises
         ChannelError once the channel is ending or broken."""
         with self._lock:
-            self._batch.append(data)
+            batch = self._batch
+            batch.append(data)
             self._batch_bytes += len(data)
-            full = len(self._batch) >= BATCH_MESSAGES or self._batch_bytes >= BATCH_BYTES
-            ask = not full and not self._handover
-            if ask:
-                self._handover = True
-        if full:
+            if len(batch) >= BLOCK_MESSAGES or self._batch_bytes >= BLOCK_BYTES:
+                wake = block = True  # the loop is behind: wait for it
+            else:
+                block = False
+                wake = not self._pumping
+                self._pumping = True
+        if block:
             self.flush()
-        elif ask:
-            self._runner.loop.call_soon_threadsafe(self._take_soon)
+        elif wake:
+            self._runner.loop.call_soon_threadsafe(self._start_pump)
 
     def send_many(self, payloads: Iterable[bytes]) -> None:
         """Queue messages in order; blocks while the peer reads slowly."""
@@ -160,25 +166,30 @@ class Channel:
     def _take(self) -> list[bytes]:
         with self._lock:
             batch, self._batch, self._batch_bytes = self._batch, [], 0
-            self._handover = False
+            if not batch:
+                self._pumping = False  # the next send wakes the loop again
             return batch
 
     async def _hand_over(self) -> None:
-        # Taken on the loop thread: batches reach the channel in the order taken.
+        # Taken on the loop thread: batches reach the channel in the order taken
+        # (send_many queues a batch before it first waits).
         batch = self._take()
         if batch:
             await self._async.send_many(batch)
 
-    def _take_soon(self) -> None:
-        batch = self._take()
-        if batch:
-            self._runner.loop.create_task(self._enqueue(batch))
+    def _start_pump(self) -> None:
+        task = self._runner.loop.create_task(self._pump())
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
 
-    async def _enqueue(self, batch: list[bytes]) -> None:
-        # Queued at once, in order, by send_many's first step; a failure here
-        # shows on the sender's next call.
+    async def _pump(self) -> None:
+        # Takes what the sender gathers for as long as it keeps sending, so a
+        # steady sender costs one wake-up of the loop, not one per batch; a lone
+        # message still leaves at once. A failure shows on the sender's next flush.
         with contextlib.suppress(OSError):
-            await self._async.send_many(batch)
+            while batch := self._take():
+                await self._async.send_many(batch)
+                await asyncio.sleep(0)  # let the sender add more
 
     # --- receiving -----------------------------------------------------------
 

@@ -11,27 +11,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from shoal.protocol.framing import FrameReader, FrameTooLarge, read_frames, write_frames
+from shoal.protocol.framing import HEADER, MAX_FRAME, FrameBuffer, FrameTooLarge
 
 STREAM_LIMIT = 1024 * 1024  # asyncio's write buffer high-water mark for a stream
-# What a StreamReader holds before it stops reading the socket (asyncio's default,
-# 64 KiB, turns a 1 MiB frame into many small reads).
-READ_LIMIT = 1024 * 1024
+# Bodies received but not yet read before the stream stops reading the socket
+# (the channel's credit bounds them anyway; this bounds a peer that ignores it).
+READ_LIMIT = 4 * 1024 * 1024
+# A channel's WebSocket (to the relay): frames are msgpack and mostly
+# incompressible, up to MAX_FRAME; the write buffer holds a whole Data batch
+# before send() waits for it to drain (websockets' default, 32 KiB, makes every
+# large frame wait).
+WEBSOCKET_OPTIONS: dict[str, Any] = {
+    "compression": None,
+    "max_size": MAX_FRAME + 1024,
+    "write_limit": STREAM_LIMIT,
+}
+JOIN_BELOW = 64 * 1024  # bodies shorter than this are joined with their neighbours into one write
+
+# A body from read() may be a view of the transport's memory: it is the
+# caller's until its next read().
+Body = bytes | bytearray | memoryview
 
 
 class Transport(Protocol):
     """Frames to and from one peer."""
 
-    async def read(self) -> list[bytes] | None:
-        """The next frames (at least one), or None at a clean end of the stream."""
+    async def read(self) -> list[Body] | None:
+        """The next frames (at least one), or None at a clean end of the stream;
+        they are the caller's until it calls ``read`` again."""
         ...
 
-    async def send(self, bodies: list[bytes]) -> None:
+    async def send(self, bodies: list[Body]) -> None:
         """Send ``bodies`` as frames, in order; returns once they may be buffered."""
         ...
 
@@ -40,43 +56,197 @@ class Transport(Protocol):
         ...
 
 
-class StreamTransport:
-    """Length-prefixed frames over an asyncio stream (TCP, Unix socket)."""
+class _FrameProtocol(asyncio.BufferedProtocol):
+    """Receives frames straight into a :class:`FrameBuffer` and holds them for
+    :meth:`StreamTransport.read`; tells when the write buffer has room."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self._frames = FrameReader()
-        sock = writer.get_extra_info("socket")
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.frames = FrameBuffer()
+        self.ready: list[Body] = []
+        self.ready_bytes = 0
+        self.error: ConnectionError | None = None
+        self.ended = False  # the peer's end of stream, or the connection lost
+        self.paused = False  # reading paused: ``ready`` is full
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None  # set while writing is paused
+        self.on_connect: Callable[[StreamTransport], None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        writer.transport.set_write_buffer_limits(high=STREAM_LIMIT)
+        transport.set_write_buffer_limits(high=STREAM_LIMIT)
+        if self.on_connect is not None:
+            self.on_connect(StreamTransport(self))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.frames.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            bodies = self.frames.filled(nbytes)
+        except FrameTooLarge as exc:
+            self._end(ConnectionError(str(exc)))
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        if bodies:
+            self.ready += bodies
+            self.ready_bytes += sum(map(len, bodies))
+            if self.ready_bytes > READ_LIMIT and not self.paused:
+                self.paused = True
+                assert self.transport is not None
+                self.transport.pause_reading()
+            self._wake()
+
+    def eof_received(self) -> bool:
+        self._end(None)
+        return False  # close our side too: a channel has no half-close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(ConnectionError(str(exc)) if exc is not None else None)
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def _end(self, error: ConnectionError | None) -> None:
+        if not self.ended:
+            self.ended = True
+            if error is None and not self.frames.at_boundary():
+                error = ConnectionError("the connection ended in the middle of a frame")
+            self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self) -> list[Body] | None:
+        if not self.ready:
+            # The caller is done with what it read before (and nothing read
+            # since, which may sit in the reused buffer, is waiting for it).
+            self.frames.release()
+        while not self.ready:
+            if self.ended:
+                if self.error is not None:
+                    raise self.error
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        bodies, self.ready, self.ready_bytes = self.ready, [], 0
+        if self.paused and not self.ended:
+            self.paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+        return bodies
+
+    async def drain(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError(str(self.error or "the connection is closed"))
+        if self._writable is not None and not self._writable.done():
+            await self._writable
+
+
+class StreamTransport:
+    """Length-prefixed frames over a stream socket (TCP, Unix), read straight into
+    a reused buffer (:class:`~shoal.protocol.framing.FrameBuffer`) and written
+    without joining large bodies with anything."""
+
+    def __init__(self, protocol: _FrameProtocol) -> None:
+        assert protocol.transport is not None
+        self._protocol = protocol
+        self._transport = protocol.transport
 
     @classmethod
     async def connect(cls, address: str) -> StreamTransport:
         """Connect to ``host:port`` (an IPv6 host in brackets)."""
         host, _, port = address.rpartition(":")
-        reader, writer = await asyncio.open_connection(
-            host.strip("[]"), int(port), limit=READ_LIMIT
-        )
-        return cls(reader, writer)
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(_FrameProtocol, host.strip("[]"), int(port))
+        return cls(protocol)
 
-    async def read(self) -> list[bytes] | None:
-        try:
-            return await read_frames(self.reader, self._frames)
-        except asyncio.IncompleteReadError:
-            raise ConnectionError("the connection ended in the middle of a frame") from None
-        except FrameTooLarge as exc:
-            raise ConnectionError(str(exc)) from None
+    @classmethod
+    async def from_socket(cls, sock: socket.socket) -> StreamTransport:
+        """Frames over ``sock``, a connected stream socket (it becomes the transport's)."""
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(_FrameProtocol, sock=sock)
+        return cls(protocol)
 
-    async def send(self, bodies: list[bytes]) -> None:
-        write_frames(self.writer, bodies)
-        await self.writer.drain()
+    @staticmethod
+    async def serve(
+        handler: Callable[[StreamTransport], Awaitable[None]], host: str, port: int = 0
+    ) -> asyncio.Server:
+        """Listen on ``host:port``; each connection is run as ``handler(transport)``
+        in a task of its own."""
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> _FrameProtocol:
+            made = _FrameProtocol()
+            made.on_connect = lambda transport: _spawn(handler(transport))
+            return made
+
+        return await loop.create_server(protocol, host, port)
+
+    @property
+    def socket(self) -> socket.socket:
+        """The connection's socket (for passing its descriptor on)."""
+        sock = self._transport.get_extra_info("socket")
+        assert sock is not None
+        return sock
+
+    async def read(self) -> list[Body] | None:
+        return await self._protocol.take()
+
+    async def send(self, bodies: list[Body]) -> None:
+        if self._transport.is_closing():
+            raise ConnectionError(str(self._protocol.error or "the connection is closed"))
+        write = self._transport.write
+        small: list[Body] = []
+        for body in bodies:
+            size = len(body)
+            if size < JOIN_BELOW:
+                small += (HEADER.pack(size), body)
+            else:
+                # A large body goes out on its own, as it is: no copy to join it.
+                small.append(HEADER.pack(size))
+                write(b"".join(small))
+                small = []
+                write(body)
+        if small:
+            write(b"".join(small))
+        await self._protocol.drain()
 
     async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            await self.writer.wait_closed()
+        self._transport.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._protocol.closed
+
+
+_handlers: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    # The server's handlers hold their own tasks (ChannelServer tracks and ends
+    # them); this only keeps each alive until it is done.
+    task = asyncio.get_running_loop().create_task(coro)
+    _handlers.add(task)
+    task.add_done_callback(_handlers.discard)
 
 
 class WebSocketTransport:
@@ -85,7 +255,7 @@ class WebSocketTransport:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
 
-    async def read(self) -> list[bytes] | None:
+    async def read(self) -> list[Body] | None:
         try:
             message = await self.ws.recv()
         except ConnectionClosedOK:
@@ -96,7 +266,7 @@ class WebSocketTransport:
             raise ConnectionError("a text message where channel frames were expected")
         return [message]
 
-    async def send(self, bodies: list[bytes]) -> None:
+    async def send(self, bodies: list[Body]) -> None:
         try:
             for body in bodies:
                 await self.ws.send(body)
@@ -108,4 +278,11 @@ class WebSocketTransport:
             await self.ws.close()
 
 
-__all__ = ["READ_LIMIT", "StreamTransport", "Transport", "WebSocketTransport"]
+__all__ = [
+    "READ_LIMIT",
+    "WEBSOCKET_OPTIONS",
+    "Body",
+    "StreamTransport",
+    "Transport",
+    "WebSocketTransport",
+]
