@@ -85,6 +85,8 @@ class ChannelService:
         self.granted = 0
         self.relayed = 0
         self.open_relays = 0
+        self.relayed_messages = 0
+        self.relayed_bytes = 0
 
     # --- grants ------------------------------------------------------------------
 
@@ -157,7 +159,7 @@ class ChannelService:
         self.open_relays += 1
         try:
             await target.send_bytes(body)  # the node checks the Open itself, and answers
-            await _pump(ws, request.opener, target, f"node {request.node}")
+            await _pump(ws, request.opener, target, f"node {request.node}", self)
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
@@ -196,7 +198,9 @@ class ChannelService:
         await offer.done.wait()  # the opener's handler relays meanwhile
 
 
-async def _pump(a: WebSocket, a_name: str, b: WebSocket, b_name: str) -> None:
+async def _pump(
+    a: WebSocket, a_name: str, b: WebSocket, b_name: str, counts: ChannelService
+) -> None:
     """Forward frames both ways until one side goes; then tell the other (a Close
     marked lost: it ignores it if the channel had ended cleanly) and close it."""
 
@@ -208,6 +212,8 @@ async def _pump(a: WebSocket, a_name: str, b: WebSocket, b_name: str) -> None:
             data = message.get("bytes")
             if data is not None:
                 await target.send_bytes(data)
+                counts.relayed_messages += 1  # frames (a frame may hold many messages)
+                counts.relayed_bytes += len(data)
 
     lost: WebSocket | None = None
     gone = ""

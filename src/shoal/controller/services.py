@@ -10,7 +10,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shoal.controller.agent_gateway import AgentGateway
 from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.channel_relay import ChannelService
-from shoal.controller.channels import ChannelRelay
 from shoal.controller.client_gateway import ClientGateway
 from shoal.controller.commands import CommandRelay
 from shoal.controller.config import ControllerConfig
@@ -39,7 +38,6 @@ class Services:
     clients: ClientGateway
     graphs: GraphService
     graph_clients: GraphGateway
-    channels: ChannelRelay
     metrics: ControllerMetrics
     live: LiveHub
     records: RecordService
