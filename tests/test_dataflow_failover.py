@@ -140,15 +140,23 @@ def test_everything_goes_through_the_controller_when_nothing_else_is_reachable(
 
 @pytest.mark.timeout(240)
 def test_via_controller_run_survives_a_controller_restart(tmp_path: Path) -> None:
-    """The hosts cannot reach the coordinator: it opens a channel to each of them
-    (direct to these nodes; through the controller to nodes nobody reaches, where
-    a controller restart takes the links with it and the jobs are placed again).
-    The run goes on across a restart and ends on its own."""
+    """Nobody reaches the coordinator, nor the nodes (``--no-data-server``): the
+    coordinator opens each host's control link as a channel the controller
+    relays. A controller restart takes those links with it; the jobs are placed
+    again, and the run ends on its own."""
     network = copy_network(tmp_path, "demo_network_v3")
     names = [node.name for node in load_network(network).nodes]
+    logs = tmp_path / "agents"
+    logs.mkdir()
     with LocalCluster(
-        names, workdir=tmp_path / "cluster", heartbeat_interval=0.25, heartbeat_timeout=1.5
+        [], workdir=tmp_path / "cluster", heartbeat_interval=0.25, heartbeat_timeout=1.5
     ) as cluster:
+        for name in names:
+            agent = start_agent(
+                cluster.endpoint, cluster.agent_token, name, logs / f"{name}.log", *RELAY_ONLY
+            )
+            cluster.agents[name] = agent  # stopped with the cluster
+        cluster.client().wait_for_nodes(names, 30)
         run = subprocess.Popen(
             [*SHOAL, "dataflow", str(network), "run", "--via-controller", "--rounds", "60"],
             stdout=subprocess.PIPE,

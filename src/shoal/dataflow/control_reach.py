@@ -10,16 +10,14 @@ does; the client itself is never reached from outside.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
-from shoal.channel import Channel, ChannelError, connect
-from shoal.channel.sync import channel_loop
+from shoal.channel import Channel, ChannelError
 from shoal.client.remote import RemoteClientException
 from shoal.dataflow.control_link import ControlLink, control_endpoint
-from shoal.dataflow.placement import START_TIMEOUT
 from shoal.dataflow.transport import LOCAL_NODE
 
 if TYPE_CHECKING:
@@ -36,12 +34,17 @@ DIRECT_GRACE = 3.0
 
 
 class HostReacher:
-    """Opens the control links of one run's hosts that did not connect themselves."""
+    """Opens the control links of one run's hosts that did not connect themselves.
+
+    One thread (:meth:`watch`) tries each such host in turn, at most every
+    RETRY_EVERY seconds, until its host serves the endpoint. Blocking calls
+    only: nothing here waits on the channel loop's worker threads, which LOCAL
+    jobs may hold while their queues are full.
+    """
 
     def __init__(self, run: Coordinator) -> None:
         self.run = run
-        self.loop = channel_loop()
-        self._reaching: set[tuple[int, int]] = set()  # (job, generation)
+        self._tried: dict[tuple[int, int], float] = {}  # (job, generation) -> last attempt
 
     def watch(self) -> None:
         """Until the run stops: reach every placed host not connected after its grace."""
@@ -54,13 +57,13 @@ class HostReacher:
                     (state, state.generation, state.node)
                     for state in run.states.values()
                     if self._waiting(state, state.generation)
-                    and (state.job.id, state.generation) not in self._reaching
                     and now - state.started_at >= grace
+                    and now - self._tried.get((state.job.id, state.generation), 0.0) >= RETRY_EVERY
                 ]
             for state, generation, node in due:
                 assert node is not None
-                self._reaching.add((state.job.id, generation))
-                asyncio.run_coroutine_threadsafe(self._reach(state, generation, node), self.loop)
+                self._tried[(state.job.id, generation)] = time.monotonic()
+                self._reach(state, generation, node)
 
     def _waiting(self, state: JobState, generation: int) -> bool:
         return (
@@ -72,33 +75,29 @@ class HostReacher:
             and not self.run.stopping.is_set()
         )
 
-    async def _reach(self, state: JobState, generation: int, node: str) -> None:
-        """Open ``state``'s control channel, again while its host does not serve it yet."""
+    def _reach(self, state: JobState, generation: int, node: str) -> None:
+        """Try once to open ``state``'s control channel (its host may not serve it yet)."""
         run = self.run
         endpoint = control_endpoint(run.control_token, state.job.id, generation)
-        deadline = time.monotonic() + START_TIMEOUT
-        reached = False
         try:
-            while self._waiting(state, generation) and time.monotonic() < deadline:
-                try:
-                    token = await asyncio.to_thread(run.call, run.client.token)
-                    channel = await connect(run.client.endpoint, token, node, endpoint)
-                except (ChannelError, RemoteClientException) as exc:
-                    log.debug("job %s: control channel not open yet: %s", state.job.id, exc)
-                    await asyncio.sleep(RETRY_EVERY)  # a retry's pace, not a synchronisation
-                    continue
-                try:
-                    await channel.send(run.control_token)
-                except ChannelError:
-                    await channel.aclose()
-                    continue
-                link = ControlLink(Channel(channel), plain=True)
-                run.spawn(lambda held=link: run.control.serve_link(held), "control")
-                reached = True
-                return
-        finally:
-            if not reached:  # (a reached generation is never due again)
-                self._reaching.discard((state.job.id, generation))
+            token = run.call(run.client.token)
+            channel = Channel.connect(run.client.endpoint, token, node, endpoint, timeout=5)
+        except (ChannelError, RemoteClientException, TimeoutError) as exc:
+            log.debug("job %s: control channel not open yet: %s", state.job.id, exc)
+            return
+        try:
+            channel.send(run.control_token)
+            channel.flush()
+        except ChannelError as exc:
+            log.info("job %s: its control channel broke at once: %s", state.job.id, exc)
+            with contextlib.suppress(ChannelError):
+                channel.close("broken")
+            return
+        log.info("job %s: control link opened to its host (%s)", state.job.id, channel.path)
+        # No second attempt for this generation: its host serves the endpoint once.
+        self._tried[(state.job.id, generation)] = float("inf")
+        link = ControlLink(channel, plain=True)
+        run.spawn(lambda: run.control.serve_link(link), "control")
 
 
 __all__ = ["HostReacher"]
