@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import ROOT, SEED_NODES
 from flags_experiment import SERVER_VALUES, run_flags_experiment
 from processes import Controller, free_port
+from relayed import relayed_grant
 from shoal import LocalCluster, RemoteClient
-from shoal.client.channels import ChannelListener, connect_channel
+from shoal.channel import Channel
 from shoal.graph import Client as GraphClient
 from shoal.graph import Output, SessionException, remote
 from waiting import wait_until
@@ -98,28 +97,12 @@ def run_graph(cluster: LocalCluster, token: str) -> None:
 
 
 def echo_through_a_channel(endpoint: str, token: str, payload: bytes) -> None:
-    listener = ChannelListener(endpoint, token, "metrics-echo")
-    try:
-
-        def echo() -> None:
-            peer = listener.accept()
-            with peer:
-                got = b""
-                while len(got) < len(payload):
-                    chunk = peer.recv(1 << 16)
-                    if not chunk:
-                        break
-                    got += chunk
-                peer.sendall(hashlib.sha256(got).digest())
-
-        thread = threading.Thread(target=echo, daemon=True)
-        thread.start()
-        with connect_channel(endpoint, token, "metrics-echo") as sock:
-            sock.sendall(payload)
-            assert sock.recv(32) == hashlib.sha256(payload).digest()
-        thread.join(10)
-    finally:
-        listener.close()
+    """Echo ``payload`` through a channel to a node's probe.echo, through the relay
+    (its grant without the node's direct address)."""
+    grant = relayed_grant(endpoint, token, SEED_NODES[0], "probe.echo")
+    with Channel.open(grant, endpoint, token) as channel:
+        channel.send(payload)
+        assert channel.recv(timeout=10) == payload
 
 
 # --- the tests ----------------------------------------------------------------------------
@@ -174,7 +157,7 @@ def test_counters_move_as_work_runs(
     )
     assert grew(after, "shoal_channel_connections_total", 1)
     assert grew(after, "shoal_channel_messages_total", 2)
-    assert grew(after, "shoal_channel_bytes_total", len(payload) + 32)
+    assert grew(after, "shoal_channel_bytes_total", 2 * len(payload))
     assert grew(after, "shoal_command_output_messages_total", 1)
     assert grew(after, "shoal_command_output_bytes_total", len("relayed output\n"))
     # Nothing is left waiting or placed: the closed sessions took their tasks along.

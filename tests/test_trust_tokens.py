@@ -15,7 +15,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from leak import RELEASE, steal_executor_token
 from processes import Controller, add_user, free_port, read_until
+from relayed import relayed_grant
 from shoal import (
     Experiment,
     FlagValues,
@@ -33,7 +33,7 @@ from shoal import (
     Pipeline,
     RemoteClient,
 )
-from shoal.client.channels import ChannelError, ChannelListener, connect_channel
+from shoal.channel import Channel, ChannelError
 from shoal.client.commands import CommandChannel
 from shoal.library.flags import WaitForExactFlagResultTask
 from waiting import wait_until
@@ -68,7 +68,7 @@ def _executor_paths(endpoint: str, token: str, experiment_id: str) -> dict[str, 
 
 def _channel_refused(endpoint: str, token: str) -> bool:
     try:
-        ChannelListener(endpoint, token, "after-the-end", timeout=5).close()
+        Channel.connect(endpoint, token, "trust-1", "probe.echo", timeout=5).close()
     except ChannelError:
         return True
     return False
@@ -82,7 +82,10 @@ def test_a_stolen_executor_token_dies_with_its_deployment(cluster: LocalCluster)
         "flags": 200,
         "netunicorn": 200,
     }
-    listener = ChannelListener(cluster.endpoint, token, "held-open")
+    # Through the relay (a grant without its direct address): the controller
+    # holds it open, and closes it with the token.
+    relayed = relayed_grant(cluster.endpoint, token, "trust-1", "probe.echo")
+    held = Channel.open(relayed, cluster.endpoint, token)
     alice.set_flag_values("ends", RELEASE, FlagValues("go", 1))
     assert alice.wait("ends", timeout=30).status.name == "FINISHED"
     # Revoked in the transaction that stored the end: at once, not eventually.
@@ -92,8 +95,8 @@ def test_a_stolen_executor_token_dies_with_its_deployment(cluster: LocalCluster)
     }
     assert _channel_refused(cluster.endpoint, token)
     with pytest.raises(ChannelError):
-        listener.accept()  # the listener opened with it was closed
-    listener.close()
+        held.recv(timeout=10)  # the channel opened with it was closed
+    held.close()
 
 
 @pytest.mark.timeout(90)
@@ -112,39 +115,20 @@ def test_a_stolen_executor_token_dies_when_its_experiment_is_cancelled(
 
 
 @pytest.mark.timeout(90)
-def test_executor_tokens_reach_only_their_own_experiments_channels(
+def test_executor_tokens_open_channels_as_their_own_deployment_only(
     cluster: LocalCluster,
 ) -> None:
+    """The grant an executor's token gets names its deployment: the endpoint knows
+    who opened it (tests/test_channels.py: a grant does not open with another
+    opener's token)."""
     alice = cluster.client("alice", "alice-pw")
     token, _ = _steal(alice, "chan-exp")
     try:
-        # alice's own listener: her clients only, unless it admits the experiment.
-        plain = ChannelListener(cluster.endpoint, alice.token(), "plain")
-        other = ChannelListener(cluster.endpoint, alice.token(), "other", experiments="dataflow-")
-        mine = ChannelListener(cluster.endpoint, alice.token(), "mine", experiments="chan-")
-        for name in ("plain", "other"):
-            with pytest.raises(ChannelError, match="403"):
-                connect_channel(cluster.endpoint, token, name)
-        accepted: list[object] = []
-
-        def take() -> None:
-            accepted.append(mine.accept())
-
-        taker = threading.Thread(target=take, daemon=True)
-        taker.start()
-        sock = connect_channel(cluster.endpoint, token, "mine")
-        taker.join(10)
-        assert accepted, "alice's listener admitting chan-* did not get the executor"
-        sock.close()
-        # A listener the executor opens is its experiment's: alice's clients do not reach it.
-        executors = ChannelListener(cluster.endpoint, token, "from-executor")
-        with pytest.raises(ChannelError, match="403"):
-            connect_channel(cluster.endpoint, alice.token(), "from-executor")
-        # Nor may an executor admit other experiments to its listener.
-        with pytest.raises(ChannelError):
-            ChannelListener(cluster.endpoint, token, "wide", experiments="chan-").accept()
-        for listener in (plain, other, mine, executors):
-            listener.close()
+        with Channel.connect(cluster.endpoint, token, "trust-1", "probe.echo") as channel:
+            channel.send(b"mine")
+            assert channel.recv(timeout=10) == b"mine"
+        grant = relayed_grant(cluster.endpoint, token, "trust-1", "probe.echo")
+        assert grant.opener.startswith("user:alice/deployment:"), grant.opener
     finally:
         alice.cancel_experiment("chan-exp")
 

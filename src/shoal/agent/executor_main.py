@@ -22,8 +22,9 @@ import cloudpickle
 from shoal.client.executor_flags import FlagRelay, use_relay
 from shoal.model.pipeline import Pipeline, Task
 from shoal.model.result import Failure, Result, Success
-from shoal.protocol.codec import FrameDecoder, FrameEncoder, split_prefixed
+from shoal.protocol.codec import FrameDecoder, FrameEncoder
 from shoal.protocol.executor_messages import (
+    PIPE_LIMIT,
     Done,
     FlagAnswer,
     FromExecutor,
@@ -34,36 +35,32 @@ from shoal.protocol.executor_messages import (
     Step,
     ToExecutor,
 )
+from shoal.protocol.framing import BlockingFrames
 
 TEXT_LIMIT = 2000
 
 
 class ExecutorPipe:
     """The executor's end of the socketpair to its agent: blocking, thread-safe
-    messages (not a shoal Channel: a private pipe between two local processes)."""
+    messages in shoal's one framing (not a shoal Channel: a private pipe between
+    two local processes, with no capability or credit to speak of)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._buffer = bytearray()
-        self._pending: list[bytes] = []
+        self._frames = BlockingFrames(sock, limit=PIPE_LIMIT)
         self._encoder = FrameEncoder()
         self._decoder: FrameDecoder[ToExecutor] = FrameDecoder(ToExecutor)
-        self._send_lock = threading.Lock()
 
     def send(self, message: FromExecutor) -> None:
-        data = self._encoder.encode_prefixed(message)
-        with self._send_lock:
-            self.sock.sendall(data)
+        self._frames.send(self._encoder.encode_one(message))
 
     def receive(self) -> ToExecutor | None:
         """The next message, or None once the agent closed its end."""
-        while not self._pending:
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                return None
-            self._buffer += chunk
-            self._pending.extend(split_prefixed(self._buffer))
-        return self._decoder.decode_one(self._pending.pop(0))
+        try:
+            body = self._frames.receive()
+        except EOFError:  # it went in the middle of a message: gone all the same
+            return None
+        return None if body is None else self._decoder.decode_one(body)
 
 
 def _die_with_agent() -> None:

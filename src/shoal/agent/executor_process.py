@@ -8,13 +8,15 @@ import os
 import signal
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from shoal.agent.child_env import child_environment
 from shoal.channel.handover import ENV as HANDOVER_ENV
-from shoal.protocol.codec import FrameDecoder, FrameEncoder, split_prefixed
-from shoal.protocol.executor_messages import FromExecutor, ToExecutor
+from shoal.protocol.codec import FrameDecoder, FrameEncoder
+from shoal.protocol.executor_messages import PIPE_LIMIT, FromExecutor, ToExecutor
+from shoal.protocol.framing import FrameReader, frame, read_frames
 
 LineHandler = Callable[[str, str], None]  # (stream, line)
 
@@ -29,8 +31,8 @@ class ExecutorProcess:
         self._decoder: FrameDecoder[FromExecutor] = FrameDecoder(FromExecutor)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._buffer = bytearray()
-        self._pending: list[bytes] = []
+        self._frames = FrameReader(limit=PIPE_LIMIT)
+        self._pending: deque[bytes] = deque()
         self._posted: list[bytes] = []
 
     @classmethod
@@ -58,7 +60,7 @@ class ExecutorProcess:
     async def send(self, message: ToExecutor) -> None:
         assert self._writer is not None
         self._flush_posted()
-        self._writer.write(self._encoder.encode_prefixed(message))
+        self._writer.write(frame(self._encoder.encode_one(message)))
         await self._writer.drain()
 
     def post(self, message: ToExecutor) -> None:
@@ -69,7 +71,7 @@ class ExecutorProcess:
         """
         if self._writer is None or self._writer.is_closing():
             return
-        self._posted.append(self._encoder.encode_prefixed(message))
+        self._posted.append(frame(self._encoder.encode_one(message)))
         if len(self._posted) == 1:
             asyncio.get_running_loop().call_soon(self._flush_posted)
 
@@ -81,13 +83,15 @@ class ExecutorProcess:
     async def receive(self) -> FromExecutor | None:
         """The next message, or None when the executor closed its end (exited)."""
         assert self._reader is not None
-        while not self._pending:
-            chunk = await self._reader.read(1 << 20)
-            if not chunk:
+        if not self._pending:
+            try:
+                bodies = await read_frames(self._reader, self._frames)
+            except asyncio.IncompleteReadError:  # it went in the middle of a message
                 return None
-            self._buffer += chunk
-            self._pending.extend(split_prefixed(self._buffer))
-        return self._decoder.decode_one(self._pending.pop(0))
+            if bodies is None:
+                return None
+            self._pending.extend(bodies)
+        return self._decoder.decode_one(self._pending.popleft())
 
     async def pump_output(self, on_line: LineHandler) -> None:
         """Feed stdout and stderr to ``on_line`` until both close."""

@@ -15,8 +15,10 @@ import msgspec
 from shoal.agent.executor_process import kill_group, spawn_child
 from shoal.agent.isolation import IsolationError, UserIsolation
 from shoal.agent.object_store import ObjectStore
-from shoal.agent.task_worker import encode_message, split_results
+from shoal.agent.task_worker import decode_result, encode_message
 from shoal.graph.execution import NodeResult, NodeTask
+from shoal.protocol.executor_messages import PIPE_LIMIT
+from shoal.protocol.framing import FrameReader, FrameTooLarge
 
 log = logging.getLogger("shoal.agent.graph")
 
@@ -38,16 +40,15 @@ class WorkerHandle(asyncio.Protocol):
         self.outstanding: dict[tuple[int, int], NodeTask] = {}
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._buffer = bytearray()
+        self._frames = FrameReader(PIPE_LIMIT)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
         try:
-            results = split_results(self._buffer)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            results = [decode_result(body) for body in self._frames.feed(data)]
+        except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
             # Only the worker's own (user) code could have sent this.
             log.warning("a task worker sent a malformed result; ending it: %s", exc)
             self.retire()

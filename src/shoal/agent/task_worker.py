@@ -3,7 +3,7 @@
 Started by the agent as ``python -m shoal.agent.task_worker FD WORKDIR INLINE NODE
 [UID GID]`` with a socketpair end on FD. Given UID and GID (``--isolate-users``),
 it starts as root and becomes that unprivileged user before it reads any task.
-Messages are length-prefixed:
+Messages are framed as every shoal stream is (:mod:`shoal.protocol.framing`):
 
 - agent -> worker: pickles (the agent is trusted): ``("run", [NodeTask, ...])``,
   ``("cancel", session_id)``
@@ -26,7 +26,6 @@ import pickle
 import signal
 import socket
 import stat
-import struct
 import sys
 import threading
 import time
@@ -39,32 +38,15 @@ import msgspec
 from shoal.graph.data_instance import remove_path
 from shoal.graph.execution import NodeResult, NodeTask, run_task
 from shoal.graph.task_io import TaskCancelled
+from shoal.protocol.executor_messages import PIPE_LIMIT
+from shoal.protocol.framing import FrameReader, frame
 
-_LEN = struct.Struct("!I")
 PR_SET_PDEATHSIG = 1
 
 
 def encode_message(message: Any) -> bytes:
-    """One length-prefixed pickle."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LEN.pack(len(body)) + body
-
-
-def _split(buffer: bytearray) -> list[bytes]:
-    out = []
-    while len(buffer) >= _LEN.size:
-        (size,) = _LEN.unpack_from(buffer)
-        end = _LEN.size + size
-        if len(buffer) < end:
-            break
-        out.append(bytes(buffer[_LEN.size : end]))
-        del buffer[:end]
-    return out
-
-
-def split_messages(buffer: bytearray) -> list[Any]:
-    """Pop every complete message (from the agent) off the front of ``buffer``."""
-    return [pickle.loads(body) for body in _split(buffer)]
+    """One framed pickle, for the worker."""
+    return frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 _result_encoder = msgspec.msgpack.Encoder()
@@ -72,15 +54,13 @@ _result_decoder = msgspec.msgpack.Decoder(NodeResult)
 
 
 def encode_result(result: NodeResult) -> bytes:
-    """One length-prefixed result, for the agent."""
-    body = _result_encoder.encode(result)
-    return _LEN.pack(len(body)) + body
+    """One framed result, for the agent."""
+    return frame(_result_encoder.encode(result))
 
 
-def split_results(buffer: bytearray) -> list[NodeResult]:
-    """Pop every complete result off the front of ``buffer``; raises msgspec errors
-    on anything that is not one."""
-    return [_result_decoder.decode(body) for body in _split(buffer)]
+def decode_result(body: bytes) -> NodeResult:
+    """A result from its frame's body; raises msgspec errors on anything that is not one."""
+    return _result_decoder.decode(body)
 
 
 # Results of short tasks leave together: one write per batch, not per task. A
@@ -118,7 +98,7 @@ class Worker:
         self.cancel_event = threading.Event()
         self.in_python = False
         self.exiting = False
-        self._buffer = bytearray()
+        self._frames = FrameReader(PIPE_LIMIT)
         self._receiving = False
         self._poked = False  # a SIGUSR1 came: read before the next task
         self._unsent: list[bytes] = []
@@ -143,15 +123,15 @@ class Worker:
                 if not chunk:
                     self.exiting = True
                     return
-                self._buffer += chunk
                 got = False
-                for kind, body in split_messages(self._buffer):
+                for message in self._frames.feed(chunk):
                     got = True
+                    kind, body = pickle.loads(message)
                     if kind == "run":
                         self.tasks.extend(body)
                     elif kind == "cancel":
                         self._cancel(body)
-                if not block or (got and not self._buffer):
+                if not block or (got and self._frames.at_boundary()):
                     return
                 # Part of a message, or nothing whole yet: wait for the rest.
         finally:

@@ -33,7 +33,6 @@ from shoal.controller import (
 from shoal.controller.agent_gateway import CLOSE_TRY_AGAIN_LATER, AgentGateway
 from shoal.controller.auth import Authenticator, hash_password
 from shoal.controller.channel_relay import ChannelService
-from shoal.controller.channels import ChannelRelay
 from shoal.controller.commands import ENDPOINT as COMMANDS
 from shoal.controller.commands import CommandRecorder
 from shoal.controller.config import ControllerConfig
@@ -113,7 +112,6 @@ async def build_services(config: ControllerConfig) -> Services:
         lost_timeout=config.lost_timeout,
     )
     graph_clients = GraphGateway(auth, graphs, records)
-    channels = ChannelRelay(auth)
     svc = Services(
         config,
         db,
@@ -125,7 +123,6 @@ async def build_services(config: ControllerConfig) -> Services:
         relay,
         graphs,
         graph_clients,
-        channels,
         metrics,
         live=LiveHub(db, registry, experiments, flags, relay),
         records=records,
@@ -204,9 +201,6 @@ def create_app(
     app.include_router(routes_channels.router)
     app.add_api_websocket_route("/api/agents/ws", _agent_ws)
     app.add_api_websocket_route("/api/graph/ws", _graph_ws)
-    app.add_api_websocket_route("/api/channels/listen/{name}", _channel_listen)
-    app.add_api_websocket_route("/api/channels/connect/{name}", _channel_connect)
-    app.add_api_websocket_route("/api/channels/accept/{conn_id}", _channel_accept)
     app.add_api_websocket_route("/api/channels/relay", _channel_relay)
     app.add_api_websocket_route("/api/channels/target/{ticket}", _channel_target)
     mount_netunicorn(app)  # netUnicorn's HTTP API under /netunicorn
@@ -259,21 +253,6 @@ async def _agent_ws(websocket: WebSocket) -> None:
 @_store_guard
 async def _graph_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.graph_clients.serve(websocket)
-
-
-@_store_guard
-async def _channel_listen(websocket: WebSocket, name: str) -> None:
-    await websocket.app.state.services.channels.listen(websocket, name)
-
-
-@_store_guard
-async def _channel_connect(websocket: WebSocket, name: str) -> None:
-    await websocket.app.state.services.channels.connect(websocket, name)
-
-
-@_store_guard
-async def _channel_accept(websocket: WebSocket, conn_id: str) -> None:
-    await websocket.app.state.services.channels.accept(websocket, conn_id)
 
 
 @_store_guard

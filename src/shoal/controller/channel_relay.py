@@ -109,6 +109,8 @@ class ChannelService:
         self.granted = 0
         self.relayed = 0
         self.open_relays = 0
+        self.relayed_messages = 0
+        self.relayed_bytes = 0
 
     # --- grants ------------------------------------------------------------------
 
@@ -191,7 +193,7 @@ class ChannelService:
         self.open_relays += 1
         try:
             await target.send_bytes(body)  # the node checks the Open itself, and answers
-            await _pump(ws, request.opener, target, f"node {request.node}")
+            await _pump(ws, request.opener, target, f"node {request.node}", self)
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
@@ -316,7 +318,9 @@ class _TargetTransport:
         self.offer.done.set()  # ends target(), which holds the node's WebSocket open
 
 
-async def _pump(a: WebSocket, a_name: str, b: WebSocket, b_name: str) -> None:
+async def _pump(
+    a: WebSocket, a_name: str, b: WebSocket, b_name: str, counts: ChannelService
+) -> None:
     """Forward frames both ways until one side goes; then tell the other (a Close
     marked lost: it ignores it if the channel had ended cleanly) and close it."""
 
@@ -328,6 +332,8 @@ async def _pump(a: WebSocket, a_name: str, b: WebSocket, b_name: str) -> None:
             data = message.get("bytes")
             if data is not None:
                 await target.send_bytes(data)
+                counts.relayed_messages += 1  # frames (a frame may hold many messages)
+                counts.relayed_bytes += len(data)
 
     lost: WebSocket | None = None
     gone = ""

@@ -217,9 +217,9 @@ class _ServicesCollector(Collector):
         yield family
 
     def _relays(self) -> Iterator[Metric]:
-        channels, commands = self.svc.channels, self.svc.relay
+        channels, commands = self.svc.channel_service, self.svc.relay
         for name, documentation, value in (
-            ("shoal_channel_connections", "Channel connections relayed.", channels.connections),
+            ("shoal_channel_connections", "Channels relayed.", channels.relayed),
             ("shoal_channel_messages", "Channel messages relayed.", channels.relayed_messages),
             ("shoal_channel_bytes", "Bytes relayed through channels.", channels.relayed_bytes),
             (
@@ -234,6 +234,6 @@ class _ServicesCollector(Collector):
             ),
         ):
             yield CounterMetricFamily(name, documentation, value=value)
-        listeners = GaugeMetricFamily("shoal_channel_listeners", "Channels being listened on.")
-        listeners.add_metric([], channels.listening)
-        yield listeners
+        relays = GaugeMetricFamily("shoal_channel_relays", "Channels being relayed now.")
+        relays.add_metric([], channels.open_relays)
+        yield relays

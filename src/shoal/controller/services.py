@@ -10,7 +10,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shoal.controller.agent_gateway import AgentGateway
 from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.channel_relay import ChannelService
-from shoal.controller.channels import ChannelRelay
 from shoal.controller.commands import CommandRecorder
 from shoal.controller.config import ControllerConfig
 from shoal.controller.errors import forbidden, unauthorized
@@ -37,7 +36,6 @@ class Services:
     relay: CommandRecorder
     graphs: GraphService
     graph_clients: GraphGateway
-    channels: ChannelRelay
     metrics: ControllerMetrics
     live: LiveHub
     records: RecordService

@@ -1,4 +1,5 @@
-"""The coordinator's control port: every job host connects back to it.
+"""The coordinator's control port: every job host connects back to it (or, when
+it cannot, the coordinator opens a channel to the host: :mod:`.control_reach`).
 
 A host opens with the coordinator's token and a hello (its job, generation
 and node); it is told where its pipes' other ends are (:mod:`.routing`) and
@@ -52,13 +53,17 @@ class ControlServer:
         self._listener.close()
 
     def serve_host(self, sock: socket.socket) -> None:
-        """One host's connection (direct or through the controller), until it drops."""
-        run = self.run
-        if not read_token(sock, run.control_token):
+        """One host's direct connection, until it drops."""
+        if not read_token(sock, self.run.control_token):
             sock.close()
             return
         # Only plain values from hosts: a node must not get code run in the client.
-        conn = ControlLink(sock, plain=True)
+        self.serve_link(ControlLink(sock, plain=True))
+
+    def serve_link(self, conn: ControlLink) -> None:
+        """One host's control link (its direct connection, or the channel this
+        coordinator opened to it, :mod:`.control_reach`), until it drops."""
+        run = self.run
         try:
             hello = conn.receive()
             _, job_id, generation, _node, _pid = hello

@@ -3,10 +3,10 @@
 It allocates every job from the controller's live node list, starts each
 placed job as a one-task shoal experiment on its node (:mod:`.placement`),
 runs the LOCAL jobs in this process, and serves a small TCP control port that
-every job host connects back to (:mod:`.control`; also reachable through the
-controller, :mod:`.controller_channel`). Through it, hosts learn where their
-output pipes go (:mod:`.routing`) and when to start; the coordinator learns
-that a job is up, has finished, or is gone. A host whose control connection
+every job host connects back to (:mod:`.control`; one that cannot is reached by
+a channel this process opens to it, :mod:`.control_reach`). Through it, hosts
+learn where their output pipes go (:mod:`.routing`) and when to start; the
+coordinator learns that a job is up, has finished, or is gone. A host whose control connection
 drops, or whose node leaves the controller's node list, is placed again by the
 same rules on the nodes left (:mod:`.failover`).
 
@@ -28,7 +28,7 @@ from typing import Any
 from shoal.client.remote import RemoteClient, RemoteClientException
 from shoal.dataflow.control import ControlServer
 from shoal.dataflow.control_link import TOKEN_BYTES
-from shoal.dataflow.controller_channel import CHANNEL_DEADLINE, ControllerChannel
+from shoal.dataflow.control_reach import HostReacher
 from shoal.dataflow.errors import DataflowError
 from shoal.dataflow.failover import MAX_UNSTARTED, NOT_STARTED, Failover
 from shoal.dataflow.job_state import JobState
@@ -40,7 +40,6 @@ from shoal.dataflow.routing import client_addresses, pipe_route, source_route
 from shoal.dataflow.transport import Reach, Route
 
 __all__ = [
-    "CHANNEL_DEADLINE",
     "MAX_UNSTARTED",
     "NOT_STARTED",
     "START_TIMEOUT",
@@ -64,8 +63,8 @@ class Coordinator:
     ends by itself; without it the network runs until :meth:`stop`.
     ``loopback`` says every node runs on this machine (simulate).
 
-    A run that cannot go on (a job that never starts, the controller's channel
-    gone for good) ends: :meth:`wait` returns and :attr:`error` says why.
+    A run that cannot go on (a job that never starts) ends: :meth:`wait`
+    returns and :attr:`error` says why.
     """
 
     def __init__(
@@ -105,15 +104,15 @@ class Coordinator:
         self._threads: list[threading.Thread] = []
         self.control = ControlServer(self, "127.0.0.1" if loopback else "0.0.0.0")
         self.port = self.control.port
-        # direct=False: hosts cannot reach this process (NAT); they come in
-        # through the controller's channel, which is always open as well.
+        # direct=False: hosts cannot reach this process (NAT); this process
+        # opens their control links, as channels to their nodes.
         if not direct:
             self.client_hosts: list[str] = []
         elif loopback:
             self.client_hosts = ["127.0.0.1"]
         else:
             self.client_hosts = client_addresses(network, client.endpoint)
-        self.channel = ControllerChannel(self)
+        self.reacher = HostReacher(self)
         self.placement = Placement(self)
         self.failover = Failover(self)
         self.error: str | None = None  # why the run ended before its jobs did
@@ -130,8 +129,7 @@ class Coordinator:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "info.txt").write_text(_info(job))
         self.spawn(self.control.accept, "control-accept")
-        self.channel.open()
-        self.spawn(self.channel.accept, "channel-accept")
+        self.spawn(self.reacher.watch, "reach-hosts")
         try:
             placements = self.placement.place_all()
             if self.network.pre_copy:
@@ -216,7 +214,6 @@ class Coordinator:
                 with contextlib.suppress(RemoteClientException):
                     self.call(self.client.cancel_experiment, state.experiment)
         self.control.close()
-        self.channel.close()
         for state in states:
             if state.conn is not None:
                 state.conn.close()

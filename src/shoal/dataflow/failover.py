@@ -94,11 +94,10 @@ class Failover:
             if reason == NOT_STARTED:
                 state.unstarted += 1
                 if state.unstarted >= MAX_UNSTARTED:
-                    how = "" if run.client_hosts else " through the controller"
                     run.fail_run(
                         f"job {state.job.name} did not start in {state.unstarted} placements "
                         f"in a row ({START_TIMEOUT:g} s each, last on {state.node}): its host "
-                        f"cannot reach this coordinator{how}"
+                        "and this coordinator cannot reach each other"
                     )
                     return
             self._fail_over(state, reason)

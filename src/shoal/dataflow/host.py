@@ -3,8 +3,9 @@
 On a node it runs inside a shoal pipeline task (:class:`JobHostTask`); jobs
 of group LOCAL run in the client process in a thread, with the same code.
 The host serves its pipes' endpoints on its node's channel server
-(:mod:`.transport`), connects back to the coordinator's control server, waits
-for the word, then calls the job's ``setup`` and runs it.
+(:mod:`.transport`), connects back to the coordinator's control server (or,
+when it cannot, serves a control endpoint the coordinator opens a channel to),
+waits for the word, then calls the job's ``setup`` and runs it.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from shoal.client import serialize
-from shoal.client.channels import ChannelError
-from shoal.client.retry import RECONNECT_DEADLINE, retry_call
-from shoal.dataflow.control_link import ControlLink, open_connection, open_via_controller
+from shoal.dataflow.control_link import ControlLink, await_coordinator, open_connection
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.rounds import InputAligner, Key
 from shoal.dataflow.transport import LOCAL_NODE, OutPipe, PipeLinks, Reach, Route
 from shoal.model.pipeline import Task
 
 log = logging.getLogger("shoal.dataflow")
+
+# How long a host that cannot reach the coordinator waits for it to come (as
+# long as the coordinator gives a placed host to start: placement.START_TIMEOUT).
+COORDINATOR_TIMEOUT = 60.0
 
 
 @dataclass
@@ -269,20 +272,22 @@ class JobHost:
                 return open_connection(host, self.spec.port, self.spec.coordinator_token)
             except OSError as exc:
                 last = exc
-        try:
-            # Nobody may listen there yet: the coordinator reopens its channel
-            # after a controller restart.
-            return retry_call(
-                open_via_controller,
-                self.spec.coordinator_token,
-                what="reaching the coordinator through the controller",
-                retry_on=(ChannelError,),
-                deadline=RECONNECT_DEADLINE,
-            )
-        except (OSError, ConnectionError) as exc:
+        if self.spec.node == LOCAL_NODE:
             raise ConnectionError(
-                f"cannot reach the coordinator at {self.spec.coordinator} ({last}) "
-                f"nor through the controller ({exc})"
+                f"cannot reach the coordinator at {self.spec.coordinator}: {last}"
+            )
+        try:
+            # The client cannot be reached from here: it comes to this host's node.
+            return await_coordinator(
+                self.spec.coordinator_token,
+                self.spec.job_id,
+                self.spec.generation,
+                timeout=COORDINATOR_TIMEOUT,
+            )
+        except ConnectionError as exc:
+            raise ConnectionError(
+                f"cannot reach the coordinator at {self.spec.coordinator} ({last}), "
+                f"and it did not come through a channel ({exc})"
             ) from None
 
     def _send(self, message: Any) -> None:

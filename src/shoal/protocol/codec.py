@@ -1,14 +1,12 @@
-"""msgpack codecs for frames (lists of messages) and length-prefixed streams."""
+"""msgpack codecs for frames (lists of messages); byte streams frame them with
+:mod:`shoal.protocol.framing`."""
 
 from __future__ import annotations
 
-import struct
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-_LEN = struct.Struct("!I")
-MAX_FRAME = 256 * 1024 * 1024
 T = TypeVar("T")
 
 
@@ -21,10 +19,9 @@ class FrameEncoder:
     def encode(self, messages: list[Any]) -> bytes:
         return self._enc.encode(messages)
 
-    def encode_prefixed(self, message: Any) -> bytes:
-        """One message with a 4-byte length prefix, for byte streams."""
-        body = self._enc.encode(message)
-        return _LEN.pack(len(body)) + body
+    def encode_one(self, message: Any) -> bytes:
+        """One message on its own (a frame body of a byte stream)."""
+        return self._enc.encode(message)
 
 
 class FrameDecoder(Generic[T]):
@@ -39,18 +36,3 @@ class FrameDecoder(Generic[T]):
 
     def decode_one(self, data: bytes) -> T:
         return self._one.decode(data)
-
-
-def split_prefixed(buffer: bytearray) -> list[bytes]:
-    """Pop every complete length-prefixed body off the front of ``buffer``."""
-    out: list[bytes] = []
-    while len(buffer) >= _LEN.size:
-        (size,) = _LEN.unpack_from(buffer)
-        if size > MAX_FRAME:
-            raise ValueError(f"frame of {size} bytes exceeds the limit of {MAX_FRAME}")
-        end = _LEN.size + size
-        if len(buffer) < end:
-            break
-        out.append(bytes(buffer[_LEN.size : end]))
-        del buffer[:end]
-    return out

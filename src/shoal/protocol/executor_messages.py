@@ -6,6 +6,10 @@ import msgspec
 
 from shoal.protocol.flag_messages import FlagAnswer, FlagCall
 
+# The largest frame on an executor's pipe (a pipeline, a step's result): both
+# ends are shoal's own processes on one machine, so only a runaway is refused.
+PIPE_LIMIT = 256 * 1024 * 1024
+
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
     pass

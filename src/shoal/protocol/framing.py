@@ -1,8 +1,8 @@
 """The one length-prefixed framing of shoal's byte streams.
 
 A frame is a 4-byte big-endian body length, then the body. Every stream that
-carries messages (channels over TCP or Unix sockets; later the executor, task
-worker and dataflow pipes) frames them this way, with this code.
+carries messages (channels over TCP or Unix sockets, the executor and task
+worker pipes, the dataflow control link) frames them this way, with this code.
 
 :class:`FrameReader` is sans-IO: feed it chunks as they arrive, in any sizes,
 and it yields whole bodies. :func:`read_frames` (asyncio streams) and
