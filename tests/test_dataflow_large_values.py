@@ -20,7 +20,8 @@ from dataflow_helpers import rows
 from shoal import LocalCluster
 from shoal.dataflow import Coordinator, PicklePipe, load_network
 from shoal.dataflow.control_link import TOKEN_BYTES
-from shoal.dataflow.transport import LOCAL_NODE, OutPipe, PipeLinks, Route
+from shoal.dataflow.out_pipe import OutPipe
+from shoal.dataflow.transport import LOCAL_NODE, PipeLinks, Route
 
 COUNT = 3000
 

@@ -24,8 +24,9 @@ from typing import Any
 from shoal.client import serialize
 from shoal.dataflow.control_link import ControlLink, await_coordinator, open_connection
 from shoal.dataflow.jobs import BaseJob
+from shoal.dataflow.out_pipe import OutPipe
 from shoal.dataflow.rounds import InputAligner, Key
-from shoal.dataflow.transport import LOCAL_NODE, OutPipe, PipeLinks, Reach, Route
+from shoal.dataflow.transport import LOCAL_NODE, PipeLinks, Reach, Route
 from shoal.model.pipeline import Task
 
 log = logging.getLogger("shoal.dataflow")
