@@ -62,3 +62,47 @@ def cubes_in_blocks(count: int, block: int = 5) -> list[int]:
     """The tutorial's reduce sums: n**3 (three equal sources joined), summed per block."""
     values = [n**3 for n in range(1, count + 1)]
     return [sum(values[i : i + block]) for i in range(0, count - block + 1, block)]
+
+
+def blocks_network(size: int, count: int) -> str:
+    """A network's config.py: agent-a sends ``count`` blocks of ``size`` bytes to
+    agent-b, which checks each and passes its number (-1 if damaged) to a CSV."""
+    return f'''
+from shoal.dataflow import BaseNode, BytesPipe, CSVSinkJob, PicklePipe, PythonJob
+
+SIZE = {size}
+COUNT = {count}
+
+
+def block(number):
+    """Value ``number``: its number, then a body that depends on it."""
+    return number.to_bytes(4, "big") + bytes((number % 251,)) * (SIZE - 4)
+
+
+class Blocks(PythonJob):
+    DEFAULT_NODE = "agent-a"
+    GROUPS = []
+
+    def run(self):
+        for number in range(COUNT):
+            yield block(number)
+
+
+class Check(PythonJob):
+    """Passes on each block's number, or -1 if the block came damaged."""
+
+    DEFAULT_NODE = "agent-b"
+    GROUPS = []
+
+    def run(self, data):
+        number = int.from_bytes(data[:4], "big")
+        return number if data == block(number) else -1
+
+
+JOBS = [
+    Blocks(outputs=[BytesPipe(1, SIZE)]),
+    Check(inputs=[BytesPipe(1, SIZE)], outputs=[PicklePipe(2)]),
+    CSVSinkJob(path="received.csv", inputs=[PicklePipe(2)]),
+]
+NODES = [BaseNode("agent-a"), BaseNode("agent-b")]
+'''

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dataflow_helpers import rows
+from dataflow_helpers import blocks_network, rows
 from processes import start_agent
 from shoal import LocalCluster
 from shoal.dataflow import Coordinator, load_network
@@ -23,45 +23,7 @@ COUNT = 500
 NODES = ("agent-a", "agent-b")
 PATHS = {"direct": (), "relay": ("--no-data-server",)}
 
-NETWORK = f'''
-from shoal.dataflow import BaseNode, BytesPipe, CSVSinkJob, PicklePipe, PythonJob
-
-SIZE = 4096
-COUNT = {COUNT}
-
-
-def block(number):
-    """Value ``number``: its number, then a body that depends on it."""
-    return number.to_bytes(4, "big") + bytes((number % 251,)) * (SIZE - 4)
-
-
-class Blocks(PythonJob):
-    DEFAULT_NODE = "agent-a"
-    GROUPS = []
-
-    def run(self):
-        for number in range(COUNT):
-            yield block(number)
-
-
-class Check(PythonJob):
-    """Passes on each block's number, or -1 if the block came damaged."""
-
-    DEFAULT_NODE = "agent-b"
-    GROUPS = []
-
-    def run(self, data):
-        number = int.from_bytes(data[:4], "big")
-        return number if data == block(number) else -1
-
-
-JOBS = [
-    Blocks(outputs=[BytesPipe(1, SIZE)]),
-    Check(inputs=[BytesPipe(1, SIZE)], outputs=[PicklePipe(2)]),
-    CSVSinkJob(path="received.csv", inputs=[PicklePipe(2)]),
-]
-NODES = [BaseNode("agent-a"), BaseNode("agent-b")]
-'''
+NETWORK = blocks_network(4096, COUNT)
 
 
 @pytest.fixture(params=sorted(PATHS))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dataflow_helpers import rows
+from dataflow_helpers import blocks_network, rows
 from shoal import LocalCluster
 from shoal.dataflow import Coordinator, PicklePipe, load_network
 from shoal.dataflow.control_link import TOKEN_BYTES
@@ -25,45 +25,7 @@ from shoal.dataflow.transport import LOCAL_NODE, PipeLinks, Route
 
 COUNT = 3000
 
-NETWORK = f'''
-from shoal.dataflow import BaseNode, BytesPipe, CSVSinkJob, PicklePipe, PythonJob
-
-SIZE = 64 * 1024
-COUNT = {COUNT}
-
-
-def block(number):
-    """Value ``number``: its number, then a body that depends on it."""
-    return number.to_bytes(4, "big") + bytes((number % 251,)) * (SIZE - 4)
-
-
-class Blocks(PythonJob):
-    DEFAULT_NODE = "agent-a"
-    GROUPS = []
-
-    def run(self):
-        for number in range(COUNT):
-            yield block(number)
-
-
-class Check(PythonJob):
-    """Passes on each block's number, or -1 if the block came damaged."""
-
-    DEFAULT_NODE = "agent-b"
-    GROUPS = []
-
-    def run(self, data):
-        number = int.from_bytes(data[:4], "big")
-        return number if data == block(number) else -1
-
-
-JOBS = [
-    Blocks(outputs=[BytesPipe(1, SIZE)]),
-    Check(inputs=[BytesPipe(1, SIZE)], outputs=[PicklePipe(2)]),
-    CSVSinkJob(path="received.csv", inputs=[PicklePipe(2)]),
-]
-NODES = [BaseNode("agent-a"), BaseNode("agent-b")]
-'''
+NETWORK = blocks_network(64 * 1024, COUNT)
 
 
 @pytest.mark.timeout(150)

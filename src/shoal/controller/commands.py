@@ -58,6 +58,9 @@ class LiveCommand:
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     truncated: bool = False
+    # The client chose ``id``, so two users' ids may meet: the record and the
+    # live view go by the controller's own.
+    record_id: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def keep(self, stream: str, data: bytes) -> None:
         buffer = self.stdout if stream == "stdout" else self.stderr
@@ -69,8 +72,7 @@ class LiveCommand:
 
     def record(self, code: int | None, error: str | None) -> dict[str, Any]:
         return {
-            # The client chose the command's id; the record's is the controller's own.
-            "id": secrets.token_hex(16),
+            "id": self.record_id,
             "experiment_id": self.experiment_id,
             "node": self.node,
             "cmd": self.cmd,

@@ -363,7 +363,7 @@ async def _record_items(
 
 def _running_command(c: LiveCommand) -> dict[str, Any]:
     return {
-        "id": c.id,
+        "id": c.record_id,
         "node": c.node,
         "cmd": c.cmd,
         "pid": c.pid,
