@@ -131,7 +131,9 @@ async def connect(
     """A channel to ``endpoint`` on ``node``: a grant from the controller, then the
     way there (direct or relay; the caller need not know which)."""
     grant = await request_grant(controller, token, node, endpoint, timeout)
-    return await open_channel(grant, controller=controller, token=token, window=window)
+    return await open_channel(
+        grant, controller=controller, token=token, window=window, timeout=timeout
+    )
 
 
 __all__ = ["connect", "open_channel", "request_grant", "ws_url"]
