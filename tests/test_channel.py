@@ -199,3 +199,29 @@ def test_a_capability_opens_only_for_its_user(cluster: LocalCluster, token: str,
     claimed = msgspec.structs.replace(alices, opener="user:mallory")
     with pytest.raises(ChannelRefused, match="for opener 'user:shoal', not 'user:mallory'"):
         Channel.open(claimed, cluster.endpoint, mallory)
+
+
+@pytest.mark.timeout(60)
+def test_a_revoked_token_closes_its_channels(cluster: LocalCluster, token: str, path: str) -> None:
+    """Logging out ends the channels the token opened (direct ones too), and no other's."""
+    import httpx
+
+    doomed = cluster.client().token()
+    assert doomed != token
+    kept = probe(cluster, token, path, "probe.echo")
+    channel = probe(cluster, doomed, path, "probe.echo")
+    for one in (kept, channel):
+        one.send(b"hello")
+        assert one.recv(timeout=10) == b"hello"
+    answer = httpx.post(
+        f"{cluster.endpoint}/api/logout", headers={"Authorization": f"Bearer {doomed}"}
+    )
+    assert answer.status_code < 300, answer.text
+    # Direct: the node closes it; relayed: the controller may close its WebSocket first.
+    with pytest.raises(ChannelError, match="revoked"):
+        while True:
+            channel.send(b"more")
+            channel.recv(timeout=10)
+    kept.send(b"still here")
+    assert kept.recv(timeout=10) == b"still here"
+    kept.close()

@@ -47,9 +47,9 @@ from shoal.protocol import (
     Start,
     Welcome,
 )
-from shoal.protocol.agent_messages import ChannelOffer
+from shoal.protocol.agent_messages import ChannelOffer, CloseChannels
 from shoal.protocol.channel_messages import ChannelGrant
-from shoal.protocol.command_messages import CloseCommands, EndRun
+from shoal.protocol.command_messages import EndRun
 from shoal.protocol.flag_messages import FlagAnswer
 from shoal.protocol.graph_messages import OBJECT_ENDPOINT, GraphCancel, GraphFree, GraphRun
 
@@ -348,8 +348,8 @@ class Agent:
         assert self._tg is not None
         if isinstance(message, EndRun):
             self.commands.end_run(message, self._tg)
-        elif isinstance(message, CloseCommands):
-            self.commands.close_channels(message, self._tg)
+        elif isinstance(message, CloseChannels):
+            self._channel_server.close_token(message.token, message.reason, self._tg)
 
     def _graph(self) -> GraphRuntime:
         if self.graph is None:

@@ -20,13 +20,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake
 
-from shoal.channel.aio import AsyncChannel
+from shoal.channel.aio import AsyncChannel, close_quietly
 from shoal.channel.errors import ChannelError
 from shoal.channel.handshake import accept_on, read_open
 from shoal.channel.transport import (
@@ -62,6 +63,11 @@ class ChannelServer:
         self.host = ""
         self.port = 0
         self._running: set[asyncio.Task[None]] = set()
+        # Channels open here whose capability carries a token's tag (-> the tag),
+        # and the executors channels were handed to: a revoked token's channels
+        # are closed wherever they are (close_token).
+        self._tagged: dict[AsyncChannel, str] = {}
+        self._executors: weakref.WeakSet[ExecutorEndpoints] = weakref.WeakSet()
 
     def register(self, endpoint: str, handler: Handler) -> None:
         """Serve ``endpoint`` with ``handler`` (one per name). A name that ends in
@@ -82,6 +88,7 @@ class ChannelServer:
         if endpoint in self._handlers or endpoint in self._forwards:
             return f"endpoint {endpoint!r} is served already on node {self.node}"
         self._forwards[endpoint] = executor
+        self._executors.add(executor)
         return ""
 
     def unforward(self, endpoint: str, executor: ExecutorEndpoints) -> None:
@@ -110,6 +117,15 @@ class ChannelServer:
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+
+    def close_token(self, tag: str, reason: str, tg: asyncio.TaskGroup) -> None:
+        """Close every channel opened here with the token tagged ``tag`` (it was
+        revoked), saying ``reason``; executors close those handed to them."""
+        for channel, channel_tag in list(self._tagged.items()):
+            if channel_tag == tag:
+                tg.create_task(close_quietly(channel, reason))
+        for executor in list(self._executors):
+            executor.close_token(tag, reason)
 
     async def _direct(self, transport: StreamTransport) -> None:
         await self._serve(transport, "direct")
@@ -151,6 +167,9 @@ class ChannelServer:
             return
         handler = self._handler(request.endpoint)
         assert handler is not None  # _check refused endpoints without one
+        tag = capabilities.token_of(request.capability)
+        if tag:
+            self._tagged[channel] = tag
         try:
             await handler(channel)
             await channel.close()
@@ -162,6 +181,7 @@ class ChannelServer:
             with contextlib.suppress(ChannelError):
                 await channel.close(f"endpoint {request.endpoint!r} failed: {exc!r}"[:500])
         finally:
+            self._tagged.pop(channel, None)
             await channel.aclose()
 
     async def _hand_on(

@@ -241,17 +241,11 @@ class CommandService:
     def __init__(self, report: Report) -> None:
         self.report = report
         self.running: dict[str, CommandRunner] = {}
-        self._channels: set[AsyncChannel] = set()
         self._ended_runs: OrderedDict[str, None] = OrderedDict()
 
     async def serve(self, channel: AsyncChannel) -> None:
         """Run what comes over ``channel`` until it ends; then end its commands."""
-        run = channel.endpoint.partition("/")[2]
-        self._channels.add(channel)
-        try:
-            await self._serve(channel, run)
-        finally:
-            self._channels.discard(channel)
+        await self._serve(channel, channel.endpoint.partition("/")[2])
 
     async def _serve(self, channel: AsyncChannel, run: str) -> None:
 
@@ -338,13 +332,6 @@ class CommandService:
 
     # --- from the controller -----------------------------------------------------
 
-    def close_channels(self, message: cm.CloseCommands, tg: asyncio.TaskGroup) -> None:
-        """The controller closes channels (the token they were granted with was revoked)."""
-        closing = set(message.channels)
-        for channel in list(self._channels):
-            if channel.id in closing:
-                tg.create_task(_close(channel, message.reason))
-
     def end_run(self, message: cm.EndRun, tg: asyncio.TaskGroup) -> None:
         """The run is over: no new commands; with ``kill``, none running either."""
         self._ended_runs[message.run] = None
@@ -356,11 +343,6 @@ class CommandService:
                     tg.create_task(runner.kill(0.5))
         # After every report of the run's commands so far (the reports are in order).
         self.report(cm.RunEnded(run=message.run))
-
-
-async def _close(channel: AsyncChannel, reason: str) -> None:
-    with contextlib.suppress(ChannelError):
-        await channel.close(reason)
 
 
 async def _answer(send: Send, message: cm.ToClient) -> None:

@@ -14,6 +14,7 @@ which it stays while the peer grants no credit: a slow reader slows the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -356,4 +357,11 @@ class AsyncChannel:
         self._close_sent.set()
 
 
-__all__ = ["AsyncChannel"]
+async def close_quietly(channel: AsyncChannel, reason: str = "") -> None:
+    """Close ``channel`` (see :meth:`AsyncChannel.close`), ignoring how it failed:
+    for closes made on someone else's behalf, where nobody waits for the outcome."""
+    with contextlib.suppress(ChannelError):
+        await channel.close(reason)
+
+
+__all__ = ["AsyncChannel", "close_quietly"]

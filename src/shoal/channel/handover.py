@@ -19,6 +19,8 @@ never sees the node's data key):
 
 Either way the executor gets ``["channel", open_body, path]`` with one fd and
 accepts the channel on it with :func:`shoal.channel.handshake.accept_on`.
+When a token is revoked the agent sends ``["close", tag, reason]``: the
+executor closes the channels whose capability carries that token's tag.
 """
 
 from __future__ import annotations
@@ -30,15 +32,16 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from shoal.channel.aio import AsyncChannel
+from shoal.channel.aio import AsyncChannel, close_quietly
 from shoal.channel.errors import ChannelError
 from shoal.channel.handshake import accept_on
 from shoal.channel.transport import StreamTransport, Transport
+from shoal.protocol import capabilities
 from shoal.protocol import channel_messages as cm
 
 if TYPE_CHECKING:
@@ -119,6 +122,11 @@ class ExecutorEndpoints:
             theirs.close()
         await _pump(transport, await StreamTransport.from_socket(ours))
 
+    def close_token(self, tag: str, reason: str) -> None:
+        """Have the executor close the channels opened with the token tagged ``tag``."""
+        with contextlib.suppress(OSError):  # gone, and its channels with it
+            self.sock.send(_encode(["close", tag, reason]))
+
     def _send(self, body: bytes, fd: int) -> None:
         # A few hundred bytes on a local socket: it does not block in practice.
         self.sock.sendmsg([body], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
@@ -160,6 +168,7 @@ class EndpointHost:
         self._handlers: dict[str, Handler] = {}
         self._answers: dict[str, asyncio.Future[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tagged: dict[AsyncChannel, str] = {}  # channel -> its token's tag
         sock.setblocking(False)
         loop.add_reader(sock.fileno(), self._readable)
 
@@ -216,12 +225,19 @@ class EndpointHost:
             if answer is not None and not answer.done():
                 answer.set_result(message[2])
         elif message[0] == "channel" and fds:
-            task = self.loop.create_task(self._accept(cm.decode(message[1]), message[2], fds[0]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(self._accept(cm.decode(message[1]), message[2], fds[0]))
+        elif message[0] == "close":
+            for channel, tag in list(self._tagged.items()):
+                if tag == message[1]:
+                    self._start(close_quietly(channel, message[2]))
         else:
             for fd in fds:
                 os.close(fd)
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _accept(self, request: Any, path: str, fd: int) -> None:
         sock = socket.socket(fileno=fd)
@@ -240,6 +256,9 @@ class EndpointHost:
             return
         if channel is None or handler is None:
             return
+        tag = capabilities.token_of(request.capability)
+        if tag:
+            self._tagged[channel] = tag
         try:
             await handler(channel)
             await channel.close()
@@ -250,6 +269,7 @@ class EndpointHost:
             with contextlib.suppress(ChannelError):
                 await channel.close(f"endpoint {request.endpoint!r} failed: {exc!r}"[:500])
         finally:
+            self._tagged.pop(channel, None)
             await channel.aclose()
 
 

@@ -96,7 +96,7 @@ async def build_services(config: ControllerConfig) -> Services:
     channel_service = ChannelService(
         auth, registry, graphs.data_key, tls=bool(config.tls_cert), node_of=enrollment.node_of
     )
-    channel_service.guard(COMMANDS, relay.may_open, relay.granted)
+    channel_service.guard(COMMANDS, relay.may_open)
     graphs.channels = channel_service
     gateway = AgentGateway(
         db,

@@ -43,14 +43,12 @@ from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.registry import NodeRegistry
 from shoal.protocol import capabilities
 from shoal.protocol import channel_messages as cm
-from shoal.protocol.agent_messages import ChannelOffer
+from shoal.protocol.agent_messages import ChannelOffer, CloseChannels
 
 log = logging.getLogger("shoal.controller.channels")
 
 # Says why ``caller`` may not open a channel to ``endpoint`` on ``node`` ("": it may).
 Guard = Callable[[Principal, str, str], str]
-# Told of each grant a guard let through (to close the channel if the caller's token goes).
-Granted = Callable[[Principal, cm.ChannelGrant], None]
 
 GRANT_TTL = 60.0  # seconds a grant may be used to open its channel
 OPEN_TIMEOUT = 10.0  # for the opener's first frame, and for the node to take the channel
@@ -80,6 +78,27 @@ class _Offer:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class _TokenChannels:
+    """The nodes one token was granted channels to, registered with the
+    Authenticator as a WebSocket is: revoking the token "closes" this, which has
+    those nodes close every channel whose capability carries the token's tag,
+    direct ones included (relayed ones also end with the relay's WebSocket)."""
+
+    def __init__(self, registry: NodeRegistry, tag: str) -> None:
+        self.registry = registry
+        self.tag = tag
+        self.nodes: set[str] = set()
+        self.application_state = WebSocketState.CONNECTED
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.application_state = WebSocketState.DISCONNECTED
+        why = f"the token it was opened with was revoked ({reason or code})"
+        for node in self.nodes:
+            link = self.registry.link(node)
+            if link is not None:
+                link.send(CloseChannels(token=self.tag, reason=why))
+
+
 class ChannelService:
     """Issues channel grants and relays the channels whose opener cannot reach the
     node. ``key_of(node)`` is the node's data key (the one its Welcome carried);
@@ -104,7 +123,8 @@ class ChannelService:
         self.ttl = ttl
         self._addresses: dict[str, str] = {}  # node -> host:port of its channel server
         self._offers: dict[str, _Offer] = {}
-        self._guards: dict[str, tuple[Guard, Granted | None]] = {}
+        self._guards: dict[str, Guard] = {}
+        self._tokens: dict[str, _TokenChannels] = {}  # token digest ->
         # Since start, for /metrics and tests.
         self.granted = 0
         self.relayed = 0
@@ -121,31 +141,37 @@ class ChannelService:
         else:
             self._addresses.pop(name, None)
 
-    def guard(self, endpoint: str, check: Guard, granted: Granted | None = None) -> None:
+    def guard(self, endpoint: str, check: Guard) -> None:
         """Grants for ``endpoint`` (and ``endpoint/SCOPE``) need ``check`` to pass:
-        the service behind an endpoint decides who may open it; ``granted`` is
-        told of each grant made."""
-        self._guards[endpoint] = (check, granted)
+        the service behind an endpoint decides who may open it."""
+        self._guards[endpoint] = check
 
     def grant_for(self, caller: Principal, node: str, endpoint: str) -> cm.ChannelGrant | str:
-        """A grant for ``caller``, or why its endpoint's guard refuses one."""
-        check, granted = self._guards.get(endpoint.partition("/")[0], (None, None))
+        """A grant for ``caller``, or why its endpoint's guard refuses one. The
+        channel closes, wherever it went, when the caller's token is revoked."""
+        check = self._guards.get(endpoint.partition("/")[0])
         refused = check(caller, node, endpoint) if check is not None else ""
         if refused:
             return refused
-        grant = self.grant(opener_of(caller), node, endpoint)
-        if granted is not None:
-            granted(caller, grant)
-        return grant
+        tag = ""
+        if caller.digest:
+            tag = capabilities.token_tag(caller.digest)
+            watched = self._tokens.get(caller.digest)
+            if watched is None or watched.application_state != WebSocketState.CONNECTED:
+                watched = self._tokens[caller.digest] = _TokenChannels(self.registry, tag)
+                self.auth.opened(watched, caller)  # type: ignore[arg-type]
+            watched.nodes.add(node)
+        return self.grant(opener_of(caller), node, endpoint, token=tag)
 
     def grant(
-        self, opener: str, node: str, endpoint: str, ttl: float | None = None
+        self, opener: str, node: str, endpoint: str, ttl: float | None = None, token: str = ""
     ) -> cm.ChannelGrant:
         """A grant for ``opener`` to open a new channel to ``endpoint`` on ``node``
-        within ``ttl`` seconds (default: the service's)."""
+        within ``ttl`` seconds (default: the service's); ``token``: the tag of the
+        token it is granted to (see :func:`capabilities.token_tag`)."""
         channel = secrets.token_hex(12)
         expires = round(time.time() + (self.ttl if ttl is None else ttl), 3)
-        claim = capabilities.ChannelClaim(channel, opener, node, endpoint, expires)
+        claim = capabilities.ChannelClaim(channel, opener, node, endpoint, expires, token)
         address = "" if self.tls else self._addresses.get(node, "")
         self.granted += 1
         return cm.ChannelGrant(

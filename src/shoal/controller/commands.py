@@ -19,15 +19,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.websockets import WebSocketState
-
 from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.changes import ChangeFeed
 from shoal.controller.registry import NodeRegistry
-from shoal.protocol.channel_messages import ChannelGrant
 from shoal.protocol.command_messages import (
     KEEP,
-    CloseCommands,
     CommandExit,
     CommandOutput,
     CommandStarted,
@@ -87,25 +83,6 @@ class LiveCommand:
         }
 
 
-class _Granted:
-    """The command channels one token was granted to one node (channel id -> run),
-    registered with the Authenticator as it registers a WebSocket: revoking the
-    token "closes" this, which has the node close those channels."""
-
-    def __init__(self, registry: NodeRegistry, node: str) -> None:
-        self.registry = registry
-        self.node = node
-        self.channels: dict[str, str] = {}
-        self.application_state = WebSocketState.CONNECTED
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.application_state = WebSocketState.DISCONNECTED
-        link = self.registry.link(self.node)
-        if link is not None and self.channels:
-            why = f"the token it was opened with was revoked ({reason or code})"
-            link.send(CloseCommands(channels=list(self.channels), reason=why))
-
-
 class CommandRecorder:
     """Guards the nodes' ``commands`` endpoint, follows the commands nodes report,
     and keeps their records."""
@@ -114,9 +91,6 @@ class CommandRecorder:
         self.db = db
         self.registry = registry
         self.auth = auth
-        # What each token was granted, kept here for the Authenticator (which
-        # holds them weakly) to close when the token goes: (token digest, node) ->.
-        self._granted: dict[tuple[str, str], _Granted] = {}
         self.live: dict[tuple[str, str], LiveCommand] = {}  # (node, command id) ->
         self.run_owners: dict[str, int] = {}  # open run id -> user id
         # Open run id -> the nodes granted a channel for its commands: only they
@@ -143,25 +117,11 @@ class CommandRecorder:
             self.run_nodes[run].add(node)
         return ""
 
-    def granted(self, caller: Principal, grant: ChannelGrant) -> None:
-        """A command channel was granted: it closes when the caller's token is revoked."""
-        key = (caller.digest, grant.node)
-        granted = self._granted.get(key)
-        if granted is None or granted.application_state != WebSocketState.CONNECTED:
-            granted = self._granted[key] = _Granted(self.registry, grant.node)
-            self.auth.opened(granted, caller)  # type: ignore[arg-type]
-        granted.channels[grant.channel] = grant.endpoint.partition("/")[2]
-
     async def end_run(self, run: str, *, kill: bool = False) -> int:
         """Close run ``run`` to new commands (``kill``: end its running ones too) and
         wait (briefly) until its nodes have reported all they ran; then store its
         records. Returns how many commands were running."""
         self.run_owners.pop(run, None)
-        for key, granted in list(self._granted.items()):
-            for channel in [c for c, r in granted.channels.items() if r == run]:
-                del granted.channels[channel]
-            if not granted.channels:
-                del self._granted[key]
         running = sum(1 for c in self.live.values() if c.experiment_id == run)
         waits = []
         for node in self.run_nodes.pop(run, set()):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import msgspec
 
 from shoal.protocol.command_messages import (
-    CloseCommands,
     CommandExit,
     CommandOutput,
     CommandStarted,
@@ -31,7 +30,8 @@ from shoal.protocol.graph_messages import (
 # 2: executors' flag calls over the agent's connection (FlagCall)
 # 3: channels (Hello.channel_port, ChannelOffer)
 # 4: commands run over channels; agents report them (command_messages, EndRun)
-PROTOCOL_VERSION = 4
+# 5: CloseChannels (by the tag of a revoked token) replaces CloseCommands
+PROTOCOL_VERSION = 5
 
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
@@ -139,6 +139,15 @@ class ChannelOffer(_Msg):
     ticket: str
 
 
+class CloseChannels(_Msg):
+    """The token tagged ``token`` (see ``capabilities.token_tag``) was revoked:
+    close every channel this node serves whose capability carries that tag,
+    saying ``reason`` (a command's channel ends its command with it)."""
+
+    token: str
+    reason: str
+
+
 class Prepare(_Msg):
     """Run the requirements, start an executor and load the pipeline into it."""
 
@@ -171,7 +180,7 @@ ControllerMessage = (
     | Cancel
     | Forget
     | EndRun
-    | CloseCommands
+    | CloseChannels
     | GraphRun
     | GraphCancel
     | GraphFree

@@ -41,10 +41,22 @@ class ChannelClaim:
     node: str
     endpoint: str
     expires: float
+    # A tag of the token the grant was made for ("": none, e.g. a node opener):
+    # when that token is revoked, the controller has the node close the
+    # channels whose capability carries its tag, wherever they went.
+    token: str = ""
+
+
+def token_tag(digest: str) -> str:
+    """The tag a capability carries for the token whose digest is ``digest``
+    (a prefix of a hash of the token: it names the token, and opens nothing)."""
+    return digest[:16]
 
 
 def _claim_body(claim: ChannelClaim) -> bytes:
     fields = (claim.channel, claim.opener, claim.node, claim.endpoint, round(claim.expires, 3))
+    if claim.token:
+        fields += (claim.token,)
     return msgspec.msgpack.encode(("channel", *fields))
 
 
@@ -60,15 +72,22 @@ def read_channel_claim(capability: str) -> ChannelClaim | None:
     encoded, _, _ = capability.partition(".")
     try:
         body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        kind, channel, opener, node, endpoint, expires = msgspec.msgpack.decode(body)
+        kind, channel, opener, node, endpoint, expires, *rest = msgspec.msgpack.decode(body)
     except (binascii.Error, ValueError, TypeError, msgspec.DecodeError):
         return None
-    fields = (channel, opener, node, endpoint)
+    token = rest[0] if len(rest) == 1 else None if rest else ""
+    fields = (channel, opener, node, endpoint, token)
     if kind != "channel" or not all(isinstance(f, str) for f in fields):
         return None
     if not isinstance(expires, int | float):
         return None
-    return ChannelClaim(channel, opener, node, endpoint, float(expires))
+    return ChannelClaim(channel, opener, node, endpoint, float(expires), token)
+
+
+def token_of(capability: str) -> str:
+    """The tag of the token a capability's grant was made for ("": none)."""
+    claim = read_channel_claim(capability)
+    return claim.token if claim is not None and claim.token else ""
 
 
 def check_channel(
@@ -104,4 +123,6 @@ __all__ = [
     "new_key",
     "read_channel_claim",
     "sign_channel",
+    "token_of",
+    "token_tag",
 ]

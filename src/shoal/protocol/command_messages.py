@@ -114,14 +114,6 @@ class EndRun(_Msg):
     kill: bool = False
 
 
-class CloseCommands(_Msg):
-    """Close these command channels (by channel id), saying ``reason``; their
-    commands end with them (the token they were granted with was revoked)."""
-
-    channels: list[str]
-    reason: str
-
-
 class RunEnded(_Msg):
     """Everything this node has to report about the run's commands came before this."""
 
@@ -152,7 +144,6 @@ def decode_to_client(body: bytes) -> ToClient:
 
 __all__ = [
     "KEEP",
-    "CloseCommands",
     "CommandExit",
     "CommandInput",
     "CommandKill",
