@@ -6,7 +6,9 @@ commands over it; their output goes back on the same channel, within its
 credit, so a slow client holds the node's reads of the pipe, not its memory.
 What the controller keeps (the record, the dashboard's live view) is reported
 to it separately and bounded: what ran, the first ``KEEP`` bytes of each
-stream, the exit.
+stream, the exit. A command's reports wait ``REPORT_HOLD`` seconds before the
+first goes, so a short command's start and end reach the controller in one
+message (it wakes once per command, not twice, while the client waits).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ ENDPOINT = "commands"
 CHUNK = 256 * 1024  # most bytes read from a pipe at once
 STDIN_LIMIT = 4 * 1024 * 1024  # input queued for a process before its channel waits
 ENDED_RUNS = 4096  # ended runs remembered (to refuse a late channel's commands)
+REPORT_HOLD = 0.05  # seconds a command's first reports wait to go with its end
 # A line with none of these runs without a shell: one exec less per command.
 _SHELL_SYNTAX = re.compile(r"[|&;<>()$`\\\"'*?\[\]#~=%{}!\n]")
 # Programs block-buffer stdout into a pipe. coreutils' stdbuf library, preloaded
@@ -82,6 +85,8 @@ class CommandRunner:
         self.opener = opener
         self._send = send
         self._report = report
+        self._held: list[object] | None = []  # reports not sent yet (None: sent as made)
+        self._release: asyncio.TimerHandle | None = None
         self.proc: Process | None = None
         self._timed_out = False
         self._kept = {"stdout": 0, "stderr": 0}
@@ -118,13 +123,33 @@ class CommandRunner:
         # The client first: the report to the controller is not on its way.
         with contextlib.suppress(ChannelError):
             await self._send(exit_message)
-        self._report(exit_message)
+        self._tell(exit_message)
+        self.release_reports()
+
+    def _tell(self, message: object) -> None:
+        """Report to the controller: held back at first (see REPORT_HOLD), in order."""
+        if self._held is None:
+            self._report(message)
+            return
+        self._held.append(message)
+        if self._release is None:
+            loop = asyncio.get_running_loop()
+            self._release = loop.call_later(REPORT_HOLD, self.release_reports)
+
+    def release_reports(self) -> None:
+        """Send what was held back; later reports go as they are made."""
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        held, self._held = self._held, None
+        for message in held or ():
+            self._report(message)
 
     def _started(self, pid: int | None) -> None:
         started = cm.CommandStarted(
             command=self.id, pid=pid, cmd=self.spec.cmd, run=self.run_id, opener=self.opener
         )
-        self._report(started)
+        self._tell(started)
 
     async def _run(self) -> cm.CommandExit:
         try:
@@ -178,7 +203,7 @@ class CommandRunner:
                 # One byte past KEEP tells the controller the record is truncated.
                 part = chunk[: cm.KEEP + 1 - kept]
                 self._kept[name] = kept + len(part)
-                self._report(cm.CommandOutput(command=self.id, stream=name, data=part))
+                self._tell(cm.CommandOutput(command=self.id, stream=name, data=part))
 
     async def _timeout(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -350,9 +375,10 @@ class CommandService:
         self._ended_runs[message.run] = None
         while len(self._ended_runs) > ENDED_RUNS:
             self._ended_runs.popitem(last=False)
-        if message.kill:
-            for runner in list(self.running.values()):
-                if runner.run_id == message.run:
+        for runner in list(self.running.values()):
+            if runner.run_id == message.run:
+                runner.release_reports()  # what they did so far goes before RunEnded
+                if message.kill:
                     tg.create_task(runner.kill(0.5))
         # After every report of the run's commands so far (the reports are in order).
         self.report(cm.RunEnded(run=message.run))
