@@ -88,6 +88,7 @@ class CommandRunner:
         self._held: list[object] | None = []  # reports not sent yet (None: sent as made)
         self._release: asyncio.TimerHandle | None = None
         self.proc: Process | None = None
+        self._spawn_error: Exception | None = None
         self._timed_out = False
         self._kept = {"stdout": 0, "stderr": 0}
         # Input may arrive before the process exists; a queue keeps it, in order.
@@ -151,12 +152,25 @@ class CommandRunner:
         )
         self._tell(started)
 
-    async def _run(self) -> cm.CommandExit:
+    def spawn(self) -> None:
+        """Start the process now, as the command arrives (not a loop turn later in
+        ``run``): input, signals and kills that follow it on the channel find it.
+        A failure is ``run``'s to tell."""
         try:
             self.proc = self._spawn()
-        except OSError as exc:
+        except Exception as exc:
+            self._spawn_error = exc
+
+    async def _run(self) -> cm.CommandExit:
+        if self.proc is None and self._spawn_error is None:
+            self.spawn()
+        if self._spawn_error is not None:
+            if not isinstance(self._spawn_error, OSError):
+                raise self._spawn_error
             self._started(None)
-            return cm.CommandExit(command=self.id, error=f"cannot start {self.spec.cmd!r}: {exc}")
+            error = f"cannot start {self.spec.cmd!r}: {self._spawn_error}"
+            return cm.CommandExit(command=self.id, error=error)
+        assert self.proc is not None
         await self._send(cm.CommandStarted(command=self.id, pid=self.proc.pid))
         self._started(self.proc.pid)
         try:
@@ -238,6 +252,12 @@ class CommandRunner:
             self._stdin_room.set()
             if close:
                 return
+
+    def abandon(self) -> None:
+        """End the process group at once and close the pipes (``run`` never ran)."""
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.close()
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -330,10 +350,13 @@ class CommandService:
             return
         runner = CommandRunner(spec, send, self.report, run, opener)
         mine[runner.id] = self.running[runner.id] = runner
+        runner.spawn()
 
-        def done(_: asyncio.Task[None], cid: str = runner.id) -> None:
+        def done(task: asyncio.Task[None], cid: str = runner.id) -> None:
             mine.pop(cid, None)
             self.running.pop(cid, None)
+            if task.cancelled():
+                runner.abandon()  # cancelled before it ran: its process is still ours
 
         tg.create_task(runner.run()).add_done_callback(done)
 
