@@ -127,6 +127,25 @@ def test_stdin_closed_with_data_in_flight_delivers_it_all(cluster: LocalCluster,
     assert [line.strip() for line in counted] == [str(size)]
 
 
+@pytest.mark.timeout(60)
+def test_a_kill_right_behind_its_command_ends_it(cluster: LocalCluster, path: str) -> None:
+    """A kill sent before the node said the command started still reaches it (the
+    node starts a command as it arrives, so what follows it finds the process)."""
+    codes: list[int | None] = []
+
+    def exp(servers: ServerList) -> None:
+        context = current()
+        node = context.nodes[servers[0].id]
+        state = context.channel.run(node, "sleep 30", experiment=context.experiment_id)
+        context.channel.kill(state.id, grace=0.1)  # not waiting for its CommandStarted
+        assert state.done.wait(20), "the kill did not reach the command"
+        codes.append(state.code)
+
+    [outcome] = run_inline(cluster, servers_on(path), exp)
+    assert outcome.status == "finished", outcome.error
+    assert codes == [-signal.SIGTERM]
+
+
 @pytest.mark.timeout(90)
 def test_a_node_killed_mid_command_fails_the_command_naming_it(
     tmp_path_factory: pytest.TempPathFactory,

@@ -55,7 +55,9 @@ def allowed(name: str) -> bool:
 def child_environment(own: Mapping[str, str] | None = None) -> dict[str, str]:
     """The allowed part of the agent's environment, then ``own`` (the task's
     ``env=`` and its scoped token) over it."""
-    env = {k: v for k, v in os.environ.items() if allowed(k)}
+    # By name, then the value of the few allowed: os.environ decodes each value
+    # it hands out, and this runs for every command a node starts.
+    env = {k: os.environ[k] for k in os.environ if allowed(k)}
     if own:
         env.update({k: v for k, v in own.items() if k not in SECRETS})
     return env

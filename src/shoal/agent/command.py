@@ -6,7 +6,9 @@ commands over it; their output goes back on the same channel, within its
 credit, so a slow client holds the node's reads of the pipe, not its memory.
 What the controller keeps (the record, the dashboard's live view) is reported
 to it separately and bounded: what ran, the first ``KEEP`` bytes of each
-stream, the exit.
+stream, the exit. A command's reports wait ``REPORT_HOLD`` seconds before the
+first goes, so a short command's start and end reach the controller in one
+message (it wakes once per command, not twice, while the client waits).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ ENDPOINT = "commands"
 CHUNK = 256 * 1024  # most bytes read from a pipe at once
 STDIN_LIMIT = 4 * 1024 * 1024  # input queued for a process before its channel waits
 ENDED_RUNS = 4096  # ended runs remembered (to refuse a late channel's commands)
+REPORT_HOLD = 0.05  # seconds a command's first reports wait to go with its end
 # A line with none of these runs without a shell: one exec less per command.
 _SHELL_SYNTAX = re.compile(r"[|&;<>()$`\\\"'*?\[\]#~=%{}!\n]")
 # Programs block-buffer stdout into a pipe. coreutils' stdbuf library, preloaded
@@ -82,7 +85,10 @@ class CommandRunner:
         self.opener = opener
         self._send = send
         self._report = report
+        self._held: list[object] | None = []  # reports not sent yet (None: sent as made)
+        self._release: asyncio.TimerHandle | None = None
         self.proc: Process | None = None
+        self._spawn_error: Exception | None = None
         self._timed_out = False
         self._kept = {"stdout": 0, "stderr": 0}
         # Input may arrive before the process exists; a queue keeps it, in order.
@@ -118,20 +124,53 @@ class CommandRunner:
         # The client first: the report to the controller is not on its way.
         with contextlib.suppress(ChannelError):
             await self._send(exit_message)
-        self._report(exit_message)
+        self._tell(exit_message)
+        self.release_reports()
+
+    def _tell(self, message: object) -> None:
+        """Report to the controller: held back at first (see REPORT_HOLD), in order."""
+        if self._held is None:
+            self._report(message)
+            return
+        self._held.append(message)
+        if self._release is None:
+            loop = asyncio.get_running_loop()
+            self._release = loop.call_later(REPORT_HOLD, self.release_reports)
+
+    def release_reports(self) -> None:
+        """Send what was held back; later reports go as they are made."""
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        held, self._held = self._held, None
+        for message in held or ():
+            self._report(message)
 
     def _started(self, pid: int | None) -> None:
         started = cm.CommandStarted(
             command=self.id, pid=pid, cmd=self.spec.cmd, run=self.run_id, opener=self.opener
         )
-        self._report(started)
+        self._tell(started)
 
-    async def _run(self) -> cm.CommandExit:
+    def spawn(self) -> None:
+        """Start the process now, as the command arrives (not a loop turn later in
+        ``run``): input, signals and kills that follow it on the channel find it.
+        A failure is ``run``'s to tell."""
         try:
             self.proc = self._spawn()
-        except OSError as exc:
+        except Exception as exc:
+            self._spawn_error = exc
+
+    async def _run(self) -> cm.CommandExit:
+        if self.proc is None and self._spawn_error is None:
+            self.spawn()
+        if self._spawn_error is not None:
+            if not isinstance(self._spawn_error, OSError):
+                raise self._spawn_error
             self._started(None)
-            return cm.CommandExit(command=self.id, error=f"cannot start {self.spec.cmd!r}: {exc}")
+            error = f"cannot start {self.spec.cmd!r}: {self._spawn_error}"
+            return cm.CommandExit(command=self.id, error=error)
+        assert self.proc is not None
         await self._send(cm.CommandStarted(command=self.id, pid=self.proc.pid))
         self._started(self.proc.pid)
         try:
@@ -178,7 +217,7 @@ class CommandRunner:
                 # One byte past KEEP tells the controller the record is truncated.
                 part = chunk[: cm.KEEP + 1 - kept]
                 self._kept[name] = kept + len(part)
-                self._report(cm.CommandOutput(command=self.id, stream=name, data=part))
+                self._tell(cm.CommandOutput(command=self.id, stream=name, data=part))
 
     async def _timeout(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -213,6 +252,12 @@ class CommandRunner:
             self._stdin_room.set()
             if close:
                 return
+
+    def abandon(self) -> None:
+        """End the process group at once and close the pipes (``run`` never ran)."""
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.close()
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -299,10 +344,13 @@ class CommandService:
             return
         runner = CommandRunner(spec, send, self.report, run, opener)
         mine[runner.id] = self.running[runner.id] = runner
+        runner.spawn()
 
-        def done(_: asyncio.Task[None], cid: str = runner.id) -> None:
+        def done(task: asyncio.Task[None], cid: str = runner.id) -> None:
             mine.pop(cid, None)
             self.running.pop(cid, None)
+            if task.cancelled():
+                runner.abandon()  # cancelled before it ran: its process is still ours
 
         tg.create_task(runner.run()).add_done_callback(done)
 
@@ -337,9 +385,10 @@ class CommandService:
         self._ended_runs[message.run] = None
         while len(self._ended_runs) > ENDED_RUNS:
             self._ended_runs.popitem(last=False)
-        if message.kill:
-            for runner in list(self.running.values()):
-                if runner.run_id == message.run:
+        for runner in list(self.running.values()):
+            if runner.run_id == message.run:
+                runner.release_reports()  # what they did so far goes before RunEnded
+                if message.kill:
                     tg.create_task(runner.kill(0.5))
         # After every report of the run's commands so far (the reports are in order).
         self.report(cm.RunEnded(run=message.run))

@@ -87,6 +87,11 @@ class AsyncChannel:
         self._closed = False
 
     @property
+    def failure(self) -> ChannelError | None:
+        """Why the channel broke (the peer lost, a bad frame), if it did."""
+        return self._failure
+
+    @property
     def _ending(self) -> bool:
         return (
             self._closing is not None

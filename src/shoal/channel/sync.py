@@ -5,10 +5,13 @@ private event loop, in a daemon thread started on first use. Crossing to that
 thread costs tens of microseconds, so the sync face never pays it per message:
 ``send`` gathers messages here and the loop takes them in batches: the first
 message after a pause wakes it, so a lone message does not wait for company,
-and it goes on taking for as long as the sender keeps sending; ``recv`` takes
-everything that has arrived at once and serves it from here. A full send
-queue on the loop side blocks ``send``: a slow reader slows a blocking writer
-too.
+and it goes on taking for as long as the sender keeps sending. On the other
+side, once ``recv`` was first called, a task on the loop moves what arrives
+into an inbox here and wakes a waiting ``recv`` directly: a message costs one
+crossing, not a round trip to the loop per ``recv``. The inbox is bounded as
+the send side is (it stops taking while full, so the channel's credit holds
+the peer back). A full send queue on the loop side blocks ``send``: a slow
+reader slows a blocking writer too.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator
 from concurrent.futures import Future
@@ -24,7 +28,7 @@ from typing import Any, TypeVar
 from shoal.channel.aio import AsyncChannel
 from shoal.channel.connect import connect as connect_async
 from shoal.channel.connect import open_channel
-from shoal.channel.errors import ChannelClosed
+from shoal.channel.errors import ChannelClosed, ChannelError, ChannelLost
 from shoal.channel.flow import DEFAULT_WINDOW, Window
 from shoal.channel.handshake import OPEN_TIMEOUT
 from shoal.protocol.channel_messages import ChannelGrant
@@ -81,8 +85,15 @@ class Channel:
         self._batch_bytes = 0
         self._pumping = False  # the loop takes batches as they come (see _pump)
         self._pumps: set[asyncio.Task[None]] = set()
-        self._received: deque[bytes] = deque()
-        self._recv_lock = threading.Lock()
+        self._recv_lock = threading.Lock()  # one receiver at a time
+        self._inbox: deque[bytes] = deque()  # moved here by _fetch; guarded by _arrived
+        self._inbox_bytes = 0
+        self._arrived = threading.Condition(threading.Lock())
+        self._inbox_end: ChannelError | None = None  # why _fetch stopped, once it did
+        self._end_told = False  # the end was raised to the application
+        self._fetching = False
+        self._fetch_full = False  # _fetch waits for room (the receiver wakes it)
+        self._room: asyncio.Event | None = None  # loop side of _fetch_full
 
     @classmethod
     def connect(
@@ -196,24 +207,77 @@ class Channel:
     def recv(self, timeout: float | None = None) -> bytes:
         """The next message; at the end raises ChannelClosed or another ChannelError.
         ``timeout``: raises TimeoutError if nothing came in that many seconds."""
-        with self._recv_lock:
-            if not self._received:
-                self._received.extend(self._runner.run(self._recv_batch(timeout)))
-            return self._received.popleft()
+        with self._recv_lock, self._arrived:
+            self._wait_inbox(timeout)
+            data = self._inbox.popleft()
+            self._inbox_bytes -= len(data)
+            self._made_room()
+            return data
 
     def recv_many(self, timeout: float | None = None) -> list[bytes]:
         """Every message that has arrived (at least one)."""
-        with self._recv_lock:
-            if not self._received:
-                return self._runner.run(self._recv_batch(timeout))
-            taken = list(self._received)
-            self._received.clear()
+        with self._recv_lock, self._arrived:
+            self._wait_inbox(timeout)
+            taken = list(self._inbox)
+            self._inbox.clear()
+            self._inbox_bytes = 0
+            self._made_room()
             return taken
 
-    async def _recv_batch(self, timeout: float | None) -> list[bytes]:
-        # The timeout acts on the loop: a batch is either taken whole or left there.
-        async with asyncio.timeout(timeout):
-            return await self._async.recv_many()
+    def _wait_inbox(self, timeout: float | None) -> None:
+        # Called holding _arrived: returns with the inbox not empty, or raises.
+        if not self._fetching:
+            self._fetching = True
+            self._runner.loop.call_soon_threadsafe(self._start_fetch)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._inbox:
+            if self._inbox_end is not None:
+                self._end_told = True
+                raise self._inbox_end
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"nothing arrived from {self.peer} in {timeout:g} s")
+            self._arrived.wait(remaining)
+
+    def _made_room(self) -> None:
+        if self._fetch_full:
+            self._fetch_full = False
+            room = self._room
+            assert room is not None
+            self._runner.loop.call_soon_threadsafe(room.set)
+
+    def _start_fetch(self) -> None:
+        self._room = asyncio.Event()
+        task = self._runner.loop.create_task(self._fetch())
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
+
+    async def _fetch(self) -> None:
+        # Taking a batch gives the channel's credit back; the inbox bound keeps
+        # what is taken but not yet received here bounded too.
+        room = self._room
+        assert room is not None
+        end: ChannelError = ChannelLost(f"receiving from {self.peer} stopped", peer=self.peer)
+        try:
+            while True:
+                batch = await self._async.recv_many()
+                with self._arrived:
+                    self._inbox.extend(batch)
+                    self._inbox_bytes += sum(map(len, batch))
+                    full = len(self._inbox) >= BLOCK_MESSAGES or self._inbox_bytes >= BLOCK_BYTES
+                    if full:
+                        room.clear()
+                        self._fetch_full = True
+                    self._arrived.notify()
+                if full:
+                    await room.wait()
+        except ChannelError as exc:
+            end = exc
+        finally:
+            # However it ends, a receiver waiting here is told (never left hanging).
+            with self._arrived:
+                self._inbox_end = end
+                self._arrived.notify_all()
 
     def __iter__(self) -> Iterator[bytes]:
         """Messages until the peer's clean close; an error end raises."""
@@ -234,6 +298,14 @@ class Channel:
                 self.flush()
         finally:
             self._runner.run(self._async.close(reason))
+        # A loss _fetch met (and so the loop's channel counts as told) but that
+        # never reached the application is raised here, as the channel would.
+        with self._arrived:
+            lost = self._inbox_end
+            untold = not self._end_told and lost is not None and lost is self._async.failure
+            self._end_told = self._end_told or untold
+        if untold and not reason:
+            raise lost
 
     def __enter__(self) -> Channel:
         return self

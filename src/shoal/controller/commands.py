@@ -38,6 +38,10 @@ log = logging.getLogger("shoal.controller.commands")
 
 ENDPOINT = "commands"  # the nodes' endpoint; ``commands/RUN_ID`` for a run's commands
 END_RUN_TIMEOUT = 5.0  # how long a run's end waits for its nodes' last reports
+# Records that end within this many seconds of each other are written in one
+# transaction: one per command cost the controller more CPU than the command
+# itself, which a small node shares with its commands and their clients.
+RECORD_PERIOD = 0.05
 
 
 @dataclass
@@ -211,6 +215,7 @@ class CommandRecorder:
         """Write finished commands in batches (runs for the controller's lifetime)."""
         while True:
             await self._record_ready.wait()
+            await asyncio.sleep(RECORD_PERIOD)  # a batching period, not a wait for an event
             self._record_ready.clear()
             batch, self._records = self._records, []
             if not batch:
