@@ -97,7 +97,8 @@ class GraphGateway:
                 await self._reply(ws, SessionOpened(req, sid, record=record))
             elif isinstance(request, Submit):
                 graphs.submit(owner, request)
-                await self._reply(ws, Done(req))
+                if not request.quiet:
+                    await self._reply(ws, Done(req))
             elif isinstance(request, Wait):
                 items = await self._wait(ws, owner, request)
                 await self._reply(

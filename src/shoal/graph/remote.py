@@ -68,6 +68,7 @@ _input_values: contextvars.ContextVar[Sequence[Any] | None] = contextvars.Contex
 )
 
 _SCALARS = frozenset((int, float, str, bytes, bool, type(None)))
+_DIRECT = (DataObject, Task)  # arguments that become task inputs
 _LEAVES = (
     str,
     bytes,
@@ -162,6 +163,18 @@ def find_data_objects(value: Any) -> tuple[list[DataObject], set[type]]:
             continue
         stack.extend(reversed(children))
     return found, kinds
+
+
+def _direct_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[DataObject]:
+    """The data objects among the arguments themselves, in the order
+    :func:`find_data_objects` gives them (for arguments that are not containers)."""
+    found: list[DataObject] = []
+    for item in (*args, *kwargs.values()):
+        if isinstance(item, _DIRECT):
+            obj = to_data_object(item)
+            if not any(known is obj for known in found):
+                found.append(obj)
+    return found
 
 
 def _apply_auto_encode(outputs: list[Output], auto_encode: str | None) -> list[Output]:
@@ -308,12 +321,16 @@ class RemoteFunction:
             bound = self.signature.bind(None, *args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.fn.__name__}(): {exc}") from None
-        # Plain values only (the common no-op and leaf case): nothing to walk, and
-        # the standard pickler does what cloudpickle would, several times faster.
-        plain = all(type(a) in _SCALARS for a in args) and all(
-            type(v) in _SCALARS for v in kwargs.values()
+        # Plain values and data objects only, none inside a container (the common
+        # no-op, leaf and chain case): nothing to walk, and the standard pickler
+        # does what cloudpickle would, several times faster.
+        plain = all(type(a) in _SCALARS or isinstance(a, _DIRECT) for a in args) and all(
+            type(v) in _SCALARS or isinstance(v, _DIRECT) for v in kwargs.values()
         )
-        found, kinds = ([], set()) if plain else find_data_objects((args, kwargs))
+        if plain:
+            found, kinds = _direct_inputs(args, kwargs), set()
+        else:
+            found, kinds = find_data_objects((args, kwargs))
         labels: dict[int, str] = {}
         for pname, value in list(bound.arguments.items())[1:]:
             if isinstance(value, DataObject | Task):
