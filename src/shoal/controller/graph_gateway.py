@@ -1,4 +1,5 @@
-"""The WebSocket a graph client talks on: one request at a time, answered in order.
+"""The WebSocket a graph client talks on: one request at a time, answered in order
+(a quiet Submit only when it fails).
 
 A WebSocket (not REST) because a chain of dependent tasks submitted one by one
 is bound by round trips, and a frame on an open socket is the cheapest one.

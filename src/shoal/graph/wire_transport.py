@@ -1,7 +1,10 @@
 """The graph transport over the controller's WebSocket (``/api/graph/ws``).
 
-One request at a time, answered in order: the client is synchronous, and a
-chain of dependent submits is bound by this round trip, so nothing else sits on it.
+Requests are answered in order: the client is synchronous, and a chain of
+dependent submits is bound by this round trip, so nothing else sits on it. A
+submit is sent quiet (answered only if it fails) and its outcome read with the
+next request's answer, so one step of a chain (submit, wait, unkeep) costs two
+replies.
 """
 
 from __future__ import annotations
