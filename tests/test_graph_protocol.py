@@ -107,6 +107,36 @@ def test_bad_submits_are_refused_with_a_reason(cluster: LocalCluster) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_quiet_submit_is_answered_only_when_it_fails(cluster: LocalCluster) -> None:
+    raw = Raw(cluster)
+    sid = raw.session()
+    good = Submit(2, sid, objects=[SubmitObject(1, data=b"x", keep=True)], quiet=True)
+    bad = Submit(3, sid, tasks=[concat(2, [99], [])], quiet=True)
+    raw.ws.send(msgspec.msgpack.encode([good, bad, Wait(4, sid, [1])]))
+    replies = []
+    while not replies or replies[-1].req != 4:
+        replies += raw.decoder.decode(raw.ws.recv(timeout=20))
+    # Nothing for the good one; the bad one's failure comes before the wait's answer.
+    assert [type(r) for r in replies] == [Failure, WaitDone]
+    assert replies[0].req == 3 and "does not have" in replies[0].message
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_submit_is_raised_by_the_next_call_which_still_answers(
+    cluster: LocalCluster,
+) -> None:
+    with client_of(cluster) as client, client.new_session() as s:
+        kept = blob(b"kept")
+        kept.keep()
+        s.submit()
+        s.transport.submit(s.session_id, [], [kept.spec], {}, set())  # its id again
+        with pytest.raises(GraphError, match=r"a submit failed: .*already used"):
+            kept.update()
+        # The stream is in step: the next call gets its own answer.
+        assert kept.fetch().get_bytes() == b"kept"
+
+
+@pytest.mark.timeout(60)
 def test_a_task_too_big_for_any_node_fails_its_session(cluster: LocalCluster) -> None:
     raw = Raw(cluster)
     sid = raw.session()

@@ -1,4 +1,5 @@
-"""The WebSocket a graph client talks on: one request at a time, answered in order.
+"""The WebSocket a graph client talks on: one request at a time, answered in order
+(a quiet Submit only when it fails).
 
 A WebSocket (not REST) because a chain of dependent tasks submitted one by one
 is bound by round trips, and a frame on an open socket is the cheapest one.
@@ -97,7 +98,8 @@ class GraphGateway:
                 await self._reply(ws, SessionOpened(req, sid, record=record))
             elif isinstance(request, Submit):
                 graphs.submit(owner, request)
-                await self._reply(ws, Done(req))
+                if not request.quiet:
+                    await self._reply(ws, Done(req))
             elif isinstance(request, Wait):
                 items = await self._wait(ws, owner, request)
                 await self._reply(

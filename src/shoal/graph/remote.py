@@ -37,7 +37,7 @@ import inspect
 import pickle
 import types
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from shoal.client import serialize
@@ -68,6 +68,7 @@ _input_values: contextvars.ContextVar[Sequence[Any] | None] = contextvars.Contex
 )
 
 _SCALARS = frozenset((int, float, str, bytes, bool, type(None)))
+_DIRECT = (DataObject, Task)  # arguments that become task inputs
 _LEAVES = (
     str,
     bytes,
@@ -162,6 +163,18 @@ def find_data_objects(value: Any) -> tuple[list[DataObject], set[type]]:
             continue
         stack.extend(reversed(children))
     return found, kinds
+
+
+def _direct_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[DataObject]:
+    """The data objects among the arguments themselves, in the order
+    :func:`find_data_objects` gives them (for arguments that are not containers)."""
+    found: list[DataObject] = []
+    for item in (*args, *kwargs.values()):
+        if isinstance(item, _DIRECT):
+            obj = to_data_object(item)
+            if not any(known is obj for known in found):
+                found.append(obj)
+    return found
 
 
 def _apply_auto_encode(outputs: list[Output], auto_encode: str | None) -> list[Output]:
@@ -269,6 +282,15 @@ class RemoteFunction:
         # output= and outputs= at a call override the outputs, as in Rain, unless the
         # function has parameters of those names (then they are its arguments).
         self._overrides = {"output", "outputs"} - set(self.signature.parameters)
+        # The parameters after ctx when all are plain positional ones: a call that
+        # gives each of them positionally needs no Signature.bind (a third of the
+        # cost of making a no-op task).
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        self._positional: tuple[str, ...] | None = (
+            tuple(p.name for p in params[1:])
+            if all(p.kind in positional for p in params[1:])
+            else None
+        )
         if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
             raise ValueError(f"cpus must be a positive int, not {cpus!r}")
         self.cpus = cpus
@@ -304,18 +326,23 @@ class RemoteFunction:
         output = kwargs.pop("output", None) if "output" in self._overrides else None
         outputs = kwargs.pop("outputs", None) if "outputs" in self._overrides else None
         call_outputs = self._call_outputs(output, outputs)
-        try:
-            bound = self.signature.bind(None, *args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self.fn.__name__}(): {exc}") from None
-        # Plain values only (the common no-op and leaf case): nothing to walk, and
-        # the standard pickler does what cloudpickle would, several times faster.
-        plain = all(type(a) in _SCALARS for a in args) and all(
-            type(v) in _SCALARS for v in kwargs.values()
+        arguments: Iterable[tuple[str, Any]]
+        if not kwargs and self._positional is not None and len(args) == len(self._positional):
+            arguments = zip(self._positional, args, strict=True)
+        else:
+            arguments = list(self._bind(args, kwargs).arguments.items())[1:]
+        # Plain values and data objects only, none inside a container (the common
+        # no-op, leaf and chain case): nothing to walk, and the standard pickler
+        # does what cloudpickle would, several times faster.
+        plain = all(type(a) in _SCALARS or isinstance(a, _DIRECT) for a in args) and all(
+            type(v) in _SCALARS or isinstance(v, _DIRECT) for v in kwargs.values()
         )
-        found, kinds = ([], set()) if plain else find_data_objects((args, kwargs))
+        if plain:
+            found, kinds = _direct_inputs(args, kwargs), set()
+        else:
+            found, kinds = find_data_objects((args, kwargs))
         labels: dict[int, str] = {}
-        for pname, value in list(bound.arguments.items())[1:]:
+        for pname, value in arguments:
             if isinstance(value, DataObject | Task):
                 obj = to_data_object(value)
                 labels.setdefault(id(obj), pname)
@@ -334,7 +361,7 @@ class RemoteFunction:
             else:
                 args_data = serialize.dumps((args, kwargs), types=kinds)
             if len(args_data) > PICKLE_ARG_SIZE_LIMIT:
-                self._warn_big_arguments(bound, kinds)
+                self._warn_big_arguments(self._bind(args, kwargs), kinds)
         finally:
             _pickled_inputs.reset(token)
         config = {
@@ -363,6 +390,12 @@ class RemoteFunction:
         task_inputs = [(labels.get(id(obj)), obj) for obj in found]
         name = self.name if self.name is not None else self.fn.__name__
         return Task("python", config, task_inputs, outs, name=name, cpus=self.cpus)
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        try:
+            return self.signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.fn.__name__}(): {exc}") from None
 
     def _warn_big_arguments(self, bound: inspect.BoundArguments, kinds: set[type]) -> None:
         # Only when the whole is too big: name the arguments that make it so.

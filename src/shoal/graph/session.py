@@ -374,9 +374,6 @@ class Session:
         submitted = self._ids([o for o in objects if o.is_submitted], "unkeep")
         if submitted:
             self._call(self.transport.unkeep, submitted)
-            # Rain's unkeep answered at once, and raised if the session had failed;
-            # the transport may send it without waiting, so ask for an answer now.
-            self._call(self.transport.update, submitted)
         for obj in objects:
             obj._keep = False
 

@@ -77,7 +77,9 @@ class GraphTransport(Protocol):
         ...
 
     def unkeep(self, ids: Collection[ID]) -> None:
-        """Drop the keep flag of the objects ``ids``; the server may free them."""
+        """Drop the keep flag of the objects ``ids``; the server may free them.
+
+        Answered, as Rain's was: raises SessionException if the session has failed."""
         ...
 
     def update(self, ids: Collection[ID]) -> Mapping[ID, TaskInfo | ObjectInfo]:

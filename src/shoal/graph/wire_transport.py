@@ -1,7 +1,10 @@
 """The graph transport over the controller's WebSocket (``/api/graph/ws``).
 
-One request at a time, answered in order: the client is synchronous, and a
-chain of dependent submits is bound by this round trip, so nothing else sits on it.
+Requests are answered in order: the client is synchronous, and a chain of
+dependent submits is bound by this round trip, so nothing else sits on it. A
+submit is sent quiet (answered only if it fails) and its outcome read with the
+next request's answer, so one step of a chain (submit, wait, unkeep) costs two
+replies.
 """
 
 from __future__ import annotations
@@ -77,16 +80,15 @@ class WireTransport:
         self._decoder: FrameDecoder[Any] = FrameDecoder(GraphReply)
         self._requests = itertools.count(1)
         self._pending: list[Any] = []
-        # Requests whose reply is read later (submit, unkeep): a chain of dependent
-        # submits then costs one round trip per step, not three.
-        self._deferred: list[str] = []
+        # Requests whose reply is read later (submits, sent quiet: answered only
+        # when they fail), by request number: a chain of dependent submits then
+        # costs one reply per step, read with the next request's.
+        self._deferred: dict[int, str] = {}
+        self._failure: tuple[Failure, str] | None = None
         self._broken: str | None = None
         self.records: dict[int, str] = {}  # session id -> the name of its record
 
     def close(self) -> None:
-        if self._broken is None:
-            with contextlib.suppress(SessionException, GraphError):
-                self._drain(None)
         self._stack.close()
 
     # --- plumbing ----------------------------------------------------------------------
@@ -121,26 +123,35 @@ class WireTransport:
 
     def _call(self, message: Any, session_id: int | None = None) -> Any:
         self._send(message)
-        self._drain(session_id)
-        reply = self._receive()
+        reply = self._reply_to(message.req)
+        self._raise_deferred(session_id)
         if isinstance(reply, Failure):
             self._raise(reply, session_id)
         return reply
 
     def _call_later(self, message: Any, what: str) -> None:
         self._send(message)
-        self._deferred.append(what)
+        self._deferred[message.req] = what
 
-    def _drain(self, session_id: int | None) -> None:
-        """Read the replies of deferred requests; raise the first failure among them."""
-        failure: tuple[Failure, str] | None = None
-        while self._deferred:
-            what = self._deferred.pop(0)
+    def _reply_to(self, req: int) -> Any:
+        """The next reply to request ``req``. The replies of deferred requests read
+        on the way are noted (a failure among them is raised by
+        :meth:`_raise_deferred`); a quiet request that succeeded has none, so once
+        ``req`` is answered, every request before it is settled."""
+        while True:
             reply = self._receive()
-            if isinstance(reply, Failure) and failure is None:
-                failure = (reply, what)
-        if failure is not None:
-            reply, what = failure
+            if reply.req == req:
+                self._deferred.clear()
+                return reply
+            what = self._deferred.pop(reply.req, None)
+            if isinstance(reply, Failure) and what is not None and self._failure is None:
+                self._failure = (reply, what)
+
+    def _raise_deferred(self, session_id: int | None) -> None:
+        """Raise the first failure of a deferred request (a submit) read so far."""
+        if self._failure is not None:
+            reply, what = self._failure
+            self._failure = None
             if not reply.session_failed:
                 reply.message = f"{what} failed: {reply.message}"
             self._raise(reply, session_id)
@@ -209,7 +220,8 @@ class WireTransport:
             for spec in tasks
         ]
         self._call_later(
-            Submit(next(self._requests), session_id, wire_tasks, wire_objects), "a submit"
+            Submit(next(self._requests), session_id, wire_tasks, wire_objects, quiet=True),
+            "a submit",
         )
 
     def _wait(self, ids: Collection[ID], some: bool) -> tuple[list[ID], list[ID]]:
@@ -233,17 +245,21 @@ class WireTransport:
         return self._wait(ids, True)
 
     def fetch(self, object_id: ID) -> DataInstance:
-        self._send(Fetch(next(self._requests), object_id.session_id, object_id.id))
-        self._drain(object_id.session_id)
+        request = Fetch(next(self._requests), object_id.session_id, object_id.id)
+        self._send(request)
+        reply = self._reply_to(request.req)
         parts: list[bytes] = []
-        while True:
-            reply = self._receive()
-            if isinstance(reply, Failure):
-                self._raise(reply, object_id.session_id)
+        # Read to the end of the answer (the last piece, or a failure) before
+        # raising anything: the replies of later requests must not meet its rest.
+        while not isinstance(reply, Failure):
             assert isinstance(reply, FetchData)
             parts.append(reply.data)
             if reply.last:
                 break
+            reply = self._receive()
+        self._raise_deferred(object_id.session_id)
+        if isinstance(reply, Failure):
+            self._raise(reply, object_id.session_id)
         spec = ObjectSpec.from_dict(reply.spec)
         info = ObjectInfo.from_dict(reply.info)
         return DataInstance(b"".join(parts), data_type=spec.data_type, spec=spec, info=info)
@@ -252,9 +268,8 @@ class WireTransport:
         ids = list(ids)
         if ids:
             session_id = ids[0].session_id
-            self._call_later(
-                Unkeep(next(self._requests), session_id, [i.id for i in ids]), "an unkeep"
-            )
+            # Answered (Rain's unkeep raised at once if the session had failed).
+            self._call(Unkeep(next(self._requests), session_id, [i.id for i in ids]), session_id)
 
     def update(self, ids: Collection[ID]) -> Mapping[ID, TaskInfo | ObjectInfo]:
         ids = list(ids)

@@ -90,10 +90,15 @@ class PutData(_Msg):
 
 
 class Submit(_Msg):
+    """``quiet``: answered only if it fails (a Failure before the reply to a
+    later request), so a chain of submit + wait costs one reply per step, not two.
+    A controller that does not know the field answers Done as before."""
+
     req: int
     session: int
     tasks: list[SubmitTask] = []
     objects: list[SubmitObject] = []
+    quiet: bool = False
 
 
 class Wait(_Msg):
