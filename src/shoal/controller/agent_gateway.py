@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -35,6 +36,7 @@ from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
 from shoal.controller.registration import Registered, Registrar
 from shoal.controller.registry import NodeInfo, NodeRegistry
+from shoal.controller.ws_protocol import TAP, FrameTap
 from shoal.protocol import (
     PROTOCOL_VERSION,
     AgentMessage,
@@ -137,6 +139,9 @@ class AgentGateway:
             return
         link = await self._online(hello, host, registered)
         resend = registered.resend
+        tap: FrameTap | None = ws.scope.get("extensions", {}).get(TAP)
+        if tap is not None:
+            tap.sink = functools.partial(self._heartbeat_only, link)
         try:
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._reader(ws, link, messages[1:]))
@@ -147,6 +152,8 @@ class AgentGateway:
         except* (WebSocketDisconnect, RuntimeError):
             pass  # the agent went away while we were writing to it
         finally:
+            if tap is not None:
+                tap.sink = None
             link.close()
             # What it reported and was not stored yet comes again in its next Hello.
             self._reports.drop(link)
@@ -257,6 +264,23 @@ class AgentGateway:
             log.warning("agent %s sent a malformed frame, disconnecting it: %s", link.name, exc)
         finally:
             link.close()
+
+    def _heartbeat_only(self, link: Link, data: bytes) -> bool:
+        """Take a frame that is one heartbeat of an online node, in the callback
+        that parsed it (see ``ws_protocol``); False for anything else, which the
+        reader handles."""
+        node = self.registry.nodes.get(link.name)
+        if node is None or not node.online or link.closed.is_set():
+            return False
+        try:
+            messages = self._decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return False  # the reader decodes it again and sends the agent away
+        if len(messages) != 1 or type(messages[0]) is not Heartbeat:
+            return False
+        node.last_seen = time.monotonic()
+        node.heartbeat = messages[0]
+        return True
 
     async def _handle(self, link: Link, messages: list) -> None:
         node = self.registry.nodes.get(link.name)
