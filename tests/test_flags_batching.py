@@ -20,7 +20,7 @@ from pgserver import PostgresServer
 from processes import add_user
 from shoal import Experiment, FlagValues, LocalCluster, Pipeline
 from shoal.client.remote import RemoteClientException
-from shoal.controller.flags import FlagService
+from shoal.controller.flags import HISTORY, Flag, FlagService
 from shoal.library.flags import WaitForExactFlagResultTask
 from shoal.model.pipeline import Task
 from shoal.store import experiments as exp_queries
@@ -189,3 +189,16 @@ def test_a_user_reaches_only_their_own_experiment_of_a_name(two_nodes: LocalClus
     with pytest.raises(RemoteClientException):
         client.get_flag_values("hers", "n")  # nor the other way round
     assert client.get_flag_values("mine", "secret") == FlagValues("s", 1)
+
+
+def test_a_wait_finds_the_first_matching_value_after_its_version_within_the_history() -> None:
+    flag = Flag()
+    for version in range(1, HISTORY + 11):  # the first ten are forgotten
+        flag.took(version, ("stage", version % 3))
+    assert len(flag.history) == HISTORY
+    assert sum(len(v) for v in flag.versions_of.values()) == HISTORY
+    assert flag.first_since(("stage", 0), 0) == 12  # 3, 6 and 9 are forgotten
+    assert flag.first_since(("stage", 1), 20) == 22
+    assert flag.first_since(("stage", 2), HISTORY + 9) == HISTORY + 10
+    assert flag.first_since(("stage", 0), HISTORY + 9) is None
+    assert flag.first_since(("other", 0), 0) is None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -35,6 +36,7 @@ from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
 from shoal.controller.registration import Registered, Registrar
 from shoal.controller.registry import NodeInfo, NodeRegistry
+from shoal.controller.ws_protocol import TAP, FrameTap
 from shoal.protocol import (
     PROTOCOL_VERSION,
     AgentMessage,
@@ -137,9 +139,15 @@ class AgentGateway:
             return
         link = await self._online(hello, host, registered)
         resend = registered.resend
+        tap: FrameTap | None = ws.scope.get("extensions", {}).get(TAP)
         try:
+            # What came with the Hello is taken before any later frame can be.
+            if self._take(link, messages[1:]):
+                await self.registry.notify()
+            if tap is not None:
+                tap.sink = functools.partial(self._take_at_once, link)
             async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._reader(ws, link, messages[1:]))
+                reader = tg.create_task(self._reader(ws, link))
                 resender = tg.create_task(self._resend_prepare(resend))
                 await write_frames(ws, link, self._encoder)
                 for task in (reader, resender):
@@ -147,6 +155,8 @@ class AgentGateway:
         except* (WebSocketDisconnect, RuntimeError):
             pass  # the agent went away while we were writing to it
         finally:
+            if tap is not None:
+                tap.sink = None
             link.close()
             # What it reported and was not stored yet comes again in its next Hello.
             self._reports.drop(link)
@@ -243,14 +253,14 @@ class AgentGateway:
 
         await self.experiments.apply(change)
 
-    async def _reader(self, ws: WebSocket, link: Link, pending: list) -> None:
-        """Handle frames until the agent goes away; then let the writer stop too."""
-        messages = pending
+    async def _reader(self, ws: WebSocket, link: Link) -> None:
+        """Handle the frames the tap did not take, until the agent goes away; then
+        let the writer stop too."""
         try:
             while True:
-                await self._handle(link, messages)
                 data = await ws.receive_bytes()
-                messages = self._decoder.decode(data)
+                if self._take(link, self._decoder.decode(data)):
+                    await self.registry.notify()
         except WebSocketDisconnect:
             pass
         except (msgspec.ValidationError, msgspec.DecodeError, KeyError) as exc:
@@ -258,7 +268,34 @@ class AgentGateway:
         finally:
             link.close()
 
-    async def _handle(self, link: Link, messages: list) -> None:
+    def _take_at_once(self, link: Link, data: bytes) -> bool:
+        """The tap's sink (see ``ws_protocol``): take a frame of an online node in
+        the callback that received it. False leaves it to the reader: a node
+        coming back (its waiters are notified, which takes awaiting) or a frame
+        that does not decode (the reader says why and sends the agent away).
+
+        Frames reach the sink only when the reader has none waiting, and
+        ``_take`` never awaits, so each agent's messages are taken in order.
+        """
+        node = self.registry.nodes.get(link.name)
+        if node is None or not node.online or link.closed.is_set():
+            return False
+        try:
+            messages = self._decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return False
+        try:
+            self._take(link, messages)
+        except Exception:
+            # Half of the frame may be taken: the agent reports it all again.
+            log.exception("taking a frame of agent %s failed; disconnecting it", link.name)
+            link.close("the controller failed to take your frame", CLOSE_TRY_AGAIN_LATER)
+        return True
+
+    def _take(self, link: Link, messages: list) -> bool:
+        """Take one frame's messages, in order, without awaiting; True if the node
+        came back online (the caller then notifies the registry's waiters)."""
+        back = False
         node = self.registry.nodes.get(link.name)
         if node is not None:
             now = time.monotonic()
@@ -268,11 +305,11 @@ class AgentGateway:
                 silent = now - node.last_seen
                 log.warning("node %s is back after %.1f s of silence", link.name, silent)
             if self.registry.heard_from(node, now):
-                await self.registry.notify()
+                back = True
                 self.graphs.node_back(link.name)
             if len(messages) == 1 and type(messages[0]) is Heartbeat:
                 node.heartbeat = messages[0]  # most frames while idle: nothing else to do
-                return
+                return back
         about_experiments = []
         for message in messages:
             if isinstance(message, Heartbeat):
@@ -289,7 +326,7 @@ class AgentGateway:
             else:
                 about_experiments.append(message)
         if link.closed.is_set():
-            return  # being sent away: the agent reports all of it again when it is back
+            return back  # being sent away: the agent reports all of it again when it is back
         if about_experiments and not self._reports.put(link, about_experiments):
             log.warning(
                 "agent %s: %d reports are waiting for the store; sending it away to "
@@ -301,6 +338,7 @@ class AgentGateway:
                 "controller storage unavailable: too many reports waiting; reconnect",
                 CLOSE_TRY_AGAIN_LATER,
             )
+        return back
 
     async def watchdog(self) -> None:
         """Follow the nodes' silence: suspect after the heartbeat timeout, lost after

@@ -25,6 +25,7 @@ what makes the seeds' barrier protocols deterministic at shoal's speed.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -71,9 +72,33 @@ class Waiter:
 class Flag:
     values: Values | None = None
     version: int = 0
-    history: deque[tuple[int, Values]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    history: deque[tuple[int, Values]] = field(default_factory=deque)
+    # The versions in ``history`` of each value, oldest first: a wait finds the
+    # first match after its version without reading the history (a thousand
+    # nodes waiting at a barrier would each read the thousand changes before).
+    versions_of: dict[Values, list[int]] = field(default_factory=dict)
     # by the value they wait for: a change wakes its waiters without looking at the others
     waiters: dict[Values, list[Waiter]] = field(default_factory=dict)
+
+    def took(self, version: int, values: Values) -> None:
+        """The flag has ``values`` at ``version`` (newer than any before): keep
+        it in the history, forgetting the oldest past ``HISTORY``."""
+        if len(self.history) >= HISTORY:
+            _old, gone = self.history.popleft()
+            versions = self.versions_of[gone]
+            del versions[0]
+            if not versions:
+                del self.versions_of[gone]
+        self.history.append((version, values))
+        self.versions_of.setdefault(values, []).append(version)
+
+    def first_since(self, target: Values, after: int) -> int | None:
+        """The first version above ``after`` at which the flag held ``target``, if kept."""
+        versions = self.versions_of.get(target)
+        if not versions:
+            return None
+        i = bisect.bisect_right(versions, after)
+        return versions[i] if i < len(versions) else None
 
 
 @dataclass(slots=True)
@@ -158,7 +183,7 @@ class FlagService:
                 flag = Flag()
                 if stored is not None:
                     flag.values, flag.version = (stored[0], stored[1]), stored[2]
-                    flag.history.append((flag.version, flag.values))
+                    flag.took(flag.version, flag.values)
                 self._flags[key] = flag
             self._loading.pop(key, None)
         return flag
@@ -272,10 +297,10 @@ class FlagService:
         already; else returns the waiter, which ``unwatch`` withdraws.
         """
         self.ops["wait"] += 1
-        for version, values in flag.history:
-            if version > after and values == target:
-                reply((values, version))
-                return None
+        version = flag.first_since(target, after)
+        if version is not None:
+            reply((target, version))
+            return None
         waiter = Waiter(target, reply)
         flag.waiters.setdefault(target, []).append(waiter)
         waiter.timer = asyncio.get_running_loop().call_later(timeout, self._expire, flag, waiter)
@@ -379,7 +404,7 @@ class FlagService:
         for change, values, version in done:
             flag = change.flag
             flag.values, flag.version = values, version
-            flag.history.append((version, values))
+            flag.took(version, values)
             woken = flag.waiters.pop(values, None) if flag.waiters else None
             if woken:
                 for waiter in woken:

@@ -6,7 +6,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, delete, insert, select, update
+from sqlalchemy import Result, Update, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.store.tables import deployments, experiments, log_lines, record_items, step_results
@@ -99,7 +99,7 @@ async def list_deployments(
         .where(deployments.c.experiment_id == experiment_id)
         .order_by(deployments.c.position)
     )
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return _dicts(await conn.execute(query))
 
 
 async def get_deployment(conn: AsyncConnection, deployment_id: str) -> dict[str, Any] | None:
@@ -152,9 +152,16 @@ async def list_step_results(
         .where(step_results.c.deployment_id.in_(deployment_ids))
         .order_by(step_results.c.deployment_id, step_results.c.idx)
     )
-    for row in (await conn.execute(query)).mappings():
-        out[row["deployment_id"]].append(dict(row))
+    for row in _dicts(await conn.execute(query)):
+        out[row["deployment_id"]].append(row)
     return out
+
+
+def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
+    """The rows as dicts, keyed by column name. A thousand nodes' deployments and
+    their steps are read at once; SQLAlchemy's row mappings cost several times this."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 async def add_log_lines(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

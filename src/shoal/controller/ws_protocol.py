@@ -1,0 +1,132 @@
+"""The controller's WebSocket protocol: uvicorn's sans-I/O one, with a tap that
+lets an endpoint take a message in the callback that received it.
+
+A thousand idle agents send a thousand heartbeats a second, and on the ASGI
+path each costs a queue put, a pause and a resume of reading (a system call
+each), a wake-up of the endpoint's task and starlette's receive: most of the
+controller's idle CPU. An endpoint that can handle a message without waiting
+for anything (``AgentGateway`` with a heartbeat) registers a *sink* on the
+connection's :class:`FrameTap`; the protocol offers it every binary message,
+in order, before queueing it. A sink that returns False (or raises) leaves the
+message to the ASGI path, unchanged.
+
+A read that holds exactly one small, whole binary frame, arriving while the
+parser waits at a frame boundary (an idle agent's heartbeat, nearly always) is
+unmasked here and offered to the sink without the generic parser; anything
+else, and any message the sink leaves, takes the usual path unchanged.
+
+The tap is an ASGI server extension (``scope["extensions"][TAP]``): under any
+other server it is absent and endpoints read as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import apply_mask
+from websockets.http11 import Request
+from websockets.protocol import OPEN
+from websockets.streams import StreamReader
+
+log = logging.getLogger("shoal.controller")
+
+TAP = "shoal.frame_tap"
+# The whole frames taken without the generic parser: FIN + binary, no extension
+# bits, masked (as every client frame), at most this long.
+_FIN_BINARY = 0x82
+_MASKED = 0x80
+_LONE_FRAME_MAX = 0xFFFF
+# The parser waits between frames when it is suspended in this generator.
+_AT_EOF = StreamReader.at_eof.__code__
+
+
+class FrameTap:
+    """Where an endpoint hooks into its connection's parser (see the module doc)."""
+
+    __slots__ = ("sink",)
+
+    def __init__(self) -> None:
+        # Takes one binary message; True if it handled it (it is not queued for
+        # the endpoint), False to leave it to the endpoint's receive.
+        self.sink: Callable[[bytes], bool] | None = None
+
+
+class TappedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol with a :class:`FrameTap` per connection."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tap = FrameTap()
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.tap.sink
+        if sink is not None:
+            payload = self._lone_frame(data)
+            if payload is not None and self._offer(sink, payload):
+                return
+        super().data_received(data)
+
+    def _lone_frame(self, data: bytes) -> bytes | None:
+        """The payload if ``data`` is one whole small binary frame that the parser
+        may skip (it waits between frames and nothing is queued); else None."""
+        size = len(data)
+        if size < 6 or data[0] != _FIN_BINARY or not data[1] & _MASKED:
+            return None
+        length = data[1] & 0x7F
+        if length < 126:
+            header = 6
+        elif length == 126 and size >= 8:
+            length, header = int.from_bytes(data[2:4], "big"), 8
+        else:
+            return None
+        conn = self.conn
+        if (
+            header + length != size
+            or length > _LONE_FRAME_MAX
+            or conn.state is not OPEN
+            or conn.current_size is not None  # inside a fragmented message
+            or conn.reader.buffer
+            or self.close_sent
+            or not self.queue.empty()
+        ):
+            return None
+        # The innermost generator the parser waits in (server parse -> parse -> ...).
+        waiting, inner = conn.parser, None
+        while waiting is not None:
+            waiting, inner = getattr(waiting, "gi_yieldfrom", None), waiting
+        if getattr(inner, "gi_code", None) is not _AT_EOF:
+            return None  # mid-frame: the header came in an earlier read
+        return apply_mask(data[header:], data[header - 4 : header])
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # absent when the handshake was refused
+        if scope is not None:
+            scope["extensions"][TAP] = self.tap
+
+    def send_receive_event_to_app(self) -> None:
+        sink = self.tap.sink
+        # Only when nothing waits for the endpoint: messages stay in order.
+        if (
+            sink is not None
+            and self.curr_msg_data_type == "bytes"
+            and len(self.frames) == 1
+            and not self.close_sent
+            and self.queue.empty()
+            and self._offer(sink, self.frames[0])
+        ):
+            self.frames = []
+            return
+        super().send_receive_event_to_app()
+
+    @staticmethod
+    def _offer(sink: Callable[[bytes], bool], message: bytes) -> bool:
+        try:
+            return sink(message)
+        except Exception:
+            # The endpoint reads the message itself and reports what is wrong.
+            log.exception("a WebSocket frame sink failed; the message goes the usual way")
+            return False
