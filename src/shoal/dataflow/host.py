@@ -31,6 +31,8 @@ from shoal.model.pipeline import Task
 
 log = logging.getLogger("shoal.dataflow")
 
+_NO_HEADS = (0,)  # the heads of a round of one input whose value carries none
+
 # How long a host that cannot reach the coordinator waits for it to come (as
 # long as the coordinator gives a placed host to start: placement.START_TIMEOUT).
 COORDINATOR_TIMEOUT = 60.0
@@ -75,6 +77,7 @@ class JobRunner:
         self.rounds_done = 0
         self.errors = 0
         self._stop = threading.Event()
+        self._stopped = False  # the event's flag, read once per value without a call
         self._epoch = 0
         self._counter = 0
         self._key: Key = (0, 0)
@@ -86,6 +89,7 @@ class JobRunner:
         return self._stop.is_set()
 
     def stop(self) -> None:
+        self._stopped = True
         self._stop.set()
         self.aligner.stop()
 
@@ -99,6 +103,9 @@ class JobRunner:
 
     def rounds(self) -> Iterator[tuple[Any, ...]]:
         own_keys = all(p.OPTIONAL for p in self.job.inputs)
+        if self.aligner.plain is not None:
+            yield from self._plain_rounds()
+            return
         while not self._stop.is_set():
             found = self.aligner.next_rounds_with_heads()
             if not found:
@@ -110,6 +117,21 @@ class JobRunner:
                 yield values
                 self.rounds_done += 1
                 if self._stop.is_set():
+                    return
+
+    def _plain_rounds(self) -> Iterator[tuple[Any, ...]]:
+        """The rounds of one plain input: each value as it came, no alignment to do."""
+        take = self.aligner.next_items
+        while not self._stopped:
+            items = take()
+            if not items:
+                return
+            for item in items:
+                self._key = item[0]
+                self.in_heads = (item[2],) if len(item) > 2 else _NO_HEADS
+                yield (item[1],)
+                self.rounds_done += 1
+                if self._stopped:
                     return
 
     def _next_source_key(self) -> Key:
@@ -151,8 +173,12 @@ class JobRunner:
         self, values: Iterable[Any], heads: Callable[[], list[int] | None] | None = None
     ) -> None:
         iterator = iter(values)
-        while not self._stop.is_set():
-            if self.max_rounds is not None and self.rounds_done >= self.max_rounds:
+        limit = self.max_rounds
+        # One output and no heads (the common source): a value goes straight to
+        # its pipe, without the calls emit() makes to find where it goes.
+        put = self.outputs[0].put if len(self.outputs) == 1 and heads is None else None
+        while not self._stopped:
+            if limit is not None and self.rounds_done >= limit:
                 return
             try:
                 value = next(iterator)
@@ -162,8 +188,18 @@ class JobRunner:
                 self.errors += 1
                 log.error("job %s failed:\n%s", self.job.name, traceback.format_exc())
                 return
-            self._key = self._next_source_key()
-            self._emit_guarded(value, heads() if heads is not None else None)
+            if put is not None and not isinstance(value, tuple):
+                # _next_source_key, inline: this runs once per value of a source.
+                key = (self._epoch, self._counter)
+                self._counter += 1
+                try:
+                    put(key, value)
+                except (TypeError, ValueError) as exc:
+                    self.errors += 1
+                    print(f"job {self.job.name}: {exc}", file=sys.stderr)
+            else:
+                self._key = self._next_source_key()
+                self._emit_guarded(value, heads() if heads is not None else None)
             self.rounds_done += 1
 
     def _emit_guarded(self, value: Any, heads: list[int] | None = None) -> None:

@@ -43,7 +43,12 @@ class OutPipe:
         self._batches = 0  # taken to send: finish() waits while this moves
         self._items: list[tuple[Any, ...]] = []
         self._bytes = 0  # of bytes and str values queued: large values bound the buffer too
-        self._cond = threading.Condition()
+        # A plain lock for the common path (a Condition's own ``with`` runs Python
+        # code per value); its Condition only for waiting, and notified only
+        # when a producer waits for room.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._producers_waiting = 0
         self._route: Route | None = None
         self._route_changed = False
         self._ending = False
@@ -59,7 +64,7 @@ class OutPipe:
     # --- from the job's threads ------------------------------------------------
 
     def set_route(self, route: Route | None) -> None:
-        with self._cond:
+        with self._lock:
             if route == self._route:
                 return
             self._route = route
@@ -75,11 +80,9 @@ class OutPipe:
         """
         data = value if self._plain else self.pipe.to_wire(value)
         size = len(data) if isinstance(data, bytes | str) else 0
-        with self._cond:
-            while (
-                len(self._items) >= self.capacity or self._bytes >= MAX_BUFFER_BYTES
-            ) and not self._closed:
-                self._cond.wait()
+        with self._lock:
+            if len(self._items) >= self.capacity or self._bytes >= MAX_BUFFER_BYTES:
+                self._wait_for_room()
             self._items.append((key, data, head) if head else (key, data))
             self._bytes += size
             kick = self._writer_waiting
@@ -87,13 +90,24 @@ class OutPipe:
         if kick:
             self._kick()
 
+    def _wait_for_room(self) -> None:
+        """With the lock held: wait until the writer took some of a full buffer."""
+        self._producers_waiting += 1
+        try:
+            while (
+                len(self._items) >= self.capacity or self._bytes >= MAX_BUFFER_BYTES
+            ) and not self._closed:
+                self._cond.wait()
+        finally:
+            self._producers_waiting -= 1
+
     def finish(self, timeout: float = 10.0) -> None:
         """Send what is queued, then tell the receiver this pipe ended.
 
         Waits as long as values keep leaving, however slow the receiver is; one
         that takes nothing for ``timeout`` seconds is given up on.
         """
-        with self._cond:
+        with self._lock:
             self._ending = True
         self._kick()
         seen = -1
@@ -103,7 +117,7 @@ class OutPipe:
         self.close()
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify_all()
         self._kick()
@@ -131,7 +145,7 @@ class OutPipe:
         link: PipeLink | None = None
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     if self._closed:
                         return
                     changed, self._route_changed = self._route_changed, False
@@ -141,7 +155,8 @@ class OutPipe:
                         # A queue of large values leaves in several batches: the
                         # end goes after the last of them, not after the first.
                         ending = self._ending and not self._items
-                        self._cond.notify_all()  # room in the buffer again
+                        if self._producers_waiting:
+                            self._cond.notify_all()  # room in the buffer again
                     else:
                         batch, ending = [], False
                         if not changed:
@@ -193,7 +208,7 @@ class OutPipe:
 
     async def _wait_a_little(self) -> None:
         """Wait for a new route, an offered channel or a close, at most RECONNECT_EVERY."""
-        with self._cond:
+        with self._lock:
             if self._route_changed or self._closed:
                 return
             self._wake.clear()
@@ -210,7 +225,7 @@ class OutPipe:
             # The LOCAL receiver comes (it never fails over): hold the values
             # for it rather than drop them, until the route changes or a close.
             while self._offered is None:
-                with self._cond:
+                with self._lock:
                     if self._route_changed or self._closed:
                         return None
                 await self._wait_a_little()

@@ -103,9 +103,17 @@ class InputAligner:
         self._index = {p.id: i for i, p in enumerate(self.pipes)}
         self._required = [s for s in self._slots if isinstance(s, _Required)]
         self._single = self._slots[0] if len(self._slots) == 1 and self._required else None
-        self._cond = threading.Condition()
+        # One input of single values: its items are the rounds, as they came.
+        self.plain: _Required | None = (
+            self._single if self._single is not None and self._single.block == 1 else None
+        )
+        # A plain lock for the common path (a Condition's own ``with`` runs Python
+        # code); its Condition for waiting only.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._stopped = False
         self._waiting = False
+        self._putters_waiting = 0
         self.dropped = 0
         self._counter = 0
 
@@ -115,17 +123,50 @@ class InputAligner:
     def put_many(self, pipe_id: int, items: Sequence[tuple[Any, ...]]) -> None:
         """Values of one pipe: ``(key, value)`` or ``(key, value, head)`` each."""
         slot = self._slots[self._index[pipe_id]]
-        with self._cond:
+        with self._lock:
             if isinstance(slot, _Optional):
                 for item in items:
                     slot.add(item[1])
             else:
-                while len(slot.queue) >= slot.capacity and not self._stopped:
-                    self._cond.wait()
-                for item in items:
-                    slot.add(item[0], item[1], item[2] if len(item) > 2 else 0)
+                if len(slot.queue) >= slot.capacity and not self._stopped:
+                    self._wait_for_room(slot)
+                if slot is self.plain:
+                    slot.queue.extend(items)  # kept as they came: (key, value[, head])
+                else:
+                    for item in items:
+                        slot.add(item[0], item[1], item[2] if len(item) > 2 else 0)
             if self._waiting:
                 self._cond.notify_all()
+
+    def _wait_for_room(self, slot: _Required) -> None:
+        """With the lock held: wait until the job took from a full queue."""
+        self._putters_waiting += 1
+        try:
+            while len(slot.queue) >= slot.capacity and not self._stopped:
+                self._cond.wait()
+        finally:
+            self._putters_waiting -= 1
+
+    def next_items(self, limit: int = 1024) -> list[tuple[Any, ...]]:
+        """For one plain input (:attr:`plain`): up to ``limit`` rounds as they came,
+        ``(key, value)`` or ``(key, value, head)`` each; [] once it ended or stopped."""
+        slot = self.plain
+        assert slot is not None
+        queue = slot.queue
+        with self._lock:
+            while not self._stopped:
+                if queue:
+                    popleft = queue.popleft
+                    found = [popleft() for _ in range(min(limit, len(queue)))]
+                    if self._putters_waiting:
+                        self._cond.notify_all()  # room for the blocked reader
+                    return found
+                if slot.ended:
+                    return []
+                self._waiting = True
+                self._cond.wait()
+                self._waiting = False
+            return []
 
     def has_room(self, pipe_id: int) -> bool:
         """Whether :meth:`put_many` on this pipe would return at once (it waits only
@@ -135,14 +176,14 @@ class InputAligner:
 
     def end(self, pipe_id: int) -> None:
         """No more values will come on this pipe."""
-        with self._cond:
+        with self._lock:
             slot = self._slots[self._index[pipe_id]]
             if isinstance(slot, _Required):
                 slot.ended = True
             self._cond.notify_all()
 
     def stop(self) -> None:
-        with self._cond:
+        with self._lock:
             self._stopped = True
             self._cond.notify_all()
 
@@ -163,7 +204,7 @@ class InputAligner:
     ) -> list[tuple[Key, tuple[Any, ...], tuple[Any, ...]]]:
         """Like :meth:`next_rounds`, each round with its inputs' heads (an int, or a
         list of ints for a ``BLOCK_COUNT`` input; 0 for an optional input)."""
-        with self._cond:
+        with self._lock:
             while True:
                 if self._stopped:
                     return []
@@ -191,9 +232,12 @@ class InputAligner:
             # The common case, one plain input: no alignment to do.
             if not self._single.queue:
                 return _MISSING
-            if len(self._single.queue) >= self._single.capacity:
+            if self._putters_waiting:
                 self._cond.notify_all()
-            key, value, head = self._single.queue.popleft()
+            item = self._single.queue.popleft()
+            if self._single is self.plain:  # kept as it came
+                return item[0], (item[1],), (item[2] if len(item) > 2 else 0,)
+            key, value, head = item
             return key, (value,), (head,)
         if not self._required:
             # Only optional inputs: a round whenever any of them has news.
@@ -210,7 +254,8 @@ class InputAligner:
                     slot.queue.popleft()
                     self.dropped += 1
                 if not slot.queue:
-                    self._cond.notify_all()  # room freed for a blocked reader
+                    if self._putters_waiting:
+                        self._cond.notify_all()  # room freed for a blocked reader
                     return _MISSING
             if any(s.queue[0][0] != key for s in self._required):
                 return _MISSING
@@ -220,10 +265,9 @@ class InputAligner:
                 values.append(slot.take())
                 heads.append(0)
             else:
-                full = len(slot.queue) >= slot.capacity
                 _, value, head = slot.queue.popleft()
                 values.append(value)
                 heads.append(head)
-                if full:
-                    self._cond.notify_all()
+        if self._putters_waiting:
+            self._cond.notify_all()
         return key, tuple(values), tuple(heads)
