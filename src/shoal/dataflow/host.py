@@ -26,6 +26,7 @@ from shoal.dataflow.control_link import ControlLink, await_coordinator, open_con
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.out_pipe import OutPipe
 from shoal.dataflow.rounds import InputAligner, Key
+from shoal.dataflow.segments import Segment
 from shoal.dataflow.transport import LOCAL_NODE, PipeLinks, Reach, Route
 from shoal.model.pipeline import Task
 
@@ -102,10 +103,13 @@ class JobRunner:
                 self._output_counters = [0] * len(self.job.outputs)
 
     def rounds(self) -> Iterator[tuple[Any, ...]]:
-        own_keys = all(p.OPTIONAL for p in self.job.inputs)
+        # One generator, not one delegating to another: a frame less per round.
         if self.aligner.plain is not None:
-            yield from self._plain_rounds()
-            return
+            return self._plain_rounds()
+        return self._aligned_rounds()
+
+    def _aligned_rounds(self) -> Iterator[tuple[Any, ...]]:
+        own_keys = all(p.OPTIONAL for p in self.job.inputs)
         while not self._stop.is_set():
             found = self.aligner.next_rounds_with_heads()
             if not found:
@@ -362,11 +366,13 @@ class JobHost:
             if out.pipe.id in routes:
                 out.set_route(routes[out.pipe.id])
 
-    def _deliver(self, pipe_id: int, items: list[tuple[Any, ...]]) -> None:
+    def _deliver(self, pipe_id: int, segments: list[Segment]) -> None:
         pipe = next(p for p in self.job.inputs if p.id == pipe_id)
         if not pipe.transparent:
-            items = [(item[0], pipe.from_wire(item[1]), *item[2:]) for item in items]
-        self._aligner.put_many(pipe_id, items)
+            from_wire = pipe.from_wire
+            for segment in segments:
+                segment[2] = [from_wire(data) for data in segment[2]]
+        self._aligner.put_segments(pipe_id, segments)
 
 
 class _Guarded:

@@ -14,6 +14,7 @@ from typing import Any
 
 from shoal.channel import AsyncChannel, ChannelError
 from shoal.dataflow.pipes import BasePipe
+from shoal.dataflow.segments import Segment, values_in
 from shoal.dataflow.transport import (
     END,
     LOCAL_NODE,
@@ -29,6 +30,8 @@ from shoal.dataflow.transport import (
 
 log = logging.getLogger("shoal.dataflow")
 
+_SIZED = (bytes, str)  # values whose size bounds the buffer (a tuple: a union is built per call)
+
 
 class OutPipe:
     """The sending end of one pipe: a bounded buffer the job fills, and a writer
@@ -41,7 +44,12 @@ class OutPipe:
         self._plain = pipe.transparent  # nothing to pack or encode: skip the calls
         self.dropped = 0
         self._batches = 0  # taken to send: finish() waits while this moves
-        self._items: list[tuple[Any, ...]] = []
+        # What is queued, as runs of consecutive keys (see transport.Segment): a
+        # run travels as one list of values, not a key tuple per value.
+        self._segments: list[Segment] = []
+        self._tail: Segment | None = None  # the run the next consecutive value joins
+        self._next_seq = -1
+        self._count = 0  # values queued
         self._bytes = 0  # of bytes and str values queued: large values bound the buffer too
         # A plain lock for the common path (a Condition's own ``with`` runs Python
         # code per value); its Condition only for waiting, and notified only
@@ -76,26 +84,44 @@ class OutPipe:
     def put(self, key: Any, value: Any, head: int = 0) -> None:
         """Queue one value (blocks while the buffer is full and the receiver is slow).
 
-        A non-zero FISSION ``head`` travels beside the value: ``(key, data, head)``.
+        A non-zero FISSION ``head`` travels beside the value.
         """
         data = value if self._plain else self.pipe.to_wire(value)
-        size = len(data) if isinstance(data, bytes | str) else 0
+        size = len(data) if isinstance(data, _SIZED) else 0
         with self._lock:
-            if len(self._items) >= self.capacity or self._bytes >= MAX_BUFFER_BYTES:
+            if self._count >= self.capacity or self._bytes >= MAX_BUFFER_BYTES:
                 self._wait_for_room()
-            self._items.append((key, data, head) if head else (key, data))
+            tail, seq = self._tail, key[1]
+            if tail is not None and seq == self._next_seq and key[0] == tail[0]:
+                heads = tail[3]
+                if heads is not None:
+                    tail[2].append(data)
+                    heads.append(head)
+                elif not head:
+                    tail[2].append(data)
+                else:
+                    self._new_run(key, data, head)
+            else:
+                self._new_run(key, data, head)
+            self._next_seq = seq + 1
+            self._count += 1
             self._bytes += size
             kick = self._writer_waiting
             self._writer_waiting = False
         if kick:
             self._kick()
 
+    def _new_run(self, key: Any, data: Any, head: int) -> None:
+        """With the lock held: a new epoch, a gap, a repeated key or the first head."""
+        self._tail = [key[0], key[1], [data], [head] if head else None]
+        self._segments.append(self._tail)
+
     def _wait_for_room(self) -> None:
         """With the lock held: wait until the writer took some of a full buffer."""
         self._producers_waiting += 1
         try:
             while (
-                len(self._items) >= self.capacity or self._bytes >= MAX_BUFFER_BYTES
+                self._count >= self.capacity or self._bytes >= MAX_BUFFER_BYTES
             ) and not self._closed:
                 self._cond.wait()
         finally:
@@ -149,12 +175,12 @@ class OutPipe:
                     if self._closed:
                         return
                     changed, self._route_changed = self._route_changed, False
-                    if self._items or self._ending:
+                    if self._count or self._ending:
                         batch = self._take_batch()
                         self._batches += 1
                         # A queue of large values leaves in several batches: the
                         # end goes after the last of them, not after the first.
-                        ending = self._ending and not self._items
+                        ending = self._ending and not self._count
                         if self._producers_waiting:
                             self._cond.notify_all()  # room in the buffer again
                     else:
@@ -172,7 +198,7 @@ class OutPipe:
                 if link is None:
                     link = await self._connect()
                 if link is None:
-                    self.dropped += len(batch)
+                    self.dropped += values_in(batch)
                     if ending:
                         return
                     continue
@@ -188,9 +214,9 @@ class OutPipe:
                         "pipe %s: receiver lost (%s); %d values dropped",
                         self.pipe.id,
                         exc,
-                        len(batch),
+                        values_in(batch),
                     )
-                    self.dropped += len(batch)
+                    self.dropped += values_in(batch)
                     await self._drop(link)
                     link = None
         finally:
@@ -240,19 +266,34 @@ class OutPipe:
         self._last_attempt = now
         return await self.links.open(route, self.pipe.id)
 
-    def _take_batch(self) -> list[tuple[Any, ...]]:
+    def _take_batch(self) -> list[Segment]:
         """What goes in the next message: everything queued, or about MAX_BATCH_BYTES of it."""
         if self._bytes <= MAX_BATCH_BYTES:
-            batch, self._items, self._bytes = self._items, [], 0
+            batch, self._segments, self._tail = self._segments, [], None
+            self._count = self._bytes = 0
             return batch
-        taken, size = 0, 0
-        for item in self._items:
-            data = item[1]
-            taken += 1
-            size += len(data) if isinstance(data, bytes | str) else 0
-            if size >= MAX_BATCH_BYTES:
-                break
-        batch, self._items = self._items[:taken], self._items[taken:]
+        batch: list[Segment] = []
+        size = 0
+        while self._segments and size < MAX_BATCH_BYTES:
+            segment = self._segments[0]
+            epoch, first, values, heads = segment
+            taken = 0
+            for data in values:
+                taken += 1
+                size += len(data) if isinstance(data, _SIZED) else 0
+                if size >= MAX_BATCH_BYTES:
+                    break
+            if taken == len(values):
+                batch.append(self._segments.pop(0))
+                if segment is self._tail:
+                    self._tail = None
+            else:
+                # The rest of the run stays (and may still grow, if it is the tail).
+                batch.append([epoch, first, values[:taken], heads[:taken] if heads else None])
+                segment[1], segment[2] = first + taken, values[taken:]
+                if heads is not None:
+                    segment[3] = heads[taken:]
+            self._count -= taken
         self._bytes -= size
         return batch
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from shoal.dataflow.pipes import BasePipe
+from shoal.dataflow.segments import Segment, items_of
 
 Key = tuple[int, int]
 
@@ -120,7 +122,14 @@ class InputAligner:
     def put(self, pipe_id: int, key: Key, value: Any) -> None:
         self.put_many(pipe_id, [(key, value)])
 
-    def put_many(self, pipe_id: int, items: Sequence[tuple[Any, ...]]) -> None:
+    def put_segments(self, pipe_id: int, segments: Sequence[Segment]) -> None:
+        """Values of one pipe as they travel: runs of consecutive keys (:data:`Segment`)."""
+        if len(segments) == 1:
+            self.put_many(pipe_id, items_of(segments[0]))
+        else:
+            self.put_many(pipe_id, chain.from_iterable(map(items_of, segments)))
+
+    def put_many(self, pipe_id: int, items: Iterable[tuple[Any, ...]]) -> None:
         """Values of one pipe: ``(key, value)`` or ``(key, value, head)`` each."""
         slot = self._slots[self._index[pipe_id]]
         with self._lock:
