@@ -177,7 +177,7 @@ class JobRunner:
         self, values: Iterable[Any], heads: Callable[[], list[int] | None] | None = None
     ) -> None:
         iterator = iter(values)
-        limit = self.max_rounds
+        limit, job = self.max_rounds, self.job
         # One output and no heads (the common source): a value goes straight to
         # its pipe, without the calls emit() makes to find where it goes.
         put = self.outputs[0].put if len(self.outputs) == 1 and heads is None else None
@@ -192,6 +192,8 @@ class JobRunner:
                 self.errors += 1
                 log.error("job %s failed:\n%s", self.job.name, traceback.format_exc())
                 return
+            if value is None:
+                return  # a FISSION source ends so
             if put is not None and not isinstance(value, tuple):
                 # _next_source_key, inline: this runs once per value of a source.
                 key = (self._epoch, self._counter)
@@ -205,6 +207,8 @@ class JobRunner:
                 self._key = self._next_source_key()
                 self._emit_guarded(value, heads() if heads is not None else None)
             self.rounds_done += 1
+            if job.finished:
+                return
 
     def _emit_guarded(self, value: Any, heads: list[int] | None = None) -> None:
         try:

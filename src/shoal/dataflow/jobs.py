@@ -61,7 +61,10 @@ class JobContext(Protocol):
     def produce(
         self, values: Iterable[Any], heads: Callable[[], list[int] | None] | None = None
     ) -> None:
-        """Emit every value of a source, one round each, until stopped or at the round limit."""
+        """Emit every value of a source, one round each, until stopped or at the round limit.
+
+        A None value ends the source, as does the job's ``finish()`` (after the
+        value it was called for), as in FISSION."""
         ...
 
 
@@ -236,7 +239,7 @@ def serve_python(job: Any, ctx: JobContext) -> None:
             return  # a source returning None ends, as in FISSION
         values = first if inspect.isgenerator(first) else _repeat(job.run, first)
         ctx.produce(
-            _until_finished(job, values),
+            values,
             heads=(lambda: _out_heads(job, ())) if job.HEAD else None,
         )
         return
@@ -266,15 +269,6 @@ def serve_python(job: Any, ctx: JobContext) -> None:
         emit(result, heads)
         if job.finished or _or(raw) & finished:
             return  # the finish bit ends every job it passes, after its round
-
-
-def _until_finished(job: Any, values: Iterable[Any]) -> Iterator[Any]:
-    for value in values:
-        if value is None:
-            return  # returning None ends a FISSION source
-        yield value
-        if job.finished:
-            return
 
 
 class PythonJob(BaseJob):
