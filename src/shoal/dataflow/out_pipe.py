@@ -88,7 +88,9 @@ class OutPipe:
         """
         data = value if self._plain else self.pipe.to_wire(value)
         size = len(data) if isinstance(data, _SIZED) else 0
-        with self._lock:
+        # acquire/release, not ``with``: its __exit__ call costs as much as the lock.
+        self._lock.acquire()
+        try:
             if self._count >= self.capacity or self._bytes >= MAX_BUFFER_BYTES:
                 self._wait_for_room()
             tail, seq = self._tail, key[1]
@@ -108,6 +110,8 @@ class OutPipe:
             self._bytes += size
             kick = self._writer_waiting
             self._writer_waiting = False
+        finally:
+            self._lock.release()
         if kick:
             self._kick()
 
