@@ -77,3 +77,12 @@ def test_one_plain_input_takes_segments_as_rounds() -> None:
         ((0, 9), ("z",), (4,)),
     ]
     assert aligner.next_rounds_with_heads() == []
+
+
+def test_segments_taken_after_single_rounds_start_where_those_ended() -> None:
+    aligner = InputAligner([PicklePipe(1)])
+    aligner.put_segments(1, [[2, 0, ["a", "b", "c"], [1, 2, 3]]])
+    aligner.put_many(1, [((2, 3), "d")])
+    assert aligner.next_round() == ((2, 0), ("a",))
+    assert aligner.next_segments() == [[2, 1, ["b", "c"], [2, 3]], [2, 3, ["d"], None]]
+    assert aligner.has_room(1)

@@ -125,18 +125,21 @@ class JobRunner:
 
     def _plain_rounds(self) -> Iterator[tuple[Any, ...]]:
         """The rounds of one plain input: each value as it came, no alignment to do."""
-        take = self.aligner.next_items
+        take = self.aligner.next_segments
         while not self._stopped:
-            items = take()
-            if not items:
+            segments = take()
+            if not segments:
                 return
-            for item in items:
-                self._key = item[0]
-                self.in_heads = (item[2],) if len(item) > 2 else _NO_HEADS
-                yield (item[1],)
-                self.rounds_done += 1
-                if self._stopped:
-                    return
+            for epoch, first, values, heads in segments:
+                self.in_heads = _NO_HEADS
+                for index, value in enumerate(values, first):
+                    self._key = (epoch, index)
+                    if heads is not None:
+                        self.in_heads = (heads[index - first],)
+                    yield (value,)
+                    self.rounds_done += 1
+                    if self._stopped:
+                        return
 
     def _next_source_key(self) -> Key:
         # No lock: only the job's thread numbers, and a reset landing mid-way

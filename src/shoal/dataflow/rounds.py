@@ -27,7 +27,7 @@ from itertools import chain
 from typing import Any
 
 from shoal.dataflow.pipes import BasePipe
-from shoal.dataflow.segments import Segment, items_of
+from shoal.dataflow.segments import Segment, items_of, values_in
 
 Key = tuple[int, int]
 
@@ -40,7 +40,12 @@ class _Required:
         size = getattr(pipe, "size", None)  # a BytesPipe: hold about 8 MB, not 4096 blocks
         self.capacity = max(16, min(capacity, (8 << 20) // size)) if size else capacity
         self.block = max(int(pipe.BLOCK_COUNT), 1)
-        self.queue: deque[tuple[Key, Any, Any]] = deque()
+        # (key, value, head) each; for the one plain input of a job (see
+        # InputAligner.plain), the segments as they came instead: ``count``
+        # values, of which the first ``offset`` of queue[0] are taken.
+        self.queue: deque[Any] = deque()
+        self.count = 0
+        self.offset = 0
         self.gathering: list[Any] = []
         self.gathering_heads: list[int] = []
         self.gathering_key: Key | None = None
@@ -124,6 +129,16 @@ class InputAligner:
 
     def put_segments(self, pipe_id: int, segments: Sequence[Segment]) -> None:
         """Values of one pipe as they travel: runs of consecutive keys (:data:`Segment`)."""
+        slot = self._slots[self._index[pipe_id]]
+        if slot is self.plain:
+            with self._lock:
+                if slot.count >= slot.capacity and not self._stopped:
+                    self._wait_for_room(slot)
+                slot.queue.extend(segments)  # no tuple per value: rounds are read off them
+                slot.count += values_in(segments)
+                if self._waiting:
+                    self._cond.notify_all()
+            return
         if len(segments) == 1:
             self.put_many(pipe_id, items_of(segments[0]))
         else:
@@ -137,10 +152,12 @@ class InputAligner:
                 for item in items:
                     slot.add(item[1])
             else:
-                if len(slot.queue) >= slot.capacity and not self._stopped:
+                if self._queued(slot) >= slot.capacity and not self._stopped:
                     self._wait_for_room(slot)
                 if slot is self.plain:
-                    slot.queue.extend(items)  # kept as they came: (key, value[, head])
+                    for key, value, *head in items:
+                        slot.queue.append([key[0], key[1], [value], head or None])
+                        slot.count += 1
                 else:
                     for item in items:
                         slot.add(item[0], item[1], item[2] if len(item) > 2 else 0)
@@ -151,22 +168,31 @@ class InputAligner:
         """With the lock held: wait until the job took from a full queue."""
         self._putters_waiting += 1
         try:
-            while len(slot.queue) >= slot.capacity and not self._stopped:
+            while self._queued(slot) >= slot.capacity and not self._stopped:
                 self._cond.wait()
         finally:
             self._putters_waiting -= 1
 
-    def next_items(self, limit: int = 1024) -> list[tuple[Any, ...]]:
-        """For one plain input (:attr:`plain`): up to ``limit`` rounds as they came,
-        ``(key, value)`` or ``(key, value, head)`` each; [] once it ended or stopped."""
+    def _queued(self, slot: _Required) -> int:
+        return slot.count if slot is self.plain else len(slot.queue)
+
+    def next_segments(self) -> list[Segment]:
+        """For one plain input (:attr:`plain`): what is queued, as the segments it
+        came in (the rounds, in order); [] once it ended or stopped."""
         slot = self.plain
         assert slot is not None
         queue = slot.queue
         with self._lock:
             while not self._stopped:
                 if queue:
-                    popleft = queue.popleft
-                    found = [popleft() for _ in range(min(limit, len(queue)))]
+                    found = list(queue)
+                    queue.clear()
+                    if slot.offset:  # next_rounds took the first values of the first
+                        epoch, first, values, heads = found[0]
+                        taken = slot.offset
+                        found[0] = [epoch, first + taken, values[taken:], heads and heads[taken:]]
+                        slot.offset = 0
+                    slot.count = 0
                     if self._putters_waiting:
                         self._cond.notify_all()  # room for the blocked reader
                     return found
@@ -181,7 +207,7 @@ class InputAligner:
         """Whether :meth:`put_many` on this pipe would return at once (it waits only
         while the pipe's queue is full; one thread puts per pipe)."""
         slot = self._slots[self._index[pipe_id]]
-        return isinstance(slot, _Optional) or len(slot.queue) < slot.capacity or self._stopped
+        return isinstance(slot, _Optional) or self._queued(slot) < slot.capacity or self._stopped
 
     def end(self, pipe_id: int) -> None:
         """No more values will come on this pipe."""
@@ -231,6 +257,19 @@ class InputAligner:
                 self._cond.wait()
                 self._waiting = False
 
+    def _plain_round(self, slot: _Required) -> Any:
+        """One round off the first queued segment of the plain input."""
+        epoch, first, values, heads = slot.queue[0]
+        taken = slot.offset
+        round_ = (epoch, first + taken), (values[taken],), (heads[taken] if heads else 0,)
+        slot.count -= 1
+        if taken + 1 == len(values):
+            slot.queue.popleft()
+            slot.offset = 0
+        else:
+            slot.offset = taken + 1
+        return round_
+
     def _finished(self) -> bool:
         if not self._required:
             return False
@@ -243,10 +282,9 @@ class InputAligner:
                 return _MISSING
             if self._putters_waiting:
                 self._cond.notify_all()
-            item = self._single.queue.popleft()
-            if self._single is self.plain:  # kept as it came
-                return item[0], (item[1],), (item[2] if len(item) > 2 else 0,)
-            key, value, head = item
+            if self._single is self.plain:
+                return self._plain_round(self._single)
+            key, value, head = self._single.queue.popleft()
             return key, (value,), (head,)
         if not self._required:
             # Only optional inputs: a round whenever any of them has news.
