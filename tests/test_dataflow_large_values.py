@@ -21,6 +21,7 @@ from shoal import LocalCluster
 from shoal.dataflow import Coordinator, PicklePipe, load_network
 from shoal.dataflow.control_link import TOKEN_BYTES
 from shoal.dataflow.out_pipe import OutPipe
+from shoal.dataflow.segments import Segment, items_of
 from shoal.dataflow.transport import LOCAL_NODE, PipeLinks, Route
 
 COUNT = 3000
@@ -55,9 +56,10 @@ def test_a_slow_receiver_gets_every_value_before_the_end() -> None:
     received: list[Any] = []
     ended = threading.Event()
 
-    def deliver(pipe_id: int, items: list[tuple[Any, ...]]) -> None:
+    def deliver(pipe_id: int, segments: list[Segment]) -> None:
         time.sleep(0.1)  # a slow job: each 1 MB batch takes a while
-        received.extend(value for _, value in items)
+        for segment in segments:
+            received.extend(value for _, value in items_of(segment))
 
     def room(pipe_id: int) -> bool:
         return False  # deliver blocks: off the loop

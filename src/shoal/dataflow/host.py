@@ -26,10 +26,13 @@ from shoal.dataflow.control_link import ControlLink, await_coordinator, open_con
 from shoal.dataflow.jobs import BaseJob
 from shoal.dataflow.out_pipe import OutPipe
 from shoal.dataflow.rounds import InputAligner, Key
+from shoal.dataflow.segments import Segment
 from shoal.dataflow.transport import LOCAL_NODE, PipeLinks, Reach, Route
 from shoal.model.pipeline import Task
 
 log = logging.getLogger("shoal.dataflow")
+
+_NO_HEADS = (0,)  # the heads of a round of one input whose value carries none
 
 # How long a host that cannot reach the coordinator waits for it to come (as
 # long as the coordinator gives a placed host to start: placement.START_TIMEOUT).
@@ -75,6 +78,7 @@ class JobRunner:
         self.rounds_done = 0
         self.errors = 0
         self._stop = threading.Event()
+        self._stopped = False  # the event's flag, read once per value without a call
         self._epoch = 0
         self._counter = 0
         self._key: Key = (0, 0)
@@ -86,6 +90,7 @@ class JobRunner:
         return self._stop.is_set()
 
     def stop(self) -> None:
+        self._stopped = True
         self._stop.set()
         self.aligner.stop()
 
@@ -98,6 +103,12 @@ class JobRunner:
                 self._output_counters = [0] * len(self.job.outputs)
 
     def rounds(self) -> Iterator[tuple[Any, ...]]:
+        # One generator, not one delegating to another: a frame less per round.
+        if self.aligner.plain is not None:
+            return self._plain_rounds()
+        return self._aligned_rounds()
+
+    def _aligned_rounds(self) -> Iterator[tuple[Any, ...]]:
         own_keys = all(p.OPTIONAL for p in self.job.inputs)
         while not self._stop.is_set():
             found = self.aligner.next_rounds_with_heads()
@@ -111,6 +122,24 @@ class JobRunner:
                 self.rounds_done += 1
                 if self._stop.is_set():
                     return
+
+    def _plain_rounds(self) -> Iterator[tuple[Any, ...]]:
+        """The rounds of one plain input: each value as it came, no alignment to do."""
+        take = self.aligner.next_segments
+        while not self._stopped:
+            segments = take()
+            if not segments:
+                return
+            for epoch, first, values, heads in segments:
+                self.in_heads = _NO_HEADS
+                for index, value in enumerate(values, first):
+                    self._key = (epoch, index)
+                    if heads is not None:
+                        self.in_heads = (heads[index - first],)
+                    yield (value,)
+                    self.rounds_done += 1
+                    if self._stopped:
+                        return
 
     def _next_source_key(self) -> Key:
         # No lock: only the job's thread numbers, and a reset landing mid-way
@@ -151,8 +180,12 @@ class JobRunner:
         self, values: Iterable[Any], heads: Callable[[], list[int] | None] | None = None
     ) -> None:
         iterator = iter(values)
-        while not self._stop.is_set():
-            if self.max_rounds is not None and self.rounds_done >= self.max_rounds:
+        limit, job = self.max_rounds, self.job
+        # One output and no heads (the common source): a value goes straight to
+        # its pipe, without the calls emit() makes to find where it goes.
+        put = self.outputs[0].put if len(self.outputs) == 1 and heads is None else None
+        while not self._stopped:
+            if limit is not None and self.rounds_done >= limit:
                 return
             try:
                 value = next(iterator)
@@ -162,9 +195,23 @@ class JobRunner:
                 self.errors += 1
                 log.error("job %s failed:\n%s", self.job.name, traceback.format_exc())
                 return
-            self._key = self._next_source_key()
-            self._emit_guarded(value, heads() if heads is not None else None)
+            if value is None:
+                return  # a FISSION source ends so
+            if put is not None and not isinstance(value, tuple):
+                # _next_source_key, inline: this runs once per value of a source.
+                key = (self._epoch, self._counter)
+                self._counter += 1
+                try:
+                    put(key, value)
+                except (TypeError, ValueError) as exc:
+                    self.errors += 1
+                    print(f"job {self.job.name}: {exc}", file=sys.stderr)
+            else:
+                self._key = self._next_source_key()
+                self._emit_guarded(value, heads() if heads is not None else None)
             self.rounds_done += 1
+            if job.finished:
+                return
 
     def _emit_guarded(self, value: Any, heads: list[int] | None = None) -> None:
         try:
@@ -326,11 +373,13 @@ class JobHost:
             if out.pipe.id in routes:
                 out.set_route(routes[out.pipe.id])
 
-    def _deliver(self, pipe_id: int, items: list[tuple[Any, ...]]) -> None:
+    def _deliver(self, pipe_id: int, segments: list[Segment]) -> None:
         pipe = next(p for p in self.job.inputs if p.id == pipe_id)
         if not pipe.transparent:
-            items = [(item[0], pipe.from_wire(item[1]), *item[2:]) for item in items]
-        self._aligner.put_many(pipe_id, items)
+            from_wire = pipe.from_wire
+            for segment in segments:
+                segment[2] = [from_wire(data) for data in segment[2]]
+        self._aligner.put_segments(pipe_id, segments)
 
 
 class _Guarded:

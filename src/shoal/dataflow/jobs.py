@@ -61,7 +61,10 @@ class JobContext(Protocol):
     def produce(
         self, values: Iterable[Any], heads: Callable[[], list[int] | None] | None = None
     ) -> None:
-        """Emit every value of a source, one round each, until stopped or at the round limit."""
+        """Emit every value of a source, one round each, until stopped or at the round limit.
+
+        A None value ends the source, as does the job's ``finish()`` (after the
+        value it was called for), as in FISSION."""
         ...
 
 
@@ -236,36 +239,36 @@ def serve_python(job: Any, ctx: JobContext) -> None:
             return  # a source returning None ends, as in FISSION
         values = first if inspect.isgenerator(first) else _repeat(job.run, first)
         ctx.produce(
-            _until_finished(job, values),
+            values,
             heads=(lambda: _out_heads(job, ())) if job.HEAD else None,
         )
         return
     finished = finished_mask(getattr(job, "head_size", 1))
+    run, emit, uses_heads = job.run, ctx.emit, job.HEAD
     for values in ctx.rounds():
         raw = ctx.in_heads
-        if job.HEAD:
+        if uses_heads:
             _round_heads(job, raw)
         try:
-            result = job.run(*values)
+            result = run(*values)
         except Exception:
             # One bad round is reported, counted and skipped; the network keeps going.
             ctx.failed()
             print(f"job {job.label}: run() failed:", file=sys.stderr)
             traceback.print_exc()
             continue
+        if not uses_heads and not any(raw):
+            # No head came in (a block input's list counts as one): none goes out
+            # and no finish bit passes; the common round, without the head work.
+            if result is not None:
+                emit(result, None)
+            if job.finished:
+                return
+            continue
         heads = _out_heads(job, raw)
-        ctx.emit(result, heads)
+        emit(result, heads)
         if job.finished or _or(raw) & finished:
             return  # the finish bit ends every job it passes, after its round
-
-
-def _until_finished(job: Any, values: Iterable[Any]) -> Iterator[Any]:
-    for value in values:
-        if value is None:
-            return  # returning None ends a FISSION source
-        yield value
-        if job.finished:
-            return
 
 
 class PythonJob(BaseJob):

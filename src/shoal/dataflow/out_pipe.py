@@ -14,6 +14,7 @@ from typing import Any
 
 from shoal.channel import AsyncChannel, ChannelError
 from shoal.dataflow.pipes import BasePipe
+from shoal.dataflow.segments import Segment, values_in
 from shoal.dataflow.transport import (
     END,
     LOCAL_NODE,
@@ -29,6 +30,8 @@ from shoal.dataflow.transport import (
 
 log = logging.getLogger("shoal.dataflow")
 
+_SIZED = (bytes, str)  # values whose size bounds the buffer (a tuple: a union is built per call)
+
 
 class OutPipe:
     """The sending end of one pipe: a bounded buffer the job fills, and a writer
@@ -41,9 +44,19 @@ class OutPipe:
         self._plain = pipe.transparent  # nothing to pack or encode: skip the calls
         self.dropped = 0
         self._batches = 0  # taken to send: finish() waits while this moves
-        self._items: list[tuple[Any, ...]] = []
+        # What is queued, as runs of consecutive keys (see transport.Segment): a
+        # run travels as one list of values, not a key tuple per value.
+        self._segments: list[Segment] = []
+        self._tail: Segment | None = None  # the run the next consecutive value joins
+        self._next_seq = -1
+        self._count = 0  # values queued
         self._bytes = 0  # of bytes and str values queued: large values bound the buffer too
-        self._cond = threading.Condition()
+        # A plain lock for the common path (a Condition's own ``with`` runs Python
+        # code per value); its Condition only for waiting, and notified only
+        # when a producer waits for room.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._producers_waiting = 0
         self._route: Route | None = None
         self._route_changed = False
         self._ending = False
@@ -59,7 +72,7 @@ class OutPipe:
     # --- from the job's threads ------------------------------------------------
 
     def set_route(self, route: Route | None) -> None:
-        with self._cond:
+        with self._lock:
             if route == self._route:
                 return
             self._route = route
@@ -71,21 +84,52 @@ class OutPipe:
     def put(self, key: Any, value: Any, head: int = 0) -> None:
         """Queue one value (blocks while the buffer is full and the receiver is slow).
 
-        A non-zero FISSION ``head`` travels beside the value: ``(key, data, head)``.
+        A non-zero FISSION ``head`` travels beside the value.
         """
         data = value if self._plain else self.pipe.to_wire(value)
-        size = len(data) if isinstance(data, bytes | str) else 0
-        with self._cond:
-            while (
-                len(self._items) >= self.capacity or self._bytes >= MAX_BUFFER_BYTES
-            ) and not self._closed:
-                self._cond.wait()
-            self._items.append((key, data, head) if head else (key, data))
+        size = len(data) if isinstance(data, _SIZED) else 0
+        # acquire/release, not ``with``: its __exit__ call costs as much as the lock.
+        self._lock.acquire()
+        try:
+            if self._count >= self.capacity or self._bytes >= MAX_BUFFER_BYTES:
+                self._wait_for_room()
+            tail, seq = self._tail, key[1]
+            if tail is not None and seq == self._next_seq and key[0] == tail[0]:
+                heads = tail[3]
+                if heads is not None:
+                    tail[2].append(data)
+                    heads.append(head)
+                elif not head:
+                    tail[2].append(data)
+                else:
+                    self._new_run(key, data, head)
+            else:
+                self._new_run(key, data, head)
+            self._next_seq = seq + 1
+            self._count += 1
             self._bytes += size
             kick = self._writer_waiting
             self._writer_waiting = False
+        finally:
+            self._lock.release()
         if kick:
             self._kick()
+
+    def _new_run(self, key: Any, data: Any, head: int) -> None:
+        """With the lock held: a new epoch, a gap, a repeated key or the first head."""
+        self._tail = [key[0], key[1], [data], [head] if head else None]
+        self._segments.append(self._tail)
+
+    def _wait_for_room(self) -> None:
+        """With the lock held: wait until the writer took some of a full buffer."""
+        self._producers_waiting += 1
+        try:
+            while (
+                self._count >= self.capacity or self._bytes >= MAX_BUFFER_BYTES
+            ) and not self._closed:
+                self._cond.wait()
+        finally:
+            self._producers_waiting -= 1
 
     def finish(self, timeout: float = 10.0) -> None:
         """Send what is queued, then tell the receiver this pipe ended.
@@ -93,7 +137,7 @@ class OutPipe:
         Waits as long as values keep leaving, however slow the receiver is; one
         that takes nothing for ``timeout`` seconds is given up on.
         """
-        with self._cond:
+        with self._lock:
             self._ending = True
         self._kick()
         seen = -1
@@ -103,7 +147,7 @@ class OutPipe:
         self.close()
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify_all()
         self._kick()
@@ -131,17 +175,18 @@ class OutPipe:
         link: PipeLink | None = None
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     if self._closed:
                         return
                     changed, self._route_changed = self._route_changed, False
-                    if self._items or self._ending:
+                    if self._count or self._ending:
                         batch = self._take_batch()
                         self._batches += 1
                         # A queue of large values leaves in several batches: the
                         # end goes after the last of them, not after the first.
-                        ending = self._ending and not self._items
-                        self._cond.notify_all()  # room in the buffer again
+                        ending = self._ending and not self._count
+                        if self._producers_waiting:
+                            self._cond.notify_all()  # room in the buffer again
                     else:
                         batch, ending = [], False
                         if not changed:
@@ -157,7 +202,7 @@ class OutPipe:
                 if link is None:
                     link = await self._connect()
                 if link is None:
-                    self.dropped += len(batch)
+                    self.dropped += values_in(batch)
                     if ending:
                         return
                     continue
@@ -173,9 +218,9 @@ class OutPipe:
                         "pipe %s: receiver lost (%s); %d values dropped",
                         self.pipe.id,
                         exc,
-                        len(batch),
+                        values_in(batch),
                     )
-                    self.dropped += len(batch)
+                    self.dropped += values_in(batch)
                     await self._drop(link)
                     link = None
         finally:
@@ -193,7 +238,7 @@ class OutPipe:
 
     async def _wait_a_little(self) -> None:
         """Wait for a new route, an offered channel or a close, at most RECONNECT_EVERY."""
-        with self._cond:
+        with self._lock:
             if self._route_changed or self._closed:
                 return
             self._wake.clear()
@@ -210,7 +255,7 @@ class OutPipe:
             # The LOCAL receiver comes (it never fails over): hold the values
             # for it rather than drop them, until the route changes or a close.
             while self._offered is None:
-                with self._cond:
+                with self._lock:
                     if self._route_changed or self._closed:
                         return None
                 await self._wait_a_little()
@@ -225,19 +270,34 @@ class OutPipe:
         self._last_attempt = now
         return await self.links.open(route, self.pipe.id)
 
-    def _take_batch(self) -> list[tuple[Any, ...]]:
+    def _take_batch(self) -> list[Segment]:
         """What goes in the next message: everything queued, or about MAX_BATCH_BYTES of it."""
         if self._bytes <= MAX_BATCH_BYTES:
-            batch, self._items, self._bytes = self._items, [], 0
+            batch, self._segments, self._tail = self._segments, [], None
+            self._count = self._bytes = 0
             return batch
-        taken, size = 0, 0
-        for item in self._items:
-            data = item[1]
-            taken += 1
-            size += len(data) if isinstance(data, bytes | str) else 0
-            if size >= MAX_BATCH_BYTES:
-                break
-        batch, self._items = self._items[:taken], self._items[taken:]
+        batch: list[Segment] = []
+        size = 0
+        while self._segments and size < MAX_BATCH_BYTES:
+            segment = self._segments[0]
+            epoch, first, values, heads = segment
+            taken = 0
+            for data in values:
+                taken += 1
+                size += len(data) if isinstance(data, _SIZED) else 0
+                if size >= MAX_BATCH_BYTES:
+                    break
+            if taken == len(values):
+                batch.append(self._segments.pop(0))
+                if segment is self._tail:
+                    self._tail = None
+            else:
+                # The rest of the run stays (and may still grow, if it is the tail).
+                batch.append([epoch, first, values[:taken], heads[:taken] if heads else None])
+                segment[1], segment[2] = first + taken, values[taken:]
+                if heads is not None:
+                    segment[3] = heads[taken:]
+            self._count -= taken
         self._bytes -= size
         return batch
 

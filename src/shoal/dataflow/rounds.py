@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from shoal.dataflow.pipes import BasePipe
+from shoal.dataflow.segments import Segment, items_of, values_in
 
 Key = tuple[int, int]
 
@@ -38,7 +40,12 @@ class _Required:
         size = getattr(pipe, "size", None)  # a BytesPipe: hold about 8 MB, not 4096 blocks
         self.capacity = max(16, min(capacity, (8 << 20) // size)) if size else capacity
         self.block = max(int(pipe.BLOCK_COUNT), 1)
-        self.queue: deque[tuple[Key, Any, Any]] = deque()
+        # (key, value, head) each; for the one plain input of a job (see
+        # InputAligner.plain), the segments as they came instead: ``count``
+        # values, of which the first ``offset`` of queue[0] are taken.
+        self.queue: deque[Any] = deque()
+        self.count = 0
+        self.offset = 0
         self.gathering: list[Any] = []
         self.gathering_heads: list[int] = []
         self.gathering_key: Key | None = None
@@ -103,46 +110,115 @@ class InputAligner:
         self._index = {p.id: i for i, p in enumerate(self.pipes)}
         self._required = [s for s in self._slots if isinstance(s, _Required)]
         self._single = self._slots[0] if len(self._slots) == 1 and self._required else None
-        self._cond = threading.Condition()
+        # One input of single values: its items are the rounds, as they came.
+        self.plain: _Required | None = (
+            self._single if self._single is not None and self._single.block == 1 else None
+        )
+        # A plain lock for the common path (a Condition's own ``with`` runs Python
+        # code); its Condition for waiting only.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._stopped = False
         self._waiting = False
+        self._putters_waiting = 0
         self.dropped = 0
         self._counter = 0
 
     def put(self, pipe_id: int, key: Key, value: Any) -> None:
         self.put_many(pipe_id, [(key, value)])
 
-    def put_many(self, pipe_id: int, items: Sequence[tuple[Any, ...]]) -> None:
+    def put_segments(self, pipe_id: int, segments: Sequence[Segment]) -> None:
+        """Values of one pipe as they travel: runs of consecutive keys (:data:`Segment`)."""
+        slot = self._slots[self._index[pipe_id]]
+        if slot is self.plain:
+            with self._lock:
+                if slot.count >= slot.capacity and not self._stopped:
+                    self._wait_for_room(slot)
+                slot.queue.extend(segments)  # no tuple per value: rounds are read off them
+                slot.count += values_in(segments)
+                if self._waiting:
+                    self._cond.notify_all()
+            return
+        if len(segments) == 1:
+            self.put_many(pipe_id, items_of(segments[0]))
+        else:
+            self.put_many(pipe_id, chain.from_iterable(map(items_of, segments)))
+
+    def put_many(self, pipe_id: int, items: Iterable[tuple[Any, ...]]) -> None:
         """Values of one pipe: ``(key, value)`` or ``(key, value, head)`` each."""
         slot = self._slots[self._index[pipe_id]]
-        with self._cond:
+        with self._lock:
             if isinstance(slot, _Optional):
                 for item in items:
                     slot.add(item[1])
             else:
-                while len(slot.queue) >= slot.capacity and not self._stopped:
-                    self._cond.wait()
-                for item in items:
-                    slot.add(item[0], item[1], item[2] if len(item) > 2 else 0)
+                if self._queued(slot) >= slot.capacity and not self._stopped:
+                    self._wait_for_room(slot)
+                if slot is self.plain:
+                    for key, value, *head in items:
+                        slot.queue.append([key[0], key[1], [value], head or None])
+                        slot.count += 1
+                else:
+                    for item in items:
+                        slot.add(item[0], item[1], item[2] if len(item) > 2 else 0)
             if self._waiting:
                 self._cond.notify_all()
+
+    def _wait_for_room(self, slot: _Required) -> None:
+        """With the lock held: wait until the job took from a full queue."""
+        self._putters_waiting += 1
+        try:
+            while self._queued(slot) >= slot.capacity and not self._stopped:
+                self._cond.wait()
+        finally:
+            self._putters_waiting -= 1
+
+    def _queued(self, slot: _Required) -> int:
+        return slot.count if slot is self.plain else len(slot.queue)
+
+    def next_segments(self) -> list[Segment]:
+        """For one plain input (:attr:`plain`): what is queued, as the segments it
+        came in (the rounds, in order); [] once it ended or stopped."""
+        slot = self.plain
+        assert slot is not None
+        queue = slot.queue
+        with self._lock:
+            while not self._stopped:
+                if queue:
+                    found = list(queue)
+                    queue.clear()
+                    if slot.offset:  # next_rounds took the first values of the first
+                        epoch, first, values, heads = found[0]
+                        taken = slot.offset
+                        found[0] = [epoch, first + taken, values[taken:], heads and heads[taken:]]
+                        slot.offset = 0
+                    slot.count = 0
+                    if self._putters_waiting:
+                        self._cond.notify_all()  # room for the blocked reader
+                    return found
+                if slot.ended:
+                    return []
+                self._waiting = True
+                self._cond.wait()
+                self._waiting = False
+            return []
 
     def has_room(self, pipe_id: int) -> bool:
         """Whether :meth:`put_many` on this pipe would return at once (it waits only
         while the pipe's queue is full; one thread puts per pipe)."""
         slot = self._slots[self._index[pipe_id]]
-        return isinstance(slot, _Optional) or len(slot.queue) < slot.capacity or self._stopped
+        return isinstance(slot, _Optional) or self._queued(slot) < slot.capacity or self._stopped
 
     def end(self, pipe_id: int) -> None:
         """No more values will come on this pipe."""
-        with self._cond:
+        with self._lock:
             slot = self._slots[self._index[pipe_id]]
             if isinstance(slot, _Required):
                 slot.ended = True
             self._cond.notify_all()
 
     def stop(self) -> None:
-        with self._cond:
+        with self._lock:
             self._stopped = True
             self._cond.notify_all()
 
@@ -163,7 +239,7 @@ class InputAligner:
     ) -> list[tuple[Key, tuple[Any, ...], tuple[Any, ...]]]:
         """Like :meth:`next_rounds`, each round with its inputs' heads (an int, or a
         list of ints for a ``BLOCK_COUNT`` input; 0 for an optional input)."""
-        with self._cond:
+        with self._lock:
             while True:
                 if self._stopped:
                     return []
@@ -181,6 +257,19 @@ class InputAligner:
                 self._cond.wait()
                 self._waiting = False
 
+    def _plain_round(self, slot: _Required) -> Any:
+        """One round off the first queued segment of the plain input."""
+        epoch, first, values, heads = slot.queue[0]
+        taken = slot.offset
+        round_ = (epoch, first + taken), (values[taken],), (heads[taken] if heads else 0,)
+        slot.count -= 1
+        if taken + 1 == len(values):
+            slot.queue.popleft()
+            slot.offset = 0
+        else:
+            slot.offset = taken + 1
+        return round_
+
     def _finished(self) -> bool:
         if not self._required:
             return False
@@ -191,8 +280,10 @@ class InputAligner:
             # The common case, one plain input: no alignment to do.
             if not self._single.queue:
                 return _MISSING
-            if len(self._single.queue) >= self._single.capacity:
+            if self._putters_waiting:
                 self._cond.notify_all()
+            if self._single is self.plain:
+                return self._plain_round(self._single)
             key, value, head = self._single.queue.popleft()
             return key, (value,), (head,)
         if not self._required:
@@ -210,7 +301,8 @@ class InputAligner:
                     slot.queue.popleft()
                     self.dropped += 1
                 if not slot.queue:
-                    self._cond.notify_all()  # room freed for a blocked reader
+                    if self._putters_waiting:
+                        self._cond.notify_all()  # room freed for a blocked reader
                     return _MISSING
             if any(s.queue[0][0] != key for s in self._required):
                 return _MISSING
@@ -220,10 +312,9 @@ class InputAligner:
                 values.append(slot.take())
                 heads.append(0)
             else:
-                full = len(slot.queue) >= slot.capacity
                 _, value, head = slot.queue.popleft()
                 values.append(value)
                 heads.append(head)
-                if full:
-                    self._cond.notify_all()
+        if self._putters_waiting:
+            self._cond.notify_all()
         return key, tuple(values), tuple(heads)

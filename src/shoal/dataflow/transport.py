@@ -16,7 +16,8 @@ while the pipe's buffer is full) and in the input aligner.
 On a channel the opener first says hello (the run's token, the pipe, and the
 job and generation it expects at the other end) and the target answers OK,
 before any pickle is read. Then the sender sends batches of values (one
-bare pickle per batch) and, at the pipe's end, END, then closes the channel.
+bare pickle per batch, of a list of :data:`Segment`) and, at the pipe's end,
+END, then closes the channel.
 
 Back-pressure is the Channel's credit: a receiver whose job has a full queue
 stops reading its channel, the sender's channel queue fills, its writer
@@ -44,6 +45,7 @@ import msgspec
 from shoal.channel import AsyncChannel, ChannelClosed, ChannelError, connect
 from shoal.channel.handover import EndpointHost
 from shoal.channel.sync import channel_loop
+from shoal.dataflow.segments import Segment
 
 if TYPE_CHECKING:
     from shoal.dataflow.out_pipe import OutPipe
@@ -146,7 +148,7 @@ class PipeLinks:
     input pipes' readers, and its endpoints. Runs as one task group from
     :meth:`start` to :meth:`stop`.
 
-    ``deliver(pipe_id, items)`` and ``end(pipe_id)`` hand values to the job
+    ``deliver(pipe_id, segments)`` and ``end(pipe_id)`` hand values to the job
     (deliver may block while ``room(pipe_id)`` is False: then it runs in a
     worker thread, not on the loop).
     """
@@ -157,7 +159,7 @@ class PipeLinks:
         job: int,
         generation: int,
         reach: Reach | None,
-        deliver: Callable[[int, list[tuple[Any, ...]]], None],
+        deliver: Callable[[int, list[Segment]], None],
         end: Callable[[int], None],
         room: Callable[[int], bool],
         inputs: set[int] | None = None,
@@ -267,11 +269,11 @@ class PipeLinks:
     async def take(self, pipe_id: int, data: bytes) -> bool:
         """One message of an input pipe; True at its end."""
         if data[:1] == DATA:
-            items = pickle.loads(data)
+            segments = pickle.loads(data)
             if self._room(pipe_id):
-                self._deliver(pipe_id, items)
+                self._deliver(pipe_id, segments)
             else:
-                await asyncio.to_thread(self._deliver, pipe_id, items)
+                await asyncio.to_thread(self._deliver, pipe_id, segments)
             return False
         if data[:1] == END:
             self._end(pipe_id)
