@@ -13,7 +13,7 @@ import pickle
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from shoal.graph.labeled_list import LabeledList
 from shoal.graph.remote import resolving_inputs
 from shoal.graph.task_io import TaskCancelled, TaskFailed
 
-__all__ = ["NodeInput", "NodeOutput", "NodeResult", "NodeTask", "run_task"]
+__all__ = ["NodeInput", "NodeOutput", "NodeResult", "NodeTask", "add_functions", "run_task"]
 
 
 @dataclass
@@ -65,6 +65,7 @@ class NodeTask:
     cpus: int = 1
     user: dict[str, Any] = field(default_factory=dict)
     owner: str = ""  # login of the session's user
+    function: str = ""  # a Python task's function, by digest (see add_functions)
 
 
 @dataclass
@@ -78,22 +79,47 @@ class NodeResult:
 
 
 class _FunctionCache:
-    """Unpickled functions by their pickle: 10,000 tasks of one function load it once."""
+    """Python tasks' functions in this worker: sent once by digest (and unpickled
+    at the first task that runs one), or, from older senders, carried in each
+    task's config (then cached by their pickle: 10,000 tasks load it once)."""
 
     def __init__(self, size: int = 256) -> None:
-        self._items: dict[bytes, Any] = {}
+        self._pickled: dict[str, bytes] = {}  # by digest, until first used
+        self._loaded: dict[str, Any] = {}  # by digest
+        self._inline: dict[bytes, Any] = {}  # by pickle
         self._size = size
 
-    def get(self, data: bytes) -> Any:
-        fn = self._items.get(data)
+    def add(self, functions: Mapping[str, bytes]) -> None:
+        for digest, data in functions.items():
+            if digest not in self._loaded:
+                self._pickled[digest] = data
+
+    def get(self, digest: str) -> Any:
+        fn = self._loaded.get(digest)
         if fn is None:
-            if len(self._items) >= self._size:
-                self._items.pop(next(iter(self._items)))
-            fn = self._items[data] = serialize.loads(data)
+            data = self._pickled.get(digest)
+            if data is None:
+                raise TaskFailed(f"the task's function {digest[:16]}... never reached this worker")
+            # A function that does not unpickle fails each of its tasks alike.
+            fn = self._loaded[digest] = serialize.loads(data)
+            del self._pickled[digest]
+        return fn
+
+    def get_inline(self, data: bytes) -> Any:
+        fn = self._inline.get(data)
+        if fn is None:
+            if len(self._inline) >= self._size:
+                self._inline.pop(next(iter(self._inline)))
+            fn = self._inline[data] = serialize.loads(data)
         return fn
 
 
 _functions = _FunctionCache()
+
+
+def add_functions(functions: Mapping[str, bytes]) -> None:
+    """Pickled functions by digest, for the tasks that name them (NodeTask.function)."""
+    _functions.add(functions)
 
 
 def _instances(task: NodeTask) -> LabeledList[DataInstance]:
@@ -200,7 +226,8 @@ def _run(
     if task.task_type == "python":
         config = pickle.loads(task.config)
         spec.config = {"name": config.get("name")}
-        return _run_python(config, spec, info, inputs, os.path.join(scratch, "outputs"), staged)
+        fn = _functions.get(task.function) if task.function else None
+        return _run_python(config, fn, spec, info, inputs, os.path.join(scratch, "outputs"), staged)
     out_dir = Path(scratch) / "outputs"
     out_dir.mkdir(parents=True)
     runner = _BUILTINS.get(task.task_type)
@@ -213,13 +240,15 @@ def _run(
 
 def _run_python(
     config: dict[str, Any],
+    fn: Any,
     spec: TaskSpec,
     info: TaskInfo,
     inputs: LabeledList[DataInstance],
     out_dir: str,
     staged: list[bool],
 ) -> list[DataInstance]:
-    fn = _functions.get(config["function"])
+    if fn is None:
+        fn = _functions.get_inline(config["function"])
     params = config.get("inputs", {})
     values: list[Any] = []
     for index, instance in enumerate(inputs):
