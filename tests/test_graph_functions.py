@@ -16,8 +16,9 @@ import pytest
 from probe_node import ProbeNode
 from shoal import LocalCluster
 from shoal.graph import Client, Output, remote
+from shoal.graph.wire_transport import WireTransport
 from shoal.protocol import Welcome
-from shoal.protocol.graph_messages import GraphRun
+from shoal.protocol.graph_messages import GraphRun, Submit
 
 # Part of the function's pickle (a closure over it): a function that would cost
 # this much per task if it travelled with each one.
@@ -50,7 +51,18 @@ def collect_runs(probe: ProbeNode, tasks: int) -> list[GraphRun]:
 
 
 @pytest.mark.timeout(120)
-def test_a_function_goes_to_a_node_once_and_again_after_it_reconnects() -> None:
+def test_a_function_goes_to_a_node_once_and_again_after_it_reconnects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the client sends, seen on its way to the wire.
+    submits: list[Submit] = []
+    send = WireTransport._send
+
+    def spy(self: WireTransport, *messages: object) -> None:
+        submits.extend(m for m in messages if isinstance(m, Submit))
+        send(self, *messages)
+
+    monkeypatch.setattr(WireTransport, "_send", spy)
     # No agent but the probe: every task goes to it, and it holds them.
     with LocalCluster([]) as cluster:
         probe = ProbeNode(cluster.endpoint, cluster.agent_token, name="probe", cpus=4)
@@ -58,14 +70,18 @@ def test_a_function_goes_to_a_node_once_and_again_after_it_reconnects() -> None:
             sends_once_then_again(cluster, probe)
         finally:
             probe.close()
+    # Two submits of the function's tasks in one session: it went with the first only.
+    assert [len(s.functions) for s in submits] == [1, 0]
+    assert sum(len(s.tasks) for s in submits) == 40
 
 
 def sends_once_then_again(cluster: LocalCluster, probe: ProbeNode) -> None:
     """Forty tasks of one function: the probe gets it once, then once more after it reconnects."""
     with client_of(cluster) as client, client.new_session() as session:
-        for i in range(40):
-            heavy(i)
-        session.submit()
+        for part in (range(20), range(20, 40)):
+            for i in part:
+                heavy(i)
+            session.submit()
         welcome = probe.next_of(Welcome)
         assert isinstance(welcome, Welcome) and welcome.credential
         # The probe runs nothing: it is sent as many as its window holds.
