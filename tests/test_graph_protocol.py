@@ -95,6 +95,10 @@ def test_bad_submits_are_refused_with_a_reason(cluster: LocalCluster) -> None:
         ),
         "data_type": Submit(6, sid, objects=[SubmitObject(30, data=b"x", data_type="tree")]),
         "cpus": Submit(7, sid, tasks=[SubmitTask(40, "concat", pickle.dumps(None), cpus=0)]),
+        "was not sent": Submit(
+            8, sid, tasks=[SubmitTask(50, "python", pickle.dumps({}), function="ab" * 32)]
+        ),
+        "does not have that digest": Submit(9, sid, functions={"ab" * 32: b"not this"}),
     }
     for expected, request in cases.items():
         reply = raw.call(request)
@@ -102,7 +106,7 @@ def test_bad_submits_are_refused_with_a_reason(cluster: LocalCluster) -> None:
         assert expected in reply.message
         assert not reply.session_failed
     # All or nothing: none of the refused submits left anything behind.
-    reply = raw.call(Wait(8, sid, [1]))
+    reply = raw.call(Wait(10, sid, [1]))
     assert isinstance(reply, Failure) and "no task or object 1" in reply.message
 
 

@@ -15,14 +15,12 @@ import hashlib
 import json
 import os
 import pwd
-import queue
 import secrets
 import shutil
 import socket
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -30,9 +28,8 @@ from pathlib import Path
 
 import pytest
 from msgspec.structs import replace
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
+from probe_node import ProbeNode
 from processes import SHOAL, Controller, free_port, start_agent, stop_all
 from shoal import RemoteClient
 from shoal.agent.isolation import account_name
@@ -40,12 +37,6 @@ from shoal.agent.object_store import receive_object
 from shoal.channel import ChannelError, open_channel
 from shoal.graph import Client, remote
 from shoal.protocol import (
-    PROTOCOL_VERSION,
-    ControllerMessage,
-    FrameDecoder,
-    FrameEncoder,
-    Heartbeat,
-    Hello,
     Welcome,
 )
 from shoal.protocol.capabilities import ChannelClaim, sign_channel
@@ -164,63 +155,6 @@ def snoop(ctx, target):
 # --- a node that asks data servers for objects itself --------------------------------
 
 
-class ProbeNode:
-    """A node that joins with the join token and only listens: it learns the
-    capabilities the controller grants it, to try them where they do not belong."""
-
-    def __init__(self, shoal: Shoal, name: str = "probe") -> None:
-        self.name = name
-        url = shoal.endpoint.replace("http://", "ws://") + "/api/agents/ws"
-        # Entered by hand: websockets warns about connections used outside a `with`.
-        self.ws: ClientConnection = connect(
-            url, additional_headers={"Authorization": f"Bearer {shoal.token}"}
-        ).__enter__()
-        self.messages: queue.Queue[object] = queue.Queue()
-        self._stop = threading.Event()
-        self._encoder = FrameEncoder()
-        self.ws.send(
-            self._encoder.encode(
-                [Hello(name=name, version=PROTOCOL_VERSION, architecture="linux/amd64", cpus=8)]
-            )
-        )
-        self._threads = [
-            threading.Thread(target=self._read, daemon=True),
-            threading.Thread(target=self._beat, daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _read(self) -> None:
-        decoder: FrameDecoder[ControllerMessage] = FrameDecoder(ControllerMessage)
-        try:
-            for frame in self.ws:
-                if isinstance(frame, bytes):
-                    for message in decoder.decode(frame):
-                        self.messages.put(message)
-        except ConnectionClosed:  # the connection ends with the test
-            pass
-
-    def _beat(self) -> None:
-        while not self._stop.wait(0.3):
-            try:
-                self.ws.send(self._encoder.encode([Heartbeat(0.0, 0.0, 0, 0.0)]))
-            except ConnectionClosed:
-                return
-
-    def next_of(self, kind: type, timeout: float = 30.0) -> object:
-        deadline = time.monotonic() + timeout
-        while True:
-            message = self.messages.get(timeout=max(0.0, deadline - time.monotonic()))
-            if isinstance(message, kind):
-                return message
-
-    def close(self) -> None:
-        self._stop.set()
-        self.ws.close()
-        for thread in self._threads:
-            thread.join(10)
-
-
 def fetch(grant: ChannelGrant, endpoint: str = "", token: str = "") -> bytes:
     """The object a channel opened with ``grant`` brings (``token``: the opener's
     credential, for the relay path); raises ChannelError when refused."""
@@ -318,7 +252,7 @@ def test_a_capability_opens_one_object_for_one_reader_for_a_short_time(shoal_ctl
         alice_sid, x_id = hers.session_id, x.output.id.id
         bob_sid, y_id = his.session_id, y.output.id.id
 
-        probe = ProbeNode(shoal_ctl)
+        probe = ProbeNode(shoal_ctl.endpoint, shoal_ctl.token)
         try:
             welcome = probe.next_of(Welcome)
             assert isinstance(welcome, Welcome) and welcome.data_key

@@ -71,6 +71,9 @@ class GraphRuntime:
         self.emit = emit
         self.tg = tg
         self.isolation = UserIsolation() if isolate_users else None
+        # Pickled Python functions by digest, as the controller sent them (once
+        # per connection); the pool passes each to a worker once.
+        self.functions: dict[str, bytes] = {}
         self.pool = TaskPool(
             cpus,
             self.store,
@@ -81,6 +84,7 @@ class GraphRuntime:
             name,
             self._flush,
             isolation=self.isolation,
+            functions=self.functions,
         )
         self.epoch = ""
         # With isolation: sessions whose folder is ready (made once per session).
@@ -105,10 +109,12 @@ class GraphRuntime:
             self._active.clear()
             self._results.clear()
             self._prepared.clear()
+            self.functions.clear()
         self.epoch = epoch
 
     def handle(self, message: object) -> None:
         if isinstance(message, GraphRun):
+            self.functions.update(message.functions)
             self._run(message.tasks)
         elif isinstance(message, GraphFree):
             self.store.free([tuple(p) for p in message.objects])  # type: ignore[misc]
@@ -121,6 +127,18 @@ class GraphRuntime:
             if key in self._active or key in self._recent_set or task.session in self._cancelled:
                 continue  # a resend of a task we have, or of a stopped session
             self._active.add(key)
+            if task.function and task.function not in self.functions:
+                # The controller sends a function with the first task of it on
+                # each connection; this one came without: a controller's bug.
+                self._on_result(
+                    NodeResult(
+                        task.session,
+                        task.id,
+                        error=f"the task's function {task.function[:16]}... never reached "
+                        f"node {self.name!r}",
+                    )
+                )
+                continue
             missing = [
                 i for i in task.inputs if i.data is None and not self.store.has(task.session, i.id)
             ]
@@ -169,6 +187,7 @@ class GraphRuntime:
             cpus=task.cpus,
             user=task.user,
             owner=task.owner,
+            function=task.function,
         )
 
     def _is_prepared(self, session: int) -> bool:

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -38,6 +38,7 @@ class WorkerHandle(asyncio.Protocol):
         self.proc = proc
         self.pool = pool
         self.outstanding: dict[tuple[int, int], NodeTask] = {}
+        self.functions: set[str] = set()  # digests of the functions it was sent
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._frames = FrameReader(PIPE_LIMIT)
@@ -99,6 +100,7 @@ class TaskPool:
         node: str,
         on_batch: Callable[[], None] = lambda: None,
         isolation: UserIsolation | None = None,
+        functions: Mapping[str, bytes] | None = None,
     ) -> None:
         self.on_batch = on_batch
         self.node = node
@@ -107,6 +109,8 @@ class TaskPool:
         self.inline_limit = inline_limit
         self.on_result = on_result
         self.isolation = isolation
+        # Pickled functions by digest: each worker is sent one before its first task of it.
+        self.functions: Mapping[str, bytes] = functions if functions is not None else {}
         # Queued tasks by owner ("" for all of them without isolation).
         self.queues: dict[str, deque[NodeTask]] = {}
         self.workers: list[WorkerHandle] = []
@@ -224,9 +228,24 @@ class TaskPool:
             for handle in mine:
                 batch = batches.get(id(handle))
                 if batch:
+                    self._send_functions(handle, batch)
                     handle.send(("run", batch))
         for owner in [o for o, q in self.queues.items() if not q]:
             del self.queues[owner]
+
+    def _send_functions(self, handle: WorkerHandle, batch: list[NodeTask]) -> None:
+        """Send the worker the functions of ``batch`` it does not have yet. One
+        missing here fails its tasks in the worker, with a message that says so."""
+        new: dict[str, bytes] = {}
+        for task in batch:
+            function = task.function
+            if function and function not in handle.functions:
+                data = self.functions.get(function)
+                if data is not None:
+                    new[function] = data
+                    handle.functions.add(function)
+        if new:
+            handle.send(("functions", new))
 
     def _grow(self, owner: str, mine: list[WorkerHandle]) -> None:
         """Start another worker for ``owner`` if its tasks wait and there is room."""

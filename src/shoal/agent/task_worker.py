@@ -6,7 +6,8 @@ it starts as root and becomes that unprivileged user before it reads any task.
 Messages are framed as every shoal stream is (:mod:`shoal.protocol.framing`):
 
 - agent -> worker: pickles (the agent is trusted): ``("run", [NodeTask, ...])``,
-  ``("cancel", session_id)``
+  ``("cancel", session_id)``, and ``("functions", {digest: pickled function})``
+  before the first task that names one of them
 - worker -> agent: msgpack :class:`NodeResult` s. Not pickles: the worker runs
   user code, and unpickling what it sends would run that code in the agent.
   Results of short tasks that run back to back are written together.
@@ -36,7 +37,7 @@ from typing import Any
 import msgspec
 
 from shoal.graph.data_instance import remove_path
-from shoal.graph.execution import NodeResult, NodeTask, run_task
+from shoal.graph.execution import NodeResult, NodeTask, add_functions, run_task
 from shoal.graph.task_io import TaskCancelled
 from shoal.protocol.executor_messages import PIPE_LIMIT
 from shoal.protocol.framing import FrameReader, frame
@@ -129,6 +130,8 @@ class Worker:
                     kind, body = pickle.loads(message)
                     if kind == "run":
                         self.tasks.extend(body)
+                    elif kind == "functions":
+                        add_functions(body)
                     elif kind == "cancel":
                         self._cancel(body)
                 if not block or (got and self._frames.at_boundary()):

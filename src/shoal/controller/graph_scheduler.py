@@ -39,11 +39,15 @@ class Scheduling(ObjectKeeping):
         else:
             node.capacity = max(1, cpus)
             node.data_address = data_address
+            # A restarted agent has none of the functions; one that only
+            # reconnected may have missed the message that carried them.
+            node.functions.clear()
             # A task sent while the connection dropped may never have arrived;
             # the agent ignores the ones it already has.
-            resend = [self._run_message(t) for t in node.assigned.values()]
+            functions: dict[str, bytes] = {}
+            resend = [self._run_message(t, node, functions) for t in node.assigned.values()]
             if resend:
-                self._send(name, GraphRun(resend))
+                self._send(name, GraphRun(resend, functions))
         self._schedule()
 
     def node_back(self, name: str) -> None:
@@ -158,7 +162,13 @@ class Scheduling(ObjectKeeping):
         self._flush_frees()
         self._schedule()
 
-    def _run_message(self, task: GTask) -> GraphTask:
+    def _run_message(self, task: GTask, node: GNode, functions: dict[str, bytes]) -> GraphTask:
+        """The task as ``node`` gets it; its function goes into ``functions`` (to
+        travel in the same GraphRun) if this connection to the node has not had it."""
+        function = task.function
+        if function and function not in node.functions:
+            node.functions.add(function)
+            functions[function] = task.session.functions[function]
         inputs = []
         reader = task.node or ""
         for obj, label in task.inputs:
@@ -186,6 +196,7 @@ class Scheduling(ObjectKeeping):
             cpus=task.cpus,
             user=task.user,
             owner=task.session.login,
+            function=function,
         )
 
     def _place(self, task: GTask, online: list[GNode], now: float) -> GNode | None:
@@ -214,6 +225,7 @@ class Scheduling(ObjectKeeping):
         if not self.ready:
             return  # nothing to place: not worth a pass over every node (each hello calls this)
         runs: dict[str, list[GraphTask]] = defaultdict(list)
+        functions: dict[str, dict[str, bytes]] = defaultdict(dict)
         now = time.monotonic()
         wall = time.time()
         linked = [n for n in self.nodes.values() if n.name in self.registry.links]
@@ -252,6 +264,6 @@ class Scheduling(ObjectKeeping):
             node.used += task.cpus
             node.assigned[(task.session.id, task.id)] = task
             task.session.nodes.add(node.name)
-            runs[node.name].append(self._run_message(task))
+            runs[node.name].append(self._run_message(task, node, functions[node.name]))
         for name, tasks in runs.items():
-            self._send(name, GraphRun(tasks))
+            self._send(name, GraphRun(tasks, functions[name]))

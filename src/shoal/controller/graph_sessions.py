@@ -18,6 +18,7 @@ from shoal.controller.graph_state import FINISHED, READY, WAITING, GObject, GSes
 from shoal.controller.graph_submit import (
     MAX_CONSTANT,
     GraphRequestError,
+    add_functions,
     check_objects,
     check_tasks,
     session_error,
@@ -60,6 +61,7 @@ class SessionLifecycle(ObjectKeeping):
     def submit(self, owner: int, message: Submit) -> None:
         """Add tasks and objects to a session's graph, all or nothing."""
         session = self._session(owner, message.session)
+        add_functions(session, message)
         new_objects = check_objects(session, message)
         new_tasks = check_tasks(session, message, new_objects)
         # Everything is valid: from here on nothing raises.

@@ -85,6 +85,7 @@ class GTask:
     started_at: float | None = None
     finished_at: float | None = None
     recorded: str = ""  # the state its record was last written with
+    function: str = ""  # a Python task's function: its digest in session.functions
 
     @property
     def done(self) -> bool:
@@ -131,6 +132,9 @@ class GSession:
     task_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASK_STATES, 0))
     record_id: str | None = None  # its experiment record in the store, if it has one
     cancelled: str | None = None  # why its user cancelled it (it then fails with that)
+    # Pickled Python functions by digest: sent once by the client, kept once
+    # here, referred to by the tasks.
+    functions: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -159,6 +163,9 @@ class GNode:
     assigned: dict[tuple[int, int], GTask] = field(default_factory=dict)
     # A running mean of task durations decides how far ahead to feed the node.
     mean_duration: float = 1.0
+    # Digests of the functions sent on the node's current connection (it keeps
+    # them); emptied when it connects again, so it is sent them again.
+    functions: set[str] = field(default_factory=set)
 
     def window(self, now: float) -> int:
         """How many cpus' worth of tasks may be assigned at once.

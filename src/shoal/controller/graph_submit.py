@@ -10,7 +10,7 @@ import sys
 from collections import defaultdict
 
 from shoal.controller.graph_state import NO_USER, GObject, GSession, GTask
-from shoal.protocol.graph_messages import Submit
+from shoal.protocol.graph_messages import Submit, function_digest
 
 MAX_CONSTANT = 1024 * 1024 * 1024  # bytes of one uploaded constant
 
@@ -39,6 +39,20 @@ def session_error(session: GSession) -> GraphRequestError:
         task=session.error_task,
         debug=session.error_debug,
     )
+
+
+def add_functions(session: GSession, message: Submit) -> None:
+    """Keep the submit's new functions in the session (before anything else is
+    checked: the client counts them as sent even if the rest is refused)."""
+    for digest, data in message.functions.items():
+        if digest in session.functions:
+            continue
+        if function_digest(data) != digest:
+            raise GraphRequestError(
+                f"a function sent as {digest[:16]}... does not have that digest "
+                "(Submit.functions is keyed by the SHA-256 of the pickled function)"
+            )
+        session.functions[sys.intern(digest)] = data
 
 
 def check_objects(session: GSession, message: Submit) -> dict[int, GObject]:
@@ -109,6 +123,14 @@ def check_tasks(session: GSession, message: Submit, new_objects: dict[int, GObje
             if obj.producer is not None:
                 raise GraphRequestError(f"object {oid} is an output of two tasks")
             outputs.append(obj)
+        function = spec.function
+        if function:
+            if function not in session.functions:
+                raise GraphRequestError(
+                    f"task {spec.id} runs function {function[:16]}..., which the session "
+                    "was not sent (send it in Submit.functions)"
+                )
+            function = sys.intern(function)  # one string for the many tasks of one function
         task = GTask(
             session,
             spec.id,
@@ -119,6 +141,7 @@ def check_tasks(session: GSession, message: Submit, new_objects: dict[int, GObje
             spec.cpus,
             sys.intern(spec.name),
             spec.user or NO_USER,
+            function=function,
         )
         for obj in outputs:
             obj.producer = task

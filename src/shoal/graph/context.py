@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from shoal.graph import content_types
 from shoal.graph.attributes import TaskInfo, TaskSpec
@@ -13,6 +13,16 @@ from shoal.graph.data_instance import DataInstance
 from shoal.graph.exceptions import RainException
 
 __all__ = ["Context"]
+
+
+class _Described(Protocol):
+    """Where a context's spec and info come from, made on first use."""
+
+    @property
+    def spec(self) -> TaskSpec: ...
+
+    @property
+    def info(self) -> TaskInfo: ...
 
 
 class Context:
@@ -39,11 +49,54 @@ class Context:
         staging_dir: str | os.PathLike[str],
         function: Any = None,
     ):
-        self.spec = spec
-        self.info = info
+        self._spec: TaskSpec | None = spec
+        self._info: TaskInfo | None = info
+        self._described: _Described | None = None
         self.function = function
         self._staging = staging_dir  # a Path only once something is staged
         self._staged = 0
+
+    @classmethod
+    def described_by(
+        cls,
+        described: _Described,
+        *,
+        staging_dir: str | os.PathLike[str],
+        function: Any = None,
+    ) -> Context:
+        """A context whose spec and info come from ``described`` when first asked
+        for (most tasks never ask: then they are never made)."""
+        ctx = cls.__new__(cls)
+        ctx._spec = ctx._info = None
+        ctx._described = described
+        ctx.function = function
+        ctx._staging = staging_dir
+        ctx._staged = 0
+        return ctx
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's spec."""
+        if self._spec is None:
+            assert self._described is not None
+            self._spec = self._described.spec
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: TaskSpec) -> None:
+        self._spec = value
+
+    @property
+    def info(self) -> TaskInfo:
+        """The task's info: ``ctx.info.user`` is the task's to fill."""
+        if self._info is None:
+            assert self._described is not None
+            self._info = self._described.info
+        return self._info
+
+    @info.setter
+    def info(self, value: TaskInfo) -> None:
+        self._info = value
 
     @property
     def staged(self) -> int:

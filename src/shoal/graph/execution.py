@@ -13,7 +13,7 @@ import pickle
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from shoal.graph.labeled_list import LabeledList
 from shoal.graph.remote import resolving_inputs
 from shoal.graph.task_io import TaskCancelled, TaskFailed
 
-__all__ = ["NodeInput", "NodeOutput", "NodeResult", "NodeTask", "run_task"]
+__all__ = ["NodeInput", "NodeOutput", "NodeResult", "NodeTask", "add_functions", "run_task"]
 
 
 @dataclass
@@ -65,6 +65,7 @@ class NodeTask:
     cpus: int = 1
     user: dict[str, Any] = field(default_factory=dict)
     owner: str = ""  # login of the session's user
+    function: str = ""  # a Python task's function, by digest (see add_functions)
 
 
 @dataclass
@@ -78,22 +79,47 @@ class NodeResult:
 
 
 class _FunctionCache:
-    """Unpickled functions by their pickle: 10,000 tasks of one function load it once."""
+    """Python tasks' functions in this worker: sent once by digest (and unpickled
+    at the first task that runs one), or, from older senders, carried in each
+    task's config (then cached by their pickle: 10,000 tasks load it once)."""
 
     def __init__(self, size: int = 256) -> None:
-        self._items: dict[bytes, Any] = {}
+        self._pickled: dict[str, bytes] = {}  # by digest, until first used
+        self._loaded: dict[str, Any] = {}  # by digest
+        self._inline: dict[bytes, Any] = {}  # by pickle
         self._size = size
 
-    def get(self, data: bytes) -> Any:
-        fn = self._items.get(data)
+    def add(self, functions: Mapping[str, bytes]) -> None:
+        for digest, data in functions.items():
+            if digest not in self._loaded:
+                self._pickled[digest] = data
+
+    def get(self, digest: str) -> Any:
+        fn = self._loaded.get(digest)
         if fn is None:
-            if len(self._items) >= self._size:
-                self._items.pop(next(iter(self._items)))
-            fn = self._items[data] = serialize.loads(data)
+            data = self._pickled.get(digest)
+            if data is None:
+                raise TaskFailed(f"the task's function {digest[:16]}... never reached this worker")
+            # A function that does not unpickle fails each of its tasks alike.
+            fn = self._loaded[digest] = serialize.loads(data)
+            del self._pickled[digest]
+        return fn
+
+    def get_inline(self, data: bytes) -> Any:
+        fn = self._inline.get(data)
+        if fn is None:
+            if len(self._inline) >= self._size:
+                self._inline.pop(next(iter(self._inline)))
+            fn = self._inline[data] = serialize.loads(data)
         return fn
 
 
 _functions = _FunctionCache()
+
+
+def add_functions(functions: Mapping[str, bytes]) -> None:
+    """Pickled functions by digest, for the tasks that name them (NodeTask.function)."""
+    _functions.add(functions)
 
 
 def _instances(task: NodeTask) -> LabeledList[DataInstance]:
@@ -121,26 +147,18 @@ def run_task(
     """Run ``task``; never raises for a task's own failure (that is ``result.error``)."""
     started = time.time()
     t0 = time.perf_counter()
-    spec = TaskSpec(
-        id=ID(task.session, task.id),
-        task_type=task.task_type,
-        inputs=[TaskSpecInput(ID(task.session, i.id), i.label) for i in task.inputs],
-        outputs=[ID(task.session, o.id) for o in task.outputs],
-        resources={"cpus": task.cpus},
-        user=dict(task.user),
-        name=task.name or None,
-    )
-    info = TaskInfo(start_time=datetime.fromtimestamp(started, UTC), governor=node, node=node)
     # Made only when the task needs it (built-ins, stage_file): a directory
     # per task would cost more than a no-op task itself. A plain string until
     # then: Path arithmetic costs a no-op task as much again.
-    scratch = os.path.join(work_dir, f"task-{task.session}-{task.id}")
+    scratch = f"{os.fspath(work_dir)}{os.sep}task-{task.session}-{task.id}"
     result = NodeResult(task.session, task.id)
     # A Python task makes its scratch folder only by staging a file; a built-in may always.
     staged = [task.task_type != "python"]
+    described = _Description(task, started, node)
     try:
-        inputs = _instances(task)
-        outputs = _run(task, spec, info, inputs, scratch, cancel, staged)
+        # A Python task without inputs (the common no-op, leaf) needs no list of them.
+        inputs = _instances(task) if task.inputs or task.task_type != "python" else _NONE
+        outputs = _run(task, described, inputs, scratch, cancel, staged)
         result.outputs = _place_outputs(task, outputs, inline_limit, scratch)
     except TaskCancelled as exc:
         result.error = exc.message or "cancelled"
@@ -155,11 +173,63 @@ def run_task(
         "start_time": started,
         "duration": time.perf_counter() - t0,
     }
-    if info.debug:
-        result.info["debug"] = info.debug
-    if info.user:
-        result.info["user"] = info.user
+    info = described.info_made
+    if info is not None:
+        if info.debug:
+            result.info["debug"] = info.debug
+        if info.user:
+            result.info["user"] = info.user
     return result
+
+
+_NONE: LabeledList[DataInstance] = LabeledList([], [])  # read only: Python tasks without inputs
+
+
+class _Description:
+    """A task's TaskSpec and TaskInfo, made when its code first asks for them
+    (``ctx.spec``, ``ctx.info``, ``ctx.debug``): most tasks never do, and making
+    them (IDs, a datetime, validation) cost as much as the rest of a no-op task."""
+
+    __slots__ = ("_info", "_spec", "config", "node", "started", "task")
+
+    def __init__(self, task: NodeTask, started: float, node: str | None) -> None:
+        self.task = task
+        self.started = started
+        self.node = node
+        self.config: Any = None  # the spec's config, once known
+        self._spec: TaskSpec | None = None
+        self._info: TaskInfo | None = None
+
+    @property
+    def spec(self) -> TaskSpec:
+        if self._spec is None:
+            task = self.task
+            self._spec = TaskSpec(
+                id=ID(task.session, task.id),
+                task_type=task.task_type,
+                config=self.config,
+                inputs=[TaskSpecInput(ID(task.session, i.id), i.label) for i in task.inputs],
+                outputs=[ID(task.session, o.id) for o in task.outputs],
+                resources={"cpus": task.cpus},
+                user=dict(task.user),
+                name=task.name or None,
+            )
+        return self._spec
+
+    @property
+    def info(self) -> TaskInfo:
+        if self._info is None:
+            self._info = TaskInfo(
+                start_time=datetime.fromtimestamp(self.started, UTC),
+                governor=self.node,
+                node=self.node,
+            )
+        return self._info
+
+    @property
+    def info_made(self) -> TaskInfo | None:
+        """The info if anything asked for it (None: nothing was added to it)."""
+        return self._info
 
 
 def _describe(exc: BaseException) -> str:
@@ -190,8 +260,7 @@ _BUILTINS: dict[str, _Builtin] = {
 
 def _run(
     task: NodeTask,
-    spec: TaskSpec,
-    info: TaskInfo,
+    described: _Description,
     inputs: LabeledList[DataInstance],
     scratch: str,
     cancel: threading.Event | None,
@@ -199,8 +268,9 @@ def _run(
 ) -> list[DataInstance]:
     if task.task_type == "python":
         config = pickle.loads(task.config)
-        spec.config = {"name": config.get("name")}
-        return _run_python(config, spec, info, inputs, os.path.join(scratch, "outputs"), staged)
+        described.config = {"name": config.get("name")}
+        fn = _functions.get(task.function) if task.function else None
+        return _run_python(config, fn, described, inputs, f"{scratch}{os.sep}outputs", staged)
     out_dir = Path(scratch) / "outputs"
     out_dir.mkdir(parents=True)
     runner = _BUILTINS.get(task.task_type)
@@ -213,13 +283,14 @@ def _run(
 
 def _run_python(
     config: dict[str, Any],
-    spec: TaskSpec,
-    info: TaskInfo,
+    fn: Any,
+    described: _Description,
     inputs: LabeledList[DataInstance],
     out_dir: str,
     staged: list[bool],
 ) -> list[DataInstance]:
-    fn = _functions.get(config["function"])
+    if fn is None:
+        fn = _functions.get_inline(config["function"])
     params = config.get("inputs", {})
     values: list[Any] = []
     for index, instance in enumerate(inputs):
@@ -229,9 +300,12 @@ def _run_python(
             _check_input(instance, param, label)
         load = config.get("auto_load") or (param is not None and param.get("load"))
         values.append(instance.load() if load else instance)
-    with resolving_inputs(values):
+    if values:
+        with resolving_inputs(values):
+            args, kwargs = serialize.loads(config["args"])  # type: ignore[misc]
+    else:
         args, kwargs = serialize.loads(config["args"])  # type: ignore[misc]
-    ctx = Context(spec, info, staging_dir=out_dir, function=fn)
+    ctx = Context.described_by(described, staging_dir=out_dir, function=fn)
     try:
         returned = fn(ctx, *args, **kwargs)
     finally:

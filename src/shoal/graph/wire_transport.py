@@ -46,6 +46,7 @@ from shoal.protocol.graph_messages import (
     Update,
     Wait,
     WaitDone,
+    function_digest,
 )
 
 __all__ = ["WireTransport"]
@@ -87,6 +88,12 @@ class WireTransport:
         self._failure: tuple[Failure, str] | None = None
         self._broken: str | None = None
         self.records: dict[int, str] = {}  # session id -> the name of its record
+        # Digests of the functions each session was sent: a function goes once
+        # per session, its tasks carry the digest.
+        self._sent_functions: dict[int, set[str]] = {}
+        # Digests by the identity of a function's pickle (every task of one
+        # @remote function shares that bytes object): hashed once, not per task.
+        self._digests: dict[int, tuple[bytes, str]] = {}
 
     def close(self) -> None:
         self._stack.close()
@@ -206,23 +213,53 @@ class WireTransport:
                     user=spec.user,
                 )
             )
-        wire_tasks = [
-            SubmitTask(
-                id=spec.id.id,  # type: ignore[union-attr]
-                task_type=spec.task_type,
-                config=pickle.dumps(spec.config, protocol=pickle.HIGHEST_PROTOCOL),
-                inputs=[SubmitInput(i.id.id, i.label) for i in spec.inputs],
-                outputs=[o.id for o in spec.outputs],
-                cpus=int(spec.resources.get("cpus", 1)),
-                name=spec.name or "",
-                user=spec.user,
+        sent = self._sent_functions.setdefault(session_id, set())
+        functions: dict[str, bytes] = {}
+        wire_tasks = []
+        for spec in tasks:
+            config, function = spec.config, ""
+            if spec.task_type == "python" and isinstance(config, dict):
+                data = config.get("function")
+                if isinstance(data, bytes):
+                    function = self._digest(data)
+                    if function not in sent:
+                        functions[function] = data
+                    config = {k: v for k, v in config.items() if k != "function"}
+            wire_tasks.append(
+                SubmitTask(
+                    id=spec.id.id,  # type: ignore[union-attr]
+                    task_type=spec.task_type,
+                    config=pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL),
+                    inputs=[SubmitInput(i.id.id, i.label) for i in spec.inputs],
+                    outputs=[o.id for o in spec.outputs],
+                    cpus=int(spec.resources.get("cpus", 1)),
+                    name=spec.name or "",
+                    user=spec.user,
+                    function=function,
+                )
             )
-            for spec in tasks
-        ]
         self._call_later(
-            Submit(next(self._requests), session_id, wire_tasks, wire_objects, quiet=True),
+            Submit(
+                next(self._requests),
+                session_id,
+                wire_tasks,
+                wire_objects,
+                quiet=True,
+                functions=functions,
+            ),
             "a submit",
         )
+        # The controller keeps a submit's functions even when the rest of it is
+        # refused, so they count as sent once they are on the wire.
+        sent.update(functions)
+
+    def _digest(self, data: bytes) -> str:
+        known = self._digests.get(id(data))
+        if known is not None and known[0] is data:
+            return known[1]
+        digest = function_digest(data)
+        self._digests[id(data)] = (data, digest)
+        return digest
 
     def _wait(self, ids: Collection[ID], some: bool) -> tuple[list[ID], list[ID]]:
         ids = list(ids)
@@ -288,6 +325,7 @@ class WireTransport:
         return infos
 
     def close_session(self, session_id: int) -> None:
+        self._sent_functions.pop(session_id, None)
         if self._broken is not None:
             return
         with contextlib.suppress(SessionException, GraphError):

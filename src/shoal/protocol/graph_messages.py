@@ -15,6 +15,7 @@ relay when they cannot reach each other.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
@@ -41,6 +42,14 @@ def parse_object_endpoint(endpoint: str) -> tuple[int, int] | None:
     return int(session), int(obj)
 
 
+def function_digest(data: bytes) -> str:
+    """The name a pickled Python function travels under: its SHA-256, so a task
+    carries 64 characters instead of the function, and a node caches it by
+    content (the controller checks the digest, so no one can pass other code off
+    under a name another user's tasks refer to)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
     pass
 
@@ -62,6 +71,9 @@ class SubmitTask(msgspec.Struct, omit_defaults=True):
     cpus: int = 1
     name: str = ""
     user: dict[str, Any] = {}
+    # A Python task's function: its digest in the session's functions (sent
+    # once, in the Submit.functions of the first submit that uses it).
+    function: str = ""
 
 
 class SubmitObject(msgspec.Struct, omit_defaults=True):
@@ -99,6 +111,9 @@ class Submit(_Msg):
     tasks: list[SubmitTask] = []
     objects: list[SubmitObject] = []
     quiet: bool = False
+    # Functions new to the session, by digest (function_digest); kept by the
+    # controller for the session's life, even when the rest of the submit fails.
+    functions: dict[str, bytes] = {}
 
 
 class Wait(_Msg):
@@ -228,10 +243,15 @@ class GraphTask(msgspec.Struct, omit_defaults=True):
     cpus: int = 1
     user: dict[str, Any] = {}
     owner: str = ""  # login of the session's user: with --isolate-users, whose uid runs it
+    function: str = ""  # a Python task's function, by digest (see GraphRun.functions)
 
 
 class GraphRun(_Msg):
+    """Tasks to run. ``functions``: the pickled functions (by digest) of these
+    tasks that were not sent on this connection before; the agent keeps them."""
+
     tasks: list[GraphTask]
+    functions: dict[str, bytes] = {}
 
 
 class GraphCancel(_Msg):
