@@ -179,7 +179,12 @@ def test_via_controller_run_survives_a_controller_restart(tmp_path: Path, nodes:
             before = len(rows(join_csv))
             cluster.stop_controller(signal.SIGKILL)
             cluster.start_controller()
-            out, err = run.communicate(timeout=150)
+            try:
+                out, err = run.communicate(timeout=150)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                out, err = run.communicate()
+                pytest.fail(f"the run did not end after the restart:\n{err[-6000:]}")
         finally:
             if run.poll() is None:
                 run.kill()

@@ -1,7 +1,10 @@
 """Failover: a job whose host is lost is placed again, by the same rules, on the nodes left.
 
 A host is lost when its control connection drops, when its node leaves the
-controller's node list, or when it never connects back after being placed.
+controller's node list (at once if its connection is down too, else after
+NODE_GRACE: a controller that restarts lists its nodes only as they connect
+back, while their jobs run on), or when it never connects back after being
+placed.
 The node it was on is suspect: avoided while another node fits, and usable
 again once it has gone offline and come back.
 """
@@ -28,6 +31,10 @@ log = logging.getLogger("shoal.dataflow")
 # host cannot reach this process (nor through the controller).
 MAX_UNSTARTED = 3
 NOT_STARTED = "it did not start"
+# Seconds a node may be missing from the controller's list while its job's
+# control connection stays up (agents reconnect within a few seconds of a
+# controller restart).
+NODE_GRACE = 10.0
 
 
 class Failover:
@@ -36,6 +43,7 @@ class Failover:
     def __init__(self, run: Coordinator) -> None:
         self.run = run
         self.suspects: dict[str, bool] = {}  # node -> seen offline since suspected
+        self._missing: dict[str, float] = {}  # node -> when it was first missing from the list
         self._lost: queue.Queue[tuple[int, int, str] | None] = queue.Queue()
 
     def report(self, job_id: int, generation: int, reason: str) -> None:
@@ -60,6 +68,8 @@ class Failover:
             except RemoteClientException as exc:
                 log.warning("cannot list nodes: %s", exc)
                 continue
+            now = time.monotonic()
+            self._missing = {name: self._missing.get(name, now) for name in self._placed() - online}
             with run.lock:
                 for name in list(self.suspects):
                     if name not in online:
@@ -69,7 +79,8 @@ class Failover:
                 for state in run.states.values():
                     if state.local or state.status in ("done", "failed", "placing"):
                         continue
-                    if state.node is not None and state.node not in online:
+                    missing = self._missing.get(state.node or "")
+                    if missing is not None and (state.conn is None or now - missing > NODE_GRACE):
                         self.report(
                             state.job.id, state.generation, f"node {state.node} went offline"
                         )
@@ -79,6 +90,11 @@ class Failover:
                         and time.monotonic() - state.started_at > START_TIMEOUT
                     ):
                         self.report(state.job.id, state.generation, NOT_STARTED)
+
+    def _placed(self) -> set[str]:
+        """The nodes jobs of this run are placed on."""
+        with self.run.lock:
+            return {s.node for s in self.run.states.values() if s.node and not s.local}
 
     def serve(self) -> None:
         """Place lost jobs again, in the order they were reported, until :meth:`end`."""
