@@ -9,6 +9,10 @@ within the peer's credit, and credit back to the peer). Both end with
 ``send`` queues and returns at once while the queue is short, so a loop of
 sends costs no system call per message; it waits while the queue is full,
 which it stays while the peer grants no credit: a slow reader slows the writer.
+A message sent while nothing is queued and the connection can take it at once
+is written from ``send`` itself (the writer task would only do the same a loop
+turn later); the sends that follow in the same loop turn queue for the writer,
+which batches them as before.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from shoal.channel.errors import (
     ChannelTimeout,
 )
 from shoal.channel.flow import Flow, Window
-from shoal.channel.transport import Transport
+from shoal.channel.transport import StreamTransport, Transport
 from shoal.protocol import channel_messages as cm
 
 log = logging.getLogger("shoal.channel")
@@ -66,6 +70,9 @@ class AsyncChannel:
         self.path = path
         self.endpoint = endpoint
         self._transport = transport
+        # Written to from send() when the writer has nothing queued (see _write_direct).
+        self._direct = transport if isinstance(transport, StreamTransport) else None
+        self._corked = False  # a frame went out from send() this loop turn
         self._flow = Flow(window, *send_credit)
         self._incoming: deque[bytes] = deque()
         self._outgoing: list[bytes] = []
@@ -127,7 +134,8 @@ class AsyncChannel:
         self._out_bytes += len(data)
         if len(outgoing) == 1:
             # The writer waits only with an empty queue, or for credit (which wakes it).
-            self._writable.set()
+            if not self._write_direct():
+                self._writable.set()
         elif len(outgoing) >= QUEUE_MESSAGES or self._out_bytes >= QUEUE_BYTES:
             await self._wait_space()
 
@@ -136,9 +144,11 @@ class AsyncChannel:
         if self._ending:
             raise self._end_error()
         payloads = list(payloads)
+        idle = not self._outgoing
         self._outgoing.extend(payloads)
         self._out_bytes += sum(map(len, payloads))
-        self._writable.set()
+        if not (idle and self._write_direct()):
+            self._writable.set()
         if len(self._outgoing) >= QUEUE_MESSAGES or self._out_bytes >= QUEUE_BYTES:
             await self._wait_space()
 
@@ -231,6 +241,34 @@ class AsyncChannel:
             await self.close(f"the other end failed ({kind.__name__})")
 
     # --- internals ---------------------------------------------------------
+
+    def _write_direct(self) -> bool:
+        """Write the queue (which the writer has not seen: it was empty) straight to
+        the connection if the credit allows all of it and the connection takes it
+        without waiting; once per loop turn, so that a loop of sends still goes out
+        in batches. True if it did; else the writer must be woken."""
+        direct = self._direct
+        if direct is None or self._corked or not self._tasks:
+            return False
+        outgoing = self._outgoing
+        count, size = len(outgoing), self._out_bytes
+        if not 0 < count <= BATCH_MESSAGES or size > BATCH_BYTES or not direct.write_ready():
+            return False
+        if not self._flow.spend(count, size):
+            return False
+        frames = [cm.encode(cm.Data(outgoing))]
+        if self._grant is not None:
+            frames.append(cm.encode(cm.Credit(*self._grant)))
+            self._grant = None
+        self._outgoing = []
+        self._out_bytes = 0
+        direct.write(frames)
+        self._corked = True
+        asyncio.get_running_loop().call_soon(self._uncork)
+        return True
+
+    def _uncork(self) -> None:
+        self._corked = False
 
     async def _wait_space(self) -> None:
         while len(self._outgoing) >= QUEUE_MESSAGES or self._out_bytes >= QUEUE_BYTES:

@@ -156,6 +156,9 @@ class _FrameProtocol(asyncio.BufferedProtocol):
             self.transport.resume_reading()
         return bodies
 
+    def write_paused(self) -> bool:
+        return self._writable is not None and not self._writable.done()
+
     async def drain(self) -> None:
         if self.transport is None or self.transport.is_closing():
             raise ConnectionError(str(self.error or "the connection is closed"))
@@ -216,6 +219,18 @@ class StreamTransport:
     async def send(self, bodies: list[Body]) -> None:
         if self._transport.is_closing():
             raise ConnectionError(str(self._protocol.error or "the connection is closed"))
+        self.write(bodies)
+        await self._protocol.drain()
+
+    def write_ready(self) -> bool:
+        """Whether ``write`` may be called now: the connection is open and its
+        write buffer below the high-water mark (``send`` would not wait)."""
+        return not self._transport.is_closing() and not self._protocol.write_paused()
+
+    def write(self, bodies: list[Body]) -> None:
+        """``send`` without waiting for the write buffer to drain (call when
+        ``write_ready``): lets a channel send from where the message is made, not
+        from its writer task a loop turn later."""
         write = self._transport.write
         small: list[Body] = []
         for body in bodies:
@@ -230,7 +245,6 @@ class StreamTransport:
                 write(body)
         if small:
             write(b"".join(small))
-        await self._protocol.drain()
 
     async def close(self) -> None:
         self._transport.close()
