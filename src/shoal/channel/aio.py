@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import msgspec
 
@@ -33,7 +33,7 @@ from shoal.channel.errors import (
     ChannelTimeout,
 )
 from shoal.channel.flow import Flow, Window
-from shoal.channel.transport import StreamTransport, Transport
+from shoal.channel.transport import Body, StreamTransport, Transport
 from shoal.protocol import channel_messages as cm
 
 log = logging.getLogger("shoal.channel")
@@ -79,6 +79,7 @@ class AsyncChannel:
         self._out_bytes = 0
         self._grant: tuple[int, int] | None = None  # credit to give back, not yet sent
         self._readable = asyncio.Event()
+        self._arrived: Callable[[], None] | None = None  # see _listen
         self._writable = asyncio.Event()  # the writer has something to do
         self._space = asyncio.Event()  # the send queue has room
         self._space.set()
@@ -141,6 +142,12 @@ class AsyncChannel:
 
     async def send_many(self, payloads: Iterable[bytes]) -> None:
         """Queue messages, in order and all at once; waits while the queue is full."""
+        if self._enqueue(payloads):
+            await self._wait_space()
+
+    def _enqueue(self, payloads: Iterable[bytes]) -> bool:
+        """``send_many`` without the wait (for the blocking face's loop side): True
+        if the queue is now full, and the caller must wait for space."""
         if self._ending:
             raise self._end_error()
         payloads = list(payloads)
@@ -149,8 +156,7 @@ class AsyncChannel:
         self._out_bytes += sum(map(len, payloads))
         if not (idle and self._write_direct()):
             self._writable.set()
-        if len(self._outgoing) >= QUEUE_MESSAGES or self._out_bytes >= QUEUE_BYTES:
-            await self._wait_space()
+        return len(self._outgoing) >= QUEUE_MESSAGES or self._out_bytes >= QUEUE_BYTES
 
     async def recv(self) -> bytes:
         """The next message. At the end raises ChannelClosed (a clean end) or another
@@ -165,10 +171,27 @@ class AsyncChannel:
         """Every message that has arrived (at least one); the end as for ``recv``."""
         while not self._incoming:
             await self._wait_readable()
+        return self._take_arrived()
+
+    def _take_arrived(self) -> list[bytes]:
+        """``recv_many`` without the wait (for the blocking face's loop side): what
+        has arrived, perhaps nothing; raises as ``recv_many`` once nothing is left
+        and nothing more will come."""
+        if not self._incoming:
+            if self._peer_close is not None or self._failure or self._closed:
+                raise self._end_error()
+            return []
         taken = list(self._incoming)
         self._incoming.clear()
         self._consumed(len(taken), sum(map(len, taken)))
         return taken
+
+    def _listen(self, arrived: Callable[[], None]) -> None:
+        """Call ``arrived`` on the loop whenever messages arrive or the channel ends
+        (for the blocking face: it takes them from there, a loop turn sooner
+        than a task waiting in ``recv_many``); once, at once, for what came before."""
+        self._arrived = arrived
+        arrived()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
@@ -307,6 +330,8 @@ class AsyncChannel:
     def _wake_all(self) -> None:
         for event in (self._readable, self._space, self._writable, self._peer_done):
             event.set()
+        if self._arrived is not None:
+            self._arrived()
 
     def _fail(self, error: ChannelError) -> None:
         if self._failure is None and self._peer_close is None:
@@ -315,17 +340,16 @@ class AsyncChannel:
 
     async def _read(self) -> None:
         try:
-            for body in self._pending:
-                self._dispatch(body)
+            bodies: list[Body] | None = list(self._pending)
             self._pending = []
-            while True:
-                bodies = await self._transport.read()
-                if bodies is None:
-                    if self._peer_close is None:
-                        self._fail(ChannelLost(f"connection to {self.peer} lost", peer=self.peer))
-                    return
+            while bodies is not None:
                 for body in bodies:
                     self._dispatch(body)
+                if self._arrived is not None and self._incoming:
+                    self._arrived()
+                bodies = await self._transport.read()
+            if self._peer_close is None:
+                self._fail(ChannelLost(f"connection to {self.peer} lost", peer=self.peer))
         except ChannelProtocolError as exc:
             self._fail(ChannelProtocolError(f"{self.peer}: {exc}", peer=self.peer))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
