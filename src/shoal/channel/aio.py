@@ -90,7 +90,7 @@ class AsyncChannel:
         self._peer_done = asyncio.Event()  # the peer's Close, or the end of its stream
         self._failure: ChannelError | None = None
         self._failure_told = False  # raised to the application already
-        self._pending = list(pending)
+        self._pending: list[Body] = list(pending)
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -339,28 +339,43 @@ class AsyncChannel:
         self._wake_all()
 
     async def _read(self) -> None:
+        # On a stream the frames are dispatched from the transport's callback as
+        # they arrive (see StreamTransport.deliver_to): this task then only waits
+        # for the end of the stream.
         try:
-            bodies: list[Body] | None = list(self._pending)
+            if not self._received(self._pending):
+                return
             self._pending = []
-            while bodies is not None:
-                for body in bodies:
-                    self._dispatch(body)
-                if self._arrived is not None and self._incoming:
-                    self._arrived()
-                bodies = await self._transport.read()
+            if self._direct is not None:
+                self._direct.deliver_to(self._received)
+            while (bodies := await self._transport.read()) is not None:
+                if not self._received(bodies):
+                    return
             if self._peer_close is None:
                 self._fail(ChannelLost(f"connection to {self.peer} lost", peer=self.peer))
-        except ChannelProtocolError as exc:
-            self._fail(ChannelProtocolError(f"{self.peer}: {exc}", peer=self.peer))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._fail(ChannelProtocolError(f"{self.peer} sent a bad frame: {exc}", peer=self.peer))
         except OSError as exc:  # ConnectionError included
             if self._peer_close is None:
                 self._fail(ChannelLost(f"connection to {self.peer} lost: {exc}", peer=self.peer))
         finally:
             self._wake_all()
 
-    def _dispatch(self, body: bytes) -> None:
+    def _received(self, bodies: list[Body]) -> bool:
+        """Dispatch frames from the peer; False once one was bad (the channel failed,
+        and reads no more)."""
+        try:
+            for body in bodies:
+                self._dispatch(body)
+        except ChannelProtocolError as exc:
+            self._fail(ChannelProtocolError(f"{self.peer}: {exc}", peer=self.peer))
+            return False
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._fail(ChannelProtocolError(f"{self.peer} sent a bad frame: {exc}", peer=self.peer))
+            return False
+        if self._arrived is not None and self._incoming:
+            self._arrived()
+        return True
+
+    def _dispatch(self, body: Body) -> None:
         message = cm.decode(body)
         if isinstance(message, cm.Data):
             if self._peer_close is not None or self._closing is not None:
