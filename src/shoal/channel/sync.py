@@ -11,7 +11,7 @@ turn, for as long as the sender keeps sending. On the other side, once
 ``recv`` was first called, the channel's reader moves what arrives into an
 inbox here as it arrives and wakes a waiting ``recv`` directly: a message costs
 one crossing, not a round trip to the loop per ``recv``, and a ``recv`` that
-finds the inbox full does not touch the loop at all. The inbox is bounded as
+finds a message waiting does not touch the loop at all. The inbox is bounded as
 the send side is (it stops taking while full, so the channel's credit holds
 the peer back). A full send queue on the loop side blocks ``send``: a slow
 reader slows a blocking writer too.
