@@ -49,6 +49,8 @@ from shoal.protocol.graph_messages import (
     function_digest,
 )
 
+RECEIVE_TURN = 1.0  # seconds of one bounded wait for the controller's next message
+
 __all__ = ["WireTransport"]
 
 
@@ -112,7 +114,11 @@ class WireTransport:
     def _receive(self) -> Any:
         while not self._pending:
             try:
-                data = self._ws.recv()
+                # A bounded wait, again and again: a Ctrl-C that came just before
+                # the wait began is seen at the next turn, not never.
+                data = self._ws.recv(timeout=RECEIVE_TURN)
+            except TimeoutError:
+                continue
             except (ConnectionClosed, OSError) as exc:
                 self._broken = f"lost the connection to the controller: {exc}"
                 raise SessionException(self._broken) from None
