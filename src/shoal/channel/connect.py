@@ -19,12 +19,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from shoal.channel.aio import AsyncChannel
-from shoal.channel.errors import (
-    ChannelError,
-    ChannelRefused,
-    ChannelTimeout,
-    ChannelUnavailable,
-)
+from shoal.channel.errors import ChannelError, ChannelRefused, ChannelTimeout
 from shoal.channel.flow import DEFAULT_WINDOW, Window
 from shoal.channel.handshake import OPEN_TIMEOUT, open_on
 from shoal.channel.transport import WEBSOCKET_OPTIONS, StreamTransport, WebSocketTransport
@@ -54,16 +49,13 @@ async def request_grant(
                 headers={"Authorization": f"Bearer {token}"},
             )
     except httpx.HTTPError as exc:
-        raise ChannelUnavailable(f"cannot reach the controller at {controller}: {exc}") from None
+        raise ChannelError(f"cannot reach the controller at {controller}: {exc}") from None
     if response.status_code != 200:
         try:
             detail = response.json().get("detail", response.text)
         except ValueError:
             detail = response.text
-        # 409: the node is not online (yet: its agent may be reconnecting); 5xx: the
-        # controller cannot answer now. Both may pass; a refusal stands.
-        unavailable = response.status_code == 409 or response.status_code >= 500
-        raise (ChannelUnavailable if unavailable else ChannelRefused)(
+        raise ChannelRefused(
             f"the controller refused a channel to {endpoint!r} on node {node}: {detail}",
             peer=node,
         )
@@ -119,7 +111,7 @@ async def open_channel(
             f"the controller's relay did not answer within {timeout:g} s", peer=grant.node
         ) from None
     except (OSError, InvalidHandshake) as exc:
-        raise ChannelUnavailable(
+        raise ChannelError(
             f"cannot reach the controller's relay at {controller}: {exc}", peer=grant.node
         ) from None
     return await open_on(

@@ -21,11 +21,6 @@ class ChannelRefused(ChannelError):
     endpoint, node)."""
 
 
-class ChannelUnavailable(ChannelError):
-    """The channel could not be opened for now: the controller could not be
-    reached, or the node is not online. Trying again later may work."""
-
-
 class ChannelLost(ChannelError):
     """The peer went away: its connection dropped, or it closed with an error."""
 
@@ -50,5 +45,4 @@ __all__ = [
     "ChannelProtocolError",
     "ChannelRefused",
     "ChannelTimeout",
-    "ChannelUnavailable",
 ]
