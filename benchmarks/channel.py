@@ -14,6 +14,10 @@ Prints messages/s for small messages, MB/s for 1 MiB ones, and the ratios
 (issue 14's targets: at least 1M small messages/s, within 1.5x of the raw
 socket; the relay at most 2x slower than the direct path).
 
+Also prints the controller's CPU time per relayed run (a figure that a busy
+machine disturbs less than the wall-clock rates); ``--small 0`` or
+``--large 0`` leaves that size out.
+
     python benchmarks/channel.py [--small 2000000] [--large 1024]
 """
 
@@ -28,6 +32,7 @@ import sys
 import time
 
 import msgspec
+import psutil
 from common import machine
 
 from shoal import LocalCluster
@@ -135,14 +140,28 @@ def main() -> None:
         client = cluster.client()
         client.wait_for_nodes(["relay-1"], 60)
         token = client.token()
-        report(cluster.endpoint, token, "small", SMALL, args.small)
-        report(cluster.endpoint, token, "large", LARGE, args.large)
+        assert cluster.controller is not None
+        controller = psutil.Process(cluster.controller.proc.pid)
+        print(f"controller pid: {controller.pid}")
+        if args.small:
+            report(cluster.endpoint, token, "small", SMALL, args.small, controller)
+        if args.large:
+            report(cluster.endpoint, token, "large", LARGE, args.large, controller)
 
 
-def report(endpoint: str, token: str, kind: str, payload: bytes, count: int) -> None:
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def report(
+    endpoint: str, token: str, kind: str, payload: bytes, count: int, controller: psutil.Process
+) -> None:
     raw = raw_socket(payload, count)
     direct = measure(endpoint, token, "direct-1", payload, count)
+    before = _cpu(controller)
     relayed = measure(endpoint, token, "relay-1", payload, count)
+    relay_cpu = _cpu(controller) - before
     assert direct["path"] == "direct" and relayed["path"] == "relay", (direct, relayed)
     if kind == "small":
         unit, scale = "msg/s", count
@@ -162,6 +181,10 @@ def report(endpoint: str, token: str, kind: str, payload: bytes, count: int) -> 
             f"  {face:5} channel, relay   {scale / r:>12,.0f} {unit}  "
             f"{r / d:.2f}x the direct path's time (target <= {TARGET_RELAY_RATIO:g}x)"
         )
+    print(
+        f"  controller CPU for the two relayed runs: {relay_cpu:.2f} s "
+        f"({relay_cpu / (2 * count * len(payload)) * 1e9:.2f} ns/byte)"
+    )
     if kind == "small":
         best = count / min(direct["sync"], direct["async"])
         print(f"  best direct: {best:,.0f} msg/s (target >= {TARGET_RATE:,})")
