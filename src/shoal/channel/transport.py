@@ -224,6 +224,12 @@ class StreamTransport:
         assert sock is not None
         return sock
 
+    @property
+    def encrypted(self) -> bool:
+        """The connection runs TLS (a relay's, from a TLS controller): its socket
+        does not carry the frames as they are, so it cannot be passed on."""
+        return self._transport.get_extra_info("ssl_object") is not None
+
     async def read(self) -> list[Body] | None:
         return await self._protocol.take()
 

@@ -107,6 +107,8 @@ class _End(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=WRITE_HIGH)
 
     def write(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # its peer is gone: what the other end still sends goes nowhere
         into = self.into
         begun = into.count
         into.passed(data)
