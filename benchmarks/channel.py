@@ -14,6 +14,11 @@ Prints messages/s for small messages, MB/s for 1 MiB ones, and the ratios
 (issue 14's targets: at least 1M small messages/s, within 1.5x of the raw
 socket; the relay at most 2x slower than the direct path).
 
+Also prints the CPU time each path costs, summed over the processes it runs
+through (this one, the agent, and for the relay the controller): a figure that
+a busy machine disturbs less than the wall-clock rates. ``--small 0`` or
+``--large 0`` leaves that size out.
+
     python benchmarks/channel.py [--small 2000000] [--large 1024]
 """
 
@@ -28,6 +33,7 @@ import sys
 import time
 
 import msgspec
+import psutil
 from common import machine
 
 from shoal import LocalCluster
@@ -135,14 +141,46 @@ def main() -> None:
         client = cluster.client()
         client.wait_for_nodes(["relay-1"], 60)
         token = client.token()
-        report(cluster.endpoint, token, "small", SMALL, args.small)
-        report(cluster.endpoint, token, "large", LARGE, args.large)
+        assert cluster.controller is not None
+        print(f"controller pid: {cluster.controller.proc.pid}")
+        me = psutil.Process()
+        controller = psutil.Process(cluster.controller.proc.pid)
+        processes = {
+            "direct-1": [me, psutil.Process(cluster.agents["direct-1"].pid)],
+            "relay-1": [me, psutil.Process(relay.pid), controller],
+        }
+        if args.small:
+            report(cluster.endpoint, token, "small", SMALL, args.small, processes)
+        if args.large:
+            report(cluster.endpoint, token, "large", LARGE, args.large, processes)
 
 
-def report(endpoint: str, token: str, kind: str, payload: bytes, count: int) -> None:
+def _cpu(processes: list[psutil.Process]) -> list[float]:
+    return [sum(process.cpu_times()[:2]) for process in processes]
+
+
+def _measured(
+    endpoint: str, token: str, node: str, payload: bytes, count: int, cpu: list[psutil.Process]
+) -> tuple[dict[str, float], list[float]]:
+    """:func:`measure`, and the CPU seconds each of ``cpu`` spent meanwhile."""
+    before = _cpu(cpu)
+    seconds = measure(endpoint, token, node, payload, count)
+    return seconds, [after - b for after, b in zip(_cpu(cpu), before, strict=True)]
+
+
+def report(
+    endpoint: str,
+    token: str,
+    kind: str,
+    payload: bytes,
+    count: int,
+    processes: dict[str, list[psutil.Process]],
+) -> None:
     raw = raw_socket(payload, count)
-    direct = measure(endpoint, token, "direct-1", payload, count)
-    relayed = measure(endpoint, token, "relay-1", payload, count)
+    direct, direct_cpu = _measured(
+        endpoint, token, "direct-1", payload, count, processes["direct-1"]
+    )
+    relayed, relay_cpu = _measured(endpoint, token, "relay-1", payload, count, processes["relay-1"])
     assert direct["path"] == "direct" and relayed["path"] == "relay", (direct, relayed)
     if kind == "small":
         unit, scale = "msg/s", count
@@ -162,6 +200,15 @@ def report(endpoint: str, token: str, kind: str, payload: bytes, count: int) -> 
             f"  {face:5} channel, relay   {scale / r:>12,.0f} {unit}  "
             f"{r / d:.2f}x the direct path's time (target <= {TARGET_RELAY_RATIO:g}x)"
         )
+    moved = 2 * count * len(payload)  # both faces
+    print(
+        f"  CPU, both faces: direct {sum(direct_cpu):.2f} s (client, agent: "
+        + ", ".join(f"{c:.2f}" for c in direct_cpu)
+        + f"); relay {sum(relay_cpu):.2f} s (client, agent, controller: "
+        + ", ".join(f"{c:.2f}" for c in relay_cpu)
+        + f"), {sum(relay_cpu) / sum(direct_cpu):.2f}x the direct path's;"
+        f" controller {relay_cpu[2] / moved * 1e9:.2f} ns/byte"
+    )
     if kind == "small":
         best = count / min(direct["sync"], direct["async"])
         print(f"  best direct: {best:,.0f} msg/s (target >= {TARGET_RATE:,})")

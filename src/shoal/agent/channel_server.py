@@ -25,13 +25,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from shoal.channel.aio import AsyncChannel, close_quietly
+from shoal.channel.connect import RELAY_WEBSOCKET, STREAM_SUBPROTOCOL, relay_stream
 from shoal.channel.errors import ChannelError
-from shoal.channel.handshake import accept_on, read_open
+from shoal.channel.handshake import OPEN_TIMEOUT, accept_on, read_open
 from shoal.channel.transport import (
-    WEBSOCKET_OPTIONS,
     StreamTransport,
     Transport,
     WebSocketTransport,
@@ -133,11 +133,22 @@ class ChannelServer:
     async def take_relayed(self, url: str) -> None:
         """Take a channel the controller relays: open ``url`` (the offer's target)."""
         try:
-            ws = await ws_connect(url, open_timeout=10, **WEBSOCKET_OPTIONS)
+            ws = await ws_connect(url, open_timeout=10, **RELAY_WEBSOCKET)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             log.info("could not take a relayed channel: %s", exc)
             return
-        await self._serve(WebSocketTransport(ws), "relay")
+        transport: Transport = WebSocketTransport(ws)
+        if ws.subprotocol == STREAM_SUBPROTOCOL:
+            # The Open is the one WebSocket message; channel frames follow it.
+            try:
+                async with asyncio.timeout(OPEN_TIMEOUT):
+                    first = await ws.recv(decode=False)
+            except (ConnectionClosed, TimeoutError) as exc:
+                log.info("a relayed channel did not open: %s", exc)
+                await transport.close()
+                return
+            transport = relay_stream(ws, [first])
+        await self._serve(transport, "relay")
 
     async def _serve(self, transport: Transport, path: str) -> None:
         task = asyncio.current_task()

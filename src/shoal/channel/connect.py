@@ -7,27 +7,55 @@ runs TLS, so plain TCP would carry what TLS protects; or the node serves no
 channels). It then tries each direct address with a short timeout and, if none
 answers, goes through the controller's relay (a WebSocket, TLS when the
 controller is). A refusal is final on either path: the other is not tried.
+
+On the relay path the WebSocket carries only the handshake and the ``Open``
+when the controller agrees (the subprotocol :data:`STREAM_SUBPROTOCOL`): then
+the connection carries channel frames as a direct one does, and the controller
+splices the bytes through to the node, which does the same on its side.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import msgspec
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from shoal.channel.aio import AsyncChannel
 from shoal.channel.errors import ChannelError, ChannelRefused, ChannelTimeout
 from shoal.channel.flow import DEFAULT_WINDOW, Window
 from shoal.channel.handshake import OPEN_TIMEOUT, open_on
-from shoal.channel.transport import WEBSOCKET_OPTIONS, StreamTransport, WebSocketTransport
+from shoal.channel.transport import (
+    WEBSOCKET_OPTIONS,
+    StreamTransport,
+    WebSocketTransport,
+)
 from shoal.protocol import channel_messages as cm
 
 GRANT_PATH = "/api/channels"
 RELAY_PATH = "/api/channels/relay"
 DIRECT_TIMEOUT = 1.0  # seconds to reach a node directly before the relay is tried
+# Asked for by both ends of a relayed channel: after the Open the connection
+# carries length-prefixed frames, not WebSocket messages.
+STREAM_SUBPROTOCOL = "shoal.channel.stream"
+# A relay WebSocket: no keepalive pings, which would land in the frame stream
+# (a channel notices a dead peer by its connection, as on the direct path).
+RELAY_WEBSOCKET: dict[str, Any] = {
+    **WEBSOCKET_OPTIONS,
+    "subprotocols": [STREAM_SUBPROTOCOL],
+    "ping_interval": None,
+}
+
+
+def relay_stream(ws: ClientConnection, pending: list[bytes] | None = None) -> StreamTransport:
+    """Channel frames over relay WebSocket ``ws``'s connection, which the controller
+    splices (``ws.subprotocol`` is STREAM_SUBPROTOCOL), once the last WebSocket
+    message went (the opener's Open) or came (the node's: ``pending``)."""
+    return StreamTransport.adopt(ws.transport, list(pending or []))
 
 
 def ws_url(controller: str, path: str) -> str:
@@ -98,7 +126,7 @@ async def open_channel(
             ws_url(controller, RELAY_PATH),
             additional_headers={"Authorization": f"Bearer {token}"},
             open_timeout=timeout,
-            **WEBSOCKET_OPTIONS,
+            **RELAY_WEBSOCKET,
         )
     except InvalidStatus as exc:
         raise ChannelRefused(
@@ -114,8 +142,19 @@ async def open_channel(
         raise ChannelError(
             f"cannot reach the controller's relay at {controller}: {exc}", peer=grant.node
         ) from None
+    if ws.subprotocol != STREAM_SUBPROTOCOL:
+        return await open_on(
+            WebSocketTransport(ws), request, path="relay", window=window, timeout=timeout
+        )
+    try:
+        await ws.send(cm.encode(request))
+    except ConnectionClosed as exc:
+        raise ChannelError(
+            f"the controller's relay closed the channel to node {grant.node}: {exc}",
+            peer=grant.node,
+        ) from None
     return await open_on(
-        WebSocketTransport(ws), request, path="relay", window=window, timeout=timeout
+        relay_stream(ws), request, path="relay", window=window, timeout=timeout, sent=True
     )
 
 
@@ -136,4 +175,12 @@ async def connect(
     )
 
 
-__all__ = ["connect", "open_channel", "request_grant", "ws_url"]
+__all__ = [
+    "RELAY_WEBSOCKET",
+    "STREAM_SUBPROTOCOL",
+    "connect",
+    "open_channel",
+    "relay_stream",
+    "request_grant",
+    "ws_url",
+]

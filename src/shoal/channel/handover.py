@@ -11,11 +11,11 @@ never sees the node's data key):
 
 - a direct channel's TCP connection goes as it is (its fd, ``SCM_RIGHTS``):
   the executor answers the ``Open`` and the bytes flow with no hop through the
-  agent;
-- a relayed channel (a WebSocket of the agent's to the controller) cannot be
-  passed on: the agent hands over one end of a fresh socket pair and forwards
-  frames between it and the WebSocket without decoding them. The credit
-  window is end to end, so the agent holds no more than its socket buffers.
+  agent; so does a relayed one that the controller splices, unless it runs TLS;
+- another relayed channel (WebSocket messages, or TLS) cannot be passed on:
+  the agent hands over one end of a fresh socket pair and forwards frames
+  between it and the connection without decoding them. The credit window is
+  end to end, so the agent holds no more than its socket buffers.
 
 Either way the executor gets ``["channel", open_body, path]`` with one fd and
 accepts the channel on it with :func:`shoal.channel.handshake.accept_on`.
@@ -103,7 +103,7 @@ class ExecutorEndpoints:
         """Hand an opened (and checked) channel to the executor; returns once it
         is the executor's (a relayed one: once it ended)."""
         body = _encode(["channel", cm.encode(request), path])
-        if isinstance(transport, StreamTransport):
+        if isinstance(transport, StreamTransport) and not transport.encrypted:
             sock = transport.socket
             try:
                 self._send(body, sock.fileno())

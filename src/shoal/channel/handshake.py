@@ -48,15 +48,18 @@ async def open_on(
     path: str,
     window: Window = DEFAULT_WINDOW,
     timeout: float = OPEN_TIMEOUT,
+    sent: bool = False,
 ) -> AsyncChannel:
-    """Send ``request`` on ``transport`` and wait for the answer; the open channel.
+    """Send ``request`` on ``transport`` (unless it was ``sent`` another way) and
+    wait for the answer; the open channel.
 
     Raises ChannelRefused with the target's reason, or ChannelError. The
     transport is closed on failure.
     """
     peer = f"node {request.node}"
     try:
-        await transport.send([cm.encode(request)])
+        if not sent:
+            await transport.send([cm.encode(request)])
         bodies = await _first_frames(transport, timeout, peer)
         try:
             answer = cm.decode(bodies[0])

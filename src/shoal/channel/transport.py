@@ -188,6 +188,20 @@ class StreamTransport:
         _, protocol = await loop.create_connection(_FrameProtocol, sock=sock)
         return cls(protocol)
 
+    @classmethod
+    def adopt(
+        cls, transport: asyncio.Transport, pending: list[Body] | None = None
+    ) -> StreamTransport:
+        """Frames over ``transport``, a connection another protocol spoke on until
+        now (a relay's WebSocket after its handshake and first message), from its
+        next byte on; ``pending``: frames that came before, read first."""
+        protocol = _FrameProtocol()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        protocol.ready += pending or []
+        transport.resume_reading()
+        return cls(protocol)
+
     @staticmethod
     async def serve(
         handler: Callable[[StreamTransport], Awaitable[None]], host: str, port: int = 0
@@ -209,6 +223,12 @@ class StreamTransport:
         sock = self._transport.get_extra_info("socket")
         assert sock is not None
         return sock
+
+    @property
+    def encrypted(self) -> bool:
+        """The connection runs TLS (a relay's, from a TLS controller): its socket
+        does not carry the frames as they are, so it cannot be passed on."""
+        return self._transport.get_extra_info("ssl_object") is not None
 
     async def read(self) -> list[Body] | None:
         return await self._protocol.take()

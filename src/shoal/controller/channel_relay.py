@@ -12,9 +12,14 @@ checks that the token stands for the opener the capability names and that the
 capability is good for that node, then tells the node (``ChannelOffer`` on its
 agent WebSocket) to open ``/api/channels/target/{ticket}``. The node checks the Open again, answers,
 and from then on the controller forwards frames both ways without decoding
-them. What it holds per channel is bounded by the channel's credit window
-(end to end) and the WebSocket queues. When either side's connection drops,
-the other is told with a ``Close`` marked ``lost``.
+them. When both ends ask for it (the WebSocket subprotocol
+``STREAM_SUBPROTOCOL``, as every end of this release does), the WebSockets end
+with the ``Open`` and the controller splices the two connections' bytes
+(:mod:`shoal.controller.relay_splice`); otherwise it forwards WebSocket
+messages. What it holds per channel is bounded by the channel's credit window
+(end to end) and the connections' write buffers. When either side's connection
+drops, the other's is closed (with WebSocket messages, after a ``Close``
+marked ``lost``).
 
 The controller opens channels itself too (opener ``controller``, e.g. to read a
 graph object a client fetches): always by way of a ChannelOffer, as for a
@@ -36,11 +41,13 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from shoal.channel.aio import AsyncChannel
-from shoal.channel.errors import ChannelError, ChannelTimeout
+from shoal.channel.connect import STREAM_SUBPROTOCOL
+from shoal.channel.errors import ChannelError, ChannelRefused, ChannelTimeout
 from shoal.channel.flow import DEFAULT_WINDOW, Window
 from shoal.channel.handshake import open_on
 from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.registry import NodeRegistry
+from shoal.controller.relay_splice import HandOver, Splice, hand_over_of
 from shoal.protocol import capabilities
 from shoal.protocol import channel_messages as cm
 from shoal.protocol.agent_messages import ChannelOffer, CloseChannels
@@ -72,6 +79,7 @@ class _Offer:
     """A relayed channel waiting for its node to take it."""
 
     node: str
+    stream: bool = False  # the opener speaks frames on its connection: the node must too
     taken: asyncio.Future[WebSocket] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -190,15 +198,27 @@ class ChannelService:
     async def relay(self, ws: WebSocket) -> None:
         """The opener's side of a relayed channel."""
         caller, identity, refusal = await self._caller(ws)
-        await ws.accept()
+        hand_over = _stream_hand_over(ws)
+        await ws.accept(subprotocol=STREAM_SUBPROTOCOL if hand_over else None)
         try:
             body = await asyncio.wait_for(ws.receive_bytes(), OPEN_TIMEOUT)
-            request = cm.decode(body)
+            request: object = cm.decode(body)
         except (TimeoutError, WebSocketDisconnect, KeyError, RuntimeError):
             await _close(ws)
             return
         except (msgspec.DecodeError, msgspec.ValidationError):
-            await _refuse(ws, "a channel must start with Open")
+            request = None
+        if hand_over is not None:
+            try:
+                # The opener reads frames from now on, even a refusal.
+                splice = Splice(self, f"{identity or 'the opener'}", hand_over)
+            except RuntimeError:
+                await _close(ws)  # it sent more than its Open
+                return
+            try:
+                await self._relay_stream(splice, caller, identity, refusal, request, body)
+            finally:
+                await splice.finished()
             return
         if not isinstance(request, cm.Open):
             await _refuse(ws, "a channel must start with Open")
@@ -226,6 +246,46 @@ class ChannelService:
             self.open_relays -= 1
             offer.done.set()
 
+    async def _relay_stream(
+        self,
+        splice: Splice,
+        caller: Principal | None,
+        identity: str,
+        refusal: str,
+        request: object,
+        body: bytes,
+    ) -> None:
+        """The rest of :meth:`relay` for an opener whose connection is spliced."""
+        if not isinstance(request, cm.Open):
+            splice.refuse("a channel must start with Open")
+            return
+        reason = refusal or self._check(identity, request)
+        if reason:
+            log.warning("refused channel %s to %s: %s", request.channel, request.node, reason)
+            splice.refuse(reason)
+            return
+        if caller is not None:
+            self.auth.opened(splice, caller)  # type: ignore[arg-type]
+        try:
+            target, offer = await self._offer(request.node, request.channel, stream=True)
+        except ChannelError as exc:
+            splice.refuse(str(exc))
+            return
+        self.relayed += 1
+        self.open_relays += 1
+        try:
+            # The node's agent reads the Open as a WebSocket message, then frames.
+            await target.send_bytes(body)
+            hand_over = hand_over_of(target)
+            assert hand_over is not None  # target() accepted it as a stream
+            splice.join(f"node {request.node}", hand_over)
+            await splice.ended.wait()
+        except (WebSocketDisconnect, RuntimeError):
+            await _close(target)
+        finally:
+            self.open_relays -= 1
+            offer.done.set()
+
     async def _caller(self, ws: WebSocket) -> tuple[Principal | None, str, str]:
         """Who the WebSocket's bearer token stands for: ``(principal, identity,
         refusal)``; a user or executor, or a node (no principal) by its credential."""
@@ -244,13 +304,16 @@ class ChannelService:
             return None, "", missing
         return None, node_opener(node), ""
 
-    async def _offer(self, node: str, channel: str) -> tuple[WebSocket, _Offer]:
-        """Tell ``node`` to take ``channel`` here; its WebSocket once it has."""
+    async def _offer(
+        self, node: str, channel: str, stream: bool = False
+    ) -> tuple[WebSocket, _Offer]:
+        """Tell ``node`` to take ``channel`` here; its WebSocket once it has
+        (``stream``: one that is handed over after the Open, see relay_splice)."""
         link = self.registry.link(node)
         if link is None:
             raise ChannelError(f"node {node} is not connected to the controller", peer=node)
         ticket = secrets.token_urlsafe(24)
-        offer = _Offer(node)
+        offer = _Offer(node, stream)
         self._offers[ticket] = offer
         try:
             link.send(ChannelOffer(channel=channel, ticket=ticket))
@@ -307,7 +370,19 @@ class ChannelService:
         if offer is None or offer.taken.done():
             await ws.close(code=4404, reason="no such channel offer")
             return
-        await ws.accept()
+        stream = offer.stream and _stream_hand_over(ws) is not None
+        await ws.accept(subprotocol=STREAM_SUBPROTOCOL if stream else None)
+        if offer.stream and not stream:
+            if not offer.taken.done():
+                offer.taken.set_exception(
+                    ChannelRefused(
+                        f"the agent of node {offer.node} cannot take relayed channels "
+                        "from this client (its shoal is older): upgrade it",
+                        peer=offer.node,
+                    )
+                )
+            await _close(ws)
+            return
         offer.taken.set_result(ws)
         await offer.done.wait()  # the opener's handler relays meanwhile
 
@@ -380,6 +455,13 @@ async def _pump(
                 await lost.send_bytes(cm.encode(cm.Close(f"connection to {gone} lost", lost=True)))
         for ws in (a, b):
             await _close(ws)
+
+
+def _stream_hand_over(ws: WebSocket) -> HandOver | None:
+    """How to take ``ws``'s connection over if its peer asked to speak frames on it."""
+    if STREAM_SUBPROTOCOL not in ws.scope.get("subprotocols", ()):
+        return None
+    return hand_over_of(ws)
 
 
 async def _refuse(ws: WebSocket, reason: str) -> None:

@@ -17,10 +17,16 @@ else, and any message the sink leaves, takes the usual path unchanged.
 
 The tap is an ASGI server extension (``scope["extensions"][TAP]``): under any
 other server it is absent and endpoints read as usual.
+
+A second extension, ``scope["extensions"][HAND_OVER]``, lets an endpoint take
+the connection itself once the WebSocket has done its part (the handshake and
+its first messages): the relay then splices two connections' bytes without
+parsing WebSocket frames (see :mod:`shoal.controller.channel_relay`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +40,10 @@ from websockets.streams import StreamReader
 log = logging.getLogger("shoal.controller")
 
 TAP = "shoal.frame_tap"
+HAND_OVER = "shoal.hand_over"
+# What the protocol that takes a connection over calls when it is lost: the
+# WebSocket protocol's own bookkeeping (the server's list of connections).
+Lost = Callable[[Exception | None], None]
 # The whole frames taken without the generic parser: FIN + binary, no extension
 # bits, masked (as every client frame), at most this long.
 _FIN_BINARY = 0x82
@@ -115,6 +125,35 @@ class TappedWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)  # absent when the handshake was refused
         if scope is not None:
             scope["extensions"][TAP] = self.tap
+            scope["extensions"][HAND_OVER] = self.hand_over
+
+    def hand_over(self, protocol: asyncio.BaseProtocol) -> tuple[asyncio.Transport, Lost]:
+        """Give the connection to ``protocol``, which reads it from the next byte on
+        (reading is left paused) and must call the returned function from its
+        ``connection_lost``. Only between messages: raises RuntimeError if the
+        handshake is not done, the connection is closing, or bytes of a further
+        frame were read already (the peer sent more than it should have)."""
+        conn = self.conn
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.transport.is_closing()
+            or conn.state is not OPEN
+            or conn.reader.buffer
+            or conn.current_size is not None
+            or self.frames
+            or not self.queue.empty()
+        ):
+            raise RuntimeError("the WebSocket is not between messages: it cannot be handed over")
+        # No keepalive pings, and no frame from the ASGI side (a close after the
+        # endpoint returns only closes the transport): the bytes are the new protocol's.
+        self.stop_keepalive()
+        self.close_sent = True
+        self.transport.pause_reading()
+        self.read_paused = True
+        self.transport.set_protocol(protocol)
+        return self.transport, self.connection_lost
 
     def send_receive_event_to_app(self) -> None:
         sink = self.tap.sink
