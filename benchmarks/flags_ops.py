@@ -7,7 +7,10 @@ For each store (SQLite, and PostgreSQL from tests/pgserver.py) it prints:
   same connections; the client is a bare HTTP/1.1 loop, so the servers set the
   rates);
 - executors: ``--steps`` concurrent pipeline steps (spread over two agents)
-  each incrementing one flag ``--per-step`` times;
+  each incrementing one flag ``--per-step`` times, with the CPU each kind of
+  process spent per operation (on a shared machine the rate moves with the
+  load; the CPU per operation, and the ceiling it sets on this machine's
+  cores, much less);
 - PostgreSQL only: a bare asyncpg loop doing the same updates (one committed
   UPDATE per operation from ``--clients`` connections, and from one), the
   store's own limit for acknowledged-when-durable increments.
@@ -24,16 +27,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 from common import ROOT, machine
 
 from shoal import Experiment, LocalCluster, Pipeline
@@ -182,6 +188,60 @@ def rest_figures(cluster: LocalCluster, clients: int, seconds: float, bare_url: 
     )
 
 
+class CpuWatch:
+    """CPU seconds of the cluster's controller, agents and executors, by kind,
+    sampled until stopped (executors exit when their pipeline ends: their last
+    sample stands for them)."""
+
+    KINDS = ("controller", "agents", "executors")
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        assert cluster.controller is not None
+        self._roots = [cluster.controller.proc.pid, *(p.pid for p in cluster.agents.values())]
+        self._last: dict[int, tuple[str, float]] = {}
+        self._first: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _kind(proc: psutil.Process) -> str | None:
+        command = " ".join(proc.cmdline())
+        if "executor_main" in command:
+            return "executors"
+        if "task_worker" in command:
+            return None  # warm graph workers: not on the flag path
+        return "agents" if " agent" in command else "controller"
+
+    def _sample(self) -> None:
+        for root in self._roots:
+            with contextlib.suppress(psutil.Error):
+                top = psutil.Process(root)
+                for proc in [top, *top.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        kind = self._kind(proc)
+                        if kind is not None:
+                            times = proc.cpu_times()
+                            cpu = times.user + times.system
+                            self._first.setdefault(proc.pid, cpu)
+                            self._last[proc.pid] = (kind, cpu)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds by kind since this watch began."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        spent = dict.fromkeys(self.KINDS, 0.0)
+        for pid, (kind, cpu) in self._last.items():
+            spent[kind] += cpu - self._first[pid]
+        return spent
+
+
 def executor_figures(cluster: LocalCluster, steps: int, per_step: int) -> float:
     client = cluster.client()
     nodes = client.get_nodes()
@@ -194,8 +254,10 @@ def executor_figures(cluster: LocalCluster, steps: int, per_step: int) -> float:
     name = "executor-bench"
     client.prepare_experiment(experiment, name)
     client.wait(name, until="ready", timeout=120)
+    watch = CpuWatch(cluster)
     client.start_execution(name)
     info = client.wait(name, timeout=600)
+    spent = watch.stop()
     assert all(r.result.is_success for r in info.execution_result), info
     spans = [step[0].unwrap() for r in info.execution_result for step in r.result.unwrap().values()]
     total = sum(s[0] for s in spans)
@@ -204,6 +266,14 @@ def executor_figures(cluster: LocalCluster, steps: int, per_step: int) -> float:
     assert stored == total, f"flag holds {stored}, {total} increments were acknowledged"
     rate = total / elapsed
     print(f"  executor increments, {len(spans)} concurrent steps: {rate:8.0f} ops/s")
+    per_op = {kind: seconds / total * 1e6 for kind, seconds in spent.items()}
+    cores = os.cpu_count() or 1
+    print(
+        "    CPU per op: "
+        + ", ".join(f"{kind} {us:.0f} µs" for kind, us in per_op.items())
+        + f"; all three {sum(per_op.values()):.0f} µs: at most "
+        f"{cores / sum(per_op.values()) * 1e6:.0f} ops/s on {cores} cores before the store"
+    )
     return rate
 
 
@@ -263,7 +333,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--steps", type=int, default=32, help="0: no executor run")
-    parser.add_argument("--per-step", type=int, default=100)
+    parser.add_argument("--per-step", type=int, default=300)
     args = parser.parse_args()
     print(f"machine: {machine()}")
     if args.store in ("sqlite", "both"):

@@ -13,10 +13,12 @@ import base64
 import os
 from typing import Any
 
+import msgspec
 import uvicorn
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
+from shoal.controller.links import Link
 from shoal.controller.ws_protocol import TAP, TappedWebSocketProtocol
 
 HANDSHAKE = (
@@ -33,12 +35,13 @@ class _Transport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.closed = False
+        self.written: list[bytes] = []
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 9) if name in ("sockname", "peername") else default
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        pass
+        self.written.append(bytes(data))
 
     def is_closing(self) -> bool:
         return self.closed
@@ -173,6 +176,40 @@ def test_a_failing_sink_leaves_the_message_to_the_endpoint() -> None:
         await peer.open()
         peer.proto.data_received(frame(b"beat"))
         assert peer.queued() == [b"beat"]
+        await peer.close()
+
+    run(main)
+
+
+def _sent_messages(written: list[bytes]) -> list[list[Any]]:
+    """The messages of each (short, unmasked) binary frame the server wrote."""
+    frames = []
+    for data in written:
+        assert data[0] == 0x82 and data[1] < 126, data
+        frames.append(msgspec.msgpack.decode(data[2 : 2 + data[1]]))
+    return frames
+
+
+def test_a_link_writes_one_frame_per_turn_and_falls_back_when_closing() -> None:
+    async def main() -> None:
+        peer = _Peer()
+        await peer.open()
+        tap = peer.proto.scope["extensions"][TAP]
+        link = Link("node-a", tap.write)
+        peer.transport.written.clear()
+        link.send("one")
+        link.send("two")
+        assert peer.transport.written == []  # nothing until the end of this turn
+        await asyncio.sleep(0)
+        assert _sent_messages(peer.transport.written) == [["one", "two"]]
+        # The connection closes under the link: what follows waits for the ASGI
+        # path (which reports the closed connection), in order, and the close last.
+        peer.transport.closed = True
+        link.send("three")
+        link.send("four")
+        link.close("going")
+        queued = [link.outbox.get_nowait() for _ in range(link.outbox.qsize())]
+        assert queued == ["three", "four", None]
         await peer.close()
 
     run(main)

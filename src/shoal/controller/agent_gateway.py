@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 import msgspec
 from fastapi import WebSocket, WebSocketDisconnect
@@ -137,9 +138,9 @@ class AgentGateway:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason=_close_reason(exc.message))
             return
-        link = await self._online(hello, host, registered)
-        resend = registered.resend
         tap: FrameTap | None = ws.scope.get("extensions", {}).get(TAP)
+        link = await self._online(hello, host, registered, tap.write if tap else None)
+        resend = registered.resend
         try:
             # What came with the Hello is taken before any later frame can be.
             if self._take(link, messages[1:]):
@@ -176,14 +177,20 @@ class AgentGateway:
             link.close(f"node {name!r} was forgotten by an operator", CLOSE_REFUSED)
         return freed
 
-    async def _online(self, hello: Hello, host: str, registered: Registered) -> Link:
+    async def _online(
+        self,
+        hello: Hello,
+        host: str,
+        registered: Registered,
+        write: Callable[[bytes], bool] | None = None,
+    ) -> Link:
         """Take a registered node online (its writes are committed): its link, its
         Welcome, its place in the registry and the graph scheduler."""
         old = self.registry.links.pop(hello.name, None)
         if old is not None:
             log.info("agent %s reconnected; closing its previous connection", hello.name)
             old.close()
-        link = Link(hello.name)
+        link = Link(hello.name, write)
         self.relay.agent_hello(hello.name, hello.commands)
         self.registry.links[hello.name] = link
         node = self.registry.nodes.get(hello.name) or NodeInfo(name=hello.name)

@@ -15,6 +15,10 @@ parser waits at a frame boundary (an idle agent's heartbeat, nearly always) is
 unmasked here and offered to the sink without the generic parser; anything
 else, and any message the sink leaves, takes the usual path unchanged.
 
+The tap also lets an endpoint send without the ASGI path (``FrameTap.write``):
+a thousand agents each answered in turn cost the controller a task wake-up,
+an ASGI message and the middleware's send wrappers per frame otherwise.
+
 The tap is an ASGI server extension (``scope["extensions"][TAP]``): under any
 other server it is absent and endpoints read as usual.
 
@@ -56,12 +60,15 @@ _AT_EOF = StreamReader.at_eof.__code__
 class FrameTap:
     """Where an endpoint hooks into its connection's parser (see the module doc)."""
 
-    __slots__ = ("sink",)
+    __slots__ = ("sink", "write")
 
     def __init__(self) -> None:
         # Takes one binary message; True if it handled it (it is not queued for
         # the endpoint), False to leave it to the endpoint's receive.
         self.sink: Callable[[bytes], bool] | None = None
+        # Sends one binary message now, as the ASGI send would; False (nothing
+        # sent) when the connection is not open: the ASGI send then says why.
+        self.write: Callable[[bytes], bool] | None = None
 
 
 class TappedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -70,6 +77,19 @@ class TappedWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tap = FrameTap()
+        self.tap.write = self._write_now
+
+    def _write_now(self, data: bytes) -> bool:
+        if (
+            self.close_sent
+            or self.initial_response is not None
+            or self.conn.state is not OPEN
+            or self.transport.is_closing()
+        ):
+            return False
+        self.conn.send_binary(data)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     # Cleared for good if the parser's internals are not what _lone_frame reads
     # (another websockets release): every frame then takes the generic parser.
