@@ -59,6 +59,7 @@ Guard = Callable[[Principal, str, str], str]
 
 GRANT_TTL = 60.0  # seconds a grant may be used to open its channel
 OPEN_TIMEOUT = 10.0  # for the opener's first frame, and for the node to take the channel
+TOKENS_SWEEP = 1024  # tokens remembered before the revoked and expired ones are swept
 CONTROLLER = "controller"  # the opener of the channels the controller opens itself
 
 
@@ -92,11 +93,18 @@ class _TokenChannels:
     those nodes close every channel whose capability carries the token's tag,
     direct ones included (relayed ones also end with the relay's WebSocket)."""
 
-    def __init__(self, registry: NodeRegistry, tag: str) -> None:
+    def __init__(self, registry: NodeRegistry, tag: str, expires_at: float | None) -> None:
         self.registry = registry
         self.tag = tag
+        self.expires_at = expires_at
         self.nodes: set[str] = set()
         self.application_state = WebSocketState.CONNECTED
+
+    def ended(self, now: float) -> bool:
+        """Revoked, or its token has expired: no grant under it can come again."""
+        return self.application_state != WebSocketState.CONNECTED or (
+            self.expires_at is not None and self.expires_at < now
+        )
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.application_state = WebSocketState.DISCONNECTED
@@ -133,6 +141,7 @@ class ChannelService:
         self._offers: dict[str, _Offer] = {}
         self._guards: dict[str, Guard] = {}
         self._tokens: dict[str, _TokenChannels] = {}  # token digest ->
+        self._sweep_tokens_at = TOKENS_SWEEP
         # Since start, for /metrics and tests.
         self.granted = 0
         self.relayed = 0
@@ -166,10 +175,21 @@ class ChannelService:
             tag = capabilities.token_tag(caller.digest)
             watched = self._tokens.get(caller.digest)
             if watched is None or watched.application_state != WebSocketState.CONNECTED:
-                watched = self._tokens[caller.digest] = _TokenChannels(self.registry, tag)
+                self._sweep_tokens()
+                watched = _TokenChannels(self.registry, tag, caller.expires_at)
+                self._tokens[caller.digest] = watched
                 self.auth.opened(watched, caller)  # type: ignore[arg-type]
             watched.nodes.add(node)
         return self.grant(opener_of(caller), node, endpoint, token=tag)
+
+    def _sweep_tokens(self) -> None:
+        # Every executor token (one per deployment) and every login leaves an
+        # entry; without this the map grows for as long as the controller runs.
+        if len(self._tokens) < self._sweep_tokens_at:
+            return
+        now = time.time()
+        self._tokens = {d: t for d, t in self._tokens.items() if not t.ended(now)}
+        self._sweep_tokens_at = max(TOKENS_SWEEP, 2 * len(self._tokens))
 
     def grant(
         self, opener: str, node: str, endpoint: str, ttl: float | None = None, token: str = ""
