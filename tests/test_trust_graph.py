@@ -160,9 +160,10 @@ def fetch(grant: ChannelGrant, endpoint: str = "", token: str = "") -> bytes:
     credential, for the relay path); raises ChannelError when refused."""
     received = bytearray()
 
-    async def receive(_data_type: str, _size: int, chunks: AsyncIterator[bytes]) -> None:
-        async for data in chunks:
-            received.extend(data)
+    async def receive(_data_type: str, _size: int, batches: AsyncIterator[list[bytes]]) -> None:
+        async for batch in batches:
+            for data in batch:
+                received.extend(data)
 
     async def run() -> None:
         channel = await open_channel(grant, controller=endpoint, token=token)

@@ -248,8 +248,8 @@ class GraphRuntime:
         await asyncio.shield(pending)
 
     async def _fetch(self, session: int, graph_input: GraphInput) -> None:
-        async def receive(data_type: str, size: int, chunks: AsyncIterator[bytes]) -> None:
-            await self.store.receive(session, graph_input.id, data_type, size, chunks)
+        async def receive(data_type: str, size: int, batches: AsyncIterator[list[bytes]]) -> None:
+            await self.store.receive(session, graph_input.id, data_type, size, batches)
 
         errors = []
         for holder in graph_input.holders:

@@ -47,18 +47,34 @@ async def read_header(channel: AsyncChannel) -> ObjectHeader:
         raise TransferError(f"{channel.peer} sent a malformed object header: {exc}") from None
 
 
-async def read_body(channel: AsyncChannel, header: ObjectHeader) -> AsyncIterator[bytes]:
-    """The object's data as it arrives, exactly ``header.size`` bytes of it."""
+async def read_batches(channel: AsyncChannel, header: ObjectHeader) -> AsyncIterator[list[bytes]]:
+    """The object's data as it arrives, exactly ``header.size`` bytes of it, in
+    batches of what had arrived together: a reader that writes the data out can
+    write each batch in one call (one thread hop), while the next one arrives."""
     left = header.size
     try:
         while left > 0:
-            for data in await channel.recv_many():
-                left -= len(data)
-                yield data
+            batch = await channel.recv_many()
+            left -= sum(map(len, batch))
+            yield batch
     except ChannelError as exc:
         raise TransferError(str(exc)) from None
     if left < 0:
         raise TransferError(f"{channel.peer} sent more than the {header.size} bytes announced")
 
 
-__all__ = ["ObjectHeader", "TransferError", "read_body", "read_header", "send_object"]
+async def read_body(channel: AsyncChannel, header: ObjectHeader) -> AsyncIterator[bytes]:
+    """The object's data as it arrives, exactly ``header.size`` bytes of it."""
+    async for batch in read_batches(channel, header):
+        for data in batch:
+            yield data
+
+
+__all__ = [
+    "ObjectHeader",
+    "TransferError",
+    "read_batches",
+    "read_body",
+    "read_header",
+    "send_object",
+]
