@@ -22,14 +22,19 @@ from shoal.dataflow.transport import (
     MAX_BATCH_BYTES,
     MAX_BUFFER_BYTES,
     RECONNECT_EVERY,
+    REFUSED,
     InProcessLink,
     PipeLink,
     PipeLinks,
+    Refused,
     Route,
 )
 
 log = logging.getLogger("shoal.dataflow")
 
+# How long a finishing pipe waits for a receiver it cannot reach before it
+# gives its values up (a receiver that never sees the end waits for good).
+UNREACHABLE_PATIENCE = 300.0
 _SIZED = (bytes, str)  # values whose size bounds the buffer (a tuple: a union is built per call)
 
 
@@ -44,6 +49,9 @@ class OutPipe:
         self._plain = pipe.transparent  # nothing to pack or encode: skip the calls
         self.dropped = 0
         self._batches = 0  # taken to send: finish() waits while this moves
+        # The last try to reach the receiver found the controller or its node
+        # away (a restart, say): finish() waits longer for it to come back.
+        self._unavailable = False
         # What is queued, as runs of consecutive keys (see transport.Segment): a
         # run travels as one list of values, not a key tuple per value.
         self._segments: list[Segment] = []
@@ -135,13 +143,18 @@ class OutPipe:
         """Send what is queued, then tell the receiver this pipe ended.
 
         Waits as long as values keep leaving, however slow the receiver is; one
-        that takes nothing for ``timeout`` seconds is given up on.
+        that takes nothing for ``timeout`` seconds is given up on. A receiver
+        that cannot be reached yet is waited for up to UNREACHABLE_PATIENCE (the
+        coordinator places a lost one again; the controller may be restarting).
         """
         with self._lock:
             self._ending = True
         self._kick()
         seen = -1
-        while not self._done.is_set() and self._batches != seen:
+        unreachable_until = time.monotonic() + UNREACHABLE_PATIENCE
+        while not self._done.is_set() and (
+            self._batches != seen or (self._unavailable and time.monotonic() < unreachable_until)
+        ):
             seen = self._batches
             self._done.wait(timeout)
         self.close()
@@ -179,33 +192,47 @@ class OutPipe:
                     if self._closed:
                         return
                     changed, self._route_changed = self._route_changed, False
-                    if self._count or self._ending:
-                        batch = self._take_batch()
-                        self._batches += 1
-                        # A queue of large values leaves in several batches: the
-                        # end goes after the last of them, not after the first.
-                        ending = self._ending and not self._count
-                        if self._producers_waiting:
-                            self._cond.notify_all()  # room in the buffer again
-                    else:
-                        batch, ending = [], False
-                        if not changed:
-                            self._writer_waiting = True
-                            self._wake.clear()
+                    pending = bool(self._count or self._ending)
+                    if not pending and not changed:
+                        self._writer_waiting = True
+                        self._wake.clear()
                 if changed and link is not None:
                     await self._drop(link)
                     link = None
-                if not batch and not ending:
+                if not pending:
                     if not changed:
                         await self._wake.wait()
                     continue
                 if link is None:
-                    link = await self._connect()
-                if link is None:
-                    self.dropped += values_in(batch)
-                    if ending:
-                        return
-                    continue
+                    # Reach the receiver before taking anything: until it can be
+                    # reached the values stay queued (a full buffer holds the job
+                    # back), so none is lost to a receiver that is only slow to
+                    # come (its host starting, a grant while the controller restarts).
+                    reached = await self._connect()
+                    if reached is None:
+                        continue
+                    if reached is REFUSED:
+                        # The receiver's host refused: the job is not there (it
+                        # ended, or moved); what is queued for it goes nowhere.
+                        with self._lock:
+                            batch = self._take_batch()
+                            self._batches += 1
+                            ending = self._ending and not self._count
+                            if self._producers_waiting:
+                                self._cond.notify_all()
+                        self.dropped += values_in(batch)
+                        if ending:
+                            return
+                        continue
+                    link = reached
+                with self._lock:
+                    batch = self._take_batch()
+                    self._batches += 1
+                    # A queue of large values leaves in several batches: the
+                    # end goes after the last of them, not after the first.
+                    ending = self._ending and not self._count
+                    if self._producers_waiting:
+                        self._cond.notify_all()  # room in the buffer again
                 try:
                     if batch:
                         await link.send(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
@@ -214,6 +241,8 @@ class OutPipe:
                         await link.close()
                         return
                 except ChannelError as exc:
+                    # Sent, but not known to have arrived: FISSION drops what was in
+                    # flight to a receiver that was lost.
                     log.info(
                         "pipe %s: receiver lost (%s); %d values dropped",
                         self.pipe.id,
@@ -246,11 +275,13 @@ class OutPipe:
             async with asyncio.timeout(RECONNECT_EVERY):
                 await self._wake.wait()
 
-    async def _connect(self) -> PipeLink | None:
+    async def _connect(self) -> PipeLink | Refused | None:
         route = self._route
         if route is None:
+            # No receiver (it ended, or was lost and is not placed again yet):
+            # what is queued goes nowhere, as in FISSION.
             await self._wait_a_little()
-            return None
+            return REFUSED
         if route.accept:
             # The LOCAL receiver comes (it never fails over): hold the values
             # for it rather than drop them, until the route changes or a close.
@@ -262,13 +293,15 @@ class OutPipe:
             return self._offered[0]
         if route.node == LOCAL_NODE:
             receiver = LOCAL_RECEIVERS.get(route.endpoint)
-            return InProcessLink(receiver, self.pipe.id) if receiver is not None else None
+            return InProcessLink(receiver, self.pipe.id) if receiver is not None else REFUSED
         now = time.monotonic()
         if now - self._last_attempt < RECONNECT_EVERY:
             await self._wait_a_little()
             return None
         self._last_attempt = now
-        return await self.links.open(route, self.pipe.id)
+        reached = await self.links.open(route, self.pipe.id)
+        self._unavailable = reached is None
+        return reached
 
     def _take_batch(self) -> list[Segment]:
         """What goes in the next message: everything queued, or about MAX_BATCH_BYTES of it."""
