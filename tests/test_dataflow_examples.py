@@ -7,12 +7,15 @@ import signal
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
 from dataflow_helpers import SHOAL, copy_network, cubes_in_blocks, env, rows
 from waiting import wait_until
 
 ROUNDS = 15
+# A Ctrl-C'd simulation stops its agents (5 s grace each) and its controller.
+STOPS_WITHIN = 45
 
 
 def simulate(network: Path, rounds: int = ROUNDS) -> subprocess.CompletedProcess[str]:
@@ -132,3 +135,55 @@ def test_sensor_alarms_heads_travel_and_finish_ends_the_network(tmp_path: Path) 
     assert table[0] == ["pipe_4", "pipe_5"]
     assert table[1:] == [[str(v * 10), str(int(v > 10))] for v in readings]
     assert "alarm 4: 130" in done.stdout
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_ends_a_simulate_whose_pipe_holds_for_a_stopped_controller(
+    tmp_path: Path,
+) -> None:
+    """The controller dies mid-run; the interactive job's pipe, opened only at its
+    first line, cannot get a grant and holds its value (the controller might come
+    back); its job then ends (stdin closed) and waits for that grant. Ctrl-C must
+    still end the simulation promptly: a stopping run holds nothing."""
+    network = copy_network(tmp_path, "demo_network_v4")
+    join_csv = network / "simulation" / "7" / "join.csv"
+    log = tmp_path / "stderr.txt"  # a file: the retries while the controller is away fill a pipe
+    with log.open("w") as stderr_file:
+        proc = subprocess.Popen(
+            [*SHOAL, "dataflow", str(network), "simulate"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+            text=True,
+            env=env(period=0.05),
+        )
+    assert proc.stdin is not None
+    try:
+        wait_until(lambda: len(rows(join_csv)) > 2, 90, "rows before the controller dies")
+        controllers = [
+            child
+            for child in psutil.Process(proc.pid).children()
+            if "controller" in child.cmdline()
+        ]
+        assert len(controllers) == 1, controllers
+        controllers[0].kill()  # simulate reaps it only when it stops
+        proc.stdin.write("*\n")  # no grant for the operator's pipe now: it holds
+        proc.stdin.close()  # the interactive job ends, its pipe still holding
+        seen = len(rows(join_csv))
+        # The rest of the network goes on: its channels do not need the controller.
+        wait_until(lambda: len(rows(join_csv)) > seen + 3, 30, "rows after the controller died")
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            proc.wait(timeout=STOPS_WITHIN)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            stderr = log.read_text()
+            pytest.fail(
+                f"simulate did not end within {STOPS_WITHIN} s of Ctrl-C:\n{stderr[-4000:]}"
+            )
+    stderr = log.read_text()
+    assert proc.returncode == 0, stderr
+    assert "stopping (Ctrl-C)" in stderr
+    assert not any(r[4] == "*" for r in rows(join_csv)[1:]), "the held value got through"

@@ -139,9 +139,7 @@ def test_everything_goes_through_the_controller_when_nothing_else_is_reachable(
 
 
 @pytest.mark.timeout(240)
-# "direct" (nodes that serve channels themselves) is left out until a pipe holds
-# its values while the controller is away: it can lose the pipe's end then.
-@pytest.mark.parametrize("nodes", ["relay-only"])
+@pytest.mark.parametrize("nodes", ["relay-only", "direct"])
 def test_via_controller_run_survives_a_controller_restart(tmp_path: Path, nodes: str) -> None:
     """Nobody reaches the coordinator; the coordinator opens each host's control
     link as a channel. With ``--no-data-server`` nodes those channels go through

@@ -23,6 +23,7 @@ from shoal.channel.errors import (
     ChannelProtocolError,
     ChannelRefused,
     ChannelTimeout,
+    ChannelUnavailable,
 )
 from shoal.channel.flow import DEFAULT_WINDOW, Window
 from shoal.channel.sync import Channel
@@ -37,6 +38,7 @@ __all__ = [
     "ChannelProtocolError",
     "ChannelRefused",
     "ChannelTimeout",
+    "ChannelUnavailable",
     "Window",
     "connect",
     "open_channel",

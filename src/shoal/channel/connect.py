@@ -26,7 +26,12 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from shoal.channel.aio import AsyncChannel
-from shoal.channel.errors import ChannelError, ChannelRefused, ChannelTimeout
+from shoal.channel.errors import (
+    ChannelError,
+    ChannelRefused,
+    ChannelTimeout,
+    ChannelUnavailable,
+)
 from shoal.channel.flow import DEFAULT_WINDOW, Window
 from shoal.channel.handshake import OPEN_TIMEOUT, open_on
 from shoal.channel.transport import (
@@ -77,13 +82,16 @@ async def request_grant(
                 headers={"Authorization": f"Bearer {token}"},
             )
     except httpx.HTTPError as exc:
-        raise ChannelError(f"cannot reach the controller at {controller}: {exc}") from None
+        raise ChannelUnavailable(f"cannot reach the controller at {controller}: {exc}") from None
     if response.status_code != 200:
         try:
             detail = response.json().get("detail", response.text)
         except ValueError:
             detail = response.text
-        raise ChannelRefused(
+        # 409: the node is not online (yet: its agent may be reconnecting); 5xx: the
+        # controller cannot answer now. Both may pass; a refusal stands.
+        unavailable = response.status_code == 409 or response.status_code >= 500
+        raise (ChannelUnavailable if unavailable else ChannelRefused)(
             f"the controller refused a channel to {endpoint!r} on node {node}: {detail}",
             peer=node,
         )
@@ -139,7 +147,7 @@ async def open_channel(
             f"the controller's relay did not answer within {timeout:g} s", peer=grant.node
         ) from None
     except (OSError, InvalidHandshake) as exc:
-        raise ChannelError(
+        raise ChannelUnavailable(
             f"cannot reach the controller's relay at {controller}: {exc}", peer=grant.node
         ) from None
     if ws.subprotocol != STREAM_SUBPROTOCOL:

@@ -21,6 +21,11 @@ class ChannelRefused(ChannelError):
     endpoint, node)."""
 
 
+class ChannelUnavailable(ChannelError):
+    """The channel could not be opened for now: the controller could not be
+    reached, or the node is not online. Trying again later may work."""
+
+
 class ChannelLost(ChannelError):
     """The peer went away: its connection dropped, or it closed with an error."""
 
@@ -45,4 +50,5 @@ __all__ = [
     "ChannelProtocolError",
     "ChannelRefused",
     "ChannelTimeout",
+    "ChannelUnavailable",
 ]

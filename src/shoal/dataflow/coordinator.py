@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shoal.channel import ChannelUnavailable
 from shoal.client.remote import RemoteClient, RemoteClientException
 from shoal.dataflow.control import ControlServer
 from shoal.dataflow.control_link import TOKEN_BYTES
@@ -48,6 +49,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("shoal.dataflow")
+
+# How long a stopping run waits for its turn at the controller's client: another
+# thread may be retrying a call to a controller that is away, for up to the
+# client's retry deadline (30 s), and a Ctrl-C must not wait for that.
+STOP_CALL_WAIT = 5.0
 
 
 class Coordinator:
@@ -196,7 +202,20 @@ class Coordinator:
 
     def reach(self) -> Reach:
         """How this process's LOCAL job hosts open their channels."""
-        return Reach(self.client.endpoint, lambda: self.call(self.client.token))
+        return Reach(self.client.endpoint, self._channel_token)
+
+    def _channel_token(self) -> str:
+        """The client's token for a LOCAL host's channel. Never waits long for the
+        client (another thread may be retrying a call to a controller that is
+        away): its pipe tries again later, and the process can exit meanwhile."""
+        if self.stopping.is_set() or not self._client_lock.acquire(timeout=STOP_CALL_WAIT):
+            raise ChannelUnavailable("the controller's client is busy or the run is stopping")
+        try:
+            return self.client.token()
+        except RemoteClientException as exc:
+            raise ChannelUnavailable(f"no token from the controller: {exc}") from None
+        finally:
+            self._client_lock.release()
 
     def stop(self) -> None:
         """Stop every job, cancel their experiments, close the control port."""
@@ -208,8 +227,13 @@ class Coordinator:
             states = list(self.states.values())
         for state in states:
             state.send(("stop",))
+        # A controller that is away (it died, or restarts) is not waited for: the
+        # hosts were told to stop above, and end their experiments by ending.
+        answers = self._controller_answers()
+        if not answers:
+            log.warning("the controller does not answer: the run stops without it")
         for state in states:
-            if state.experiment is not None:
+            if answers and state.experiment is not None:
                 # Already finished, or its node is gone: nothing left to cancel.
                 with contextlib.suppress(RemoteClientException):
                     self.call(self.client.cancel_experiment, state.experiment)
@@ -222,7 +246,17 @@ class Coordinator:
         for thread in self._threads:
             thread.join(5)
         self.save_state()
-        self.record.close()
+        if answers:
+            self.record.close()
+
+    def _controller_answers(self) -> bool:
+        """Whether the controller answers now (asked once, without retrying)."""
+        if not self._client_lock.acquire(timeout=STOP_CALL_WAIT):
+            return False  # another thread is still retrying a call to it
+        try:
+            return self.client.healthcheck()
+        finally:
+            self._client_lock.release()
 
     def __enter__(self) -> Coordinator:
         return self.start()

@@ -363,6 +363,12 @@ class JobHost:
                     break
         except (EOFError, OSError):
             pass  # the coordinator is gone: stop, nobody would read our outputs
+        # The run is stopping (or its coordinator is gone, which a controller
+        # restart is not: control links do not go through the controller unless
+        # the node serves no channels, and then this job is placed again): a pipe
+        # must not hold its values for a receiver or controller stopping with it.
+        for out in self.runner.outputs:
+            out.give_up()
         self._stopped.set()
         self._go.set()
         self.runner.stop()

@@ -22,14 +22,25 @@ from shoal.dataflow.transport import (
     MAX_BATCH_BYTES,
     MAX_BUFFER_BYTES,
     RECONNECT_EVERY,
+    REFUSED,
     InProcessLink,
     PipeLink,
     PipeLinks,
+    Refused,
     Route,
 )
 
 log = logging.getLogger("shoal.dataflow")
 
+# How long a finished job's pipe waits for a receiver it cannot reach now (the
+# controller or the receiver's node is away) before it gives its values up.
+# Only while the run goes on: a run that is stopping ends the hold at once
+# (:meth:`OutPipe.give_up`). A controller restart, supervised or by hand, with
+# its agents back (they retry every 2 s at most) takes seconds to a few
+# minutes; past that the controller is taken to be gone for good, and a
+# finished job must not keep its executor on the node, and its run unfinished,
+# for longer waiting on it.
+UNREACHABLE_PATIENCE = 300.0
 _SIZED = (bytes, str)  # values whose size bounds the buffer (a tuple: a union is built per call)
 
 
@@ -44,6 +55,13 @@ class OutPipe:
         self._plain = pipe.transparent  # nothing to pack or encode: skip the calls
         self.dropped = 0
         self._batches = 0  # taken to send: finish() waits while this moves
+        # The last try to reach the receiver found the controller or its node
+        # away (a restart, say): finish() waits longer for it to come back.
+        self._unavailable = False
+        # The run is stopping (give_up): nothing is held for a receiver any more.
+        self._given_up = False
+        self._done = threading.Event()  # the writer ended
+        self._released = threading.Event()  # the writer ended, or the hold was given up
         # What is queued, as runs of consecutive keys (see transport.Segment): a
         # run travels as one list of values, not a key tuple per value.
         self._segments: list[Segment] = []
@@ -65,7 +83,6 @@ class OutPipe:
         self._wake = asyncio.Event()
         self._last_attempt = 0.0
         self._offered: tuple[AsyncChannel, asyncio.Future[None]] | None = None
-        self._done = threading.Event()
         links.outputs[pipe.id] = self
         links.spawn(self._run())
 
@@ -135,21 +152,50 @@ class OutPipe:
         """Send what is queued, then tell the receiver this pipe ended.
 
         Waits as long as values keep leaving, however slow the receiver is; one
-        that takes nothing for ``timeout`` seconds is given up on.
+        that takes nothing for ``timeout`` seconds is given up on. A receiver
+        that cannot be reached yet is waited for up to UNREACHABLE_PATIENCE (the
+        coordinator places a lost one again; the controller may be restarting),
+        unless :meth:`give_up` says the run is stopping.
         """
         with self._lock:
             self._ending = True
         self._kick()
         seen = -1
-        while not self._done.is_set() and self._batches != seen:
+        unreachable_until = time.monotonic() + UNREACHABLE_PATIENCE
+        while not self._done.is_set():
+            holding = (
+                self._unavailable and not self._given_up and time.monotonic() < unreachable_until
+            )
+            if self._batches == seen and not holding:
+                break
             seen = self._batches
-            self._done.wait(timeout)
+            # give_up() wakes a hold at once; after it, values still leaving
+            # are waited for as long as they keep leaving.
+            (self._done if self._given_up else self._released).wait(timeout)
         self.close()
 
+    def give_up(self) -> None:
+        """The run is stopping (its coordinator said stop, or is gone): hold nothing
+        for a receiver that cannot be reached, drop it as FISSION does, and let
+        :meth:`finish` return now. A pipe whose receiver is reachable goes on
+        until it is closed."""
+        with self._lock:
+            self._given_up = True
+        self._released.set()
+        self._kick()
+
     def close(self) -> None:
+        """Stop the writer; what is still queued never leaves (counted as dropped)."""
         with self._lock:
             self._closed = True
+            unsent = self._count
+            if unsent:
+                self._segments, self._tail = [], None
+                self._count = self._bytes = 0
             self._cond.notify_all()
+        if unsent:
+            log.info("pipe %s: closed with %d values unsent; dropped", self.pipe.id, unsent)
+            self.dropped += unsent
         self._kick()
 
     def _kick(self) -> None:
@@ -179,33 +225,47 @@ class OutPipe:
                     if self._closed:
                         return
                     changed, self._route_changed = self._route_changed, False
-                    if self._count or self._ending:
-                        batch = self._take_batch()
-                        self._batches += 1
-                        # A queue of large values leaves in several batches: the
-                        # end goes after the last of them, not after the first.
-                        ending = self._ending and not self._count
-                        if self._producers_waiting:
-                            self._cond.notify_all()  # room in the buffer again
-                    else:
-                        batch, ending = [], False
-                        if not changed:
-                            self._writer_waiting = True
-                            self._wake.clear()
+                    pending = bool(self._count or self._ending)
+                    if not pending and not changed:
+                        self._writer_waiting = True
+                        self._wake.clear()
                 if changed and link is not None:
                     await self._drop(link)
                     link = None
-                if not batch and not ending:
+                if not pending:
                     if not changed:
                         await self._wake.wait()
                     continue
                 if link is None:
-                    link = await self._connect()
-                if link is None:
-                    self.dropped += values_in(batch)
-                    if ending:
-                        return
-                    continue
+                    # Reach the receiver before taking anything: until it can be
+                    # reached the values stay queued (a full buffer holds the job
+                    # back), so none is lost to a receiver that is only slow to
+                    # come (its host starting, a grant while the controller restarts).
+                    reached = await self._connect()
+                    if reached is None:
+                        continue
+                    if reached is REFUSED:
+                        # The receiver's host refused: the job is not there (it
+                        # ended, or moved); what is queued for it goes nowhere.
+                        with self._lock:
+                            batch = self._take_batch()
+                            self._batches += 1
+                            ending = self._ending and not self._count
+                            if self._producers_waiting:
+                                self._cond.notify_all()
+                        self.dropped += values_in(batch)
+                        if ending:
+                            return
+                        continue
+                    link = reached
+                with self._lock:
+                    batch = self._take_batch()
+                    self._batches += 1
+                    # A queue of large values leaves in several batches: the
+                    # end goes after the last of them, not after the first.
+                    ending = self._ending and not self._count
+                    if self._producers_waiting:
+                        self._cond.notify_all()  # room in the buffer again
                 try:
                     if batch:
                         await link.send(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
@@ -214,6 +274,8 @@ class OutPipe:
                         await link.close()
                         return
                 except ChannelError as exc:
+                    # Sent, but not known to have arrived: FISSION drops what was in
+                    # flight to a receiver that was lost.
                     log.info(
                         "pipe %s: receiver lost (%s); %d values dropped",
                         self.pipe.id,
@@ -227,6 +289,7 @@ class OutPipe:
             if link is not None:
                 await self._drop(link)
             self._done.set()
+            self._released.set()
 
     async def _drop(self, link: PipeLink) -> None:
         await link.aclose()
@@ -239,36 +302,52 @@ class OutPipe:
     async def _wait_a_little(self) -> None:
         """Wait for a new route, an offered channel or a close, at most RECONNECT_EVERY."""
         with self._lock:
-            if self._route_changed or self._closed:
+            if self._route_changed or self._closed or self._given_up:
                 return
             self._wake.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(RECONNECT_EVERY):
                 await self._wake.wait()
 
-    async def _connect(self) -> PipeLink | None:
+    async def _connect(self) -> PipeLink | Refused | None:
+        """A link to the receiver; None: not now, keep the values and try again;
+        REFUSED: the receiver is not there, drop them."""
+        reached = await self._reach()
+        if reached is None and self._given_up:
+            # The run is stopping: the receiver will not come, nor a controller
+            # to grant a channel to it (simulate stops its own).
+            return REFUSED
+        return reached
+
+    async def _reach(self) -> PipeLink | Refused | None:
         route = self._route
         if route is None:
+            # No receiver (it ended, or was lost and is not placed again yet):
+            # what is queued goes nowhere, as in FISSION.
             await self._wait_a_little()
-            return None
+            return REFUSED
         if route.accept:
             # The LOCAL receiver comes (it never fails over): hold the values
             # for it rather than drop them, until the route changes or a close.
             while self._offered is None:
                 with self._lock:
-                    if self._route_changed or self._closed:
+                    if self._route_changed or self._closed or self._given_up:
                         return None
                 await self._wait_a_little()
             return self._offered[0]
         if route.node == LOCAL_NODE:
             receiver = LOCAL_RECEIVERS.get(route.endpoint)
-            return InProcessLink(receiver, self.pipe.id) if receiver is not None else None
+            return InProcessLink(receiver, self.pipe.id) if receiver is not None else REFUSED
+        if self._given_up:
+            return None  # no grant asked of a controller that may be gone with the run
         now = time.monotonic()
         if now - self._last_attempt < RECONNECT_EVERY:
             await self._wait_a_little()
             return None
         self._last_attempt = now
-        return await self.links.open(route, self.pipe.id)
+        reached = await self.links.open(route, self.pipe.id)
+        self._unavailable = reached is None
+        return reached
 
     def _take_batch(self) -> list[Segment]:
         """What goes in the next message: everything queued, or about MAX_BATCH_BYTES of it."""

@@ -85,16 +85,24 @@ class NetworkRecord:
         if self.name is None:
             return
         c = self.coordinator
+        if status is None and c.stopping.is_set():
+            return  # only the outcome is reported once the run stops (close())
         with c.lock:
             items = [self._item(s) for s in c.states.values()]
             summary = {"epoch": c.epoch, "rounds": sum(s.rounds for s in c.states.values())}
             summary["errors"] = sum(s.errors for s in c.states.values())
-        with self._lock:
-            try:
-                now = c.call(c.client.update_record, self.name, items, summary, status, error)
-            except RemoteClientException as exc:
-                log.warning("the network's record could not be updated: %s", exc)
-                return
+        # An update while another is on its way is left out (the next one carries
+        # it): a controller that is away must not hold every control thread,
+        # each retrying, behind it. The outcome waits its turn.
+        if not self._lock.acquire(blocking=status is not None):
+            return
+        try:
+            now = c.call(c.client.update_record, self.name, items, summary, status, error)
+        except RemoteClientException as exc:
+            log.warning("the network's record could not be updated: %s", exc)
+            return
+        finally:
+            self._lock.release()
         if now == "CANCELLED" and status is None and not self.cancelled:
             self.cancelled = True
             c.cancel_run(CANCELLED)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import hashlib
 import hmac
 import logging
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from shoal.channel import AsyncChannel, ChannelClosed, ChannelError, connect
+from shoal.channel import AsyncChannel, ChannelClosed, ChannelError, ChannelUnavailable, connect
 from shoal.channel.handover import EndpointHost
 from shoal.channel.sync import channel_loop
 from shoal.dataflow.segments import Segment
@@ -333,10 +334,13 @@ class PipeLinks:
             return None
         return outcome
 
-    async def open(self, route: Route, pipe_id: int) -> AsyncChannel | None:
-        """A channel to ``route``'s endpoint, greeted and answered; None if it cannot be."""
+    async def open(self, route: Route, pipe_id: int) -> AsyncChannel | Refused | None:
+        """A channel to ``route``'s endpoint, greeted and answered; None if it cannot
+        be had now but may later (the controller cannot be reached or the node
+        is not online: a controller restarting); REFUSED if it failed otherwise
+        (the receiver's host said no, or did not answer)."""
         if self.reach is None:
-            return None
+            return REFUSED  # this host opens no channels: nothing it sends can leave
         try:
             token = await asyncio.to_thread(self.reach.token)
             channel = await connect(self.reach.controller, token, route.node, route.endpoint)
@@ -344,7 +348,7 @@ class PipeLinks:
             log.debug(
                 "pipe %s: cannot reach %s on %s: %s", pipe_id, route.endpoint, route.node, exc
             )
-            return None
+            return None if isinstance(exc, ChannelUnavailable) else REFUSED
         try:
             await channel.send(hello(self.token, pipe_id, route.job, route.generation))
             async with asyncio.timeout(OPEN_TIMEOUT):
@@ -352,10 +356,10 @@ class PipeLinks:
         except (ChannelError, TimeoutError) as exc:
             log.debug("pipe %s: %s refused: %s", pipe_id, route.endpoint, exc)
             await channel.aclose()
-            return None
+            return REFUSED
         if answer != OK:
             await channel.aclose()
-            return None
+            return REFUSED
         return channel
 
     def _set_source(self, pipe_id: int, route: Route | None) -> None:
@@ -377,7 +381,7 @@ class PipeLinks:
         read, again after a break, until the pipe ends."""
         while True:
             channel = await self.open(route, pipe_id)
-            if channel is not None:
+            if isinstance(channel, AsyncChannel):
                 try:
                     if await self._receive(pipe_id, channel):
                         return
@@ -386,12 +390,22 @@ class PipeLinks:
             await asyncio.sleep(RECONNECT_EVERY)  # a retry's pace, not a synchronisation
 
 
+class Refused(enum.Enum):
+    """What :meth:`PipeLinks.open` says when the receiver's host refused the pipe."""
+
+    REFUSED = "refused"
+
+
+REFUSED = Refused.REFUSED
+
+
 class _Stopped(Exception):
     """Ends a PipeLinks' task group."""
 
 
 __all__ = [
     "LOCAL_NODE",
+    "REFUSED",
     "TOKEN_BYTES",
     "PipeLinks",
     "Reach",
