@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from typing import Any, TypeVar
 
 from shoal.channel.aio import AsyncChannel
@@ -40,6 +41,9 @@ T = TypeVar("T")
 # Gathered here, not yet taken by the loop, before a send waits for the loop.
 BLOCK_MESSAGES = 8192
 BLOCK_BYTES = 4 * 1024 * 1024
+# Blocking waits wake this often (seconds): a signal that lands just before a
+# lock wait begins does not interrupt it, so a Ctrl-C is seen at the next turn.
+WAIT_TURN = 0.5
 
 
 class _LoopThread:
@@ -63,7 +67,14 @@ class _LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not future.done():
+            # In bounded turns (see WAIT_TURN), until the deadline.
+            turn = WAIT_TURN if deadline is None else min(WAIT_TURN, deadline - time.monotonic())
+            if turn <= 0:
+                raise TimeoutError(f"the channel loop did not answer in {timeout:g} s")
+            wait_futures([future], turn)
+        return future.result()
 
 
 def channel_loop() -> asyncio.AbstractEventLoop:
@@ -254,7 +265,7 @@ class Channel:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"nothing arrived from {self.peer} in {timeout:g} s")
-            self._arrived.wait(remaining)
+            self._arrived.wait(WAIT_TURN if remaining is None else min(remaining, WAIT_TURN))
 
     def _made_room(self) -> None:
         # Called holding _arrived.

@@ -49,7 +49,14 @@ class CommandState:
     done: threading.Event = field(default_factory=threading.Event)
     _partial: dict[str, bytes] = field(default_factory=dict)
 
+    def discard_output(self) -> None:
+        """Hand no more output to the handlers (what is on its way is dropped)."""
+        self.handlers = {}
+        self._partial.clear()
+
     def feed(self, stream: str, data: bytes) -> None:
+        if not self.handlers:
+            return  # nobody to hand it to (or discarded): not even split into lines
         rest = self._partial.get(stream)
         buffered = rest + data if rest else data
         end = buffered.rfind(b"\n")
