@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import pytest
 
@@ -18,6 +19,7 @@ from shoal.channel.sync import _LoopThread
 from shoal.channel.transport import StreamTransport
 from shoal.protocol import channel_messages as cm
 from shoal.protocol.framing import frame
+from waiting import wait_until
 
 
 async def _pair(a_window: Window, b_window: Window) -> tuple[AsyncChannel, AsyncChannel]:
@@ -120,6 +122,61 @@ def test_the_blocking_face_gets_data_that_came_with_the_close() -> None:
         assert receiver.recv_many(timeout=10) == [b"two", b"three"]
         with pytest.raises(ChannelClosed, match="peer a closed the channel"):
             receiver.recv(timeout=10)
+        receiver.close()
+    finally:
+        peer.close()
+
+
+def test_the_blocking_face_offers_arrivals_on_the_loop_only_to_an_idle_receiver() -> None:
+    runner = _LoopThread.get()
+    peer, mine = socket.socketpair()
+
+    async def end() -> AsyncChannel:
+        transport = await StreamTransport.from_socket(mine)
+        window = (Window().messages, Window().bytes)
+        return AsyncChannel(
+            transport, channel_id="c1", peer="a", path="direct", window=Window(), send_credit=window
+        ).start()
+
+    taken: list[bytes] = []
+
+    def take(data: bytes) -> bool:
+        if data.startswith(b"quick"):
+            taken.append(data)
+            return True
+        return False
+
+    receiver = Channel(runner.run(end()), runner)
+    receiver.take_on_loop(take)
+
+    def receive_while(sent: bytes) -> list[bytes | BaseException]:
+        # recv in a thread; ``sent`` goes once it waits (the receiver is idle).
+        got: list[bytes | BaseException] = []
+
+        def receive() -> None:
+            try:
+                got.extend(receiver.recv_many(timeout=10))
+            except ChannelClosed as exc:
+                got.append(exc)
+
+        reader = threading.Thread(target=receive)
+        reader.start()
+        wait_until(lambda: receiver._idle, 10, "the receiver waiting")
+        peer.sendall(sent)
+        reader.join(10)
+        return got
+
+    try:
+        # Taken on the loop up to the first it leaves; that one and all after go to recv.
+        batch = [b"quick1", b"quick2", b"slow", b"quick3"]
+        assert receive_while(frame(cm.encode(cm.Data(batch)))) == [b"slow", b"quick3"]
+        assert taken == [b"quick1", b"quick2"]
+        # Idle again: quick4 is taken on the loop, and recv sees the end.
+        [end_] = receive_while(
+            frame(cm.encode(cm.Data([b"quick4"]))) + frame(cm.encode(cm.Close()))
+        )
+        assert isinstance(end_, ChannelClosed)
+        assert taken == [b"quick1", b"quick2", b"quick4"]
         receiver.close()
     finally:
         peer.close()

@@ -24,7 +24,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import Any, TypeVar
@@ -108,6 +108,8 @@ class Channel:
         self._fetching = False  # the channel calls _deliver as messages arrive
         self._inbox_full = False  # _deliver left messages in the channel (the receiver
         # calls it again once it made room)
+        self._idle = False  # the receiver waits in recv, done with all it took before
+        self._on_loop: Callable[[bytes], bool] | None = None  # see take_on_loop
 
     @classmethod
     def connect(
@@ -252,20 +254,34 @@ class Channel:
             self._made_room()
             return taken
 
+    def take_on_loop(self, take: Callable[[bytes], bool]) -> None:
+        """Offer arriving messages to ``take`` on the channel loop's thread first, while
+        the receiver waits in ``recv`` with nothing left to read (so it is done with
+        every message before): ``take`` returns True if it took the message (``recv``
+        never sees it), False to leave it, and the rest of what arrived with it, to
+        ``recv``. For a receiver whose thread would only pass a message on (one
+        thread hop less). ``take`` must not block: it runs on the loop that moves
+        every channel of the process. Call before the first ``recv``."""
+        self._on_loop = take
+
     def _wait_inbox(self, timeout: float | None) -> None:
         # Called holding _arrived: returns with the inbox not empty, or raises.
         if not self._fetching:
             self._fetching = True
             self._runner.loop.call_soon_threadsafe(self._async._listen, self._deliver)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._inbox:
-            if self._inbox_end is not None:
-                self._end_told = True
-                raise self._inbox_end
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"nothing arrived from {self.peer} in {timeout:g} s")
-            self._arrived.wait(WAIT_TURN if remaining is None else min(remaining, WAIT_TURN))
+        self._idle = True
+        try:
+            while not self._inbox:
+                if self._inbox_end is not None:
+                    self._end_told = True
+                    raise self._inbox_end
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"nothing arrived from {self.peer} in {timeout:g} s")
+                self._arrived.wait(WAIT_TURN if remaining is None else min(remaining, WAIT_TURN))
+        finally:
+            self._idle = False
 
     def _made_room(self) -> None:
         # Called holding _arrived.
@@ -292,6 +308,15 @@ class Channel:
                     return
                 if not batch:
                     return
+                if self._on_loop is not None and self._idle and not self._inbox:
+                    taken = 0
+                    for data in batch:
+                        if not self._on_loop(data):
+                            break
+                        taken += 1
+                    if taken == len(batch):
+                        continue
+                    del batch[:taken]
                 self._inbox.extend(batch)
                 self._inbox_bytes += sum(map(len, batch))
                 self._arrived.notify()
