@@ -498,24 +498,48 @@ def test_servers_resolve_by_name_then_by_address() -> None:
         assert resolve_nodes(client, [spec]) == {"lab-7": "lab-7", "by-ip": "lab-7"}
 
 
+# An experiment that waits on a long command once it runs.
+SLEEPING = (
+    "    up = SubstrMatcher('up')\n"
+    "    cmd = servers[0].run_cmd('echo up; sleep 300', stdout=up)\n"
+    "    assert up.wait(20)\n"
+    "    started()\n"
+    "    cmd.wait()\n"
+)
+# One whose commands stream output without end (to a handler on the client)
+# while it waits: Ctrl-C lands while the channels are busy.
+STREAMING = (
+    "    counts = {}\n"
+    "    def counter(node):\n"
+    "        def count(line):\n"
+    "            counts[node] = counts.get(node, 0) + 1\n"
+    "        return count\n"
+    "    cmds = [s.run_cmd('echo up; yes; sleep 300', stdout=counter(s.id)) for s in servers]\n"
+    "    while len(counts) < len(cmds) or min(counts.values()) < 100000:\n"
+    "        assert not any(c.ended(0.05) for c in cmds), 'a streaming command ended'\n"
+    "    started()\n"
+    "    for cmd in cmds:\n"
+    "        cmd.wait()\n"
+)
+
+
 @contextlib.contextmanager
-def held_run(cluster: LocalCluster, tmp_path: Path, name: str) -> Iterator[subprocess.Popen]:
-    """`shoal exp` running an experiment that says it started (through a FIFO),
-    then waits on a long command: a run to interrupt or cancel. Killed at the end
-    if it is still running."""
+def held_run(
+    cluster: LocalCluster, tmp_path: Path, name: str, body: str = SLEEPING
+) -> Iterator[subprocess.Popen]:
+    """`shoal exp` running an experiment (``body``, on node01 and node02) that says
+    it started (``started()``, through a FIFO), then waits on long commands: a run
+    to interrupt or cancel. Killed at the end if it is still running."""
     fifo = tmp_path / f"{name}-started"
     os.mkfifo(fifo)
     (tmp_path / f"{name}.py").write_text(
         "from shoal.runner import *\n"
-        "servers = ServerList(Server('node01', '127.0.0.1'))\n"
-        "@reg_exp(servers=servers)\n"
-        f"def {name}(servers):\n"
-        "    up = SubstrMatcher('up')\n"
-        "    cmd = servers[0].run_cmd('echo up; sleep 300', stdout=up)\n"
-        "    assert up.wait(20)\n"
+        "servers = ServerList(Server('node01', '127.0.0.1'), Server('node02', '127.0.0.1'))\n"
+        "def started():\n"
         f"    with open({str(fifo)!r}, 'w') as f:\n"
         "        f.write('started')\n"
-        "    cmd.wait()\n"
+        "@reg_exp(servers=servers)\n"
+        f"def {name}(servers):\n" + body
     )
     runner = subprocess.Popen(
         [sys.executable, "-m", "shoal", "exp", "--no-progress", f"{name}.py"],
@@ -555,6 +579,30 @@ def test_ctrl_c_records_the_run_as_cancelled(cluster, tmp_path) -> None:
     assert "interrupted" in status["error"]
     killed = wait_until(lambda: sleep_record(cluster, "interrupted"), 20, "the command record")
     assert killed["return_code"] != 0  # killed, not left running
+
+
+def ended_records(cluster: LocalCluster, name: str, count: int) -> list[dict] | None:
+    """The records of run ``name``'s commands once all ``count`` have ended."""
+    with cluster.client() as client:
+        commands = client.raw_status(name)["commands"]
+    ended = [c for c in commands if c["finished_at"]]
+    return ended if len(commands) == count == len(ended) else None
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_while_commands_stream_output(cluster, tmp_path) -> None:
+    # SIGINT under load: the client's channel readers, its channel loop and the
+    # agents are all busy moving output when the main thread is interrupted.
+    with held_run(cluster, tmp_path, "streaming", STREAMING) as runner:
+        runner.send_signal(signal.SIGINT)
+        _out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    with cluster.client() as client:
+        status = client.raw_status("streaming")
+    assert status["status"] == "CANCELLED", status
+    ended = wait_until(lambda: ended_records(cluster, "streaming", 2), 20, "the command records")
+    assert all(c["return_code"] != 0 for c in ended), ended  # killed, not left running
 
 
 @pytest.mark.timeout(90)

@@ -9,6 +9,10 @@ within the peer's credit, and credit back to the peer). Both end with
 ``send`` queues and returns at once while the queue is short, so a loop of
 sends costs no system call per message; it waits while the queue is full,
 which it stays while the peer grants no credit: a slow reader slows the writer.
+A message sent while nothing is queued and the connection can take it at once
+is written from ``send`` itself (the writer task would only do the same a loop
+turn later); the sends that follow in the same loop turn queue for the writer,
+which batches them as before.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import msgspec
 
@@ -29,7 +33,7 @@ from shoal.channel.errors import (
     ChannelTimeout,
 )
 from shoal.channel.flow import Flow, Window
-from shoal.channel.transport import Transport
+from shoal.channel.transport import Body, StreamTransport, Transport
 from shoal.protocol import channel_messages as cm
 
 log = logging.getLogger("shoal.channel")
@@ -66,12 +70,16 @@ class AsyncChannel:
         self.path = path
         self.endpoint = endpoint
         self._transport = transport
+        # Written to from send() when the writer has nothing queued (see _write_direct).
+        self._direct = transport if isinstance(transport, StreamTransport) else None
+        self._corked = False  # a frame went out from send() this loop turn
         self._flow = Flow(window, *send_credit)
         self._incoming: deque[bytes] = deque()
         self._outgoing: list[bytes] = []
         self._out_bytes = 0
         self._grant: tuple[int, int] | None = None  # credit to give back, not yet sent
         self._readable = asyncio.Event()
+        self._arrived: Callable[[], None] | None = None  # see _listen
         self._writable = asyncio.Event()  # the writer has something to do
         self._space = asyncio.Event()  # the send queue has room
         self._space.set()
@@ -82,7 +90,7 @@ class AsyncChannel:
         self._peer_done = asyncio.Event()  # the peer's Close, or the end of its stream
         self._failure: ChannelError | None = None
         self._failure_told = False  # raised to the application already
-        self._pending = list(pending)
+        self._pending: list[Body] = list(pending)
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -127,20 +135,28 @@ class AsyncChannel:
         self._out_bytes += len(data)
         if len(outgoing) == 1:
             # The writer waits only with an empty queue, or for credit (which wakes it).
-            self._writable.set()
+            if not self._write_direct():
+                self._writable.set()
         elif len(outgoing) >= QUEUE_MESSAGES or self._out_bytes >= QUEUE_BYTES:
             await self._wait_space()
 
     async def send_many(self, payloads: Iterable[bytes]) -> None:
         """Queue messages, in order and all at once; waits while the queue is full."""
+        if self._enqueue(payloads):
+            await self._wait_space()
+
+    def _enqueue(self, payloads: Iterable[bytes]) -> bool:
+        """``send_many`` without the wait (for the blocking face's loop side): True
+        if the queue is now full, and the caller must wait for space."""
         if self._ending:
             raise self._end_error()
         payloads = list(payloads)
+        idle = not self._outgoing
         self._outgoing.extend(payloads)
         self._out_bytes += sum(map(len, payloads))
-        self._writable.set()
-        if len(self._outgoing) >= QUEUE_MESSAGES or self._out_bytes >= QUEUE_BYTES:
-            await self._wait_space()
+        if not (idle and self._write_direct()):
+            self._writable.set()
+        return len(self._outgoing) >= QUEUE_MESSAGES or self._out_bytes >= QUEUE_BYTES
 
     async def recv(self) -> bytes:
         """The next message. At the end raises ChannelClosed (a clean end) or another
@@ -155,10 +171,27 @@ class AsyncChannel:
         """Every message that has arrived (at least one); the end as for ``recv``."""
         while not self._incoming:
             await self._wait_readable()
+        return self._take_arrived()
+
+    def _take_arrived(self) -> list[bytes]:
+        """``recv_many`` without the wait (for the blocking face's loop side): what
+        has arrived, perhaps nothing; raises as ``recv_many`` once nothing is left
+        and nothing more will come."""
+        if not self._incoming:
+            if self._peer_close is not None or self._failure or self._closed:
+                raise self._end_error()
+            return []
         taken = list(self._incoming)
         self._incoming.clear()
         self._consumed(len(taken), sum(map(len, taken)))
         return taken
+
+    def _listen(self, arrived: Callable[[], None]) -> None:
+        """Call ``arrived`` on the loop whenever messages arrive or the channel ends
+        (for the blocking face: it takes them from there, a loop turn sooner
+        than a task waiting in ``recv_many``); once, at once, for what came before."""
+        self._arrived = arrived
+        arrived()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
@@ -232,6 +265,34 @@ class AsyncChannel:
 
     # --- internals ---------------------------------------------------------
 
+    def _write_direct(self) -> bool:
+        """Write the queue (which the writer has not seen: it was empty) straight to
+        the connection if the credit allows all of it and the connection takes it
+        without waiting; once per loop turn, so that a loop of sends still goes out
+        in batches. True if it did; else the writer must be woken."""
+        direct = self._direct
+        if direct is None or self._corked or not self._tasks:
+            return False
+        outgoing = self._outgoing
+        count, size = len(outgoing), self._out_bytes
+        if not 0 < count <= BATCH_MESSAGES or size > BATCH_BYTES or not direct.write_ready():
+            return False
+        if not self._flow.spend(count, size):
+            return False
+        frames = [cm.encode(cm.Data(outgoing))]
+        if self._grant is not None:
+            frames.append(cm.encode(cm.Credit(*self._grant)))
+            self._grant = None
+        self._outgoing = []
+        self._out_bytes = 0
+        direct.write(frames)
+        self._corked = True
+        asyncio.get_running_loop().call_soon(self._uncork)
+        return True
+
+    def _uncork(self) -> None:
+        self._corked = False
+
     async def _wait_space(self) -> None:
         while len(self._outgoing) >= QUEUE_MESSAGES or self._out_bytes >= QUEUE_BYTES:
             if self._failure or self._peer_close is not None or self._closed:
@@ -269,6 +330,8 @@ class AsyncChannel:
     def _wake_all(self) -> None:
         for event in (self._readable, self._space, self._writable, self._peer_done):
             event.set()
+        if self._arrived is not None:
+            self._arrived()
 
     def _fail(self, error: ChannelError) -> None:
         if self._failure is None and self._peer_close is None:
@@ -276,29 +339,43 @@ class AsyncChannel:
         self._wake_all()
 
     async def _read(self) -> None:
+        # On a stream the frames are dispatched from the transport's callback as
+        # they arrive (see StreamTransport.deliver_to): this task then only waits
+        # for the end of the stream.
         try:
-            for body in self._pending:
-                self._dispatch(body)
+            if not self._received(self._pending):
+                return
             self._pending = []
-            while True:
-                bodies = await self._transport.read()
-                if bodies is None:
-                    if self._peer_close is None:
-                        self._fail(ChannelLost(f"connection to {self.peer} lost", peer=self.peer))
+            if self._direct is not None:
+                self._direct.deliver_to(self._received)
+            while (bodies := await self._transport.read()) is not None:
+                if not self._received(bodies):
                     return
-                for body in bodies:
-                    self._dispatch(body)
-        except ChannelProtocolError as exc:
-            self._fail(ChannelProtocolError(f"{self.peer}: {exc}", peer=self.peer))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._fail(ChannelProtocolError(f"{self.peer} sent a bad frame: {exc}", peer=self.peer))
+            if self._peer_close is None:
+                self._fail(ChannelLost(f"connection to {self.peer} lost", peer=self.peer))
         except OSError as exc:  # ConnectionError included
             if self._peer_close is None:
                 self._fail(ChannelLost(f"connection to {self.peer} lost: {exc}", peer=self.peer))
         finally:
             self._wake_all()
 
-    def _dispatch(self, body: bytes) -> None:
+    def _received(self, bodies: list[Body]) -> bool:
+        """Dispatch frames from the peer; False once one was bad (the channel failed,
+        and reads no more)."""
+        try:
+            for body in bodies:
+                self._dispatch(body)
+        except ChannelProtocolError as exc:
+            self._fail(ChannelProtocolError(f"{self.peer}: {exc}", peer=self.peer))
+            return False
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._fail(ChannelProtocolError(f"{self.peer} sent a bad frame: {exc}", peer=self.peer))
+            return False
+        if self._arrived is not None and self._incoming:
+            self._arrived()
+        return True
+
+    def _dispatch(self, body: Body) -> None:
         message = cm.decode(body)
         if isinstance(message, cm.Data):
             if self._peer_close is not None or self._closing is not None:

@@ -72,6 +72,15 @@ class Flow:
         self.send_messages += messages
         self.send_bytes += nbytes
 
+    def spend(self, count: int, nbytes: int) -> bool:
+        """Spend the credit for ``count`` messages of ``nbytes`` if it covers all of
+        them (no overrun, unlike ``take``); False, spending nothing, if not."""
+        if count > self.send_messages or nbytes > self.send_bytes:
+            return False
+        self.send_messages -= count
+        self.send_bytes -= nbytes
+        return True
+
     def take(
         self, queue: list[bytes], max_messages: int, max_bytes: int
     ) -> tuple[list[bytes], int]:

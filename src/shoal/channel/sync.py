@@ -4,11 +4,14 @@ Every :class:`Channel` of a process is an :class:`AsyncChannel` living on one
 private event loop, in a daemon thread started on first use. Crossing to that
 thread costs tens of microseconds, so the sync face never pays it per message:
 ``send`` gathers messages here and the loop takes them in batches: the first
-message after a pause wakes it, so a lone message does not wait for company,
-and it goes on taking for as long as the sender keeps sending. On the other
-side, once ``recv`` was first called, a task on the loop moves what arrives
-into an inbox here and wakes a waiting ``recv`` directly: a message costs one
-crossing, not a round trip to the loop per ``recv``. The inbox is bounded as
+message after a pause wakes it (one callback, which hands the batch to the
+channel, and the channel writes it out at once if its writer is idle), so a
+lone message does not wait for company, and it goes on taking, a batch a loop
+turn, for as long as the sender keeps sending. On the other side, once
+``recv`` was first called, the channel's reader moves what arrives into an
+inbox here as it arrives and wakes a waiting ``recv`` directly: a message costs
+one crossing, not a round trip to the loop per ``recv``, and a ``recv`` that
+finds a message waiting does not touch the loop at all. The inbox is bounded as
 the send side is (it stops taking while full, so the channel's credit holds
 the peer back). A full send queue on the loop side blocks ``send``: a slow
 reader slows a blocking writer too.
@@ -21,14 +24,15 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from typing import Any, TypeVar
 
 from shoal.channel.aio import AsyncChannel
 from shoal.channel.connect import connect as connect_async
 from shoal.channel.connect import open_channel
-from shoal.channel.errors import ChannelClosed, ChannelError, ChannelLost
+from shoal.channel.errors import ChannelClosed, ChannelError
 from shoal.channel.flow import DEFAULT_WINDOW, Window
 from shoal.channel.handshake import OPEN_TIMEOUT
 from shoal.protocol.channel_messages import ChannelGrant
@@ -37,6 +41,9 @@ T = TypeVar("T")
 # Gathered here, not yet taken by the loop, before a send waits for the loop.
 BLOCK_MESSAGES = 8192
 BLOCK_BYTES = 4 * 1024 * 1024
+# Blocking waits wake this often (seconds): a signal that lands just before a
+# lock wait begins does not interrupt it, so a Ctrl-C is seen at the next turn.
+WAIT_TURN = 0.5
 
 
 class _LoopThread:
@@ -60,7 +67,14 @@ class _LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not future.done():
+            # In bounded turns (see WAIT_TURN), until the deadline.
+            turn = WAIT_TURN if deadline is None else min(WAIT_TURN, deadline - time.monotonic())
+            if turn <= 0:
+                raise TimeoutError(f"the channel loop did not answer in {timeout:g} s")
+            wait_futures([future], turn)
+        return future.result()
 
 
 def channel_loop() -> asyncio.AbstractEventLoop:
@@ -83,17 +97,19 @@ class Channel:
         self._lock = threading.Lock()
         self._batch: list[bytes] = []
         self._batch_bytes = 0
-        self._pumping = False  # the loop takes batches as they come (see _pump)
+        self._pumping = False  # the loop takes batches as they come (see _pump_soon)
         self._pumps: set[asyncio.Task[None]] = set()
         self._recv_lock = threading.Lock()  # one receiver at a time
-        self._inbox: deque[bytes] = deque()  # moved here by _fetch; guarded by _arrived
+        self._inbox: deque[bytes] = deque()  # moved here by _deliver; guarded by _arrived
         self._inbox_bytes = 0
         self._arrived = threading.Condition(threading.Lock())
-        self._inbox_end: ChannelError | None = None  # why _fetch stopped, once it did
+        self._inbox_end: ChannelError | None = None  # why _deliver stopped, once it did
         self._end_told = False  # the end was raised to the application
-        self._fetching = False
-        self._fetch_full = False  # _fetch waits for room (the receiver wakes it)
-        self._room: asyncio.Event | None = None  # loop side of _fetch_full
+        self._fetching = False  # the channel calls _deliver as messages arrive
+        self._inbox_full = False  # _deliver left messages in the channel (the receiver
+        # calls it again once it made room)
+        self._idle = False  # the receiver waits in recv, done with all it took before
+        self._on_loop: Callable[[bytes], bool] | None = None  # see take_on_loop
 
     @classmethod
     def connect(
@@ -160,7 +176,7 @@ class Channel:
         if block:
             self.flush()
         elif wake:
-            self._runner.loop.call_soon_threadsafe(self._start_pump)
+            self._runner.loop.call_soon_threadsafe(self._pump_soon)
 
     def send_many(self, payloads: Iterable[bytes]) -> None:
         """Queue messages in order; blocks while the peer reads slowly."""
@@ -188,16 +204,30 @@ class Channel:
         if batch:
             await self._async.send_many(batch)
 
-    def _start_pump(self) -> None:
-        task = self._runner.loop.create_task(self._pump())
-        self._pumps.add(task)
-        task.add_done_callback(self._pumps.discard)
+    def _pump_soon(self) -> None:
+        # On the loop: takes what the sender gathered, once a loop turn for as long
+        # as it keeps sending, so a steady sender costs one wake-up of the loop, not
+        # one per batch, and a lone message leaves in this callback (the channel
+        # writes it out). Only a full channel queue needs a task, to wait for room.
+        # A failure shows on the sender's next flush.
+        batch = self._take()
+        if not batch:
+            return
+        try:
+            full = self._async._enqueue(batch)
+        except OSError:
+            return
+        if full:
+            task = self._runner.loop.create_task(self._pump())
+            self._pumps.add(task)
+            task.add_done_callback(self._pumps.discard)
+        else:
+            self._runner.loop.call_soon(self._pump_soon)
 
     async def _pump(self) -> None:
-        # Takes what the sender gathers for as long as it keeps sending, so a
-        # steady sender costs one wake-up of the loop, not one per batch; a lone
-        # message still leaves at once. A failure shows on the sender's next flush.
+        # Waits for room in the channel's queue, then takes batches as _pump_soon does.
         with contextlib.suppress(OSError):
+            await self._async._wait_space()
             while batch := self._take():
                 await self._async.send_many(batch)
                 await asyncio.sleep(0)  # let the sender add more
@@ -224,60 +254,72 @@ class Channel:
             self._made_room()
             return taken
 
+    def take_on_loop(self, take: Callable[[bytes], bool]) -> None:
+        """Offer arriving messages to ``take`` on the channel loop's thread first, while
+        the receiver waits in ``recv`` with nothing left to read (so it is done with
+        every message before): ``take`` returns True if it took the message (``recv``
+        never sees it), False to leave it, and the rest of what arrived with it, to
+        ``recv``. For a receiver whose thread would only pass a message on (one
+        thread hop less). ``take`` must not block: it runs on the loop that moves
+        every channel of the process. Call before the first ``recv``."""
+        self._on_loop = take
+
     def _wait_inbox(self, timeout: float | None) -> None:
         # Called holding _arrived: returns with the inbox not empty, or raises.
         if not self._fetching:
             self._fetching = True
-            self._runner.loop.call_soon_threadsafe(self._start_fetch)
+            self._runner.loop.call_soon_threadsafe(self._async._listen, self._deliver)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._inbox:
-            if self._inbox_end is not None:
-                self._end_told = True
-                raise self._inbox_end
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"nothing arrived from {self.peer} in {timeout:g} s")
-            self._arrived.wait(remaining)
+        self._idle = True
+        try:
+            while not self._inbox:
+                if self._inbox_end is not None:
+                    self._end_told = True
+                    raise self._inbox_end
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"nothing arrived from {self.peer} in {timeout:g} s")
+                self._arrived.wait(WAIT_TURN if remaining is None else min(remaining, WAIT_TURN))
+        finally:
+            self._idle = False
 
     def _made_room(self) -> None:
-        if self._fetch_full:
-            self._fetch_full = False
-            room = self._room
-            assert room is not None
-            self._runner.loop.call_soon_threadsafe(room.set)
+        # Called holding _arrived.
+        if self._inbox_full:
+            self._inbox_full = False
+            self._runner.loop.call_soon_threadsafe(self._deliver)
 
-    def _start_fetch(self) -> None:
-        self._room = asyncio.Event()
-        task = self._runner.loop.create_task(self._fetch())
-        self._pumps.add(task)
-        task.add_done_callback(self._pumps.discard)
-
-    async def _fetch(self) -> None:
-        # Taking a batch gives the channel's credit back; the inbox bound keeps
-        # what is taken but not yet received here bounded too.
-        room = self._room
-        assert room is not None
-        end: ChannelError = ChannelLost(f"receiving from {self.peer} stopped", peer=self.peer)
-        try:
-            while True:
-                batch = await self._async.recv_many()
-                with self._arrived:
-                    self._inbox.extend(batch)
-                    self._inbox_bytes += sum(map(len, batch))
-                    full = len(self._inbox) >= BLOCK_MESSAGES or self._inbox_bytes >= BLOCK_BYTES
-                    if full:
-                        room.clear()
-                        self._fetch_full = True
-                    self._arrived.notify()
-                if full:
-                    await room.wait()
-        except ChannelError as exc:
-            end = exc
-        finally:
-            # However it ends, a receiver waiting here is told (never left hanging).
-            with self._arrived:
-                self._inbox_end = end
-                self._arrived.notify_all()
+    def _deliver(self) -> None:
+        # On the loop, from the channel's reader as messages arrive (and at its end).
+        # Taking them gives the channel's credit back; the inbox bound keeps what is
+        # taken but not yet received here bounded too.
+        with self._arrived:
+            # Until nothing is left: the channel's end may have come with its last data.
+            while self._inbox_end is None:
+                if len(self._inbox) >= BLOCK_MESSAGES or self._inbox_bytes >= BLOCK_BYTES:
+                    self._inbox_full = True  # the receiver calls again once it made room
+                    return
+                try:
+                    batch = self._async._take_arrived()
+                except ChannelError as exc:
+                    # However it ends, a receiver waiting here is told (never left hanging).
+                    self._inbox_end = exc
+                    self._arrived.notify_all()
+                    return
+                if not batch:
+                    return
+                if self._on_loop is not None and self._idle and not self._inbox:
+                    taken = 0
+                    for data in batch:
+                        if not self._on_loop(data):
+                            break
+                        taken += 1
+                    if taken == len(batch):
+                        continue
+                    del batch[:taken]
+                self._inbox.extend(batch)
+                self._inbox_bytes += sum(map(len, batch))
+                self._arrived.notify()
 
     def __iter__(self) -> Iterator[bytes]:
         """Messages until the peer's clean close; an error end raises."""
@@ -298,7 +340,7 @@ class Channel:
                 self.flush()
         finally:
             self._runner.run(self._async.close(reason))
-        # A loss _fetch met (and so the loop's channel counts as told) but that
+        # A loss _deliver met (and so the loop's channel counts as told) but that
         # never reached the application is raised here, as the channel would.
         with self._arrived:
             lost = self._inbox_end

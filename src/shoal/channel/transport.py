@@ -72,6 +72,7 @@ class _FrameProtocol(asyncio.BufferedProtocol):
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
         self.on_connect: Callable[[StreamTransport], None] | None = None
+        self.receiver: Callable[[list[Body]], bool] | None = None  # see deliver_to
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -94,7 +95,11 @@ class _FrameProtocol(asyncio.BufferedProtocol):
             assert self.transport is not None
             self.transport.abort()
             return
-        if bodies:
+        if bodies and self.receiver is not None:
+            if not self.receiver(bodies):
+                self.receiver = None  # what comes later waits for take()
+            self.frames.release()
+        elif bodies:
             self.ready += bodies
             self.ready_bytes += sum(map(len, bodies))
             if self.ready_bytes > READ_LIMIT and not self.paused:
@@ -155,6 +160,23 @@ class _FrameProtocol(asyncio.BufferedProtocol):
             assert self.transport is not None
             self.transport.resume_reading()
         return bodies
+
+    def deliver_to(self, receiver: Callable[[list[Body]], bool]) -> None:
+        # Frames held for take() go first, so the order is kept.
+        if self.ready:
+            bodies, self.ready, self.ready_bytes = self.ready, [], 0
+            if self.paused and not self.ended:
+                self.paused = False
+                assert self.transport is not None
+                self.transport.resume_reading()
+            keep = receiver(bodies)
+            self.frames.release()
+            if not keep:
+                return
+        self.receiver = receiver
+
+    def write_paused(self) -> bool:
+        return self._writable is not None and not self._writable.done()
 
     async def drain(self) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -233,9 +255,29 @@ class StreamTransport:
     async def read(self) -> list[Body] | None:
         return await self._protocol.take()
 
+    def deliver_to(self, receiver: Callable[[list[Body]], bool]) -> None:
+        """Hand frames to ``receiver`` as they arrive, in the protocol's callback (no
+        task to wake a loop turn later), those already received first; the bodies
+        are the receiver's only during the call. It returns False to stop: later
+        frames wait for ``read``, which meanwhile returns only at the end of the
+        stream (None, or the error)."""
+        self._protocol.deliver_to(receiver)
+
     async def send(self, bodies: list[Body]) -> None:
         if self._transport.is_closing():
             raise ConnectionError(str(self._protocol.error or "the connection is closed"))
+        self.write(bodies)
+        await self._protocol.drain()
+
+    def write_ready(self) -> bool:
+        """Whether ``write`` may be called now: the connection is open and its
+        write buffer below the high-water mark (``send`` would not wait)."""
+        return not self._transport.is_closing() and not self._protocol.write_paused()
+
+    def write(self, bodies: list[Body]) -> None:
+        """``send`` without waiting for the write buffer to drain (call when
+        ``write_ready``): lets a channel send from where the message is made, not
+        from its writer task a loop turn later."""
         write = self._transport.write
         small: list[Body] = []
         for body in bodies:
@@ -250,7 +292,6 @@ class StreamTransport:
                 write(body)
         if small:
             write(b"".join(small))
-        await self._protocol.drain()
 
     async def close(self) -> None:
         self._transport.close()

@@ -48,8 +48,17 @@ class CommandState:
     started: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     _partial: dict[str, bytes] = field(default_factory=dict)
+    _fed: bool = False  # output reached feed (its handlers may hold some of it)
+
+    def discard_output(self) -> None:
+        """Hand no more output to the handlers (what is on its way is dropped)."""
+        self.handlers = {}
+        self._partial.clear()
 
     def feed(self, stream: str, data: bytes) -> None:
+        if not self.handlers:
+            return  # nobody to hand it to (or discarded): not even split into lines
+        self._fed = True
         rest = self._partial.get(stream)
         buffered = rest + data if rest else data
         end = buffered.rfind(b"\n")
@@ -118,6 +127,7 @@ class _NodeChannel:
         # wait for credit, which the reader, needing _lock, gives back).
         self._send_lock = threading.Lock()
         self.gone: str | None = None
+        channel.take_on_loop(self._take_on_loop)
         self._reader = threading.Thread(
             target=self._read, name=f"shoal-commands-{node}", daemon=True
         )
@@ -166,6 +176,24 @@ class _NodeChannel:
             self.channel.close(reason[:300])
         finally:
             self._fail_all(reason)
+
+    def _take_on_loop(self, body: bytes) -> bool:
+        # On the channel loop, while the reader thread waits with nothing to do: a
+        # command's start, and the end of one that had no output (so its handlers
+        # have nothing to flush), are taken here, saving the hop to the reader
+        # thread (and back) on a short command's round trip. The rest, output
+        # above all (handlers may block), goes to the reader thread.
+        try:
+            event = cm.decode_to_client(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False  # the reader says what was wrong
+        if isinstance(event, cm.CommandOutput):
+            return False
+        state = self.commands.get(event.command)
+        if isinstance(event, cm.CommandExit) and state is not None and state._fed:
+            return False
+        self._dispatch(event)
+        return True
 
     def _dispatch(self, event: cm.ToClient) -> None:
         state = self.commands.get(event.command)

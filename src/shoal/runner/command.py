@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     from shoal.runner.server import Server
 
 log = logging.getLogger("shoal.runner")
+WAIT_TURN = 0.5  # seconds of one bounded wait (see wait_in_turns)
+
+
+def wait_in_turns(event: threading.Event, timeout: float | None = None) -> bool:
+    """``event.wait(timeout)`` in bounded turns. A signal that lands just before a
+    lock wait begins does not interrupt it (only one during it does): the Ctrl-C
+    is seen at the next turn instead of when (if ever) the event comes."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        turn = WAIT_TURN if deadline is None else min(WAIT_TURN, deadline - time.monotonic())
+        if event.wait(max(turn, 0.0)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
 class CommandError(Exception):
@@ -49,7 +63,7 @@ class Command:
     @property
     def pid(self) -> int | None:
         """The process id on the node (waits briefly for the command to start)."""
-        self._state.started.wait(30)
+        wait_in_turns(self._state.started, 30)
         return self._state.pid
 
     def wait(self, block: bool = True) -> int | ReturnCode | None:
@@ -57,12 +71,12 @@ class Command:
         ``block=False``, None while the command still runs."""
         if not block and not self._state.done.is_set():
             return None
-        self._state.done.wait()
+        wait_in_turns(self._state.done)
         return self._outcome()
 
     def ended(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds for the command to end; whether it has."""
-        return self._state.done.wait(timeout)
+        return wait_in_turns(self._state.done, timeout)
 
     def _outcome(self) -> int | ReturnCode | None:
         state = self._state
@@ -78,13 +92,23 @@ class Command:
 
     def kill(self) -> int | ReturnCode | None:
         """End the command and everything it started (TERM, then KILL); its return code."""
-        if not self._state.done.is_set():
-            self._killed = True
-            # The agent drops a kill that arrives before the process exists.
-            self._state.started.wait(30)
-            self._context.channel.kill(self._state.id)
-            self._state.done.wait()
+        self.request_kill()
+        wait_in_turns(self._state.done)
         return ReturnCode.TIMEOUT if self._state.timed_out else self._state.code
+
+    def request_kill(self, discard_output: bool = False) -> None:
+        """Ask the node to end the command, without waiting for it to end (``kill``
+        waits); with ``discard_output``, its handlers get nothing more (a Ctrl-C:
+        its output already on the way, up to a channel's window, is not worth
+        the wait)."""
+        if discard_output:
+            self._state.discard_output()
+        if self._state.done.is_set() or self._killed:
+            return
+        self._killed = True
+        # The agent drops a kill that arrives before the process exists.
+        wait_in_turns(self._state.started, 30)
+        self._context.channel.kill(self._state.id)
 
     def stdin(self, text: str | bytes, close: bool = False, delay: float | None = None) -> None:
         """Write to the command's stdin ("\\n" ends a line); ``close=True`` sends EOF.
@@ -101,7 +125,7 @@ class Command:
 
     def signal(self, sig: int | signals.Signals) -> None:
         """Send a signal to the command's process group."""
-        self._state.started.wait(30)  # as for kill(): the agent drops an early signal
+        wait_in_turns(self._state.started, 30)  # as for kill(): the agent drops an early signal
         if not self._state.done.is_set():
             self._context.channel.signal(self._state.id, int(sig))
 

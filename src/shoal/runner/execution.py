@@ -29,6 +29,7 @@ from shoal.runner.registry import ExperimentSpec
 from shoal.runner.resume import ResumeState
 
 log = logging.getLogger("shoal.runner")
+INTERRUPT_PATIENCE = 10.0  # seconds an interrupted run waits for its commands to end
 
 
 @dataclass
@@ -128,8 +129,10 @@ def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: Experiment
                 error = f"{type(exc).__name__}: {exc}"
                 log.error("%s failed:\n%s", spec.name, traceback.format_exc().rstrip())
                 result = None
-            finally:
-                _end_commands(context)
+            except BaseException:
+                _end_commands(context, interrupted=True)
+                raise
+            _end_commands(context)
             restart = result is Action.RESTART and error is None
             if restart and (spec.max_restarts == 0 or runs < spec.max_restarts):
                 log.warning("%s asked for a restart (run %d)", spec.name, runs + 1)
@@ -166,17 +169,28 @@ def _reproduction(spec: ExperimentSpec, nodes: dict[str, str]) -> dict[str, Any]
     return reproduction(parameters, shipped=[module] if module is not None else [])
 
 
-def _end_commands(context: RunContext) -> None:
-    """Commands still running when the function returns are killed, on every node."""
+def _end_commands(context: RunContext, interrupted: bool = False) -> None:
+    """Commands still running when the function returns are killed, on every node,
+    all at once. ``interrupted`` (Ctrl-C): their output is dropped from here on
+    (a fast command's output on its way can take long to hand to its handlers),
+    and a command whose end is not told within INTERRUPT_PATIENCE is left to
+    its node (which ends it when the client's channel closes)."""
     with context.lock:
         running, context.running = list(context.running), []
         timers, context.timers = list(context.timers), []
     for timer in timers:
         timer.cancel()
+    running = [command for command in running if not command.done]
     for command in running:
-        if not command.done:
-            log.info("killing %r: the experiment returned", command)
+        why = "was interrupted" if interrupted else "returned"
+        log.info("killing %r: the experiment %s", command, why)
+        command.request_kill(discard_output=interrupted)
+    deadline = time.monotonic() + INTERRUPT_PATIENCE
+    for command in running:
+        if not interrupted:
             command.kill()
+        elif not command.ended(max(deadline - time.monotonic(), 0.0)):
+            log.warning("%r did not end in %g s; its node ends it", command, INTERRUPT_PATIENCE)
 
 
 class ProgressDisplay:
