@@ -179,7 +179,7 @@ class GNode:
         if oldest is not None and now - oldest.assigned_at > 0.05:
             return self.capacity
         if self.mean_duration < 0.005:
-            return self.capacity * 32
+            return self.capacity * 128
         if self.mean_duration < 0.05:
             return self.capacity * 4
         return self.capacity
