@@ -387,9 +387,7 @@ def speedup(metric: Metric, value: float, reference: float) -> float:
 def best_peer(metric: Metric, measured: dict[str, Results]) -> tuple[str, float] | None:
     """The faster of the measured peers for ``metric``, or None if none was measured."""
     peers = [
-        (name, measured[name][metric.key])
-        for name in PEERS
-        if metric.key in measured.get(name, {})
+        (name, measured[name][metric.key]) for name in PEERS if metric.key in measured.get(name, {})
     ]
     if not peers:
         return None
