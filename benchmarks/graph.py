@@ -25,6 +25,7 @@ fan-in Dask 0.29 s, Ray 0.99 s.
     python benchmarks/graph.py                  # all three systems
     python benchmarks/graph.py --only dask      # one system (repeatable)
     python benchmarks/graph.py --tasks 2000 --leaves 2000 --chain 50   # quicker
+    python benchmarks/graph.py --only shoal --workload noop --workload chain
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Params:
     chain: int = 200
     fanin: int = 20
     megabytes: int = 5
+    workloads: tuple[str, ...] = ("noop", "tree", "chain", "fanin")
 
 
 @dataclass(frozen=True)
@@ -313,7 +315,8 @@ def run_shoal(p: Params) -> Results:
         Client(endpoint=cluster.endpoint, login=cluster.login, password=cluster.password) as c,
     ):
         shoal_noops(c, 200, name="warm-up")
-        results["noop"] = p.tasks / shoal_noops(c, p.tasks)
+        if "noop" in p.workloads:
+            results["noop"] = p.tasks / shoal_noops(c, p.tasks)
 
         def tree() -> int:
             with c.new_session(name="tree") as session:
@@ -327,9 +330,10 @@ def run_shoal(p: Params) -> Results:
                 session.submit()
                 return layer[0].output.fetch().load()
 
-        seconds, value = timed(tree)
-        assert value == tree_sum(p.leaves), value
-        results["tree"] = seconds
+        if "tree" in p.workloads:
+            seconds, value = timed(tree)
+            assert value == tree_sum(p.leaves), value
+            results["tree"] = seconds
 
         def chain() -> int:
             with c.new_session(name="chain") as session:
@@ -344,9 +348,10 @@ def run_shoal(p: Params) -> Results:
                     previous = task.output
                 return previous.fetch().load()
 
-        seconds, value = timed(chain)
-        assert value == p.chain, value
-        results["chain"] = seconds / p.chain * 1000
+        if "chain" in p.workloads:
+            seconds, value = timed(chain)
+            assert value == p.chain, value
+            results["chain"] = seconds / p.chain * 1000
 
         def fanin() -> int:
             with c.new_session(name="fan-in") as session:
@@ -357,9 +362,10 @@ def run_shoal(p: Params) -> Results:
                 session.submit()
                 return total.output.fetch().load()
 
-        seconds, value = timed(fanin)
-        assert value == p.fanin * p.megabytes * MB, value
-        results["fanin"] = seconds
+        if "fanin" in p.workloads:
+            seconds, value = timed(fanin)
+            assert value == p.fanin * p.megabytes * MB, value
+            results["fanin"] = seconds
     return results
 
 
@@ -380,7 +386,9 @@ def speedup(metric: Metric, value: float, reference: float) -> float:
 
 def best_peer(metric: Metric, measured: dict[str, Results]) -> tuple[str, float] | None:
     """The faster of the measured peers for ``metric``, or None if none was measured."""
-    peers = [(name, measured[name][metric.key]) for name in PEERS if name in measured]
+    peers = [
+        (name, measured[name][metric.key]) for name in PEERS if metric.key in measured.get(name, {})
+    ]
     if not peers:
         return None
     pick = max if metric.higher_is_better else min
@@ -397,10 +405,12 @@ def report(measured: dict[str, Results], p: Params, bare: float | None = None) -
         "fanin": f"{p.fanin} x {p.megabytes} MB",
     }
     for metric in METRICS:
+        if not any(metric.key in results for results in measured.values()):
+            continue
         print(f"\n{metric.title} ({sizes[metric.key]}), {metric.unit}:")
         peer = best_peer(metric, measured)
         for name in SYSTEMS:
-            if name not in measured:
+            if metric.key not in measured.get(name, {}):
                 continue
             value = measured[name][metric.key]
             line = f"  {name:<6} {value:>12,.2f} {metric.unit}"
@@ -433,8 +443,21 @@ def main() -> None:
     parser.add_argument("--chain", type=int, default=Params.chain)
     parser.add_argument("--fanin", type=int, default=Params.fanin)
     parser.add_argument("--megabytes", type=int, default=Params.megabytes)
+    parser.add_argument(
+        "--workload",
+        action="append",
+        choices=[m.key for m in METRICS],
+        help="run only this workload (repeatable; shoal only: the peers run all four)",
+    )
     args = parser.parse_args()
-    params = Params(args.tasks, args.leaves, args.chain, args.fanin, args.megabytes)
+    params = Params(
+        args.tasks,
+        args.leaves,
+        args.chain,
+        args.fanin,
+        args.megabytes,
+        tuple(args.workload or Params.workloads),
+    )
 
     from common import machine
 

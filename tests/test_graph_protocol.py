@@ -21,6 +21,7 @@ from websockets.sync.client import connect
 from shoal import LocalCluster
 from shoal.client.remote import RemoteClientException
 from shoal.graph import Client, SessionException, TaskException, blob, remote, tasks
+from shoal.graph.ids import ID
 from shoal.graph.session import GraphError
 from shoal.protocol.graph_messages import (
     Failure,
@@ -31,6 +32,7 @@ from shoal.protocol.graph_messages import (
     SubmitInput,
     SubmitObject,
     SubmitTask,
+    Unkeep,
     Wait,
     WaitDone,
 )
@@ -123,6 +125,33 @@ def test_a_quiet_submit_is_answered_only_when_it_fails(cluster: LocalCluster) ->
     # Nothing for the good one; the bad one's failure comes before the wait's answer.
     assert [type(r) for r in replies] == [Failure, WaitDone]
     assert replies[0].req == 3 and "does not have" in replies[0].message
+
+
+@pytest.mark.timeout(60)
+def test_a_quiet_unkeep_is_answered_only_when_it_fails(cluster: LocalCluster) -> None:
+    raw = Raw(cluster)
+    sid = raw.session()
+    raw.call(Submit(2, sid, objects=[SubmitObject(1, data=b"x", keep=True)]))
+    good = Unkeep(3, sid, [1], quiet=True)
+    bad = Unkeep(4, sid, [77], quiet=True)
+    raw.ws.send(msgspec.msgpack.encode([good, bad, Wait(5, sid, [1])]))
+    replies = []
+    while not replies or replies[-1].req != 5:
+        replies += raw.decoder.decode(raw.ws.recv(timeout=20))
+    assert [type(r) for r in replies] == [Failure, WaitDone]
+    assert replies[0].req == 4 and "no object 77" in replies[0].message
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_unkeep_is_raised_by_a_later_call(cluster: LocalCluster) -> None:
+    with client_of(cluster) as client, client.new_session() as s:
+        kept = blob(b"kept")
+        kept.keep()
+        s.submit()
+        s.transport.unkeep([ID(s.session_id, 999)])  # no such object
+        with pytest.raises(GraphError, match=r"an unkeep failed: .*no object 999"):
+            kept.update()
+        assert kept.fetch().get_bytes() == b"kept"
 
 
 @pytest.mark.timeout(60)

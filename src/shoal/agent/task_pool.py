@@ -24,7 +24,7 @@ log = logging.getLogger("shoal.agent.graph")
 
 # Short tasks are bound by the hop to the worker; a few queued on each worker
 # hide it. Long ones are fed one at a time so they spread over the workers.
-MAX_DEPTH = 16
+MAX_DEPTH = 64
 
 
 class WorkerHandle(asyncio.Protocol):

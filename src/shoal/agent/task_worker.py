@@ -69,7 +69,7 @@ def decode_result(body: bytes) -> NodeResult:
 # when the first result in it has waited FLUSH_AFTER seconds (a timer signal:
 # the task running then may be long, and its neighbours' results must not wait
 # for it).
-MAX_UNSENT = 8
+MAX_UNSENT = 32
 FLUSH_AFTER = 0.002
 # Nanoseconds: a folder's mtime comes from a clock that ticks every few ms, so a
 # change within the same tick as the last one may leave it as it was.

@@ -114,7 +114,8 @@ class GraphGateway:
                 await self._fetch(ws, owner, request)
             elif isinstance(request, Unkeep):
                 graphs.unkeep(owner, request.session, request.ids)
-                await self._reply(ws, Done(req))
+                if not request.quiet:
+                    await self._reply(ws, Done(req))
             elif isinstance(request, Update):
                 tasks, objects = graphs.infos(owner, request.session, request.ids)
                 await self._reply(ws, Infos(req, tasks=tasks, objects=objects))

@@ -178,6 +178,10 @@ class GNode:
         oldest = next(iter(self.assigned.values()), None)
         if oldest is not None and now - oldest.assigned_at > 0.05:
             return self.capacity
+        if self.mean_duration < 0.0005:
+            # No-op-sized tasks: the per-message cost dominates, so the agent and
+            # its workers get them (and answer) in batches of tens.
+            return self.capacity * 128
         if self.mean_duration < 0.005:
             return self.capacity * 32
         if self.mean_duration < 0.05:

@@ -295,6 +295,7 @@ class RemoteFunction:
             raise ValueError(f"cpus must be a positive int, not {cpus!r}")
         self.cpus = cpus
         self._function_data: bytes | None = None
+        self._config_rest: dict[str, Any] | None = None
 
     def _call_outputs(self, output: Any, outputs: Any) -> list[Output]:
         """The outputs of one call: the function's, or the call's overrides of them."""
@@ -364,9 +365,25 @@ class RemoteFunction:
                 self._warn_big_arguments(self._bind(args, kwargs), kinds)
         finally:
             _pickled_inputs.reset(token)
-        config = {
-            "function": function_data,
-            "args": args_data,
+        if call_outputs is self.outputs:
+            # The same for every call that keeps the function's outputs: made once.
+            if self._config_rest is None:
+                self._config_rest = self._describe(call_outputs)
+            rest = self._config_rest
+        else:
+            rest = self._describe(call_outputs)
+        config = {"function": function_data, "args": args_data, **rest}
+        outs = [
+            DataObject(o.label, data_type=o.data_type, content_type=o.effective_content_type)
+            for o in call_outputs
+        ]
+        task_inputs = [(labels.get(id(obj)), obj) for obj in found]
+        name = self.name if self.name is not None else self.fn.__name__
+        return Task("python", config, task_inputs, outs, name=name, cpus=self.cpus)
+
+    def _describe(self, call_outputs: list[Output]) -> dict[str, Any]:
+        """The part of a task's config that does not depend on its arguments."""
+        return {
             "name": self.fn.__qualname__,
             "inputs": {
                 pname: {"load": i.load, "content_type": i.content_type, "data_type": i.data_type}
@@ -383,13 +400,6 @@ class RemoteFunction:
                 for o in call_outputs
             ],
         }
-        outs = [
-            DataObject(o.label, data_type=o.data_type, content_type=o.effective_content_type)
-            for o in call_outputs
-        ]
-        task_inputs = [(labels.get(id(obj)), obj) for obj in found]
-        name = self.name if self.name is not None else self.fn.__name__
-        return Task("python", config, task_inputs, outs, name=name, cpus=self.cpus)
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         try:

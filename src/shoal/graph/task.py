@@ -49,6 +49,8 @@ _UNSET: Any = object()
 
 def _rain_builtin(task_type: str, config: Any) -> tuple[str, Any]:
     """Rain's names of the built-in tasks (``buildin/...``) as shoal's, with their config."""
+    if not task_type.startswith("buildin/"):
+        return task_type, config  # shoal's own name (every task a @remote function makes)
     from shoal.graph import builtins
 
     if task_type == "buildin/concat":

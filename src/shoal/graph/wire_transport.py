@@ -2,9 +2,9 @@
 
 Requests are answered in order: the client is synchronous, and a chain of
 dependent submits is bound by this round trip, so nothing else sits on it. A
-submit is sent quiet (answered only if it fails) and its outcome read with the
-next request's answer, so one step of a chain (submit, wait, unkeep) costs two
-replies.
+submit or an unkeep is sent quiet (answered only if it fails) and its outcome
+read with the next request's answer, so one step of a chain (submit, wait,
+unkeep) costs one reply.
 """
 
 from __future__ import annotations
@@ -160,6 +160,26 @@ class WireTransport:
             if isinstance(reply, Failure) and what is not None and self._failure is None:
                 self._failure = (reply, what)
 
+    def _take_arrived(self) -> None:
+        """Note the replies already here, without waiting: no request waits for an
+        answer now, so they are all answers to deferred (quiet) ones."""
+        while True:
+            if not self._pending:
+                try:
+                    data = self._ws.recv(timeout=0)
+                except TimeoutError:
+                    return
+                except (ConnectionClosed, OSError) as exc:
+                    self._broken = f"lost the connection to the controller: {exc}"
+                    raise SessionException(self._broken) from None
+                if isinstance(data, bytes):
+                    self._pending.extend(self._decoder.decode(data))
+                continue
+            reply = self._pending.pop(0)
+            what = self._deferred.pop(reply.req, None)
+            if isinstance(reply, Failure) and what is not None and self._failure is None:
+                self._failure = (reply, what)
+
     def _raise_deferred(self, session_id: int | None) -> None:
         """Raise the first failure of a deferred request (a submit) read so far."""
         if self._failure is not None:
@@ -311,8 +331,16 @@ class WireTransport:
         ids = list(ids)
         if ids:
             session_id = ids[0].session_id
-            # Answered (Rain's unkeep raised at once if the session had failed).
-            self._call(Unkeep(next(self._requests), session_id, [i.id for i in ids]), session_id)
+            # Quiet, as a submit: waiting for its answer was a second round trip
+            # in every step of a chain. Rain's unkeep raised at once when the
+            # session had failed; here a failure that has already arrived is
+            # raised now, a later one by the next call.
+            self._take_arrived()
+            self._raise_deferred(session_id)
+            self._call_later(
+                Unkeep(next(self._requests), session_id, [i.id for i in ids], quiet=True),
+                "an unkeep",
+            )
 
     def update(self, ids: Collection[ID]) -> Mapping[ID, TaskInfo | ObjectInfo]:
         ids = list(ids)

@@ -132,9 +132,13 @@ class Fetch(_Msg):
 
 
 class Unkeep(_Msg):
+    """``quiet``: answered only if it fails, as a quiet :class:`Submit` (a chain
+    of submit, wait, unkeep then costs one round trip a step, not two)."""
+
     req: int
     session: int
     ids: list[int]
+    quiet: bool = False
 
 
 class Update(_Msg):
