@@ -102,18 +102,20 @@ def test_a_bad_frame_fails_the_channel_naming_the_peer() -> None:
     asyncio.run(run())
 
 
+async def _end(sock: socket.socket) -> AsyncChannel:
+    """A channel end on ``sock`` whose peer (the socket's other end) is raw."""
+    transport = await StreamTransport.from_socket(sock)
+    window = (Window().messages, Window().bytes)
+    return AsyncChannel(
+        transport, channel_id="c1", peer="a", path="direct", window=Window(), send_credit=window
+    ).start()
+
+
 def test_the_blocking_face_gets_data_that_came_with_the_close() -> None:
     runner = _LoopThread.get()
     peer, mine = socket.socketpair()  # the peer's end is raw: it does not answer the Close
 
-    async def end() -> AsyncChannel:
-        transport = await StreamTransport.from_socket(mine)
-        window = (Window().messages, Window().bytes)
-        return AsyncChannel(
-            transport, channel_id="c1", peer="a", path="direct", window=Window(), send_credit=window
-        ).start()
-
-    receiver = Channel(runner.run(end()), runner)
+    receiver = Channel(runner.run(_end(mine)), runner)
     try:
         peer.sendall(frame(cm.encode(cm.Data([b"one"]))))
         assert receiver.recv(timeout=10) == b"one"  # the blocking face listens from here on
@@ -131,13 +133,6 @@ def test_the_blocking_face_offers_arrivals_on_the_loop_only_to_an_idle_receiver(
     runner = _LoopThread.get()
     peer, mine = socket.socketpair()
 
-    async def end() -> AsyncChannel:
-        transport = await StreamTransport.from_socket(mine)
-        window = (Window().messages, Window().bytes)
-        return AsyncChannel(
-            transport, channel_id="c1", peer="a", path="direct", window=Window(), send_credit=window
-        ).start()
-
     taken: list[bytes] = []
 
     def take(data: bytes) -> bool:
@@ -146,7 +141,7 @@ def test_the_blocking_face_offers_arrivals_on_the_loop_only_to_an_idle_receiver(
             return True
         return False
 
-    receiver = Channel(runner.run(end()), runner)
+    receiver = Channel(runner.run(_end(mine)), runner)
     receiver.take_on_loop(take)
 
     def receive_while(sent: bytes) -> list[bytes | BaseException]:

@@ -25,8 +25,7 @@ from shoal.channel.connect import (
     request_grant,
     ws_url,
 )
-from shoal.channel.flow import DEFAULT_WINDOW
-from shoal.channel.handshake import open_on
+from shoal.channel.handshake import open_on, open_request
 from shoal.channel.sync import _LoopThread
 from shoal.channel.transport import WEBSOCKET_OPTIONS, WebSocketTransport
 from shoal.controller.relay_splice import _Frames
@@ -52,18 +51,6 @@ def token(cluster: LocalCluster) -> str:
     return cluster.client().token()
 
 
-def _open_request(grant: cm.ChannelGrant) -> cm.Open:
-    return cm.Open(
-        channel=grant.channel,
-        capability=grant.capability,
-        node=grant.node,
-        endpoint=grant.endpoint,
-        opener=grant.opener,
-        credit_messages=DEFAULT_WINDOW.messages,
-        credit_bytes=DEFAULT_WINDOW.bytes,
-    )
-
-
 @pytest.mark.timeout(60)
 def test_an_opener_without_the_stream_subprotocol_is_relayed_by_messages(
     cluster: LocalCluster, token: str
@@ -78,7 +65,7 @@ def test_an_opener_without_the_stream_subprotocol_is_relayed_by_messages(
             **WEBSOCKET_OPTIONS,
         )
         assert ws.subprotocol is None
-        channel = await open_on(WebSocketTransport(ws), _open_request(grant), path="relay")
+        channel = await open_on(WebSocketTransport(ws), open_request(grant), path="relay")
         async with channel:
             sent = [bytes([i]) * (1 + i * 4099) for i in range(40)]
             for data in sent:

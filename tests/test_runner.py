@@ -566,16 +566,23 @@ def sleep_record(cluster: LocalCluster, name: str) -> dict | None:
     return done[0] if done else None
 
 
-@pytest.mark.timeout(90)
-def test_ctrl_c_records_the_run_as_cancelled(cluster, tmp_path) -> None:
-    with held_run(cluster, tmp_path, "interrupted") as runner:
+def interrupt(cluster: LocalCluster, tmp_path: Path, name: str, body: str = SLEEPING) -> dict:
+    """Ctrl-C a held run ``name``: it ends as an interrupted run does (exit 130, a
+    message and no traceback) and is recorded CANCELLED; its record is returned."""
+    with held_run(cluster, tmp_path, name, body) as runner:
         runner.send_signal(signal.SIGINT)
         _out, err = runner.communicate(timeout=30)
     assert runner.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     with cluster.client() as client:
-        status = client.raw_status("interrupted")
+        status = client.raw_status(name)
     assert status["status"] == "CANCELLED", status
+    return status
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_records_the_run_as_cancelled(cluster, tmp_path) -> None:
+    status = interrupt(cluster, tmp_path, "interrupted")
     assert "interrupted" in status["error"]
     killed = wait_until(lambda: sleep_record(cluster, "interrupted"), 20, "the command record")
     assert killed["return_code"] != 0  # killed, not left running
@@ -593,14 +600,7 @@ def ended_records(cluster: LocalCluster, name: str, count: int) -> list[dict] | 
 def test_ctrl_c_while_commands_stream_output(cluster, tmp_path) -> None:
     # SIGINT under load: the client's channel readers, its channel loop and the
     # agents are all busy moving output when the main thread is interrupted.
-    with held_run(cluster, tmp_path, "streaming", STREAMING) as runner:
-        runner.send_signal(signal.SIGINT)
-        _out, err = runner.communicate(timeout=30)
-    assert runner.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-    with cluster.client() as client:
-        status = client.raw_status("streaming")
-    assert status["status"] == "CANCELLED", status
+    interrupt(cluster, tmp_path, "streaming", STREAMING)
     ended = wait_until(lambda: ended_records(cluster, "streaming", 2), 20, "the command records")
     assert all(c["return_code"] != 0 for c in ended), ended  # killed, not left running
 

@@ -33,7 +33,7 @@ from shoal.channel.errors import (
     ChannelUnavailable,
 )
 from shoal.channel.flow import DEFAULT_WINDOW, Window
-from shoal.channel.handshake import OPEN_TIMEOUT, open_on
+from shoal.channel.handshake import OPEN_TIMEOUT, open_on, open_request
 from shoal.channel.transport import (
     WEBSOCKET_OPTIONS,
     StreamTransport,
@@ -112,15 +112,7 @@ async def open_channel(
 ) -> AsyncChannel:
     """Open the channel ``grant`` describes, directly if the node can be reached,
     else through the controller (``token``: the opener's bearer token there)."""
-    request = cm.Open(
-        channel=grant.channel,
-        capability=grant.capability,
-        node=grant.node,
-        endpoint=grant.endpoint,
-        opener=grant.opener,
-        credit_messages=window.messages,
-        credit_bytes=window.bytes,
-    )
+    request = open_request(grant, window)
     if grant.direct:
         for address in grant.addresses:
             try:

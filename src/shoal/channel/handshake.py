@@ -28,6 +28,19 @@ from shoal.protocol import channel_messages as cm
 OPEN_TIMEOUT = 10.0
 
 
+def open_request(grant: cm.ChannelGrant, window: Window = DEFAULT_WINDOW) -> cm.Open:
+    """The ``Open`` that opens the channel ``grant`` describes, offering ``window``."""
+    return cm.Open(
+        channel=grant.channel,
+        capability=grant.capability,
+        node=grant.node,
+        endpoint=grant.endpoint,
+        opener=grant.opener,
+        credit_messages=window.messages,
+        credit_bytes=window.bytes,
+    )
+
+
 async def _first_frames(transport: Transport, timeout: float, peer: str) -> list[bytes]:
     try:
         async with asyncio.timeout(timeout):
@@ -137,4 +150,4 @@ async def accept_on(
     ).start()
 
 
-__all__ = ["ChannelError", "accept_on", "open_on", "read_open"]
+__all__ = ["ChannelError", "accept_on", "open_on", "open_request", "read_open"]

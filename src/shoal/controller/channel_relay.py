@@ -44,7 +44,7 @@ from shoal.channel.aio import AsyncChannel
 from shoal.channel.connect import STREAM_SUBPROTOCOL
 from shoal.channel.errors import ChannelError, ChannelRefused, ChannelTimeout
 from shoal.channel.flow import DEFAULT_WINDOW, Window
-from shoal.channel.handshake import open_on
+from shoal.channel.handshake import open_on, open_request
 from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.registry import NodeRegistry
 from shoal.controller.relay_splice import HandOver, Splice, hand_over_of
@@ -351,15 +351,7 @@ class ChannelService:
         """A channel from the controller itself to ``endpoint`` on ``node`` (over the
         node's own connection to us, so it works wherever the node is)."""
         grant = self.grant(CONTROLLER, node, endpoint)
-        request = cm.Open(
-            channel=grant.channel,
-            capability=grant.capability,
-            node=node,
-            endpoint=endpoint,
-            opener=CONTROLLER,
-            credit_messages=window.messages,
-            credit_bytes=window.bytes,
-        )
+        request = open_request(grant, window)
         ws, offer = await self._offer(node, grant.channel)
         transport = _TargetTransport(ws, offer)
         try:
