@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 
-from shoal.controller.graph_objects import ObjectKeeping
+from shoal.controller.graph_prefetch import Prefetching
 from shoal.controller.graph_state import ASSIGNED, FAILED, FINISHED, READY, GNode, GTask
 from shoal.protocol.graph_messages import (
     INLINE_LIMIT,
@@ -28,7 +28,7 @@ from shoal.protocol.graph_messages import (
 log = logging.getLogger("shoal.controller.graph")
 
 
-class Scheduling(ObjectKeeping):
+class Scheduling(Prefetching):
     """Nodes as the scheduler sees them; placing ready tasks; taking results."""
 
     def node_hello(self, name: str, cpus: int, data_address: str) -> None:
@@ -39,6 +39,7 @@ class Scheduling(ObjectKeeping):
         else:
             node.capacity = max(1, cpus)
             node.data_address = data_address
+            self._forget_prefetching(node)
             # A restarted agent has none of the functions; one that only
             # reconnected may have missed the message that carried them.
             node.functions.clear()
@@ -160,6 +161,7 @@ class Scheduling(ObjectKeeping):
             for obj in task.outputs:
                 self._maybe_free(obj)
         self._flush_frees()
+        self._flush_ahead()
         self._schedule()
 
     def _run_message(self, task: GTask, node: GNode, functions: dict[str, bytes]) -> GraphTask:
@@ -204,8 +206,9 @@ class Scheduling(ObjectKeeping):
 
         A node with free cpus beats one where the task would queue behind others
         (a queue ahead only pays for short tasks, and durations are not known in
-        advance); among those, the node that holds most of the input bytes, then
-        the least loaded.
+        advance); among those, the node that holds most of the input bytes (or
+        has them on their way, sent ahead of the task: graph_prefetch), then the
+        least loaded.
         """
         best: GNode | None = None
         best_score: tuple[bool, int, float] | None = None
@@ -216,6 +219,10 @@ class Scheduling(ObjectKeeping):
             if not free and node.used + task.cpus > node.window(now):
                 continue
             local = sum(obj.size for obj, _ in task.inputs if node.name in obj.holders)
+            if node.prefetching:
+                ahead = node.prefetching
+                sid = task.session.id
+                local += sum(obj.size for obj, _ in task.inputs if (sid, obj.id) in ahead)
             score = (free, local, -node.used / node.capacity)
             if best_score is None or score > best_score:
                 best, best_score = node, score

@@ -152,6 +152,15 @@ class Waiter:
             self.future.set_result(None)
 
 
+@dataclass(eq=False, slots=True)
+class Plan:
+    """Where a waiting task's inputs go ahead of it (see graph_prefetch)."""
+
+    node: str | None = None
+    # Bytes of the task's finished inputs on each node (held, or on their way).
+    local: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(eq=False)
 class GNode:
     """A node as the graph scheduler sees it."""
@@ -166,6 +175,10 @@ class GNode:
     # Digests of the functions sent on the node's current connection (it keeps
     # them); emptied when it connects again, so it is sent them again.
     functions: set[str] = field(default_factory=set)
+    # Inputs it was asked to fetch ahead of their task and has not answered
+    # for yet: (session, object) -> size (see graph_prefetch).
+    prefetching: dict[tuple[int, int], int] = field(default_factory=dict)
+    prefetching_bytes: int = 0
 
     def window(self, now: float) -> int:
         """How many cpus' worth of tasks may be assigned at once.
