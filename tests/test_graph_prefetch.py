@@ -37,18 +37,19 @@ def digest(ctx: Any, first: Any, second: Any, go: Any) -> str:
     return hashlib.sha256(first.get_bytes() + second.get_bytes() + go.get_bytes()).hexdigest()
 
 
+def open_writer(fifo: Path) -> int | None:
+    """The FIFO opened for writing; None while no one reads it."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # no reader yet
+            return None
+        raise
+
+
 def release(fifo: Path, timeout: float) -> None:
     """Write to the FIFO once its reader (the gate task) has it open."""
-
-    def open_writer() -> int | None:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # no reader yet
-                return None
-            raise
-
-    fd = wait_until(open_writer, timeout, "the gate task to open its FIFO")
+    fd = wait_until(lambda: open_writer(fifo), timeout, "the gate task to open its FIFO")
     try:
         os.write(fd, b"go")
     finally:
@@ -93,8 +94,11 @@ def test_remote_inputs_are_on_the_consumers_node_before_its_last_input(tmp_path:
             common = set(first) & set(second)
             return common.pop() if len(common) == 1 else None
 
-        plan = wait_until(moved_ahead, 30, "both inputs on one node before the last one is made")
-        release(fifo, 30)
+        try:
+            plan = wait_until(moved_ahead, 30, "both inputs on one node before the last is made")
+        finally:
+            # Never leave the gate task blocked (the cluster's stop would wait for it).
+            release(fifo, 30)
         expected = hashlib.sha256(
             hashlib.sha256(b"a").digest() * 10_000 + hashlib.sha256(b"b").digest() * 10_000 + b"go"
         ).hexdigest()
