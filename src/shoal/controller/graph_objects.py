@@ -57,6 +57,11 @@ class GraphCore:
     channels: ChannelService | None
     _frees: defaultdict[str, list[tuple[int, int]]]
     _plans: dict[GTask, Plan]  # waiting tasks' plans (graph_prefetch)
+    # A running mean of the durations of tasks on any node: how far ahead to
+    # feed nodes. One for all: with one per node, the node that got the first
+    # short tasks learned they were short, got more of them, and the other never
+    # learned it (it kept a queue of one while the first queued the whole graph).
+    mean_duration: float
 
     def _schedule(self) -> None:
         raise NotImplementedError

@@ -1,7 +1,7 @@
 """The graph scheduler: which node runs each ready task, and what comes back.
 
 Ready tasks go where most of their input data already is, within each node's
-cpus, with a queue ahead on nodes whose tasks are short (see
+cpus, with a queue ahead on nodes while tasks are short (see
 :meth:`~shoal.controller.graph_state.GNode.window`). Results free the cpus,
 finish the outputs and make the next tasks ready. A lost node fails the
 sessions whose work or only copy of data it held; other sessions go on.
@@ -119,7 +119,7 @@ class Scheduling(Prefetching):
             node.used -= task.cpus
             duration = result.info.get("duration")
             if isinstance(duration, int | float):
-                node.mean_duration = 0.8 * node.mean_duration + 0.2 * float(duration)
+                self.mean_duration = 0.8 * self.mean_duration + 0.2 * float(duration)
             # The decoded dict itself, not a copy (a million tasks keep theirs);
             # governor and node are added where it is read (task_info).
             info = result.info
@@ -216,7 +216,7 @@ class Scheduling(Prefetching):
             if task.cpus > node.capacity:
                 continue
             free = node.used + task.cpus <= node.capacity or node.used == 0
-            if not free and node.used + task.cpus > node.window(now):
+            if not free and node.used + task.cpus > node.window(now, self.mean_duration):
                 continue
             local = sum(obj.size for obj, _ in task.inputs if node.name in obj.holders)
             if node.prefetching:

@@ -56,6 +56,7 @@ class GraphService(SessionLifecycle, Scheduling):
         self._data_keys: dict[str, bytes] = {}
         self.channels: ChannelService | None = None
         self._frees = defaultdict(list)
+        self.mean_duration = 1.0  # seconds a task takes, until tasks tell
         # Inputs moving ahead of the tasks still waiting for others (graph_prefetch).
         self._plans = {}
         self._ahead = defaultdict(list)

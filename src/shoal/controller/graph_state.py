@@ -170,8 +170,6 @@ class GNode:
     data_address: str = ""
     used: int = 0  # cpus of the tasks assigned and not finished
     assigned: dict[tuple[int, int], GTask] = field(default_factory=dict)
-    # A running mean of task durations decides how far ahead to feed the node.
-    mean_duration: float = 1.0
     # Digests of the functions sent on the node's current connection (it keeps
     # them); emptied when it connects again, so it is sent them again.
     functions: set[str] = field(default_factory=set)
@@ -180,8 +178,9 @@ class GNode:
     prefetching: dict[tuple[int, int], int] = field(default_factory=dict)
     prefetching_bytes: int = 0
 
-    def window(self, now: float) -> int:
-        """How many cpus' worth of tasks may be assigned at once.
+    def window(self, now: float, mean_duration: float) -> int:
+        """How many cpus' worth of tasks may be assigned at once, for tasks that
+        take ``mean_duration`` seconds lately.
 
         Short tasks are bound by round trips, not cpus: keep a queue on the node
         so it never waits for the controller between them. But not behind a task
@@ -191,12 +190,12 @@ class GNode:
         oldest = next(iter(self.assigned.values()), None)
         if oldest is not None and now - oldest.assigned_at > 0.05:
             return self.capacity
-        if self.mean_duration < 0.0005:
+        if mean_duration < 0.0005:
             # No-op-sized tasks: the per-message cost dominates, so the agent and
             # its workers get them (and answer) in batches of tens.
             return self.capacity * 128
-        if self.mean_duration < 0.005:
+        if mean_duration < 0.005:
             return self.capacity * 32
-        if self.mean_duration < 0.05:
+        if mean_duration < 0.05:
             return self.capacity * 4
         return self.capacity
