@@ -51,7 +51,13 @@ from shoal.protocol.agent_messages import ChannelOffer, CloseChannels
 from shoal.protocol.channel_messages import ChannelGrant
 from shoal.protocol.command_messages import EndRun
 from shoal.protocol.flag_messages import FlagAnswer
-from shoal.protocol.graph_messages import OBJECT_ENDPOINT, GraphCancel, GraphFree, GraphRun
+from shoal.protocol.graph_messages import (
+    OBJECT_ENDPOINT,
+    GraphCancel,
+    GraphFree,
+    GraphPrefetch,
+    GraphRun,
+)
 
 if TYPE_CHECKING:
     from shoal.agent.graph_runtime import GraphRuntime
@@ -59,7 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shoal.agent")
 
 OUTBOX_LIMIT = 100_000
-GRAPH_MESSAGES = (GraphRun, GraphCancel, GraphFree)
+GRAPH_MESSAGES = (GraphRun, GraphCancel, GraphFree, GraphPrefetch)
 
 
 CLOSE_REFUSED = 4403  # the controller's close code for "you may not be this node"

@@ -13,6 +13,7 @@ user's own before anything of it runs or arrives here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import deque
@@ -33,6 +34,8 @@ from shoal.protocol.graph_messages import (
     GraphFree,
     GraphInput,
     GraphObjectResult,
+    GraphPrefetch,
+    GraphPrefetched,
     GraphResult,
     GraphRun,
     GraphTask,
@@ -120,6 +123,9 @@ class GraphRuntime:
             self.store.free([tuple(p) for p in message.objects])  # type: ignore[misc]
         elif isinstance(message, GraphCancel):
             self._cancel(message.session)
+        elif isinstance(message, GraphPrefetch) and message.session not in self._cancelled:
+            for graph_input in message.inputs:
+                self.tg.create_task(self._prefetch(message.session, message.owner, graph_input))
 
     def _run(self, tasks: list[GraphTask]) -> None:
         for task in tasks:
@@ -237,15 +243,49 @@ class GraphRuntime:
         elif task.session not in self._cancelled and (task.session, task.id) in self._active:
             self.pool.submit(self._node_task(task))
 
+    async def _prefetch(self, session: int, owner: str, graph_input: GraphInput) -> None:
+        """Fetch an input ahead of the task that will read it here, and say so.
+
+        A task that arrives while it is on its way shares this fetch (``_ensure``)."""
+        error = ""
+        try:
+            await self._prepare(session, owner)
+            if not self.store.has(session, graph_input.id):
+                if not self.store.has_room(graph_input.size):
+                    error = f"not enough room for {graph_input.size} bytes ahead of its task"
+                else:
+                    await self._ensure(session, graph_input)
+        except (TransferError, IsolationError, OSError) as exc:
+            error = str(exc) or type(exc).__name__
+        if session in self._cancelled:
+            # Its session ended while it came: it dropped what was here before.
+            self.store.free([(session, graph_input.id)])
+            return
+        self.emit(GraphPrefetched(session, graph_input.id, error))
+
     async def _ensure(self, session: int, graph_input: GraphInput) -> None:
-        """Have the object in the store; concurrent needs of one object share one fetch."""
+        """Have the object in the store; concurrent needs of one object share one fetch.
+
+        A shared fetch that failed is tried once more with this need's own
+        holders (a fetch ahead of the task had the holders of its time)."""
         key = (session, graph_input.id)
         pending = self._fetching.get(key)
-        if pending is None:
+        if pending is not None:
+            with contextlib.suppress(TransferError, OSError):
+                await asyncio.shield(pending)
+                return
+            if self.store.has(session, graph_input.id):
+                return
+            pending = self._fetching.get(key)
+        if pending is None or pending.done():
             pending = asyncio.ensure_future(self._fetch(session, graph_input))
             self._fetching[key] = pending
-            pending.add_done_callback(lambda _f: self._fetching.pop(key, None))
+            pending.add_done_callback(lambda done: self._fetched(key, done))
         await asyncio.shield(pending)
+
+    def _fetched(self, key: tuple[int, int], done: asyncio.Future[None]) -> None:
+        if self._fetching.get(key) is done:  # not a later fetch of the same object
+            del self._fetching[key]
 
     async def _fetch(self, session: int, graph_input: GraphInput) -> None:
         async def receive(data_type: str, size: int, batches: AsyncIterator[list[bytes]]) -> None:

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import stat
 import tarfile
 import tempfile
@@ -46,6 +47,9 @@ MEMORY_LIMIT = 1024 * 1024
 # All objects held in memory together: past it, new ones go to disk, so many
 # mid-size objects cannot grow an agent without bound.
 MEMORY_BUDGET = 256 * 1024 * 1024
+# Disk that fetching inputs ahead of their tasks leaves free, at least: a task
+# fetches what did not come ahead when it runs, and needs room to work.
+DISK_RESERVE = 1024 * 1024 * 1024
 # Blobs this agent writes are read-only from the start: objects never change, and
 # a task of another account (with isolation) need not chmod the agent's file to
 # link it read-only (it could not).
@@ -109,6 +113,13 @@ class ObjectStore:
             self._memory[session, obj] = data
             self.memory_bytes += len(data)
         return True
+
+    def has_room(self, size: int) -> bool:
+        """Whether an object of ``size`` bytes fits here with room to spare: in
+        the memory budget, or on the disk leaving :data:`DISK_RESERVE` free."""
+        if size <= MEMORY_LIMIT and self.memory_bytes + size <= MEMORY_BUDGET:
+            return True
+        return shutil.disk_usage(self.incoming).free - size >= DISK_RESERVE
 
     def put(self, session: int, obj: int, data: bytes) -> None:
         """Keep a blob: in memory if it may be, else as its file."""

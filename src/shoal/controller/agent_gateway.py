@@ -52,7 +52,7 @@ from shoal.protocol import (
 )
 from shoal.protocol.command_messages import RunEnded
 from shoal.protocol.flag_messages import FlagCall
-from shoal.protocol.graph_messages import GraphDone
+from shoal.protocol.graph_messages import GraphDone, GraphPrefetched
 from shoal.store import nodes as node_queries
 from shoal.store.database import Database
 from shoal.store.faults import StoreError, retry_store
@@ -326,6 +326,8 @@ class AgentGateway:
                 self.relay.from_agent(link.name, message)
             elif isinstance(message, GraphDone):
                 self.graphs.on_done(link.name, message)
+            elif isinstance(message, GraphPrefetched):
+                self.graphs.on_prefetched(link.name, message)
             elif isinstance(message, FlagCall):
                 self.flag_calls.submit(link.name, message)
             elif isinstance(message, Hello):

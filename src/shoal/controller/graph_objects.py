@@ -20,7 +20,16 @@ from typing import Any
 from shoal.channel import ChannelError
 from shoal.controller.channel_relay import ChannelService, node_opener
 from shoal.controller.graph_records import RecordMarks
-from shoal.controller.graph_state import FINISHED, READY, GNode, GObject, GSession, GTask
+from shoal.controller.graph_state import (
+    FINISHED,
+    READY,
+    WAITING,
+    GNode,
+    GObject,
+    GSession,
+    GTask,
+    Plan,
+)
 from shoal.controller.graph_submit import GraphRequestError
 from shoal.controller.metrics import LatencyHistogram
 from shoal.controller.registry import NodeRegistry
@@ -47,8 +56,20 @@ class GraphCore:
     _data_keys: dict[str, bytes]
     channels: ChannelService | None
     _frees: defaultdict[str, list[tuple[int, int]]]
+    _plans: dict[GTask, Plan]  # waiting tasks' plans (graph_prefetch)
+    # A running mean of the durations of tasks on any node: how far ahead to
+    # feed nodes. One for all: with one per node, the node that got the first
+    # short tasks learned they were short, got more of them, and the other never
+    # learned it (it kept a queue of one while the first queued the whole graph).
+    mean_duration: float
 
     def _schedule(self) -> None:
+        raise NotImplementedError
+
+    def _plan_inputs(self, task: GTask, obj: GObject) -> None:
+        raise NotImplementedError
+
+    def _forget_plans(self, session: GSession) -> None:
         raise NotImplementedError
 
     def _fail(
@@ -91,12 +112,21 @@ class ObjectKeeping(GraphCore):
             obj.holders.add(holder)
             obj.session.nodes.add(holder)
         self._wake(obj)
+        # Held by a node: consumers still waiting for other inputs may move it
+        # ahead to where they will run (graph_prefetch).
+        on_node = data is None and holder is not None
         for consumer in obj.consumers:
             consumer.unfinished_inputs -= 1
-            if consumer.unfinished_inputs == 0 and consumer.state == "waiting":
+            if consumer.state != WAITING:
+                continue
+            if consumer.unfinished_inputs == 0:
                 consumer.move(READY)
                 consumer.ready_at = time.monotonic()
                 self.ready.append(consumer)
+                if self._plans:
+                    self._plans.pop(consumer, None)  # placed now: no plan needed
+            elif on_node:
+                self._plan_inputs(consumer, obj)
 
     @staticmethod
     def _wake(item: GTask | GObject) -> None:

@@ -1,7 +1,7 @@
 """The graph scheduler: which node runs each ready task, and what comes back.
 
 Ready tasks go where most of their input data already is, within each node's
-cpus, with a queue ahead on nodes whose tasks are short (see
+cpus, with a queue ahead on nodes while tasks are short (see
 :meth:`~shoal.controller.graph_state.GNode.window`). Results free the cpus,
 finish the outputs and make the next tasks ready. A lost node fails the
 sessions whose work or only copy of data it held; other sessions go on.
@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 
-from shoal.controller.graph_objects import ObjectKeeping
+from shoal.controller.graph_prefetch import Prefetching
 from shoal.controller.graph_state import ASSIGNED, FAILED, FINISHED, READY, GNode, GTask
 from shoal.protocol.graph_messages import (
     INLINE_LIMIT,
@@ -28,7 +28,7 @@ from shoal.protocol.graph_messages import (
 log = logging.getLogger("shoal.controller.graph")
 
 
-class Scheduling(ObjectKeeping):
+class Scheduling(Prefetching):
     """Nodes as the scheduler sees them; placing ready tasks; taking results."""
 
     def node_hello(self, name: str, cpus: int, data_address: str) -> None:
@@ -39,6 +39,7 @@ class Scheduling(ObjectKeeping):
         else:
             node.capacity = max(1, cpus)
             node.data_address = data_address
+            self._forget_prefetching(node)
             # A restarted agent has none of the functions; one that only
             # reconnected may have missed the message that carried them.
             node.functions.clear()
@@ -118,7 +119,7 @@ class Scheduling(ObjectKeeping):
             node.used -= task.cpus
             duration = result.info.get("duration")
             if isinstance(duration, int | float):
-                node.mean_duration = 0.8 * node.mean_duration + 0.2 * float(duration)
+                self.mean_duration = 0.8 * self.mean_duration + 0.2 * float(duration)
             # The decoded dict itself, not a copy (a million tasks keep theirs);
             # governor and node are added where it is read (task_info).
             info = result.info
@@ -160,6 +161,7 @@ class Scheduling(ObjectKeeping):
             for obj in task.outputs:
                 self._maybe_free(obj)
         self._flush_frees()
+        self._flush_ahead()
         self._schedule()
 
     def _run_message(self, task: GTask, node: GNode, functions: dict[str, bytes]) -> GraphTask:
@@ -204,8 +206,9 @@ class Scheduling(ObjectKeeping):
 
         A node with free cpus beats one where the task would queue behind others
         (a queue ahead only pays for short tasks, and durations are not known in
-        advance); among those, the node that holds most of the input bytes, then
-        the least loaded.
+        advance); among those, the node that holds most of the input bytes (or
+        has them on their way, sent ahead of the task: graph_prefetch), then the
+        least loaded.
         """
         best: GNode | None = None
         best_score: tuple[bool, int, float] | None = None
@@ -213,9 +216,13 @@ class Scheduling(ObjectKeeping):
             if task.cpus > node.capacity:
                 continue
             free = node.used + task.cpus <= node.capacity or node.used == 0
-            if not free and node.used + task.cpus > node.window(now):
+            if not free and node.used + task.cpus > node.window(now, self.mean_duration):
                 continue
             local = sum(obj.size for obj, _ in task.inputs if node.name in obj.holders)
+            if node.prefetching:
+                ahead = node.prefetching
+                sid = task.session.id
+                local += sum(obj.size for obj, _ in task.inputs if (sid, obj.id) in ahead)
             score = (free, local, -node.used / node.capacity)
             if best_score is None or score > best_score:
                 best, best_score = node, score

@@ -9,6 +9,7 @@ Other sessions go on. Its parts, by responsibility:
 - :mod:`~shoal.controller.graph_submit`: a Submit checked, all or nothing;
 - :mod:`~shoal.controller.graph_scheduler`: placing ready tasks, taking results;
 - :mod:`~shoal.controller.graph_objects`: objects kept, freed and moved;
+- :mod:`~shoal.controller.graph_prefetch`: inputs moved ahead of waiting tasks;
 - :mod:`~shoal.controller.graph_state`: what is held in memory;
 - :mod:`~shoal.controller.graph_records`: the records written behind it all.
 """
@@ -55,6 +56,10 @@ class GraphService(SessionLifecycle, Scheduling):
         self._data_keys: dict[str, bytes] = {}
         self.channels: ChannelService | None = None
         self._frees = defaultdict(list)
+        self.mean_duration = 1.0  # seconds a task takes, until tasks tell
+        # Inputs moving ahead of the tasks still waiting for others (graph_prefetch).
+        self._plans = {}
+        self._ahead = defaultdict(list)
         # Since start, for /metrics.
         self.tasks_ended: dict[str, int] = {FINISHED: 0, FAILED: 0}
         self.placement = LatencyHistogram(PLACEMENT_BUCKETS)

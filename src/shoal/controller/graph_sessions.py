@@ -211,6 +211,7 @@ class SessionLifecycle(ObjectKeeping):
         for node in self.nodes.values():
             for key in [k for k in node.assigned if k[0] == session.id]:
                 node.used -= node.assigned.pop(key).cpus
+        self._forget_plans(session)
         for name in session.nodes:
             self._send(name, GraphCancel(session.id))
         session.nodes.clear()

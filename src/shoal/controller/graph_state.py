@@ -152,6 +152,15 @@ class Waiter:
             self.future.set_result(None)
 
 
+@dataclass(eq=False, slots=True)
+class Plan:
+    """Where a waiting task's inputs go ahead of it (see graph_prefetch)."""
+
+    node: str | None = None
+    # Bytes of the task's finished inputs on each node (held, or on their way).
+    local: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(eq=False)
 class GNode:
     """A node as the graph scheduler sees it."""
@@ -161,14 +170,17 @@ class GNode:
     data_address: str = ""
     used: int = 0  # cpus of the tasks assigned and not finished
     assigned: dict[tuple[int, int], GTask] = field(default_factory=dict)
-    # A running mean of task durations decides how far ahead to feed the node.
-    mean_duration: float = 1.0
     # Digests of the functions sent on the node's current connection (it keeps
     # them); emptied when it connects again, so it is sent them again.
     functions: set[str] = field(default_factory=set)
+    # Inputs it was asked to fetch ahead of their task and has not answered
+    # for yet: (session, object) -> size (see graph_prefetch).
+    prefetching: dict[tuple[int, int], int] = field(default_factory=dict)
+    prefetching_bytes: int = 0
 
-    def window(self, now: float) -> int:
-        """How many cpus' worth of tasks may be assigned at once.
+    def window(self, now: float, mean_duration: float) -> int:
+        """How many cpus' worth of tasks may be assigned at once, for tasks that
+        take ``mean_duration`` seconds lately.
 
         Short tasks are bound by round trips, not cpus: keep a queue on the node
         so it never waits for the controller between them. But not behind a task
@@ -178,12 +190,12 @@ class GNode:
         oldest = next(iter(self.assigned.values()), None)
         if oldest is not None and now - oldest.assigned_at > 0.05:
             return self.capacity
-        if self.mean_duration < 0.0005:
+        if mean_duration < 0.0005:
             # No-op-sized tasks: the per-message cost dominates, so the agent and
             # its workers get them (and answer) in batches of tens.
             return self.capacity * 128
-        if self.mean_duration < 0.005:
+        if mean_duration < 0.005:
             return self.capacity * 32
-        if self.mean_duration < 0.05:
+        if mean_duration < 0.05:
             return self.capacity * 4
         return self.capacity

@@ -24,6 +24,8 @@ from shoal.protocol.graph_messages import (
     GraphCancel,
     GraphDone,
     GraphFree,
+    GraphPrefetch,
+    GraphPrefetched,
     GraphRun,
 )
 
@@ -31,7 +33,8 @@ from shoal.protocol.graph_messages import (
 # 3: channels (Hello.channel_port, ChannelOffer)
 # 4: commands run over channels; agents report them (command_messages, EndRun)
 # 5: CloseChannels (by the tag of a revoked token) replaces CloseCommands
-PROTOCOL_VERSION = 5
+# 6: graph inputs fetched ahead of their task (GraphPrefetch, GraphPrefetched)
+PROTOCOL_VERSION = 6
 
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
@@ -112,6 +115,7 @@ AgentMessage = (
     | CommandExit
     | RunEnded
     | GraphDone
+    | GraphPrefetched
     | FlagCall
 )
 
@@ -184,5 +188,6 @@ ControllerMessage = (
     | GraphRun
     | GraphCancel
     | GraphFree
+    | GraphPrefetch
     | FlagAnswer
 )

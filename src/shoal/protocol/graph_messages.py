@@ -270,6 +270,17 @@ class GraphFree(_Msg):
     objects: list[tuple[int, int]]
 
 
+class GraphPrefetch(_Msg):
+    """Fetch these finished inputs now, ahead of the task that will read them here
+    (it still waits for other inputs). Each ``holders`` grants this node a channel
+    to the object; the node answers each with a :class:`GraphPrefetched`.
+    ``owner``: the session's user, as in :class:`GraphTask`."""
+
+    session: int
+    inputs: list[GraphInput]
+    owner: str = ""
+
+
 # --- agent -> controller -----------------------------------------------------------
 
 
@@ -290,3 +301,12 @@ class GraphResult(msgspec.Struct, omit_defaults=True):
 
 class GraphDone(_Msg):
     results: list[GraphResult]
+
+
+class GraphPrefetched(_Msg):
+    """A :class:`GraphPrefetch` of one object ended: this node holds it now, or
+    ``error`` says why not (the task that reads it fetches it when it runs)."""
+
+    session: int
+    object: int
+    error: str = ""
