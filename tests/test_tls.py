@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from processes import Controller, add_user, free_port, start_agent, stop_all
 from shoal import Experiment, FlagValues, Pipeline, RemoteClient, RemoteClientException
+from shoal.graph import wire_transport
+from shoal.graph.session import GraphError
 from shoal.library.flags import GetFlagTask, SetFlagTask
 
 
@@ -86,3 +92,48 @@ def test_everything_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     finally:
         stop_all([agent])
         controller.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_graph_client_gives_up_on_a_tls_server_that_never_answers_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server that finishes TLS (and sends its session tickets) but never
+    # answers the WebSocket upgrade, as a controller too loaded to answer in
+    # time: each attempt times out and the client says so. websockets' reader
+    # thread used to stay blocked in the TLS read, and the client hung for good.
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setattr(wire_transport, "OPEN_TIMEOUT", 0.5)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[ssl.SSLSocket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                tls = context.wrap_socket(conn, server_side=True)
+                tls.recv(65536)  # the upgrade request, left unanswered
+                held.append(tls)
+
+    server = threading.Thread(target=accept, daemon=True)
+    server.start()
+    try:
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(GraphError, match="cannot open the graph stream"):
+            wire_transport.WireTransport(url, "token", retry_deadline=1.5)
+        assert held, "the client never reached the upgrade"
+    finally:
+        stop.set()
+        server.join(10)
+        listener.close()
+        for tls in held:
+            tls.close()

@@ -250,7 +250,6 @@ async def _agent_ws(websocket: WebSocket) -> None:
 
 
 @_store_guard
-@_store_guard
 async def _graph_ws(websocket: WebSocket) -> None:
     await websocket.app.state.services.graph_clients.serve(websocket)
 

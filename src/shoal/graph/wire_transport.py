@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import pickle
+import socket
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -50,8 +51,29 @@ from shoal.protocol.graph_messages import (
 )
 
 RECEIVE_TURN = 1.0  # seconds of one bounded wait for the controller's next message
+OPEN_TIMEOUT = 10.0  # seconds for one attempt at the handshake
 
 __all__ = ["WireTransport"]
+
+
+class WakingConnection(ClientConnection):
+    """websockets' blocking connection, whose close wakes a reader stuck in a TLS read.
+
+    websockets reads in a thread of its own: it polls the socket, then reads.
+    Over TLS a readable socket may hold only records without data (the session
+    tickets a TLS 1.3 server sends after its handshake), and the read then blocks
+    for data. If the server never answers the upgrade, the handshake times out
+    and websockets closes the socket and joins that thread, but on Linux closing
+    a socket does not wake a read blocked on it in another thread: the client hung
+    for good (seen against a loaded controller). A shutdown does wake it.
+    """
+
+    def close_socket(self) -> None:
+        # The plain socket's shutdown: SSLSocket's own also drops the TLS object
+        # the blocked reader is still using.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self.socket, socket.SHUT_RDWR)
+        super().close_socket()
 
 
 class WireTransport:
@@ -71,7 +93,8 @@ class WireTransport:
                 additional_headers={"Authorization": f"Bearer {token}"},
                 max_size=None,  # fetched objects come in 1 MiB pieces, but frames batch
                 compression=None,
-                open_timeout=10,
+                open_timeout=OPEN_TIMEOUT,
+                create_connection=WakingConnection,
                 what=f"opening the graph stream at {url}",
                 retry_on=(OSError,),
                 deadline=retry_deadline,
