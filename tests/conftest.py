@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,3 +80,26 @@ def page(browser: object, cluster: LocalCluster) -> Iterator[object]:
     from browser import offline_page
 
     yield from offline_page(browser, cluster)
+
+
+LOG_TAIL_LINES = 60  # of each log a failed test's folder holds, shown with the failure
+LOG_FILES_SHOWN = 6
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # A test that failed in CI leaves only its own output: the controller's and
+    # agents' logs in its folder say what they were doing (a stall, a refusal).
+    report = yield
+    folder = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and isinstance(folder, Path):
+        logs = sorted(folder.rglob("*.log"), key=lambda p: p.stat().st_mtime)[-LOG_FILES_SHOWN:]
+        for log in logs:
+            with contextlib.suppress(OSError):
+                lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+                if lines:
+                    name = log.relative_to(folder)
+                    report.sections.append((f"log {name} (last lines)", "\n".join(lines)))
+    return report
