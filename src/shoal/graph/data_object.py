@@ -24,6 +24,7 @@ from shoal.graph.session import GraphError, Session, active_session
 from shoal.graph.states import DataObjectState
 
 if TYPE_CHECKING:
+    from shoal.graph.program import Output
     from shoal.graph.task import Task
 
 __all__ = ["DataObject", "blob", "directory", "pickled"]
@@ -54,6 +55,24 @@ class DataObject:
             raise ValueError(f"a directory has content type 'dir', not {content_type!r}")
         if data_type == "blob" and self.spec.content_type == "dir":
             raise ValueError("content type 'dir' is for directories, not blobs")
+        self._start(payload)
+
+    @classmethod
+    def _of_output(cls, output: Output, content_type: str | None) -> DataObject:
+        """A fresh object in the active session made as ``output`` (with its
+        ``effective_content_type``, given) says: an Output was checked when it was
+        made, so none of the checks ``DataObject(...)`` does."""
+        if output.data_type == "blob" and content_type == "dir":
+            raise ValueError("content type 'dir' is for directories, not blobs")
+        obj = cls.__new__(cls)
+        obj.session = session = active_session()
+        obj.spec = ObjectSpec.of_checked_parts(
+            session.new_id(), output.label, content_type, output.data_type
+        )
+        obj._start(None)
+        return obj
+
+    def _start(self, payload: bytes | None) -> None:
         self.info: ObjectInfo | None = None
         self.payload = payload
         self.producer: Task | None = None

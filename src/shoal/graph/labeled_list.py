@@ -60,6 +60,18 @@ class LabeledList(MutableSequence[T]):
             self.append(value, label=label)
 
     @classmethod
+    def of_lists(cls, data: list[T], labels: list[Any]) -> LabeledList[T]:
+        """A LabeledList that takes ``data`` and ``labels`` (of the same length) as
+        its own lists, without copying them (a task's outputs: made for it)."""
+        if len(data) != len(labels):
+            raise ValueError(f"LabeledList got {len(data)} items but {len(labels)} labels")
+        ll: LabeledList[T] = cls.__new__(cls)
+        ll.data, ll.labels, ll._index = data, labels, {}
+        for i, label in enumerate(labels):
+            ll._claim(label, i)
+        return ll
+
+    @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[Hashable | None, T]]) -> LabeledList[T]:
         """Build from ``(label, value)`` pairs (the same as ``LabeledList(pairs=...)``)."""
         return cls(pairs=pairs)

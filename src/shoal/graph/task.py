@@ -205,6 +205,28 @@ class Task:
             self.session._discard(made)
             raise
 
+    @classmethod
+    def _of_parts(
+        cls,
+        task_type: str,
+        config: Any,
+        inputs: Sequence[tuple[str | None, DataObject]],
+        outputs: list[DataObject],
+        name: str,
+        cpus: int,
+    ) -> Task:
+        """A task in the active session of parts a ``@remote`` call made: shoal's
+        own task type, fresh output objects. ``Task(...)`` without its parsing of
+        the two argument orders and of Rain's ways to give outputs."""
+        task = cls.__new__(cls)
+        task.session = active_session()
+        try:
+            task._build(task_type, config, inputs, outputs, name, cpus, None)
+        except BaseException:
+            task.session._discard(outputs)
+            raise
+        return task
+
     def _build(
         self,
         task_type: str,
@@ -239,12 +261,13 @@ class Task:
                 raise GraphError(f"output {obj!r} belongs to another session")
             if obj.producer is not None or obj.payload is not None or obj.is_submitted:
                 raise GraphError(f"{obj!r} is already made by something else")
-        self._outputs: LabeledList[DataObject] = LabeledList(outs, [o.label for o in outs])
+        self._outputs: LabeledList[DataObject] = LabeledList.of_lists(outs, [o.label for o in outs])
         for obj in outs:
             obj.producer = self
         self.name = name
         self.created_at = _creation_site()
-        self.spec = TaskSpec(
+        # Every part was checked above or made here: the spec need not check them again.
+        self.spec = TaskSpec.of_checked_parts(
             id=self.session.new_id(),
             task_type=task_type,
             config=config,
