@@ -273,7 +273,10 @@ class WireTransport:
                     function = self._digest(data)
                     if function not in sent:
                         functions[function] = data
-                    config = {k: v for k, v in config.items() if k != "function"}
+                    # Without the function, which goes once per session (copied in
+                    # C and one key deleted: a comprehension cost a quarter of this loop).
+                    config = dict(config)
+                    del config["function"]
             wire_tasks.append(
                 SubmitTask(
                     id=spec.id.id,  # type: ignore[union-attr]
