@@ -336,9 +336,11 @@ def agent(
 
     async def run() -> None:
         from shoal import taskdump
+        from shoal.gc_settings import tune_for_service
 
         taskdump.install()
         _fast_child_watcher()
+        tune_for_service()
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

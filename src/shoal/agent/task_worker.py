@@ -36,6 +36,7 @@ from typing import Any
 
 import msgspec
 
+from shoal.gc_settings import tune_for_service
 from shoal.graph.data_instance import remove_path
 from shoal.graph.execution import NodeResult, NodeTask, add_functions, run_task
 from shoal.graph.task_io import TaskCancelled
@@ -305,6 +306,7 @@ def main() -> None:
     cwd = os.path.join(work_dir, f"cwd-{os.getpid()}")
     os.makedirs(cwd, exist_ok=True)
     os.chdir(cwd)
+    tune_for_service()
     Worker(sock, work_dir, inline_limit, node).run()
 
 

@@ -13,6 +13,7 @@ import uvicorn
 from shoal.controller.app import create_app
 from shoal.controller.config import ControllerConfig
 from shoal.controller.ws_protocol import TappedWebSocketProtocol
+from shoal.gc_settings import tune_for_service
 from shoal.store.database import Database
 
 log = logging.getLogger("shoal.controller")
@@ -86,6 +87,7 @@ def run(main: Coroutine[object, object, None]) -> None:
     Python transports cost about twice uvloop's per frame (pausing and resuming
     reading on every WebSocket message is a system call each in Python).
     """
+    tune_for_service()
     try:
         import uvloop
     except ImportError:
