@@ -16,7 +16,7 @@ import pytest
 from processes import Controller, add_user, free_port, start_agent, stop_all
 from shoal import LocalCluster, RemoteClient
 from shoal.graph import Client, DataInstance, OutputDir, remote
-from test_tls import self_signed
+from test_tls import trusted_certificate
 
 
 # Agents report os.cpu_count() cpus: a producer that takes them all has a node to itself.
@@ -116,8 +116,7 @@ def test_objects_travel_through_the_relay_when_the_controller_runs_tls(
 ) -> None:
     # Behind TLS no agent serves plain TCP: every object goes through the relay,
     # encrypted, with the agent's node credential as the opener's token.
-    cert, key = self_signed(tmp_path)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    cert, key = trusted_certificate(tmp_path, monkeypatch)
     db = f"sqlite+aiosqlite:///{tmp_path / 'tls.db'}"
     add_user(db, "tls-user", "pw")
     port = free_port()

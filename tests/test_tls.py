@@ -46,12 +46,17 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def trusted_certificate(directory: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A self-signed certificate (and its key) that clients, agents and executors
+    started from here trust, as a real deployment would trust its own CA."""
+    cert, key = self_signed(directory)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    return cert, key
+
+
 @pytest.mark.timeout(120)
 def test_everything_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cert, key = self_signed(tmp_path)
-    # Clients, agents and executors trust this one certificate, as a real
-    # deployment would trust its own CA.
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    cert, key = trusted_certificate(tmp_path, monkeypatch)
     db = f"sqlite+aiosqlite:///{tmp_path / 'tls.db'}"
     add_user(db, "tls-user", "pw")
     port = free_port()
@@ -102,8 +107,7 @@ def test_a_graph_client_gives_up_on_a_tls_server_that_never_answers_the_upgrade(
     # answers the WebSocket upgrade, as a controller too loaded to answer in
     # time: each attempt times out and the client says so. websockets' reader
     # thread used to stay blocked in the TLS read, and the client hung for good.
-    cert, key = self_signed(tmp_path)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    cert, key = trusted_certificate(tmp_path, monkeypatch)
     monkeypatch.setattr(wire_transport, "OPEN_TIMEOUT", 0.5)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

@@ -58,10 +58,10 @@ class DataObject:
         self._start(payload)
 
     @classmethod
-    def _of_output(cls, output: Output, content_type: str | None) -> DataObject:
-        """A fresh object in the active session made as ``output`` (with its
-        ``effective_content_type``, given) says: an Output was checked when it was
-        made, so none of the checks ``DataObject(...)`` does."""
+    def _of_output(cls, output: Output) -> DataObject:
+        """A fresh object in the active session made as ``output`` says: an Output
+        was checked when it was made, so none of the checks ``DataObject(...)`` does."""
+        content_type = output.effective_content_type
         if output.data_type == "blob" and content_type == "dir":
             raise ValueError("content type 'dir' is for directories, not blobs")
         obj = cls.__new__(cls)

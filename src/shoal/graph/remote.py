@@ -373,7 +373,7 @@ class RemoteFunction:
         else:
             rest = self._describe(call_outputs)
         config = {"function": function_data, "args": args_data, **rest}
-        outs = [DataObject._of_output(o, o.effective_content_type) for o in call_outputs]
+        outs = [DataObject._of_output(o) for o in call_outputs]
         task_inputs = [(labels.get(id(obj)), obj) for obj in found]
         name = self.name if self.name is not None else self.fn.__name__
         return Task._of_parts("python", config, task_inputs, outs, name, self.cpus)
