@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import pickle
-import socket
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, WebSocketException
-from websockets.sync.client import ClientConnection, connect
 
+from shoal.client.blocking_websocket import BlockingWebSocket
 from shoal.client.reproduction import reproduction
 from shoal.client.retry import RECONNECT_DEADLINE, retry_call
 from shoal.graph.attributes import ObjectInfo, ObjectSpec, TaskInfo, TaskSpec
@@ -56,26 +55,6 @@ OPEN_TIMEOUT = 10.0  # seconds for one attempt at the handshake
 __all__ = ["WireTransport"]
 
 
-class WakingConnection(ClientConnection):
-    """websockets' blocking connection, whose close wakes a reader stuck in a TLS read.
-
-    websockets reads in a thread of its own: it polls the socket, then reads.
-    Over TLS a readable socket may hold only records without data (the session
-    tickets a TLS 1.3 server sends after its handshake), and the read then blocks
-    for data. If the server never answers the upgrade, the handshake times out
-    and websockets closes the socket and joins that thread, but on Linux closing
-    a socket does not wake a read blocked on it in another thread: the client hung
-    for good (seen against a loaded controller). A shutdown does wake it.
-    """
-
-    def close_socket(self) -> None:
-        # The plain socket's shutdown: SSLSocket's own also drops the TLS object
-        # the blocked reader is still using.
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(self.socket, socket.SHUT_RDWR)
-        super().close_socket()
-
-
 class WireTransport:
     """A :class:`~shoal.graph.transport.GraphTransport` talking to a controller."""
 
@@ -88,18 +67,15 @@ class WireTransport:
             # A controller that restarts refuses connections for a moment: retried
             # (a refused handshake, e.g. a bad token, is not).
             opened = retry_call(
-                connect,
+                BlockingWebSocket,
                 url.rstrip("/") + "/api/graph/ws",
-                additional_headers={"Authorization": f"Bearer {token}"},
-                max_size=None,  # fetched objects come in 1 MiB pieces, but frames batch
-                compression=None,
+                headers={"Authorization": f"Bearer {token}"},
                 open_timeout=OPEN_TIMEOUT,
-                create_connection=WakingConnection,
                 what=f"opening the graph stream at {url}",
                 retry_on=(OSError,),
                 deadline=retry_deadline,
             )
-            self._ws: ClientConnection = self._stack.enter_context(opened)
+            self._ws = self._stack.enter_context(opened)
         except (OSError, WebSocketException) as exc:
             raise GraphError(f"cannot open the graph stream at {url}: {exc}") from None
         self._encoder = FrameEncoder()
