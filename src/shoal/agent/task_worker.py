@@ -41,7 +41,7 @@ from shoal.graph.data_instance import remove_path
 from shoal.graph.execution import NodeResult, NodeTask, add_functions, run_task
 from shoal.graph.task_io import TaskCancelled
 from shoal.protocol.executor_messages import PIPE_LIMIT
-from shoal.protocol.framing import FrameReader, frame
+from shoal.protocol.framing import FrameReader, ReceiveBuffer, frame
 
 PR_SET_PDEATHSIG = 1
 
@@ -101,6 +101,7 @@ class Worker:
         self.in_python = False
         self.exiting = False
         self._frames = FrameReader(PIPE_LIMIT)
+        self._received = ReceiveBuffer()
         self._receiving = False
         self._poked = False  # a SIGUSR1 came: read before the next task
         self._unsent: list[bytes] = []
@@ -117,7 +118,7 @@ class Worker:
             flags = 0 if block else socket.MSG_DONTWAIT
             while True:
                 try:
-                    chunk = self.sock.recv(1 << 20, flags)
+                    chunk = self._received.recv(self.sock, flags)
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:

@@ -16,8 +16,9 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from shoal.protocol.framing import ReceiveBuffer
+
 CLOSE_TIMEOUT = 2.0  # seconds to wait for the server's answer to our close
-READ_SIZE = 1 << 20
 # An idle connection is kept alive by the kernel (NATs on the way forget silent
 # ones) and a dead peer is found within about a minute, with no thread of ours.
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 20, 10, 4
@@ -61,6 +62,7 @@ class BlockingWebSocket:
                 context = ssl_context or ssl.create_default_context()
                 sock = context.wrap_socket(sock, server_hostname=uri.host)
             self._sock: socket.socket = sock
+            self._received = ReceiveBuffer()
             self._timeout: float | None = open_timeout
             self._protocol = ClientProtocol(uri, max_size=None)
             self._messages: deque[bytes | str] = deque()
@@ -82,7 +84,7 @@ class BlockingWebSocket:
             if remaining <= 0:
                 raise TimeoutError("the server did not answer the WebSocket upgrade in time")
             self._set_timeout(remaining)
-            data = self._sock.recv(READ_SIZE)
+            data = self._received.recv(self._sock)
             if data:
                 self._protocol.receive_data(data)
             else:
@@ -119,7 +121,7 @@ class BlockingWebSocket:
                 raise self._protocol.close_exc
             self._set_timeout(timeout)
             try:
-                data = self._sock.recv(READ_SIZE)
+                data = self._received.recv(self._sock)
             except (BlockingIOError, ssl.SSLWantReadError):
                 raise TimeoutError("no message yet") from None
             if data:
@@ -148,7 +150,7 @@ class BlockingWebSocket:
                     if remaining <= 0:
                         break
                     self._set_timeout(remaining)
-                    data = sock.recv(READ_SIZE)
+                    data = self._received.recv(sock)
                     if not data:
                         break
                     self._protocol.receive_data(data)
