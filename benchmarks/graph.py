@@ -13,6 +13,9 @@ Ray: ``ray.init(num_cpus=2)``):
 The machine's own limit for (a) is measured first, in the same run: a bare warm
 pool of two Python workers fed one task per message over socketpairs
 (:mod:`graph_bare`); each system's no-op rate is also printed as a share of it.
+The floor of (c) too: a bare chain through four Python processes laid out as
+shoal's, which forward a pickled message and do nothing else; and of (d): the
+CPU it takes just to make the blocks.
 Every figure is printed with its ratio to the faster of Dask and Ray measured in
 the same run (for the speed-up, > 1 means better than that peer). Dask and Ray
 are benchmark-only dependencies (``pip install -e '.[bench]'``); a peer that is
@@ -491,7 +494,7 @@ def main() -> None:
     from common import machine
 
     print(f"machine: {machine()}")
-    from graph_bare import bare_pool
+    from graph_bare import bare_chain, bare_pool
 
     bare = bare_pool(params.tasks, workers=2, batch=1)
     batched = bare_pool(params.tasks, workers=2, batch=16, window=64)
@@ -499,6 +502,13 @@ def main() -> None:
         f"bare warm pool, 2 workers: {bare:,.0f} tasks/s one task per message "
         f"(the reference), {batched:,.0f} tasks/s 16 per message"
     )
+    if "chain" in params.workloads:
+        step, cpu = bare_chain(max(params.chain, 1000))
+        print(
+            f"chain floor: a bare chain through four Python processes laid out as shoal's "
+            f"(client, controller, agent, task worker: six one-way messages, nothing else) "
+            f"takes {step * 1000:.2f} ms and {cpu * 1e6:.0f} us of CPU per step here"
+        )
     if "fanin" in params.workloads:
         making = making_blocks(params)
         print(

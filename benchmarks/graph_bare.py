@@ -1,16 +1,23 @@
-"""The machine's limit for no-op tasks: a bare warm pool of Python workers.
+"""The machine's limits for graph tasks: a bare warm pool, and a bare relay chain.
 
-No scheduler, no network, no records: the parent pickles ``(id, function,
-args)`` onto a socketpair per worker and reads the ids back, keeping a window of
-tasks in flight on each worker. What shoal does per task on top of that is its
-own cost; :mod:`graph` prints shoal's rate beside this one.
+The pool: no scheduler, no network, no records: the parent pickles ``(id,
+function, args)`` onto a socketpair per worker and reads the ids back, keeping a
+window of tasks in flight on each worker. What shoal does per task on top of
+that is its own cost; :mod:`graph` prints shoal's rate beside this one.
 
-    python benchmarks/graph_bare.py --tasks 10000 --workers 2
+The chain: one dependent step after another through the same four processes a
+shoal step crosses (client, controller, agent, task worker), each a bare Python
+loop that forwards a pickled message (asyncio in the two in the middle, as in
+shoal): six one-way messages per step and nothing else. It is the floor any
+design with that process layout meets on this machine.
+
+    python benchmarks/graph_bare.py --tasks 10000 --workers 2 --chain 2000
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import pickle
 import selectors
@@ -111,14 +118,128 @@ def bare_pool(tasks: int, workers: int = 2, batch: int = 1, window: int = 16) ->
             proc.join(5)
 
 
+class _Forward(asyncio.Protocol):
+    """A hop of the bare chain: frames from one side go on to the other, unchanged
+    but decoded and encoded again (as a real hop reads what it forwards)."""
+
+    def __init__(self) -> None:
+        self.peer: _Forward | None = None
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= _LEN.size:
+            (size,) = _LEN.unpack_from(self.buffer)
+            if len(self.buffer) < _LEN.size + size:
+                return
+            message = pickle.loads(bytes(self.buffer[_LEN.size : _LEN.size + size]))
+            del self.buffer[: _LEN.size + size]
+            assert self.peer is not None and self.peer.transport is not None
+            self.peer.transport.write(_frame(message))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+def _hop(upstream_port: int, listen: multiprocessing.connection.Connection, worker: bool) -> None:
+    """A middle process: listens (for the side before it) and connects on (to the
+    next hop, or to a task worker it starts over a socketpair)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        inbound, outbound = _Forward(), _Forward()
+        inbound.peer, outbound.peer = outbound, inbound
+        if worker:
+            ours, theirs = socket.socketpair()
+            proc = multiprocessing.get_context("fork").Process(
+                target=_chain_worker, args=(theirs,), daemon=True
+            )
+            proc.start()
+            theirs.close()
+            await loop.create_unix_connection(lambda: outbound, sock=ours)
+        else:
+            await loop.create_connection(lambda: outbound, "127.0.0.1", upstream_port)
+        server = await loop.create_server(lambda: inbound, "127.0.0.1", 0)
+        listen.send(server.sockets[0].getsockname()[1])
+        await inbound.closed
+        assert outbound.transport is not None
+        outbound.transport.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+def _chain_worker(sock: socket.socket) -> None:
+    buffer = bytearray()
+    try:
+        while True:
+            for step, value in _read_messages(sock, buffer):
+                sock.sendall(_frame((step, value + 1)))
+    except EOFError:
+        return
+
+
+def bare_chain(steps: int) -> tuple[float, float]:
+    """(seconds per step, CPU seconds per step over all four processes) of a chain
+    of ``steps`` dependent steps through client, controller-like and agent-like
+    hops and a task worker."""
+    import psutil
+
+    ctx = multiprocessing.get_context("fork")
+    agent_end, agent_port = multiprocessing.Pipe()
+    agent = ctx.Process(target=_hop, args=(0, agent_port, True))
+    agent.start()
+    port = agent_end.recv()
+    hub_end, hub_port = multiprocessing.Pipe()
+    hub = ctx.Process(target=_hop, args=(port, hub_port, False))
+    hub.start()
+    port = hub_end.recv()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buffer = bytearray()
+        value = 0
+
+        def step(i: int) -> None:
+            nonlocal value
+            sock.sendall(_frame((i, value)))
+            replies: list[Any] = []
+            while not replies:
+                replies = _read_messages(sock, buffer)
+            value = replies[0][1]
+
+        for i in range(200):  # warm up
+            step(i)
+        value = 0
+        processes = [psutil.Process(), *psutil.Process().children(recursive=True)]
+        c0 = sum(sum(p.cpu_times()[:2]) for p in processes)
+        t0 = time.perf_counter()
+        for i in range(steps):
+            step(i)
+        seconds = time.perf_counter() - t0
+        cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - c0
+        assert value == steps, value
+    for proc in (hub, agent):
+        proc.join(10)
+    return seconds / steps, cpu / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--chain", type=int, default=2000, help="steps of the bare chain")
     args = parser.parse_args()
     for batch, window in ((1, 16), (16, 64)):
         rate = bare_pool(args.tasks, args.workers, batch, window)
         print(f"bare pool, {batch} task(s) per message: {rate:,.0f} tasks/s")
+    seconds, cpu = bare_chain(args.chain)
+    print(f"bare chain: {seconds * 1000:.3f} ms per step, {cpu * 1e6:.0f} us of CPU per step")
 
 
 if __name__ == "__main__":
