@@ -17,6 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import NetnsHost, ssh_hosts, unavailable_reason  # noqa: E402 (needs the path)
 
+# The graph client's in-memory transport and its fixtures (`transport`, `session`).
+pytest_plugins = ["graph_fakes"]
+
 SEED_NODES = [
     "snl-server-5",
     "raspi-e4:5f:01:56:d8:cd",

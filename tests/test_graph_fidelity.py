@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from graph_fakes import FakeTransport
 from shoal import LocalCluster
 from shoal.graph import (
     Client,
@@ -34,15 +35,9 @@ from shoal.graph import (
 from shoal.graph.builtins import SleepConfig
 from shoal.graph.builtins_execute import ArgOutput, OutputMapping
 from shoal.graph.session import GraphError, active_session, get_active_session
-from test_graph_building import FakeTransport
 from waiting import wait_until
 
 NODES = ["node-0", "node-1"]
-
-
-@pytest.fixture
-def transport() -> FakeTransport:
-    return FakeTransport()
 
 
 # --- names --------------------------------------------------------------------------
