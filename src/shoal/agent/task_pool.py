@@ -15,7 +15,14 @@ import msgspec
 from shoal.agent.executor_process import kill_group, spawn_child
 from shoal.agent.isolation import IsolationError, UserIsolation
 from shoal.agent.object_store import ObjectStore
-from shoal.agent.task_worker import decode_result, encode_message
+from shoal.agent.task_worker import (
+    AddFunctions,
+    CancelSession,
+    RunTasks,
+    WorkerMessage,
+    decode_result,
+    encode_message,
+)
 from shoal.graph.execution import NodeResult, NodeTask
 from shoal.protocol.executor_messages import PIPE_LIMIT
 from shoal.protocol.framing import FrameReader, FrameTooLarge
@@ -64,7 +71,7 @@ class WorkerHandle(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(None)
 
-    def send(self, message: object) -> None:
+    def send(self, message: WorkerMessage) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(encode_message(message))
 
@@ -229,7 +236,7 @@ class TaskPool:
                 batch = batches.get(id(handle))
                 if batch:
                     self._send_functions(handle, batch)
-                    handle.send(("run", batch))
+                    handle.send(RunTasks(batch))
         for owner in [o for o, q in self.queues.items() if not q]:
             del self.queues[owner]
 
@@ -245,7 +252,7 @@ class TaskPool:
                     new[function] = data
                     handle.functions.add(function)
         if new:
-            handle.send(("functions", new))
+            handle.send(AddFunctions(new))
 
     def _grow(self, owner: str, mine: list[WorkerHandle]) -> None:
         """Start another worker for ``owner`` if its tasks wait and there is room."""
@@ -273,7 +280,7 @@ class TaskPool:
             if mine:
                 for key in mine:
                     del handle.outstanding[key]
-                handle.send(("cancel", session))
+                handle.send(CancelSession(session))
                 # The worker reads its socket between tasks; the signal makes it
                 # read now, in case the task it is running is one of these.
                 with contextlib.suppress(ProcessLookupError):

@@ -5,10 +5,10 @@ Started by the agent as ``python -m shoal.agent.task_worker FD WORKDIR INLINE NO
 it starts as root and becomes that unprivileged user before it reads any task.
 Messages are framed as every shoal stream is (:mod:`shoal.protocol.framing`):
 
-- agent -> worker: pickles (the agent is trusted): ``("run", [NodeTask, ...])``,
-  ``("cancel", session_id)``, and ``("functions", {digest: pickled function})``
-  before the first task that names one of them
-- worker -> agent: msgpack :class:`NodeResult` s. Not pickles: the worker runs
+- agent -> worker: msgpack :data:`WorkerMessage` s: :class:`RunTasks`,
+  :class:`CancelSession`, and :class:`AddFunctions` (pickled functions by
+  digest) before the first task that names one of them
+- worker -> agent: msgpack :class:`NodeResult` s. Never pickles: the worker runs
   user code, and unpickling what it sends would run that code in the agent.
   Results of short tasks that run back to back are written together.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import pickle
 import signal
 import socket
 import stat
@@ -32,7 +31,6 @@ import threading
 import time
 from collections import deque
 from types import FrameType
-from typing import Any
 
 import msgspec
 
@@ -46,9 +44,33 @@ from shoal.protocol.framing import FrameReader, ReceiveBuffer, frame
 PR_SET_PDEATHSIG = 1
 
 
-def encode_message(message: Any) -> bytes:
-    """One framed pickle, for the worker."""
-    return frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+class RunTasks(msgspec.Struct, tag="run"):
+    """Tasks for the worker's queue, run in this order."""
+
+    tasks: list[NodeTask]
+
+
+class AddFunctions(msgspec.Struct, tag="functions"):
+    """Pickled Python functions by digest, for the tasks that name them."""
+
+    functions: dict[str, bytes]
+
+
+class CancelSession(msgspec.Struct, tag="cancel"):
+    """Drop the session's queued tasks and stop its running one."""
+
+    session: int
+
+
+WorkerMessage = RunTasks | AddFunctions | CancelSession
+
+_message_encoder = msgspec.msgpack.Encoder()
+_message_decoder = msgspec.msgpack.Decoder(WorkerMessage)
+
+
+def encode_message(message: WorkerMessage) -> bytes:
+    """One framed message, for the worker."""
+    return frame(_message_encoder.encode(message))
 
 
 _result_encoder = msgspec.msgpack.Encoder()
@@ -127,15 +149,15 @@ class Worker:
                     self.exiting = True
                     return
                 got = False
-                for message in self._frames.feed(chunk):
+                for body in self._frames.feed(chunk):
                     got = True
-                    kind, body = pickle.loads(message)
-                    if kind == "run":
-                        self.tasks.extend(body)
-                    elif kind == "functions":
-                        add_functions(body)
-                    elif kind == "cancel":
-                        self._cancel(body)
+                    message = _message_decoder.decode(body)
+                    if isinstance(message, RunTasks):
+                        self.tasks.extend(message.tasks)
+                    elif isinstance(message, AddFunctions):
+                        add_functions(message.functions)
+                    else:
+                        self._cancel(message.session)
                 if not block or (got and self._frames.at_boundary()):
                     return
                 # Part of a message, or nothing whole yet: wait for the rest.
