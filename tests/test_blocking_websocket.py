@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -146,3 +147,78 @@ def test_closing_twice_and_after_the_server_went_is_quiet() -> None:
         ws = connect(url)
     ws.close()  # the server's loop is gone: no answer to the close comes
     ws.close()
+
+
+@contextlib.contextmanager
+def connect_proxy() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP CONNECT proxy on loopback: its URL, and the targets it was asked for."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    asked: list[str] = []
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    sockets: list[socket.socket] = [listener]
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            client.settimeout(None)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                request += chunk
+            if b"\r\n\r\n" not in request:
+                client.close()
+                continue
+            target = request.split(b" ")[1].decode()
+            asked.append(target)
+            host, port = target.rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)), timeout=5)
+            upstream.settimeout(None)
+            sockets.extend((client, upstream))
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for source, sink in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=pump, args=(source, sink), daemon=True)
+                thread.start()
+                threads.append(thread)
+
+    server_thread = threading.Thread(target=serve, daemon=True)
+    server_thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", asked
+    finally:
+        stop.set()
+        server_thread.join(5)
+        for sock in sockets:
+            sock.close()
+        for thread in threads:
+            thread.join(5)
+
+
+@pytest.mark.timeout(30)
+def test_the_proxy_the_environment_names_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with server(echo) as url, connect_proxy() as (proxy, asked):
+        monkeypatch.setenv("http_proxy", proxy)
+        with connect(url) as ws:
+            ws.send(b"through the proxy")
+            assert ws.recv(timeout=5) == b"through the proxy"
+        assert asked == [url.removeprefix("ws://")]
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        with connect(url) as ws:  # named in no_proxy: straight to the server
+            ws.send(b"direct")
+            assert ws.recv(timeout=5) == b"direct"
+        assert len(asked) == 1

@@ -14,7 +14,10 @@ from websockets.exceptions import InvalidHandshake
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
-from websockets.uri import parse_uri
+from websockets.proxy import get_proxy, parse_proxy
+from websockets.sync.client import connect_http_proxy, connect_socks_proxy
+from websockets.sync.utils import Deadline
+from websockets.uri import WebSocketURI, parse_uri
 
 from shoal.protocol.framing import ReceiveBuffer
 
@@ -54,7 +57,7 @@ class BlockingWebSocket:
         :class:`~websockets.exceptions.InvalidHandshake` when it refuses the upgrade."""
         uri = parse_uri(url)
         deadline = time.monotonic() + open_timeout
-        sock = socket.create_connection((uri.host, uri.port), timeout=open_timeout)
+        sock = _open_socket(uri, open_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _keep_alive(sock)
@@ -208,6 +211,21 @@ class BlockingWebSocket:
                     whole = b"".join(self._fragments)
                     self._fragments = []
                     self._messages.append(whole.decode() if self._fragment_text else whole)
+
+
+def _open_socket(uri: WebSocketURI, timeout: float) -> socket.socket:
+    """A TCP connection to the server, through the proxy the environment names for
+    it (``https_proxy``, ``no_proxy``...), as websockets' own clients make it."""
+    proxy = get_proxy(uri)
+    if proxy is None:
+        return socket.create_connection((uri.host, uri.port), timeout=timeout)
+    parsed = parse_proxy(proxy)
+    if parsed.scheme.startswith("socks"):
+        sock = connect_socks_proxy(parsed, uri, Deadline(timeout))  # needs python-socks
+    else:
+        sock = connect_http_proxy(parsed, uri, Deadline(timeout))
+    sock.settimeout(timeout)
+    return sock
 
 
 def _keep_alive(sock: socket.socket) -> None:
