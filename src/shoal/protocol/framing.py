@@ -17,6 +17,7 @@ copied once between the kernel and the frame it belongs to.
 from __future__ import annotations
 
 import asyncio
+import mmap
 import socket
 import struct
 import threading
@@ -244,17 +245,20 @@ class ReceiveBuffer:
     ``sock.recv(n)`` allocates ``n`` bytes for every read and shrinks them to
     what came; for a large ``n`` that is an mmap, an mremap and a munmap per
     read, with fresh pages faulted in each time (three system calls of a
-    worker's six per task). Here only what came is copied out."""
+    worker's six per task). Here only what came is copied out. The buffer is an
+    anonymous mapping: a page of it takes memory only once a read reached it, so
+    a process that only ever reads small messages keeps a few pages of it."""
 
     __slots__ = ("_buffer", "_view")
 
     def __init__(self, size: int = READ_CHUNK) -> None:
-        self._buffer = bytearray(size)
+        # Private: a forked child must not read into the same pages as its parent.
+        self._buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
         self._view = memoryview(self._buffer)
 
     def recv(self, sock: socket.socket, flags: int = 0) -> bytes:
         """What one read of ``sock`` gives (b"" at its end); raises as ``sock.recv``."""
-        n = sock.recv_into(self._buffer, 0, flags)
+        n = sock.recv_into(self._view, 0, flags)
         return self._view[:n].tobytes()
 
 
