@@ -63,6 +63,10 @@ class ProbeNode:
             except ConnectionClosed:
                 return
 
+    def send(self, *messages: object) -> None:
+        """Send ``messages`` in one frame, as the node would (or a forger)."""
+        self.ws.send(self._encoder.encode(list(messages)))
+
     def next_of(self, kind: type, timeout: float = 30.0) -> object:
         deadline = time.monotonic() + timeout
         while True:

@@ -29,13 +29,11 @@ def test_revoked_and_expired_tokens_are_forgotten(monkeypatch: pytest.MonkeyPatc
         service = ChannelService(auth, NodeRegistry(), key_of=lambda _node: b"k" * 32, tls=False)
         past, future = time.time() - 1, time.time() + 3600
         for n in range(6):  # four expired, two live
-            assert not isinstance(
-                service.grant_for(_principal(n, past if n < 4 else future), "n1", "probe.echo"),
-                str,
-            )
+            principal = _principal(n, past if n < 4 else future)
+            assert not isinstance(await service.grant_for(principal, "n1", "probe.echo"), str)
         await service._tokens["digest-4"].close(reason="logout")  # revoked
         for n in range(6, 9):  # passing the threshold sweeps
-            service.grant_for(_principal(n, future), "n1", "probe.echo")
+            await service.grant_for(_principal(n, future), "n1", "probe.echo")
         assert set(service._tokens) == {"digest-5", "digest-6", "digest-7", "digest-8"}
 
     asyncio.run(main())

@@ -49,7 +49,7 @@ from shoal.protocol import (
 )
 from shoal.protocol.agent_messages import ChannelOffer, CloseChannels
 from shoal.protocol.channel_messages import ChannelGrant
-from shoal.protocol.command_messages import EndRun
+from shoal.protocol.command_messages import CommandsStored, EndRun
 from shoal.protocol.flag_messages import FlagAnswer
 from shoal.protocol.graph_messages import (
     OBJECT_ENDPOINT,
@@ -81,7 +81,8 @@ class Agent:
         self.config = config
         self.runners: dict[str, DeploymentRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.commands = CommandService(self.emit)  # runs what comes to the `commands` endpoint
+        # Runs what comes to the `commands` endpoint.
+        self.commands = CommandService(self.emit, lambda: time.time() + self._clock_offset)
         self._outbox: deque[object] = deque(maxlen=OUTBOX_LIMIT)
         self._wake = asyncio.Event()
         self._encoder = FrameEncoder()
@@ -311,6 +312,7 @@ class Agent:
             # on every cpu at once.
             self._graph().welcome(message.graph_epoch)
             self._resend_flag_calls()
+            self.commands.resend_records()
         elif isinstance(message, ChannelOffer):
             url = self.config.ws_url.removesuffix("/api/agents/ws")
             url += f"/api/channels/target/{quote(message.ticket, safe='')}"
@@ -354,6 +356,8 @@ class Agent:
         assert self._tg is not None
         if isinstance(message, EndRun):
             self.commands.end_run(message, self._tg)
+        elif isinstance(message, CommandsStored):
+            self.commands.records_stored(message)
         elif isinstance(message, CloseChannels):
             self._channel_server.close_token(message.token, message.reason, self._tg)
 

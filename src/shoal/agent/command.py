@@ -30,6 +30,7 @@ import msgspec
 
 from shoal.agent.child_env import child_environment
 from shoal.agent.command_process import PipeReader, PipeWriter, Process
+from shoal.agent.command_records import CommandLedger
 from shoal.channel.aio import AsyncChannel
 from shoal.channel.errors import ChannelError
 from shoal.protocol import command_messages as cm
@@ -76,15 +77,27 @@ def line_buffered(env: dict[str, str]) -> dict[str, str]:
 
 class CommandRunner:
     """One command: spawns it, streams its output to ``send`` (the channel) and,
-    bounded, to ``report`` (the controller), feeds its stdin, and ends it."""
+    bounded, to ``report`` (the controller), feeds its stdin, and ends it. A
+    run's command also keeps its record in ``ledger`` until the controller
+    stored it."""
 
-    def __init__(self, spec: cm.RunCommand, send: Send, report: Report, run: str, opener: str):
+    def __init__(
+        self,
+        spec: cm.RunCommand,
+        send: Send,
+        report: Report,
+        run: str,
+        opener: str,
+        ledger: CommandLedger | None = None,
+    ):
         self.spec = spec
         self.id = spec.command
         self.run_id = run
         self.opener = opener
         self._send = send
         self._report = report
+        self._ledger = ledger if run else None
+        self.record = ledger.new_id() if self._ledger is not None else ""
         self._held: list[object] | None = []  # reports not sent yet (None: sent as made)
         self._release: asyncio.TimerHandle | None = None
         self.proc: Process | None = None
@@ -124,6 +137,8 @@ class CommandRunner:
         # The client first: the report to the controller is not on its way.
         with contextlib.suppress(ChannelError):
             await self._send(exit_message)
+        if self._ledger is not None:
+            self._ledger.ended(self.record, exit_message)
         self._tell(exit_message)
         self.release_reports()
 
@@ -148,8 +163,15 @@ class CommandRunner:
 
     def _started(self, pid: int | None) -> None:
         started = cm.CommandStarted(
-            command=self.id, pid=pid, cmd=self.spec.cmd, run=self.run_id, opener=self.opener
+            command=self.id,
+            pid=pid,
+            cmd=self.spec.cmd,
+            run=self.run_id,
+            opener=self.opener,
+            record=self.record,
         )
+        if self._ledger is not None:
+            self._ledger.started(self.record, self.id, self.run_id, self.spec.cmd, self.opener, pid)
         self._tell(started)
 
     def spawn(self) -> None:
@@ -217,6 +239,8 @@ class CommandRunner:
                 # One byte past KEEP tells the controller the record is truncated.
                 part = chunk[: cm.KEEP + 1 - kept]
                 self._kept[name] = kept + len(part)
+                if self._ledger is not None:
+                    self._ledger.output(self.record, name, part)
                 self._tell(cm.CommandOutput(command=self.id, stream=name, data=part))
 
     async def _timeout(self, seconds: float) -> None:
@@ -277,15 +301,18 @@ class CommandRunner:
 
 
 class CommandService:
-    """Serves this node's ``commands`` endpoint; ``report`` sends to the controller.
+    """Serves this node's ``commands`` endpoint; ``report`` sends to the controller,
+    ``clock()`` is the controller's time as this node knows it.
 
     ``running`` holds every command running here, by id (the agent's Hello lists
-    them). A channel's commands end when it does.
+    them); ``ledger`` the records of run commands the controller has not
+    confirmed yet. A channel's commands end when it does.
     """
 
-    def __init__(self, report: Report) -> None:
+    def __init__(self, report: Report, clock: Callable[[], float] = time.time) -> None:
         self.report = report
         self.running: dict[str, CommandRunner] = {}
+        self.ledger = CommandLedger(clock)
         self._ended_runs: OrderedDict[str, None] = OrderedDict()
 
     async def serve(self, channel: AsyncChannel) -> None:
@@ -342,7 +369,7 @@ class CommandService:
             error = f"run {run!r} is over; it takes no more commands"
             tg.create_task(_answer(send, cm.CommandExit(command=spec.command, error=error)))
             return
-        runner = CommandRunner(spec, send, self.report, run, opener)
+        runner = CommandRunner(spec, send, self.report, run, opener, self.ledger)
         mine[runner.id] = self.running[runner.id] = runner
         runner.spawn()
 
@@ -378,7 +405,19 @@ class CommandService:
         if not part.more:
             del uploads[part.command]
 
-    # --- from the controller -----------------------------------------------------
+    # --- with the controller -----------------------------------------------------
+
+    def resend_records(self) -> None:
+        """After a reconnect: every record not confirmed yet, whole (each replaces
+        what the controller has of its command). Reports held back go first, so
+        nothing reported later is also in a record sent now."""
+        for runner in self.running.values():
+            runner.release_reports()
+        for message in self.ledger.messages():
+            self.report(message)
+
+    def records_stored(self, message: cm.CommandsStored) -> None:
+        self.ledger.stored(message.records)
 
     def end_run(self, message: cm.EndRun, tg: asyncio.TaskGroup) -> None:
         """The run is over: no new commands; with ``kill``, none running either."""

@@ -29,7 +29,7 @@ from starlette.websockets import WebSocketState
 
 from shoal.controller.batch import WriteBatch
 from shoal.controller.channel_relay import ChannelService
-from shoal.controller.commands import CommandRecorder
+from shoal.controller.commands import COMMAND_REPORTS, CommandRecorder
 from shoal.controller.enrollment import EnrollmentRefused, NodeEnrollment
 from shoal.controller.experiments import ExperimentService, LiveDeployment
 from shoal.controller.flag_calls import ExecutorFlagCalls
@@ -41,16 +41,12 @@ from shoal.controller.ws_protocol import TAP, FrameTap
 from shoal.protocol import (
     PROTOCOL_VERSION,
     AgentMessage,
-    CommandExit,
-    CommandOutput,
-    CommandStarted,
     FrameDecoder,
     FrameEncoder,
     Heartbeat,
     Hello,
     Welcome,
 )
-from shoal.protocol.command_messages import RunEnded
 from shoal.protocol.flag_messages import FlagCall
 from shoal.protocol.graph_messages import GraphDone, GraphPrefetched
 from shoal.store import nodes as node_queries
@@ -322,7 +318,7 @@ class AgentGateway:
             if isinstance(message, Heartbeat):
                 if node is not None:
                     node.heartbeat = message
-            elif isinstance(message, CommandOutput | CommandStarted | CommandExit | RunEnded):
+            elif isinstance(message, COMMAND_REPORTS):
                 self.relay.from_agent(link.name, message)
             elif isinstance(message, GraphDone):
                 self.graphs.on_done(link.name, message)

@@ -91,6 +91,7 @@ async def build_services(config: ControllerConfig) -> Services:
     records = RecordService(db, registry, experiments)
     await records.load()
     relay = CommandRecorder(db, registry, auth)
+    await relay.load()
     graphs = GraphService(registry, config.graph_capability_ttl)
     enrollment = NodeEnrollment(db)
     channel_service = ChannelService(
@@ -171,9 +172,11 @@ def create_app(
                     task.cancel()
                 for link in list(svc.registry.links.values()):
                     link.close()
-        # What graph sessions did in their last moments (and how they ended) is kept.
+        # What graph sessions did in their last moments (and how they ended) is kept,
+        # and the commands' records (their nodes would send them again otherwise).
         with contextlib.suppress(StoreError):
             await recorder.flush()
+            await svc.relay.flush()
         await svc.db.close()
 
     app = FastAPI(

@@ -55,7 +55,7 @@ from shoal.protocol.agent_messages import ChannelOffer, CloseChannels
 log = logging.getLogger("shoal.controller.channels")
 
 # Says why ``caller`` may not open a channel to ``endpoint`` on ``node`` ("": it may).
-Guard = Callable[[Principal, str, str], str]
+Guard = Callable[[Principal, str, str], Awaitable[str]]
 
 GRANT_TTL = 60.0  # seconds a grant may be used to open its channel
 OPEN_TIMEOUT = 10.0  # for the opener's first frame, and for the node to take the channel
@@ -163,11 +163,11 @@ class ChannelService:
         the service behind an endpoint decides who may open it."""
         self._guards[endpoint] = check
 
-    def grant_for(self, caller: Principal, node: str, endpoint: str) -> cm.ChannelGrant | str:
+    async def grant_for(self, caller: Principal, node: str, endpoint: str) -> cm.ChannelGrant | str:
         """A grant for ``caller``, or why its endpoint's guard refuses one. The
         channel closes, wherever it went, when the caller's token is revoked."""
         check = self._guards.get(endpoint.partition("/")[0])
-        refused = check(caller, node, endpoint) if check is not None else ""
+        refused = await check(caller, node, endpoint) if check is not None else ""
         if refused:
             return refused
         tag = ""

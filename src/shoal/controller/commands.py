@@ -7,11 +7,20 @@ endpoint's grants: a user, on a run of theirs that is open), and the node
 reports each command to it over the agent's WebSocket: what ran and for whom,
 the first 256 KiB of each stream, the exit. That is the record (written behind
 the traffic, in batches) and the dashboard's live view.
+
+Nothing of it is lost to a dropped connection or a controller restart: a node
+keeps each record of a run's command until told it is stored
+(``CommandsStored``) and sends it whole again after a reconnect
+(``CommandRecord``); the runs' owners and the nodes granted to them are in the
+store, so a controller started later takes those records as the first would
+have. A record that comes after its run ended is still taken, if the node was
+granted to the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -26,6 +35,8 @@ from shoal.protocol.command_messages import (
     KEEP,
     CommandExit,
     CommandOutput,
+    CommandRecord,
+    CommandsStored,
     CommandStarted,
     EndRun,
     RunEnded,
@@ -42,6 +53,14 @@ END_RUN_TIMEOUT = 5.0  # how long a run's end waits for its nodes' last reports
 # transaction: one per command cost the controller more CPU than the command
 # itself, which a small node shares with its commands and their clients.
 RECORD_PERIOD = 0.05
+Report = CommandStarted | CommandOutput | CommandExit | CommandRecord | RunEnded
+COMMAND_REPORTS = (CommandStarted, CommandOutput, CommandExit, CommandRecord, RunEnded)
+
+
+def record_id(node: str, node_record: str) -> str:
+    """The id of the record a node calls ``node_record``: under the node's name, so
+    one node's ids cannot reach another's records."""
+    return hashlib.sha256(f"{node}\0{node_record}".encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -58,9 +77,31 @@ class LiveCommand:
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     truncated: bool = False
+    node_record: str = ""  # the node's id for the record ("": it keeps none)
     # The client chose ``id``, so two users' ids may meet: the record and the
     # live view go by the controller's own.
-    record_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    record_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.record_id:
+            kept = self.node_record
+            self.record_id = record_id(self.node, kept) if kept else secrets.token_hex(16)
+
+    @classmethod
+    def from_record(cls, node: str, message: CommandRecord) -> LiveCommand:
+        return cls(
+            message.command,
+            node,
+            message.run,
+            message.cmd,
+            message.opener,
+            started_at=message.started_at or time.time(),
+            pid=message.pid,
+            stdout=bytearray(message.stdout[:KEEP]),
+            stderr=bytearray(message.stderr[:KEEP]),
+            truncated=message.truncated,
+            node_record=message.record,
+        )
 
     def keep(self, stream: str, data: bytes) -> None:
         buffer = self.stdout if stream == "stdout" else self.stderr
@@ -70,7 +111,9 @@ class LiveCommand:
         if len(data) > room:
             self.truncated = True
 
-    def record(self, code: int | None, error: str | None) -> dict[str, Any]:
+    def record(
+        self, code: int | None, error: str | None, finished_at: float | None = None
+    ) -> dict[str, Any]:
         return {
             "id": self.record_id,
             "experiment_id": self.experiment_id,
@@ -78,7 +121,7 @@ class LiveCommand:
             "cmd": self.cmd,
             "pid": self.pid,
             "started_at": self.started_at,
-            "finished_at": time.time(),
+            "finished_at": finished_at or time.time(),
             "return_code": code,
             "error": error,
             "stdout": self.stdout.decode("utf-8", errors="replace"),
@@ -101,7 +144,10 @@ class CommandRecorder:
         # may report commands of the run, and they are told when it ends.
         self.run_nodes: defaultdict[str, set[str]] = defaultdict(set)
         self._run_ended: dict[tuple[str, str], asyncio.Event] = {}
-        self._records: list[dict[str, Any]] = []
+        # Records to store: (row, node, the node's id to confirm it by, or "").
+        self._records: list[tuple[dict[str, Any], str, str]] = []
+        # Records resent for runs no longer open: stored if the node was granted.
+        self._late: list[tuple[str, CommandRecord]] = []
         self._record_ready = asyncio.Event()
         # Output reported by nodes since start, for /metrics.
         self.output_messages = 0
@@ -110,14 +156,32 @@ class CommandRecorder:
 
     # ------------------------------------------------------------ who may run
 
-    def may_open(self, caller: Principal, node: str, endpoint: str) -> str:
+    async def load(self) -> None:
+        """Take up the runs still open, with the nodes granted to them (a run
+        outlives the controller: its client drives it)."""
+        async with self.db.read() as conn:
+            runs = await command_queries.open_runs(conn)
+        for run, (owner, nodes) in runs.items():
+            self.run_owners[run] = owner
+            self.run_nodes[run] = nodes
+
+    async def may_open(self, caller: Principal, node: str, endpoint: str) -> str:
         """Why ``caller`` may not open a channel to ``endpoint`` on ``node`` ("": it may)."""
         if caller.kind != "user":
             return "running commands on nodes needs a user token"
         run = "" if endpoint == ENDPOINT else endpoint.removeprefix(ENDPOINT + "/")
-        if run and self.run_owners.get(run) != caller.user_id:
-            return f"no run {run!r} of user {caller.login!r} is open"
-        if run:
+        if not run:
+            return ""
+        refused = f"no run {run!r} of user {caller.login!r} is open"
+        if self.run_owners.get(run) != caller.user_id:
+            return refused
+        if node not in self.run_nodes[run]:
+            # Stored before the grant is given: the node's reports of the run's
+            # commands are believed by whichever controller takes them.
+            async with self.db.write() as conn:
+                await command_queries.put_grant(conn, run, node)
+            if run not in self.run_owners:
+                return refused  # it ended meanwhile
             self.run_nodes[run].add(node)
         return ""
 
@@ -148,9 +212,7 @@ class CommandRecorder:
 
     # ------------------------------------------------------------- from agents
 
-    def from_agent(
-        self, node: str, message: CommandStarted | CommandOutput | CommandExit | RunEnded
-    ) -> None:
+    def from_agent(self, node: str, message: Report) -> None:
         if isinstance(message, RunEnded):
             ended = self._run_ended.get((node, message.run))
             if ended is not None:
@@ -158,6 +220,9 @@ class CommandRecorder:
             return
         if isinstance(message, CommandStarted):
             self._started(node, message)
+            return
+        if isinstance(message, CommandRecord):
+            self._resent(node, message)
             return
         live = self.live.get((node, message.command))
         if live is None:
@@ -167,25 +232,50 @@ class CommandRecorder:
             self.output_messages += 1
             self.output_bytes += len(message.data)
         else:
-            self._finish(live, message.code, message.error)
+            self._finish(live, message.code, message.error, confirm=True)
 
     def _started(self, node: str, message: CommandStarted) -> None:
         run = message.run or None
         if run is not None and node not in self.run_nodes.get(run, ()):
-            # Only a node the run's owner was granted a channel to runs its commands.
-            log.warning(
-                "dropped the report of command %s on node %r: no channel to it for run %r",
-                message.command,
-                node,
-                run,
-            )
+            self._refuse(node, message.command, run, message.record)
             return
         key = (node, message.command)
         if key in self.live:
             return
         self.live[key] = LiveCommand(
-            message.command, node, run, message.cmd, message.opener, pid=message.pid
+            message.command,
+            node,
+            run,
+            message.cmd,
+            message.opener,
+            pid=message.pid,
+            node_record=message.record if run is not None else "",
         )
+
+    def _resent(self, node: str, message: CommandRecord) -> None:
+        """A node's whole record of a command: it replaces what was known of it."""
+        if message.run not in self.run_owners:
+            # Its run ended (or never was): the store knows whether it was granted.
+            self._late.append((node, message))
+            self._record_ready.set()
+            return
+        if node not in self.run_nodes.get(message.run, ()):
+            self._refuse(node, message.command, message.run, message.record)
+            return
+        live = self.live[(node, message.command)] = LiveCommand.from_record(node, message)
+        if message.ended:
+            self._finish(live, message.code, message.error, message.finished_at, confirm=True)
+
+    def _refuse(self, node: str, command: str, run: str, node_record: str) -> None:
+        # Only a node the run's owner was granted a channel to runs its commands.
+        log.warning(
+            "dropped the report of command %s on node %r: no channel to it for run %r",
+            command,
+            node,
+            run,
+        )
+        if node_record:
+            self._confirm({node: [node_record]})  # it will never be stored: forget it
 
     def agent_hello(self, node: str, running: list[str]) -> None:
         """An agent (re)connected: commands it does not report are gone (or never arrived).
@@ -203,10 +293,22 @@ class CommandRecorder:
             if live.node == node:
                 self._finish(live, None, reason)
 
-    def _finish(self, live: LiveCommand, code: int | None, error: str | None) -> None:
+    def _finish(
+        self,
+        live: LiveCommand,
+        code: int | None,
+        error: str | None,
+        finished_at: float | None = None,
+        *,
+        confirm: bool = False,
+    ) -> None:
+        """End ``live``; ``confirm``: the node said how it ended, so the node may
+        forget its record once this is stored (an end the controller guessed,
+        node lost or restarted, does not let it)."""
         del self.live[(live.node, live.id)]
         if live.experiment_id is not None:
-            self._records.append(live.record(code, error))
+            node_record = live.node_record if confirm else ""
+            self._records.append((live.record(code, error, finished_at), live.node, node_record))
             self._record_ready.set()
 
     # ------------------------------------------------------------ the records
@@ -217,28 +319,64 @@ class CommandRecorder:
             await self._record_ready.wait()
             await asyncio.sleep(RECORD_PERIOD)  # a batching period, not a wait for an event
             self._record_ready.clear()
-            batch, self._records = self._records, []
-            if not batch:
-                continue
             try:
                 # A finished command's record waits out a store outage.
-                await retry_store(lambda batch=batch: self._store(batch), "storing command records")
+                await retry_store(self.flush, "storing command records")
             except Exception:
-                # A record must never take the controller down; the commands themselves ran.
-                log.exception("could not store %d command records", len(batch))
-
-    async def _store(self, batch: list) -> None:
-        async with self.db.write() as conn:
-            await command_queries.put_commands(conn, batch)
-        self.feed.touch(row["experiment_id"] for row in batch)
+                # A record must never take the controller down; the commands
+                # themselves ran, and their nodes keep the records to send again.
+                log.exception("could not store %d command records", len(self._records))
 
     async def flush(self) -> None:
-        """Store what is pending now (used when a run finishes)."""
+        """Store what is pending now (also when a run finishes) and tell the nodes."""
         batch, self._records = self._records, []
-        if batch:
-            try:
-                await self._store(batch)
-            except BaseException:
-                self._records[:0] = batch  # kept for the recorder to store later
-                self._record_ready.set()
-                raise
+        late, self._late = self._late, []
+        if not batch and not late:
+            return
+        try:
+            if late:
+                batch += await self._granted(late)
+            await self._store(batch)
+        except BaseException:
+            self._records[:0] = batch  # kept for the recorder to store later
+            self._late[:0] = late
+            self._record_ready.set()
+            raise
+
+    async def _granted(self, late: list[tuple[str, CommandRecord]]) -> list:
+        """The late records whose node was granted to their run, as rows to store
+        (one still running is followed live until it ends); the others are refused."""
+        async with self.db.read() as conn:
+            granted = await command_queries.granted(conn, [(m.run, n) for n, m in late])
+        rows = []
+        for node, message in late:
+            if (message.run, node) not in granted:
+                self._refuse(node, message.command, message.run, message.record)
+                continue
+            live = LiveCommand.from_record(node, message)
+            if message.ended:
+                row = live.record(message.code, message.error, message.finished_at)
+                rows.append((row, node, message.record))
+            else:
+                self.live.setdefault((node, message.command), live)
+        return rows
+
+    async def _store(self, batch: list[tuple[dict[str, Any], str, str]]) -> None:
+        # A record sent again may meet its first version in one batch: the last wins.
+        rows = {row["id"]: row for row, _, _ in batch}
+        async with self.db.write() as conn:
+            await command_queries.put_commands(conn, list(rows.values()))
+        self.feed.touch(row["experiment_id"] for row in rows.values())
+        confirmed: defaultdict[str, list[str]] = defaultdict(list)
+        for _, node, node_record in batch:
+            if node_record:
+                confirmed[node].append(node_record)
+        self._confirm(confirmed)
+
+    def _confirm(self, records: dict[str, list[str]]) -> None:
+        # A node not connected now sends its records again when it is; stored twice,
+        # a record is the same row.
+        for node, ids in records.items():
+            link = self.registry.link(node)
+            if link is not None:
+                link.send(CommandsStored(records=ids))

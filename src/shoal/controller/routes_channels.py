@@ -31,7 +31,7 @@ async def grant_channel(
         raise not_found(f"no node named {body.node!r}")
     if not svc.registry.is_online(body.node):
         raise conflict(f"node {body.node!r} is not online")
-    grant = svc.channel_service.grant_for(caller, body.node, body.endpoint)
+    grant = await svc.channel_service.grant_for(caller, body.node, body.endpoint)
     if isinstance(grant, str):
         raise forbidden(grant)
     return {f: getattr(grant, f) for f in grant.__struct_fields__}

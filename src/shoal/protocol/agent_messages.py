@@ -15,6 +15,8 @@ import msgspec
 from shoal.protocol.command_messages import (
     CommandExit,
     CommandOutput,
+    CommandRecord,
+    CommandsStored,
     CommandStarted,
     EndRun,
     RunEnded,
@@ -34,7 +36,8 @@ from shoal.protocol.graph_messages import (
 # 4: commands run over channels; agents report them (command_messages, EndRun)
 # 5: CloseChannels (by the tag of a revoked token) replaces CloseCommands
 # 6: graph inputs fetched ahead of their task (GraphPrefetch, GraphPrefetched)
-PROTOCOL_VERSION = 6
+# 7: a run's command records kept by the node until stored (CommandRecord, CommandsStored)
+PROTOCOL_VERSION = 7
 
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True):
@@ -113,6 +116,7 @@ AgentMessage = (
     | CommandStarted
     | CommandOutput
     | CommandExit
+    | CommandRecord
     | RunEnded
     | GraphDone
     | GraphPrefetched
@@ -184,6 +188,7 @@ ControllerMessage = (
     | Cancel
     | Forget
     | EndRun
+    | CommandsStored
     | CloseChannels
     | GraphRun
     | GraphCancel

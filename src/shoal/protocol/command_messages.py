@@ -11,6 +11,11 @@ The node also reports each command to the controller over its own WebSocket
 (``CommandStarted`` with what and for whom, at most the first 256 KiB of each
 stream as ``CommandOutput``, and ``CommandExit``): that is the record and the
 dashboard's live view, never on the command's own path.
+
+A node keeps what it reported of a run's command until the controller says
+the record is stored (``CommandsStored``): after every reconnect it sends each
+such command whole again (``CommandRecord``), so neither a dropped connection
+nor a controller that died before writing the record loses it.
 """
 
 from __future__ import annotations
@@ -75,14 +80,16 @@ class PutFile(_Msg):
 
 class CommandStarted(_Msg):
     """The command runs as ``pid`` (None: it could not start, its CommandExit says
-    why). To the controller also what it is: ``cmd``, its ``run`` ("" for none)
-    and its ``opener`` (the channel's peer)."""
+    why). To the controller also what it is: ``cmd``, its ``run`` ("" for none),
+    its ``opener`` (the channel's peer) and, for a run's command, ``record``: the
+    node's id for its record (see ``CommandRecord``)."""
 
     command: str
     pid: int | None = None
     cmd: str = ""
     run: str = ""
     opener: str = ""
+    record: str = ""
 
 
 class CommandOutput(_Msg):
@@ -100,6 +107,38 @@ class CommandExit(_Msg):
     code: int | None = None
     error: str | None = None
     timed_out: bool = False
+
+
+# --- node <-> controller: records, until stored ----------------------------------
+
+
+class CommandRecord(_Msg):
+    """All a node has of one command of a run, sent again after each reconnect
+    until the controller confirms it stored it; it replaces whatever the
+    controller had of the command. Times are on the controller's clock;
+    ``ended``: the command is over and ``code``/``error`` say how."""
+
+    record: str
+    command: str
+    run: str
+    cmd: str
+    opener: str = ""
+    pid: int | None = None
+    started_at: float = 0.0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    truncated: bool = False
+    ended: bool = False
+    finished_at: float = 0.0
+    code: int | None = None
+    error: str | None = None
+
+
+class CommandsStored(_Msg):
+    """These records (the node's ids) are stored, or will never be (refused): the
+    node may forget them."""
+
+    records: list[str]
 
 
 # --- controller <-> node, about runs --------------------------------------------
@@ -148,8 +187,10 @@ __all__ = [
     "CommandInput",
     "CommandKill",
     "CommandOutput",
+    "CommandRecord",
     "CommandSignal",
     "CommandStarted",
+    "CommandsStored",
     "EndRun",
     "PutFile",
     "RunCommand",

@@ -190,6 +190,20 @@ commands = Table(
     Index("ix_commands_experiment", "experiment_id", "started_at"),
 )
 
+# Which nodes a run's owner was granted command channels to: only those may
+# report the run's commands, also to a controller started after the grant.
+run_grants = Table(
+    "run_grants",
+    metadata,
+    Column(
+        "run_id",
+        String(36),
+        ForeignKey("experiments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("node", String(255), primary_key=True),
+)
+
 # The units of work of graph sessions (tasks, objects) and dataflow networks
 # (jobs), one row each, upserted in batches as they change. Pipelines keep
 # their steps in step_results and runs their commands in commands.
