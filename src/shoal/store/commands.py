@@ -36,7 +36,7 @@ async def put_grant(conn: AsyncConnection, run_id: str, node: str) -> None:
 
 async def granted(conn: AsyncConnection, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which of these (run, node) pairs were granted."""
-    runs = {run for run, _ in pairs}
+    runs = sorted({run for run, _ in pairs})
     query = select(run_grants.c.run_id, run_grants.c.node).where(run_grants.c.run_id.in_(runs))
     found = {(row.run_id, row.node) for row in await conn.execute(query)}
     return found & set(pairs)
@@ -49,7 +49,7 @@ async def open_runs(conn: AsyncConnection) -> dict[str, tuple[int, set[str]]]:
     )
     runs = {row.id: (row.owner_id, set()) for row in await conn.execute(query)}
     if runs:
-        grants = select(run_grants).where(run_grants.c.run_id.in_(runs))
+        grants = select(run_grants).where(run_grants.c.run_id.in_(list(runs)))
         for row in await conn.execute(grants):
             runs[row.run_id][1].add(row.node)
     return runs
