@@ -18,6 +18,8 @@ its pickled function, the controller peaked at 314 MB for 100k tasks and 478 MB
 for 200k (1,716 bytes per task, about 1.8 GB for a million), the client at 510
 and 672 MB; with the function sent once per session, 227 and 362 MB (1,414
 bytes per task, about 1.4 GB for a million), the client 311 and 473 MB.
+A whole million on a quiet VM (December 2026): 115 s (8,693 tasks/s), the
+controller peaked at 765 MB (154 MB idle), the client at 1,661 MB.
 """
 
 from __future__ import annotations

@@ -418,9 +418,9 @@ def test_server_list_indexing() -> None:
     assert servers[lambda s: s.gpu].ids == ["a", "c"]
     assert servers[0, "c"].ids == ["a", "c"]
     assert len(servers) == 3 and [s.id for s in servers] == ["a", "b", "c"]
-    assert a.working_directory == "/tmp" and a.port == 20000
-    servers.cd("sub")
-    assert c.working_directory == "/tmp/sub"
+    assert servers.working_directory == "/tmp" and a.port == 20000
+    servers.cd("/srv")
+    assert c.working_directory == "/srv"
     with pytest.raises(KeyError, match="no server 'z'"):
         servers["z"]
     with pytest.raises(ValueError, match="unique"):

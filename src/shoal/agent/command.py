@@ -223,7 +223,8 @@ class CommandRunner:
 
     def _spawn(self) -> Process:
         env = line_buffered(child_environment(self.spec.env))
-        cwd = self.spec.cwd or None
+        # `~` is this node's home, as a shell's `cd ~/x` would have it.
+        cwd = os.path.expanduser(self.spec.cwd) if self.spec.cwd else None
         if _SHELL_SYNTAX.search(self.spec.cmd) is None and self.spec.cmd.strip():
             # Builtins (exit, cd, ...) and missing programs are the shell's business.
             with contextlib.suppress(FileNotFoundError, PermissionError):

@@ -14,7 +14,7 @@ and is run with ``shoal exp FILE_OR_FOLDER...``. ``from shoal.runner import *``
 gives every name ``from distexprunner import *`` gave (docs/runner.md has the table).
 """
 
-from shoal.runner import notification
+from shoal.runner import notification, upstream_modules
 from shoal.runner.actions import Action, ReturnCode
 from shoal.runner.command import BadReturnCode, Command, CommandError
 from shoal.runner.groups import ProcessGroup, any_failed, run_on_all
@@ -25,6 +25,9 @@ from shoal.runner.server import Server, ServerList
 from shoal.runner.stdin_controller import StdinController, forward_stdin_to
 from shoal.runner.tables import CSVGenerator
 from shoal.runner.utilities import GDB, SOCKET_BIND, IterClassGen, counter, log, sleep
+
+# `from distexprunner.parameter_grid import ...` and its siblings, renamed, work too.
+upstream_modules.install(__name__)
 
 __all__ = [
     "GDB",

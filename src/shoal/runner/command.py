@@ -18,6 +18,23 @@ if TYPE_CHECKING:
     from shoal.runner.server import Server
 
 log = logging.getLogger("shoal.runner")
+Signal = int | str | signals.Signals
+
+
+def signal_number(signal: Signal) -> int:
+    """The number of ``signal``: a number, a ``signal.Signals``, or a name as ``kill``
+    takes it ("INT", "SIGINT", "9")."""
+    if isinstance(signal, str):
+        name = signal.strip().upper()
+        if name.isdigit():
+            return int(name)
+        try:
+            return int(signals.Signals[name if name.startswith("SIG") else "SIG" + name])
+        except KeyError:
+            raise ValueError(f"no signal named {signal!r}") from None
+    return int(signal)
+
+
 WAIT_TURN = 0.5  # seconds of one bounded wait (see wait_in_turns)
 
 
@@ -110,28 +127,31 @@ class Command:
         wait_in_turns(self._state.started, 30)
         self._context.channel.kill(self._state.id)
 
-    def stdin(self, text: str | bytes, close: bool = False, delay: float | None = None) -> None:
+    def stdin(self, line: str | bytes, close: bool = False, delay: float | None = None) -> None:
         """Write to the command's stdin ("\\n" ends a line); ``close=True`` sends EOF.
         ``delay``: wait that many seconds first."""
         if delay:
             time.sleep(delay)
-        self._write(text, close)
+        self._write(line, close)
 
     def async_stdin(
-        self, text: str | bytes, close: bool = False, delay: float | None = None
+        self, line: str | bytes, close: bool = False, delay: float | None = None
     ) -> None:
         """Like ``stdin`` but returns at once; with ``delay``, writes that many seconds later."""
-        self._later(delay, lambda: self._write(text, close))
+        self._later(delay, lambda: self._write(line, close))
 
-    def signal(self, sig: int | signals.Signals) -> None:
-        """Send a signal to the command's process group."""
+    def signal(self, signal: Signal) -> None:
+        """Send a signal (a number, ``signal.SIGINT``, or a name: "INT", "SIGINT") to the
+        command's process group."""
+        number = signal_number(signal)
         wait_in_turns(self._state.started, 30)  # as for kill(): the agent drops an early signal
         if not self._state.done.is_set():
-            self._context.channel.signal(self._state.id, int(sig))
+            self._context.channel.signal(self._state.id, number)
 
-    def async_signal(self, sig: int | signals.Signals, delay: float | None = None) -> None:
+    def async_signal(self, signal: Signal, delay: float | None = None) -> None:
         """Like ``signal`` but returns at once; with ``delay``, signals that many seconds later."""
-        self._later(delay, lambda: self.signal(sig))
+        number = signal_number(signal)  # a bad name fails here, not in a timer thread
+        self._later(delay, lambda: self.signal(number))
 
     def _write(self, text: str | bytes, close: bool) -> None:
         if self._state.done.is_set():

@@ -123,6 +123,8 @@ def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: Experiment
     try:
         while True:
             runs += 1
+            # Every run starts where its list says, whatever an earlier one cd'ed to.
+            spec.servers.cd(spec.servers.working_directory)
             try:
                 result = spec.func(spec.servers, **spec.params)
             except Exception as exc:
@@ -231,24 +233,38 @@ class ProgressDisplay:
         output.route(None)
 
 
+# Libraries under the experiment whose INFO lines (one per HTTP request...) say
+# nothing to someone running experiments; their warnings still show.
+_QUIET = ("httpx", "httpcore", "websockets", "asyncio", "urllib3")
+
+
 def setup_logging(
     verbosity: int, progress: ProgressDisplay | None, log_file: TextIO | None
 ) -> None:
+    """The root logger's handlers for `shoal exp`: the console (above the progress
+    display) and the --log file. The root's, as distexprunner's client set up:
+    an experiment file's own ``logging.info(...)`` shows at -vv and reaches the
+    file, and shoal's lines are not printed twice once it logged."""
     # -v WARN, -vv INFO, -vvv DEBUG, as distexprunner's users know them.
     level = {0: logging.WARNING, 1: logging.WARNING, 2: logging.INFO}.get(verbosity, logging.DEBUG)
-    root = logging.getLogger("shoal")
-    root.setLevel(level)
-    root.handlers.clear()
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "shoal_exp", False)]:
+        root.removeHandler(old)
+    logging.getLogger("shoal").handlers.clear()
     console = progress.console if progress else RichConsole(stderr=True)
-    handler = RichHandler(console=console, show_path=False, markup=False)
-    handler.setLevel(level)
-    root.addHandler(handler)
+    handlers: list[logging.Handler] = [RichHandler(console=console, show_path=False, markup=False)]
+    handlers[0].setLevel(level)
+    root.setLevel(level)
     if log_file is not None:
-        file_handler = logging.StreamHandler(log_file)
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        file_handler.setLevel(logging.DEBUG)
-        root.addHandler(file_handler)
+        handlers.append(logging.StreamHandler(log_file))
+        handlers[1].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handlers[1].setLevel(logging.DEBUG)
         root.setLevel(logging.DEBUG)
+    for handler in handlers:
+        handler.shoal_exp = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, level))
 
 
 def run(options: RunOptions) -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal as signals
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from shoal.runner.actions import ReturnCode
 
 if TYPE_CHECKING:
-    from shoal.runner.command import Command
+    from shoal.runner.command import Command, Signal
     from shoal.runner.server import Server
 
 Code = int | ReturnCode | None
@@ -27,8 +26,8 @@ class ProcessGroup:
     def __init__(self) -> None:
         self._procs: list[Command] = []
 
-    def add(self, command: Command) -> None:
-        self._procs.append(command)
+    def add(self, p: Command) -> None:
+        self._procs.append(p)
 
     def wait(self, verify_rc: bool = True) -> list[Code]:
         """Wait for all; their return codes. ``verify_rc``: fail unless every code is 0."""
@@ -47,10 +46,10 @@ class ProcessGroup:
         """Wait for all; whether any of them ran out of time (``ReturnCode.TIMEOUT``)."""
         return any(p.wait() == ReturnCode.TIMEOUT for p in self._procs)
 
-    def signal(self, sig: int | signals.Signals) -> None:
-        """Send ``sig`` to every command of the group."""
+    def signal(self, signal: Signal) -> None:
+        """Send ``signal`` (a number or a name) to every command of the group."""
         for p in self._procs:
-            p.signal(sig)
+            p.signal(signal)
 
     def __iter__(self) -> Iterator[Command]:
         return iter(self._procs)

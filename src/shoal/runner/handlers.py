@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TextIO
 
 from shoal.client.commands import deliver
 from shoal.runner import output
@@ -48,6 +49,11 @@ class File:
         self._file = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
         self._flush_each = flush
         self._lock = threading.Lock()
+
+    @property
+    def file(self) -> TextIO:
+        """The open file (distexprunner's attribute), e.g. to write a header first."""
+        return self._file
 
     def __call__(self, line: str) -> None:
         with self._lock:
@@ -88,8 +94,8 @@ class SubstrMatcher:
     ready.wait()
     """
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, substr: str) -> None:
+        self.text = substr
         self.reset()
 
     @property
@@ -143,13 +149,13 @@ class EnvParser:
 Handler = Callable[[str], None]
 
 
-def combine(
-    given: Handler | list[Handler] | tuple[Handler, ...] | None, default: Handler
-) -> Handler:
-    """One callable for the handlers a user gave (one, a list, or None for the default)."""
+def combine(given: Handler | Iterable[Handler] | None, default: Handler) -> Handler:
+    """One callable for the handlers a user gave (one, any iterable of them, or None
+    for the default). A callable iterable (an ``IterClassGen`` of handlers is not
+    one) counts as one handler."""
     if given is None:
         return default
-    handlers = list(given) if isinstance(given, list | tuple) else [given]
+    handlers = [given] if callable(given) or not isinstance(given, Iterable) else list(given)
     for h in handlers:
         if not callable(h):
             raise TypeError(f"an output handler must be callable, got {h!r}")

@@ -59,5 +59,10 @@ class ParameterGrid:
     def suffix(combo: dict[str, Any]) -> str:
         return "_".join(f"{k}={v}" for k, v in combo.items())
 
+    def get(self) -> Iterator[tuple[dict[str, Any], str]]:
+        """Each combination with its name suffix, as distexprunner's grid gave them."""
+        for combo in self.combinations():
+            yield combo, self.suffix(combo)
+
     def __len__(self) -> int:
         return sum(1 for _ in self.combinations())

@@ -40,12 +40,12 @@ class Server:
         for key, value in attributes.items():
             setattr(self, key, value)
 
-    def cd(self, directory: str) -> None:
-        """Run later commands in ``directory`` (relative to the current one)."""
-        base = self.working_directory
-        self.working_directory = (
-            posixpath.join(base, directory) if base and not directory.startswith("/") else directory
-        )
+    def cd(self, directory: str | None) -> None:
+        """Run later commands in ``directory`` on the node, as distexprunner did: it
+        replaces the last one (a relative path is relative to where the agent
+        runs, ``~`` is the home directory there; None: the agent's own). Each
+        experiment starts in its ServerList's ``working_directory``."""
+        self.working_directory = directory
 
     def run_cmd(
         self,
@@ -126,8 +126,9 @@ class ServerList:
         if duplicates:
             raise ValueError(f"server ids must be unique in a ServerList: {duplicates}")
         self._servers = list(servers)
-        if working_directory is not None:
-            self.cd(working_directory)
+        # Applied when an experiment of this list starts, not now: the servers
+        # may be in other lists, of other experiments, with other directories.
+        self.working_directory = working_directory
 
     def __getitem__(self, key: Selector) -> Any:
         if isinstance(key, int):
@@ -157,7 +158,8 @@ class ServerList:
     def __len__(self) -> int:
         return len(self._servers)
 
-    def cd(self, directory: str) -> None:
+    def cd(self, directory: str | None = "~/") -> None:
+        """``Server.cd`` on every server of the list (by default to the home directory)."""
         for s in self._servers:
             s.cd(directory)
 

@@ -169,9 +169,10 @@ class StdinController:
         self._close()
 
 
-def forward_stdin_to(command: Command, esc: str = ESC, input: TextIO | None = None) -> None:
-    """Send what you type to ``command`` until you press ``esc`` (raw keys on a terminal;
+def forward_stdin_to(cmd: Command, esc: str = ESC, input: TextIO | None = None) -> None:
+    """Send what you type to ``cmd`` until you press ``esc`` (raw keys on a terminal;
     from a pipe, until ``esc`` or the end of input)."""
+    command = cmd
     fd = (input or sys.stdin).fileno()
     with _raw(fd) as keys:
         for text in _text(fd, lambda: not command.done):

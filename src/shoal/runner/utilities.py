@@ -12,8 +12,8 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 # distexprunner's level for log(): above CRITICAL, so it shows at every verbosity.
-LOG_LEVEL = 99
-logging.addLevelName(LOG_LEVEL, "LOG")
+LOG_LEVEL_CMD = 99
+logging.addLevelName(LOG_LEVEL_CMD, "LOG")
 _log = logging.getLogger("shoal.runner.experiment")
 
 GDB = "gdb -quiet --ex run --args"
@@ -25,14 +25,14 @@ def SOCKET_BIND(nodes: int | str) -> str:
     return f"numactl --cpunodebind={nodes} --membind={nodes}"
 
 
-def sleep(seconds: float) -> None:
+def sleep(delay: float) -> None:
     """Sleep while command output keeps flowing (it is read on another thread)."""
-    time.sleep(seconds)
+    time.sleep(delay)
 
 
-def log(*args: object) -> None:
+def log(message: object = "", *more: object) -> None:
     """Log a message from an experiment; shown at every verbosity and in --log files."""
-    _log.log(LOG_LEVEL, " ".join(str(a) for a in args))
+    _log.log(LOG_LEVEL_CMD, " ".join(str(a) for a in (message, *more)))
 
 
 def counter(start: int = 0, step: int = 1) -> Iterator[int]:
