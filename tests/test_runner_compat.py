@@ -137,3 +137,23 @@ def test_a_server_lists_directory_waits_for_its_experiment() -> None:
     shared.cd("/x")
     shared.cd("y")
     assert shared.working_directory == "y"  # replaces, as upstream's server did
+
+
+@pytest.mark.timeout(90)
+def test_experiments_of_one_name_in_two_files_keep_a_record_each(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    for stem in ("first", "second"):
+        (tmp_path / f"{stem}.py").write_text(
+            "from shoal.runner import *\n"
+            "servers = ServerList([Server('node01', '127.0.0.1')])\n"
+            "@reg_exp(servers=servers)\n"
+            "def same_name(servers):\n"
+            f"    servers[0].run_cmd('echo {stem}').wait()\n"
+        )
+    done = shoal_exp(tmp_path, "first.py", "second.py", env=env_for(cluster))
+    assert done.returncode == 0, done.stderr
+    with cluster.client() as client:
+        for stem in ("first", "second"):
+            [command] = client.raw_status(f"{stem}.same_name")["commands"]
+            assert command["stdout"] == f"{stem}\n"

@@ -25,7 +25,7 @@ from shoal.runner.actions import Action
 from shoal.runner.context import RunContext, activate
 from shoal.runner.discovery import DefinitionError, discover
 from shoal.runner.notify import post_summary
-from shoal.runner.registry import ExperimentSpec
+from shoal.runner.registry import ExperimentSpec, name_records
 from shoal.runner.resume import ResumeState
 
 log = logging.getLogger("shoal.runner")
@@ -53,7 +53,7 @@ class RunOptions:
 
 
 def controller_name(spec: ExperimentSpec) -> str:
-    return spec.name.replace("/", "_")[:200]
+    return (spec.record_name or spec.name).replace("/", "_")[:200]
 
 
 def resolve_nodes(client: RemoteClient, specs: list[ExperimentSpec]) -> dict[str, str]:
@@ -282,6 +282,7 @@ def _run(options: RunOptions, log_file: TextIO | None) -> int:
     specs = discover(options.paths)
     if not specs:
         raise DefinitionError(f"no @reg_exp experiments in {', '.join(map(str, options.paths))}")
+    name_records(specs)
     state = ResumeState(specs, options.resume)
     started = time.time()
     outcomes = options.outcomes

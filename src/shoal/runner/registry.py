@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,21 @@ class ExperimentSpec:
     max_restarts: int = 0
     raise_on_rc: bool = True
     run_always: bool = False
+    record_name: str = ""  # its record's name in the controller ("": ``name``)
 
     @property
     def key(self) -> str:
         """Identifies the experiment across runs (for --resume)."""
         return f"{self.file.name}::{self.name}"
+
+
+def name_records(specs: list[ExperimentSpec]) -> None:
+    """Give experiments of the same name from different files records of their own
+    (``FILE_STEM.NAME``): one name, one record, and a later run of a name replaces
+    the earlier one's."""
+    counts = Counter(spec.name for spec in specs)
+    for spec in specs:
+        spec.record_name = f"{spec.file.stem}.{spec.name}" if counts[spec.name] > 1 else spec.name
 
 
 REGISTRY: list[ExperimentSpec] = []
