@@ -48,6 +48,9 @@ def test_default_node_first_and_pinned() -> None:
 def test_preference_picks_among_the_group() -> None:
     most_memory = job(preference=lambda self, nodes: max(nodes, key=lambda n: n.memory_free))
     assert allocate(most_memory, infos()).name == "c"
+    # memory is the bytes available, as FISSION's (dispy's) NodeInfo had it
+    most_free = job(preference=lambda self, nodes: max(nodes, key=lambda n: n.memory))
+    assert allocate(most_free, infos()).name == "c"
     rogue = job(preference=lambda self, nodes: NodeInfo("elsewhere"))
     with pytest.raises(AllocationError, match="not one of the nodes offered"):
         allocate(rogue, infos())
@@ -116,6 +119,10 @@ def preference(self, nodes):
     offered, chosen = network.module.SEEN[0]
     assert {n.name for n in offered} == {"mic-node", "plain-1", "plain-2"}
     assert all(n.memory_free and n.cpus >= 1 for n in offered)
+    # FISSION's meaning: cpu and memory are what is available, TQ the link
+    # quality to the neighbours' nodes (only the client here, which reports none).
+    assert all(n.cpu == 100 - n.cpu_used and n.memory == n.memory_free for n in offered)
+    assert all(n.TQ == 255 and n.swap == 0 for n in offered)
     assert where == chosen.name
 
 

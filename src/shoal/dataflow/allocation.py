@@ -13,10 +13,18 @@ from typing import Any
 
 from shoal.dataflow.errors import AllocationError
 from shoal.dataflow.jobs import BaseJob
-from shoal.dataflow.nodes import BaseNode, NodeInfo, as_groups, parse_property_groups
+from shoal.dataflow.nodes import (
+    TQ_MAX,
+    BaseNode,
+    MultiNode,
+    NodeInfo,
+    as_groups,
+    parse_property_groups,
+    tq_of,
+)
 from shoal.model import Node
 
-__all__ = ["allocate", "node_infos"]
+__all__ = ["allocate", "link_tq", "node_infos"]
 
 
 def allocate(job: BaseJob, nodes: Sequence[NodeInfo]) -> NodeInfo:
@@ -58,12 +66,20 @@ def node_infos(
     exclude: Iterable[str] = (),
     neighbours: Iterable[str] = (),
 ) -> list[NodeInfo]:
-    """NodeInfo for each live node of the network (all live nodes if ``NODES`` is empty)."""
+    """NodeInfo for each live node of the network (all live nodes if ``NODES`` is empty).
+
+    ``neighbours`` are the nodes the job's neighbours run on; each NodeInfo's
+    ``TQ`` is the average link quality to them (see :func:`link_tq`).
+    """
     excluded = set(exclude)
-    wanted_links = set(neighbours)
+    # Each node once, in order, as FISSION averaged over distinct nodes.
+    around = list(dict.fromkeys(neighbours))
+    nodes = [node for node in live if node.online]
+    tables = {node.name: _links(node.metrics) for node in nodes}
+    known = {node.name: [node.name, *_addresses(node.properties)] for node in nodes}
     infos = []
-    for node in live:
-        if not node.online or node.name in excluded:
+    for node in nodes:
+        if node.name in excluded:
             continue
         addresses = _addresses(node.properties)
         config = next((c for c in configured if c.matches(node.name, addresses)), None)
@@ -74,28 +90,89 @@ def node_infos(
             g for g in parse_property_groups(node.properties.get("groups")) if g not in groups
         ]
         metrics = node.metrics
+        cpus = max(int(node.cpus or 1), 1)
+        memory_free = _memory_free(metrics)
         infos.append(
             NodeInfo(
                 name=node.name,
                 groups=groups,
-                cpus=max(int(node.cpus or 1), 1),
-                cpu=float(metrics.get("cpu", 0.0) or 0.0),
-                memory=float(metrics.get("memory", 0.0) or 0.0),
-                memory_free=_memory_free(metrics),
-                disk=_float(metrics.get("disk")),
-                load=float(metrics.get("load", 0.0) or 0.0) / max(int(node.cpus or 1), 1),
+                cpus=cpus,
+                # Agents report shares in use; FISSION's NodeInfo had what is free.
+                cpu_used=float(metrics.get("cpu", 0.0) or 0.0),
+                memory_used=float(metrics.get("memory", 0.0) or 0.0),
+                memory_free=memory_free,
+                memory=memory_free,
+                disk=_int(metrics.get("disk_free")),
+                swap=_float(metrics.get("swap")) or 0.0,
+                TQ=link_tq(node.name, addresses, around, tables, known),
+                load=float(metrics.get("load", 0.0) or 0.0) / cpus,
                 jobs=jobs_per_node.get(node.name, 0),
                 max_jobs=config.max_jobs if config is not None else None,
-                links={
-                    k: float(v)
-                    for k, v in (metrics.get("links") or {}).items()
-                    if k in wanted_links
-                },
+                links={k: v for k, v in tables[node.name].items() if k in around},
                 addresses=addresses,
                 properties=dict(node.properties),
+                # The NODES entry when it names this one node; else one made for it.
+                _node=config if config is not None and not isinstance(config, MultiNode) else None,
             )
         )
     return infos
+
+
+def link_tq(
+    candidate: str,
+    addresses: Sequence[str],
+    neighbours: Sequence[str],
+    tables: dict[str, dict[str, float]],
+    known: dict[str, list[str]],
+) -> float:
+    """FISSION's ``TQ``: the average link quality (0..255) from ``candidate`` to ``neighbours``.
+
+    Per neighbour node, as FISSION scored the neighbours' BATMAN originator
+    tables: the candidate itself counts 255; a quality reported for the pair
+    (by the neighbour's node, else by the candidate) counts on the 0..255
+    scale (:func:`tq_of`); a neighbour's node that reports its links without
+    the candidate among them counts 0 (no route, as a BATMAN table without
+    the candidate did); otherwise, with no link information for the pair, 255
+    (FISSION's value when BATMAN reported nothing). The client, where LOCAL
+    jobs run, reports no links. No neighbour placed yet: 255 (FISSION did
+    not weigh links then).
+    """
+    if not neighbours:
+        return TQ_MAX
+    names = [candidate, *addresses]
+    total = 0.0
+    for other in neighbours:
+        if other in names:
+            total += TQ_MAX
+            continue
+        theirs = tables.get(other, {})
+        quality = _lookup(theirs, names)
+        if quality is None:
+            quality = _lookup(tables.get(candidate, {}), known.get(other, [other]))
+        if quality is not None:
+            total += tq_of(quality)
+        elif not theirs:
+            total += TQ_MAX
+    return total / len(neighbours)
+
+
+def _lookup(table: dict[str, float], names: Sequence[str]) -> float | None:
+    for name in names:
+        if name in table:
+            return table[name]
+    return None
+
+
+def _links(metrics: dict[str, Any]) -> dict[str, float]:
+    links = metrics.get("links") or {}
+    if not isinstance(links, dict):
+        return {}
+    table = {}
+    for key, value in links.items():
+        number = _float(value)
+        if number is not None:
+            table[str(key)] = number
+    return table
 
 
 def _addresses(properties: dict[str, Any]) -> list[str]:
@@ -113,6 +190,11 @@ def _memory_free(metrics: dict[str, Any]) -> int | None:
     if not used or not percent:
         return None
     return int(used / (percent / 100.0) - used)
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    return None if number is None else int(number)
 
 
 def _float(value: Any) -> float | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from shoal.dataflow.heads import Head
 from shoal.dataflow.host import JobRunner, _Guarded, write_files
-from shoal.dataflow.jobs import BaseJob, LocalJob, PythonJob
+from shoal.dataflow.jobs import BaseJob, LocalJob, PythonJob, call_setup
 from shoal.dataflow.network import Network, check_pipes, dependency_files, load_network
 from shoal.dataflow.pipes import BasePipe
 
@@ -126,7 +126,7 @@ class _Hosted:
 
     def _run(self) -> None:
         try:
-            self.job.setup()
+            call_setup(self.job)  # with FISSION's arguments, as a job host does
             self.job.serve(_Guarded(self.runner))  # type: ignore[arg-type]
         except Exception as exc:
             self.runner.errors += 1

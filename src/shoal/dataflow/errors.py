@@ -11,5 +11,8 @@ class DefinitionError(DataflowError):
     """The network definition (config module) is wrong; nothing was started."""
 
 
-class AllocationError(DataflowError):
-    """No node can take a job under its DEFAULT_NODE, GROUPS and preference."""
+class AllocationError(DataflowError, RuntimeError):
+    """No node can take a job under its DEFAULT_NODE, GROUPS and preference.
+
+    Also a ``RuntimeError``, as FISSION's was, so its ``except RuntimeError`` catches it.
+    """

@@ -23,7 +23,7 @@ from typing import Any
 
 from shoal.client import serialize
 from shoal.dataflow.control_link import ControlLink, await_coordinator, open_connection
-from shoal.dataflow.jobs import BaseJob
+from shoal.dataflow.jobs import BaseJob, call_setup
 from shoal.dataflow.out_pipe import OutPipe
 from shoal.dataflow.rounds import InputAligner, Key
 from shoal.dataflow.segments import Segment
@@ -274,7 +274,7 @@ class JobHost:
         threading.Thread(target=self._listen, name="control", daemon=True).start()
         try:
             try:
-                self.job.setup()
+                call_setup(self.job)  # FISSION's setup(root, ...) overrides work too
             except Exception:
                 self._send(("error", f"setup() failed:\n{traceback.format_exc()}"))
                 return "setup failed"

@@ -12,6 +12,7 @@ import csv
 import inspect
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -80,6 +81,9 @@ class BaseJob:
     A method ``preference(self, nodes)`` may pick one of the
     :class:`NodeInfo` offered. ``HEAD = True`` gives the job FISSION's head
     bits (``self.head``, ``self.in_heads``, ``self.out_heads``).
+    Arguments beyond ``inputs`` and ``outputs`` are accepted and ignored, as
+    in FISSION. ``CREATES_SUBPROCESS`` and ``MAX_QUEUE`` are accepted and
+    have no effect.
     """
 
     DEFAULT_NODE: ClassVar[str | None] = None
@@ -87,6 +91,9 @@ class BaseJob:
     DEPENDENCIES: ClassVar[list[Any] | str | None] = []
     HEAD: ClassVar[bool] = False
     MAX_QUEUE: ClassVar[int] = 0
+    # FISSION's flag for jobs whose start() returns a program's process; shoal
+    # serves every job the same way, so it is only read, never acted on.
+    CREATES_SUBPROCESS: ClassVar[bool] = False
     # FISSION's job states, for code that reads them.
     STOPPED, RUNNING, RESTARTING, FINISHED = 0, 1, 2, 3
 
@@ -102,9 +109,16 @@ class BaseJob:
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        if args or kwargs:
-            extra = [repr(a) for a in args] + [f"{k}=" for k in kwargs]
-            raise TypeError(f"{type(self).__name__}() got unexpected arguments: {', '.join(extra)}")
+        # Extra arguments are ignored, as FISSION's BaseJob did: its subclasses pass
+        # their own through ``super().__init__(*args, **kwargs)`` unchecked. A
+        # keyword nobody takes is more often a typo (``output=``): say so.
+        if kwargs:
+            names = ", ".join(f"{k}=" for k in sorted(kwargs))
+            warnings.warn(
+                f"{type(self).__name__}: ignored the arguments {names} (as FISSION did)",
+                stacklevel=2,
+            )
+        del args
         self.inputs: list[BasePipe] = list(inputs or [])
         self.outputs: list[BasePipe] = list(outputs or [])
         self.id: int = 0  # set when the network is loaded: position in JOBS, from 1
@@ -134,8 +148,16 @@ class BaseJob:
     def setup(self, *args: Any, **kwargs: Any) -> None:
         """Called once on the node before the first round (and again after a failover).
 
+        An override is called with what FISSION passed that its signature takes
+        (see :func:`call_setup`): ``setup(self)`` gets nothing, ``setup(self,
+        root, seperate_job_pipes=False, **kwargs)`` gets the root folder too.
         Takes any arguments so FISSION code calling ``super().setup(*args, **kwargs)`` works.
         """
+
+    def _setup_keywords(self) -> dict[str, Any]:
+        # The keywords FISSION's start() passed to setup() for this kind of job
+        # (its wrapper always asked for one fifo folder per job).
+        return {"seperate_job_pipes": True}
 
     def check_inputs(self) -> str | None:
         """Why ``run`` cannot take this job's inputs, or None if it can."""
@@ -184,6 +206,61 @@ class BaseJob:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
+
+
+def setup_root(job: BaseJob) -> str:
+    """The ``root`` FISSION's ``setup`` got: the folder holding the job's folder.
+
+    FISSION ran a job in ``f"{root}/{job.id}"``; shoal's job folders are named
+    by the id too (``self.directory``), so code building paths that way from
+    ``root`` finds the same folder. A str, as FISSION's was (code joins it with ``+``).
+    """
+    directory = Path(job.directory).resolve()
+    return str(directory.parent if directory.name == str(job.id) else directory)
+
+
+def setup_call(job: BaseJob) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments ``job.setup`` is called with: FISSION's, as far as its signature takes them.
+
+    FISSION called ``setup(root, seperate_job_pipes=True, ...)``; shoal's own
+    ``setup(self)`` takes none. Each of FISSION's arguments is passed only
+    when the override has a place for it, so both forms work.
+    """
+    try:
+        signature = inspect.signature(job.setup)
+    except (TypeError, ValueError):  # no signature to read (a builtin): call it bare
+        return (), {}
+    params = list(signature.parameters.values())
+    kinds = {p.kind for p in params}
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    offered = job._setup_keywords()
+    kwargs = {
+        k: v for k, v in offered.items() if inspect.Parameter.VAR_KEYWORD in kinds or k in named
+    }
+    root = setup_root(job)
+    args: tuple[Any, ...] = ()
+    # root went first and positionally; a first parameter named like one of the
+    # keywords is that keyword's, not root's.
+    if inspect.Parameter.VAR_POSITIONAL in kinds or (
+        positional and positional[0].name not in offered
+    ):
+        args = (root,)
+    elif any(p.name == "root" and p.kind is p.KEYWORD_ONLY for p in params):
+        kwargs["root"] = root
+    for candidate in ((args, kwargs), (args, {}), ((), {})):
+        try:
+            signature.bind(*candidate[0], **candidate[1])
+        except TypeError:
+            continue
+        return candidate
+    return (), {}  # setup() itself will say what it lacks
+
+
+def call_setup(job: BaseJob) -> None:
+    """Run ``job.setup`` with the arguments :func:`setup_call` chooses."""
+    args, kwargs = setup_call(job)
+    job.setup(*args, **kwargs)
 
 
 def _check_run(job: Any) -> str | None:
@@ -318,8 +395,10 @@ class CSVSinkJob(LocalJob, PythonJob):
         path: str,
         inputs: Iterable[BasePipe] | None = None,
         col_pattern: str = "pipe_{pipe.id}",
+        *args: Any,
         **kwargs: Any,
     ) -> None:
+        # Extra arguments are ignored, as every job's are (see BaseJob).
         super().__init__(inputs=inputs, **kwargs)
         self.path = path
         self.col_pattern = col_pattern
@@ -360,7 +439,10 @@ class CSVSinkJob(LocalJob, PythonJob):
 class InteractiveJob(LocalJob, PythonJob):
     """Each line typed on the client's terminal (its stdin) is sent on every output."""
 
-    def __init__(self, outputs: Iterable[BasePipe] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, outputs: Iterable[BasePipe] | None = None, *args: Any, **kwargs: Any
+    ) -> None:
+        # Extra arguments are ignored, as every job's are (see BaseJob).
         super().__init__(outputs=outputs, **kwargs)
 
     def run(self) -> Iterator[str]:

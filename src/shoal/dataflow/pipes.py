@@ -15,12 +15,18 @@ from typing import Any, BinaryIO, ClassVar
 __all__ = [
     "BasePipe",
     "BytesPipe",
+    "JSONMixIn",
     "JSONPipe",
     "OptionalBytesPipe",
     "OptionalJSONPipe",
     "OptionalMixIn",
     "OptionalPicklePipe",
+    "PickleMixIn",
     "PicklePipe",
+    "ReadJSONMixIn",
+    "ReadPickleMixIn",
+    "WriteJSONMixIn",
+    "WritePickleMixIn",
 ]
 
 
@@ -145,44 +151,95 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
-class PicklePipe(BasePipe):
-    """Carries any picklable Python value (a program sees a pickle stream)."""
+# -- FISSION's mixins: how values are framed on a stream, and (JSON) packed.
+#
+# FISSION's Read*/Write* mixins supplied a pipe's read()/write() on its named
+# pipes; shoal moves values between Python jobs itself, so here they supply
+# what still meets a byte stream: read_stream() (a program's output) and
+# write_stream() (a program's input), plus the JSON mixins' pack()/unpack().
+# Put them before the pipe class, as in FISSION: ``class P(PickleMixIn, BasePipe)``.
 
-    BLOCK_SIZE = "PKL"
+
+class ReadPickleMixIn:
+    """Reads each value as one pickle from a stream (no ``BLOCK_SIZE`` needed)."""
 
     def read_stream(self, stream: BinaryIO) -> Any:
+        """One value, unpickled; EOFError at the stream's end (or on a broken pickle)."""
         try:
             return pickle.load(stream)
         except EOFError:
             raise
         except (pickle.UnpicklingError, ValueError) as exc:
-            raise EOFError(f"pipe {self.id}: not a pickle: {exc}") from None
+            pipe = getattr(self, "id", "?")
+            raise EOFError(f"pipe {pipe}: not a pickle: {exc}") from None
+
+
+class WritePickleMixIn:
+    """Writes each value as one pickle, so any picklable value travels, whatever
+    ``BLOCK_SIZE`` the pipe class it is mixed into has."""
 
     def write_stream(self, stream: BinaryIO, packed: Any) -> None:
+        """Write ``packed`` to a program's input as one pickle."""
         pickle.dump(packed, stream)
 
+    def to_wire(self, value: Any) -> Any:
+        """``encode(pack(value))``; a pickle frames itself, so no block size is checked."""
+        return self.encode(self.pack(value))  # type: ignore[attr-defined]
 
-class JSONPipe(BasePipe):
-    """Carries JSON values, one line of UTF-8 JSON each (``pack`` gives that line)."""
 
-    BLOCK_SIZE = "JSON"
+class PickleMixIn(ReadPickleMixIn, WritePickleMixIn):
+    """Both pickle mixins: values are pickled both ways; ``pack``/``unpack`` stay as they are."""
 
-    def pack(self, data: Any) -> Any:
-        try:
-            return (json.dumps(data) + "\n").encode()
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"pipe {self.id} is a JSONPipe and cannot carry {data!r}: {exc}"
-            ) from None
 
-    def unpack(self, data: Any) -> Any:
-        return json.loads(data.decode() if isinstance(data, bytes | bytearray) else data)
+class ReadJSONMixIn:
+    """Reads each value as one line of UTF-8 JSON and decodes it in ``unpack``."""
 
     def read_stream(self, stream: BinaryIO) -> Any:
+        """One JSON line as bytes; EOFError at the stream's end."""
         line = stream.readline()
         if not line:
             raise EOFError("the stream ended")
         return line
+
+    def unpack(self, data: Any) -> Any:
+        """The value of one JSON line (bytes or str)."""
+        return json.loads(data.decode() if isinstance(data, bytes | bytearray) else data)
+
+
+class WriteJSONMixIn:
+    """Packs each value as one line of UTF-8 JSON (ending in a newline) and writes it."""
+
+    def pack(self, data: Any) -> Any:
+        """``data`` as one JSON line, in bytes; TypeError naming the pipe if it is not JSON."""
+        try:
+            return (json.dumps(data) + "\n").encode()
+        except (TypeError, ValueError) as exc:
+            pipe = f"pipe {getattr(self, 'id', '?')} is a {type(self).__name__}"
+            raise TypeError(f"{pipe} and cannot carry {data!r}: {exc}") from None
+
+    def write_stream(self, stream: BinaryIO, packed: Any) -> None:
+        """Write one packed JSON line to a program's input."""
+        stream.write(packed)
+
+    def to_wire(self, value: Any) -> Any:
+        """``encode(pack(value))``; a line frames itself, so no block size is checked."""
+        return self.encode(self.pack(value))  # type: ignore[attr-defined]
+
+
+class JSONMixIn(ReadJSONMixIn, WriteJSONMixIn):
+    """Both JSON mixins: values travel as JSON lines."""
+
+
+class PicklePipe(PickleMixIn, BasePipe):
+    """Carries any picklable Python value (a program sees a pickle stream)."""
+
+    BLOCK_SIZE = "PKL"
+
+
+class JSONPipe(JSONMixIn, BasePipe):
+    """Carries JSON values, one line of UTF-8 JSON each (``pack`` gives that line)."""
+
+    BLOCK_SIZE = "JSON"
 
 
 class BytesPipe(BasePipe):

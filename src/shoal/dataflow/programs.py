@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from shoal.dataflow.jobs import BaseJob, JobContext
-from shoal.dataflow.pipes import BasePipe, BytesPipe, JSONPipe
+from shoal.dataflow.pipes import BasePipe, BytesPipe, ReadJSONMixIn, WriteJSONMixIn
 
 __all__ = [
     "DynamicExecutableJob",
@@ -61,12 +61,15 @@ class ExecutableJob(BaseJob):
         inputs: Iterable[BasePipe] | None = None,
         outputs: Iterable[BasePipe] | None = None,
         env: dict[str, str] | None = None,
+        *extra: Any,
+        **kwargs: Any,
     ) -> None:
         if isinstance(executable, list | tuple):
             # FISSION's positional form: ExecutableJob(inputs, outputs).
             inputs, outputs = executable, (list(args) or outputs)
             executable, args = None, ()
-        super().__init__(inputs=inputs, outputs=outputs)
+        # Arguments beyond these are ignored, as BaseJob ignores them.
+        super().__init__(inputs, outputs, *extra, **kwargs)
         if executable is None and not self.EXECUTABLE:
             raise TypeError(
                 f"{type(self).__name__} needs a program: set EXECUTABLE on the class "
@@ -75,6 +78,11 @@ class ExecutableJob(BaseJob):
         self.executable = executable
         self.args = list(args)
         self.env = dict(env or {})
+
+    def _setup_keywords(self) -> dict[str, Any]:
+        # FISSION's ExecutableJob.start() also told setup() where output went
+        # (False: not to a debug window, which shoal does not have).
+        return {**super()._setup_keywords(), "redirect_stdout_stderr": False}
 
     def serve(self, ctx: JobContext) -> None:
         if self.executable is None:
@@ -159,7 +167,8 @@ class ExecutableJob(BaseJob):
 
 
 def _to_bytes(pipe: BasePipe, value: Any) -> bytes:
-    if isinstance(pipe, BytesPipe | JSONPipe):
+    # Any pipe written as JSON lines (JSONPipe or a user's WriteJSONMixIn pipe).
+    if isinstance(pipe, BytesPipe | WriteJSONMixIn):
         return pipe.to_wire(value)
     if isinstance(value, bytes):
         return value.rstrip(b"\n") + b"\n"
@@ -167,7 +176,7 @@ def _to_bytes(pipe: BasePipe, value: Any) -> bytes:
 
 
 def _from_text(pipe: BasePipe, text: str) -> Any:
-    if isinstance(pipe, JSONPipe):
+    if isinstance(pipe, ReadJSONMixIn):
         return pipe.unpack(text)
     return text
 
@@ -200,6 +209,8 @@ class DynamicExecutableJob(ExecutableJob):
         head: bool = False,
         inputs: list[BasePipe] | None = None,
         outputs: list[BasePipe] | None = None,
+        *args: Any,
+        **kwargs: Any,
     ) -> None:
         if not isinstance(executable, str) or not executable.split():
             raise TypeError(
@@ -208,7 +219,8 @@ class DynamicExecutableJob(ExecutableJob):
         if not isinstance(head, bool):
             raise TypeError(f"{type(self).__name__}: head must be a bool, got {head!r}")
         self.EXECUTABLE = executable  # type: ignore[misc]
-        super().__init__(inputs=inputs, outputs=outputs)
+        # Extra arguments are ignored, as BaseJob ignores them.
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.DEPENDENCIES = dependencies  # type: ignore[misc]
         self.PARAMETERS = parameters  # type: ignore[misc]
         self.INPUT_FLAG = input_flag  # type: ignore[misc]
