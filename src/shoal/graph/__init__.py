@@ -21,7 +21,14 @@ Code written for Rain runs by changing ``from rain.client import ...`` to
 from typing import TYPE_CHECKING, Any
 
 from shoal.graph import content_types, tasks
-from shoal.graph.attributes import ObjectInfo, ObjectSpec, TaskInfo, TaskSpec, TaskSpecInput
+from shoal.graph.attributes import (
+    DataType,
+    ObjectInfo,
+    ObjectSpec,
+    TaskInfo,
+    TaskSpec,
+    TaskSpecInput,
+)
 from shoal.graph.builtins import (
     LoadConfig,
     LoadDirConfig,
@@ -42,13 +49,22 @@ from shoal.graph.data_object import DataObject, blob, directory, pickled
 from shoal.graph.exceptions import (
     ContentTypeError,
     RainException,
+    RainTypeError,
     RainWarning,
     SessionException,
     TaskException,
 )
 from shoal.graph.ids import ID
 from shoal.graph.labeled_list import LabeledList
-from shoal.graph.program import Input, InputDir, Output, OutputDir, Program
+from shoal.graph.program import (
+    Input,
+    InputBase,
+    InputDir,
+    Output,
+    OutputBase,
+    OutputDir,
+    Program,
+)
 from shoal.graph.remote import Remote, remote
 from shoal.graph.session import GraphError, Session, get_active_session
 from shoal.graph.states import DataObjectState, TaskState
@@ -78,9 +94,11 @@ __all__ = [
     "DataInstance",
     "DataObject",
     "DataObjectState",
+    "DataType",
     "ExecuteConfig",
     "GraphError",
     "Input",
+    "InputBase",
     "InputDir",
     "InputMapping",
     "LabeledList",
@@ -90,10 +108,12 @@ __all__ = [
     "ObjectInfo",
     "ObjectSpec",
     "Output",
+    "OutputBase",
     "OutputDir",
     "OutputMapping",
     "Program",
     "RainException",
+    "RainTypeError",
     "RainWarning",
     "Remote",
     "Session",

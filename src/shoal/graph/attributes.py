@@ -22,6 +22,7 @@ Variable b = 21
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
@@ -30,6 +31,7 @@ from shoal.graph import content_types
 from shoal.graph.ids import ID
 
 __all__ = [
+    "DataType",
     "ObjectInfo",
     "ObjectSpec",
     "TaskInfo",
@@ -38,6 +40,25 @@ __all__ = [
 ]
 
 DATA_TYPES = ("blob", "dir")
+
+
+class DataType(enum.StrEnum):
+    """Rain's ``rain.common.DataType``: the data type of an object.
+
+    shoal keeps data types as the plain strings ``"blob"`` and ``"dir"`` (the values
+    of Rain's enum); the members are ``str`` s equal to those, so Rain's comparisons
+    (``obj.spec.data_type == DataType.DIRECTORY``) hold, and wherever a data type is
+    given one may pass a member.
+
+    >>> DataType.BLOB == "blob", DataType("dir") is DataType.DIRECTORY
+    (True, True)
+    """
+
+    BLOB = "blob"
+    DIRECTORY = "dir"
+
+    # Hashed as its value, so that a member finds the plain string in a dict or set.
+    __hash__ = str.__hash__
 
 
 # --- reading untrusted dicts: every wrong value names its field --------------------
@@ -327,6 +348,8 @@ class ObjectSpec(_Attributes):
         self.id = _id("ObjectSpec", "id", self.id)
         self.label = _str("ObjectSpec", "label", self.label, optional=True)
         self.content_type = _content_type("ObjectSpec", "content_type", self.content_type)
+        if isinstance(self.data_type, DataType):
+            self.data_type = self.data_type.value  # a plain str in the spec and its JSON
         if self.data_type not in DATA_TYPES:
             raise ValueError(f"ObjectSpec.data_type is 'blob' or 'dir', not {self.data_type!r}")
         self.user = _dict("ObjectSpec", "user", self.user)

@@ -80,8 +80,11 @@ class Client:
         return self.remote.endpoint
 
     def new_session(self, name: str = "", default: bool = False) -> Session:
-        """A new session (a context manager); ``default=True`` makes it the default one."""
-        return Session(self.transport, name, default=default)
+        """A new session (a context manager); ``default=True`` makes it the default one.
+
+        The session's ``client`` is this client, as in Rain.
+        """
+        return Session(self.transport, name, default=default, client=self)
 
     def get_server_info(self) -> dict[str, Any]:
         """What Rain's ``get_server_info()`` gave: the governors (online nodes).

@@ -47,7 +47,7 @@ class DataInstance:
     taken from ``path`` when not given (a directory is ``'dir'``).
     """
 
-    __slots__ = ("_data", "_path", "info", "spec")
+    __slots__ = ("_data", "_loaded", "_path", "info", "spec")
 
     def __init__(
         self,
@@ -191,11 +191,29 @@ class DataInstance:
         encoding = content_types.text_encoding(self.content_type) or "utf-8"
         return self.get_bytes().decode(encoding)
 
-    def load(self) -> Any:
+    def load(self, cache: bool = False) -> Any:
         """The Python value, deserialised by the content type (see ``content_types.decode``).
 
+        Each call decodes the data again and gives a fresh value, unless ``cache``
+        (Rain's): then the value decoded by the first ``load(cache=True)`` is kept and
+        given back by the next ones; it is shared, so it must not be changed.
         Raises ``ValueError`` when there is no content type to load by.
+
+        >>> d = DataInstance(b"[1]", content_type="json")
+        >>> d.load(cache=True) is d.load(cache=True), d.load() is d.load()
+        (True, False)
         """
+        if cache:
+            try:
+                return self._loaded
+            except AttributeError:  # the slot is set only by a caching load
+                pass
+        value = self._load()
+        if cache:
+            self._loaded = value
+        return value
+
+    def _load(self) -> Any:
         ct = self.content_type
         if ct is None:
             raise ContentTypeError(

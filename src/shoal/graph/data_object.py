@@ -17,8 +17,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from shoal.graph import content_types
-from shoal.graph.attributes import ObjectInfo, ObjectSpec
+from shoal.graph.attributes import DataType, ObjectInfo, ObjectSpec
 from shoal.graph.data_instance import DataInstance
+from shoal.graph.exceptions import RainTypeError
 from shoal.graph.ids import ID
 from shoal.graph.session import GraphError, Session, active_session
 from shoal.graph.states import DataObjectState
@@ -42,7 +43,7 @@ class DataObject:
         self,
         label: str | None = None,
         *,
-        data_type: str = "blob",
+        data_type: str | DataType = "blob",
         content_type: str | None = None,
         session: Session | None = None,
         payload: bytes | None = None,
@@ -58,14 +59,14 @@ class DataObject:
         self._start(payload)
 
     @classmethod
-    def _of_output(cls, output: Output) -> DataObject:
-        """A fresh object in the active session made as ``output`` says: an Output
-        was checked when it was made, so none of the checks ``DataObject(...)`` does."""
+    def _of_output(cls, output: Output, session: Session) -> DataObject:
+        """A fresh object in ``session`` made as ``output`` says: an Output was
+        checked when it was made, so none of the checks ``DataObject(...)`` does."""
         content_type = output.effective_content_type
         if output.data_type == "blob" and content_type == "dir":
             raise ValueError("content type 'dir' is for directories, not blobs")
         obj = cls.__new__(cls)
-        obj.session = session = active_session()
+        obj.session = session
         obj.spec = ObjectSpec.of_checked_parts(
             session.new_id(), output.label, content_type, output.data_type
         )
@@ -89,8 +90,22 @@ class DataObject:
 
     @property
     def label(self) -> str | None:
-        """The object's label (its role at the task that makes it)."""
+        """The object's label (its role at the task that makes it).
+
+        Settable before the submit, as Rain's users did (``obj.label = "L1.0"``); it
+        sets ``spec.label``. A task's ``outputs`` keep the labels they were made with.
+        """
         return self.spec.label
+
+    @label.setter
+    def label(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"a label is a str, not {type(value).__name__}")
+        if self._submitted:
+            # The spec went to the server with the submit: a new label would be the
+            # client's alone.
+            raise GraphError(f"cannot relabel {self!r}: it is submitted")
+        self.spec.label = value
 
     @property
     def data_type(self) -> str:
@@ -194,7 +209,7 @@ def blob(
     elif isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
     else:
-        raise TypeError(
+        raise RainTypeError(
             f"blob() takes bytes or str, not {type(value).__name__}; "
             "use encode= (e.g. encode='pickle') to serialise other values"
         )

@@ -3,7 +3,7 @@
 ``RainException`` is the root of every graph error shoal raises on purpose;
 ``SessionException`` (a session failed) and its subclass ``TaskException`` (a task
 failed, and with it its session) are what a failed graph raises. ``RainWarning``
-is the category of the warnings the graph API gives (e.g. a big pickled argument).
+is raised for a remote function's argument too big to pickle into a task.
 
 >>> issubclass(TaskException, SessionException) and issubclass(SessionException, RainException)
 True
@@ -16,6 +16,7 @@ from shoal.graph.ids import ID
 __all__ = [
     "ContentTypeError",
     "RainException",
+    "RainTypeError",
     "RainWarning",
     "SessionException",
     "TaskException",
@@ -27,7 +28,20 @@ class RainException(Exception):
 
 
 class RainWarning(Warning):
-    """The category of warnings given by the graph API (``warnings.simplefilter`` it)."""
+    """Raised, as in Rain, when a remote function's pickled argument (or the function)
+    is too big to travel in a task's config (see ``remote.PICKLE_ARG_SIZE_LIMIT``).
+
+    It goes through :mod:`warnings`: a filter of the program's own for this category
+    decides (``warnings.simplefilter("always", RainWarning)`` or ``pytest.warns``
+    only show or record it), and without one it is raised.
+    """
+
+
+class RainTypeError(RainException, TypeError):
+    """A value of the wrong kind where the graph API needs a data object (a ``str``
+    given as an input, ``blob(123)``): Rain raised a ``RainException``; a
+    ``TypeError`` too, so code that caught shoal's earlier ``TypeError`` still does.
+    """
 
 
 class ContentTypeError(RainException, ValueError):

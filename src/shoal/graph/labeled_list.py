@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator, MutableSequence
-from typing import Any, TypeVar, overload
+from typing import Any, Self, TypeVar, overload
 
 __all__ = ["LabeledList"]
 
@@ -60,12 +60,12 @@ class LabeledList(MutableSequence[T]):
             self.append(value, label=label)
 
     @classmethod
-    def of_lists(cls, data: list[T], labels: list[Any]) -> LabeledList[T]:
+    def of_lists(cls, data: list[T], labels: list[Any]) -> Self:
         """A LabeledList that takes ``data`` and ``labels`` (of the same length) as
         its own lists, without copying them (a task's outputs: made for it)."""
         if len(data) != len(labels):
             raise ValueError(f"LabeledList got {len(data)} items but {len(labels)} labels")
-        ll: LabeledList[T] = cls.__new__(cls)
+        ll = cls.__new__(cls)
         ll.data, ll.labels, ll._index = data, labels, {}
         for i, label in enumerate(labels):
             ll._claim(label, i)

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shoal.graph import content_types
+from shoal.graph.attributes import DataType
 
 if TYPE_CHECKING:
     from shoal.graph.data_object import DataObject
     from shoal.graph.task import Task
 
-__all__ = ["Input", "InputDir", "Output", "OutputDir", "Program"]
+__all__ = ["Input", "InputBase", "InputDir", "Output", "OutputBase", "OutputDir", "Program"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Input:
     def __post_init__(self) -> None:
         if self.label is not None and not isinstance(self.label, str):
             raise TypeError(f"Input label is a str, not {self.label!r}")
+        if isinstance(self.data_type, DataType):
+            object.__setattr__(self, "data_type", self.data_type.value)
         if self.data_type not in ("blob", "dir"):
             raise ValueError(f"Input data_type is 'blob' or 'dir', not {self.data_type!r}")
         content_types.validate(self.content_type)
@@ -120,6 +123,8 @@ class Output:
     def __post_init__(self) -> None:
         if self.label is not None and not isinstance(self.label, str):
             raise TypeError(f"Output label is a str, not {self.label!r}")
+        if isinstance(self.data_type, DataType):
+            object.__setattr__(self, "data_type", self.data_type.value)
         if self.data_type not in ("blob", "dir"):
             raise ValueError(f"Output data_type is 'blob' or 'dir', not {self.data_type!r}")
         ct, enc = content_types.validate(self.content_type), content_types.validate(self.encode)
@@ -138,6 +143,16 @@ class Output:
         """``content_type``, else ``encode``."""
         return content_types.validate(self.content_type or self.encode)
 
+    def expect_blob(self) -> None:
+        """Raise ``TypeError`` unless this is the output of a blob (Rain's check)."""
+        if self.data_type != "blob":
+            raise TypeError(f"a blob output expected, not {self!r}")
+
+    def expect_dir(self) -> None:
+        """Raise ``TypeError`` unless this is the output of a directory (Rain's check)."""
+        if self.data_type != "dir":
+            raise TypeError(f"a directory output expected, not {self!r}")
+
 
 def OutputDir(
     label: str | None = None, path: str | None = None, size_hint: float | None = None
@@ -148,6 +163,13 @@ def OutputDir(
     'dir'
     """
     return Output(label, path, None, None, size_hint, "dir")
+
+
+# Rain's base classes of Input/InputDir and Output/OutputDir: here InputDir and
+# OutputDir make Inputs and Outputs of data_type "dir", so the bases are the classes
+# themselves (isinstance(InputDir(), InputBase) holds, as in Rain).
+InputBase = Input
+OutputBase = Output
 
 
 def _merge_output(override: Output | str | None, proto: Output) -> Output:

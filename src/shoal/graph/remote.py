@@ -44,10 +44,11 @@ from shoal.client import serialize
 from shoal.graph.data_object import DataObject
 from shoal.graph.exceptions import RainWarning
 from shoal.graph.program import Input, Output, _merge_output
-from shoal.graph.session import GraphError
+from shoal.graph.session import GraphError, Session, active_session
 from shoal.graph.task import Task, to_data_object
 
 __all__ = [
+    "CALL_KEYWORDS",
     "PICKLE_ARG_SIZE_LIMIT",
     "Remote",
     "RemoteFunction",
@@ -56,9 +57,13 @@ __all__ = [
     "resolving_inputs",
 ]
 
-# Rain warned (RainWarning) when a pickled argument or function was bigger than this:
-# the bytes travel in the task's config, not as a data object the scheduler knows.
+# Rain raised RainWarning when a pickled argument or function was bigger than this
+# (its limit was 256 KiB): the bytes travel in the task's config, not as a data object
+# the scheduler knows.
 PICKLE_ARG_SIZE_LIMIT = 1024 * 1024
+
+# The keywords a call of a remote function takes for itself (Rain's).
+CALL_KEYWORDS = frozenset(("output", "outputs", "name", "session"))
 
 _pickled_inputs: contextvars.ContextVar[list[DataObject] | None] = contextvars.ContextVar(
     "shoal_graph_pickled_inputs", default=None
@@ -193,14 +198,47 @@ def _apply_auto_encode(outputs: list[Output], auto_encode: str | None) -> list[O
     return result
 
 
-def _check_pickle_size(data: bytes, what: str) -> None:
-    if len(data) > PICKLE_ARG_SIZE_LIMIT:
+def _too_big(name: str, size: int, what: str, depth: int) -> None:
+    """Raise :class:`RainWarning` as Rain did, unless the program's warnings filters
+    say what to do with one (``depth``: how many frames of shoal's, the caller's
+    included, lie above the user's call, which is where the warning points).
+
+    The message begins as Rain's did (code written for Rain matches on it).
+    """
+    with warnings.catch_warnings():
+        # Appended, so the lowest priority: a filter of the program's own that takes
+        # RainWarning (pytest.warns, simplefilter("always"/"ignore")) comes first.
+        warnings.filterwarnings("error", category=RainWarning, append=True)
         warnings.warn(
-            f"pickled {what} is {len(data)} bytes, more than PICKLE_ARG_SIZE_LIMIT="
-            f"{PICKLE_ARG_SIZE_LIMIT}; consider passing the data as a blob()",
+            f"Pickled object {name} length {size} > PICKLE_ARG_SIZE_LIMIT="
+            f"{PICKLE_ARG_SIZE_LIMIT} ({what}); consider passing the data as a blob()",
             RainWarning,
-            stacklevel=4,
+            stacklevel=depth + 2,  # 1 is this function
         )
+
+
+def _annotated_outputs(annotation: Any) -> Any:
+    """The outputs a return annotation declares, as Rain read them: an :class:`Output`,
+    a number (``-> 0``: none), or a tuple or list of labels and Outputs (``-> ("a",
+    "b")``). ``None`` for anything else (``-> bytes`` and other type hints)."""
+    if isinstance(annotation, Output):
+        return annotation
+    if isinstance(annotation, int) and not isinstance(annotation, bool):
+        return annotation
+    if isinstance(annotation, tuple | list) and all(
+        isinstance(o, Output | str) for o in annotation
+    ):
+        return annotation
+    return None
+
+
+def _evaluate_annotation(fn: Callable[..., Any], text: str) -> Any:
+    """A return annotation left a string (``from __future__ import annotations``)
+    when another annotation of ``fn`` could not be evaluated: evaluated alone."""
+    try:
+        return eval(text, getattr(fn, "__globals__", {}))
+    except Exception:  # a type hint of a name this module cannot see: not outputs
+        return None
 
 
 def _normalize_outputs(outputs: Any) -> list[Output]:
@@ -252,8 +290,10 @@ class RemoteFunction:
         self.name = name
         try:
             self.signature = inspect.signature(fn, eval_str=True)
+            evaluated = True
         except Exception:  # annotations that cannot be evaluated here
             self.signature = inspect.signature(fn)
+            evaluated = False
         params = list(self.signature.parameters.values())
         if not params or params[0].kind not in (
             inspect.Parameter.POSITIONAL_ONLY,
@@ -272,16 +312,20 @@ class RemoteFunction:
             self.inputs[pname] = spec
         if outputs is None:
             ret = self.signature.return_annotation
-            if isinstance(ret, Output) or (
-                isinstance(ret, tuple | list) and ret and all(isinstance(o, Output) for o in ret)
-            ):
-                outputs = ret
+            if not evaluated and isinstance(ret, str):
+                ret = _evaluate_annotation(fn, ret)
+            outputs = _annotated_outputs(ret)
         self.auto_encode = auto_encode
         self.outputs = _apply_auto_encode(_normalize_outputs(outputs), auto_encode)
         self.auto_load = bool(auto_load)
-        # output= and outputs= at a call override the outputs, as in Rain, unless the
-        # function has parameters of those names (then they are its arguments).
-        self._overrides = {"output", "outputs"} - set(self.signature.parameters)
+        # Rain's keywords of a call (output=, outputs=, name=, session=) are the call's,
+        # also when the function takes **kwargs, unless the function has a parameter of
+        # that name that can be given by keyword: then it is the function's argument
+        # (as it was before these keywords existed here).
+        by_keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        named = {p.name for p in params[1:] if p.kind in by_keyword}
+        self._call_keywords = frozenset(CALL_KEYWORDS - named)
+        self._default_name = name if name is not None else fn.__name__
         # The parameters after ctx when all are plain positional ones: a call that
         # gives each of them positionally needs no Signature.bind (a third of the
         # cost of making a no-op task).
@@ -307,26 +351,59 @@ class RemoteFunction:
             return self.outputs
         if isinstance(outputs, int) and not isinstance(outputs, bool):
             return _apply_auto_encode(_normalize_outputs(outputs), self.auto_encode)
+        kept: list[bool] = []
+        if isinstance(outputs, list | tuple) and any(o is None for o in outputs):
+            # Rain's None in outputs=[...]: this output stays the function's own, so
+            # there is one item per output of the function.
+            if len(outputs) != len(self.outputs):
+                raise ValueError(
+                    f"{self.fn.__name__}(): outputs= has {len(outputs)} items, but the "
+                    f"function has {len(self.outputs)} outputs (None keeps one of them)"
+                )
+            kept = [o is None for o in outputs]
+            outputs = [p if o is None else o for o, p in zip(outputs, self.outputs, strict=True)]
         given = _normalize_outputs(outputs)
         if len(given) == len(self.outputs):
             merged = [_merge_output(o, p) for o, p in zip(given, self.outputs, strict=True)]
             # _merge_output keeps a program's path; a Python task has no files.
             for i, (o, p) in enumerate(zip(given, self.outputs, strict=True)):
                 merged[i] = dataclasses.replace(merged[i], path=None, encode=o.encode or p.encode)
+            for i, keep in enumerate(kept):
+                if keep:
+                    merged[i] = self.outputs[i]
             return merged
         return _apply_auto_encode(given, self.auto_encode)
+
+    def _call_options(
+        self, kwargs: dict[str, Any]
+    ) -> tuple[list[Output], str | None, Session | None]:
+        """Take the call's own keywords out of ``kwargs``: its outputs, task name and
+        session (checked)."""
+        output = kwargs.pop("output", None) if "output" in self._call_keywords else None
+        outputs = kwargs.pop("outputs", None) if "outputs" in self._call_keywords else None
+        name = kwargs.pop("name", None) if "name" in self._call_keywords else None
+        session = kwargs.pop("session", None) if "session" in self._call_keywords else None
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{self.fn.__name__}(): name= is a str, not {name!r}")
+        if session is not None and not isinstance(session, Session):
+            raise TypeError(f"{self.fn.__name__}(): session= is a Session, not {session!r}")
+        return self._call_outputs(output, outputs), name, session
 
     def __call__(self, *args: Any, **kwargs: Any) -> Task:
         """Make the task in the active session.
 
-        ``output=``/``outputs=`` (unless the function has parameters of those names)
-        replace its outputs for this task: a number, labels or :class:`Output` s;
-        as many as the function has are merged with its own (what they leave
-        unset comes from there), another number replaces them.
+        Rain's keywords of a call, taken by the call unless the function has a
+        parameter of that name: ``name=`` names the task (default: the ``@remote``
+        name, else the function's), ``session=`` makes it in that session instead of
+        the active one, and ``output=``/``outputs=`` replace its outputs for this
+        task: a number, labels or :class:`Output` s; as many as the function has are
+        merged with its own (what they leave unset comes from there, and ``None``
+        keeps one as it is), another number replaces them.
         """
-        output = kwargs.pop("output", None) if "output" in self._overrides else None
-        outputs = kwargs.pop("outputs", None) if "outputs" in self._overrides else None
-        call_outputs = self._call_outputs(output, outputs)
+        call_outputs = self.outputs
+        name = session = None
+        if kwargs and not self._call_keywords.isdisjoint(kwargs):
+            call_outputs, name, session = self._call_options(kwargs)
         arguments: Iterable[tuple[str, Any]]
         if not kwargs and self._positional is not None and len(args) == len(self._positional):
             arguments = zip(self._positional, args, strict=True)
@@ -351,9 +428,12 @@ class RemoteFunction:
                     self.inputs[pname].check(obj, pname)
         if self._function_data is None:
             # Pickled once: thousands of calls ship the same bytes, which the
-            # workers unpickle once too.
-            self._function_data = serialize.dumps(self.fn)
-            _check_pickle_size(self._function_data, f"function {self.fn.__qualname__}")
+            # workers unpickle once too. Checked first: a function too big to send
+            # raises at every call.
+            function_data = serialize.dumps(self.fn)
+            if len(function_data) > PICKLE_ARG_SIZE_LIMIT:
+                _too_big(self.fn.__name__, len(function_data), "the function itself", 1)
+            self._function_data = function_data
         function_data = self._function_data
         token = _pickled_inputs.set(found)
         try:
@@ -362,7 +442,7 @@ class RemoteFunction:
             else:
                 args_data = serialize.dumps((args, kwargs), types=kinds)
             if len(args_data) > PICKLE_ARG_SIZE_LIMIT:
-                self._warn_big_arguments(self._bind(args, kwargs), kinds)
+                self._check_big_arguments(self._bind(args, kwargs), kinds)
         finally:
             _pickled_inputs.reset(token)
         if call_outputs is self.outputs:
@@ -373,10 +453,13 @@ class RemoteFunction:
         else:
             rest = self._describe(call_outputs)
         config = {"function": function_data, "args": args_data, **rest}
-        outs = [DataObject._of_output(o) for o in call_outputs]
+        if session is None:
+            session = active_session()
+        outs = [DataObject._of_output(o, session) for o in call_outputs]
         task_inputs = [(labels.get(id(obj)), obj) for obj in found]
-        name = self.name if self.name is not None else self.fn.__name__
-        return Task._of_parts("python", config, task_inputs, outs, name, self.cpus)
+        if name is None:
+            name = self._default_name
+        return Task._of_parts("python", config, task_inputs, outs, name, self.cpus, session)
 
     def _describe(self, call_outputs: list[Output]) -> dict[str, Any]:
         """The part of a task's config that does not depend on its arguments."""
@@ -404,7 +487,7 @@ class RemoteFunction:
         except TypeError as exc:
             raise TypeError(f"{self.fn.__name__}(): {exc}") from None
 
-    def _warn_big_arguments(self, bound: inspect.BoundArguments, kinds: set[type]) -> None:
+    def _check_big_arguments(self, bound: inspect.BoundArguments, kinds: set[type]) -> None:
         # Only when the whole is too big: name the arguments that make it so.
         big = []
         for pname, value in list(bound.arguments.items())[1:]:
@@ -414,11 +497,12 @@ class RemoteFunction:
                 continue
             if size > PICKLE_ARG_SIZE_LIMIT:
                 big.append(pname)
-        what = f"argument {', '.join(big)} of" if big else "arguments of"
-        _check_pickle_size(
-            serialize.dumps((bound.args[1:], bound.kwargs), types=kinds),
-            f"{what} {self.fn.__qualname__}",
-        )
+        total = len(serialize.dumps((bound.args[1:], bound.kwargs), types=kinds))
+        if total <= PICKLE_ARG_SIZE_LIMIT:
+            return
+        names = ", ".join(big) if big else "arguments"
+        what = f"argument{'s' if len(big) != 1 else ''} {', '.join(big)}".rstrip()
+        _too_big(names, total, f"{what} of {self.fn.__qualname__}", 2)
 
     def __repr__(self) -> str:
         return f"<remote {self.fn.__qualname__}>"
@@ -442,8 +526,9 @@ def remote(
     sets ``outputs``. ``auto_load``: pass ``load()``-ed values instead of data
     instances. ``auto_encode``: the ``encode=`` of every output that names none.
     ``cpus``: the cpus reserved for the task. ``name``: the name of its tasks (default:
-    the function's name). A pickled argument (or function) over 1 MiB gives a
-    :class:`~shoal.graph.exceptions.RainWarning`, as in Rain.
+    the function's name). A call whose pickled arguments (or function) are over
+    ``PICKLE_ARG_SIZE_LIMIT`` (1 MiB) raises :class:`~shoal.graph.exceptions.RainWarning`,
+    as in Rain (a ``warnings`` filter for it may make it only a warning).
 
     >>> @remote(outputs=(Output(encode="pickle"), Output(encode="json")))
     ... def fn7(ctx):

@@ -30,6 +30,7 @@ from shoal.graph.states import DataObjectState, TaskState
 from shoal.graph.transport import GraphTransport, SessionException
 
 if TYPE_CHECKING:
+    from shoal.graph.client import Client
     from shoal.graph.data_object import DataObject
     from shoal.graph.task import Task
 
@@ -70,10 +71,20 @@ class Session:
 
     ``Session(transport, name="My session", default=True)`` opens the session on the
     transport right away. See the module docs for the active-session rules.
+    ``client`` is the :class:`~shoal.graph.client.Client` that made the session
+    (Rain's ``session.client``), ``None`` for one made on a transport directly.
     """
 
-    def __init__(self, transport: GraphTransport, name: str = "", *, default: bool = False):
+    def __init__(
+        self,
+        transport: GraphTransport,
+        name: str = "",
+        *,
+        default: bool = False,
+        client: Client | None = None,
+    ):
         self.transport = transport
+        self.client = client
         self.name = name
         self.session_id: int = transport.open_session(name)
         self._next_id = 1
@@ -285,7 +296,7 @@ class Session:
         """
         self._check_open()
         for task in self._new_tasks:
-            for obj in task.inputs:
+            for obj in task._inputs:
                 if obj.session is not self:
                     raise GraphError(f"{task!r} uses {obj!r} of another session")
         for obj in self._new_objects:

@@ -36,13 +36,14 @@ from typing import Any
 from shoal.graph.attributes import TaskInfo, TaskSpec, TaskSpecInput
 from shoal.graph.data_instance import DataInstance
 from shoal.graph.data_object import DataObject
+from shoal.graph.exceptions import RainTypeError
 from shoal.graph.ids import ID
 from shoal.graph.labeled_list import LabeledList
 from shoal.graph.program import Output
 from shoal.graph.session import GraphError, Session, active_session
 from shoal.graph.states import TaskState
 
-__all__ = ["Task", "to_data_object"]
+__all__ = ["Task", "TaskInputs", "to_data_object"]
 
 _UNSET: Any = object()
 
@@ -104,6 +105,30 @@ def _make_outputs(outputs: Any, session: Session) -> tuple[list[DataObject], lis
     return result, made
 
 
+class TaskInputs(LabeledList[DataObject]):
+    """``task.inputs``: Rain's LabeledList of the input objects, which also equals a
+    plain ``list`` of the same objects (a list has no labels to compare), as
+    ``task.inputs`` did when it was a list (``task.inputs == [a, b]``)."""
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return self.data == other
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like list
+
+
+def _check_input_labels(inputs: Sequence[Any]) -> None:
+    """``KeyError`` for a label given to two inputs: ``task.inputs`` (and the inputs a
+    node hands the task) are a LabeledList, whose labels are unique (Rain's rule)."""
+    seen: set[Any] = set()
+    for item in inputs:
+        if isinstance(item, tuple) and item and item[0] is not None:
+            if item[0] in seen:
+                raise KeyError(f"two inputs of the task are labelled {item[0]!r}")
+            seen.add(item[0])
+
+
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _inside: dict[str, bool] = {}  # code file -> whether it is part of shoal.graph
 
@@ -128,14 +153,22 @@ def _creation_site() -> str:
 def to_data_object(value: DataObject | Task) -> DataObject:
     """``value`` itself if a data object; the output of a single-output task.
 
-    Raises ``TypeError`` for anything else and :class:`GraphError` for a task whose
-    number of outputs is not one.
+    Raises :class:`~shoal.graph.exceptions.RainTypeError` (a ``RainException``, as
+    in Rain, and a ``TypeError``) for anything else and :class:`GraphError` for a
+    task whose number of outputs is not one.
     """
     if isinstance(value, DataObject):
         return value
     if isinstance(value, Task):
         return value.output
-    raise TypeError(f"expected a data object or a task, not {type(value).__name__} {value!r}")
+    hint = (
+        "wrap it with blob()"
+        if isinstance(value, str | bytes)
+        else "wrap it with pickled() or blob(..., encode=...)"
+    )
+    raise RainTypeError(
+        f"expected a data object or a task, not {type(value).__name__} {value!r}; {hint}"
+    )
 
 
 class Task:
@@ -153,6 +186,7 @@ class Task:
     """
 
     TASK_TYPE: str | None = None
+    _input_list: TaskInputs | None = None  # made by the inputs property
 
     def __init__(
         self,
@@ -193,6 +227,9 @@ class Task:
         if user_spec is not None:
             user = {**(user or {}), **user_spec}
         task_type, config = _rain_builtin(task_type, config)
+        if not isinstance(inputs, list | tuple):
+            inputs = list(inputs)  # read twice below: a generator would be used up
+        _check_input_labels(inputs)
         self.session = session if session is not None else active_session()
         made: list[DataObject] = []
         try:
@@ -214,12 +251,13 @@ class Task:
         outputs: list[DataObject],
         name: str,
         cpus: int,
+        session: Session,
     ) -> Task:
-        """A task in the active session of parts a ``@remote`` call made: shoal's
-        own task type, fresh output objects. ``Task(...)`` without its parsing of
-        the two argument orders and of Rain's ways to give outputs."""
+        """A task in ``session`` of parts a ``@remote`` call made: shoal's own task
+        type, fresh output objects, inputs with unique labels. ``Task(...)`` without
+        its parsing of the two argument orders and of Rain's ways to give outputs."""
         task = cls.__new__(cls)
-        task.session = active_session()
+        task.session = session
         try:
             task._build(task_type, config, inputs, outputs, name, cpus, None)
         except BaseException:
@@ -304,9 +342,17 @@ class Task:
         return int(self.spec.resources.get("cpus", 1))
 
     @property
-    def inputs(self) -> list[DataObject]:
-        """The input objects, in order."""
-        return list(self._inputs)
+    def inputs(self) -> TaskInputs:
+        """The input objects, by position and by the label each was given (as Rain's
+        ``LabeledList``; a ``@remote`` task's inputs are labelled by the parameter
+        that took them). Read only, as in Rain: the task is made."""
+        inputs = self._input_list
+        if inputs is None:
+            # Made when first asked for: most tasks are never asked (a submit reads
+            # _inputs), and a remote call is a hot path.
+            labels = [i.label for i in self.spec.inputs]
+            inputs = self._input_list = TaskInputs.of_lists(list(self._inputs), labels)
+        return inputs
 
     @property
     def outputs(self) -> LabeledList[DataObject]:

@@ -1,6 +1,7 @@
 """The built-in tasks, as the user creates them: ``tasks.Concat((a, b))`` and so on.
 
-Each function makes a :class:`~shoal.graph.task.Task` in the active session whose
+Each function makes a :class:`~shoal.graph.task.Task` in the active session (or in
+the one given as ``session=``, as Rain's built-ins took it) whose
 ``spec.config`` is the node-side config dataclass of :mod:`shoal.graph.builtins`
 (:class:`~shoal.graph.builtins_execute.ExecuteConfig` for Execute) and whose
 ``task_type`` is the built-in's name there (``"concat"``, ``"sleep"``, ``"execute"``...).
@@ -19,7 +20,7 @@ Each function makes a :class:`~shoal.graph.task.Task` in the active session whos
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from shoal.graph import content_types
@@ -40,6 +41,7 @@ from shoal.graph.builtins_execute import (
 )
 from shoal.graph.data_object import DataObject
 from shoal.graph.program import Input, Output
+from shoal.graph.session import Session
 from shoal.graph.task import Task, to_data_object
 
 __all__ = [
@@ -57,8 +59,45 @@ __all__ = [
 ObjectLike = DataObject | Task
 
 
-def Concat(inputs: Iterable[ObjectLike], *, name: str | None = None) -> Task:
-    """Concatenate the blobs ``inputs`` into one blob.
+def _output_spec(output: Output | str | None, data_type: str, what: str) -> Output | None:
+    """Rain's ``output=`` of a built-in (an :class:`Output`, or its label), checked to
+    be of ``data_type`` with Rain's ``TypeError``; ``None`` when not given."""
+    if output is None:
+        return None
+    if isinstance(output, str):
+        return Output(output, data_type=data_type)
+    if not isinstance(output, Output):
+        raise TypeError(f"{what} output= is an Output or a label, not {output!r}")
+    if data_type == "dir":
+        output.expect_dir()
+    else:
+        output.expect_blob()
+    return output
+
+
+def _content_type(output: Output | None, content_type: str | None, what: str) -> str | None:
+    """The content type given by ``content_type=`` or by the ``output=``; not both."""
+    declared = None if output is None else output.effective_content_type
+    if (
+        declared is not None
+        and content_type is not None
+        and content_types.validate(content_type) != declared
+    ):
+        raise ValueError(
+            f"{what}: content_type={content_type!r} conflicts with the output's {declared!r}"
+        )
+    return declared if declared is not None else content_type
+
+
+def _label(output: Output | None) -> str:
+    # shoal's label of a built-in's only output, unless output= gives one.
+    return "output" if output is None or output.label is None else output.label
+
+
+def Concat(
+    inputs: Iterable[ObjectLike], *, name: str | None = None, session: Session | None = None
+) -> Task:
+    """Concatenate the blobs ``inputs`` into one blob (in ``session``, else the active one).
 
     >>> # tasks.Concat([a, b], name="my-plain-name")
     """
@@ -66,57 +105,111 @@ def Concat(inputs: Iterable[ObjectLike], *, name: str | None = None) -> Task:
     for obj in objs:
         if obj.data_type != "blob":
             raise ValueError(f"Concat takes blobs, not {obj!r}")
-    return Task("concat", None, objs, [DataObject("output")], name=name)
+    output = DataObject("output", session=session)
+    return Task("concat", None, objs, [output], name=name, session=session)
 
 
-def Sleep(input: ObjectLike, delay: float, *, cpus: int = 1, name: str | None = None) -> Task:
-    """Forward ``input`` as the output after ``delay`` seconds.
+def Sleep(
+    input: ObjectLike,
+    timeout: float | None = None,
+    *,
+    delay: float | None = None,
+    cpus: int = 1,
+    name: str | None = None,
+    session: Session | None = None,
+) -> Task:
+    """Forward ``input`` as the output after ``timeout`` seconds (Rain's name; shoal's
+    ``delay=`` is the same).
 
-    >>> # tasks.Sleep(b, 1.0)
+    >>> # tasks.Sleep(b, 1.0); tasks.Sleep(b, timeout=1.0)
     """
+    if timeout is None:
+        if delay is None:
+            raise TypeError("Sleep needs the seconds to wait: timeout (or delay)")
+        timeout = delay
+    elif delay is not None:
+        raise TypeError("Sleep takes timeout or delay, not both")
     obj = to_data_object(input)
-    output = DataObject("output", data_type=obj.data_type, content_type=obj.content_type)
-    return Task("sleep", SleepConfig(delay), [obj], [output], name=name, cpus=cpus)
+    output = DataObject(
+        "output", data_type=obj.data_type, content_type=obj.content_type, session=session
+    )
+    config = SleepConfig(timeout)
+    return Task("sleep", config, [obj], [output], name=name, cpus=cpus, session=session)
 
 
-def Load(path: str, *, content_type: str | None = None, name: str | None = None) -> Task:
+def Load(
+    path: str,
+    output: Output | str | None = None,
+    *,
+    content_type: str | None = None,
+    name: str | None = None,
+    session: Session | None = None,
+) -> Task:
     """A blob with the content of the file at the absolute ``path`` on the node.
 
-    >>> # tasks.Load("/path/to/data")
+    ``output`` (Rain's) is the :class:`Output` (or label) of that blob, a way to give
+    its label and content type; ``content_type=`` gives the content type alone.
+
+    >>> # tasks.Load("/path/to/data"); tasks.Load(path, Output("data", content_type="json"))
     """
+    spec = _output_spec(output, "blob", "Load")
+    content_type = _content_type(spec, content_type, "Load")
     config = LoadConfig(path, content_type)
-    return Task("load", config, [], [DataObject("output", content_type=content_type)], name=name)
+    out = DataObject(_label(spec), content_type=content_type, session=session)
+    return Task("load", config, [], [out], name=name, session=session)
 
 
-def LoadDir(path: str, *, name: str | None = None) -> Task:
-    """A directory object with the content of the directory ``path`` on the node.
+def LoadDir(
+    path: str,
+    output: Output | str | None = None,
+    *,
+    name: str | None = None,
+    session: Session | None = None,
+) -> Task:
+    """A directory object with the content of the directory ``path`` on the node;
+    ``output`` (Rain's) is its :class:`OutputDir` (or label).
 
     >>> # tasks.LoadDir("/path/to/dir")
     """
-    output = DataObject("output", data_type="dir")
-    return Task("load_dir", LoadDirConfig(path), [], [output], name=name)
+    spec = _output_spec(output, "dir", "LoadDir")
+    out = DataObject(_label(spec), data_type="dir", session=session)
+    return Task("load_dir", LoadDirConfig(path), [], [out], name=name, session=session)
 
 
 def Store(
-    input: ObjectLike, path: str, *, overwrite: bool = False, name: str | None = None
+    input: ObjectLike,
+    path: str,
+    *,
+    overwrite: bool = False,
+    name: str | None = None,
+    session: Session | None = None,
 ) -> Task:
     """Write ``input`` to the absolute ``path`` on the node that runs the task; no outputs.
 
     >>> # tasks.Store(result, "/path/to/result")
     """
-    return Task("store", StoreConfig(path, overwrite), [to_data_object(input)], [], name=name)
+    config = StoreConfig(path, overwrite)
+    return Task("store", config, [to_data_object(input)], [], name=name, session=session)
 
 
-def make_directory(pairs: Iterable[tuple[str, ObjectLike]]) -> list[tuple[str, DataObject]]:
-    """Check ``(path, object)`` pairs for :func:`MakeDirectory`; single-output tasks
-    become their outputs. (``MakeDirectory`` takes the pairs with or without this.)
+def make_directory(
+    pairs: Iterable[tuple[str, ObjectLike]] | Mapping[str, ObjectLike],
+) -> list[tuple[str, DataObject]]:
+    """Check ``(path, object)`` pairs (or a ``{path: object}`` dict) for
+    :func:`MakeDirectory`; single-output tasks become their outputs.
+    (``MakeDirectory`` takes the pairs with or without this.)
 
     >>> # tasks.MakeDirectory(tasks.make_directory([("myfile.txt", data1), ("adir", d)]))
     """
+    if isinstance(pairs, Mapping):
+        pairs = list(pairs.items())
     result = []
     for pair in pairs:
         if not isinstance(pair, tuple | list) or len(pair) != 2:
-            raise TypeError(f"MakeDirectory takes (path, data object) pairs, not {pair!r}")
+            raise TypeError(
+                "MakeDirectory takes (path, data object) pairs or a {path: data object} "
+                f"dict, not {pair!r}"
+            )
         path, obj = pair
         if not isinstance(path, str):
             raise TypeError(f"a MakeDirectory path is a str, not {path!r}")
@@ -124,33 +217,55 @@ def make_directory(pairs: Iterable[tuple[str, ObjectLike]]) -> list[tuple[str, D
     return result
 
 
-def MakeDirectory(paths: Iterable[tuple[str, ObjectLike]], *, name: str | None = None) -> Task:
-    """A directory object with each object at its path (blobs as files, dirs as subdirs).
+def MakeDirectory(
+    paths: Iterable[tuple[str, ObjectLike]] | Mapping[str, ObjectLike],
+    *,
+    name: str | None = None,
+    session: Session | None = None,
+) -> Task:
+    """A directory object with each object at its path (blobs as files, dirs as subdirs):
+    ``(path, object)`` pairs or, as Rain also took, a ``{path: object}`` dict.
 
     >>> # tasks.MakeDirectory([("myfile.txt", data1), ("a/deep/path/x", data2)])
+    >>> # tasks.MakeDirectory({"myfile.txt": data1, "a/deep/path/x": data2})
     """
     pairs = make_directory(paths)
     config = MakeDirectoryConfig(tuple(p for p, _ in pairs))
-    output = DataObject("output", data_type="dir")
-    return Task("make_directory", config, [o for _, o in pairs], [output], name=name)
+    output = DataObject("output", data_type="dir", session=session)
+    return Task(
+        "make_directory", config, [o for _, o in pairs], [output], name=name, session=session
+    )
 
 
 def SliceDirectory(
-    input: ObjectLike, path: str, *, content_type: str | None = None, name: str | None = None
+    input: ObjectLike,
+    path: str,
+    output: Output | str | None = None,
+    *,
+    content_type: str | None = None,
+    name: str | None = None,
+    session: Session | None = None,
 ) -> Task:
     """A file (a blob) or, with ``path`` ending in ``/``, a subdirectory of a dir object.
+
+    ``output`` (Rain's) is the :class:`Output` (a file) or :class:`OutputDir` (a
+    subdirectory), or the label, of the result; ``TypeError`` if it is of the other kind.
 
     >>> # tasks.SliceDirectory(d2, "a/deep/path/x"); tasks.SliceDirectory(d2, "a/deep/")
     """
     obj = to_data_object(input)
     if obj.data_type != "dir":
         raise ValueError(f"SliceDirectory takes a directory object, not {obj!r}")
+    data_type = "dir" if path.endswith("/") else "blob"
+    spec = _output_spec(output, data_type, "SliceDirectory")
+    if data_type == "blob":
+        content_type = _content_type(spec, content_type, "SliceDirectory")
     config = SliceDirectoryConfig(path, content_type)
-    if path.endswith("/"):
-        output = DataObject("output", data_type="dir")
+    if data_type == "dir":
+        out = DataObject(_label(spec), data_type="dir", session=session)
     else:
-        output = DataObject("output", content_type=content_type)
-    return Task("slice_directory", config, [obj], [output], name=name)
+        out = DataObject(_label(spec), content_type=content_type, session=session)
+    return Task("slice_directory", config, [obj], [out], name=name, session=session)
 
 
 # --- Execute --------------------------------------------------------------------------
@@ -169,14 +284,15 @@ def _output_mapping(out: Output | str, cls: type[OutputMapping], what: str) -> O
 
 def Execute(
     args: str | Sequence[Any],
-    *,
-    input_paths: Sequence[Input] = (),
-    output_paths: Sequence[Output | str] = (),
-    stdin: ObjectLike | Input | None = None,
     stdout: bool | str | Output | None = None,
+    stdin: ObjectLike | Input | None = None,
+    input_paths: Sequence[Input | ObjectLike] = (),
+    output_paths: Sequence[Output | str] = (),
     shell: bool = False,
     cpus: int = 1,
+    *,
     name: str | None = None,
+    session: Session | None = None,
 ) -> Task:
     """Run an external program in a fresh working directory on a node.
 
@@ -184,10 +300,13 @@ def Execute(
     or a list of strings, data objects (mapped to a file whose name is put in the
     argv), :class:`Input` (mapped at its path, which is put in the argv) and
     :class:`Output` (its path is put in the argv and the file becomes an output).
-    ``input_paths`` maps Inputs without putting them in the argv; ``output_paths``
+    ``input_paths`` maps Inputs without putting them in the argv (a bare data object
+    or task there is, as in Rain, ``Input(its label, dataobj=it)``: mapped at a path
+    named by its label); ``output_paths``
     (str or Output) are files the program leaves; ``stdin`` is an object or Input fed
     to the program; ``stdout`` is ``True`` (output ``"stdout"``), a label or an Output
     (without path). Outputs come in the order: argv Outputs, ``output_paths``, stdout.
+    The parameters up to ``cpus`` may be given by position, in Rain's order.
 
     >>> # tasks.Execute(["grep", "rain", data], stdout=True)
     >>> # tasks.Execute("wget URL", output_paths=[Output("index", path="index.html")])
@@ -241,8 +360,14 @@ def Execute(
 
     mappings = []
     for i in input_paths:
-        if not isinstance(i, Input):
-            raise TypeError(f"input_paths are Inputs, not {i!r}")
+        if isinstance(i, DataObject | Task):
+            obj = to_data_object(i)
+            # Rain's Input for a bare object: its label, which is also its path; one
+            # without a label gets a path of its own.
+            path = None if obj.label is not None else f"input-{obj.id.id}"
+            i = Input(obj.label, path, dataobj=obj, data_type=obj.data_type)
+        elif not isinstance(i, Input):
+            raise TypeError(f"input_paths are Inputs or data objects, not {i!r}")
         ref, _ = add(i, "input_paths")
         mappings.append(InputMapping(ref, i.path, i.write))
     outputs = [_output_mapping(o, OutputMapping, "an output_paths item") for o in output_paths]
@@ -279,7 +404,8 @@ def Execute(
             m.label,
             data_type=m.data_type,
             content_type=content_types.validate(m.content_type),
+            session=session,
         )
         for m in config.outputs()
     ]
-    return Task("execute", config, inputs, out_objects, name=name, cpus=cpus)
+    return Task("execute", config, inputs, out_objects, name=name, cpus=cpus, session=session)
