@@ -11,9 +11,9 @@ from shoal import Experiment, ExperimentStatus, FlagValues, RemoteClient
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pipelines" / "flags.py"
 
 SERVER_VALUES = [
-    0,
+    None,  # SetFlagTask returns nothing, as netunicorn-library's does
     {"text_value": "stage 1", "int_value": 3},
-    0,
+    None,
     {"text_value": "stage 2", "int_value": 0},
     FlagValues(text_value="stage 2", int_value=0),
 ]

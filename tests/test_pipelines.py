@@ -66,7 +66,8 @@ def run(client: RemoteClient, pipeline: Pipeline, name: str, node: str = "snl-se
 def test_parallel_steps_and_previous_results(client: RemoteClient) -> None:
     pipeline = Pipeline().then([Add(1, 2), Add(3, 4)]).then(SumPrevious(name="sum"))
     info = run(client, pipeline, "parallel")
-    result = info.execution_result[0].result
+    # netUnicorn's shape: the result and the deployment's log lines
+    result, _logs = info.execution_result[0].result
     assert isinstance(result, Success)
     assert result.unwrap()["sum"] == [Success(10)]
     assert list(result.unwrap().values())[:2] == [[Success(3)], [Success(7)]]
@@ -87,7 +88,7 @@ def test_step_that_raises_gives_failure_with_traceback(client: RemoteClient) -> 
     )
     info = run(client, pipeline, "raises")
     assert info.status is ExperimentStatus.FINISHED
-    result = info.execution_result[0].result
+    result, _logs = info.execution_result[0].result
     match result:
         case Failure(steps):
             assert "ValueError: the step went boom" in steps["boom"][0].failure()
@@ -117,7 +118,8 @@ def test_failing_requirement_is_reported_at_prepare(client: RemoteClient) -> Non
     # One deployment never ran: the experiment says so, with the count.
     assert info.status is ExperimentStatus.FAILED
     assert "1 of 2 deployments failed" in client.raw_status("requirements")["error"]
-    assert isinstance(info.execution_result[0].result, Failure)
+    never_ran, _logs = info.execution_result[0].result
+    assert isinstance(never_ran, Failure)
     assert info.execution_result[1].result.unwrap()  # the good node still ran
 
 

@@ -30,8 +30,11 @@ _LAZY = {
     **{
         name: "shoal.model"
         for name in (
+            "BuildContext",
             "Deployment",
             "DeploymentExecutionResult",
+            "DockerImage",
+            "EnvironmentDefinition",
             "Experiment",
             "ExperimentExecutionInformation",
             "ExperimentStatus",
@@ -41,8 +44,12 @@ _LAZY = {
             "Nodes",
             "Pipeline",
             "Result",
+            "ResultWithLogs",
+            "RuntimeContext",
+            "ShellExecution",
             "Success",
             "Task",
+            "TaskDispatcher",
             "UnwrapFailedError",
             "is_successful",
         )
@@ -50,8 +57,11 @@ _LAZY = {
 }
 
 __all__ = [
+    "BuildContext",
     "Deployment",
     "DeploymentExecutionResult",
+    "DockerImage",
+    "EnvironmentDefinition",
     "Experiment",
     "ExperimentExecutionInformation",
     "ExperimentStatus",
@@ -64,8 +74,12 @@ __all__ = [
     "RemoteClient",
     "RemoteClientException",
     "Result",
+    "ResultWithLogs",
+    "RuntimeContext",
+    "ShellExecution",
     "Success",
     "Task",
+    "TaskDispatcher",
     "UnwrapFailedError",
     "__version__",
     "is_successful",
@@ -86,8 +100,11 @@ if TYPE_CHECKING:
     from shoal.client.local_cluster import LocalCluster, local_cluster
     from shoal.client.remote import RemoteClient, RemoteClientException
     from shoal.model import (
+        BuildContext,
         Deployment,
         DeploymentExecutionResult,
+        DockerImage,
+        EnvironmentDefinition,
         Experiment,
         ExperimentExecutionInformation,
         ExperimentStatus,
@@ -97,8 +114,12 @@ if TYPE_CHECKING:
         Nodes,
         Pipeline,
         Result,
+        ResultWithLogs,
+        RuntimeContext,
+        ShellExecution,
         Success,
         Task,
+        TaskDispatcher,
         UnwrapFailedError,
         is_successful,
     )

@@ -146,6 +146,9 @@ def main() -> None:
     except Exception:
         channel.send(LoadFailed(error="could not load the pipeline:\n" + traceback.format_exc()))
         return
+    # A netUnicorn environment definition's variables, before any task runs
+    # (getattr: a pipeline pickled by an older client has none).
+    os.environ.update(getattr(pipeline, "executor_environment", None) or {})
     # Flag calls of the steps go to the agent over this channel, which it relays
     # on its WebSocket: no HTTP connection per executor, no request per call.
     relay = FlagRelay(channel.send)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import shlex
 import sys
 import time
 from collections.abc import Iterable
@@ -28,6 +30,12 @@ from shoal.model import (
     Nodes,
     Pipeline,
     Result,
+    ResultWithLogs,
+)
+from shoal.model.environment import (
+    DockerImage,
+    EnvironmentDefinition,
+    check_environment_variables,
 )
 
 TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELLED"})
@@ -52,6 +60,9 @@ class RemoteClient:
         client = RemoteClient("http://127.0.0.1:8642", "alice", "secret")
         client.healthcheck()
         nodes = client.get_nodes()
+
+    ``authentication_context`` is netUnicorn's (credentials for its
+    connectors); shoal has no connectors to pass it to, so it is only kept.
     """
 
     def __init__(
@@ -59,9 +70,17 @@ class RemoteClient:
         endpoint: str | None = None,
         login: str | None = None,
         password: str | None = None,
+        authentication_context: dict[str, dict[str, str]] | None = None,
+        *,
         timeout: float = 30.0,
         retry_deadline: float = RECONNECT_DEADLINE,
     ) -> None:
+        if authentication_context is not None and not isinstance(authentication_context, dict):
+            raise TypeError(
+                "authentication_context must be a dict ({connector: {key: value}}) or None, "
+                f"got {authentication_context!r} (timeout and retry_deadline are keywords)"
+            )
+        self.authentication_context = authentication_context
         settings = resolve(endpoint, login, password)
         self.endpoint = settings.endpoint
         self.login = settings.login
@@ -173,29 +192,50 @@ class RemoteClient:
     ) -> str:
         """Ship the experiment to its nodes and bring its executors up.
 
+        Each node first runs its deployment's environment commands and its
+        tasks' requirements, then loads the pipeline with the environment's
+        variables set. ``deployment_context`` defaults to the experiment's.
+
         Returns once the controller accepted it; the experiment is READY when
         every node has its pipeline loaded (see :meth:`wait`). Safe to retry:
         a second call with the same name changes nothing.
         """
         if not isinstance(experiment, Experiment):
             raise TypeError(f"prepare_experiment expects an Experiment, got {type(experiment)}")
-        shipped: dict[int, tuple[str, list[str]]] = {}
+        if deployment_context is None:
+            deployment_context = experiment.deployment_context
+        # One payload per pipeline and environment: a thousand nodes running the
+        # same pipeline ship it once. The pipelines are kept so ids stay unique.
+        shipped: dict[tuple[int, tuple[tuple[str, str], ...]], str] = {}
+        kept: list[Pipeline] = []
+        plan: list[tuple[Deployment, Pipeline, list[str]]] = []
         deployments = []
-        for deployment in experiment:
+        for position, deployment in enumerate(experiment):
             pipeline = deployment.pipeline
             if not isinstance(pipeline, Pipeline):
                 raise TypeError(f"the deployment on {deployment.node} has no pipeline")
-            if id(pipeline) not in shipped:
-                data = serialize.dumps(pipeline, {type(t) for t in pipeline.tasks})
-                shipped[id(pipeline)] = (base64.b64encode(data).decode(), pipeline.requirements())
-            encoded, requirements = shipped[id(pipeline)]
+            # a pipeline assigned after the deployment was made is dispatched here
+            pipeline = pipeline.dispatched(deployment.node)
+            kept.append(pipeline)
+            where = f"deployment {position} (node {deployment.node.name!r})"
+            requirements, variables = _preparation(where, deployment, pipeline)
+            key = (id(pipeline), tuple(sorted(variables.items())))
+            if key not in shipped:
+                carrier = pipeline.with_executor_environment(variables) if variables else pipeline
+                data = serialize.dumps(carrier, {type(t) for t in pipeline.tasks})
+                shipped[key] = base64.b64encode(data).decode()
+            plan.append((deployment, pipeline, requirements))
             deployments.append(
-                {"node": deployment.node.name, "pipeline": encoded, "requirements": requirements}
+                {
+                    "node": deployment.node.name,
+                    "pipeline": shipped[key],
+                    "requirements": requirements,
+                }
             )
         body: dict[str, Any] = {
             "name": experiment_id,
             "deployments": deployments,
-            "reproduction": _pipelines_reproduction(experiment, shipped),
+            "reproduction": _pipelines_reproduction(plan, shipped.values()),
         }
         if deployment_context is not None:
             body["deployment_context"] = deployment_context
@@ -420,9 +460,12 @@ def _information(data: dict[str, Any]) -> ExperimentExecutionInformation:
                 state=d["state"],
             )
         )
-        results.append(
-            DeploymentExecutionResult(node, _load_result(d), error=d["error"], state=d["state"])
-        )
+        loaded = _load_result(d)
+        # netUnicorn pairs a result with the deployment's log lines. The status
+        # reply carries no log lines (get_logs() has them, for the experiment):
+        # rather than a request per deployment for every status, the list is empty.
+        outcome = None if loaded is None else ResultWithLogs(loaded, [])
+        results.append(DeploymentExecutionResult(node, outcome, error=d["error"], state=d["state"]))
     started = status not in (
         ExperimentStatus.UNKNOWN,
         ExperimentStatus.PREPARING,
@@ -431,15 +474,54 @@ def _information(data: dict[str, Any]) -> ExperimentExecutionInformation:
     return ExperimentExecutionInformation(status, experiment, results if started else None)
 
 
+def _preparation(
+    where: str, deployment: Deployment, pipeline: Pipeline
+) -> tuple[list[str], dict[str, str]]:
+    """What a node runs before a deployment's pipeline (its environment's
+    commands, then the tasks' requirements not among them) and the variables
+    its executor gets."""
+    environment = deployment.environment_definition
+    if environment is None:
+        environment = pipeline.environment_definition
+    if not isinstance(environment, EnvironmentDefinition):
+        raise TypeError(
+            f"{where}: environment_definition must be a ShellExecution or a DockerImage, "
+            f"got {environment!r}"
+        )
+    if isinstance(environment, DockerImage) and environment.image:
+        # shoal's executor is a Python process on the node, not a container: the
+        # deployment must fail, visibly, rather than run outside the image.
+        # A requirement that fails does that at prepare, for this node alone.
+        # No single quotes in it, so the command in the error reads as the message.
+        message = (
+            f"DockerImage(image={json.dumps(environment.image)}) cannot run on shoal: "
+            "its pipelines run in a Python executor on the node, not in a container. "
+            "Use ShellExecution or DockerImage() without an image (the commands run on "
+            "the node), or run the image with the netUnicorn client through the "
+            "/netunicorn endpoint of the controller."
+        )
+        return [f"echo {shlex.quote(message)} >&2; exit 1"], {}
+    context = environment.runtime_context
+    if context.additional_arguments:
+        raise ValueError(
+            f"{where}: runtime_context.additional_arguments {context.additional_arguments!r} "
+            "have no runtime to go to on shoal"
+        )
+    variables = dict(context.environment_variables)
+    check_environment_variables(where, variables)
+    commands = list(environment.commands)
+    known = set(commands)
+    commands.extend(req for req in pipeline.requirements() if req not in known)
+    return commands, variables
+
+
 def _pipelines_reproduction(
-    experiment: Experiment, shipped: dict[int, tuple[str, list[str]]]
+    plan: list[tuple[Deployment, Pipeline, list[str]]], shipped: Iterable[str]
 ) -> dict[str, Any]:
     """Code hash over the shipped pipelines, their tasks' own source, the mapping."""
     modules = {}
     mapping = []
-    for deployment in experiment:
-        pipeline = deployment.pipeline
-        assert isinstance(pipeline, Pipeline)
+    for deployment, pipeline, requirements in plan:
         for task in pipeline.tasks:
             module = sys.modules.get(type(task).__module__)
             if module is not None and not serialize._is_installed(module):
@@ -449,8 +531,8 @@ def _pipelines_reproduction(
                 "node": deployment.node.name,
                 "pipeline": getattr(pipeline, "name", None),
                 "tasks": [getattr(t, "name", type(t).__name__) for t in pipeline.tasks],
-                "requirements": pipeline.requirements(),
+                "requirements": requirements,
             }
         )
-    code = "".join(sorted(encoded for encoded, _ in shipped.values())).encode()
+    code = "".join(sorted(shipped)).encode()
     return make_reproduction({"deployments": mapping}, code=code, shipped=modules.values())

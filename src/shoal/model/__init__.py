@@ -1,5 +1,12 @@
 """Pure data classes describing nodes, pipelines, experiments and results."""
 
+from shoal.model.environment import (
+    BuildContext,
+    DockerImage,
+    EnvironmentDefinition,
+    RuntimeContext,
+    ShellExecution,
+)
 from shoal.model.experiment import (
     Deployment,
     DeploymentExecutionResult,
@@ -9,12 +16,22 @@ from shoal.model.experiment import (
 )
 from shoal.model.flags import FlagValues
 from shoal.model.node import Node, Nodes
-from shoal.model.pipeline import Pipeline, Task
-from shoal.model.result import Failure, Result, Success, UnwrapFailedError, is_successful
+from shoal.model.pipeline import Pipeline, Task, TaskDispatcher
+from shoal.model.result import (
+    Failure,
+    Result,
+    ResultWithLogs,
+    Success,
+    UnwrapFailedError,
+    is_successful,
+)
 
 __all__ = [
+    "BuildContext",
     "Deployment",
     "DeploymentExecutionResult",
+    "DockerImage",
+    "EnvironmentDefinition",
     "Experiment",
     "ExperimentExecutionInformation",
     "ExperimentStatus",
@@ -24,8 +41,12 @@ __all__ = [
     "Nodes",
     "Pipeline",
     "Result",
+    "ResultWithLogs",
+    "RuntimeContext",
+    "ShellExecution",
     "Success",
     "Task",
+    "TaskDispatcher",
     "UnwrapFailedError",
     "is_successful",
 ]

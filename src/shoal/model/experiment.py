@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Self, overload
+from typing import Any, Self, overload
 
+from shoal.model.environment import EnvironmentDefinition
 from shoal.model.node import Node
 from shoal.model.pipeline import Pipeline
-from shoal.model.result import Result
+from shoal.model.result import Result, ResultWithLogs
 
 
 class ExperimentStatus(Enum):
@@ -81,7 +83,15 @@ def settle_status(status: str, deployments: Iterable[tuple[str, str]]) -> tuple[
 
 @dataclass(repr=False)
 class Deployment:
-    """One pipeline assigned to one node, plus its preparation state."""
+    """One pipeline assigned to one node, plus its preparation state.
+
+    Made with a pipeline, it holds the pipeline as it runs on its node: any
+    :class:`~shoal.model.pipeline.TaskDispatcher` is dispatched for the node
+    here. ``environment_definition`` is then a copy of the pipeline's, with the
+    tasks' requirements added to its ``commands`` (what will run on the node
+    before the pipeline); replace or change it to prepare this node
+    differently. Deployments read back from the controller have none (None).
+    """
 
     node: Node
     pipeline: Pipeline | None = None
@@ -89,6 +99,21 @@ class Deployment:
     prepared: bool = False
     error: str | None = None
     state: str = ""
+    environment_definition: EnvironmentDefinition | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.pipeline is None:
+            return
+        self.pipeline = self.pipeline.dispatched(self.node)
+        if self.environment_definition is None:
+            # a copy: changing one deployment's must not change the pipeline's
+            environment = copy.deepcopy(self.pipeline.environment_definition)
+            known = set(environment.commands)
+            for requirement in self.pipeline.requirements():
+                if requirement not in known:
+                    environment.commands.append(requirement)
+                    known.add(requirement)
+            self.environment_definition = environment
 
     def __repr__(self) -> str:
         return (
@@ -106,13 +131,20 @@ def _as_node(item: object) -> Node:
 
 
 class Experiment:
-    """A set of deployments: pipelines mapped onto nodes."""
+    """A set of deployments: pipelines mapped onto nodes.
 
-    def __init__(self) -> None:
+    ``deployment_context`` is netUnicorn's context for its connectors
+    (``{connector: {key: value}}``); shoal sends it with the experiment and has
+    no connectors that read it.
+    """
+
+    def __init__(self, deployment_context: dict[str, dict[str, str]] | None = None) -> None:
         self.deployment_map: list[Deployment] = []
+        self.deployment_context: dict[str, dict[str, str]] | None = deployment_context
 
     def map(self, pipeline: Pipeline, nodes: Node | str | Iterable[Node | str]) -> Self:
-        """Deploy ``pipeline`` on every node in ``nodes`` (a node, a name, or many)."""
+        """Deploy ``pipeline`` on every node in ``nodes`` (a node, a name, or many);
+        its task dispatchers are dispatched for each node."""
         if not isinstance(pipeline, Pipeline):
             raise TypeError(
                 f"map() expects a Pipeline, got {pipeline!r} of type {type(pipeline).__name__}"
@@ -122,7 +154,8 @@ class Experiment:
         else:
             # convert everything first so a bad element leaves the experiment untouched
             targets = [_as_node(item) for item in nodes]
-        self.deployment_map.extend(Deployment(node, pipeline) for node in targets)
+        # built in full first: a dispatcher that fails leaves the experiment untouched too
+        self.deployment_map.extend([Deployment(node, pipeline) for node in targets])
         return self
 
     def append(self, node: Node | str, pipeline: Pipeline) -> Self:
@@ -150,24 +183,42 @@ class Experiment:
 
 @dataclass(repr=False)
 class DeploymentExecutionResult:
-    """The outcome of one deployment: per-task results, or an error."""
+    """The outcome of one deployment: per-task results, or an error.
+
+    ``result`` is None until there is one, then the pair ``(Result, logs)``
+    (:class:`~shoal.model.result.ResultWithLogs`), as netUnicorn gives it::
+
+        outcome, logs = report.result       # netUnicorn's way
+        report.result.unwrap()              # works too: the pair acts as its Result
+
+    A bare Success or Failure assigned to ``result`` is paired with no logs.
+    """
 
     node: Node
-    result: Result | None
+    result: ResultWithLogs | None
     error: str | None = None
     state: str = ""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "result" and isinstance(value, Result):
+            value = ResultWithLogs(value, [])
+        super().__setattr__(name, value)
 
     def __repr__(self) -> str:
         lines = ["DeploymentExecutionResult:", f"  Node: {self.node}"]
         if self.result is None:
             lines.append("  Result: None")
         else:
-            lines.append(f"  Result: {type(self.result)}")
-            inner = self.result._inner_value
+            outcome, logs = self.result
+            lines.append(f"  Result: {type(outcome)}")
+            inner = outcome._inner_value
             if isinstance(inner, dict):
                 lines.extend(f"    {key}: {value}" for key, value in inner.items())
             else:
                 lines.append(f"    {inner}")
+            if logs:
+                lines.append("  Logs:")
+                lines.extend(f"    {line.rstrip()}" for line in logs)
         if self.error:
             lines.append(f"  Error: {self.error}")
         if self.state and self.state != "finished":

@@ -33,6 +33,16 @@ class FlagValues:
         """Return ``{'text_value': ..., 'int_value': ...}``."""
         return {"text_value": self.text_value, "int_value": self.int_value}
 
+    # netUnicorn's FlagValues is a pydantic model: code written for it calls
+    # these (``dict()`` in pydantic 1, ``model_dump()`` in pydantic 2).
+    def dict(self) -> dict[str, Any]:
+        """The same as :meth:`to_dict` (pydantic 1's name)."""
+        return self.to_dict()
+
+    def model_dump(self) -> dict[str, Any]:
+        """The same as :meth:`to_dict` (pydantic 2's name)."""
+        return self.to_dict()
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FlagValues:
         """Build from :meth:`to_dict` output; missing keys default to None."""

@@ -28,6 +28,19 @@ class Node:
     def __str__(self) -> str:
         return self.name
 
+    def __getitem__(self, key: str) -> Any:
+        """``node["ipv4"]``: the property ``key``, or None if the node has none."""
+        return self.properties.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """``node["role"] = "server"``: set a property of this node object."""
+        self.properties[key] = value
+
+    # With __getitem__ alone, iter(node) would ask for node[0], node[1], ...
+    # forever (each answered with None). None here makes iter() refuse, and
+    # keeps isinstance(node, Iterable) False.
+    __iter__ = None  # type: ignore[assignment]
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Node):
             return NotImplemented
@@ -60,6 +73,15 @@ class Node:
         )
 
 
+def _count(method: str, n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{method}() expects an int, got {n!r}")
+    if n < 0:
+        # a slice would count from the end: almost surely not what was meant
+        raise ValueError(f"cannot {method} a negative number of nodes ({n})")
+    return n
+
+
 class Nodes(Sequence[Node]):
     """An ordered, list-like collection of :class:`Node` objects."""
 
@@ -71,16 +93,23 @@ class Nodes(Sequence[Node]):
         return Nodes(node for node in self._nodes if predicate(node))
 
     def take(self, n: int) -> Nodes:
-        """Return the first ``n`` nodes, or raise ``ValueError`` if there are fewer."""
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"take() expects an int, got {n!r}")
-        if n < 0:
-            raise ValueError(f"cannot take a negative number of nodes ({n})")
-        if n > len(self._nodes):
-            raise ValueError(
-                f"asked for {n} nodes but only {len(self._nodes)} are available: {self!r}"
-            )
-        return Nodes(self._nodes[:n])
+        """Return the first ``n`` nodes, or all of them if there are fewer
+        (as netUnicorn's ``take``: check ``len()`` when the count matters)."""
+        return Nodes(self._nodes[: _count("take", n)])
+
+    def skip(self, n: int) -> Nodes:
+        """Return the nodes after the first ``n`` (none if there are fewer)."""
+        return Nodes(self._nodes[_count("skip", n) :])
+
+    def set_property(self, name: str, value: Any) -> Nodes:
+        """Set property ``name`` to ``value`` on every node here; returns ``self``.
+
+        It changes these Node objects (what an experiment built from them
+        ships), not the nodes' own properties on the controller.
+        """
+        for node in self._nodes:
+            node.properties[name] = value
+        return self
 
     def names(self) -> list[str]:
         """Return the node names, in order."""

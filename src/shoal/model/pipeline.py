@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 from uuid import uuid4
+
+from shoal.model.environment import EnvironmentDefinition, ShellExecution
+
+if TYPE_CHECKING:
+    from shoal.model.node import Node
 
 
 class Task(ABC):
@@ -38,8 +44,66 @@ class Task(ABC):
     def __call__(self) -> Any:
         return self.run()
 
+    def add_requirement(self, command: str) -> Self:
+        """Add a shell command to run on the node before the pipeline, for this
+        instance only (not for every instance of the class); returns ``self``."""
+        if not isinstance(command, str):
+            raise TypeError(f"a requirement is a shell command (str), got {_describe(command)}")
+        # a fresh list: never the class's, nor one shared with a copy of this task
+        self.requirements = [*self.requirements, command]
+        return self
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+class TaskDispatcher(ABC):
+    """Stands in a pipeline for a task that depends on the node it runs on.
+
+    Subclasses implement :meth:`dispatch`, which gets the :class:`Node` and
+    returns the :class:`Task` to run there (another class per architecture,
+    node-specific arguments, ...). Dispatching happens when the pipeline is
+    put on a node (``Experiment.map`` / ``append``), so each deployment holds
+    the tasks its node will run::
+
+        class SayIP(TaskDispatcher):
+            def dispatch(self, node: Node) -> Task:
+                return Echo(node["ipv4"])
+    """
+
+    name: str
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # as for Task: subclasses that skip super().__init__() still get a name
+        self = super().__new__(cls)
+        self.name = str(uuid4())
+        return self
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+
+    @abstractmethod
+    def dispatch(self, node: Node) -> Task:
+        """Return the task to run on ``node``."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} (dispatcher)>"
+
+
+#: What a stage holds: tasks, and dispatchers that become tasks per node.
+TaskElement: TypeAlias = Task | TaskDispatcher
+
+
+def _dispatch(element: TaskElement, node: Node) -> Task:
+    if not isinstance(element, TaskDispatcher):
+        return element
+    task = element.dispatch(node)
+    if not isinstance(task, Task):
+        raise TypeError(
+            f"{type(element).__name__}.dispatch({node}) must return a Task, got {_describe(task)}"
+        )
+    return task
 
 
 def _describe(obj: object) -> str:
@@ -47,30 +111,50 @@ def _describe(obj: object) -> str:
     return f"{obj!r} of type {type(obj).__name__}{hint}"
 
 
+Stage: TypeAlias = TaskElement | list[TaskElement] | tuple[TaskElement, ...]
+
+
 class Pipeline:
-    """An ordered list of stages; tasks within one stage run in parallel."""
+    """An ordered list of stages; tasks within one stage run in parallel.
+
+    ``environment_definition`` (a :class:`~shoal.model.environment.ShellExecution`
+    by default) says how the node is prepared: its commands run before the
+    tasks' requirements, its ``runtime_context.environment_variables`` are set
+    for the executor. ``report_results`` is netUnicorn's; shoal always keeps a
+    pipeline's results, so it changes nothing.
+    """
 
     def __init__(
         self,
-        tasks: Iterable[Task | list[Task] | tuple[Task, ...]] | Task | None = None,
+        tasks: Iterable[Stage] | TaskElement | None = None,
         early_stopping: bool = True,
+        report_results: bool = True,
+        environment_definition: EnvironmentDefinition | None = None,
         name: str | None = None,
     ) -> None:
         self.name: str = name if name is not None else str(uuid4())
         self.early_stopping = early_stopping
-        self.stages: list[list[Task]] = []
+        self.report_results = report_results
+        self.environment_definition: EnvironmentDefinition = (
+            environment_definition if environment_definition is not None else ShellExecution()
+        )
+        self.stages: list[list[TaskElement]] = []
+        # Set on the copy that is shipped (with_executor_environment), not by users:
+        # the executor puts these in its environment before any task runs.
+        self.executor_environment: dict[str, str] = {}
         if tasks is None:
             return
-        if isinstance(tasks, Task):
+        if isinstance(tasks, Task | TaskDispatcher):
             self.then(tasks)
             return
         for element in tasks:
             self.then(element)
 
-    def then(self, tasks: Task | list[Task] | tuple[Task, ...]) -> Self:
-        """Append a stage: a single Task, or a list/tuple of Tasks run in parallel."""
+    def then(self, tasks: Stage) -> Self:
+        """Append a stage: a single Task (or TaskDispatcher), or a list/tuple of
+        them run in parallel."""
         stage_index = len(self.stages)
-        if isinstance(tasks, Task):
+        if isinstance(tasks, Task | TaskDispatcher):
             self.stages.append([tasks])
             return self
         if not isinstance(tasks, list | tuple):
@@ -80,7 +164,7 @@ class Pipeline:
         if not tasks:
             raise ValueError(f"stage {stage_index}: a stage needs at least one Task, got {tasks!r}")
         for position, task in enumerate(tasks):
-            if not isinstance(task, Task):
+            if not isinstance(task, Task | TaskDispatcher):
                 raise TypeError(
                     f"stage {stage_index}, position {position}: expected a Task, "
                     f"got {_describe(task)}"
@@ -89,16 +173,46 @@ class Pipeline:
         return self
 
     @property
-    def tasks(self) -> list[Task]:
-        """All tasks, stage by stage."""
+    def tasks(self) -> list[TaskElement]:
+        """All tasks (and dispatchers not dispatched yet), stage by stage."""
         return [task for stage in self.stages for task in stage]
 
     def requirements(self) -> list[str]:
-        """All tasks' requirements in order, without duplicates."""
+        """All tasks' requirements in order, without duplicates (a dispatcher's
+        come with the task it dispatches to)."""
         # dict keeps insertion order, so this dedupes while preserving order
-        return list(dict.fromkeys(req for task in self.tasks for req in task.requirements))
+        return list(
+            dict.fromkeys(
+                req for task in self.tasks if isinstance(task, Task) for req in task.requirements
+            )
+        )
 
-    def __iter__(self) -> Iterator[list[Task]]:
+    def has_dispatchers(self) -> bool:
+        """True if some stage still holds a :class:`TaskDispatcher`."""
+        return any(isinstance(task, TaskDispatcher) for task in self.tasks)
+
+    def dispatched(self, node: Node) -> Pipeline:
+        """This pipeline as it runs on ``node``: every :class:`TaskDispatcher`
+        replaced by the task its ``dispatch(node)`` returns.
+
+        Without dispatchers it is the pipeline itself; otherwise a copy (same
+        name, settings and other tasks), so one pipeline can be put on many nodes.
+        """
+        if not self.has_dispatchers():
+            return self
+        copied = copy.copy(self)
+        copied.stages = [[_dispatch(task, node) for task in stage] for stage in self.stages]
+        return copied
+
+    def with_executor_environment(self, variables: dict[str, str]) -> Pipeline:
+        """A copy of this pipeline whose executor sets ``variables`` in its
+        environment before any task runs (what
+        ``runtime_context.environment_variables`` ask for)."""
+        copied = copy.copy(self)
+        copied.executor_environment = dict(variables)
+        return copied
+
+    def __iter__(self) -> Iterator[list[TaskElement]]:
         return iter(self.stages)
 
     def __len__(self) -> int:
