@@ -8,6 +8,7 @@ takes those records as the one that died would have.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Iterator
@@ -21,10 +22,17 @@ from probe_node import ProbeNode
 from runner_helpers import run_inline
 from shoal import LocalCluster
 from shoal.agent.command_records import CommandLedger
+from shoal.controller.commands import CommandRecorder
+from shoal.controller.links import Link
+from shoal.controller.registry import NodeRegistry
 from shoal.protocol import command_messages as cm
 from shoal.protocol.command_messages import CommandRecord, CommandsStored
 from shoal.runner import Server, ServerList, SubstrMatcher
 from shoal.runner.context import current
+from shoal.store import commands as command_queries
+from shoal.store import experiments as exp_queries
+from shoal.store import users as user_queries
+from shoal.store.database import Database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -162,3 +170,43 @@ def test_a_node_keeps_its_newest_records_within_bounds() -> None:
     assert (message.ended, message.error, message.finished_at) == (True, "killed", 100.0)
     ledger.stored(["big", "unknown"])
     assert ledger.messages() == []
+
+
+@pytest.mark.timeout(30)
+def test_a_record_the_store_refuses_for_good_does_not_sink_the_others(tmp_path: Path) -> None:
+    """A record of a run deleted meanwhile (the store refuses its row for good) is
+    dropped alone, once, with its node told to forget it; the batch's other records
+    are stored. (On SQLite, with its foreign keys on, as the controller runs it.)"""
+
+    async def main() -> tuple[list[str], bool, list[object]]:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        await db.create_schema()
+        async with db.write() as conn:
+            owner = await user_queries.put_user(conn, "ann", "not-a-hash")
+            await exp_queries.create_experiment(
+                conn, "run-1", owner, "kept", "runner", "RUNNING", []
+            )
+        registry = NodeRegistry()
+        told: list[object] = []
+        link = Link("n1", None)
+        link.send = told.append  # type: ignore[method-assign]
+        registry.links["n1"] = link
+        recorder = CommandRecorder(db, registry, auth=None)  # type: ignore[arg-type]
+        await recorder.load()
+        recorder.run_nodes["run-1"].add("n1")
+        recorder.run_owners["gone"] = owner
+        recorder.run_nodes["gone"].add("n1")
+        for run, node_record in (("run-1", "kept"), ("gone", "orphan")):
+            recorder.from_agent("n1", record(run, node_record, f"echo {node_record}"))
+        await recorder.flush()
+        async with db.read() as conn:
+            rows = await command_queries.list_commands(conn, "run-1")
+            rows += await command_queries.list_commands(conn, "gone")
+        left = bool(recorder._records)
+        await db.close()
+        return [r["cmd"] for r in rows], left, told
+
+    cmds, left, told = asyncio.run(main())
+    assert cmds == ["echo kept"] and not left
+    stored = sorted(i for m in told if isinstance(m, CommandsStored) for i in m.records)
+    assert stored == ["kept", "orphan"]  # stored, and refused for good: both forgotten

@@ -43,7 +43,7 @@ from shoal.protocol.command_messages import (
 )
 from shoal.store import commands as command_queries
 from shoal.store.database import Database
-from shoal.store.faults import retry_store
+from shoal.store.faults import StoreError, retry_store
 
 log = logging.getLogger("shoal.controller.commands")
 
@@ -337,11 +337,41 @@ class CommandRecorder:
             if late:
                 batch += await self._granted(late)
             await self._store(batch)
-        except BaseException:
-            self._records[:0] = batch  # kept for the recorder to store later
-            self._late[:0] = late
-            self._record_ready.set()
+        except StoreError:
+            self._requeue(batch, late)  # the store is away: the recorder tries again
             raise
+        except Exception:
+            # Not an outage: a row the store refuses for good (its run was deleted
+            # meanwhile). Row by row, so that one does not take the others down,
+            # nor come back every period.
+            log.exception("the store refused a batch of %d command records", len(batch))
+            await self._store_each(batch)
+        except BaseException:
+            self._requeue(batch, late)
+            raise
+
+    def _requeue(self, batch: list[Any], late: list[tuple[str, CommandRecord]]) -> None:
+        self._records[:0] = batch
+        self._late[:0] = late
+        self._record_ready.set()
+
+    async def _store_each(self, batch: list[tuple[dict[str, Any], str, str]]) -> None:
+        for item in batch:
+            try:
+                await self._store([item])
+            except StoreError:
+                self._requeue([item], [])
+            except Exception as exc:
+                row, node, node_record = item
+                log.warning(
+                    "dropped the record of command %r on %r (run %s): %s",
+                    row["cmd"][:80],
+                    node,
+                    row["experiment_id"],
+                    type(exc).__name__,
+                )
+                if node_record:
+                    self._confirm({node: [node_record]})  # it will never be stored
 
     async def _granted(self, late: list[tuple[str, CommandRecord]]) -> list:
         """The late records whose node was granted to their run, as rows to store
