@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -67,14 +66,12 @@ def client(cluster: LocalCluster) -> Iterator[RemoteClient]:
 
 
 def wait_while(client: RemoteClient, name: str, status: ExperimentStatus, timeout: float = 90):
-    """netUnicorn's notebooks poll the status while it stays ``status``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        info = client.get_experiment_status(name)
-        if info.status != status:
-            return info
-        assert time.monotonic() < deadline, info
-        time.sleep(0.1)
+    """Until the experiment leaves ``status`` (PREPARING or RUNNING), as netUnicorn's
+    notebooks wait; woken by the controller's change, not by polling."""
+    until = "ready" if status == ExperimentStatus.PREPARING else "finished"
+    info = client.wait(name, timeout=timeout, until=until)
+    assert info.status != status, info
+    return info
 
 
 def prepare_and_run(client: RemoteClient, experiment: Experiment, name: str):
