@@ -152,9 +152,15 @@ class Context:
             )
         return DataInstance(bytes(value), content_type=content_type)
 
-    def pickled(self, value: Any) -> DataInstance:
-        """``ctx.blob(value, encode="pickle")``."""
-        return self.blob(value, encode="pickle")
+    def pickled(self, value: Any, content_type: str = "pickle") -> DataInstance:
+        """``ctx.blob(value, encode=content_type)``: ``'pickle'``, or ``'cloudpickle'``
+        for values plain pickle cannot serialise (Rain took the parameter too)."""
+        if content_types.validate(content_type) not in ("pickle", "cloudpickle"):
+            raise RainException(
+                f"ctx.pickled() makes 'pickle' or 'cloudpickle' data, not {content_type!r}; "
+                "use ctx.blob(value, encode=...) for other content types"
+            )
+        return self.blob(value, encode=content_type)
 
     def _stage(
         self, path: str | os.PathLike[str], content_type: str | None, what: str

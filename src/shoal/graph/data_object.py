@@ -34,20 +34,28 @@ __all__ = ["DataObject", "blob", "directory", "pickled"]
 class DataObject:
     """An immutable data object in a session's graph: a blob or a directory.
 
-    Made by a task (``task.outputs``) or a constant (:func:`blob`). ``spec`` is what
-    was specified, ``info`` what the server told at the last ``fetch()``/``update()``
+    ``DataObject(label, session, data_type, content_type)``, in Rain's order. Made
+    by a task (``task.outputs``) or a constant (:func:`blob`). ``spec`` is what was
+    specified, ``info`` what the server told at the last ``fetch()``/``update()``
     (``None`` before). ``keep()`` only before submit; ``fetch()`` only if kept.
     """
 
     def __init__(
         self,
         label: str | None = None,
-        *,
+        session: Session | None = None,
         data_type: str | DataType = "blob",
         content_type: str | None = None,
-        session: Session | None = None,
+        *,
         payload: bytes | None = None,
     ) -> None:
+        if session is not None and not isinstance(session, Session):
+            # Rain's order is (label, session, data_type, content_type): a data type
+            # given second by position would otherwise fail far from here.
+            raise TypeError(
+                f"DataObject(label, session, data_type, content_type): session is a "
+                f"Session, not {session!r}"
+            )
         self.session = session if session is not None else active_session()
         self.spec = ObjectSpec(
             id=self.session.new_id(), label=label, content_type=content_type, data_type=data_type
@@ -114,8 +122,18 @@ class DataObject:
 
     @property
     def content_type(self) -> str | None:
-        """The declared content type."""
-        return self.spec.content_type
+        """The content type: the one the task set when it made the object, once
+        ``fetch()``/``update()`` has brought ``info`` (as in Rain), else the declared
+        ``spec.content_type``."""
+        declared = self.spec.content_type
+        if self.info is None or self.info.content_type is None:
+            return declared
+        try:
+            return content_types.resolve(self.info.content_type, declared)
+        except ValueError:
+            # The agent checks run-time types against the spec, so a mismatch would
+            # be a foreign server's; the data are what info says they are.
+            return self.info.content_type
 
     @property
     def is_submitted(self) -> bool:

@@ -204,7 +204,9 @@ class Program:
     label makes the task in the active session; ``name=`` names that task, and
     ``output=``/``outputs=`` replace the program's outputs (in the order argv
     Outputs, ``output_paths``, stdout) by labels or :class:`Output` s, which take
-    what they leave unset (the file's path above all) from the program's.
+    what they leave unset (the file's path above all) from the program's. The
+    parameters up to ``cpus`` may be given by position, in Rain's order;
+    ``input_files``/``output_files`` are Rain 0.3's names of the path lists.
 
     >>> # prog = Program("a-program", stdin="data"); task = prog(data=obj, name="run-1")
     """
@@ -212,15 +214,26 @@ class Program:
     def __init__(
         self,
         args: str | list[Any] | tuple[Any, ...],
-        *,
+        stdout: bool | str | Output | None = None,
+        stdin: Input | str | None = None,
         input_paths: list[Input | str] | tuple[Input | str, ...] = (),
         output_paths: list[Output | str] | tuple[Output | str, ...] = (),
-        stdin: Input | str | None = None,
-        stdout: bool | str | Output | None = None,
         shell: bool = False,
         cpus: int = 1,
+        *,
         name: str | None = None,
+        input_files: list[Input | str] | tuple[Input | str, ...] | None = None,
+        output_files: list[Output | str] | tuple[Output | str, ...] | None = None,
     ) -> None:
+        # Rain 0.3 named the path lists input_files/output_files.
+        if input_files is not None:
+            if input_paths:
+                raise TypeError("Program takes input_paths or input_files, not both")
+            input_paths = input_files
+        if output_files is not None:
+            if output_paths:
+                raise TypeError("Program takes output_paths or output_files, not both")
+            output_paths = output_files
         self.args = args if isinstance(args, str) else tuple(args)
         self.input_paths = tuple(Input(i) if isinstance(i, str) else i for i in input_paths)
         self.output_paths = tuple(output_paths)

@@ -44,6 +44,15 @@ from shoal.graph.program import Input, Output
 from shoal.graph.session import Session
 from shoal.graph.task import Task, to_data_object
 
+# Rain 0.3's function names, for graphs written before 0.4: attributes of this
+# module, left out of __all__ so that a star import neither adds names 0.4 did not
+# have nor hides the builtin open().
+from shoal.graph.tasks_legacy import concat as concat
+from shoal.graph.tasks_legacy import execute as execute
+from shoal.graph.tasks_legacy import export as export
+from shoal.graph.tasks_legacy import open as open
+from shoal.graph.tasks_legacy import sleep as sleep
+
 __all__ = [
     "Concat",
     "Execute",
