@@ -128,8 +128,10 @@ def test_flag_values_validation() -> None:
         FlagValues(text_value=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="int_value"):
         FlagValues(int_value=True)
-    with pytest.raises(TypeError, match="int_value"):
-        FlagValues(int_value="3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="int_value"):
+        FlagValues(int_value="three")  # type: ignore[arg-type]
+    # As pydantic did for netUnicorn: a number in a string is that number.
+    assert FlagValues(int_value="3").int_value == 3  # type: ignore[arg-type]
 
 
 def test_flag_values_dict_roundtrip() -> None:

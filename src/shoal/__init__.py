@@ -30,6 +30,7 @@ _LAZY = {
     **{
         name: "shoal.model"
         for name in (
+            "Architecture",
             "BuildContext",
             "Deployment",
             "DeploymentExecutionResult",
@@ -57,6 +58,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "Architecture",
     "BuildContext",
     "Deployment",
     "DeploymentExecutionResult",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:
     from shoal.client.local_cluster import LocalCluster, local_cluster
     from shoal.client.remote import RemoteClient, RemoteClientException
     from shoal.model import (
+        Architecture,
         BuildContext,
         Deployment,
         DeploymentExecutionResult,

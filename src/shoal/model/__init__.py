@@ -1,5 +1,6 @@
 """Pure data classes describing nodes, pipelines, experiments and results."""
 
+from shoal.model.architecture import Architecture
 from shoal.model.environment import (
     BuildContext,
     DockerImage,
@@ -27,6 +28,7 @@ from shoal.model.result import (
 )
 
 __all__ = [
+    "Architecture",
     "BuildContext",
     "Deployment",
     "DeploymentExecutionResult",

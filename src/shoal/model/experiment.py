@@ -30,6 +30,21 @@ class ExperimentStatus(Enum):
         """True once the experiment can no longer change state."""
         return self in _TERMINAL_STATUSES
 
+    @property
+    def as_netunicorn(self) -> ExperimentStatus:
+        """The status as netUnicorn reports it: it has no FAILED or CANCELLED,
+        such runs are FINISHED there."""
+        return ExperimentStatus.FINISHED if self.is_terminal else self
+
+    @classmethod
+    def from_json(cls, value: int | str) -> ExperimentStatus:
+        """The status from its JSON form: netUnicorn's number, or shoal's name."""
+        try:
+            return cls[value] if isinstance(value, str) else cls(value)
+        except (KeyError, ValueError):
+            known = ", ".join(f"{s.value} ({s.name})" for s in cls)
+            raise ValueError(f"unknown experiment status {value!r}; known: {known}") from None
+
 
 _TERMINAL_STATUSES = frozenset(
     {ExperimentStatus.FINISHED, ExperimentStatus.FAILED, ExperimentStatus.CANCELLED}
@@ -91,6 +106,12 @@ class Deployment:
     tasks' requirements added to its ``commands`` (what will run on the node
     before the pipeline); replace or change it to prepare this node
     differently. Deployments read back from the controller have none (None).
+
+    ``keep_alive_timeout_minutes`` and ``cleanup`` are netUnicorn's and are
+    kept, not sent: shoal's own executors need no keep-alive (the agent
+    reports a deployment whose executor dies, and a node that goes quiet has
+    its deployments marked lost) and leave no containers behind. Through the
+    ``/netunicorn`` endpoint, netUnicorn's client does use both.
     """
 
     node: Node
@@ -100,8 +121,16 @@ class Deployment:
     error: str | None = None
     state: str = ""
     environment_definition: EnvironmentDefinition | None = field(default=None, kw_only=True)
+    keep_alive_timeout_minutes: int | float = field(default=10, kw_only=True)
+    cleanup: bool = field(default=True, kw_only=True)
 
     def __post_init__(self) -> None:
+        minutes = self.keep_alive_timeout_minutes
+        if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not minutes > 0:
+            raise ValueError(
+                f"deployment on {self.node}: keep_alive_timeout_minutes must be a positive "
+                f"number of minutes, got {minutes!r}"
+            )
         if self.pipeline is None:
             return
         self.pipeline = self.pipeline.dispatched(self.node)
@@ -161,6 +190,19 @@ class Experiment:
     def append(self, node: Node | str, pipeline: Pipeline) -> Self:
         """Deploy ``pipeline`` on a single ``node``."""
         return self.map(pipeline, _as_node(node))
+
+    def __add__(self, other: Experiment) -> Experiment:
+        """A new experiment with this one's deployments (copied), then ``other``'s
+        (as they are); ``other``'s deployment context is merged over this one's."""
+        if not isinstance(other, Experiment):
+            return NotImplemented
+        combined = copy.deepcopy(self)
+        combined.deployment_map.extend(other.deployment_map)
+        if other.deployment_context:
+            merged = dict(combined.deployment_context or {})
+            merged.update(other.deployment_context)
+            combined.deployment_context = merged
+        return combined
 
     def __iter__(self) -> Iterator[Deployment]:
         return iter(self.deployment_map)
@@ -228,11 +270,17 @@ class DeploymentExecutionResult:
 
 @dataclass(repr=False)
 class ExperimentExecutionInformation:
-    """Status of an experiment together with its deployments and results."""
+    """Status of an experiment together with its deployments and results.
+
+    ``shoal_status`` is set only where ``status`` is netUnicorn's
+    (:mod:`shoal.compat.netunicorn.client`): there a FAILED or CANCELLED run
+    shows as FINISHED, and ``shoal_status`` keeps which it was.
+    """
 
     status: ExperimentStatus
     experiment: Experiment | None
     execution_result: list[DeploymentExecutionResult] | None
+    shoal_status: ExperimentStatus | None = field(default=None, kw_only=True)
 
     def __repr__(self) -> str:
         return (

@@ -6,6 +6,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from shoal.model.architecture import Architecture, as_architecture
+from shoal.model.environment import DockerImage, ShellExecution
+
+# What a node can prepare, by the names netUnicorn's nodes list in their
+# "netunicorn-environments" property.
+_ENVIRONMENTS: dict[str, type] = {"DockerImage": DockerImage, "ShellExecution": ShellExecution}
+
 
 @dataclass(eq=False, repr=False)
 class Node:
@@ -13,14 +20,46 @@ class Node:
 
     Two nodes are equal when their names are equal; the other fields are
     descriptive and may change between listings of the same machine.
+
+    ``architecture`` is an :class:`~shoal.model.architecture.Architecture`
+    member when it names one (``Architecture.LINUX_AMD64``), else the agent's
+    string; either compares equal to the string. ``additional_properties`` is
+    netUnicorn's dict for what its connectors keep about a node (empty here).
     """
 
     name: str
     properties: dict[str, Any] = field(default_factory=dict)
-    architecture: str = "unknown"
+    architecture: Architecture | str = Architecture.UNKNOWN
     cpus: int = 1
     online: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)
+    additional_properties: dict[str, Any] = field(default_factory=dict, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.architecture, str):
+            raise TypeError(
+                f"node {self.name!r}: architecture must be an Architecture or a str, "
+                f"got {self.architecture!r}"
+            )
+        self.architecture = as_architecture(self.architecture)
+
+    @property
+    def available_environments(self) -> set[type]:
+        """The environment definitions this node can prepare (netUnicorn's).
+
+        Both, unless the node's ``netunicorn-environments`` property lists
+        some by name. (On shoal's own API a ``DockerImage`` with an image
+        fails at prepare on any node: see :mod:`shoal.model.environment`.)
+        """
+        listed = self.properties.get("netunicorn-environments")
+        if listed is None:
+            return set(_ENVIRONMENTS.values())
+        if isinstance(listed, str):
+            listed = [listed]
+        try:
+            return {_ENVIRONMENTS[name] for name in listed if name in _ENVIRONMENTS}
+        except TypeError:  # not iterable, or unhashable names: as if unset
+            return set(_ENVIRONMENTS.values())
 
     def __repr__(self) -> str:
         return self.name
@@ -54,10 +93,13 @@ class Node:
         return {
             "name": self.name,
             "properties": dict(self.properties),
-            "architecture": self.architecture,
+            # the plain string: a member would serialise as one anyway, but
+            # msgspec and friends need not know the enum
+            "architecture": str.__str__(self.architecture),
             "cpus": self.cpus,
             "online": self.online,
             "metrics": dict(self.metrics),
+            "additional_properties": dict(self.additional_properties),
         }
 
     @classmethod
@@ -70,6 +112,7 @@ class Node:
             cpus=data.get("cpus", 1),
             online=data.get("online", True),
             metrics=dict(data.get("metrics") or {}),
+            additional_properties=dict(data.get("additional_properties") or {}),
         )
 
 
@@ -110,6 +153,29 @@ class Nodes(Sequence[Node]):
         for node in self._nodes:
             node.properties[name] = value
         return self
+
+    @property
+    def nodes(self) -> list[Node]:
+        """The list of nodes itself (netUnicorn's pool attribute): changing it changes this pool."""
+        return self._nodes
+
+    def pop(self, index: int = -1) -> Node:
+        """Remove and return the node at ``index`` (the last by default)."""
+        if not self._nodes:
+            raise IndexError("pop from an empty Nodes")
+        try:
+            return self._nodes.pop(index)
+        except IndexError:
+            raise IndexError(
+                f"pop index {index} is out of range for {len(self._nodes)} nodes"
+            ) from None
+
+    def __setitem__(self, index: int, node: Node) -> None:
+        if not isinstance(node, Node):
+            raise TypeError(
+                f"a Nodes holds Node objects, got {node!r} of type {type(node).__name__}"
+            )
+        self._nodes[index] = node
 
     def names(self) -> list[str]:
         """Return the node names, in order."""

@@ -204,6 +204,21 @@ class Pipeline:
         copied.stages = [[_dispatch(task, node) for task in stage] for stage in self.stages]
         return copied
 
+    def copy(self) -> Pipeline:
+        """A new pipeline (with a new name) with the same settings and stages.
+
+        Stages are copied, tasks are shared (as netUnicorn's ``copy``): adding a
+        stage to the copy leaves this pipeline as it is.
+        """
+        copied = Pipeline(
+            early_stopping=self.early_stopping,
+            report_results=self.report_results,
+            environment_definition=self.environment_definition,
+        )
+        copied.stages = [list(stage) for stage in self.stages]
+        copied.executor_environment = dict(self.executor_environment)
+        return copied
+
     def with_executor_environment(self, variables: dict[str, str]) -> Pipeline:
         """A copy of this pipeline whose executor sets ``variables`` in its
         environment before any task runs (what
