@@ -14,7 +14,9 @@ and is run with ``shoal exp FILE_OR_FOLDER...``. ``from shoal.runner import *``
 gives every name ``from distexprunner import *`` gave (docs/runner.md has the table).
 """
 
-from shoal.runner import notification, upstream_modules
+from enum import Enum
+
+from shoal.runner import notification, registry, server, stdin_controller, upstream_modules
 from shoal.runner.actions import Action, ReturnCode
 from shoal.runner.command import BadReturnCode, Command, CommandError
 from shoal.runner.groups import ProcessGroup, any_failed, run_on_all
@@ -29,6 +31,10 @@ from shoal.runner.utilities import GDB, SOCKET_BIND, IterClassGen, counter, log,
 # `from distexprunner.parameter_grid import ...` and its siblings, renamed, work too.
 upstream_modules.install(__name__)
 
+# Beside the API, what distexprunner's star import bound and code used
+# unqualified: `Enum` (its enums module imported it) and its submodules
+# (`outputs.LOG_LEVEL_CMD`). As upstream's, they replace a name of yours
+# imported *before* the star import (your own `utils` module, say).
 __all__ = [
     "GDB",
     "SOCKET_BIND",
@@ -39,6 +45,7 @@ __all__ = [
     "CommandError",
     "ComputedParam",
     "Console",
+    "Enum",
     "EnvParser",
     "File",
     "IterClassGen",
@@ -51,10 +58,18 @@ __all__ = [
     "SubstrMatcher",
     "any_failed",
     "counter",
+    "enums",
     "forward_stdin_to",
     "log",
     "notification",
+    "outputs",
+    "parameter_grid",
     "reg_exp",
+    "registry",
     "run_on_all",
+    "server",
+    "server_list",
     "sleep",
+    "stdin_controller",
+    "utils",
 ]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from shoal.client.commands import CommandFailed, CommandState
 from shoal.runner.actions import ReturnCode
-from shoal.runner.context import RunContext
+from shoal.runner.context import RunContext, active
 from shoal.runner.handlers import flush
 
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ def wait_in_turns(event: threading.Event, timeout: float | None = None) -> bool:
             return False
 
 
+WATCH_TURN = 0.2  # seconds: how soon a blocked experiment notices a failed command
+
+
 class CommandError(Exception):
     """The command could not run or was cut off (unknown node, node lost, connection lost)."""
 
@@ -63,6 +66,58 @@ class BadReturnCode(Exception):
         self.server, self.cmd, self.code = server, cmd, code
 
 
+def raise_failed_in_background(
+    context: RunContext | None = None, exclude: Command | None = None
+) -> None:
+    """With raise_on_rc=True, BadReturnCode for a command that ended with a non-zero
+    code nobody has seen (not waited for, not killed or signalled by the user).
+
+    distexprunner stopped the run on any such code, at the experiment's next
+    call that let its event loop run (wait, sleep, stdin, ...): this is that check.
+    """
+    context = context or active()
+    if context is None or not context.raise_on_rc or not context.failed.is_set():
+        return
+    # Cleared before looking: a failure arriving meanwhile sets it again.
+    context.failed.clear()
+    with context.lock:
+        commands = list(context.running)
+    for command in commands:
+        if command is not exclude and command._failed_unseen():
+            command._seen = True
+            context.failed.set()  # still set: another unseen failure is found next time
+            state = command._state
+            why = f"{state.error}; " if state.error else ""
+            raise BadReturnCode(
+                command.server.id,
+                state.cmd,
+                state.code or 0,
+                f" ({why}seen while the experiment was busy elsewhere: "
+                "raise_on_rc=True stops it at any non-zero code)",
+            )
+    if exclude is not None and exclude._failed_unseen():
+        context.failed.set()  # the caller reports its own code, or a later check does
+
+
+def wait_watching(
+    event: threading.Event, timeout: float | None = None, exclude: Command | None = None
+) -> bool:
+    """``wait_in_turns(event, timeout)`` that stops the experiment (BadReturnCode) as
+    soon as another of its commands fails unseen (see raise_failed_in_background)."""
+    context = active()
+    if context is None or not context.raise_on_rc:
+        return wait_in_turns(event, timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        raise_failed_in_background(context, exclude)
+        turn = WATCH_TURN if deadline is None else min(WATCH_TURN, deadline - time.monotonic())
+        if event.wait(max(turn, 0.0)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            raise_failed_in_background(context, exclude)
+            return False
+
+
 class Command:
     """A command running on a node (what ``Server.run_cmd`` returns)."""
 
@@ -71,6 +126,8 @@ class Command:
         self.server = server
         self._state = state
         self._killed = False
+        self._signalled = False  # the user ended it on purpose, as with kill()
+        self._seen = False  # its code reached the user (or BadReturnCode named it)
         self._warned = False
 
     @property
@@ -86,17 +143,31 @@ class Command:
     def wait(self, block: bool = True) -> int | ReturnCode | None:
         """The return code; ``ReturnCode.TIMEOUT`` if it ran out of time; with
         ``block=False``, None while the command still runs."""
-        if not block and not self._state.done.is_set():
-            return None
-        wait_in_turns(self._state.done)
+        if not block:
+            # Not a blocking call: only this command's own code is looked at.
+            return self._outcome() if self._state.done.is_set() else None
+        wait_watching(self._state.done, exclude=self)
         return self._outcome()
 
-    def ended(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` seconds for the command to end; whether it has."""
+    def ended(self, timeout: float | None = None, watch: bool = False) -> bool:
+        """Wait up to ``timeout`` seconds for the command to end; whether it has.
+        ``watch``: as the experiment's own blocking calls do, stop at another
+        command's unseen failure (raise_on_rc)."""
+        if watch:
+            return wait_watching(self._state.done, timeout, exclude=self)
         return wait_in_turns(self._state.done, timeout)
+
+    def _failed_unseen(self) -> bool:
+        state = self._state
+        return (
+            state.done.is_set()
+            and state.code not in (None, 0)
+            and not (self._seen or self._killed or self._signalled)
+        )
 
     def _outcome(self) -> int | ReturnCode | None:
         state = self._state
+        self._seen = True
         if state.code is None:
             raise CommandError(f"{self.server.id}: {state.cmd!r}: {state.error}")
         if state.timed_out and not self._warned:
@@ -110,7 +181,9 @@ class Command:
     def kill(self) -> int | ReturnCode | None:
         """End the command and everything it started (TERM, then KILL); its return code."""
         self.request_kill()
-        wait_in_turns(self._state.done)
+        self._seen = True
+        raise_failed_in_background(self._context)  # another command's failure, as wait() does
+        wait_watching(self._state.done, exclude=self)
         return ReturnCode.TIMEOUT if self._state.timed_out else self._state.code
 
     def request_kill(self, discard_output: bool = False) -> None:
@@ -130,8 +203,9 @@ class Command:
     def stdin(self, line: str | bytes, close: bool = False, delay: float | None = None) -> None:
         """Write to the command's stdin ("\\n" ends a line); ``close=True`` sends EOF.
         ``delay``: wait that many seconds first."""
+        raise_failed_in_background(self._context)
         if delay:
-            time.sleep(delay)
+            wait_watching(threading.Event(), delay)
         self._write(line, close)
 
     def async_stdin(
@@ -144,6 +218,13 @@ class Command:
         """Send a signal (a number, ``signal.SIGINT``, or a name: "INT", "SIGINT") to the
         command's process group."""
         number = signal_number(signal)
+        self._send_signal(number)
+        raise_failed_in_background(self._context, self)
+
+    def _send_signal(self, number: int) -> None:
+        # A signal ends most commands on purpose: like kill(), not a failure to
+        # stop the experiment for unless the user waits for its code.
+        self._signalled = True
         wait_in_turns(self._state.started, 30)  # as for kill(): the agent drops an early signal
         if not self._state.done.is_set():
             self._context.channel.signal(self._state.id, number)
@@ -151,7 +232,7 @@ class Command:
     def async_signal(self, signal: Signal, delay: float | None = None) -> None:
         """Like ``signal`` but returns at once; with ``delay``, signals that many seconds later."""
         number = signal_number(signal)  # a bad name fails here, not in a timer thread
-        self._later(delay, lambda: self.signal(number))
+        self._later(delay, lambda: self._send_signal(number))
 
     def _write(self, text: str | bytes, close: bool) -> None:
         if self._state.done.is_set():
@@ -188,6 +269,10 @@ class Command:
         return f"<Command {self.server.id}: {self._state.cmd!r} {state}>"
 
 
-def finished(state: CommandState, handlers: list) -> None:
+def finished(state: CommandState, handlers: list, context: RunContext | None = None) -> None:
+    """A command ended (on the channel's reader thread): its handlers are flushed, and
+    a non-zero code wakes the experiment's check for unseen failures."""
     for handler in handlers:
         flush(handler)
+    if context is not None and state.code not in (None, 0):
+        context.failed.set()

@@ -21,9 +21,17 @@ class RunContext:
     running: list[Command] = field(default_factory=list)
     timers: list[threading.Timer] = field(default_factory=list)  # delayed stdin/signals
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set when a command ends with a code other than 0: the experiment's next
+    # blocking call then looks for a failure nobody has seen (raise_on_rc).
+    failed: threading.Event = field(default_factory=threading.Event)
 
 
 _current: RunContext | None = None
+
+
+def active() -> RunContext | None:
+    """The running experiment's context; None outside one (a helper called on its own)."""
+    return _current
 
 
 def current() -> RunContext:

@@ -22,6 +22,7 @@ from shoal.client.reproduction import reproduction
 from shoal.client.settings import lookup
 from shoal.runner import output
 from shoal.runner.actions import Action
+from shoal.runner.command import raise_failed_in_background
 from shoal.runner.context import RunContext, activate
 from shoal.runner.discovery import DefinitionError, discover
 from shoal.runner.notify import post_summary
@@ -127,6 +128,9 @@ def run_experiment(client: RemoteClient, nodes: dict[str, str], spec: Experiment
             spec.servers.cd(spec.servers.working_directory)
             try:
                 result = spec.func(spec.servers, **spec.params)
+                # A command that failed unseen, after the last blocking call: the
+                # experiment fails now, at the latest (raise_on_rc).
+                raise_failed_in_background(context)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 log.error("%s failed:\n%s", spec.name, traceback.format_exc().rstrip())
@@ -190,7 +194,7 @@ def _end_commands(context: RunContext, interrupted: bool = False) -> None:
     deadline = time.monotonic() + INTERRUPT_PATIENCE
     for command in running:
         if not interrupted:
-            command.kill()
+            command.ended()  # not kill(): that would look for failures, and raise
         elif not command.ended(max(deadline - time.monotonic(), 0.0)):
             log.warning("%r did not end in %g s; its node ends it", command, INTERRUPT_PATIENCE)
 

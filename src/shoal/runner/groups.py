@@ -89,4 +89,5 @@ def any_failed(cmds: Iterable[Command], poll_interval: float = 1) -> Code | bool
         pending = [c for c, code in zip(commands, codes, strict=True) if code is None]
         if not pending:
             return False
-        pending[0].ended(timeout=poll_interval)
+        # distexprunner slept here, and a failed command elsewhere stopped it (raise_on_rc).
+        pending[0].ended(timeout=poll_interval, watch=True)

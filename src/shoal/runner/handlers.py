@@ -21,16 +21,28 @@ class Console:
     """Print each line without its trailing whitespace, formatted with ``fmt`` (``%s``)::
 
     s.run_cmd("make", stdout=Console(fmt=f"{s.id}: %s"))
+
+    Older distexprunner's ``rstrip`` and ``end`` are taken too: ``rstrip=False``
+    keeps the line's trailing whitespace but its newline, ``end`` is written
+    after the formatted line. Each line still prints as a line of its own (shoal
+    ends it), so an ``end`` without a newline does not glue lines together.
     """
 
-    def __init__(self, fmt: str = "%s") -> None:
+    def __init__(self, fmt: str = "%s", rstrip: bool = True, end: str = "") -> None:
         self.fmt = fmt
+        self.rstrip = rstrip
+        self.end = end
+
+    def _format(self, line: str) -> str:
+        text = line.rstrip() if self.rstrip else line.rstrip("\r\n")
+        # The line break is the output's own: one from `end` would print an empty line.
+        return (self.fmt % text + self.end).rstrip("\r\n")
 
     def __call__(self, line: str) -> None:
-        output.emit(self.fmt % line.rstrip())
+        output.emit(self._format(line))
 
     def write_lines(self, lines: list[str]) -> None:
-        output.emit_many([self.fmt % line.rstrip() for line in lines])
+        output.emit_many([self._format(line) for line in lines])
 
 
 class File:
@@ -109,8 +121,16 @@ class SubstrMatcher:
             self._seen.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """True once the text appeared; False if ``timeout`` seconds passed first."""
-        return self._seen.wait(timeout)
+        """True once the text appeared; False if ``timeout`` seconds passed first.
+
+        With raise_on_rc=True a command of the experiment that fails meanwhile
+        (the one to print the text, say) raises BadReturnCode instead of
+        leaving this waiting for a line that will never come.
+        """
+        # Imported here: command.py needs this module first.
+        from shoal.runner.command import wait_watching
+
+        return wait_watching(self._seen, timeout)
 
     def matched(self) -> bool:
         """Whether the text was seen (without waiting)."""

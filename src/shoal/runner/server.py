@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.runner import handlers as out
-from shoal.runner.command import Command, finished
+from shoal.runner.command import Command, finished, raise_failed_in_background
 from shoal.runner.context import current
 from shoal.runner.stdin_controller import StdinController
 
@@ -82,7 +82,7 @@ class Server:
             cwd=self.working_directory,
             timeout=timeout,
             stdin=data,
-            on_exit=lambda s: finished(s, [on_stdout, on_stderr]),
+            on_exit=lambda s: finished(s, [on_stdout, on_stderr], context),
         )
         command = Command(context, self, state)
         with context.lock:
@@ -94,6 +94,7 @@ class Server:
     def send_file(self, src: str | os.PathLike[str], target: str) -> None:
         """Upload a local file to ``target`` on the node (relative to the working directory)."""
         context = current()
+        raise_failed_in_background(context)  # a blocking call, as upstream's was
         source = Path(src)
         if self.working_directory and not target.startswith("/"):
             target = posixpath.join(self.working_directory, target)
@@ -162,6 +163,13 @@ class ServerList:
         """``Server.cd`` on every server of the list (by default to the home directory)."""
         for s in self._servers:
             s.cd(directory)
+
+    def connect_to_all(self) -> None:
+        """Older distexprunner's explicit connect: shoal reaches the nodes of each
+        experiment by itself, so there is nothing to do."""
+
+    def disconnect_from_all(self) -> None:
+        """Older distexprunner's explicit disconnect: nothing to do (see connect_to_all)."""
 
     @property
     def unique_by_ip(self) -> ServerList:

@@ -16,6 +16,8 @@ import tty
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
+from shoal.runner.command import raise_failed_in_background
+
 if TYPE_CHECKING:
     from shoal.runner.command import Command
 
@@ -119,6 +121,8 @@ class StdinController:
             self._active.stdin("", close=True)
 
     def _alive(self) -> bool:
+        # A blocking call of the experiment: a failed command stops it (raise_on_rc).
+        raise_failed_in_background()
         return any(not c.done for c in self.cmds)
 
     def wait(self) -> None:
@@ -173,9 +177,14 @@ def forward_stdin_to(cmd: Command, esc: str = ESC, input: TextIO | None = None) 
     """Send what you type to ``cmd`` until you press ``esc`` (raw keys on a terminal;
     from a pipe, until ``esc`` or the end of input)."""
     command = cmd
+
+    def alive() -> bool:
+        raise_failed_in_background()  # a blocking call: a failed command stops it (raise_on_rc)
+        return not command.done
+
     fd = (input or sys.stdin).fileno()
     with _raw(fd) as keys:
-        for text in _text(fd, lambda: not command.done):
+        for text in _text(fd, alive):
             head, found, _ = text.partition(esc)
             if keys:
                 head = head.replace("\r", "\n")

@@ -179,14 +179,17 @@ class CSVGenerator:
     def __init__(self, *regexes: Any, **columns: Any) -> None:
         self._header: list[str] = []
         self._fixed: dict[str, str] = {}
-        self._columns: list[_Column] = []
+        self._columns: list[Any] = []  # _Column or a user's column (_PROTOCOL)
         self.add_columns(**columns)
         # Copies: one list of column objects is shared by every generator IterClassGen makes.
         for item in copy.deepcopy(list(_flatten(regexes))):
             column = self.Default(item) if isinstance(item, str) else item
-            if not isinstance(column, _Column):
+            # distexprunner took any object with its columns' three methods; so do we.
+            missing = [m for m in _PROTOCOL if not callable(getattr(column, m, None))]
+            if missing:
                 raise TypeError(
-                    f"CSVGenerator takes regexes and CSVGenerator columns, got {item!r}"
+                    f"CSVGenerator takes regexes and columns (objects with keys(), cols() "
+                    f"and search(line)); {item!r} has no {', '.join(m + '()' for m in missing)}"
                 )
             for key in column.keys():  # noqa: SIM118 - a column, not a dict
                 self._claim(key)
@@ -222,7 +225,8 @@ class CSVGenerator:
 
     @property
     def row(self) -> str:
-        return ",".join(self.as_dict.values())
+        # str(): a user's column may yield numbers.
+        return ",".join(str(value) for value in self.as_dict.values())
 
     def write(self, path: str | os.PathLike[str], *parts: str) -> None:
         """Append the row to a CSV file; a new file gets the header first."""
@@ -233,6 +237,11 @@ class CSVGenerator:
             if new:
                 f.write(self.header + "\n")
             f.write(row + "\n")
+
+
+# What CSVGenerator calls on a column: the names it adds to the header, a line
+# of output to look at, and the (name, text) pairs of a row.
+_PROTOCOL = ("keys", "search", "cols")
 
 
 def _flatten(items: Iterable[Any]) -> Iterator[Any]:

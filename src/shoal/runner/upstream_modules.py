@@ -60,9 +60,13 @@ _LAYOUT: dict[str, dict[str, Any]] = {
 
 
 def install(package: str) -> None:
-    """Register ``PACKAGE.parameter_grid`` and the others in ``sys.modules``."""
+    """Register ``PACKAGE.parameter_grid`` and the others in ``sys.modules``, and as
+    attributes of the package (``shoal.runner.outputs.LOG_LEVEL_CMD``, and the star
+    import binds them as distexprunner's did)."""
+    parent = sys.modules[package]
     for name, names in _LAYOUT.items():
         module = types.ModuleType(f"{package}.{name}", f"distexprunner.{name}'s names in shoal")
         module.__dict__.update(names)
         module.__all__ = [n for n in names if not n.startswith("_")]  # type: ignore[attr-defined]
         sys.modules[module.__name__] = module
+        setattr(parent, name, module)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import time
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
+
+from shoal.runner.command import wait_watching
 
 T = TypeVar("T")
 
@@ -26,8 +28,12 @@ def SOCKET_BIND(nodes: int | str) -> str:
 
 
 def sleep(delay: float) -> None:
-    """Sleep while command output keeps flowing (it is read on another thread)."""
-    time.sleep(delay)
+    """Sleep while command output keeps flowing (it is read on another thread).
+
+    With raise_on_rc=True a command that fails meanwhile, unseen, ends the sleep
+    with BadReturnCode, as distexprunner's did.
+    """
+    wait_watching(threading.Event(), delay)
 
 
 def log(message: object = "", *more: object) -> None:
