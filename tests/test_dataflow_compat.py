@@ -205,7 +205,9 @@ def test_setup_with_fissions_signature_gets_root(tmp_path: Path) -> None:
     with emulator as run:
         assert run(5) == ["gain=2:5"]
     assert job.directory == folder
-    assert job.flags == (True, {})  # FISSION's wrapper always used per-job fifo folders
+    # The emulator runs a copy, leaving ``job`` as made (FISSION ran it in a subprocess).
+    assert not hasattr(job, "flags")
+    assert emulator.running.flags == (True, {})  # FISSION's wrapper always used per-job fifos
     # Signatures of either world get what they can take.
     plain = PythonJob()
     assert setup_call(plain) == ((str(Path(".").resolve()),), {"seperate_job_pipes": True})

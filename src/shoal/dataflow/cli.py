@@ -1,4 +1,4 @@
-"""``shoal dataflow CONFIG simulate|run|show``: FISSION's manage.py, on shoal."""
+"""``shoal dataflow CONFIG simulate|run|show|test``: FISSION's manage.py, on shoal."""
 
 from __future__ import annotations
 
@@ -110,6 +110,30 @@ def show(network: Network) -> None:
     for job_id, entries in sorted(restarts.items()):
         for entry in entries:
             click.echo(f"  job {network.job(job_id).name} restarted: {entry}")
+
+
+@dataflow.command(context_settings={"ignore_unknown_options": True})
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def test(network: Network, pytest_args: tuple[str, ...]) -> None:
+    """Run the network's tests (NET/tests) with pytest and FISSION's fixtures.
+
+    Extra arguments go to pytest (e.g. -k NAME, --runslow)."""
+    try:
+        import pytest
+    except ImportError:
+        raise click.ClickException("`shoal dataflow NET test` needs pytest installed") from None
+    from shoal.dataflow import test as plugin
+
+    folder = network.directory / "tests"
+    if not folder.is_dir():
+        raise click.ClickException(f"no tests folder: {folder}")
+    plugin.use_config(network.module)
+    try:
+        code = pytest.main([str(folder), *pytest_args], plugins=["shoal.dataflow.test"])
+    finally:
+        plugin.use_config(None)
+    raise SystemExit(int(code))
 
 
 def _run(

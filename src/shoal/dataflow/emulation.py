@@ -13,6 +13,8 @@ the pipes nobody reads::
 
 from __future__ import annotations
 
+import copy
+import io
 import queue
 import shutil
 import threading
@@ -44,22 +46,60 @@ def emulate(obj: Any, path: str | Path = ".emulate", **kwargs: Any) -> Any:
 
 
 class PipeEmulator:
-    """One pipe, sender to receiver: ``put`` packs a value, ``get`` unpacks the next."""
+    """One pipe, sender to receiver: ``put`` packs a value, ``get`` unpacks the next.
+
+    A pipe that frames values on a byte stream (a fixed ``BLOCK_SIZE``, a
+    pickle or JSON mixin, or its own ``read``/``write``) goes through its
+    ``write`` and ``read`` too, as FISSION's emulator did, so a custom
+    protocol is tested. ``put_head(h)`` gives the next value put the head
+    ``h``; ``get_head()`` is the head of the value the next ``get`` returns.
+    """
 
     def __init__(self, pipe: BasePipe) -> None:
         self.pipe = pipe
-        self._wire: queue.Queue[Any] = queue.Queue()
+        self._wire: queue.Queue[tuple[Any, int]] = queue.Queue()
+        self._head = 0
+        self._held: tuple[Any, int] | None = None
+
+    def _travel(self, value: Any) -> Any:
+        """What the receiver's ``unpack`` gets for ``value``."""
+        wire = self.pipe.to_wire(value)
+        if not self.pipe.streams:
+            return self.pipe.decode(wire)
+        stream = io.BytesIO()
+        self.pipe.write(stream, self.pipe.decode(wire))
+        stream.seek(0)
+        return self.pipe.read_stream(stream)
 
     def put(self, value: Any) -> None:
-        self._wire.put(self.pipe.to_wire(value))
+        self._wire.put((self._travel(value), self._head))
+        self._head = 0
+
+    def put_head(self, head: int) -> None:
+        """The head the next :meth:`put` value travels with."""
+        self._head = int(head)
+
+    def _next(self, timeout: float) -> tuple[Any, int]:
+        if self._held is None:
+            try:
+                self._held = self._wire.get(timeout=timeout)
+            except queue.Empty:
+                raise TimeoutError(f"nothing was put on pipe {self.pipe.id}") from None
+        return self._held
+
+    def get_head(self, timeout: float = _WAIT) -> int:
+        """The head of the value the next :meth:`get` returns."""
+        return self._next(timeout)[1]
 
     def get(self, timeout: float = _WAIT) -> Any:
-        return self.pipe.from_wire(self._wire.get(timeout=timeout))
+        data, _ = self._next(timeout)
+        self._held = None
+        return self.pipe.unpack(data)
 
     def __call__(self, value: Any) -> tuple[Any, Any]:
         """``(what travels, what the receiver gets)`` for ``value``."""
         wire = self.pipe.to_wire(value)
-        return wire, self.pipe.from_wire(wire)
+        return wire, self.pipe.unpack(self._travel(value))
 
     def kill(self) -> None:
         """Nothing to release (FISSION's closed its OS pipes)."""
@@ -143,14 +183,22 @@ class _Hosted:
 class JobEmulator:
     """One job in this process: ``emulator(*inputs, head=0)`` runs a round and
     returns one value per output (a tuple argument feeds several values, for
-    a ``BLOCK_COUNT`` input). ``heads`` holds the output heads of the last call."""
+    a ``BLOCK_COUNT`` input). ``heads`` holds the output heads of the last call.
+
+    A copy of the job runs (``running``), so ``job`` stays as it was made, as
+    FISSION's emulator left it (it ran the job in a subprocess); a job that
+    cannot be copied runs itself. It runs in ``cwd`` (``<root>/<job id>``).
+    """
 
     def __init__(self, job: BaseJob, root: str | Path = ".emulate", start: bool = True) -> None:
         self.job = job
         job.id = job.id or 1
-        _prepare(job, Path(root).resolve() / str(job.id), Path.cwd())
+        self.running = _detached(job)
+        self.cwd = Path(root).resolve() / str(job.id)
+        _prepare(self.running, self.cwd, Path.cwd())
+        job.directory = self.cwd
         self.taps = [_Tap(pipe) for pipe in job.outputs]
-        self.hosted = _Hosted(job, list(self.taps))
+        self.hosted = _Hosted(self.running, list(self.taps))
         for tap in self.taps:
             tap.runner = self.hosted.runner
         self._counters = [0] * len(job.inputs)
@@ -160,6 +208,16 @@ class JobEmulator:
 
     def start(self) -> None:
         self.hosted.thread.start()
+
+    @property
+    def in_emulators(self) -> list[PipeEmulator]:
+        """One :class:`PipeEmulator` per input pipe (FISSION's attribute)."""
+        return [PipeEmulator(pipe) for pipe in self.job.inputs]
+
+    @property
+    def out_emulators(self) -> list[PipeEmulator]:
+        """One :class:`PipeEmulator` per output pipe (FISSION's attribute)."""
+        return [PipeEmulator(pipe) for pipe in self.job.outputs]
 
     def __call__(self, *args: Any, head: int = 0, timeout: float = _WAIT) -> list[Any]:
         if len(args) != len(self.job.inputs):
@@ -184,7 +242,7 @@ class JobEmulator:
                     f"job {self.job.label} sent nothing on pipe {tap.pipe.id} in {timeout:g} s"
                 ) from None
             outputs.append(value)
-            self.heads.append(Head(out_head, self.job.head_size))
+            self.heads.append(Head(out_head, self.running.head_size))
         return outputs
 
     @property
@@ -200,6 +258,16 @@ class JobEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def _detached(job: BaseJob) -> BaseJob:
+    """A copy of ``job`` to run, or ``job`` itself when it cannot be copied
+    (it holds a lock, an open file, ...)."""
+    try:
+        twin = copy.deepcopy(job)
+    except Exception:
+        return job
+    return twin
 
 
 def from_waiting(predicate: Any, timeout: float) -> None:

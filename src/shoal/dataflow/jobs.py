@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from shoal.dataflow import registry
 from shoal.dataflow.heads import FINISHED_BIT, Head, finished_mask
 from shoal.dataflow.pipes import BasePipe
 
@@ -121,7 +122,17 @@ class BaseJob:
         del args
         self.inputs: list[BasePipe] = list(inputs or [])
         self.outputs: list[BasePipe] = list(outputs or [])
-        self.id: int = 0  # set when the network is loaded: position in JOBS, from 1
+        # Counted from 1 as jobs are made, as in FISSION, so __init__ code can use
+        # it; loading a network renumbers by place in JOBS (the same when JOBS
+        # lists its jobs in the order they were made).
+        self.id: int = registry.next_job_id()
+        registry.JOBS[self.id] = self
+        for pipe in self.inputs:
+            if isinstance(pipe, BasePipe):  # anything else is reported when the network loads
+                pipe.destination = self
+        for pipe in self.outputs:
+            if isinstance(pipe, BasePipe):
+                pipe.source = self
         self.directory: Path = Path(".")
         self.head: Head | None = None
         self.in_heads: list[Any] = [None] * len(self.inputs)

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from shoal.dataflow import registry
 from shoal.dataflow.errors import DefinitionError
 from shoal.dataflow.jobs import BaseJob, LocalJob
 from shoal.dataflow.nodes import BaseNode, LocalNode, as_groups
@@ -99,7 +100,7 @@ def check_network(module: ModuleType, directory: Path, open_ends: bool = False) 
         if not isinstance(job, BaseJob):
             hint = " (a class: instantiate it)" if isinstance(job, type) else ""
             raise DefinitionError(f"JOBS[{position - 1}] is {job!r}, not a job{hint}")
-        job.id = position
+        registry.renumber_job(job, position)
     xml = getattr(module, "XML_FILE", None)
     if xml:
         from shoal.dataflow.xmlnet import load_xml
@@ -109,7 +110,7 @@ def check_network(module: ModuleType, directory: Path, open_ends: bool = False) 
         )
         jobs = [*jobs, *xml_jobs]
         for position, job in enumerate(jobs, start=1):
-            job.id = position
+            registry.renumber_job(job, position)
     else:
         xml_nodes = []
     nodes: list[BaseNode] = []

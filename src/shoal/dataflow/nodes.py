@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from shoal.dataflow import registry
+
 __all__ = ["BaseNode", "LocalNode", "MultiNode", "NodeInfo", "tq_of"]
 
 
@@ -62,6 +64,7 @@ class BaseNode:
         if max_jobs is not None and (not isinstance(max_jobs, int) or max_jobs < 1):
             raise ValueError(f"node {host}: max_jobs must be a positive int or None")
         self.max_jobs = max_jobs
+        registry.NODES[host] = self  # FISSION's cache by host, for code that reads it
 
     def matches(self, name: str, addresses: list[str]) -> bool:
         """True when the live node ``name`` (with ``addresses``) is this entry."""

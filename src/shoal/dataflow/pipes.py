@@ -12,6 +12,8 @@ import json
 import pickle
 from typing import Any, BinaryIO, ClassVar
 
+from shoal.dataflow import registry
+
 __all__ = [
     "BasePipe",
     "BytesPipe",
@@ -40,6 +42,13 @@ class BasePipe:
     value); left at None the pipe carries any picklable value.
     ``BLOCK_COUNT`` > 1 hands the receiver a list of that many consecutive
     values per round instead of single values.
+
+    As in FISSION, a pipe is cached by id: ``PicklePipe(5) is PicklePipe(5)``
+    until :func:`shoal.dataflow.base.reset`, and ``source``/``destination``
+    name the jobs that list it as an output/input. Where a program reads or
+    writes the pipe as a byte stream, FISSION's ``write(file_obj, data)`` and
+    ``read(file_obj)`` frame each value; override both for a protocol of your
+    own (between two Python jobs shoal carries values itself and calls neither).
     """
 
     BLOCK_SIZE: ClassVar[int | str | None] = None
@@ -59,10 +68,60 @@ class BasePipe:
                 f"{cls.__name__}: BLOCK_SIZE must be an int >= 1 or a str, got {size!r}"
             )
 
+    def __new__(cls, id: int | None = None, *args: Any, **kwargs: Any) -> BasePipe:
+        # FISSION handed back the pipe already made for an id, so the same id
+        # in two jobs' lists is one object. A different class for a cached id
+        # makes a new pipe; loading the network reports the clash by job name.
+        # (Unpickling calls __new__ without an id: that copy is never cached.)
+        cacheable = isinstance(id, int) and not isinstance(id, bool)
+        cached = registry.PIPES.get(id) if cacheable else None
+        if cached is not None and type(cached) is cls:
+            return cached
+        pipe = super().__new__(cls)
+        pipe._source = None
+        pipe._destination = None
+        if cacheable:
+            registry.PIPES[id] = pipe
+        return pipe
+
     def __init__(self, id: int) -> None:
         if isinstance(id, bool) or not isinstance(id, int):
             raise TypeError(f"a pipe id must be an int, got {id!r}")
         self.id = id
+
+    # -- the jobs at either end, as FISSION's pipes knew them
+
+    @property
+    def source(self) -> Any:
+        """The job that lists this pipe in its outputs (the last one made, if several)."""
+        return getattr(self, "_source", None)
+
+    @source.setter
+    def source(self, job: Any) -> None:
+        # FISSION raised on a second source here; shoal lets the network check
+        # name every job at fault when it loads, so building never fails halfway.
+        self._source = job
+
+    @property
+    def destination(self) -> Any:
+        """The job that lists this pipe in its inputs (the last one made, if several)."""
+        return getattr(self, "_destination", None)
+
+    @destination.setter
+    def destination(self, job: Any) -> None:
+        self._destination = job
+
+    def complete(self) -> bool:
+        """True when both ends of the pipe are known."""
+        return self.source is not None and self.destination is not None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The end jobs stay behind: a pipe travels inside its job, and the job
+        # at the other end (its files, threads, queues) must not travel with it.
+        state = self.__dict__.copy()
+        state.pop("_source", None)
+        state.pop("_destination", None)
+        return state
 
     def pack(self, data: Any) -> Any:
         """What the sender's value becomes before it travels (FISSION's hook)."""
@@ -99,10 +158,11 @@ class BasePipe:
         )
 
     def to_wire(self, value: Any) -> Any:
-        """``encode(pack(value))``, with a fixed ``BLOCK_SIZE`` checked."""
+        """``encode(pack(value))``, with a fixed ``BLOCK_SIZE`` checked (unless the
+        pipe frames values itself with its own ``write``)."""
         data = self.pack(value)
         size = self.block_bytes
-        if size is not None:
+        if size is not None and type(self).write is BasePipe.write:
             if isinstance(data, bytearray | memoryview):
                 data = bytes(data)
             if not isinstance(data, bytes) or len(data) != size:
@@ -117,19 +177,65 @@ class BasePipe:
         """The receiving job's value: ``unpack(decode(data))``."""
         return self.unpack(self.decode(data))
 
-    def read_stream(self, stream: BinaryIO) -> Any:
-        """One packed value from a program's byte stream (raises EOFError at its end)."""
+    # -- FISSION's stream protocol: how a value is framed where a program reads
+    # or writes the pipe (its stdin/stdout or descriptors). Override read() and
+    # write() together for a protocol of your own, as in FISSION.
+
+    def read(self, file_obj: BinaryIO) -> Any:
+        """One packed value from ``file_obj``: ``BLOCK_SIZE`` bytes by default.
+
+        Raises EOFError at the stream's end (FISSION's ``exit(0)`` there is
+        taken as the end too)."""
         size = self.block_bytes
         if size is None:
-            raise TypeError(f"pipe {self.id}: a program cannot write a {type(self).__name__}")
-        data = _read_exactly(stream, size)
-        return data
+            raise TypeError(
+                f"pipe {self.id}: a {type(self).__name__} has no fixed BLOCK_SIZE, so a "
+                "program's stream cannot be cut into values; give it an int BLOCK_SIZE, "
+                "mix in PickleMixIn or JSONMixIn, or override read() and write()"
+            )
+        return _read_exactly(file_obj, size)
+
+    def read_wrapper(self, file_obj: BinaryIO) -> Any:
+        """FISSION's read on the sending side; shoal frames streams with :meth:`read` alone."""
+        return self.read(file_obj)
+
+    def write(self, file_obj: BinaryIO, data: Any) -> Any:
+        """Write one packed value to ``file_obj`` (bytes by default)."""
+        if not isinstance(data, bytes | bytearray):
+            raise TypeError(
+                f"pipe {self.id}: a program reads bytes, pack() gave {data!r}; "
+                "make pack() return bytes, or override write() to frame it"
+            )
+        return file_obj.write(data)
+
+    def read_head(self, file_obj: BinaryIO) -> int:
+        """One head from a stream: ``HEAD_SIZE`` big-endian bytes."""
+        size = getattr(self, "_head_size", 1)
+        raw = file_obj.read(size)
+        if len(raw) < size:
+            raise EOFError("the stream ended")
+        return int.from_bytes(raw, "big")
+
+    def write_head(self, file_obj: BinaryIO, head: int) -> Any:
+        """Write one head to a stream: ``HEAD_SIZE`` big-endian bytes."""
+        return file_obj.write(int(head).to_bytes(getattr(self, "_head_size", 1), "big"))
+
+    def read_stream(self, stream: BinaryIO) -> Any:
+        """One packed value from a program's byte stream (raises EOFError at its end)."""
+        try:
+            return self.read(stream)
+        except SystemExit:
+            raise EOFError("the stream ended") from None
 
     def write_stream(self, stream: BinaryIO, packed: Any) -> None:
         """Write one packed value to a program's byte stream."""
-        if not isinstance(packed, bytes | bytearray):
-            raise TypeError(f"pipe {self.id}: a program reads bytes, pack() gave {packed!r}")
-        stream.write(packed)
+        self.write(stream, packed)
+
+    @property
+    def streams(self) -> bool:
+        """True when the pipe can frame values on a byte stream (a fixed
+        ``BLOCK_SIZE``, a pickle or JSON mixin, or a ``read`` of its own)."""
+        return self.block_bytes is not None or type(self).read is not BasePipe.read
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BasePipe) and other.id == self.id and type(other) is type(self)
@@ -154,19 +260,19 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
 # -- FISSION's mixins: how values are framed on a stream, and (JSON) packed.
 #
 # FISSION's Read*/Write* mixins supplied a pipe's read()/write() on its named
-# pipes; shoal moves values between Python jobs itself, so here they supply
-# what still meets a byte stream: read_stream() (a program's output) and
-# write_stream() (a program's input), plus the JSON mixins' pack()/unpack().
+# pipes; shoal moves values between Python jobs itself, so here read() and
+# write() serve where a byte stream is left: a program's output and input.
+# The JSON mixins also give pack()/unpack().
 # Put them before the pipe class, as in FISSION: ``class P(PickleMixIn, BasePipe)``.
 
 
 class ReadPickleMixIn:
     """Reads each value as one pickle from a stream (no ``BLOCK_SIZE`` needed)."""
 
-    def read_stream(self, stream: BinaryIO) -> Any:
+    def read(self, file_obj: BinaryIO) -> Any:
         """One value, unpickled; EOFError at the stream's end (or on a broken pickle)."""
         try:
-            return pickle.load(stream)
+            return pickle.load(file_obj)
         except EOFError:
             raise
         except (pickle.UnpicklingError, ValueError) as exc:
@@ -178,13 +284,9 @@ class WritePickleMixIn:
     """Writes each value as one pickle, so any picklable value travels, whatever
     ``BLOCK_SIZE`` the pipe class it is mixed into has."""
 
-    def write_stream(self, stream: BinaryIO, packed: Any) -> None:
-        """Write ``packed`` to a program's input as one pickle."""
-        pickle.dump(packed, stream)
-
-    def to_wire(self, value: Any) -> Any:
-        """``encode(pack(value))``; a pickle frames itself, so no block size is checked."""
-        return self.encode(self.pack(value))  # type: ignore[attr-defined]
+    def write(self, file_obj: BinaryIO, data: Any) -> None:
+        """Write ``data`` as one pickle (it frames itself: no block size is checked)."""
+        pickle.dump(data, file_obj)
 
 
 class PickleMixIn(ReadPickleMixIn, WritePickleMixIn):
@@ -194,9 +296,9 @@ class PickleMixIn(ReadPickleMixIn, WritePickleMixIn):
 class ReadJSONMixIn:
     """Reads each value as one line of UTF-8 JSON and decodes it in ``unpack``."""
 
-    def read_stream(self, stream: BinaryIO) -> Any:
+    def read(self, file_obj: BinaryIO) -> Any:
         """One JSON line as bytes; EOFError at the stream's end."""
-        line = stream.readline()
+        line = file_obj.readline()
         if not line:
             raise EOFError("the stream ended")
         return line
@@ -217,13 +319,9 @@ class WriteJSONMixIn:
             pipe = f"pipe {getattr(self, 'id', '?')} is a {type(self).__name__}"
             raise TypeError(f"{pipe} and cannot carry {data!r}: {exc}") from None
 
-    def write_stream(self, stream: BinaryIO, packed: Any) -> None:
-        """Write one packed JSON line to a program's input."""
-        stream.write(packed)
-
-    def to_wire(self, value: Any) -> Any:
-        """``encode(pack(value))``; a line frames itself, so no block size is checked."""
-        return self.encode(self.pack(value))  # type: ignore[attr-defined]
+    def write(self, file_obj: BinaryIO, data: Any) -> None:
+        """Write one packed JSON line (it frames itself: no block size is checked)."""
+        file_obj.write(data)
 
 
 class JSONMixIn(ReadJSONMixIn, WriteJSONMixIn):
