@@ -39,6 +39,7 @@ from shoal.controller.config import ControllerConfig
 from shoal.controller.enrollment import NodeEnrollment, setup_join_token
 from shoal.controller.experiments import ExperimentService
 from shoal.controller.flag_calls import ExecutorFlagCalls
+from shoal.controller.flag_fast_path import FlagFastPath
 from shoal.controller.flags import FlagService
 from shoal.controller.graph_gateway import GraphGateway
 from shoal.controller.graph_records import GraphRecorder
@@ -192,6 +193,8 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StoreError, _store_fault)
     app.add_middleware(RequestLimits, limits=body_limits(config))
+    # Added last, so outermost: an increment it answers skips the rest of the stack.
+    app.add_middleware(FlagFastPath)
     # Routes are tried in order and flag operations are the most frequent
     # requests: first (no other route matches their paths).
     app.include_router(routes_flags.router)

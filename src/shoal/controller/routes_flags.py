@@ -7,7 +7,9 @@ A flag operation is the controller's most frequent request, so each route has
 one dependency (its scope) that checks the input, authenticates the caller and
 finds the experiment by calling the project's own checks in turn: FastAPI's
 dependency resolution costs tens of microseconds a level, and a chain of eight
-of them cost more than the operation.
+of them cost more than the operation. The commonest of all, an increment or
+decrement, is mostly answered before these routes by ``flag_fast_path``; what
+it cannot answer (every error among them) comes here.
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials
 
 from shoal.controller.errors import conflict, not_found
+from shoal.controller.flag_fast_path import encode, flag_answer
 from shoal.controller.flags import FlagRangeError, Values
 from shoal.controller.schemas import ExperimentName, FlagIn, FlagName, FlagWaitIn, clean_input
-from shoal.controller.services import Services, bearer, executor, principal, user
+from shoal.controller.services import (
+    BEARER_SECURITY,
+    Services,
+    bearer_credentials,
+    executor,
+    principal,
+    user,
+)
 
 router = APIRouter(prefix="/api", tags=["flags"])
-_ENCODE = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,24 +46,14 @@ class FlagScope:
 Scope = Callable[..., Awaitable[FlagScope]]
 
 
-def _out(state: tuple[Values | None, int]) -> dict:
-    values, version = state
-    text, number = values if values is not None else (None, None)
-    return {"text_value": text, "int_value": number, "version": version}
-
-
-async def user_scope(
-    request: Request,
-    name: ExperimentName,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
-) -> FlagScope:
+async def user_scope(request: Request, name: ExperimentName) -> FlagScope:
     """A user reaches the flags of their own experiments, by name.
 
     Which experiment a name is comes from the store once, then from memory: the
     lookup is by the caller's own user id, as in the store.
     """
     await clean_input(request)
-    caller = await user(await principal(request, credentials))
+    caller = await user(await principal(request, bearer_credentials(request)))
     svc: Services = request.app.state.services
     epoch = svc.flags.names_epoch(svc.auth.epoch)
     known = svc.flags.experiment_named(caller.user_id, name, epoch)
@@ -66,20 +63,18 @@ async def user_scope(
     return FlagScope(svc, known)
 
 
-async def executor_scope(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> FlagScope:
+async def executor_scope(request: Request) -> FlagScope:
     """An executor reaches the flags of the one experiment its token was made for."""
     await clean_input(request)
-    caller = await executor(await principal(request, credentials))
+    caller = await executor(await principal(request, bearer_credentials(request)))
     assert caller.experiment_id is not None  # guaranteed by the executor check
     return FlagScope(request.app.state.services, caller.experiment_id)
 
 
 def _json(state: tuple[Values | None, int]) -> Response:
-    """``_out`` as a finished response: FastAPI's validation and encoding of a
+    """``flag_answer`` as a finished response: FastAPI's validation and encoding of a
     returned dict cost about as much as the operation itself."""
-    return Response(_ENCODE(_out(state)), media_type="application/json")
+    return Response(encode(flag_answer(state)), media_type="application/json")
 
 
 def _adder(scope: Scope, delta: int, name: str) -> Callable[..., Awaitable[Response]]:
@@ -104,21 +99,30 @@ def _register(prefix: str, scope: Scope, whose: str) -> None:
             methods=["POST"],
             summary=f"Atomically {'add' if delta > 0 else 'subtract'} 1 ({whose})",
             responses={200: {"description": "The flag's text and int value and version"}},
+            openapi_extra=BEARER_SECURITY,
         )
 
-    @router.get(f"{prefix}/{{flag}}", summary=f"Get a flag of {whose}")
+    @router.get(
+        f"{prefix}/{{flag}}", summary=f"Get a flag of {whose}", openapi_extra=BEARER_SECURITY
+    )
     async def get_flag(flag: FlagName, where: FlagScope = Depends(scope)) -> Response:
         state = await where.svc.flags.get(where.experiment, flag)
         if state[0] is None:
             raise not_found(f"flag {flag!r} is not set")
         return _json(state)
 
-    @router.put(f"{prefix}/{{flag}}", summary=f"Set a flag of {whose}")
+    @router.put(
+        f"{prefix}/{{flag}}", summary=f"Set a flag of {whose}", openapi_extra=BEARER_SECURITY
+    )
     async def set_flag(flag: FlagName, body: FlagIn, where: FlagScope = Depends(scope)) -> Response:
         values = (body.text_value, body.int_value)
         return _json(await where.svc.flags.set(where.experiment, flag, values))
 
-    @router.post(f"{prefix}/{{flag}}/wait", summary=f"Hold until a flag of {whose} equals")
+    @router.post(
+        f"{prefix}/{{flag}}/wait",
+        summary=f"Hold until a flag of {whose} equals",
+        openapi_extra=BEARER_SECURITY,
+    )
     async def wait_flag(
         flag: FlagName, body: FlagWaitIn, where: FlagScope = Depends(scope)
     ) -> dict:
@@ -127,14 +131,18 @@ def _register(prefix: str, scope: Scope, whose: str) -> None:
         timeout = min(body.timeout, where.svc.config.max_wait)
         got = await flags.wait(where.experiment, flag, target, body.after, timeout)
         state = got if got is not None else await flags.get(where.experiment, flag)
-        return {"matched": got is not None, **_out(state)}
+        return {"matched": got is not None, **flag_answer(state)}
 
 
 _register("/experiments/{name}/flags", user_scope, "my experiment")
 _register("/executor/flags", executor_scope, "the executor's experiment")
 
 
-@router.get("/experiments/{name}/flags", summary="All flags of an experiment")
+@router.get(
+    "/experiments/{name}/flags",
+    summary="All flags of an experiment",
+    openapi_extra=BEARER_SECURITY,
+)
 async def list_flags(scope: FlagScope = Depends(user_scope)) -> dict[str, dict]:
     flags = await scope.svc.flags.list(scope.experiment)
     return {k: {"text_value": v[0], "int_value": v[1]} for k, v in flags.items()}
