@@ -117,6 +117,9 @@ def test_postgres_outage_across_a_deployments_finish(tmp_path: Path) -> None:
         def api_answers_503() -> None:
             unavailable = "controller storage unavailable: "
             assert_store_fault(login(http, cluster.password), unavailable)
+            # a flag increment whose token must be looked up in the store
+            increment = "/api/experiments/outage/flags/n/increment"
+            assert_store_fault(http.post(increment, headers=unused), unavailable)
             assert_store_fault(http.get("/api/experiments/outage", headers=auth), unavailable)
             # a cancel that cannot be stored is refused, and changes nothing
             assert_store_fault(

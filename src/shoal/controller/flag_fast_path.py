@@ -58,7 +58,10 @@ class FlagFastPath:
         if token is None:
             return False
         svc: Services = scope["app"].state.services
-        caller = await svc.auth.resolve(token)
+        try:
+            caller = await svc.auth.resolve(token)
+        except StoreError:
+            return False  # a token not in memory while the store is away: the routes' 503
         if caller is None:
             return False
         if name is None:
