@@ -179,6 +179,7 @@ class PostgresServer:
         start_timeout: float = 30.0,
         command_timeout: float = 60.0,
         port_attempts: int = 3,
+        durable: bool = False,
     ) -> None:
         """Configure (but do not start) the server.
 
@@ -188,12 +189,17 @@ class PostgresServer:
             start_timeout: seconds to wait for the server to accept connections.
             command_timeout: upper bound for any single helper command (initdb, psql...).
             port_attempts: how many free ports to try if the chosen one gets taken.
+            durable: keep ``synchronous_commit`` on, so every commit a client saw
+                survives :meth:`stop`. The fast default may lose the last commits
+                in an immediate stop, which a test of an outage cannot tell from a
+                controller that lost them.
         """
         self.bin_dir = bin_dir if bin_dir is not None else find_pg_bin()
         self.superuser = superuser
         self.start_timeout = start_timeout
         self.command_timeout = command_timeout
         self.port_attempts = max(1, port_attempts)
+        self.durable = durable
         self.password = secrets.token_hex(16)
         self.port = 0
         self._base_dir: Path | None = None
@@ -248,7 +254,8 @@ class PostgresServer:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        """Stop the server as an outage would (immediate mode); its data is kept.
+        """Stop the server as an outage would (immediate mode); its data is kept
+        (every acknowledged commit only when the server was made ``durable``).
 
         Returns once the server process is gone; :meth:`start` brings it back.
         """
@@ -351,6 +358,10 @@ class PostgresServer:
             pwfile.unlink(missing_ok=True)
 
         settings = dict(_FAST_SETTINGS)
+        if self.durable:
+            # fsync may stay off: stop() kills the server, not the machine, and the
+            # kernel keeps what was written; only the WAL write at commit matters.
+            settings["synchronous_commit"] = "on"
         settings["listen_addresses"] = f"'{self.host}'"
         settings["unix_socket_directories"] = f"'{self.socket_dir}'"
         conf = self.data_dir / "postgresql.conf"

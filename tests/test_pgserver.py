@@ -42,3 +42,34 @@ def test_postgres_server_roundtrip() -> None:
         assert base_dir.is_dir()
         asyncio.run(_exercise(pg.url))
     assert not base_dir.exists()
+
+
+async def _commit_then_count(pg: PostgresServer) -> None:
+    engine = create_async_engine(pg.url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("create table kept (id int primary key)"))
+        for n in range(20):
+            async with engine.begin() as conn:
+                await conn.execute(text("insert into kept values (:n)"), {"n": n})
+    finally:
+        await engine.dispose()
+
+
+async def _count(url: str) -> int:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text("select count(*) from kept"))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(90)
+def test_a_durable_server_keeps_every_commit_across_an_immediate_stop() -> None:
+    with PostgresServer(durable=True) as pg:
+        asyncio.run(_commit_then_count(pg))
+        pg.stop()  # at once: the last commits are at most microseconds old
+        pg.start()
+        assert asyncio.run(_count(pg.url)) == 20

@@ -90,7 +90,9 @@ def test_postgres_outage_across_a_deployments_finish(tmp_path: Path) -> None:
     go, done = make_fifos(tmp_path)
     pipeline = fifo_pipeline(go, done, "finished during the outage")
     with (
-        PostgresServer() as pg,
+        # durable: the fast settings let an immediate stop drop the last commits
+        # (the experiment itself, in one CI run), which no controller can keep
+        PostgresServer(durable=True) as pg,
         LocalCluster(["a"], workdir=tmp_path / "cluster", db_url=pg.url) as cluster,
         httpx.Client(base_url=cluster.endpoint, timeout=30) as http,
     ):
