@@ -236,17 +236,55 @@ class AgentGateway:
         while True:
             taken = await self._reports.take()
             try:
-                await retry_store(
-                    lambda taken=taken: self._apply_reports(taken), "storing what agents report"
-                )
-            except Exception:
-                # A bug in handling one report must not stop every agent's reports:
-                # the agents that sent this batch are sent away and report it again.
-                log.exception("storing reports of %d agents failed", len(taken))
-                for link, _ in taken:
-                    link.close("the controller failed to store your reports", CLOSE_TRY_AGAIN_LATER)
+                await self._store_round(taken)
             finally:
                 self._reports.done(taken)
+
+    async def _store_round(self, taken: list[tuple[Link, list]]) -> None:
+        """Store one round of reports. A round the store refuses for a reason other
+        than its being away is stored again agent by agent: one agent's report that
+        cannot be stored holds up no other agent's."""
+        failed = await self._try_store(taken)
+        if failed is None:
+            return
+        if len(taken) == 1:
+            await self._store_alone(taken[0], failed)
+            return
+        for one in taken:
+            await self._store_alone(one)
+
+    async def _store_alone(self, one: tuple[Link, list], failed: Exception | None = None) -> None:
+        link, messages = one
+        if failed is None:
+            failed = await self._try_store([one])
+            if failed is None:
+                return
+        # Reports about deployments the store lost can never be stored; without
+        # them, the rest can.
+        reported = {m.deployment for m in messages if hasattr(m, "deployment")}
+        try:
+            vanished = await retry_store(
+                lambda: self.experiments.forget_vanished(reported),
+                "looking up reported deployments",
+            )
+        except Exception as exc:
+            vanished, failed = [], exc
+        if vanished:
+            failed = await self._try_store([one])
+            if failed is None:
+                return
+        # A bug in handling a report must not stop the agent's other work for
+        # good: it is sent away and reports again.
+        log.error("storing the reports of agent %s failed", link.name, exc_info=failed)
+        link.close("the controller failed to store your reports", CLOSE_TRY_AGAIN_LATER)
+
+    async def _try_store(self, taken: list[tuple[Link, list]]) -> Exception | None:
+        """Store ``taken`` (waiting while the store is away); what refused it, if anything."""
+        try:
+            await retry_store(lambda: self._apply_reports(taken), "storing what agents report")
+        except Exception as exc:
+            return exc
+        return None
 
     async def _apply_reports(self, taken: list[tuple[Link, list]]) -> None:
         def change(batch: WriteBatch) -> None:

@@ -4,22 +4,27 @@ the service stores before anything follows from it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from shoal.controller.auth import Authenticator
 from shoal.controller.batch import WriteBatch
 from shoal.controller.experiment_state import TERMINAL_DEPLOYMENT, LiveDeployment, LiveExperiment
+from shoal.controller.flags import FlagService
 from shoal.protocol import (
+    Cancel,
     DeploymentReport,
     DeploymentState,
+    Forget,
     LogLine,
     Prepare,
     StepResult,
 )
 from shoal.store import experiments as exp_queries
+from shoal.store.database import Database
 
 log = logging.getLogger("shoal.controller.experiments")
 
@@ -28,6 +33,9 @@ class AgentReports:
     """Agents' reports; a part of :class:`ExperimentService`."""
 
     auth: Authenticator
+    db: Database
+    flags: FlagService
+    _lock: asyncio.Lock
     # the service's own, used here too
     _send: Callable[[str, Any], None]
     _prepare_message: Callable[..., Prepare]
@@ -130,6 +138,44 @@ class AgentReports:
             dep.node,
         )
         return False
+
+    async def forget_vanished(self, deployment_ids: Collection[str]) -> list[str]:
+        """Drop the deployments among ``deployment_ids`` that memory holds and the
+        store no longer does; returns their ids.
+
+        Only a store changed behind the controller's back loses such rows (one
+        restored from an older backup, a failover to a replica that was behind):
+        what agents report about them can never be stored, and must not hold up
+        the reports that can. Their agents stop them and drop what they keep.
+        """
+        async with self._lock:
+            known = [d for d in deployment_ids if d in self.deployments]
+            if not known:
+                return []
+            async with self.db.read() as conn:
+                present = await exp_queries.existing_deployments(conn, known)
+            gone = [d for d in known if d not in present]
+            for dep_id in gone:
+                dep = self.deployments.pop(dep_id)
+                log.warning(
+                    "deployment %s (experiment %s, node %r) is no longer in the store, which"
+                    " was changed behind the controller's back (restored from a backup?):"
+                    " what its agent reports is dropped",
+                    dep_id,
+                    dep.experiment_id,
+                    dep.node,
+                )
+                ended = dep.state in TERMINAL_DEPLOYMENT
+                stop = Forget(deployment=dep_id) if ended else Cancel(deployment=dep_id)
+                self._send(dep.node, stop)
+                live = self.live.get(dep.experiment_id)
+                if live is not None:
+                    live.deployments.pop(dep_id, None)
+                    if not live.deployments:
+                        del self.live[live.id]
+                        self.flags.drop_experiment(live.id)
+                        self.auth.forget_experiment(live.id)
+            return gone
 
     def on_node_lost(self, node: str, batch: WriteBatch, reason: str | None = None) -> None:
         """The node stayed away past the lost timeout: what still runs there is lost."""

@@ -189,12 +189,30 @@ class Registrar:
                 for hello, _, _ in stored
             ]
 
-        try:
-            outcomes = await retry_store(
+        async def store_reconciled() -> list[tuple[list[str], list[LiveDeployment]]]:
+            return await retry_store(
                 lambda: self.experiments.apply(reconcile),
                 "storing what reconnecting agents report",
                 REGISTER_PATIENCE,
             )
+
+        try:
+            try:
+                outcomes = await store_reconciled()
+            except StoreError:
+                raise
+            except Exception:
+                # Reports about deployments the store lost can never be stored:
+                # without those, the agents' other reports can.
+                reported = {r.id for hello, _, _ in stored for r in hello.deployments}
+                vanished = await retry_store(
+                    lambda: self.experiments.forget_vanished(reported),
+                    "looking up reported deployments",
+                    REGISTER_PATIENCE,
+                )
+                if not vanished:
+                    raise
+                outcomes = await store_reconciled()
         except StoreError as exc:
             await self._unbind([hello.name for hello, credential, _ in stored if credential])
             for _, _, future in stored:

@@ -108,6 +108,12 @@ async def get_deployment(conn: AsyncConnection, deployment_id: str) -> dict[str,
     return dict(row) if row else None
 
 
+async def existing_deployments(conn: AsyncConnection, deployment_ids: list[str]) -> set[str]:
+    """Those of ``deployment_ids`` the store holds."""
+    query = select(deployments.c.id).where(deployments.c.id.in_(deployment_ids))
+    return set((await conn.execute(query)).scalars())
+
+
 async def update_deployment(conn: AsyncConnection, deployment_id: str, **values: Any) -> None:
     await conn.execute(
         update(deployments).where(deployments.c.id == deployment_id).values(**values)
