@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
+from shoal.library.tasks_utils import subprocess_run
 from shoal.model.pipeline import Task
 from shoal.model.result import Failure, Result, Success
 
@@ -60,19 +61,7 @@ class ShellCommand(Task):
         return self._run_argv(self.command)
 
     def _run_argv(self, argv: list[str]) -> Result:
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            return Failure(f"{argv!r} timed out after {self.timeout} s")
-        except OSError as exc:  # no such program, not executable, ...
-            return Failure(f"{argv!r} could not start: {exc}")
-        # netUnicorn's shape: stdout, a newline after it, then stderr
-        text = ""
-        if done.stdout:
-            text = done.stdout.decode("utf-8", errors="replace") + "\n"
-        if done.stderr:
-            text += done.stderr.decode("utf-8", errors="replace")
-        return Success(text) if done.returncode == 0 else Failure(text)
+        return subprocess_run(argv, self.timeout)
 
     def _run_shell_line(self, line: str) -> Result:
         try:

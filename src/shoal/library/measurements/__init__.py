@@ -1,0 +1,1 @@
+"""Measurement tasks, at the paths of netUnicorn's ``netunicorn.library.tasks.measurements``."""
