@@ -247,6 +247,13 @@ class AsyncChannel:
         first, the peer sees the connection lost)."""
         if self._closed:
             return
+        if self._closing is not None and self._tasks and not self._writer_done.is_set():
+            # A close() is under way (another task's: a revoked token, a handler
+            # that ended because of it): its Close must still leave, or the peer
+            # sees the connection lost instead of the reason.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._writer_done.wait()
         self._closed = True
         for task in self._tasks:
             task.cancel()
