@@ -9,6 +9,7 @@ If the agent dies, the socket closes and this process ends its whole group.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import sys
@@ -19,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cloudpickle
 
+from shoal.agent.execution_graph_walk import ExecutionGraphWalk
 from shoal.client.executor_flags import FlagRelay, use_relay
+from shoal.model.execution_graph import ExecutionGraph, ExecutionGraphError
 from shoal.model.pipeline import Pipeline, Task
 from shoal.model.result import Failure, Result, Success
 from shoal.protocol.codec import FrameDecoder, FrameEncoder
@@ -127,10 +130,54 @@ def run_pipeline(pipeline: Pipeline, channel: ExecutorPipe) -> None:
             all_ok = all_ok and stage_ok
             if not stage_ok and pipeline.early_stopping:
                 break
-    final: Result = Success(results) if all_ok else Failure(results)
+    finish(channel, results, all_ok)
+
+
+def run_execution_graph(graph: ExecutionGraph, channel: ExecutorPipe) -> None:
+    """Walk ``graph``, each task in a thread of its own as it becomes ready (a
+    netUnicorn graph may hold tasks that wait for each other, so no pool
+    bounds them), reporting each task's end as it comes."""
+    walk = ExecutionGraphWalk(graph)
+    ended: queue.SimpleQueue[tuple[Task, Result]] = queue.SimpleQueue()
+
+    def run(task: Task, previous: dict[str, list[Result]]) -> None:
+        ended.put((task, run_task(task, previous)))
+
+    threads = []
+    index = 0
+    while True:
+        for task in walk.ready():
+            thread = threading.Thread(target=run, args=(task, walk.previous()), name="step")
+            thread.start()
+            threads.append(thread)
+        if not walk.running:
+            break
+        task, outcome = ended.get()
+        outcome, payload = encode_result(task.name, outcome)
+        walk.finished(task, outcome)
+        channel.send(
+            Step(
+                index=index,
+                task_name=task.name,
+                ok=outcome.is_success,
+                payload=payload,
+                text=repr(outcome)[:TEXT_LIMIT],
+            )
+        )
+        index += 1
+    for thread in threads:
+        thread.join()
+    for waiting in walk.stuck:
+        print(f"shoal: the execution graph stopped with {waiting}", file=sys.stderr)
+    finish(channel, walk.results, walk.ok)
+
+
+def finish(channel: ExecutorPipe, results: dict[str, list[Result]], ok: bool) -> None:
+    """Send the run's end: every task's results, as a Success if all went well."""
+    final: Result = Success(results) if ok else Failure(results)
     sys.stdout.flush()
     sys.stderr.flush()
-    channel.send(Done(ok=all_ok, payload=cloudpickle.dumps(final), text=repr(final)[:TEXT_LIMIT]))
+    channel.send(Done(ok=ok, payload=cloudpickle.dumps(final), text=repr(final)[:TEXT_LIMIT]))
 
 
 def main() -> None:
@@ -141,8 +188,13 @@ def main() -> None:
         return
     try:
         pipeline = cloudpickle.loads(first.pipeline)
-        if not isinstance(pipeline, Pipeline):
+        if not isinstance(pipeline, Pipeline | ExecutionGraph):
             raise TypeError(f"expected a Pipeline, got {type(pipeline).__name__}")
+        if isinstance(pipeline, ExecutionGraph):
+            ExecutionGraphWalk(pipeline)  # a graph that breaks the rules fails here
+    except ExecutionGraphError as exc:
+        channel.send(LoadFailed(error=f"the execution graph cannot run: {exc}"))
+        return
     except Exception:
         channel.send(LoadFailed(error="could not load the pipeline:\n" + traceback.format_exc()))
         return
@@ -168,7 +220,10 @@ def main() -> None:
 
     threading.Thread(target=watch_agent, name="agent-watch", daemon=True).start()
     go.wait()
-    run_pipeline(pipeline, channel)
+    if isinstance(pipeline, ExecutionGraph):
+        run_execution_graph(pipeline, channel)
+    else:
+        run_pipeline(pipeline, channel)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import cloudpickle
 
-from shoal.agent.executor_main import TEXT_LIMIT, run_task, settle_stage
+from shoal.agent.execution_graph_walk import ExecutionGraphWalk
+from shoal.agent.executor_main import TEXT_LIMIT, encode_result, run_task, settle_stage
 from shoal.library.flags import (
     AtomicDecrementFlagTask,
     AtomicIncrementFlagTask,
@@ -17,6 +18,7 @@ from shoal.library.flags import (
     SetFlagTask,
     WaitForExactFlagResultTask,
 )
+from shoal.model.execution_graph import ExecutionGraph
 from shoal.model.flags import FlagValues
 from shoal.model.pipeline import Pipeline, Task
 from shoal.model.result import Failure, Result, Success
@@ -45,48 +47,76 @@ class SimulatedDeployment:
         self.spec = spec
         self.node = node
         self.state = "preparing"
-        self.pipeline: Pipeline | None = None
         self.go = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.seen: dict[str, int] = {}  # flag -> newest version seen, as ExecutorFlags keeps
+        self.steps = 0  # step results sent
 
     async def run(self) -> None:
         try:
             pipeline = cloudpickle.loads(self.spec.pipeline)
-            if not isinstance(pipeline, Pipeline):
+            if not isinstance(pipeline, Pipeline | ExecutionGraph):
                 raise TypeError(f"expected a Pipeline, got {type(pipeline).__name__}")
+            walk = ExecutionGraphWalk(pipeline) if isinstance(pipeline, ExecutionGraph) else None
         except Exception as exc:
             self._state("failed", error=f"could not load the pipeline: {exc!r}")
             return
         self._state("prepared")
         await self.go.wait()
         self._state("running")
-        results: dict[str, list[Result]] = {}
-        all_ok, index = True, 0
-        for stage in pipeline.stages:
-            previous = dict(results)
-            outcomes = await asyncio.gather(*(self._step(t, previous) for t in stage))
-            settled, stage_ok = settle_stage(stage, outcomes, results)
-            for name, outcome, payload in settled:
-                self.node.emit(
-                    StepResult(
-                        deployment=self.id,
-                        index=index,
-                        task_name=name,
-                        ok=outcome.is_success,
-                        payload=payload,
-                        text=repr(outcome)[:TEXT_LIMIT],
-                    )
-                )
-                index += 1
-            all_ok = all_ok and stage_ok
-            if not stage_ok and pipeline.early_stopping:
-                break
+        if walk is not None:
+            results, all_ok = await self._walk(walk)
+        else:
+            assert isinstance(pipeline, Pipeline)
+            results, all_ok = await self._stages(pipeline)
         final: Result = Success(results) if all_ok else Failure(results)
         self._state(
             "finished", result=cloudpickle.dumps(final), result_text=repr(final)[:TEXT_LIMIT]
         )
         self.node.stats.deployments_done += 1
+
+    async def _stages(self, pipeline: Pipeline) -> tuple[dict[str, list[Result]], bool]:
+        results: dict[str, list[Result]] = {}
+        all_ok = True
+        for stage in pipeline.stages:
+            previous = dict(results)
+            outcomes = await asyncio.gather(*(self._step(t, previous) for t in stage))
+            settled, stage_ok = settle_stage(stage, outcomes, results)
+            for name, outcome, payload in settled:
+                self._step_ended(name, outcome, payload)
+            all_ok = all_ok and stage_ok
+            if not stage_ok and pipeline.early_stopping:
+                break
+        return results, all_ok
+
+    async def _walk(self, walk: ExecutionGraphWalk) -> tuple[dict[str, list[Result]], bool]:
+        running: dict[asyncio.Task[Result], Task] = {}
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                for task in walk.ready():
+                    running[tg.create_task(self._step(task, walk.previous()))] = task
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for step in done:
+                    task = running.pop(step)
+                    outcome, payload = encode_result(task.name, step.result())
+                    walk.finished(task, outcome)
+                    self._step_ended(task.name, outcome, payload)
+        return walk.results, walk.ok
+
+    def _step_ended(self, name: str, outcome: Result, payload: bytes) -> None:
+        self.node.emit(
+            StepResult(
+                deployment=self.id,
+                index=self.steps,
+                task_name=name,
+                ok=outcome.is_success,
+                payload=payload,
+                text=repr(outcome)[:TEXT_LIMIT],
+            )
+        )
+        self.steps += 1
 
     async def _step(self, task: Task, previous: dict[str, list[Result]]) -> Result:
         """A flag task as its executor would do it, over the node's connection;

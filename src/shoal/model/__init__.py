@@ -8,6 +8,7 @@ from shoal.model.environment import (
     RuntimeContext,
     ShellExecution,
 )
+from shoal.model.execution_graph import CyclePipeline, ExecutionGraph, ExecutionGraphError
 from shoal.model.experiment import (
     Deployment,
     DeploymentExecutionResult,
@@ -30,10 +31,13 @@ from shoal.model.result import (
 __all__ = [
     "Architecture",
     "BuildContext",
+    "CyclePipeline",
     "Deployment",
     "DeploymentExecutionResult",
     "DockerImage",
     "EnvironmentDefinition",
+    "ExecutionGraph",
+    "ExecutionGraphError",
     "Experiment",
     "ExperimentExecutionInformation",
     "ExperimentStatus",
