@@ -70,7 +70,7 @@ def test_killed_join_moves_to_another_node_and_rows_go_on(
 
 
 @pytest.mark.timeout(120)
-def test_show_prints_graph_placement_and_restarts(
+def test_show_and_graphviz_print_graph_placement_and_restarts(
     v3: tuple[LocalCluster, Coordinator], tmp_path: Path
 ) -> None:
     cluster, coordinator = v3
@@ -85,6 +85,18 @@ def test_show_prints_graph_placement_and_restarts(
     assert "-> ReducePipe(105) to job 5 (ReduceJob)" in done.stdout
     assert "job 4 (JoinJob) restarted: " in done.stdout and victim in done.stdout
     assert "job 6 (CSVSinkJob) on client" in done.stdout
+    # graphviz draws the same jobs, grouped by the nodes they run on now.
+    done = dataflow(str(network), "graphviz", "--format", "svg")
+    assert done.returncode == 0, done.stderr
+    dot = (network / "network.dot").read_text()
+    placements = coordinator.placements()
+    for node in set(placements.values()):
+        cluster_of_node = dot[dot.index(f'label="{node}"') :].split("}")[0]
+        for job_id, where in placements.items():
+            label = f'"{job_id} ('
+            assert (label in cluster_of_node) == (where == node), (node, job_id, dot)
+    assert '"4 (JoinJob)" -> "5 (ReduceJob)" [label="ReducePipe(105)"' in dot
+    assert "ReducePipe(105)" in (network / "network.svg").read_text()
 
 
 def run_with_unreachable_pipes(tmp_path: Path, direct: bool) -> Path:

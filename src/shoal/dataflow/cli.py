@@ -1,4 +1,4 @@
-"""``shoal dataflow CONFIG simulate|run|show|test``: FISSION's manage.py, on shoal."""
+"""``shoal dataflow CONFIG simulate|run|show|graphviz|test``: FISSION's manage.py, on shoal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -96,20 +98,70 @@ def show(network: Network) -> None:
     """Print the jobs and pipes, and where each job runs now (if it runs)."""
     placements: dict[int, str] = {}
     restarts: dict[int, list[str]] = {}
-    states = [network.directory / d / "state.json" for d in ("simulation", "local")]
-    existing = [p for p in states if p.exists()]
-    if existing:
-        latest = max(existing, key=lambda p: p.stat().st_mtime)
-        data = json.loads(latest.read_text())
+    state = _latest_state(network)
+    if state is not None:
+        path, data = state
         for key, job in data["jobs"].items():
             placements[int(key)] = f"{job['node']} ({job['status']})"
             restarts[int(key)] = job["restarts"]
-        click.echo(f"state from {latest}")
+        click.echo(f"state from {path}")
     text = describe(network, placements)
     click.echo(text)
     for job_id, entries in sorted(restarts.items()):
         for entry in entries:
             click.echo(f"  job {network.job(job_id).name} restarted: {entry}")
+
+
+@dataflow.command()
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where the DOT file goes (default: NET/network.dot).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["pdf", "svg", "png", "dot"]),
+    default="pdf",
+    show_default=True,
+    help="What Graphviz renders the DOT file to, beside it (dot: the DOT file alone).",
+)
+@click.pass_obj
+def graphviz(network: Network, output: Path | None, output_format: str) -> None:
+    """Draw the jobs and pipes as a Graphviz graph; once the network ran, its
+    jobs are grouped by the node they run on."""
+    from shoal.dataflow.network_dot import network_dot, render
+
+    state = _latest_state(network)
+    placements = {}
+    if state is not None:
+        placements = {int(key): job["node"] for key, job in state[1]["jobs"].items()}
+    dot_file = output or network.directory / "network.dot"
+    dot_file.write_text(network_dot(network, placements))
+    click.echo(f"wrote {dot_file}")
+    if output_format == "dot":
+        return
+    try:
+        rendered = render(dot_file, output_format)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        raise click.ClickException(str(exc)) from None
+    if rendered is None:
+        raise click.ClickException(
+            f"Graphviz's dot is not installed, so {dot_file} was not rendered to "
+            f"{output_format} (apt-get install graphviz; or --format dot)"
+        )
+    click.echo(f"wrote {rendered}")
+
+
+def _latest_state(network: Network) -> tuple[Path, dict[str, Any]] | None:
+    """The state the network's newest run keeps (simulated or on a testbed)."""
+    states = [network.directory / d / "state.json" for d in ("simulation", "local")]
+    existing = [p for p in states if p.exists()]
+    if not existing:
+        return None
+    latest = max(existing, key=lambda p: p.stat().st_mtime)
+    return latest, json.loads(latest.read_text())
 
 
 @dataflow.command(context_settings={"ignore_unknown_options": True})
