@@ -23,7 +23,7 @@ import cloudpickle
 from shoal.agent.execution_graph_walk import ExecutionGraphWalk
 from shoal.client.executor_flags import FlagRelay, use_relay
 from shoal.model.execution_graph import ExecutionGraph, ExecutionGraphError
-from shoal.model.pipeline import Pipeline, Task
+from shoal.model.pipeline import Pipeline, Task, Workload
 from shoal.model.result import Failure, Result, Success
 from shoal.protocol.codec import FrameDecoder, FrameEncoder
 from shoal.protocol.executor_messages import (
@@ -188,7 +188,7 @@ def main() -> None:
         return
     try:
         pipeline = cloudpickle.loads(first.pipeline)
-        if not isinstance(pipeline, Pipeline | ExecutionGraph):
+        if not isinstance(pipeline, Workload):
             raise TypeError(f"expected a Pipeline, got {type(pipeline).__name__}")
         if isinstance(pipeline, ExecutionGraph):
             ExecutionGraphWalk(pipeline)  # a graph that breaks the rules fails here

@@ -20,7 +20,7 @@ from shoal.library.flags import (
 )
 from shoal.model.execution_graph import ExecutionGraph
 from shoal.model.flags import FlagValues
-from shoal.model.pipeline import Pipeline, Task
+from shoal.model.pipeline import Pipeline, Task, Workload
 from shoal.model.result import Failure, Result, Success
 from shoal.protocol import DeploymentState, Prepare, StepResult
 from shoal.protocol.flag_messages import FlagAnswer, FlagCall
@@ -55,7 +55,7 @@ class SimulatedDeployment:
     async def run(self) -> None:
         try:
             pipeline = cloudpickle.loads(self.spec.pipeline)
-            if not isinstance(pipeline, Pipeline | ExecutionGraph):
+            if not isinstance(pipeline, Workload):
                 raise TypeError(f"expected a Pipeline, got {type(pipeline).__name__}")
             walk = ExecutionGraphWalk(pipeline) if isinstance(pipeline, ExecutionGraph) else None
         except Exception as exc:

@@ -28,7 +28,6 @@ from shoal.model import (
     FlagValues,
     Node,
     Nodes,
-    Pipeline,
     Result,
     ResultWithLogs,
 )
@@ -37,7 +36,8 @@ from shoal.model.environment import (
     EnvironmentDefinition,
     check_environment_variables,
 )
-from shoal.model.execution_graph import ExecutionGraph, ExecutionGraphError
+from shoal.model.execution_graph import ExecutionGraphError
+from shoal.model.pipeline import Workload
 
 TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELLED"})
 
@@ -208,22 +208,21 @@ class RemoteClient:
         # One payload per pipeline and environment: a thousand nodes running the
         # same pipeline ship it once. The pipelines are kept so ids stay unique.
         shipped: dict[tuple[int, tuple[tuple[str, str], ...]], str] = {}
-        kept: list[Pipeline | ExecutionGraph] = []
-        plan: list[tuple[Deployment, Pipeline | ExecutionGraph, list[str]]] = []
+        kept: list[Workload] = []
+        plan: list[tuple[Deployment, Workload, list[str]]] = []
         deployments = []
         for position, deployment in enumerate(experiment):
             pipeline = deployment.pipeline
-            if not isinstance(pipeline, Pipeline | ExecutionGraph):
+            if not isinstance(pipeline, Workload):
                 raise TypeError(f"the deployment on {deployment.node} has no pipeline")
             # a pipeline assigned after the deployment was made is dispatched here
             pipeline = pipeline.dispatched(deployment.node)
             kept.append(pipeline)
             where = f"deployment {position} (node {deployment.node.name!r})"
-            if isinstance(pipeline, ExecutionGraph):
-                try:
-                    pipeline.validate()
-                except ExecutionGraphError as exc:
-                    raise ExecutionGraphError(f"{where}: {exc}") from None
+            try:
+                pipeline.validate()
+            except ExecutionGraphError as exc:
+                raise ExecutionGraphError(f"{where}: {exc}") from None
             requirements, variables = _preparation(where, deployment, pipeline)
             key = (id(pipeline), tuple(sorted(variables.items())))
             if key not in shipped:
@@ -481,7 +480,7 @@ def _information(data: dict[str, Any]) -> ExperimentExecutionInformation:
 
 
 def _preparation(
-    where: str, deployment: Deployment, pipeline: Pipeline | ExecutionGraph
+    where: str, deployment: Deployment, pipeline: Workload
 ) -> tuple[list[str], dict[str, str]]:
     """What a node runs before a deployment's pipeline (its environment's
     commands, then the tasks' requirements not among them) and the variables
@@ -522,7 +521,7 @@ def _preparation(
 
 
 def _pipelines_reproduction(
-    plan: list[tuple[Deployment, Pipeline | ExecutionGraph, list[str]]], shipped: Iterable[str]
+    plan: list[tuple[Deployment, Workload, list[str]]], shipped: Iterable[str]
 ) -> dict[str, Any]:
     """Code hash over the shipped pipelines, their tasks' own source, the mapping."""
     modules = {}

@@ -18,7 +18,7 @@ from shoal.model.experiment import (
 )
 from shoal.model.flags import FlagValues
 from shoal.model.node import Node, Nodes
-from shoal.model.pipeline import Pipeline, Task, TaskDispatcher
+from shoal.model.pipeline import Pipeline, Task, TaskDispatcher, Workload
 from shoal.model.result import (
     Failure,
     Result,
@@ -54,5 +54,6 @@ __all__ = [
     "Task",
     "TaskDispatcher",
     "UnwrapFailedError",
+    "Workload",
     "is_successful",
 ]

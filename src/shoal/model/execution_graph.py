@@ -26,8 +26,8 @@ from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Self
 from uuid import uuid4
 
-from shoal.model.environment import EnvironmentDefinition, ShellExecution
-from shoal.model.pipeline import Task, TaskDispatcher, TaskElement, _describe, _dispatch
+from shoal.model.environment import EnvironmentDefinition
+from shoal.model.pipeline import Task, TaskDispatcher, TaskElement, Workload, _describe, _dispatch
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -42,12 +42,12 @@ class ExecutionGraphError(ValueError):
     """The graph breaks one of the execution graph's rules (named in the message)."""
 
 
-class ExecutionGraph:
+class ExecutionGraph(Workload):
     """Tasks and synchronisation points in a ``networkx.DiGraph`` (``graph``),
     walked from ``"root"`` along its edges; see the module's text for the
     edges' attributes. ``early_stopping``: a failed task ends the walk unless
-    an edge from it is followed on failure. The other arguments are those of
-    :class:`~shoal.model.pipeline.Pipeline`.
+    an edge from it is followed on failure. The other arguments are
+    :class:`~shoal.model.pipeline.Workload`'s.
     """
 
     def __init__(
@@ -61,37 +61,16 @@ class ExecutionGraph:
         # a plain Pipeline never pays for it (unpickling a graph imports it).
         import networkx as nx
 
-        self.name: str = name if name is not None else str(uuid4())
-        self.early_stopping = early_stopping
-        self.report_results = report_results
-        self.environment_definition: EnvironmentDefinition = (
-            environment_definition if environment_definition is not None else ShellExecution()
-        )
+        super().__init__(early_stopping, report_results, environment_definition, name)
         self.graph: nx.DiGraph = nx.DiGraph()
         self.graph.add_node(ROOT)
         # netUnicorn's switch for graphs its rules reject on purpose.
         self.override_graph_validation = False
-        # Set on the copy that is shipped, as for Pipeline.
-        self.executor_environment: dict[str, str] = {}
-
-    # --- what a deployment needs of it (the same as of a Pipeline) ----------
 
     @property
     def tasks(self) -> list[TaskElement]:
         """The tasks (and dispatchers not dispatched yet), in the order added."""
         return [node for node in self.graph.nodes if isinstance(node, Task | TaskDispatcher)]
-
-    def requirements(self) -> list[str]:
-        """All tasks' requirements in order, without duplicates."""
-        return list(
-            dict.fromkeys(
-                req for task in self.tasks if isinstance(task, Task) for req in task.requirements
-            )
-        )
-
-    def has_dispatchers(self) -> bool:
-        """True if some node is still a :class:`TaskDispatcher`."""
-        return any(isinstance(node, TaskDispatcher) for node in self.graph.nodes)
 
     def dispatched(self, node: Node) -> Self:
         """This graph as it runs on ``node``: each dispatcher replaced by the task
@@ -108,12 +87,6 @@ class ExecutionGraph:
         }
         copied = copy.copy(self)
         copied.graph = nx.relabel_nodes(self.graph, mapping, copy=True)
-        return copied
-
-    def with_executor_environment(self, variables: dict[str, str]) -> Self:
-        """A copy whose executor sets ``variables`` before any task runs."""
-        copied = copy.copy(self)
-        copied.executor_environment = dict(variables)
         return copied
 
     def copy(self) -> Self:

@@ -9,9 +9,8 @@ from enum import Enum
 from typing import Any, Self, overload
 
 from shoal.model.environment import EnvironmentDefinition
-from shoal.model.execution_graph import ExecutionGraph
 from shoal.model.node import Node
-from shoal.model.pipeline import Pipeline
+from shoal.model.pipeline import Workload
 from shoal.model.result import Result, ResultWithLogs
 
 
@@ -116,7 +115,7 @@ class Deployment:
     """
 
     node: Node
-    pipeline: Pipeline | ExecutionGraph | None = None
+    pipeline: Workload | None = None
     executor_id: str = ""
     prepared: bool = False
     error: str | None = None
@@ -135,8 +134,7 @@ class Deployment:
         if self.pipeline is None:
             return
         self.pipeline = self.pipeline.dispatched(self.node)
-        if isinstance(self.pipeline, ExecutionGraph):
-            self.pipeline.validate()  # here, where the mistake was made, not on the node
+        self.pipeline.validate()  # here, where a mistake is made, not on the node
         if self.environment_definition is None:
             # a copy: changing one deployment's must not change the pipeline's
             environment = copy.deepcopy(self.pipeline.environment_definition)
@@ -174,12 +172,10 @@ class Experiment:
         self.deployment_map: list[Deployment] = []
         self.deployment_context: dict[str, dict[str, str]] | None = deployment_context
 
-    def map(
-        self, pipeline: Pipeline | ExecutionGraph, nodes: Node | str | Iterable[Node | str]
-    ) -> Self:
+    def map(self, pipeline: Workload, nodes: Node | str | Iterable[Node | str]) -> Self:
         """Deploy ``pipeline`` (or an execution graph) on every node in ``nodes``
         (a node, a name, or many); its task dispatchers are dispatched for each node."""
-        if not isinstance(pipeline, Pipeline | ExecutionGraph):
+        if not isinstance(pipeline, Workload):
             raise TypeError(
                 "map() expects a Pipeline or an ExecutionGraph, "
                 f"got {pipeline!r} of type {type(pipeline).__name__}"
@@ -193,7 +189,7 @@ class Experiment:
         self.deployment_map.extend([Deployment(node, pipeline) for node in targets])
         return self
 
-    def append(self, node: Node | str, pipeline: Pipeline | ExecutionGraph) -> Self:
+    def append(self, node: Node | str, pipeline: Workload) -> Self:
         """Deploy ``pipeline`` on a single ``node``."""
         return self.map(pipeline, _as_node(node))
 

@@ -114,19 +114,20 @@ def _describe(obj: object) -> str:
 Stage: TypeAlias = TaskElement | list[TaskElement] | tuple[TaskElement, ...]
 
 
-class Pipeline:
-    """An ordered list of stages; tasks within one stage run in parallel.
+class Workload(ABC):
+    """What one deployment runs on its node: a :class:`Pipeline` (stages in a
+    row) or an :class:`~shoal.model.execution_graph.ExecutionGraph`.
 
     ``environment_definition`` (a :class:`~shoal.model.environment.ShellExecution`
     by default) says how the node is prepared: its commands run before the
     tasks' requirements, its ``runtime_context.environment_variables`` are set
-    for the executor. ``report_results`` is netUnicorn's; shoal always keeps a
-    pipeline's results, so it changes nothing.
+    for the executor. ``early_stopping``: a failed task ends the run.
+    ``report_results`` is netUnicorn's; shoal always keeps the results, so it
+    changes nothing.
     """
 
     def __init__(
         self,
-        tasks: Iterable[Stage] | TaskElement | None = None,
         early_stopping: bool = True,
         report_results: bool = True,
         environment_definition: EnvironmentDefinition | None = None,
@@ -138,10 +139,61 @@ class Pipeline:
         self.environment_definition: EnvironmentDefinition = (
             environment_definition if environment_definition is not None else ShellExecution()
         )
-        self.stages: list[list[TaskElement]] = []
         # Set on the copy that is shipped (with_executor_environment), not by users:
         # the executor puts these in its environment before any task runs.
         self.executor_environment: dict[str, str] = {}
+
+    @property
+    @abstractmethod
+    def tasks(self) -> list[TaskElement]:
+        """All tasks (and dispatchers not dispatched yet), in order."""
+
+    @abstractmethod
+    def dispatched(self, node: Node) -> Self:
+        """This workload as it runs on ``node``: every :class:`TaskDispatcher`
+        replaced by the task its ``dispatch(node)`` returns (itself if it has none)."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming what keeps this workload from running (a
+        pipeline is checked as it is built: nothing is left to check)."""
+        return None
+
+    def requirements(self) -> list[str]:
+        """All tasks' requirements in order, without duplicates (a dispatcher's
+        come with the task it dispatches to)."""
+        # dict keeps insertion order, so this dedupes while preserving order
+        return list(
+            dict.fromkeys(
+                req for task in self.tasks if isinstance(task, Task) for req in task.requirements
+            )
+        )
+
+    def has_dispatchers(self) -> bool:
+        """True if some task is still a :class:`TaskDispatcher`."""
+        return any(isinstance(task, TaskDispatcher) for task in self.tasks)
+
+    def with_executor_environment(self, variables: dict[str, str]) -> Self:
+        """A copy whose executor sets ``variables`` in its environment before any
+        task runs (what ``runtime_context.environment_variables`` ask for)."""
+        copied = copy.copy(self)
+        copied.executor_environment = dict(variables)
+        return copied
+
+
+class Pipeline(Workload):
+    """An ordered list of stages; tasks within one stage run in parallel. The
+    other arguments are :class:`Workload`'s."""
+
+    def __init__(
+        self,
+        tasks: Iterable[Stage] | TaskElement | None = None,
+        early_stopping: bool = True,
+        report_results: bool = True,
+        environment_definition: EnvironmentDefinition | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(early_stopping, report_results, environment_definition, name)
+        self.stages: list[list[TaskElement]] = []
         if tasks is None:
             return
         if isinstance(tasks, Task | TaskDispatcher):
@@ -177,21 +229,7 @@ class Pipeline:
         """All tasks (and dispatchers not dispatched yet), stage by stage."""
         return [task for stage in self.stages for task in stage]
 
-    def requirements(self) -> list[str]:
-        """All tasks' requirements in order, without duplicates (a dispatcher's
-        come with the task it dispatches to)."""
-        # dict keeps insertion order, so this dedupes while preserving order
-        return list(
-            dict.fromkeys(
-                req for task in self.tasks if isinstance(task, Task) for req in task.requirements
-            )
-        )
-
-    def has_dispatchers(self) -> bool:
-        """True if some stage still holds a :class:`TaskDispatcher`."""
-        return any(isinstance(task, TaskDispatcher) for task in self.tasks)
-
-    def dispatched(self, node: Node) -> Pipeline:
+    def dispatched(self, node: Node) -> Self:
         """This pipeline as it runs on ``node``: every :class:`TaskDispatcher`
         replaced by the task its ``dispatch(node)`` returns.
 
@@ -217,14 +255,6 @@ class Pipeline:
         )
         copied.stages = [list(stage) for stage in self.stages]
         copied.executor_environment = dict(self.executor_environment)
-        return copied
-
-    def with_executor_environment(self, variables: dict[str, str]) -> Pipeline:
-        """A copy of this pipeline whose executor sets ``variables`` in its
-        environment before any task runs (what
-        ``runtime_context.environment_variables`` ask for)."""
-        copied = copy.copy(self)
-        copied.executor_environment = dict(variables)
         return copied
 
     def __iter__(self) -> Iterator[list[TaskElement]]:
