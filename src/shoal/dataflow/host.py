@@ -181,6 +181,9 @@ class JobRunner:
     ) -> None:
         iterator = iter(values)
         limit, job = self.max_rounds, self.job
+        if len(self.outputs) == 1 and heads is None and limit is None:
+            self._produce_plain(iterator)
+            return
         # One output and no heads (the common source): a value goes straight to
         # its pipe, without the calls emit() makes to find where it goes.
         put = self.outputs[0].put if len(self.outputs) == 1 and heads is None else None
@@ -212,6 +215,48 @@ class JobRunner:
             self.rounds_done += 1
             if job.finished:
                 return
+
+    def _produce_plain(self, iterator: Iterator[Any]) -> None:
+        """``produce`` for the common source (one output, no heads, no round
+        limit): each value goes straight to its pipe, numbered here. The
+        source's throughput is this loop's, so its counters are locals, kept in
+        step with the runner's (a failover's reset starts a new epoch at once)."""
+        if self._stopped:
+            return
+        put, job = self.outputs[0].put, self.job
+        epoch, counter = self._epoch, self._counter
+        done = self.rounds_done
+        try:
+            for value in iterator:
+                if value is None:
+                    return  # a FISSION source ends so
+                if self._epoch != epoch:
+                    with self._lock:
+                        epoch, counter = self._epoch, self._counter
+                if isinstance(value, tuple):
+                    # One value per output, as emit() sends it.
+                    self._counter = counter
+                    self._key = self._next_source_key()
+                    self._emit_guarded(value)
+                    counter = self._counter
+                else:
+                    try:
+                        put((epoch, counter), value)
+                    except (TypeError, ValueError) as exc:
+                        self.errors += 1
+                        print(f"job {job.name}: {exc}", file=sys.stderr)
+                    counter += 1
+                done += 1
+                self.rounds_done = done
+                if job.finished or self._stopped:
+                    return
+        except Exception:
+            self.errors += 1
+            log.error("job %s failed:\n%s", job.name, traceback.format_exc())
+        finally:
+            with self._lock:
+                if self._epoch == epoch:
+                    self._counter = counter
 
     def _emit_guarded(self, value: Any, heads: list[int] | None = None) -> None:
         try:

@@ -103,14 +103,15 @@ class OutPipe:
 
         A non-zero FISSION ``head`` travels beside the value.
         """
+        # This runs once per value of every pipe: each attribute touched counts.
         data = value if self._plain else self.pipe.to_wire(value)
-        size = len(data) if isinstance(data, _SIZED) else 0
         # acquire/release, not ``with``: its __exit__ call costs as much as the lock.
         self._lock.acquire()
         try:
             if self._count >= self.capacity or self._bytes >= MAX_BUFFER_BYTES:
                 self._wait_for_room()
-            tail, seq = self._tail, key[1]
+            tail = self._tail
+            seq = key[1]
             if tail is not None and seq == self._next_seq and key[0] == tail[0]:
                 heads = tail[3]
                 if heads is not None:
@@ -124,9 +125,13 @@ class OutPipe:
                 self._new_run(key, data, head)
             self._next_seq = seq + 1
             self._count += 1
-            self._bytes += size
-            kick = self._writer_waiting
-            self._writer_waiting = False
+            if isinstance(data, _SIZED):
+                self._bytes += len(data)
+            if self._writer_waiting:
+                self._writer_waiting = False
+                kick = True
+            else:
+                kick = False
         finally:
             self._lock.release()
         if kick:
