@@ -6,12 +6,14 @@ proportion to what was sent, and changes nothing.
 
 from __future__ import annotations
 
+import base64
 import json
 import select
 import socket
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import cloudpickle
 import httpx
 import psutil
 import pytest
@@ -19,7 +21,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from processes import add_user
-from shoal import Experiment, FlagValues, LocalCluster, Pipeline, RemoteClient
+from shoal import (
+    Experiment,
+    FlagValues,
+    LocalCluster,
+    Pipeline,
+    RemoteClient,
+    RemoteClientException,
+)
 from shoal.library.flags import GetFlagTask
 
 MB = 1024 * 1024
@@ -206,3 +215,34 @@ def test_a_made_up_channel_ticket_is_refused(cluster: LocalCluster) -> None:
             assert exc.rcvd is not None and exc.rcvd.code == 4404
         except InvalidStatus as exc:  # refused at the handshake is fine too
             assert exc.response.status_code == 403, exc
+
+
+@pytest.mark.timeout(60)
+def test_a_deployments_environment_that_an_executor_cannot_take_is_refused(
+    alice: RemoteClient,
+) -> None:
+    """Raw REST, past the client's own checks: shoal's names, malformed names and
+    values that are not strings get a 4xx naming them; nothing is prepared."""
+    before = _state(alice)
+    pipeline = base64.b64encode(cloudpickle.dumps(Pipeline().then(GetFlagTask("f")))).decode()
+    where = "deployment 0 (node 'bad-1'): "
+    cases = [
+        (
+            {"SHOAL_EXECUTOR_TOKEN": "stolen"},
+            400,
+            where + "environment variable 'SHOAL_EXECUTOR_TOKEN': SHOAL_* names are shoal's",
+        ),
+        ({"A=B": "1"}, 400, where + "environment variable 'A=B' is not valid"),
+        ({"BIG": "x" * 70_000}, 400, where + "environment is over 65536 bytes"),
+        ({"A": "x\u0000y"}, 400, "strings in the JSON body may not contain NUL characters"),
+        ({"N": 3}, 422, "environment.N"),
+    ]
+    for environment, status, message in cases:
+        deployment = {"node": "bad-1", "pipeline": pipeline, "environment": environment}
+        with pytest.raises(RemoteClientException) as refused:
+            alice._call(
+                "POST", "/api/experiments", json={"name": "env", "deployments": [deployment]}
+            )
+        assert refused.value.status_code == status, refused.value
+        assert message in str(refused.value), (message, str(refused.value))
+    assert _state(alice) == before

@@ -9,8 +9,10 @@ real local cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -339,7 +341,9 @@ def test_dispatchers_in_pipelines_and_experiments() -> None:
 
 
 @pytest.mark.timeout(150)
-def test_environment_definitions_on_a_cluster(client: RemoteClient, tmp_path: Path) -> None:
+def test_environment_definitions_on_a_cluster(
+    cluster: LocalCluster, client: RemoteClient, tmp_path: Path
+) -> None:
     prepared = tmp_path / "prepared"
     environment = ShellExecution(
         commands=[f"echo environment > {prepared}"],
@@ -374,6 +378,19 @@ def test_environment_definitions_on_a_cluster(client: RemoteClient, tmp_path: Pa
     }
     # the variables went to the executors, not to this process
     assert "GREETING" not in os.environ
+    # They are kept with each deployment in the store (a Prepare sent again after
+    # an agent reconnects has them too), not in the pipeline, which went once.
+    database = sqlite3.connect(cluster.db_url.removeprefix("sqlite+aiosqlite:///"))
+    try:
+        rows = database.execute(
+            "SELECT d.node, d.environment, d.pipeline FROM deployments d"
+            " JOIN experiments e ON e.id = d.experiment_id WHERE e.name = 'environments'"
+        ).fetchall()
+    finally:
+        database.close()
+    environments = {node: json.loads(environment) for node, environment, _ in rows}
+    assert environments == {"a": {"GREETING": "hello from env"}, "b": {"GREETING": "b's own"}}
+    assert len({pipeline for _, _, pipeline in rows}) == 1
 
 
 @pytest.mark.timeout(150)
@@ -446,10 +463,6 @@ def test_environment_definition_attributes_and_checks() -> None:
                 "refused",
             )
 
-    # the shipped copy carries the variables; the executor sets them (on the cluster above)
-    shipped = Pipeline().with_executor_environment({"SHOAL_COMPAT_PROBE": "1"})
-    assert pickle.loads(pickle.dumps(shipped)).executor_environment == {"SHOAL_COMPAT_PROBE": "1"}
-    assert "SHOAL_COMPAT_PROBE" not in os.environ
 
 
 # ------------------------------------------------------- 5. basic library

@@ -198,8 +198,8 @@ def main() -> None:
     except Exception:
         channel.send(LoadFailed(error="could not load the pipeline:\n" + traceback.format_exc()))
         return
-    # A netUnicorn environment definition's variables, before any task runs
-    # (getattr: a pipeline pickled by an older client has none).
+    # A pipeline pickled by a shoal client before the variables went in Prepare
+    # carried them itself (newer ones are in this process's environment already).
     os.environ.update(getattr(pipeline, "executor_environment", None) or {})
     # Flag calls of the steps go to the agent over this channel, which it relays
     # on its WebSocket: no HTTP connection per executor, no request per call.

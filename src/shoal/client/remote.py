@@ -205,9 +205,9 @@ class RemoteClient:
             raise TypeError(f"prepare_experiment expects an Experiment, got {type(experiment)}")
         if deployment_context is None:
             deployment_context = experiment.deployment_context
-        # One payload per pipeline and environment: a thousand nodes running the
-        # same pipeline ship it once. The pipelines are kept so ids stay unique.
-        shipped: dict[tuple[int, tuple[tuple[str, str], ...]], str] = {}
+        # One payload per pipeline: a thousand nodes running the same pipeline
+        # ship it once. The pipelines are kept so ids stay unique.
+        shipped: dict[int, str] = {}
         kept: list[Workload] = []
         plan: list[tuple[Deployment, Workload, list[str]]] = []
         deployments = []
@@ -224,19 +224,20 @@ class RemoteClient:
             except ExecutionGraphError as exc:
                 raise ExecutionGraphError(f"{where}: {exc}") from None
             requirements, variables = _preparation(where, deployment, pipeline)
-            key = (id(pipeline), tuple(sorted(variables.items())))
+            key = id(pipeline)
             if key not in shipped:
-                carrier = pipeline.with_executor_environment(variables) if variables else pipeline
-                data = serialize.dumps(carrier, {type(t) for t in pipeline.tasks})
+                data = serialize.dumps(pipeline, {type(t) for t in pipeline.tasks})
                 shipped[key] = base64.b64encode(data).decode()
             plan.append((deployment, pipeline, requirements))
-            deployments.append(
-                {
-                    "node": deployment.node.name,
-                    "pipeline": shipped[key],
-                    "requirements": requirements,
-                }
-            )
+            entry = {
+                "node": deployment.node.name,
+                "pipeline": shipped[key],
+                "requirements": requirements,
+            }
+            if variables:
+                # Kept with the deployment; the node sets them in its executor.
+                entry["environment"] = variables
+            deployments.append(entry)
         body: dict[str, Any] = {
             "name": experiment_id,
             "deployments": deployments,

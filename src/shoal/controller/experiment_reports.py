@@ -92,7 +92,14 @@ class AgentReports:
             token = await self.auth.issue_executor_token(live.owner_id, live.id, dep.id)
             self._send(
                 dep.node,
-                self._prepare_message(live, dep.id, row["pipeline"], row["requirements"], token),
+                self._prepare_message(
+                    live,
+                    dep.id,
+                    row["pipeline"],
+                    row["requirements"],
+                    token,
+                    row.get("environment"),
+                ),
             )
 
     def on_agent_message(

@@ -36,6 +36,7 @@ class NewDeployment:
     node: str
     pipeline: bytes
     requirements: list[str]
+    environment: dict[str, str] = field(default_factory=dict)  # set in its executor
 
 
 def check_name(name: str) -> None:

@@ -189,6 +189,7 @@ class ExperimentService(ExperimentViews, AgentReports):
                         "node": new.node,
                         "pipeline": new.pipeline,
                         "requirements": new.requirements,
+                        "environment": new.environment,
                         "state": "preparing",
                         "prepared": False,
                     }
@@ -198,7 +199,9 @@ class ExperimentService(ExperimentViews, AgentReports):
                 messages.append(
                     (
                         new.node,
-                        self._prepare_message(live, dep_id, new.pipeline, new.requirements, token),
+                        self._prepare_message(
+                            live, dep_id, new.pipeline, new.requirements, token, new.environment
+                        ),
                     )
                 )
             async with self.db.write() as conn:
@@ -272,8 +275,11 @@ class ExperimentService(ExperimentViews, AgentReports):
         pipeline: bytes,
         requirements: list[str],
         token: str,
+        environment: dict[str, str] | None = None,
     ) -> Prepare:
         env = {
+            # The deployment's own variables first: shoal's names are never theirs.
+            **(environment or {}),
             "SHOAL_EXECUTOR_TOKEN": token,
             "SHOAL_EXPERIMENT": live.name,
             "SHOAL_EXPERIMENT_ID": live.id,

@@ -21,11 +21,14 @@ from shoal.controller.schemas import (
     clean_input,
 )
 from shoal.controller.services import Services, services, user
+from shoal.model.environment import check_environment_variables
 from shoal.store import experiments as exp_queries
 
 router = APIRouter(prefix="/api", tags=["experiments"], dependencies=[Depends(clean_input)])
 
 MAX_PIPELINE = 64 * 1024 * 1024
+# The bytes of one deployment's variables: a process environment, not a store.
+MAX_ENVIRONMENT = 64 * 1024
 _ENCODE = msgspec.json.Encoder().encode
 
 
@@ -54,7 +57,14 @@ async def prepare(
             raise bad_request(f"deployment {i} (node {d.node!r}): pipeline is not base64") from None
         if not pipeline or len(pipeline) > MAX_PIPELINE:
             raise bad_request(f"deployment {i} (node {d.node!r}): pipeline is empty or too big")
-        deployments.append(NewDeployment(d.node, pipeline, list(d.requirements)))
+        where = f"deployment {i} (node {d.node!r})"
+        try:
+            check_environment_variables(where, d.environment)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        if sum(len(k) + len(v) for k, v in d.environment.items()) > MAX_ENVIRONMENT:
+            raise bad_request(f"{where}: environment is over {MAX_ENVIRONMENT} bytes")
+        deployments.append(NewDeployment(d.node, pipeline, list(d.requirements), d.environment))
     reproduction = svc.records.complete(body.reproduction)
 
     async def keep_reproduction(conn: Any, experiment_id: str, _deployments: list[str]) -> None:

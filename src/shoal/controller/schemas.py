@@ -44,6 +44,10 @@ class DeploymentIn(_Strict):
     node: Text = Field(min_length=1, max_length=255)
     pipeline: StrictStr = Field(description="the cloudpickled Pipeline, base64")
     requirements: list[Text] = []
+    environment: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict,
+        description="variables set in the deployment's executor (not SHOAL_*: shoal's own)",
+    )
 
 
 class PrepareIn(_Strict):

@@ -178,7 +178,6 @@ class ExecutionGraph(Workload):
         copied = type(self).__new__(type(self))
         copied.__dict__.update(self.__dict__)
         copied.graph = self.graph.copy()
-        copied.executor_environment = dict(self.executor_environment)
         return copied
 
     def __repr__(self) -> str:

@@ -139,9 +139,6 @@ class Workload(ABC):
         self.environment_definition: EnvironmentDefinition = (
             environment_definition if environment_definition is not None else ShellExecution()
         )
-        # Set on the copy that is shipped (with_executor_environment), not by users:
-        # the executor puts these in its environment before any task runs.
-        self.executor_environment: dict[str, str] = {}
 
     @property
     @abstractmethod
@@ -172,12 +169,6 @@ class Workload(ABC):
         """True if some task is still a :class:`TaskDispatcher`."""
         return any(isinstance(task, TaskDispatcher) for task in self.tasks)
 
-    def with_executor_environment(self, variables: dict[str, str]) -> Self:
-        """A copy whose executor sets ``variables`` in its environment before any
-        task runs (what ``runtime_context.environment_variables`` ask for)."""
-        copied = copy.copy(self)
-        copied.executor_environment = dict(variables)
-        return copied
 
 
 class Pipeline(Workload):
@@ -254,7 +245,6 @@ class Pipeline(Workload):
             environment_definition=self.environment_definition,
         )
         copied.stages = [list(stage) for stage in self.stages]
-        copied.executor_environment = dict(self.executor_environment)
         return copied
 
     def __iter__(self) -> Iterator[list[TaskElement]]:

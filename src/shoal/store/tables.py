@@ -108,6 +108,9 @@ deployments = Table(
     Column("node", String(255), nullable=False),
     Column("pipeline", LargeBinary, nullable=False),
     Column("requirements", JSON, nullable=False),
+    # Variables set in the deployment's executor (runtime_context.environment_variables);
+    # NULL in rows of an older shoal, which had none.
+    Column("environment", JSON, nullable=True),
     Column("state", String(16), nullable=False),
     Column("prepared", Boolean, nullable=False),
     Column("error", Text, nullable=True),
