@@ -464,7 +464,6 @@ def test_environment_definition_attributes_and_checks() -> None:
             )
 
 
-
 # ------------------------------------------------------- 5. basic library
 
 

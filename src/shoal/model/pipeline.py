@@ -170,7 +170,6 @@ class Workload(ABC):
         return any(isinstance(task, TaskDispatcher) for task in self.tasks)
 
 
-
 class Pipeline(Workload):
     """An ordered list of stages; tasks within one stage run in parallel. The
     other arguments are :class:`Workload`'s."""
