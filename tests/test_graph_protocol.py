@@ -1,4 +1,4 @@
-"""The graph WebSocket under bad input: every wrong request gets a Failure that names
+"""The graph WebSocket under bad input: every wrong request gets a RequestFailed that names
 the problem, the controller stays up, and a user cannot reach another user's session."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from shoal.graph import Client, SessionException, TaskException, blob, remote, t
 from shoal.graph.ids import ID
 from shoal.graph.session import GraphError
 from shoal.protocol.graph_messages import (
-    Failure,
     GraphReply,
     OpenSession,
+    RequestFailed,
     SessionOpened,
     Submit,
     SubmitInput,
@@ -104,12 +104,12 @@ def test_bad_submits_are_refused_with_a_reason(cluster: LocalCluster) -> None:
     }
     for expected, request in cases.items():
         reply = raw.call(request)
-        assert isinstance(reply, Failure), expected
+        assert isinstance(reply, RequestFailed), expected
         assert expected in reply.message
         assert not reply.session_failed
     # All or nothing: none of the refused submits left anything behind.
     reply = raw.call(Wait(10, sid, [1]))
-    assert isinstance(reply, Failure) and "no task or object 1" in reply.message
+    assert isinstance(reply, RequestFailed) and "no task or object 1" in reply.message
 
 
 @pytest.mark.timeout(60)
@@ -123,7 +123,7 @@ def test_a_quiet_submit_is_answered_only_when_it_fails(cluster: LocalCluster) ->
     while not replies or replies[-1].req != 4:
         replies += raw.decoder.decode(raw.ws.recv(timeout=20))
     # Nothing for the good one; the bad one's failure comes before the wait's answer.
-    assert [type(r) for r in replies] == [Failure, WaitDone]
+    assert [type(r) for r in replies] == [RequestFailed, WaitDone]
     assert replies[0].req == 3 and "does not have" in replies[0].message
 
 
@@ -138,7 +138,7 @@ def test_a_quiet_unkeep_is_answered_only_when_it_fails(cluster: LocalCluster) ->
     replies = []
     while not replies or replies[-1].req != 5:
         replies += raw.decoder.decode(raw.ws.recv(timeout=20))
-    assert [type(r) for r in replies] == [Failure, WaitDone]
+    assert [type(r) for r in replies] == [RequestFailed, WaitDone]
     assert replies[0].req == 4 and "no object 77" in replies[0].message
 
 
@@ -182,7 +182,7 @@ def test_a_task_too_big_for_any_node_fails_its_session(cluster: LocalCluster) ->
         )
     )
     reply = raw.call(Wait(3, sid, [1]))
-    assert isinstance(reply, Failure) and reply.session_failed
+    assert isinstance(reply, RequestFailed) and reply.session_failed
     assert "needs 10000 cpus" in reply.message
 
 
@@ -211,7 +211,7 @@ def test_sessions_are_private_to_their_user(cluster: LocalCluster) -> None:
     assert isinstance(owner.call(Wait(3, sid, [1])), WaitDone)
     other = Raw(cluster, "mallory", "m-pw")
     reply = other.call(Wait(1, sid, [1]))
-    assert isinstance(reply, Failure) and f"no open session {sid}" in reply.message
+    assert isinstance(reply, RequestFailed) and f"no open session {sid}" in reply.message
 
 
 @pytest.mark.timeout(60)

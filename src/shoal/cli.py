@@ -123,7 +123,7 @@ def exp(
     Without SHOAL_ENDPOINT a local cluster is started with one node per server id;
     with it, server ids name the controller's nodes.
     """
-    from shoal.runner.discovery import DefinitionError
+    from shoal.runner.discovery import ExperimentDefinitionError
     from shoal.runner.execution import RunOptions, run
 
     options = RunOptions(
@@ -142,7 +142,7 @@ def exp(
     signal.signal(signal.SIGTERM, interrupt)
     try:
         code = run(options)
-    except DefinitionError as exc:
+    except ExperimentDefinitionError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("shoal exp: interrupted", err=True)

@@ -143,13 +143,12 @@ def run_execution_graph(graph: ExecutionGraph, channel: ExecutorPipe) -> None:
     def run(task: Task, previous: dict[str, list[Result]]) -> None:
         ended.put((task, run_task(task, previous)))
 
-    threads = []
     index = 0
     while True:
         for task in walk.ready():
-            thread = threading.Thread(target=run, args=(task, walk.previous()), name="step")
-            thread.start()
-            threads.append(thread)
+            # Not kept to join: a loop may run for ever, and a step's thread is
+            # done once its result is in the queue.
+            threading.Thread(target=run, args=(task, walk.previous()), name="step").start()
         if not walk.running:
             break
         task, outcome = ended.get()
@@ -165,8 +164,6 @@ def run_execution_graph(graph: ExecutionGraph, channel: ExecutorPipe) -> None:
             )
         )
         index += 1
-    for thread in threads:
-        thread.join()
     for waiting in walk.stuck:
         print(f"shoal: the execution graph stopped with {waiting}", file=sys.stderr)
     finish(channel, walk.results, walk.ok)

@@ -36,7 +36,7 @@ from shoal.controller.flag_calls import ExecutorFlagCalls
 from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
 from shoal.controller.registration import Registered, Registrar
-from shoal.controller.registry import NodeInfo, NodeRegistry
+from shoal.controller.registry import KnownNode, NodeRegistry
 from shoal.controller.ws_protocol import TAP, FrameTap
 from shoal.protocol import (
     PROTOCOL_VERSION,
@@ -189,7 +189,7 @@ class AgentGateway:
         link = Link(hello.name, write)
         self.relay.agent_hello(hello.name, hello.commands)
         self.registry.links[hello.name] = link
-        node = self.registry.nodes.get(hello.name) or NodeInfo(name=hello.name)
+        node = self.registry.nodes.get(hello.name) or KnownNode(name=hello.name)
         node.architecture = hello.architecture
         node.cpus = hello.cpus
         node.properties = dict(hello.properties)

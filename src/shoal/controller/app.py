@@ -48,7 +48,7 @@ from shoal.controller.limits import BodyLimits, RequestLimits
 from shoal.controller.live import LiveHub
 from shoal.controller.metrics import ControllerMetrics
 from shoal.controller.records import RecordService
-from shoal.controller.registry import NodeInfo, NodeRegistry
+from shoal.controller.registry import KnownNode, NodeRegistry
 from shoal.controller.services import Services
 from shoal.private import write_private
 from shoal.store import nodes as node_queries
@@ -77,7 +77,7 @@ async def build_services(config: ControllerConfig) -> Services:
         log.info("the agents' join token is in %s", config.token_file)
     registry = NodeRegistry()
     for row in stored_nodes:
-        registry.nodes[row["name"]] = NodeInfo(
+        registry.nodes[row["name"]] = KnownNode(
             name=row["name"],
             architecture=row["architecture"],
             cpus=row["cpus"],

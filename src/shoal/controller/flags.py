@@ -60,7 +60,7 @@ class FlagRangeError(ValueError):
 
 
 @dataclass(slots=True)
-class Waiter:
+class FlagWaiter:
     """One wait for a value; ``timer`` ends it with None."""
 
     target: Values
@@ -78,7 +78,7 @@ class Flag:
     # nodes waiting at a barrier would each read the thousand changes before).
     versions_of: dict[Values, list[int]] = field(default_factory=dict)
     # by the value they wait for: a change wakes its waiters without looking at the others
-    waiters: dict[Values, list[Waiter]] = field(default_factory=dict)
+    waiters: dict[Values, list[FlagWaiter]] = field(default_factory=dict)
 
     def took(self, version: int, values: Values) -> None:
         """The flag has ``values`` at ``version`` (newer than any before): keep
@@ -289,7 +289,7 @@ class FlagService:
 
     def watch(
         self, flag: Flag, target: Values, after: int, timeout: float, reply: WaitReply
-    ) -> Waiter | None:
+    ) -> FlagWaiter | None:
         """Call ``reply`` with the first state of ``flag`` equal to ``target`` at a
         version above ``after``, or with None after ``timeout`` seconds.
 
@@ -301,12 +301,12 @@ class FlagService:
         if version is not None:
             reply((target, version))
             return None
-        waiter = Waiter(target, reply)
+        waiter = FlagWaiter(target, reply)
         flag.waiters.setdefault(target, []).append(waiter)
         waiter.timer = asyncio.get_running_loop().call_later(timeout, self._expire, flag, waiter)
         return waiter
 
-    def unwatch(self, flag: Flag, waiter: Waiter) -> None:
+    def unwatch(self, flag: Flag, waiter: FlagWaiter) -> None:
         """Withdraw a wait that has not been answered (no reply follows)."""
         if waiter.timer is not None:
             waiter.timer.cancel()
@@ -316,7 +316,7 @@ class FlagService:
             if not same:
                 del flag.waiters[waiter.target]
 
-    def _expire(self, flag: Flag, waiter: Waiter) -> None:
+    def _expire(self, flag: Flag, waiter: FlagWaiter) -> None:
         self.unwatch(flag, waiter)
         _deliver(waiter.reply, None)
 

@@ -23,14 +23,14 @@ from shoal.controller.records import RecordService
 from shoal.protocol import FrameDecoder, FrameEncoder
 from shoal.protocol.graph_messages import (
     CloseSession,
-    Done,
-    Failure,
     Fetch,
     FetchData,
     GraphRequest,
     Infos,
     OpenSession,
     PutData,
+    RequestDone,
+    RequestFailed,
     SessionOpened,
     Submit,
     Unkeep,
@@ -99,7 +99,7 @@ class GraphGateway:
             elif isinstance(request, Submit):
                 graphs.submit(owner, request)
                 if not request.quiet:
-                    await self._reply(ws, Done(req))
+                    await self._reply(ws, RequestDone(req))
             elif isinstance(request, Wait):
                 items = await self._wait(ws, owner, request)
                 await self._reply(
@@ -115,18 +115,18 @@ class GraphGateway:
             elif isinstance(request, Unkeep):
                 graphs.unkeep(owner, request.session, request.ids)
                 if not request.quiet:
-                    await self._reply(ws, Done(req))
+                    await self._reply(ws, RequestDone(req))
             elif isinstance(request, Update):
                 tasks, objects = graphs.infos(owner, request.session, request.ids)
                 await self._reply(ws, Infos(req, tasks=tasks, objects=objects))
             elif isinstance(request, CloseSession):
                 graphs.close_session(owner, request.session)
                 owned.discard(request.session)
-                await self._reply(ws, Done(req))
+                await self._reply(ws, RequestDone(req))
         except GraphRequestError as exc:
             await self._reply(
                 ws,
-                Failure(
+                RequestFailed(
                     req,
                     str(exc),
                     session_failed=exc.session_failed,

@@ -14,7 +14,15 @@ import time
 from typing import Any
 
 from shoal.controller.graph_objects import ObjectKeeping
-from shoal.controller.graph_state import FINISHED, READY, WAITING, GObject, GSession, GTask, Waiter
+from shoal.controller.graph_state import (
+    FINISHED,
+    READY,
+    WAITING,
+    GObject,
+    GraphWaiter,
+    GSession,
+    GTask,
+)
 from shoal.controller.graph_submit import (
     MAX_CONSTANT,
     GraphRequestError,
@@ -106,7 +114,9 @@ class SessionLifecycle(ObjectKeeping):
         items = self._items(session, ids)
         pending = [item for item in items if not item.done]
         if pending and not (some and len(pending) < len(items)):
-            waiter = Waiter(pending, some, len(pending), asyncio.get_running_loop().create_future())
+            waiter = GraphWaiter(
+                pending, some, len(pending), asyncio.get_running_loop().create_future()
+            )
             for item in pending:
                 if item.waiters is None:
                     item.waiters = []

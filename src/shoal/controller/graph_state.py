@@ -39,7 +39,7 @@ class GObject:
     size: int = 0
     info: dict[str, Any] = field(default_factory=lambda: NO_INFO)
     freed: bool = False
-    waiters: list[Waiter] | None = None  # made by the first wait
+    waiters: list[GraphWaiter] | None = None  # made by the first wait
 
     @property
     def done(self) -> bool:
@@ -80,7 +80,7 @@ class GTask:
     ready_at: float = 0.0  # monotonic time it became ready (for the placement latency)
     assigned_at: float = 0.0
     info: dict[str, Any] = field(default_factory=lambda: NO_INFO)
-    waiters: list[Waiter] | None = None  # made by the first wait
+    waiters: list[GraphWaiter] | None = None  # made by the first wait
     # Wall-clock times for the record (assigned_at is monotonic, for scheduling).
     started_at: float | None = None
     finished_at: float | None = None
@@ -125,7 +125,7 @@ class GSession:
     closed: bool = False
     # Chunks of big constants, until the Submit that names them.
     uploads: dict[int, bytearray] = field(default_factory=dict)
-    waiters: set[Waiter] = field(default_factory=set)
+    waiters: set[GraphWaiter] = field(default_factory=set)
     nodes: set[str] = field(default_factory=set)  # nodes that ran or hold something of it
     # Its tasks by state, kept by GTask.move: /metrics reads them without walking
     # a graph that may hold a million tasks.
@@ -138,7 +138,7 @@ class GSession:
 
 
 @dataclass(eq=False)
-class Waiter:
+class GraphWaiter:
     """A client waiting for some (``some``) or all of ``items`` to finish."""
 
     items: list[GTask | GObject]

@@ -14,7 +14,7 @@ ONLINE, SUSPECT, OFFLINE = "online", "suspect", "offline"
 
 
 @dataclass
-class NodeInfo:
+class KnownNode:
     """What the controller knows of one node.
 
     Its liveness ``state``: ``online`` (heard from within the heartbeat
@@ -73,7 +73,7 @@ class NodeRegistry:
     """The nodes known to this controller, their connections, and their liveness."""
 
     def __init__(self) -> None:
-        self.nodes: dict[str, NodeInfo] = {}
+        self.nodes: dict[str, KnownNode] = {}
         self.links: dict[str, Link] = {}
         self.changed = asyncio.Condition()
 
@@ -102,12 +102,12 @@ class NodeRegistry:
 
     def expect(self, name: str, grace: float) -> None:
         """After a restart: a node with running work is suspect for ``grace`` seconds."""
-        node = self.nodes.setdefault(name, NodeInfo(name=name))
+        node = self.nodes.setdefault(name, KnownNode(name=name))
         if not node.online:
             node.expected_until = time.monotonic() + grace
 
     @staticmethod
-    def heard_from(node: NodeInfo, now: float) -> bool:
+    def heard_from(node: KnownNode, now: float) -> bool:
         """A frame came from ``node`` at ``now`` (monotonic): it is online. True if
         it was not before."""
         node.last_seen = now

@@ -30,13 +30,13 @@ from shoal.protocol.codec import FrameDecoder, FrameEncoder
 from shoal.protocol.graph_messages import (
     CHUNK,
     CloseSession,
-    Failure,
     Fetch,
     FetchData,
     GraphReply,
     Infos,
     OpenSession,
     PutData,
+    RequestFailed,
     SessionOpened,
     Submit,
     SubmitInput,
@@ -86,7 +86,7 @@ class WireTransport:
         # when they fail), by request number: a chain of dependent submits then
         # costs one reply per step, read with the next request's.
         self._deferred: dict[int, str] = {}
-        self._failure: tuple[Failure, str] | None = None
+        self._failure: tuple[RequestFailed, str] | None = None
         self._broken: str | None = None
         self.records: dict[int, str] = {}  # session id -> the name of its record
         # Digests of the functions each session was sent: a function goes once
@@ -137,7 +137,7 @@ class WireTransport:
         self._send(message)
         reply = self._reply_to(message.req)
         self._raise_deferred(session_id)
-        if isinstance(reply, Failure):
+        if isinstance(reply, RequestFailed):
             self._raise(reply, session_id)
         return reply
 
@@ -156,7 +156,7 @@ class WireTransport:
                 self._deferred.clear()
                 return reply
             what = self._deferred.pop(reply.req, None)
-            if isinstance(reply, Failure) and what is not None and self._failure is None:
+            if isinstance(reply, RequestFailed) and what is not None and self._failure is None:
                 self._failure = (reply, what)
 
     def _take_arrived(self) -> None:
@@ -176,7 +176,7 @@ class WireTransport:
                 continue
             reply = self._pending.pop(0)
             what = self._deferred.pop(reply.req, None)
-            if isinstance(reply, Failure) and what is not None and self._failure is None:
+            if isinstance(reply, RequestFailed) and what is not None and self._failure is None:
                 self._failure = (reply, what)
 
     def _raise_deferred(self, session_id: int | None) -> None:
@@ -189,7 +189,7 @@ class WireTransport:
             self._raise(reply, session_id)
 
     @staticmethod
-    def _raise(reply: Failure, session_id: int | None) -> None:
+    def _raise(reply: RequestFailed, session_id: int | None) -> None:
         if not reply.session_failed:
             raise GraphError(reply.message)
         if reply.task is not None and session_id is not None:
@@ -316,14 +316,14 @@ class WireTransport:
         parts: list[bytes] = []
         # Read to the end of the answer (the last piece, or a failure) before
         # raising anything: the replies of later requests must not meet its rest.
-        while not isinstance(reply, Failure):
+        while not isinstance(reply, RequestFailed):
             assert isinstance(reply, FetchData)
             parts.append(reply.data)
             if reply.last:
                 break
             reply = self._receive()
         self._raise_deferred(object_id.session_id)
-        if isinstance(reply, Failure):
+        if isinstance(reply, RequestFailed):
             self._raise(reply, object_id.session_id)
         spec = ObjectSpec.from_dict(reply.spec)
         info = ObjectInfo.from_dict(reply.info)

@@ -102,9 +102,9 @@ class PutData(_Msg):
 
 
 class Submit(_Msg):
-    """``quiet``: answered only if it fails (a Failure before the reply to a
+    """``quiet``: answered only if it fails (a RequestFailed before the reply to a
     later request), so a chain of submit + wait costs one reply per step, not two.
-    A controller that does not know the field answers Done as before."""
+    A controller that does not know the field answers RequestDone as before."""
 
     req: int
     session: int
@@ -164,7 +164,7 @@ class SessionOpened(_Msg):
     record: str = ""  # the name of its experiment record ("" if it has none)
 
 
-class Done(_Msg):
+class RequestDone(_Msg, tag="Done"):
     req: int
 
 
@@ -190,7 +190,7 @@ class Infos(_Msg):
     objects: dict[int, dict[str, Any]] = {}
 
 
-class Failure(_Msg):
+class RequestFailed(_Msg, tag="Failure"):
     """A request failed. ``session_failed``: the session is dead for good."""
 
     req: int
@@ -200,7 +200,7 @@ class Failure(_Msg):
     debug: str = ""
 
 
-GraphReply = SessionOpened | Done | WaitDone | FetchData | Infos | Failure
+GraphReply = SessionOpened | RequestDone | WaitDone | FetchData | Infos | RequestFailed
 
 
 # --- controller -> agent -----------------------------------------------------------

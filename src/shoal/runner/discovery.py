@@ -9,7 +9,7 @@ from pathlib import Path
 from shoal.runner.registry import REGISTRY, ExperimentSpec
 
 
-class DefinitionError(Exception):
+class ExperimentDefinitionError(Exception):
     """An experiment file could not be loaded; says which file and why."""
 
 
@@ -21,7 +21,7 @@ def python_files(paths: list[Path]) -> list[Path]:
         elif path.is_file():
             found = [path]
         else:
-            raise DefinitionError(f"{path}: no such file or folder")
+            raise ExperimentDefinitionError(f"{path}: no such file or folder")
         files += [f.resolve() for f in found if f.resolve() not in files]
     return files
 
@@ -36,11 +36,11 @@ def discover(paths: list[Path]) -> list[ExperimentSpec]:
             sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(f"shoal_exp_{index}_{file.stem}", file)
         if spec is None or spec.loader is None:
-            raise DefinitionError(f"{file}: not a Python file")
+            raise ExperimentDefinitionError(f"{file}: not a Python file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
-            raise DefinitionError(f"{file}: {type(exc).__name__}: {exc}") from exc
+            raise ExperimentDefinitionError(f"{file}: {type(exc).__name__}: {exc}") from exc
     return list(REGISTRY)

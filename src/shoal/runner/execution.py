@@ -24,7 +24,7 @@ from shoal.runner import output
 from shoal.runner.actions import Action
 from shoal.runner.command import raise_failed_in_background
 from shoal.runner.context import RunContext, activate
-from shoal.runner.discovery import DefinitionError, discover
+from shoal.runner.discovery import ExperimentDefinitionError, discover
 from shoal.runner.notify import post_summary
 from shoal.runner.registry import ExperimentSpec, name_records
 from shoal.runner.resume import ResumeState
@@ -76,12 +76,12 @@ def resolve_nodes(client: RemoteClient, specs: list[ExperimentSpec]) -> dict[str
                 unknown.append(f"{server.id} ({server.ip})")
     if unknown:
         known = ", ".join(sorted(by_name)) or "none"
-        raise DefinitionError(
+        raise ExperimentDefinitionError(
             f"no node for server(s) {', '.join(unknown)} on {client.endpoint} (nodes: {known})"
         )
     offline = sorted({node for node in mapping.values() if not by_name[node]["online"]})
     if offline:
-        raise DefinitionError(f"node(s) offline: {', '.join(offline)}")
+        raise ExperimentDefinitionError(f"node(s) offline: {', '.join(offline)}")
     return mapping
 
 
@@ -285,7 +285,9 @@ def _run(options: RunOptions, log_file: TextIO | None) -> int:
     setup_logging(options.verbosity, None, log_file)
     specs = discover(options.paths)
     if not specs:
-        raise DefinitionError(f"no @reg_exp experiments in {', '.join(map(str, options.paths))}")
+        raise ExperimentDefinitionError(
+            f"no @reg_exp experiments in {', '.join(map(str, options.paths))}"
+        )
     name_records(specs)
     state = ResumeState(specs, options.resume)
     started = time.time()

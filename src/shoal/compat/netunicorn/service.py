@@ -151,7 +151,7 @@ class NetunicornService:
         return name
 
     def _executor_task(
-        self, where: str, d: wire.DeploymentIn
+        self, where: str, d: wire.NetunicornDeploymentIn
     ) -> tuple[NetunicornExecutor, list[str]]:
         """The shoal task that runs this deployment's executor, and its requirements."""
         env_def = d.environment_definition

@@ -68,7 +68,7 @@ class EnvironmentDefinitionIn(_Open):
     image: StrictStr | None = None
 
 
-class DeploymentIn(_Open):
+class NetunicornDeploymentIn(_Open):
     node: NodeIn
     execution_graph: StrictStr = Field(description="the cloudpickled execution graph, base64")
     environment_definition: EnvironmentDefinitionIn
@@ -83,7 +83,7 @@ class DeploymentIn(_Open):
 
 
 class ExperimentIn(_Open):
-    deployment_map: list[DeploymentIn] = Field(min_length=1, max_length=10_000)
+    deployment_map: list[NetunicornDeploymentIn] = Field(min_length=1, max_length=10_000)
     deployment_context: dict[StrictStr, dict[StrictStr, StrictStr]] | None = None
 
 
