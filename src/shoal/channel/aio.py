@@ -43,6 +43,9 @@ QUEUE_BYTES = 2 * 1024 * 1024
 BATCH_MESSAGES = 8192  # most messages in one Data frame
 BATCH_BYTES = 1024 * 1024  # about the most bytes in one Data frame
 CLOSE_TIMEOUT = 10.0  # how long a close waits for queued data to leave and the peer's answer
+# How long dropping a channel (aclose) lets a close under way send its Close: the
+# frame only has to be written, so a peer that reads nothing is not waited for.
+CLOSE_SEND_TIMEOUT = 2.0
 
 
 class AsyncChannel:
@@ -252,7 +255,7 @@ class AsyncChannel:
             # that ended because of it): its Close must still leave, or the peer
             # sees the connection lost instead of the reason.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CLOSE_TIMEOUT):
+                async with asyncio.timeout(CLOSE_SEND_TIMEOUT):
                     await self._writer_done.wait()
         self._closed = True
         for task in self._tasks:
