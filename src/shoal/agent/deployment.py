@@ -21,6 +21,9 @@ log = logging.getLogger("shoal.agent")
 
 Emit = Callable[[object], None]
 TERMINAL = frozenset({"finished", "failed", "cancelled", "lost"})
+# How long a finished executor's output may take to end before the run is
+# reported finished (its last lines are in the pipes already; this is for EOF).
+OUTPUT_DRAIN = 1.0
 
 
 class DeploymentRunner:
@@ -115,15 +118,15 @@ class DeploymentRunner:
         else:
             self.executor = await ExecutorProcess.spawn(env)
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.executor.pump_output(self._log))
+            output = tg.create_task(self.executor.pump_output(self._log))
             serving = tg.create_task(endpoints.serve()) if endpoints is not None else None
-            await self._drive(self.executor)
+            await self._drive(self.executor, output)
             if serving is not None:
                 serving.cancel()
             # Ends stragglers a step left behind; they would hold the output pipes open.
             await self.executor.kill(grace=0.5)
 
-    async def _drive(self, executor: ExecutorProcess) -> None:
+    async def _drive(self, executor: ExecutorProcess, output: asyncio.Task[None]) -> None:
         await executor.send(Load(pipeline=self.spec.pipeline))
         first = await executor.receive()
         if isinstance(first, LoadFailed):
@@ -158,6 +161,13 @@ class DeploymentRunner:
                 self.emit(step)
             elif isinstance(message, Done):
                 self.result, self.result_text = message.payload, message.text
+                # The executor flushed its output before Done and exits after it:
+                # its pipes end then, and every line it printed goes out before
+                # the state that ends the run, so logs read once it has finished
+                # are whole. An executor slow to exit, or a straggler a step left
+                # holding the pipes, is not waited for long (kill ends it).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(output), OUTPUT_DRAIN)
                 self._set_state("finished")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(executor.proc.wait(), 5)
