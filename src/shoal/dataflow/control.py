@@ -114,7 +114,6 @@ class ControlServer:
                     for other in run.states.values():
                         other.send(("reset", run.epoch))
                     state.send(("go",))
-            run.notify()
             run.save_state()
         elif kind == "done":
             with run.lock:

@@ -104,6 +104,7 @@ class Coordinator:
         # The parts of a run share these: its jobs' states are changed under
         # ``lock``; ``stopping`` is set once stop() began.
         self.lock = threading.RLock()
+        self._save_lock = threading.Lock()
         self.stopping = threading.Event()
         self.started = False
         self._client_lock = threading.Lock()
@@ -268,7 +269,6 @@ class Coordinator:
 
     def check_finished(self) -> None:
         """A job ended: the run has finished once every job has."""
-        self.notify()
         self.save_state()
         with self.lock:
             if all(s.status in ("done", "failed") for s in self.states.values()):
@@ -289,7 +289,6 @@ class Coordinator:
                 if state.status != "done":
                     state.status = "failed"
         self.failover.end()
-        self.notify()
         self.save_state()
         self.finished.set()
 
@@ -315,7 +314,19 @@ class Coordinator:
         self._threads.append(thread)
 
     def save_state(self) -> None:
-        """Write ``state.json`` in the output folder and report to the run's record."""
+        """A job's state changed: write ``state.json`` in the output folder, wake
+        :meth:`wait_for`, and report to the run's record.
+
+        The file is written before waiters wake, so whoever waited for a change
+        (``shoal dataflow show``, a test) finds it on disk; one save at a time,
+        so an older snapshot never replaces a newer one."""
+        with self._save_lock:
+            self._write_state()
+        self.notify()
+        if not self.stopping.is_set():
+            self.record.report()
+
+    def _write_state(self) -> None:
         with self.lock:
             data = {
                 "network": self.network.name,
@@ -337,8 +348,6 @@ class Coordinator:
             tmp.replace(self.output_dir / "state.json")
         except OSError as exc:
             log.debug("cannot save state: %s", exc)
-        if not self.stopping.is_set():
-            self.record.report()
 
     def _wait_all_ready(self, timeout: float) -> None:
         ok = self.wait_for(lambda c: all(s.ready for s in c.states.values()), timeout)

@@ -146,6 +146,5 @@ class Failover:
             log.warning(
                 "job %s restarted on %s (was %s): %s", state.job.name, node, old_node, reason
             )
-            run.notify()
             run.save_state()
             return
