@@ -9,7 +9,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-from shoal.dataflow.host import JobRunner
+from shoal.dataflow.job_runner import JobRunner
 from shoal.dataflow.pipes import PicklePipe
 
 

@@ -24,7 +24,8 @@ from types import ModuleType
 from typing import Any
 
 from shoal.dataflow.heads import Head
-from shoal.dataflow.host import JobRunner, _Guarded, write_files
+from shoal.dataflow.host import write_files
+from shoal.dataflow.job_runner import GuardedRunner, JobRunner
 from shoal.dataflow.jobs import BaseJob, LocalJob, PythonJob, call_setup
 from shoal.dataflow.network import Network, check_pipes, dependency_files, load_network
 from shoal.dataflow.pipes import BasePipe
@@ -167,7 +168,7 @@ class _Hosted:
     def _run(self) -> None:
         try:
             call_setup(self.job)  # with FISSION's arguments, as a job host does
-            self.job.serve(_Guarded(self.runner))  # type: ignore[arg-type]
+            self.job.serve(GuardedRunner(self.runner))  # type: ignore[arg-type]
         except Exception as exc:
             self.runner.errors += 1
             print(f"job {self.job.label} failed: {exc!r}")

@@ -32,7 +32,7 @@ __all__ = [
 
 
 class JobContext(Protocol):
-    """What the runtime offers a running job (see :mod:`shoal.dataflow.host`)."""
+    """What the runtime offers a running job (see :mod:`shoal.dataflow.job_runner`)."""
 
     directory: Path
 
