@@ -187,7 +187,7 @@ class DataObject:
     def __reduce__(self) -> Any:
         # Pickling a data object is only meaningful as an argument of a remote
         # function, where it stands for the task input (see shoal.graph.remote).
-        from shoal.graph.remote import reduce_data_object
+        from shoal.graph.remote_arguments import reduce_data_object
 
         return reduce_data_object(self)
 

@@ -29,22 +29,28 @@ references to the task's inputs: unpickle inside :func:`resolving_inputs`),
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import functools
 import inspect
 import pickle
-import types
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from shoal.client import serialize
 from shoal.graph.data_object import DataObject
 from shoal.graph.exceptions import RainWarning
 from shoal.graph.program import Input, Output, _merge_output
-from shoal.graph.session import GraphError, Session, active_session
+from shoal.graph.remote_arguments import (
+    DIRECT_INPUTS,
+    PICKLED_INPUTS,
+    SCALARS,
+    direct_inputs,
+    find_data_objects,
+    input_placeholder,
+    resolving_inputs,
+)
+from shoal.graph.session import Session, active_session
 from shoal.graph.task import Task, to_data_object
 
 __all__ = [
@@ -64,122 +70,6 @@ PICKLE_ARG_SIZE_LIMIT = 1024 * 1024
 
 # The keywords a call of a remote function takes for itself (Rain's).
 CALL_KEYWORDS = frozenset(("output", "outputs", "name", "session"))
-
-_pickled_inputs: contextvars.ContextVar[list[DataObject] | None] = contextvars.ContextVar(
-    "shoal_graph_pickled_inputs", default=None
-)
-_input_values: contextvars.ContextVar[Sequence[Any] | None] = contextvars.ContextVar(
-    "shoal_graph_input_values", default=None
-)
-
-_SCALARS = frozenset((int, float, str, bytes, bool, type(None)))
-_DIRECT = (DataObject, Task)  # arguments that become task inputs
-_LEAVES = (
-    str,
-    bytes,
-    bytearray,
-    int,
-    float,
-    complex,
-    bool,
-    type(None),
-    type,
-    types.ModuleType,
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    types.MethodType,
-)
-
-
-def reduce_data_object(obj: DataObject) -> tuple[Any, tuple[int]]:
-    """``DataObject.__reduce__``: a reference to the task input, while pickling the
-    arguments of a remote function; a :class:`GraphError` otherwise."""
-    inputs = _pickled_inputs.get()
-    if inputs is None:
-        raise GraphError(
-            f"{obj!r} cannot be pickled; data objects are passed to @remote functions "
-            "as arguments, and fetch() gives their data"
-        )
-    for index, known in enumerate(inputs):
-        if known is obj:
-            return input_placeholder, (index,)
-    inputs.append(obj)
-    return input_placeholder, (len(inputs) - 1,)
-
-
-def input_placeholder(index: int) -> Any:
-    """What a data object in pickled arguments unpickles to: input ``index``'s value.
-
-    Only valid inside :func:`resolving_inputs`.
-    """
-    values = _input_values.get()
-    if values is None:
-        raise RuntimeError(
-            "remote arguments refer to task inputs; unpickle them inside "
-            "shoal.graph.remote.resolving_inputs(inputs)"
-        )
-    return values[index]
-
-
-@contextlib.contextmanager
-def resolving_inputs(values: Sequence[Any]) -> Iterator[None]:
-    """Unpickle remote ``args`` inside this block: input ``i`` becomes ``values[i]``.
-
-    >>> # with resolving_inputs(instances): args, kwargs = serialize.loads(config["args"])
-    """
-    token = _input_values.set(values)
-    try:
-        yield
-    finally:
-        _input_values.reset(token)
-
-
-def find_data_objects(value: Any) -> tuple[list[DataObject], set[type]]:
-    """The data objects anywhere in ``value`` (in order, once each), and the types of
-    the plain objects walked through (for pickling user classes by value).
-
-    Single-output tasks count as their output.
-    """
-    found: list[DataObject] = []
-    found_ids: set[int] = set()
-    seen: set[int] = set()
-    kinds: set[type] = set()
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Task):
-            item = to_data_object(item)
-        if isinstance(item, DataObject):
-            if id(item) not in found_ids:
-                found_ids.add(id(item))
-                found.append(item)
-            continue
-        if isinstance(item, _LEAVES) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, dict):
-            children = [x for kv in item.items() for x in kv]
-        elif isinstance(item, list | tuple | set | frozenset):
-            children = list(item)
-        elif hasattr(item, "__dict__"):
-            kinds.add(type(item))
-            children = list(vars(item).values())
-        else:
-            continue
-        stack.extend(reversed(children))
-    return found, kinds
-
-
-def _direct_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[DataObject]:
-    """The data objects among the arguments themselves, in the order
-    :func:`find_data_objects` gives them (for arguments that are not containers)."""
-    found: list[DataObject] = []
-    for item in (*args, *kwargs.values()):
-        if isinstance(item, _DIRECT):
-            obj = to_data_object(item)
-            if not any(known is obj for known in found):
-                found.append(obj)
-    return found
 
 
 def _apply_auto_encode(outputs: list[Output], auto_encode: str | None) -> list[Output]:
@@ -412,11 +302,11 @@ class RemoteFunction:
         # Plain values and data objects only, none inside a container (the common
         # no-op, leaf and chain case): nothing to walk, and the standard pickler
         # does what cloudpickle would, several times faster.
-        plain = all(type(a) in _SCALARS or isinstance(a, _DIRECT) for a in args) and all(
-            type(v) in _SCALARS or isinstance(v, _DIRECT) for v in kwargs.values()
+        plain = all(type(a) in SCALARS or isinstance(a, DIRECT_INPUTS) for a in args) and all(
+            type(v) in SCALARS or isinstance(v, DIRECT_INPUTS) for v in kwargs.values()
         )
         if plain:
-            found, kinds = _direct_inputs(args, kwargs), set()
+            found, kinds = direct_inputs(args, kwargs), set()
         else:
             found, kinds = find_data_objects((args, kwargs))
         labels: dict[int, str] = {}
@@ -435,7 +325,7 @@ class RemoteFunction:
                 _too_big(self.fn.__name__, len(function_data), "the function itself", 1)
             self._function_data = function_data
         function_data = self._function_data
-        token = _pickled_inputs.set(found)
+        token = PICKLED_INPUTS.set(found)
         try:
             if plain:
                 args_data = pickle.dumps((args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
@@ -444,7 +334,7 @@ class RemoteFunction:
             if len(args_data) > PICKLE_ARG_SIZE_LIMIT:
                 self._check_big_arguments(self._bind(args, kwargs), kinds)
         finally:
-            _pickled_inputs.reset(token)
+            PICKLED_INPUTS.reset(token)
         if call_outputs is self.outputs:
             # The same for every call that keeps the function's outputs: made once.
             if self._config_rest is None:
