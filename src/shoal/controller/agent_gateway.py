@@ -37,6 +37,7 @@ from shoal.controller.graph_service import GraphService
 from shoal.controller.links import Link, write_frames
 from shoal.controller.registration import Registered, Registrar
 from shoal.controller.registry import KnownNode, NodeRegistry
+from shoal.controller.report_queue import MAX_WAITING_REPORTS, ReportQueue
 from shoal.controller.ws_protocol import TAP, FrameTap
 from shoal.protocol import (
     PROTOCOL_VERSION,
@@ -59,9 +60,6 @@ CLOSE_BAD_TOKEN = 4401
 CLOSE_PROTOCOL = 4400
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the server cannot serve this connection now
 CLOSE_REFUSED = 4403  # this agent may not be this node; the reason says why
-# Reports waiting for the store, per agent; past this the agent is sent away and
-# reports again when it reconnects, rather than the controller growing without end.
-MAX_WAITING_REPORTS = 100_000
 
 
 class AgentGateway:
@@ -92,7 +90,7 @@ class AgentGateway:
         self.lost_timeout = max(lost_timeout or heartbeat_timeout, heartbeat_timeout)
         self._decoder: FrameDecoder[AgentMessage] = FrameDecoder(AgentMessage)
         self._encoder = FrameEncoder()
-        self._reports = _Reports()
+        self._reports = ReportQueue()
         self.registrar = Registrar(db, enrollment, experiments)
         # Times the watchdog found the controller too busy to listen, and for how long.
         self.stalls = 0
@@ -460,45 +458,6 @@ class AgentGateway:
     async def _store_offline(self, names: list[str]) -> None:
         async with self.db.write() as conn:
             await node_queries.set_offline(conn, names)
-
-
-class _Reports:
-    """The experiment reports of all agents waiting to be stored, each agent's
-    oldest first."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[Link, list] = {}
-        self._taken: dict[Link, int] = {}  # being stored now, per agent
-        self._ready = asyncio.Event()
-
-    def put(self, link: Link, messages: list) -> bool:
-        """Queue ``messages`` of ``link``'s agent; False if too many of its are waiting."""
-        waiting = self._waiting.setdefault(link, [])
-        if len(waiting) + self._taken.get(link, 0) + len(messages) > MAX_WAITING_REPORTS:
-            return False
-        waiting.extend(messages)
-        self._ready.set()
-        return True
-
-    def drop(self, link: Link) -> None:
-        """``link`` closed: its agent reports again what waits here when it is back."""
-        self._waiting.pop(link, None)
-
-    async def take(self) -> list[tuple[Link, list]]:
-        """All that waits now (at least one message), to store in one batch."""
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            taken = [(link, messages) for link, messages in self._waiting.items() if messages]
-            if taken:
-                break
-        self._waiting = {}
-        self._taken = {link: len(messages) for link, messages in taken}
-        return taken
-
-    def done(self, taken: list[tuple[Link, list]]) -> None:
-        for link, _ in taken:
-            self._taken.pop(link, None)
 
 
 def _close_reason(text: str) -> str:
