@@ -9,14 +9,22 @@ the hand-over itself, against a real controller and a ``--no-data-server`` agent
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
+import msgspec
+import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 
-from processes import start_agent
+from processes import start_agent, stop_all
 from shoal import LocalCluster
+from shoal.channel import Channel, ChannelError
 from shoal.channel.connect import (
     RELAY_PATH,
     RELAY_WEBSOCKET,
@@ -31,6 +39,7 @@ from shoal.channel.transport import WEBSOCKET_OPTIONS, WebSocketTransport
 from shoal.controller.relay_splice import _Frames
 from shoal.protocol import channel_messages as cm
 from shoal.protocol.framing import frame
+from waiting import wait_until
 
 NODE = "relay-1"
 
@@ -121,3 +130,116 @@ def test_the_splice_follows_frame_boundaries_whatever_the_chunks() -> None:
             pos = min(pos + step, len(stream))
             assert cursor.at_boundary() == (pos in ends), pos
         assert cursor.count == len(bodies)
+
+
+def zero_copied(cluster: LocalCluster, token: str) -> float:
+    """The controller's count of relayed bytes the kernel moved (its /metrics)."""
+    reply = httpx.get(
+        f"{cluster.endpoint}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert reply.status_code == 200, reply.text
+    for family in text_string_to_metric_families(reply.text):
+        for sample in family.samples:
+            if sample.name == "shoal_channel_zero_copy_bytes_total":
+                return sample.value
+    raise AssertionError("no shoal_channel_zero_copy_bytes_total in /metrics")
+
+
+@pytest.mark.timeout(90)
+def test_large_frames_move_in_the_kernel_and_arrive_whole(
+    cluster: LocalCluster, token: str
+) -> None:
+    """Big messages among small ones, both ways through a spliced relay: every
+    byte comes back in order, and the bodies of the big ones were moved by the
+    kernel (plain TCP on Linux), not copied through the controller."""
+    rng = random.Random(7)
+    sizes = [rng.choice([0, 1, 17, 4096, 70_000, 300_000, 1 << 20, 3 << 20]) for _ in range(120)]
+    sent = [rng.randbytes(size) for size in sizes]
+    before = zero_copied(cluster, token)
+    received: list[bytes] = []
+    with Channel.connect(cluster.endpoint, token, NODE, "probe.echo") as channel:
+        assert channel.path == "relay"
+
+        def read() -> None:
+            while len(received) < len(sent):
+                received.extend(channel.recv_many(timeout=30))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        for data in sent:
+            channel.send(data)
+        channel.flush()
+        reader.join(60)
+    assert not reader.is_alive(), f"{len(received)} of {len(sent)} messages came back"
+    assert [len(d) for d in received] == sizes
+    assert received == sent
+    large = sum(size for size in sizes if size >= 1 << 20)
+    assert zero_copied(cluster, token) - before >= large  # there and back: twice that at most
+
+
+def _controller_fds(cluster: LocalCluster) -> int:
+    assert cluster.controller is not None
+    return psutil.Process(cluster.controller.proc.pid).num_fds()
+
+
+def _stream_until_cut(channel: Channel, cut: Callable[[], None]) -> tuple[int, float]:
+    """Read a node's stream of 64 KiB messages, ``cut`` it after 50 of them and
+    read on until the channel fails; messages read, and seconds from the cut."""
+    channel.send(msgspec.msgpack.encode([1 << 20, 64 * 1024]))  # 64 GiB: never ends
+    channel.flush()
+    index = 0
+    cut_at = 0.0
+    with pytest.raises(ChannelError):
+        for data in channel:
+            assert int.from_bytes(data[:8], "big") == index
+            index += 1
+            if index == 50:
+                cut()
+                cut_at = time.monotonic()
+    return index, time.monotonic() - cut_at
+
+
+@pytest.mark.timeout(90)
+def test_a_peer_killed_mid_frame_is_heard_and_nothing_is_left_held(
+    cluster: LocalCluster, token: str, tmp_path: Path
+) -> None:
+    """The node dies while a frame's body is moving in the kernel: the reader's
+    channel fails promptly, and the controller closes what it used for the move."""
+    name = "victim-zero-copy"
+    victim = start_agent(
+        cluster.endpoint, cluster.agent_token, name, tmp_path / "victim.log", "--no-data-server"
+    )
+    try:
+        cluster.client().wait_for_nodes([name], 30)
+        held = _controller_fds(cluster)  # with the victim's own connection
+        with Channel.connect(cluster.endpoint, token, name, "probe.source") as channel:
+            assert channel.path == "relay"
+            read, took = _stream_until_cut(channel, lambda: victim.send_signal(signal.SIGKILL))
+        assert read >= 50 and took < 5
+        # Its channel's two connections and the node's own are gone, and with them
+        # the pipe and the duplicates a move holds.
+        wait_until(lambda: _controller_fds(cluster) < held, 15, "the controller's fds freed")
+    finally:
+        stop_all([victim])
+
+
+@pytest.mark.timeout(90)
+def test_revoking_the_token_mid_frame_ends_the_channel(cluster: LocalCluster, token: str) -> None:
+    doomed = cluster.client().token()
+    held = _controller_fds(cluster)
+
+    def logout() -> None:
+        answer = httpx.post(
+            f"{cluster.endpoint}/api/logout", headers={"Authorization": f"Bearer {doomed}"}
+        )
+        assert answer.status_code < 300, answer.text
+
+    with Channel.connect(cluster.endpoint, doomed, NODE, "probe.source") as channel:
+        assert channel.path == "relay"
+        read, took = _stream_until_cut(channel, logout)
+    assert read >= 50 and took < 5
+    wait_until(lambda: _controller_fds(cluster) <= held, 15, "the controller's fds freed")
+    # The node is still there for channels of tokens that are valid.
+    with Channel.connect(cluster.endpoint, token, NODE, "probe.echo") as channel:
+        channel.send(b"after")
+        assert channel.recv(timeout=10) == b"after"

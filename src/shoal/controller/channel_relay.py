@@ -148,6 +148,7 @@ class ChannelService:
         self.open_relays = 0
         self.relayed_messages = 0
         self.relayed_bytes = 0
+        self.zero_copy_bytes = 0  # of relayed_bytes, moved in the kernel
 
     # --- grants ------------------------------------------------------------------
 

@@ -223,6 +223,12 @@ class _ServicesCollector(Collector):
             ("shoal_channel_messages", "Channel messages relayed.", channels.relayed_messages),
             ("shoal_channel_bytes", "Bytes relayed through channels.", channels.relayed_bytes),
             (
+                "shoal_channel_zero_copy_bytes",
+                "Bytes relayed through channels inside the kernel, not copied through "
+                "the controller (the bodies of large frames, plain TCP on Linux).",
+                channels.zero_copy_bytes,
+            ),
+            (
                 "shoal_command_output_messages",
                 "Output chunks of commands nodes reported for their records.",
                 commands.output_messages,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from starlette.websockets import WebSocket, WebSocketState
 
 from shoal.controller.ws_protocol import HAND_OVER, Lost
+from shoal.controller.zero_copy import ZERO_COPY_MIN, ZeroCopyPump, zero_copy_fd
 from shoal.protocol import channel_messages as cm
 from shoal.protocol.framing import HEADER, frame
 
@@ -94,7 +95,9 @@ class _Frames:
 
 
 class _End(asyncio.Protocol):
-    """One connection of a splice: what arrives is written to the other as it is."""
+    """One connection of a splice: what arrives is written to the other as it is
+    (the rest of a large frame's body moved in the kernel, see
+    :mod:`shoal.controller.zero_copy`)."""
 
     def __init__(self, splice: Splice, name: str, hand_over: HandOver) -> None:
         self.splice = splice
@@ -105,6 +108,16 @@ class _End(asyncio.Protocol):
         self.held: list[bytes] = []  # arrived before the other end was there
         self.transport, self._lost = hand_over(self)  # reading is paused
         self.transport.set_write_buffer_limits(high=WRITE_HIGH)
+        self.fd = zero_copy_fd(self.transport)
+        # A frame's body moving in the kernel from the other end into this one:
+        # ``draining`` while what this connection holds unsent goes first.
+        self.draining = False
+        self.pump: ZeroCopyPump | None = None
+
+    @property
+    def moving(self) -> bool:
+        """Whether a frame's body is moving in the kernel into this connection."""
+        return self.pump is not None and self.pump.moving
 
     def write(self, data: bytes) -> None:
         if self.transport.is_closing():
@@ -116,6 +129,59 @@ class _End(asyncio.Protocol):
         counts = self.splice.counts
         counts.relayed_messages += into.count - begun
         counts.relayed_bytes += len(data)
+        if into.left >= ZERO_COPY_MIN and self.fd is not None:
+            self._begin_zero_copy()
+
+    def _begin_zero_copy(self) -> None:
+        source = self.other
+        if source is None or source.fd is None or source.gone or self.splice.cut:
+            return
+        # Nothing more is read from the source but by the pump, and the pump
+        # writes here only once what the transport holds is sent (the limit of
+        # 0 has the transport call resume_writing when it is).
+        source.transport.pause_reading()
+        self.draining = True
+        if self.transport.get_write_buffer_size():
+            self.transport.set_write_buffer_limits(high=0)
+        else:
+            self._start_pump()
+
+    def _start_pump(self) -> None:
+        source = self.other
+        assert source is not None and source.fd is not None and self.fd is not None
+        self.draining = False
+        pump = self.pump
+        if pump is None or pump.closed:
+            try:
+                pump = self.pump = ZeroCopyPump(asyncio.get_running_loop(), source.fd, self.fd)
+            except OSError:
+                self._pump_done(None)  # no file descriptors to spare: copied as before
+                return
+        pump.move(self.into.left, self._pumped, self._pump_done)
+
+    def _pumped(self, size: int) -> None:
+        self.into.left -= size
+        counts = self.splice.counts
+        counts.relayed_bytes += size
+        counts.zero_copy_bytes += size
+
+    def _pump_done(self, error: BaseException | None) -> None:
+        if isinstance(error, OSError):
+            # A socket failed: its transport finds out as it goes on; this one
+            # cannot take a frame that was cut short.
+            self.transport.abort()
+        source = self.other
+        if source is not None and not source.gone:
+            # Also after EOF: the source's transport then reads the end itself.
+            source.transport.resume_reading()
+
+    def stop_pump(self) -> None:
+        """Stop moving bytes in the kernel into this connection (it or its
+        source is going away) and let go of what the pump holds."""
+        self.draining = False
+        if self.pump is not None:
+            self.pump.close()
+            self.pump = None
 
     def data_received(self, data: bytes) -> None:
         other = self.other
@@ -133,16 +199,25 @@ class _End(asyncio.Protocol):
         self.splice.lost(self)
 
     def pause_writing(self) -> None:
+        if self.draining or self.moving:
+            return  # the source is paused for the pump already
         if self.other is not None and not self.other.gone:
             self.other.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        if self.draining:
+            self.transport.set_write_buffer_limits(high=WRITE_HIGH)
+            self._start_pump()
+            return
+        if self.moving:
+            return  # the pump resumes the source when the frame is through
         if self.other is not None and not self.other.gone:
             self.other.transport.resume_reading()
 
     def close(self, reason: str = "") -> None:
         """Close the connection once what was forwarded to it is sent; first a
         ``Close`` saying ``reason`` if there is one and a frame may begin here."""
+        self.stop_pump()
         if self.gone or self.transport.is_closing():
             return
         if reason and self.into.at_boundary():
@@ -181,13 +256,17 @@ class Splice:
         for data in opener.held:  # only a peer that did not wait for Accept sends early
             target.write(data)
         opener.held = []
-        opener.transport.resume_reading()
+        if not (target.moving or target.draining):  # else the pump reads it now
+            opener.transport.resume_reading()
         target.transport.resume_reading()
 
     def lost(self, end: _End) -> None:
         # The other end sees its connection end, which its channel takes for
         # the peer lost (as a Close marked lost would say).
+        end.stop_pump()
         other = end.other
+        if other is not None:
+            other.stop_pump()
         if other is not None:
             other.close()
         if self.opener.gone and (self.target is None or self.target.gone):

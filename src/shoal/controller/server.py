@@ -88,9 +88,32 @@ def run(main: Coroutine[object, object, None]) -> None:
     reading on every WebSocket message is a system call each in Python).
     """
     tune_for_service()
+    raise_open_file_limit()
     try:
         import uvloop
     except ImportError:
         asyncio.run(main)
     else:
         uvloop.run(main)
+
+
+def raise_open_file_limit(most: int = 1 << 20) -> int:
+    """Raise this process's soft limit of open files to its hard limit (at most
+    ``most``), as servers do; the new soft limit.
+
+    A controller holds a connection per agent and per client, two per relayed
+    channel and four more while the channel moves large frames in the kernel:
+    the common soft limit of 1,024 is a few hundred nodes."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = most if hard == resource.RLIM_INFINITY else min(hard, most)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            return soft
+        return wanted
+    return soft
