@@ -166,9 +166,9 @@ class _End(asyncio.Protocol):
         counts.zero_copy_bytes += size
 
     def _pump_done(self, error: BaseException | None) -> None:
-        if isinstance(error, OSError):
-            # A socket failed: its transport finds out as it goes on; this one
-            # cannot take a frame that was cut short.
+        if error is not None and not isinstance(error, EOFError):
+            # The move failed: a failed socket's transport finds out as it goes
+            # on; this one cannot take a frame that was cut short.
             self.transport.abort()
         source = self.other
         if source is not None and not source.gone:

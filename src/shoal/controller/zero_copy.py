@@ -96,7 +96,8 @@ class ZeroCopyPump:
 
         ``moved(n)`` is called as bytes reach the target; ``done(error)`` once,
         when all of them did (``None``), the source ended first (``EOFError``)
-        or a socket failed (the ``OSError``). :meth:`close` ends a move without
+        or the move failed (an ``OSError`` of a socket, or the ``RuntimeError``
+        of an event loop that would not watch one). :meth:`close` ends a move without
         calling ``done``."""
         assert not self.moving and self._fds, "one move at a time, on an open pump"
         self.moving = True
@@ -141,7 +142,7 @@ class ZeroCopyPump:
                 if not progressed:
                     self._watch(read_blocked, write_blocked)
                     return
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # RuntimeError: the loop would not watch
             self._finish(exc)
             return
         self._handle = self._loop.call_soon(self._step)  # more to move: others first
