@@ -2,10 +2,10 @@
 
 A spliced relay (:mod:`shoal.controller.relay_splice`) copies what arrives on
 one connection to the other. For large frames that copy, out of the kernel
-into the controller and back, is most of what relaying costs. Once a frame of
-at least :data:`ZERO_COPY_MIN` bytes has begun, :class:`ZeroCopyPump` moves the
-rest of its body with ``os.splice`` (Linux): socket to pipe to socket, the
-pages never entering Python. The relay still reads frame headers itself, so it
+into the controller and back, is most of what relaying costs. Once at least
+:data:`ZERO_COPY_MIN` bytes of a frame's body are still to come,
+:class:`ZeroCopyPump` moves them with ``os.splice`` (Linux): socket to pipe to
+socket, the pages never entering Python. The relay still reads frame headers itself, so it
 knows where frames begin.
 
 Plain TCP only: on a TLS connection the bytes must be decrypted and encrypted
