@@ -19,6 +19,7 @@ import msgspec
 import psutil
 import pytest
 
+from channel_echo import echo_all
 from processes import start_agent, stop_all
 from shoal import LocalCluster
 from shoal.channel import Channel, ChannelClosed, ChannelError, ChannelRefused
@@ -65,19 +66,7 @@ def grant(cluster: LocalCluster, token: str, node: str, endpoint: str):  # type:
 def test_messages_arrive_in_order(cluster: LocalCluster, token: str, path: str) -> None:
     sent = [i.to_bytes(4, "big") * (1 + i % 50) for i in range(100_000)]
     with probe(cluster, token, path, "probe.echo") as channel:
-        received: list[bytes] = []
-
-        def read() -> None:
-            while len(received) < len(sent):
-                received.extend(channel.recv_many(timeout=20))
-
-        reader = threading.Thread(target=read)
-        reader.start()
-        for data in sent:
-            channel.send(data)
-        channel.flush()
-        reader.join(30)
-        assert received == sent
+        assert echo_all(channel, sent, timeout=20) == sent
 
 
 @pytest.mark.timeout(120)

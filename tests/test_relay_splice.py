@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,10 +18,11 @@ import httpx
 import msgspec
 import psutil
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 
+from channel_echo import echo_all
 from processes import start_agent, stop_all
+from scraped import metric_value
 from shoal import LocalCluster
 from shoal.channel import Channel, ChannelError
 from shoal.channel.connect import (
@@ -134,15 +134,7 @@ def test_the_splice_follows_frame_boundaries_whatever_the_chunks() -> None:
 
 def zero_copied(cluster: LocalCluster, token: str) -> float:
     """The controller's count of relayed bytes the kernel moved (its /metrics)."""
-    reply = httpx.get(
-        f"{cluster.endpoint}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
-    assert reply.status_code == 200, reply.text
-    for family in text_string_to_metric_families(reply.text):
-        for sample in family.samples:
-            if sample.name == "shoal_channel_zero_copy_bytes_total":
-                return sample.value
-    raise AssertionError("no shoal_channel_zero_copy_bytes_total in /metrics")
+    return metric_value(cluster.endpoint, token, "shoal_channel_zero_copy_bytes_total")
 
 
 @pytest.mark.timeout(90)
@@ -156,21 +148,9 @@ def test_large_frames_move_in_the_kernel_and_arrive_whole(
     sizes = [rng.choice([0, 1, 17, 4096, 70_000, 300_000, 1 << 20, 3 << 20]) for _ in range(120)]
     sent = [rng.randbytes(size) for size in sizes]
     before = zero_copied(cluster, token)
-    received: list[bytes] = []
     with Channel.connect(cluster.endpoint, token, NODE, "probe.echo") as channel:
         assert channel.path == "relay"
-
-        def read() -> None:
-            while len(received) < len(sent):
-                received.extend(channel.recv_many(timeout=30))
-
-        reader = threading.Thread(target=read)
-        reader.start()
-        for data in sent:
-            channel.send(data)
-        channel.flush()
-        reader.join(60)
-    assert not reader.is_alive(), f"{len(received)} of {len(sent)} messages came back"
+        received = echo_all(channel, sent)
     assert [len(d) for d in received] == sizes
     assert received == sent
     large = sum(size for size in sizes if size >= 1 << 20)

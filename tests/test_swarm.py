@@ -19,11 +19,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from flags_experiment import load_example
+from scraped import metric_value
 from shoal import Experiment, ExperimentStatus, FlagValues, LocalCluster
 from shoal.agent.simulated import Swarm
 from waiting import wait_until
@@ -128,15 +127,7 @@ def test_a_stalled_controller_does_not_lose_its_nodes(tmp_path: Path) -> None:
 
 def store_writes(endpoint: str, token: str) -> float:
     """How many store write transactions the controller committed so far."""
-    response = httpx.get(
-        f"{endpoint}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
-    response.raise_for_status()
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            if sample.name == "shoal_store_write_seconds_count":
-                return sample.value
-    raise AssertionError("no shoal_store_write_seconds_count in /metrics")
+    return metric_value(endpoint, token, "shoal_store_write_seconds_count")
 
 
 @pytest.mark.timeout(300)

@@ -263,10 +263,8 @@ class Splice:
     def lost(self, end: _End) -> None:
         # The other end sees its connection end, which its channel takes for
         # the peer lost (as a Close marked lost would say).
-        end.stop_pump()
+        end.stop_pump()  # closing the other end stops the pump into it
         other = end.other
-        if other is not None:
-            other.stop_pump()
         if other is not None:
             other.close()
         if self.opener.gone and (self.target is None or self.target.gone):

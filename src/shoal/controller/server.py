@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -97,23 +99,15 @@ def run(main: Coroutine[object, object, None]) -> None:
         uvloop.run(main)
 
 
-def raise_open_file_limit(most: int = 1 << 20) -> int:
+def raise_open_file_limit(most: int = 1 << 20) -> None:
     """Raise this process's soft limit of open files to its hard limit (at most
-    ``most``), as servers do; the new soft limit.
+    ``most``), as servers do.
 
     A controller holds a connection per agent and per client, two per relayed
     channel and four more while the channel moves large frames in the kernel:
     the common soft limit of 1,024 is a few hundred nodes."""
-    try:
-        import resource
-    except ImportError:  # not on this platform
-        return -1
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = most if hard == resource.RLIM_INFINITY else min(hard, most)
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        try:
+        with contextlib.suppress(ValueError, OSError):  # a limit is not a reason to stop
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError):
-            return soft
-        return wanted
-    return soft
