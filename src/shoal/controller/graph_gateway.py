@@ -4,6 +4,13 @@
 A WebSocket (not REST) because a chain of dependent tasks submitted one by one
 is bound by round trips, and a frame on an open socket is the cheapest one.
 Sessions belong to the connection that opened them and end with it.
+
+Under shoal's own WebSocket protocol the connection's frames are taken where
+they are read (its frame tap, see :mod:`shoal.controller.ws_protocol`): a
+request that needs no waiting (a submit, an unkeep, an update) is answered in
+that callback, and the others are queued there for the connection's processor.
+On the ASGI path each frame cost a queue hand-off, a pause and a resume of
+reading and two task wake-ups, in every step of a chain.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import msgspec
 from fastapi import WebSocket, WebSocketDisconnect
@@ -20,6 +28,7 @@ from shoal.controller.auth import Authenticator, accept_user
 from shoal.controller.graph_service import GraphRequestError, GraphService
 from shoal.controller.graph_state import GTask
 from shoal.controller.records import RecordService
+from shoal.controller.ws_protocol import TAP, FrameTap
 from shoal.protocol import FrameDecoder, FrameEncoder
 from shoal.protocol.graph_messages import (
     CloseSession,
@@ -58,6 +67,10 @@ class GraphGateway:
         if caller is None:
             return
         connection = _Connection(self, ws, caller.user_id, caller.login)
+        tap: FrameTap | None = ws.scope.get("extensions", {}).get(TAP)
+        if tap is not None and tap.write is not None:
+            connection.write = tap.write
+            tap.sink = connection.take
         try:
             # The reader notices a client that goes away even while a request
             # waits (for a task, say); the processor answers requests in order.
@@ -70,6 +83,8 @@ class GraphGateway:
         except* (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            if tap is not None:
+                tap.sink = None
             self.graphs.close_all(caller.user_id, connection.owned)
             if ws.application_state != WebSocketState.DISCONNECTED:
                 with contextlib.suppress(RuntimeError, WebSocketDisconnect):
@@ -78,9 +93,9 @@ class GraphGateway:
     async def _reply(self, ws: WebSocket, *messages: object) -> None:
         await ws.send_bytes(self._encoder.encode(list(messages)))
 
-    async def _handle(
-        self, ws: WebSocket, owner: int, owned: set[int], request: object, login: str = ""
-    ) -> None:
+    def answer(self, owner: int, owned: set[int], request: object) -> object | None:
+        """The reply to a request that needs no waiting (None: no reply is due);
+        raises :class:`GraphRequestError` when it is refused."""
         graphs = self.graphs
         if isinstance(request, PutData):
             try:
@@ -88,18 +103,43 @@ class GraphGateway:
             except GraphRequestError as exc:
                 # No reply to a chunk: the Submit that follows reports the problem.
                 log.info("graph upload refused: %s", exc)
+            return None
+        if isinstance(request, Submit):
+            graphs.submit(owner, request)
+            return None if request.quiet else RequestDone(request.req)
+        if isinstance(request, Unkeep):
+            graphs.unkeep(owner, request.session, request.ids)
+            return None if request.quiet else RequestDone(request.req)
+        if isinstance(request, Update):
+            tasks, objects = graphs.infos(owner, request.session, request.ids)
+            return Infos(request.req, tasks=tasks, objects=objects)
+        assert isinstance(request, CloseSession)
+        graphs.close_session(owner, request.session)
+        owned.discard(request.session)
+        return RequestDone(request.req)
+
+    def answer_or_failure(self, owner: int, owned: set[int], request: object) -> object | None:
+        """:meth:`answer`, with a refusal as its RequestFailed reply."""
+        try:
+            return self.answer(owner, owned, request)
+        except GraphRequestError as exc:
+            return _failure(request, exc)
+
+    async def _handle(
+        self, ws: WebSocket, owner: int, owned: set[int], request: object, login: str = ""
+    ) -> None:
+        if isinstance(request, QUICK):
+            reply = self.answer_or_failure(owner, owned, request)
+            if reply is not None:
+                await self._reply(ws, reply)
             return
         req = request.req  # type: ignore[attr-defined]
         try:
             if isinstance(request, OpenSession):
-                sid = graphs.open_session(owner, request.name, login)
+                sid = self.graphs.open_session(owner, request.name, login)
                 owned.add(sid)
                 record = await self._record(owner, sid, request)
                 await self._reply(ws, SessionOpened(req, sid, record=record))
-            elif isinstance(request, Submit):
-                graphs.submit(owner, request)
-                if not request.quiet:
-                    await self._reply(ws, RequestDone(req))
             elif isinstance(request, Wait):
                 items = await self._wait(ws, owner, request)
                 await self._reply(
@@ -112,28 +152,8 @@ class GraphGateway:
                 )
             elif isinstance(request, Fetch):
                 await self._fetch(ws, owner, request)
-            elif isinstance(request, Unkeep):
-                graphs.unkeep(owner, request.session, request.ids)
-                if not request.quiet:
-                    await self._reply(ws, RequestDone(req))
-            elif isinstance(request, Update):
-                tasks, objects = graphs.infos(owner, request.session, request.ids)
-                await self._reply(ws, Infos(req, tasks=tasks, objects=objects))
-            elif isinstance(request, CloseSession):
-                graphs.close_session(owner, request.session)
-                owned.discard(request.session)
-                await self._reply(ws, RequestDone(req))
         except GraphRequestError as exc:
-            await self._reply(
-                ws,
-                RequestFailed(
-                    req,
-                    str(exc),
-                    session_failed=exc.session_failed,
-                    task=exc.task,
-                    debug=exc.debug,
-                ),
-            )
+            await self._reply(ws, _failure(request, exc))
 
     async def _record(self, owner: int, sid: int, request: OpenSession) -> str:
         """Open the session's experiment record; its name ("" if the store is away:
@@ -171,6 +191,20 @@ class GraphGateway:
         )
 
 
+# Requests answered without waiting for anything (see GraphGateway.answer).
+QUICK = (PutData, Submit, Unkeep, Update, CloseSession)
+
+
+def _failure(request: object, exc: GraphRequestError) -> RequestFailed:
+    return RequestFailed(
+        request.req,  # type: ignore[attr-defined]
+        str(exc),
+        session_failed=exc.session_failed,
+        task=exc.task,
+        debug=exc.debug,
+    )
+
+
 class _Connection:
     """One client's stream: what it owns and the requests waiting their turn."""
 
@@ -182,6 +216,35 @@ class _Connection:
         self.owned: set[int] = set()
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.active = False  # the processor is answering a request
+        # Sends one frame at once (the frame tap's), when the protocol has one.
+        self.write: Callable[[bytes], bool] | None = None
+
+    def take(self, data: bytes) -> bool:
+        """The frame tap's sink: handle a frame where it was read. False (a frame
+        that does not decode) leaves it to :meth:`read`, which says what is wrong."""
+        gateway = self.gateway
+        try:
+            requests = gateway._decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return False
+        write = self.write
+        assert write is not None
+        for request in requests:
+            if self.active or not self.queue.empty() or not isinstance(request, QUICK):
+                self.queue.put_nowait(request)  # after what is pending, in order
+                continue
+            try:
+                reply = gateway.answer_or_failure(self.owner, self.owned, request)
+            except Exception as exc:
+                # A fault of ours, half done: the frame must not be handled a
+                # second time by the usual path. The processor raises it, which
+                # ends the connection as it did when the endpoint raised.
+                self.queue.put_nowait(exc)
+                return True
+            if reply is not None:
+                # Not sent only when the connection is closing: nobody reads it then.
+                write(gateway._encoder.encode([reply]))
+        return True
 
     async def read(self) -> None:
         while True:
@@ -193,7 +256,7 @@ class _Connection:
                 await self.ws.close(code=1003, reason=f"malformed frame: {exc}"[:120])
                 return
             for request in requests:
-                if self.active or not self.queue.empty() or isinstance(request, Wait | Fetch):
+                if self.active or not self.queue.empty() or not isinstance(request, QUICK):
                     self.queue.put_nowait(request)  # after what is pending, in order
                 else:
                     # Nothing pending and quick to answer: answer it here, a
@@ -203,6 +266,8 @@ class _Connection:
     async def process(self) -> None:
         while True:
             request = await self.queue.get()
+            if isinstance(request, Exception):
+                raise request
             self.active = True
             try:
                 await self.gateway._handle(self.ws, self.owner, self.owned, request, self.login)
