@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import socket
 import stat
@@ -34,6 +35,7 @@ from types import FrameType
 
 import msgspec
 
+from shoal.agent.memory_reuse import IDLE_AFTER, MemoryReuse
 from shoal.gc_settings import tune_for_service
 from shoal.graph.data_instance import remove_path
 from shoal.graph.execution import NodeResult, NodeTask, add_functions, run_task
@@ -130,6 +132,7 @@ class Worker:
         self._flushing = False
         self._timer = False  # the flush timer is armed
         self._cwd_mtime = -1  # of the working folder when it was last seen empty
+        self.memory = MemoryReuse()
 
     def _receive(self, block: bool) -> None:
         """Take what the agent sent off the socket; EOF means the agent is gone.
@@ -221,6 +224,8 @@ class Worker:
         while not self.exiting:
             if not self.tasks:
                 self._flush()
+                if self.memory.dirty and not self._readable_within(IDLE_AFTER):
+                    self.memory.give_back()
                 self._receive(block=True)
                 continue
             if self._poked:
@@ -244,9 +249,20 @@ class Worker:
             finally:
                 self.in_python = False
                 self.current = None
+            self.memory.dirty = True
             self._clean_cwd()
             if result is not None and task.session not in self.cancelled:
                 self._hold(encode_result(result))
+
+    def _readable_within(self, seconds: float) -> bool:
+        """Whether the agent sends something within ``seconds`` (or already has)."""
+        if not self._frames.at_boundary():
+            return True  # part of a message is here: the rest is on its way
+        try:
+            readable, _, _ = select.select([self.sock], [], [], seconds)
+        except (OSError, ValueError):
+            return True  # the next read says what happened
+        return bool(readable)
 
     def _hold(self, encoded: bytes) -> None:
         self._unsent.append(encoded)
