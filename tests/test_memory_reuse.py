@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from shoal import LocalCluster
+from shoal.agent.memory_reuse import KEPT, kept_for
 from shoal.graph import Client, remote
 from waiting import wait_until
 
@@ -44,6 +45,12 @@ def faults(mode: str) -> int:
         [sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, timeout=60, check=True
     )
     return int(out.stdout)
+
+
+def test_a_small_node_keeps_less() -> None:
+    # A Raspberry Pi with 1 GB and 4 cpus: 32 MB a worker, 128 MB in all.
+    assert kept_for(1024 * MB, 4) == 32 * MB
+    assert kept_for(24 * 1024 * MB, 2) == KEPT
 
 
 def test_a_freed_block_is_reused_without_faulting_its_pages_in_again() -> None:

@@ -11,16 +11,17 @@ to make a 5 MB block and write it out.
 :class:`MemoryReuse` keeps blocks up to :data:`LARGEST_REUSED` in the heap and
 lets up to :data:`KEPT` of free memory stay there while tasks run; the process
 calls :meth:`MemoryReuse.give_back` when it has had no work for a moment, so an
-idle worker is as small as before. Where the C library has no ``mallopt``
-(musl, macOS) nothing changes.
+idle worker is as small as before. On a small node less is kept (see
+:func:`kept_for`): a Raspberry Pi's workers must not hold its memory free.
+Where the C library has no ``mallopt`` (musl, macOS) nothing changes.
 """
 
 from __future__ import annotations
 
 import ctypes
-import logging
+import os
 
-log = logging.getLogger("shoal.agent")
+import psutil
 
 # mallopt's parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -28,10 +29,17 @@ M_MMAP_THRESHOLD = -3
 # Blocks up to this size come from the heap, and are reused once freed (glibc's
 # ceiling for the mmap threshold on 64-bit systems).
 LARGEST_REUSED = 32 * 1024 * 1024
-# Free memory the heap may hold while the process works.
+# Free memory the heap may hold while the process works, at most.
 KEPT = 256 * 1024 * 1024
 # Seconds without work after which a worker gives its free memory back.
 IDLE_AFTER = 1.0
+
+
+def kept_for(memory: int, cpus: int) -> int:
+    """Free memory one worker keeps on a machine with ``memory`` bytes and
+    ``cpus`` cpus (a worker per cpu): all of them together an eighth of it at
+    most, and never more than :data:`KEPT`."""
+    return min(KEPT, memory // (8 * max(cpus, 1)))
 
 
 class MemoryReuse:
@@ -49,7 +57,8 @@ class MemoryReuse:
             return
         # mallopt answers 1 when it took the setting; a C library that only
         # pretends to have it answers 0.
-        if mallopt(M_MMAP_THRESHOLD, LARGEST_REUSED) and mallopt(M_TRIM_THRESHOLD, KEPT):
+        kept = kept_for(psutil.virtual_memory().total, os.cpu_count() or 1)
+        if mallopt(M_MMAP_THRESHOLD, LARGEST_REUSED) and mallopt(M_TRIM_THRESHOLD, kept):
             trim.argtypes = [ctypes.c_size_t]
             self._trim = trim
 
