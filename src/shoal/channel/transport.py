@@ -286,10 +286,13 @@ class StreamTransport:
                 small += (HEADER.pack(size), body)
             else:
                 # A large body goes out on its own, as it is: no copy to join it.
+                # Bytes as a view: asyncio slices off what the socket did not
+                # take, and a slice of bytes is a copy of the rest (a view's is
+                # not). Only bytes: a view would pin a caller's bytearray's size.
                 small.append(HEADER.pack(size))
                 write(b"".join(small))
                 small = []
-                write(body)
+                write(memoryview(body) if type(body) is bytes else body)
         if small:
             write(b"".join(small))
 
