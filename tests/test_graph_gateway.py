@@ -91,6 +91,20 @@ def test_what_follows_a_request_that_waits_is_queued_behind_it_in_order() -> Non
     asyncio.run(run())
 
 
+def test_a_client_that_does_not_read_its_answers_gets_them_in_turn() -> None:
+    # Answered in the sink, they would pile up in the controller's write buffer;
+    # queued, the processor sends each when the client takes it.
+    async def run() -> None:
+        graphs = Graphs()
+        conn, sent = connection(graphs)
+        conn.writable = lambda: False
+        assert conn.take(frame(Submit(1, 7), Unkeep(2, 7, [1])))
+        assert graphs.calls == [] and sent == []
+        assert [conn.queue.get_nowait().req for _ in range(2)] == [1, 2]  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+
+
 def test_a_frame_that_does_not_decode_is_left_to_the_usual_path() -> None:
     async def run() -> None:
         conn, sent = connection(Graphs())

@@ -53,6 +53,9 @@ log = logging.getLogger("shoal.controller.graph")
 
 
 class GraphGateway:
+    """Serves graph clients' WebSockets: their sessions, submits, waits and fetches,
+    answered in order on each connection (see the module doc)."""
+
     def __init__(
         self, auth: Authenticator, graphs: GraphService, records: RecordService | None = None
     ) -> None:
@@ -69,7 +72,7 @@ class GraphGateway:
         connection = _Connection(self, ws, caller.user_id, caller.login)
         tap: FrameTap | None = ws.scope.get("extensions", {}).get(TAP)
         if tap is not None and tap.write is not None:
-            connection.write = tap.write
+            connection.write, connection.writable = tap.write, tap.writable
             tap.sink = connection.take
         try:
             # The reader notices a client that goes away even while a request
@@ -216,12 +219,18 @@ class _Connection:
         self.owned: set[int] = set()
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.active = False  # the processor is answering a request
-        # Sends one frame at once (the frame tap's), when the protocol has one.
+        # Sends one frame at once, and whether the client takes what is sent (the
+        # frame tap's), when the protocol has a tap.
         self.write: Callable[[bytes], bool] | None = None
+        self.writable: Callable[[], bool] = lambda: True
 
     def take(self, data: bytes) -> bool:
         """The frame tap's sink: handle a frame where it was read. False (a frame
-        that does not decode) leaves it to :meth:`read`, which says what is wrong."""
+        that does not decode) leaves it to :meth:`read`, which says what is wrong.
+
+        A request is answered here only when nothing is pending and the client
+        reads its answers; otherwise it waits its turn with the processor, whose
+        answers wait for a client that reads slowly (as the usual path's do)."""
         gateway = self.gateway
         try:
             requests = gateway._decoder.decode(data)
@@ -230,7 +239,12 @@ class _Connection:
         write = self.write
         assert write is not None
         for request in requests:
-            if self.active or not self.queue.empty() or not isinstance(request, QUICK):
+            if (
+                self.active
+                or not self.queue.empty()
+                or not isinstance(request, QUICK)
+                or not self.writable()
+            ):
                 self.queue.put_nowait(request)  # after what is pending, in order
                 continue
             try:
@@ -256,7 +270,12 @@ class _Connection:
                 await self.ws.close(code=1003, reason=f"malformed frame: {exc}"[:120])
                 return
             for request in requests:
-                if self.active or not self.queue.empty() or not isinstance(request, QUICK):
+                if self.write is not None:
+                    # The sink answers too: one of them answering here while the
+                    # other answers a later request could send the answers out of
+                    # order. So here only the processor answers.
+                    self.queue.put_nowait(request)
+                elif self.active or not self.queue.empty() or not isinstance(request, QUICK):
                     self.queue.put_nowait(request)  # after what is pending, in order
                 else:
                     # Nothing pending and quick to answer: answer it here, a

@@ -60,7 +60,7 @@ _AT_EOF = StreamReader.at_eof.__code__
 class FrameTap:
     """Where an endpoint hooks into its connection's parser (see the module doc)."""
 
-    __slots__ = ("sink", "write")
+    __slots__ = ("sink", "writable", "write")
 
     def __init__(self) -> None:
         # Takes one binary message; True if it handled it (it is not queued for
@@ -68,7 +68,12 @@ class FrameTap:
         self.sink: Callable[[bytes], bool] | None = None
         # Sends one binary message now, as the ASGI send would; False (nothing
         # sent) when the connection is not open: the ASGI send then says why.
+        # It does not wait for a peer that reads slowly: see ``writable``.
         self.write: Callable[[bytes], bool] | None = None
+        # Whether the peer takes what is written (the write buffer is under its
+        # high-water mark). An endpoint that answers in the sink answers only
+        # then, so a client that does not read cannot grow that buffer.
+        self.writable: Callable[[], bool] = lambda: True
 
 
 class TappedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -78,6 +83,7 @@ class TappedWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.tap = FrameTap()
         self.tap.write = self._write_now
+        self.tap.writable = self.writable.is_set
 
     def _write_now(self, data: bytes) -> bool:
         if (
