@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 
 import psutil
 
@@ -49,7 +50,7 @@ class MemoryReuse:
 
     def __init__(self) -> None:
         self.dirty = False
-        self._trim: ctypes._CFuncPtr | None = None  # type: ignore[name-defined]
+        self._trim: Callable[[int], int] | None = None
         try:
             libc = ctypes.CDLL(None)
             mallopt, trim = libc.mallopt, libc.malloc_trim
