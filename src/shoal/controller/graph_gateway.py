@@ -239,12 +239,7 @@ class _Connection:
         write = self.write
         assert write is not None
         for request in requests:
-            if (
-                self.active
-                or not self.queue.empty()
-                or not isinstance(request, QUICK)
-                or not self.writable()
-            ):
+            if not self._answers_now(request):
                 self.queue.put_nowait(request)  # after what is pending, in order
                 continue
             try:
@@ -260,6 +255,16 @@ class _Connection:
                 write(gateway._encoder.encode([reply]))
         return True
 
+    def _answers_now(self, request: object) -> bool:
+        """Whether ``request`` may be answered where it was read: nothing waits
+        before it, it needs no waiting itself, and the client takes answers."""
+        return (
+            not self.active
+            and self.queue.empty()
+            and isinstance(request, QUICK)
+            and self.writable()
+        )
+
     async def read(self) -> None:
         while True:
             data = await self.ws.receive_bytes()
@@ -270,17 +275,14 @@ class _Connection:
                 await self.ws.close(code=1003, reason=f"malformed frame: {exc}"[:120])
                 return
             for request in requests:
-                if self.write is not None:
-                    # The sink answers too: one of them answering here while the
-                    # other answers a later request could send the answers out of
-                    # order. So here only the processor answers.
-                    self.queue.put_nowait(request)
-                elif self.active or not self.queue.empty() or not isinstance(request, QUICK):
-                    self.queue.put_nowait(request)  # after what is pending, in order
-                else:
-                    # Nothing pending and quick to answer: answer it here, a
-                    # task switch sooner (a chain of submits feels each one).
+                # With a tap the sink answers too, and one of them answering here
+                # while the other answers a later request could send the answers
+                # out of order: then only the processor answers what comes here.
+                if self.write is None and self._answers_now(request):
+                    # A task switch sooner (a chain of submits feels each one).
                     await self.gateway._handle(self.ws, self.owner, self.owned, request, self.login)
+                else:
+                    self.queue.put_nowait(request)  # after what is pending, in order
 
     async def process(self) -> None:
         while True:
