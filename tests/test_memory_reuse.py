@@ -94,3 +94,46 @@ def test_an_idle_worker_gives_the_memory_its_tasks_freed_back(tmp_path: Path) ->
             "the idle task worker to give its freed memory back",
         )
         assert len(rss) == 1
+
+
+# An event-loop process (the agent) that works, holding and freeing 200 MB in
+# 1 MiB blocks, then goes quiet; prints its RSS while it held the freed memory
+# and once the trimmer gave it back.
+EVENT_LOOP = """
+import asyncio, psutil
+from shoal.agent.memory_reuse import MemoryReuse, give_back_when_idle
+
+async def main():
+    memory = MemoryReuse()
+    assert memory.active
+    me = psutil.Process()
+    async with asyncio.TaskGroup() as tg:
+        trimmer = tg.create_task(give_back_when_idle(memory, every=0.2, quiet=0.01))
+        # Busy for more than one interval: it counts as work.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 0.5
+        while loop.time() < until:
+            blocks = [bytes(1 << 20) for _ in range(200)]
+            del blocks
+            await asyncio.sleep(0)
+        held = me.memory_info().rss
+        async with asyncio.timeout(20):
+            while me.memory_info().rss > held // 2:
+                await asyncio.sleep(0.05)  # polls the RSS, the trimmer runs meanwhile
+        trimmer.cancel()
+    print(held, me.memory_info().rss)
+
+asyncio.run(main())
+"""
+
+
+def test_an_idle_event_loop_process_gives_freed_memory_back() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", EVENT_LOOP], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    held, after = map(int, out.stdout.split())
+    # It kept the freed blocks while it worked (no fault per block)...
+    assert held > 150 * MB
+    # ...and gave them back once quiet.
+    assert after < 100 * MB
