@@ -336,7 +336,6 @@ def agent(
 
     async def run() -> None:
         from shoal import taskdump
-        from shoal.agent.memory_reuse import MemoryReuse, give_back_when_idle
         from shoal.gc_settings import tune_for_service
 
         taskdump.install()
@@ -346,14 +345,8 @@ def agent(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
-        memory = MemoryReuse()
         with contextlib.suppress(asyncio.CancelledError):
-            async with asyncio.TaskGroup() as tg:
-                trimmer = tg.create_task(give_back_when_idle(memory))
-                try:
-                    await Agent(config).run()
-                finally:
-                    trimmer.cancel()
+            await Agent(config).run()
 
     try:
         asyncio.run(run())

@@ -14,16 +14,10 @@ calls :meth:`MemoryReuse.give_back` when it has had no work for a moment, so an
 idle worker is as small as before. On a small node less is kept (see
 :func:`kept_for`): a Raspberry Pi's workers must not hold its memory free.
 Where the C library has no ``mallopt`` (musl, macOS) nothing changes.
-
-The agent keeps freed memory too (:func:`give_back_when_idle`): it moves every
-object a peer fetches, in 1 MiB messages, and with the defaults each of those
-faulted its pages in afresh (on the development VM, a fan-in's 50 MB transfer
-cost the two agents 3,000 to 10,000 page faults).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import os
 from collections.abc import Callable
@@ -38,9 +32,6 @@ LARGEST_REUSED = 32 * 1024 * 1024
 KEPT = 256 * 1024 * 1024
 # Seconds without work after which a worker gives its free memory back.
 IDLE_AFTER = 1.0
-# CPU seconds an event-loop process may use in IDLE_AFTER and still count as
-# idle (an agent's heartbeats and the odd small message cost far less).
-QUIET_CPU = 0.02
 
 
 def kept_for(memory: int, cpus: int) -> int:
@@ -82,29 +73,3 @@ class MemoryReuse:
         if self._trim is not None and self.dirty:
             self._trim(0)
         self.dirty = False
-
-
-def _cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-async def give_back_when_idle(
-    memory: MemoryReuse, every: float = IDLE_AFTER, quiet: float = QUIET_CPU
-) -> None:
-    """Give ``memory`` back whenever this process (an event loop's, such as the
-    agent's) was quiet for ``every`` seconds after it had worked; runs until
-    cancelled. Quiet means it used less than ``quiet`` seconds of CPU: a process
-    that serves requests cannot tell "no work" from its queue as a task worker
-    does, but it can tell from its CPU time."""
-    if not memory.active:
-        return
-    last = _cpu_seconds()
-    while True:
-        await asyncio.sleep(every)
-        now = _cpu_seconds()
-        used, last = now - last, now
-        if used >= quiet:
-            memory.dirty = True
-        elif memory.dirty:
-            memory.give_back()
