@@ -175,3 +175,44 @@ def test_the_blocking_face_offers_arrivals_on_the_loop_only_to_an_idle_receiver(
         receiver.close()
     finally:
         peer.close()
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [],
+        [1],
+        [cm.SEND_IN_PLACE - 1],
+        [cm.SEND_IN_PLACE],
+        [5, 70_000, 3, 1 << 20, 300],
+        [1] * 17 + [100_000],
+        [1] * 70_000 + [1 << 17],
+        [1 << 16] * 20,
+    ],
+)
+def test_large_payloads_are_framed_in_place_exactly_as_msgpack_would(sizes: list[int]) -> None:
+    payloads = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    encoded = cm.encode_data(payloads)
+    whole = b"".join(encoded) if isinstance(encoded, tuple) else encoded
+    assert whole == cm.encode(cm.Data(payloads))
+    assert cm.decode(whole) == cm.Data(payloads)
+    if isinstance(encoded, tuple):
+        # Each large payload is one of the pieces, the object itself: not copied.
+        large = [p for p in payloads if len(p) >= cm.SEND_IN_PLACE]
+        assert [p for p in encoded if any(p is q for q in large)] == large
+
+
+def test_mixed_batches_of_large_and_small_messages_arrive_whole_and_in_order() -> None:
+    async def run() -> None:
+        a, b = await _pair(Window(), Window())
+        sent = [bytes([i]) * (200_000 if i % 3 == 0 else i + 1) for i in range(60)]
+        await a.send_many(sent)
+        received = []
+        async with asyncio.timeout(20):
+            while len(received) < len(sent):
+                received.extend(await b.recv_many())
+        assert received == sent
+        await a.close()
+        await b.aclose()
+
+    asyncio.run(run())

@@ -33,7 +33,7 @@ from shoal.channel.errors import (
     ChannelTimeout,
 )
 from shoal.channel.flow import Flow, Window
-from shoal.channel.transport import Body, StreamTransport, Transport
+from shoal.channel.transport import Body, Sendable, StreamTransport, Transport
 from shoal.protocol import channel_messages as cm
 
 log = logging.getLogger("shoal.channel")
@@ -124,7 +124,9 @@ class AsyncChannel:
 
     async def send(self, data: bytes) -> None:
         """Queue one message; waits while the queue is full (the peer reads slowly).
-        Raises ChannelError once the channel is ending or broken."""
+        Raises ChannelError once the channel is ending or broken. A large message
+        is sent from ``data`` itself, not a copy: a buffer passed as ``data``
+        must not change afterwards."""
         # _ending spelled out: this runs once per message.
         if (
             self._closing is not None
@@ -289,7 +291,7 @@ class AsyncChannel:
             return False
         if not self._flow.spend(count, size):
             return False
-        frames = [cm.encode(cm.Data(outgoing))]
+        frames: list[Sendable] = [cm.encode_data(outgoing)]
         if self._grant is not None:
             frames.append(cm.encode(cm.Credit(*self._grant)))
             self._grant = None
@@ -420,14 +422,14 @@ class AsyncChannel:
                     # The peer ended the channel: answer with our Close, drop the rest.
                     await self._send_close("" if self._closing is None else self._closing)
                     return
-                frames: list[bytes] = []
+                frames: list[Sendable] = []
                 if self._grant is not None:
                     frames.append(cm.encode(cm.Credit(*self._grant)))
                     self._grant = None
                 if self._outgoing and self._flow.can_send():
                     batch, size = self._flow.take(self._outgoing, BATCH_MESSAGES, BATCH_BYTES)
                     self._out_bytes -= size
-                    frames.append(cm.encode(cm.Data(batch)))
+                    frames.append(cm.encode_data(batch))
                     self._space.set()
                 if frames:
                     await self._transport.send(frames)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
+from shoal.protocol.channel_messages import Pieces
 from shoal.protocol.framing import HEADER, MAX_FRAME, FrameBuffer, FrameTooLarge
 
 STREAM_LIMIT = 1024 * 1024  # asyncio's write buffer high-water mark for a stream
@@ -37,6 +38,14 @@ JOIN_BELOW = 64 * 1024  # bodies shorter than this are joined with their neighbo
 # A body from read() may be a view of the transport's memory: it is the
 # caller's until its next read().
 Body = bytes | bytearray | memoryview
+# What may be sent as one frame: a body, or a body in pieces (large payloads
+# sent from where they lie, see channel_messages.encode_data).
+Sendable = Body | Pieces
+
+
+def joined(body: Sendable) -> Body:
+    """``body`` in one piece (a copy if it came in several)."""
+    return b"".join(body) if type(body) is tuple else body  # type: ignore[arg-type]
 
 
 class Transport(Protocol):
@@ -47,7 +56,7 @@ class Transport(Protocol):
         they are the caller's until it calls ``read`` again."""
         ...
 
-    async def send(self, bodies: list[Body]) -> None:
+    async def send(self, bodies: list[Sendable]) -> None:
         """Send ``bodies`` as frames, in order; returns once they may be buffered."""
         ...
 
@@ -263,7 +272,7 @@ class StreamTransport:
         stream (None, or the error)."""
         self._protocol.deliver_to(receiver)
 
-    async def send(self, bodies: list[Body]) -> None:
+    async def send(self, bodies: list[Sendable]) -> None:
         if self._transport.is_closing():
             raise ConnectionError(str(self._protocol.error or "the connection is closed"))
         self.write(bodies)
@@ -274,25 +283,26 @@ class StreamTransport:
         write buffer below the high-water mark (``send`` would not wait)."""
         return not self._transport.is_closing() and not self._protocol.write_paused()
 
-    def write(self, bodies: list[Body]) -> None:
+    def write(self, bodies: list[Sendable]) -> None:
         """``send`` without waiting for the write buffer to drain (call when
         ``write_ready``): lets a channel send from where the message is made, not
         from its writer task a loop turn later."""
         write = self._transport.write
         small: list[Body] = []
         for body in bodies:
-            size = len(body)
-            if size < JOIN_BELOW:
-                small += (HEADER.pack(size), body)
-            else:
-                # A large body goes out on its own, as it is: no copy to join it.
+            pieces = body if type(body) is tuple else (body,)
+            small.append(HEADER.pack(sum(map(len, pieces))))
+            for piece in pieces:
+                if len(piece) < JOIN_BELOW:
+                    small.append(piece)
+                    continue
+                # A large piece goes out on its own, as it is: no copy to join it.
                 # Bytes as a view: asyncio slices off what the socket did not
                 # take, and a slice of bytes is a copy of the rest (a view's is
                 # not). Only bytes: a view would pin a caller's bytearray's size.
-                small.append(HEADER.pack(size))
                 write(b"".join(small))
                 small = []
-                write(memoryview(body) if type(body) is bytes else body)
+                write(memoryview(piece) if type(piece) is bytes else piece)
         if small:
             write(b"".join(small))
 
@@ -330,10 +340,10 @@ class WebSocketTransport:
             raise ConnectionError("a text message where channel frames were expected")
         return [message]
 
-    async def send(self, bodies: list[Body]) -> None:
+    async def send(self, bodies: list[Sendable]) -> None:
         try:
             for body in bodies:
-                await self.ws.send(body)
+                await self.ws.send(joined(body))
         except ConnectionClosed as exc:
             raise ConnectionError(str(exc)) from None
 
@@ -346,7 +356,9 @@ __all__ = [
     "READ_LIMIT",
     "WEBSOCKET_OPTIONS",
     "Body",
+    "Sendable",
     "StreamTransport",
     "Transport",
     "WebSocketTransport",
+    "joined",
 ]

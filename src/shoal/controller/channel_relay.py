@@ -45,6 +45,7 @@ from shoal.channel.connect import STREAM_SUBPROTOCOL
 from shoal.channel.errors import ChannelError, ChannelRefused, ChannelTimeout
 from shoal.channel.flow import DEFAULT_WINDOW, Window
 from shoal.channel.handshake import open_on, open_request
+from shoal.channel.transport import Sendable, joined
 from shoal.controller.auth import Authenticator, Principal
 from shoal.controller.registry import NodeRegistry
 from shoal.controller.relay_splice import HandOver, Splice, hand_over_of
@@ -420,10 +421,10 @@ class _TargetTransport:
             raise ConnectionError("a text message where channel frames were expected")
         return [data]
 
-    async def send(self, bodies: list[bytes]) -> None:
+    async def send(self, bodies: list[Sendable]) -> None:
         try:
             for body in bodies:
-                await self.ws.send_bytes(body)
+                await self.ws.send_bytes(bytes(joined(body)))
         except (WebSocketDisconnect, RuntimeError) as exc:
             raise ConnectionError(f"the node's connection ended: {exc}") from None
 

@@ -13,9 +13,14 @@ before a ``Close`` is delivered before it.
 
 from __future__ import annotations
 
+import struct
+
 import msgspec
 
 CHANNEL_PROTOCOL = 1
+# A payload this large is sent from where it lies, not copied into its frame
+# (see encode_data); below it, one copy joins it with its neighbours for less.
+SEND_IN_PLACE = 64 * 1024
 
 
 class _Msg(msgspec.Struct, tag_field="t", tag=True, omit_defaults=True, array_like=True):
@@ -98,6 +103,54 @@ def encode(message: ChannelMessage) -> bytes:
     return _encoder.encode(message)
 
 
+# A frame body given in pieces, sent one after another: one length prefix for all.
+Pieces = tuple[bytes | bytearray | memoryview, ...]
+
+# msgpack of Data: [tag, [payload, ...]], each payload a bin.
+_DATA_HEAD = _encoder.encode(Data([]))[:-1]  # the array, the tag; the empty list's marker cut
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+
+
+def _array_header(count: int) -> bytes:
+    if count < 16:
+        return bytes((0x90 | count,))
+    if count < 1 << 16:
+        return b"\xdc" + _U16.pack(count)
+    return b"\xdd" + _U32.pack(count)
+
+
+def _bin_header(size: int) -> bytes:
+    if size < 1 << 8:
+        return bytes((0xC4, size))
+    if size < 1 << 16:
+        return b"\xc5" + _U16.pack(size)
+    return b"\xc6" + _U32.pack(size)
+
+
+def encode_data(payloads: list[bytes]) -> bytes | Pieces:
+    """``encode(Data(payloads))``, but a payload of :data:`SEND_IN_PLACE` bytes or
+    more is not copied: the frame comes as pieces (a tuple), that payload one of
+    them as it is. The payloads must not change until the frame is written."""
+    if not any(len(p) >= SEND_IN_PLACE for p in payloads):
+        return _encoder.encode(Data(payloads))
+    pieces: list[bytes | bytearray | memoryview] = []
+    head = bytearray(_DATA_HEAD)
+    head += _array_header(len(payloads))
+    for payload in payloads:
+        size = len(payload)
+        head += _bin_header(size)
+        if size < SEND_IN_PLACE:
+            head += payload
+        else:
+            pieces.append(bytes(head))
+            pieces.append(payload)
+            head = bytearray()
+    if head:
+        pieces.append(bytes(head))
+    return tuple(pieces)
+
+
 def decode(body: bytes) -> ChannelMessage:
     """One message; raises ``msgspec.DecodeError``/``ValidationError`` on a bad frame."""
     return _decoder.decode(body)
@@ -112,7 +165,9 @@ __all__ = [
     "Credit",
     "Data",
     "Open",
+    "Pieces",
     "Refuse",
     "decode",
     "encode",
+    "encode_data",
 ]
