@@ -170,10 +170,35 @@ class _End(asyncio.Protocol):
             # The move failed: a failed socket's transport finds out as it goes
             # on; this one cannot take a frame that was cut short.
             self.transport.abort()
+        elif error is None and self._next_in_kernel():
+            return
         source = self.other
         if source is not None and not source.gone:
             # Also after EOF: the source's transport then reads the end itself.
             source.transport.resume_reading()
+
+    def _next_in_kernel(self) -> bool:
+        """Move the source's next frame, header and all, in the kernel too if it
+        is large and its header is there: a stream of large frames then never
+        comes up through the controller (else each one's first read would, and
+        reading would pause and resume around each). Whether it did."""
+        pump, source = self.pump, self.other
+        if pump is None or pump.closed or source is None or source.gone or self.splice.cut:
+            return False
+        if not self.into.at_boundary():
+            return False
+        head = pump.peek(HEADER.size)
+        if len(head) < HEADER.size:
+            return False  # not here yet: the transport reads it as usual
+        (length,) = HEADER.unpack(head)
+        if length < ZERO_COPY_MIN or self.transport.is_closing():
+            return False
+        into = self.into
+        into.count += 1
+        into.left = HEADER.size + length  # counted down as the pump moves it
+        self.splice.counts.relayed_messages += 1
+        pump.move(into.left, self._pumped, self._pump_done)
+        return True
 
     def stop_pump(self) -> None:
         """Stop moving bytes in the kernel into this connection (it or its

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import socket
 from collections.abc import Callable
 
 # A frame with at least this many bytes still to come is moved in the kernel:
@@ -65,6 +66,7 @@ class ZeroCopyPump:
         self._done: Callable[[BaseException | None], None] = _nothing
         self._reader = self._writer = False
         self._fds: list[int] = []
+        self._peeker: socket.socket | None = None
         self._handle: asyncio.Handle | None = None
         self.moving = False
         try:
@@ -72,6 +74,9 @@ class ZeroCopyPump:
             # and refuses to watch them for anyone else.
             self._source = self._own(os.dup(source))
             self._target = self._own(os.dup(target))
+            # For peeking at what comes next; it lends the pump's duplicate
+            # (detached before the duplicate is closed).
+            self._peeker = socket.socket(fileno=self._source)
             pipe_out, pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._pipe_out, self._pipe_in = self._own(pipe_out), self._own(pipe_in)
             try:
@@ -81,6 +86,15 @@ class ZeroCopyPump:
         except OSError:
             self.close()  # out of file descriptors: the caller copies instead
             raise
+
+    def peek(self, size: int) -> bytes:
+        """Up to ``size`` bytes the source holds, left there (b"" if none yet)."""
+        if self._peeker is None:
+            return b""
+        try:
+            return self._peeker.recv(size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return b""
 
     def _own(self, fd: int) -> int:
         self._fds.append(fd)
@@ -189,6 +203,9 @@ class ZeroCopyPump:
         the duplicates."""
         self._idle()
         self._moved, self._done = _nothing, _nothing
+        if self._peeker is not None:
+            self._peeker.detach()  # the descriptor is closed below, once
+            self._peeker = None
         fds, self._fds = self._fds, []
         for fd in fds:
             with contextlib.suppress(OSError):
