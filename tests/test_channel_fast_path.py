@@ -192,7 +192,7 @@ def test_the_blocking_face_offers_arrivals_on_the_loop_only_to_an_idle_receiver(
 )
 def test_large_payloads_are_framed_in_place_exactly_as_msgpack_would(sizes: list[int]) -> None:
     payloads = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
-    encoded = cm.encode_data(payloads)
+    encoded = cm.encode_data(payloads, sum(sizes))
     whole = b"".join(encoded) if isinstance(encoded, tuple) else encoded
     assert whole == cm.encode(cm.Data(payloads))
     assert cm.decode(whole) == cm.Data(payloads)

@@ -291,7 +291,7 @@ class AsyncChannel:
             return False
         if not self._flow.spend(count, size):
             return False
-        frames: list[Sendable] = [cm.encode_data(outgoing)]
+        frames: list[Sendable] = [cm.encode_data(outgoing, size)]
         if self._grant is not None:
             frames.append(cm.encode(cm.Credit(*self._grant)))
             self._grant = None
@@ -429,7 +429,7 @@ class AsyncChannel:
                 if self._outgoing and self._flow.can_send():
                     batch, size = self._flow.take(self._outgoing, BATCH_MESSAGES, BATCH_BYTES)
                     self._out_bytes -= size
-                    frames.append(cm.encode_data(batch))
+                    frames.append(cm.encode_data(batch, size))
                     self._space.set()
                 if frames:
                     await self._transport.send(frames)

@@ -128,11 +128,13 @@ def _bin_header(size: int) -> bytes:
     return b"\xc6" + _U32.pack(size)
 
 
-def encode_data(payloads: list[bytes]) -> bytes | Pieces:
+def encode_data(payloads: list[bytes], size: int) -> bytes | Pieces:
     """``encode(Data(payloads))``, but a payload of :data:`SEND_IN_PLACE` bytes or
     more is not copied: the frame comes as pieces (a tuple), that payload one of
-    them as it is. The payloads must not change until the frame is written."""
-    if not any(len(p) >= SEND_IN_PLACE for p in payloads):
+    them as it is. ``size``: the payloads' bytes in all (the caller counted
+    them: a batch of small messages is not looked through again). The payloads
+    must not change until the frame is written."""
+    if size < SEND_IN_PLACE or max(map(len, payloads)) < SEND_IN_PLACE:
         return _encoder.encode(Data(payloads))
     pieces: list[bytes | bytearray | memoryview] = []
     head = bytearray(_DATA_HEAD)
