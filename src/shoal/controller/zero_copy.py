@@ -88,12 +88,13 @@ class ZeroCopyPump:
             raise
 
     def peek(self, size: int) -> bytes:
-        """Up to ``size`` bytes the source holds, left there (b"" if none yet)."""
+        """Up to ``size`` bytes the source holds, left there (b"" if none yet, or
+        if the source failed: its transport then reads the error itself)."""
         if self._peeker is None:
             return b""
         try:
             return self._peeker.recv(size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
+        except OSError:  # BlockingIOError included
             return b""
 
     def _own(self, fd: int) -> int:
