@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from shoal.protocol.channel_messages import Pieces
+from shoal.protocol.channel_messages import SEND_IN_PLACE, Pieces
 from shoal.protocol.framing import HEADER, MAX_FRAME, FrameBuffer, FrameTooLarge
 
 STREAM_LIMIT = 1024 * 1024  # asyncio's write buffer high-water mark for a stream
@@ -33,7 +33,6 @@ WEBSOCKET_OPTIONS: dict[str, Any] = {
     "max_size": MAX_FRAME + 1024,
     "write_limit": STREAM_LIMIT,
 }
-JOIN_BELOW = 64 * 1024  # bodies shorter than this are joined with their neighbours into one write
 
 # A body from read() may be a view of the transport's memory: it is the
 # caller's until its next read().
@@ -293,7 +292,7 @@ class StreamTransport:
             pieces = body if type(body) is tuple else (body,)
             small.append(HEADER.pack(sum(map(len, pieces))))
             for piece in pieces:
-                if len(piece) < JOIN_BELOW:
+                if len(piece) < SEND_IN_PLACE:  # joined with its neighbours into one write
                     small.append(piece)
                     continue
                 # A large piece goes out on its own, as it is: no copy to join it.

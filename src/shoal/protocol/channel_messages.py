@@ -19,7 +19,8 @@ import msgspec
 
 CHANNEL_PROTOCOL = 1
 # A payload this large is sent from where it lies, not copied into its frame
-# (see encode_data); below it, one copy joins it with its neighbours for less.
+# (see encode_data), and a body this large is written on its own; below it,
+# one copy joins it with its neighbours for less.
 SEND_IN_PLACE = 64 * 1024
 
 
@@ -140,9 +141,9 @@ def encode_data(payloads: list[bytes], size: int) -> bytes | Pieces:
     head = bytearray(_DATA_HEAD)
     head += _array_header(len(payloads))
     for payload in payloads:
-        size = len(payload)
-        head += _bin_header(size)
-        if size < SEND_IN_PLACE:
+        length = len(payload)
+        head += _bin_header(length)
+        if length < SEND_IN_PLACE:
             head += payload
         else:
             pieces.append(bytes(head))
