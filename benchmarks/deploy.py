@@ -24,7 +24,8 @@ from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from netns import ssh_hosts, unavailable_reason, write_inventory
+from inventory_file import write_inventory
+from netns import ssh_hosts, unavailable_reason
 from shoal import LocalCluster
 from shoal.connectors.inventory import load_inventory
 from shoal.connectors.ssh import DeployOptions, deploy_async

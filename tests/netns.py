@@ -3,7 +3,7 @@
 :func:`ssh_hosts` makes N "hosts" as root::
 
     with ssh_hosts(3, tmp_path) as hosts:
-        write_inventory(tmp_path / "inventory.toml", hosts)
+        write_inventory(tmp_path / "inventory.toml", hosts)  # from inventory_file
         ...  # hosts[0].address, hosts[0].link_down(), hosts[0].stop_sshd(), ...
 
 Each host is a network namespace with one veth end (``eth0``, 10.X.Y.(i+2)/24) on a
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgserver import pid_alive
+from pids import pid_alive
 from waiting import wait_until
 
 SSHD = "/usr/sbin/sshd"
@@ -448,64 +448,3 @@ def _build(
     known_hosts.write_text("\n".join(known_lines) + "\n")
     for host in hostset.hosts:
         host.start_sshd(sshd_timeout)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))  # a JSON string is a TOML basic string
-    if isinstance(value, Mapping):
-        return (
-            "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-        )
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} into an inventory")
-
-
-def write_inventory(
-    path: str | os.PathLike[str],
-    hosts: Sequence[NetnsHost],
-    *,
-    per_host: Mapping[str, Mapping[str, Any]] | None = None,
-    **defaults: Any,
-) -> Path:
-    """Write a shoal inventory (shoal.connectors.inventory) of ``hosts`` to ``path``.
-
-    Each host gets its address, node name (``host.name``), user root, port, key file,
-    work directory and ``host.properties``. ``defaults`` (e.g. ``python=...``) go into
-    ``[defaults]`` and replace those per-host settings (but address and node);
-    ``per_host[host.name]`` adds or replaces settings of one host (e.g. a wrong
-    ``key_file``).
-    """
-    lines: list[str] = []
-    if defaults:
-        lines.append("[defaults]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in defaults.items()]
-        lines.append("")
-    for host in hosts:
-        lines.append("[[hosts]]")
-        settings: dict[str, Any] = {
-            "address": host.address,
-            "node": host.name,
-            "user": host.user,
-            "port": host.port,
-            "key_file": host.key_file,
-            "workdir": host.workdir,
-        }
-        if host.properties:
-            settings["properties"] = host.properties
-        settings = {
-            key: value
-            for key, value in settings.items()
-            if key in ("address", "node") or key not in defaults
-        }
-        settings.update((per_host or {}).get(host.name, {}))
-        lines += [f"{key} = {_toml_value(value)}" for key, value in settings.items()]
-        lines.append("")
-    path = Path(path)
-    path.write_text("\n".join(lines))
-    return path

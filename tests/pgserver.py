@@ -17,32 +17,19 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import re
 import secrets
-import select
-import shlex
 import shutil
 import signal
-import socket
 import stat
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["PostgresServer", "find_pg_bin"]
+from pg_tools import as_user, find_pg_bin, find_psql, run_tool, wait_accepting
+from pids import wait_pid_gone
+from processes import free_port
 
-#: Environment variable that may point at a directory holding ``initdb``/``pg_ctl``.
-PG_BIN_ENV = "SHOAL_PG_BIN"
-
-_REQUIRED_TOOLS = ("initdb", "pg_ctl", "postgres")
-_INSTALL_HINT = (
-    "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found in "
-    f"/usr/lib/postgresql/*/bin, ${PG_BIN_ENV} or on PATH. Install them, e.g. "
-    "`apt-get install postgresql` (Debian/Ubuntu) or `dnf install postgresql-server` "
-    f"(Fedora/RHEL), or set {PG_BIN_ENV} to the directory that contains them."
-)
+__all__ = ["PostgresServer"]
 
 # Longest unix socket path the kernel accepts (sun_path is 108 bytes incl. NUL).
 _MAX_SOCKET_PATH = 107
@@ -62,84 +49,6 @@ _FAST_SETTINGS: dict[str, str] = {
     "password_encryption": "'scram-sha-256'",
     "timezone": "'UTC'",
 }
-
-
-def _version_key(bin_dir: Path) -> tuple[int, ...]:
-    """Sort key for ``/usr/lib/postgresql/<version>/bin`` (non-numeric sorts first)."""
-    numbers = re.findall(r"\d+", bin_dir.parent.name)
-    return tuple(int(n) for n in numbers) if numbers else (-1,)
-
-
-def _has_server_tools(bin_dir: Path) -> bool:
-    """Whether ``bin_dir`` contains every server binary we need."""
-    return all(os.access(bin_dir / tool, os.X_OK) for tool in _REQUIRED_TOOLS)
-
-
-def find_pg_bin() -> Path:
-    """Return the directory holding the PostgreSQL server binaries.
-
-    Looks at ``$SHOAL_PG_BIN``, then the highest version under
-    ``/usr/lib/postgresql/*/bin`` (Debian/Ubuntu layout), then ``pg_ctl`` on PATH.
-
-    Raises:
-        RuntimeError: no usable installation was found; the message says what to install.
-    """
-    override = os.environ.get(PG_BIN_ENV)
-    if override:
-        path = Path(override)
-        if _has_server_tools(path):
-            return path
-        raise RuntimeError(f"{PG_BIN_ENV}={override} does not contain {', '.join(_REQUIRED_TOOLS)}")
-
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
-    for bin_dir in candidates:
-        if _has_server_tools(bin_dir):
-            return bin_dir
-
-    pg_ctl = shutil.which("pg_ctl")
-    if pg_ctl is not None and _has_server_tools(Path(pg_ctl).parent):
-        return Path(pg_ctl).parent
-
-    raise RuntimeError(_INSTALL_HINT)
-
-
-def _free_port() -> int:
-    """Ask the kernel for a currently free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (zombies are reaped by init, not us)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    except (OSError, IndexError):  # no procfs (or odd format): fall back to kill(0)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return state not in ("Z", "X")
-
-
-def _wait_pid_gone(pid: int, timeout: float) -> None:
-    """Wait up to ``timeout`` seconds for process ``pid`` (not our child) to exit.
-
-    A pidfd becomes readable when the process exits: an event to wait on.
-    """
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
 
 
 def _traversable_by_others(path: Path) -> bool:
@@ -374,7 +283,7 @@ class PostgresServer:
         """Start the server with ``pg_ctl -w``, retrying on another port if needed."""
         last_error: RuntimeError | None = None
         for _ in range(self.port_attempts):
-            self.port = _free_port()
+            self.port = free_port()
             try:
                 self._pg_ctl_start()
             except RuntimeError as err:
@@ -418,7 +327,7 @@ class PostgresServer:
         )
         self._run(
             [
-                self._psql(),
+                find_psql(self.bin_dir),
                 "--no-psqlrc",
                 "--quiet",
                 "-v",
@@ -438,42 +347,15 @@ class PostgresServer:
 
     def _wait_ready(self) -> None:
         """Wait (bounded) until the ``shoal`` database accepts TCP connections."""
-        deadline = time.monotonic() + self.start_timeout
-        pg_isready = self.bin_dir / "pg_isready"
-        if not os.access(pg_isready, os.X_OK):
-            return  # pg_ctl -w and the psql step already proved the server is up
-        cmd = [
-            str(pg_isready),
-            "-q",
-            "-h",
-            self.host,
-            "-p",
-            str(self.port),
-            "-U",
-            self.user,
-            "-d",
-            self.database,
-            "-t",
-            "2",
-        ]
-        while True:
-            result = subprocess.run(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                env=self._env(),
-                timeout=10,
-                check=False,
-            )
-            if result.returncode == 0:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"PostgreSQL on {self.host}:{self.port} did not accept connections within "
-                    f"{self.start_timeout:.0f}s (pg_isready exit {result.returncode}).\n"
-                    f"--- server log tail ---\n{self.log_tail()}"
-                )
-            time.sleep(0.1)
+        wait_accepting(
+            self.bin_dir,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            database=self.database,
+            timeout=self.start_timeout,
+            log_tail=self.log_tail,
+        )
 
     def _teardown(self) -> None:
         """Stop the server if it may be running and delete the temp dir (idempotent)."""
@@ -515,7 +397,7 @@ class PostgresServer:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
         if pid is not None:
-            _wait_pid_gone(pid, timeout=10)
+            wait_pid_gone(pid, timeout=10)
         self._running = False
 
     def _postmaster_pid(self) -> int | None:
@@ -527,43 +409,11 @@ class PostgresServer:
 
     # -- helpers ------------------------------------------------------------------
 
-    def _psql(self) -> str:
-        """Path of ``psql``: next to the server binaries, else on PATH."""
-        local = self.bin_dir / "psql"
-        if os.access(local, os.X_OK):
-            return str(local)
-        found = shutil.which("psql")
-        if found is None:
-            raise RuntimeError(
-                "psql was not found (needed to create the test database); "
-                "install it, e.g. `apt-get install postgresql-client`"
-            )
-        return found
-
     def _give_to_os_user(self, path: Path) -> None:
         """chown ``path`` to the server's OS user when running as root."""
         if self._as_root:
             entry = pwd.getpwnam(self.os_user)
             os.chown(path, entry.pw_uid, entry.pw_gid)
-
-    def _env(self) -> dict[str, str]:
-        """Child environment: no stray PG* variables, C locale messages."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["LC_ALL"] = "C"
-        env["LANG"] = "C"
-        return env
-
-    def _as_os_user(self, cmd: list[str]) -> list[str]:
-        """Wrap ``cmd`` so it runs as the ``postgres`` user when we are root."""
-        if not self._as_root:
-            return cmd
-        runuser = shutil.which("runuser") or next(
-            (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if os.access(p, os.X_OK)), None
-        )
-        if runuser is not None:
-            return [runuser, "-u", self.os_user, "--", *cmd]
-        su = shutil.which("su") or "/bin/su"
-        return [su, self.os_user, "-s", "/bin/sh", "-c", shlex.join(cmd)]
 
     def _run(
         self,
@@ -574,29 +424,11 @@ class PostgresServer:
         timeout: float | None = None,
     ) -> None:
         """Run a PostgreSQL tool (as the server's OS user), raising on failure/timeout."""
-        limit = self.command_timeout if timeout is None else timeout
-        full = self._as_os_user(cmd)
-        try:
-            result = subprocess.run(
-                full,
-                input=stdin,
-                stdin=None if stdin is not None else subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                env=self._env(),
-                cwd=self._base_dir,  # readable by the postgres user, unlike e.g. /root
-                timeout=limit,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as err:
-            raise RuntimeError(
-                f"{what} timed out after {limit:.0f}s: {shlex.join(full)}\n"
-                f"--- server log tail ---\n{self.log_tail()}"
-            ) from err
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"{what} failed (exit {result.returncode}): {shlex.join(full)}\n"
-                f"--- stdout ---\n{result.stdout.strip()}\n"
-                f"--- stderr ---\n{result.stderr.strip()}\n"
-                f"--- server log tail ---\n{self.log_tail()}"
-            )
+        run_tool(
+            as_user(cmd, self.os_user) if self._as_root else cmd,
+            what=what,
+            timeout=self.command_timeout if timeout is None else timeout,
+            cwd=self._base_dir,  # readable by the postgres user, unlike e.g. /root
+            log_tail=self.log_tail,
+            stdin=stdin,
+        )

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from flags_experiment import SERVER_VALUES, run_flags_experiment
-from netns import NetnsHost, NetnsUnavailable, ssh_hosts, unavailable_reason, write_inventory
+from inventory_file import write_inventory
+from netns import NetnsHost, NetnsUnavailable, ssh_hosts, unavailable_reason
 from processes import Controller, add_user, free_port
 from shoal import Experiment, ExperimentStatus, Pipeline, RemoteClient, Task
 from shoal.client.settings import UP_ENV

@@ -16,15 +16,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from netns import (
-    PREFIX,
-    NetnsHost,
-    remove_leftovers,
-    run_tag,
-    ssh_hosts,
-    unavailable_reason,
-    write_inventory,
-)
+from inventory_file import write_inventory
+from netns import PREFIX, NetnsHost, remove_leftovers, run_tag, ssh_hosts, unavailable_reason
 from shoal.connectors.inventory import load_inventory
 from waiting import wait_until
 
