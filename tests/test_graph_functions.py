@@ -9,6 +9,8 @@ a probe node (which runs nothing) shows what the controller sends a node.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -133,3 +135,44 @@ def test_a_restarted_agent_runs_tasks_of_a_function_it_had_not_seen(
         assert [t.output.fetch().load() for t in second] == [
             len(BALLAST) + i for i in range(20, 60)
         ]
+
+
+# A user's module beside their script: a remote function calling a helper of the
+# same module, and a class of it as an argument.
+USER_MODULE = """
+from shoal.graph import Output, remote
+
+
+class Scale:
+    def __init__(self, factor):
+        self.factor = factor
+
+
+def helper(x, scale):
+    return x * scale.factor
+
+
+@remote(outputs=Output(encode="pickle"))
+def scaled(ctx, x, scale):
+    return helper(x, scale)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_function_from_the_users_own_module_runs_with_its_helpers(
+    cluster: LocalCluster, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The node cannot import the module (it is in no folder the node knows):
+    # its helper and class travel with the function, by value.
+    (tmp_path / "lab_tasks_by_value.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lab = importlib.import_module("lab_tasks_by_value")
+    try:
+        with client_of(cluster) as client, client.new_session() as session:
+            tasks = [lab.scaled(i, lab.Scale(3)) for i in range(4)]
+            for t in tasks:
+                t.output.keep()
+            session.submit()
+            assert [t.output.fetch().load() for t in tasks] == [0, 3, 6, 9]
+    finally:
+        del sys.modules["lab_tasks_by_value"]

@@ -1,8 +1,12 @@
 """Shipping user code to nodes with cloudpickle.
 
-Classes from the user's own files (a script, a test module, a notebook) are
-pickled by value, because the node cannot import them; classes from installed
-packages (shoal's library, the standard library) go by reference.
+Code from the user's own files (a script, a module beside it, a test module, a
+notebook) is pickled by value, because the node cannot import those files; code
+from installed packages (shoal's library, the standard library) goes by
+reference. By value applies to the modules of the classes named, and to the
+module a function or class given itself comes from: the helpers it calls there
+travel with it (cloudpickle would otherwise send a module-level helper as a
+reference, which fails on the node with "No module named ...").
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import sys
 import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, ModuleType
 
 import cloudpickle
 
@@ -35,10 +39,15 @@ def _is_installed(module: ModuleType) -> bool:
 
 
 def dumps(obj: object, types: Iterable[type] = ()) -> bytes:
-    """cloudpickle ``obj``, by value for the modules that ``types`` come from."""
+    """cloudpickle ``obj``, by value for the modules of the user's own that
+    ``types`` come from, and that ``obj`` comes from when it is a function or a
+    class."""
+    names = [cls.__module__ for cls in types]
+    if isinstance(obj, FunctionType | type):
+        names.append(obj.__module__)
     registered = []
-    for cls in types:
-        module = sys.modules.get(cls.__module__)
+    for name in names:
+        module = sys.modules.get(name)
         if module is None or _is_installed(module) or module in registered:
             continue
         cloudpickle.register_pickle_by_value(module)
