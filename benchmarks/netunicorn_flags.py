@@ -13,13 +13,14 @@ executor checks its tasks once a second and its flag tasks poll once a second,
 so each barrier costs up to a second whoever serves the flags; shoal's tasks
 are woken by the flag change itself.
 
-    pip install -e '.[test]' netunicorn-client   # the executor is in the test extra
+    pip install -e '.[bench]'   # netUnicorn's client and executor (a peer)
     python benchmarks/netunicorn_flags.py [--clients 3] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
@@ -131,7 +132,7 @@ def ms(values: list[float]) -> str:
     )
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=3, help="the notebook has 3")
     parser.add_argument("--runs", type=int, default=3)
@@ -139,27 +140,39 @@ def main() -> None:
     names = ["snl-server-5", *(f"raspi-{i:02d}" for i in range(args.clients))]
     print(f"machine: {machine()}")
     print(f"flags notebook, 1 server + {args.clients} clients, {args.runs} runs of each")
+    peer = importlib.util.find_spec("netunicorn") is not None and all(
+        importlib.util.find_spec(f"netunicorn.{part}") is not None
+        for part in ("client", "base", "library")
+    )
+    if not peer:
+        print(
+            "netUnicorn's packages are not installed here (pip install -e '.[bench]'):"
+            " shoal's own API only, no ratio"
+        )
     with LocalCluster(names) as cluster:
         client = cluster.client()
         nu_prepare, nu_run, own_prepare, own_run = [], [], [], []
         for run in range(args.runs):
             # Alternate, so neither side always runs on a warmer machine.
-            prepare, wall = run_netunicorn(cluster, args.clients, f"nu-flags-{run}")
-            nu_prepare.append(prepare)
-            nu_run.append(wall)
+            if peer:
+                prepare, wall = run_netunicorn(cluster, args.clients, f"nu-flags-{run}")
+                nu_prepare.append(prepare)
+                nu_run.append(wall)
             prepare, wall = run_shoal(client, args.clients, f"shoal-flags-{run}")
             own_prepare.append(prepare)
             own_run.append(wall)
-    print("start_execution -> FINISHED")
-    print(f"  netUnicorn API on shoal: {ms(nu_run)}")
-    print(f"  shoal's own API:         {ms(own_run)}")
-    ratio = statistics.median(nu_run) / statistics.median(own_run)
-    print(f"  ratio netUnicorn API / shoal API: {ratio:.1f}x")
-    print("prepare -> READY")
-    print(f"  netUnicorn API on shoal: {ms(nu_prepare)}")
-    print(f"  shoal's own API:         {ms(own_prepare)}")
-    ratio = statistics.median(nu_prepare) / statistics.median(own_prepare)
-    print(f"  ratio netUnicorn API / shoal API: {ratio:.1f}x")
+    for title, theirs, ours in (
+        ("start_execution -> FINISHED", nu_run, own_run),
+        ("prepare -> READY", nu_prepare, own_prepare),
+    ):
+        print(title)
+        if theirs:
+            print(f"  netUnicorn API on shoal: {ms(theirs)}")
+        print(f"  shoal's own API:         {ms(ours)}")
+        if theirs:
+            ratio = statistics.median(theirs) / statistics.median(ours)
+            print(f"  ratio netUnicorn API / shoal API: {ratio:.1f}x")
+    return 0
 
 
 if __name__ == "__main__":
