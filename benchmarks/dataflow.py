@@ -8,7 +8,10 @@ their ratio (issue 14's target: at least 1M small messages/s, within 1.5x of
 the socket; a pipe is a Channel since), and the time from SIGKILLing the node
 that runs a join to the first CSV row produced after its failover.
 
-    python benchmarks/dataflow.py [--small 200000] [--large 4000]
+    python benchmarks/dataflow.py [--small 2000000] [--large 20000]
+
+Each run lasts about two seconds: at 200,000 messages (0.2 s) the rate moved
+between 0.79M and 1.1M msg/s from one run to the next on the 2-cpu VM.
 """
 
 from __future__ import annotations
@@ -178,8 +181,8 @@ def failover_time() -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", type=int, default=200_000, help="small messages to send")
-    parser.add_argument("--large", type=int, default=4_000, help="64 KB messages to send")
+    parser.add_argument("--small", type=int, default=2_000_000, help="small messages to send")
+    parser.add_argument("--large", type=int, default=20_000, help="64 KB messages to send")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     small, large = 12345, os.urandom(64 * 1024)
