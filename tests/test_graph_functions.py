@@ -13,10 +13,12 @@ import importlib
 import sys
 from collections.abc import Iterator
 
+import cloudpickle
 import pytest
 
 from probe_node import ProbeNode
 from shoal import LocalCluster
+from shoal.client import serialize
 from shoal.graph import Client, Output, remote
 from shoal.graph.wire_transport import WireTransport
 from shoal.protocol import Welcome
@@ -176,3 +178,22 @@ def test_a_function_from_the_users_own_module_runs_with_its_helpers(
             assert [t.output.fetch().load() for t in tasks] == [0, 3, 6, 9]
     finally:
         del sys.modules["lab_tasks_by_value"]
+
+
+def test_a_module_the_user_registered_by_value_stays_registered(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "lab_registered_by_value.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lab = importlib.import_module("lab_registered_by_value")
+    try:
+        serialize.dumps(lab.helper)  # registered for the call only
+        assert "lab_registered_by_value" not in cloudpickle.list_registry_pickle_by_value()
+        cloudpickle.register_pickle_by_value(lab)
+        try:
+            serialize.dumps(lab.helper)
+            assert "lab_registered_by_value" in cloudpickle.list_registry_pickle_by_value()
+        finally:
+            cloudpickle.unregister_pickle_by_value(lab)
+    finally:
+        del sys.modules["lab_registered_by_value"]

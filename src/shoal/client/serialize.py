@@ -46,9 +46,11 @@ def dumps(obj: object, types: Iterable[type] = ()) -> bytes:
     if isinstance(obj, FunctionType | type):
         names.append(obj.__module__)
     registered = []
+    # A module the user registered themselves stays registered after this call.
+    theirs = cloudpickle.list_registry_pickle_by_value()
     for name in names:
         module = sys.modules.get(name)
-        if module is None or _is_installed(module) or module in registered:
+        if module is None or name in theirs or _is_installed(module) or module in registered:
             continue
         cloudpickle.register_pickle_by_value(module)
         registered.append(module)
