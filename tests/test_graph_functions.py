@@ -139,19 +139,30 @@ def test_a_restarted_agent_runs_tasks_of_a_function_it_had_not_seen(
         ]
 
 
-# A user's module beside their script: a remote function calling a helper of the
-# same module, and a class of it as an argument.
-USER_MODULE = """
-from shoal.graph import Output, remote
-
-
+# A user's modules beside their script: a remote function calling a helper of
+# its own module, which calls one imported from another of the user's modules,
+# which calls a third; and a class of that other module as an argument.
+USER_HELPERS = """
 class Scale:
     def __init__(self, factor):
         self.factor = factor
 
 
+def _factor(scale):
+    return scale.factor
+
+
+def times(x, scale):
+    return x * _factor(scale)
+"""
+USER_TASKS = """
+from shoal.graph import Output, remote
+
+from lab_helpers_by_value import times
+
+
 def helper(x, scale):
-    return x * scale.factor
+    return times(x, scale)
 
 
 @remote(outputs=Output(encode="pickle"))
@@ -161,39 +172,42 @@ def scaled(ctx, x, scale):
 
 
 @pytest.mark.timeout(120)
-def test_a_function_from_the_users_own_module_runs_with_its_helpers(
+def test_a_function_from_the_users_own_modules_runs_with_its_helpers(
     cluster: LocalCluster, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The node cannot import the module (it is in no folder the node knows):
-    # its helper and class travel with the function, by value.
-    (tmp_path / "lab_tasks_by_value.py").write_text(USER_MODULE)
+    # The node cannot import the modules (they are in no folder the node knows):
+    # the helpers and the class travel with the function, by value.
+    (tmp_path / "lab_helpers_by_value.py").write_text(USER_HELPERS)
+    (tmp_path / "lab_tasks_by_value.py").write_text(USER_TASKS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    lab = importlib.import_module("lab_tasks_by_value")
     try:
+        lab = importlib.import_module("lab_tasks_by_value")
+        helpers = importlib.import_module("lab_helpers_by_value")
         with client_of(cluster) as client, client.new_session() as session:
-            tasks = [lab.scaled(i, lab.Scale(3)) for i in range(4)]
+            tasks = [lab.scaled(i, helpers.Scale(3)) for i in range(4)]
             for t in tasks:
                 t.output.keep()
             session.submit()
             assert [t.output.fetch().load() for t in tasks] == [0, 3, 6, 9]
     finally:
-        del sys.modules["lab_tasks_by_value"]
+        for name in ("lab_tasks_by_value", "lab_helpers_by_value"):
+            sys.modules.pop(name, None)
 
 
 def test_a_module_the_user_registered_by_value_stays_registered(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "lab_registered_by_value.py").write_text(USER_MODULE)
+    (tmp_path / "lab_registered_by_value.py").write_text(USER_HELPERS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    lab = importlib.import_module("lab_registered_by_value")
     try:
-        serialize.dumps(lab.helper)  # registered for the call only
+        lab = importlib.import_module("lab_registered_by_value")
+        serialize.dumps(lab.times)  # registered for the call only
         assert "lab_registered_by_value" not in cloudpickle.list_registry_pickle_by_value()
         cloudpickle.register_pickle_by_value(lab)
         try:
-            serialize.dumps(lab.helper)
+            serialize.dumps(lab.times)
             assert "lab_registered_by_value" in cloudpickle.list_registry_pickle_by_value()
         finally:
             cloudpickle.unregister_pickle_by_value(lab)
     finally:
-        del sys.modules["lab_registered_by_value"]
+        sys.modules.pop("lab_registered_by_value", None)

@@ -3,19 +3,23 @@
 Code from the user's own files (a script, a module beside it, a test module, a
 notebook) is pickled by value, because the node cannot import those files; code
 from installed packages (shoal's library, the standard library) goes by
-reference. By value applies to the modules of the classes named, and to the
-module a function or class given itself comes from: the helpers it calls there
-travel with it (cloudpickle would otherwise send a module-level helper as a
-reference, which fails on the node with "No module named ...").
+reference. By value applies to the modules of the classes named, to the
+module a function or class given itself comes from, and to the user's modules
+of the functions and classes a function given uses by name (``from helpers
+import scale``), followed through the functions found so: the helpers travel
+with it. cloudpickle would otherwise send a module-level helper as a reference,
+which fails on the node with "No module named ...". A module used as a module
+(``import helpers``, then ``helpers.scale``) still goes by reference: by value,
+cloudpickle would send all of it.
 """
 
 from __future__ import annotations
 
 import sys
 import sysconfig
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import FunctionType, ModuleType
+from types import CodeType, FunctionType, ModuleType
 
 import cloudpickle
 
@@ -38,13 +42,47 @@ def _is_installed(module: ModuleType) -> bool:
     return any(root in path.parents for root in _INSTALLED)
 
 
+def _names_in(code: CodeType) -> Iterator[str]:
+    """The global names ``code`` and the functions defined in it may read."""
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _names_in(const)
+
+
+def _modules_used(fn: FunctionType) -> list[str]:
+    """The modules of ``fn`` and of the functions and classes it uses by name,
+    followed through those functions, that are the user's own files."""
+    found: list[str] = []
+    todo, seen = [fn], {id(fn)}
+    while todo:
+        current = todo.pop()
+        module = sys.modules.get(current.__module__)  # type: ignore[arg-type]
+        if module is None or _is_installed(module):
+            continue  # an installed function's helpers are installed too
+        if current.__module__ not in found:
+            found.append(current.__module__)
+        namespace = current.__globals__
+        for name in _names_in(current.__code__):
+            value = namespace.get(name)
+            if isinstance(value, type):
+                if value.__module__ not in found:
+                    found.append(value.__module__)
+            elif isinstance(value, FunctionType) and id(value) not in seen:
+                seen.add(id(value))
+                todo.append(value)
+    return found
+
+
 def dumps(obj: object, types: Iterable[type] = ()) -> bytes:
     """cloudpickle ``obj``, by value for the modules of the user's own that
     ``types`` come from, and that ``obj`` comes from when it is a function or a
     class."""
     names = [cls.__module__ for cls in types]
-    if isinstance(obj, FunctionType | type):
+    if isinstance(obj, type):
         names.append(obj.__module__)
+    elif isinstance(obj, FunctionType):
+        names += _modules_used(obj)
     registered = []
     # A module the user registered themselves stays registered after this call.
     theirs = cloudpickle.list_registry_pickle_by_value()
