@@ -57,7 +57,7 @@ def _modules_used(fn: FunctionType) -> list[str]:
     todo, seen = [fn], {id(fn)}
     while todo:
         current = todo.pop()
-        module = sys.modules.get(current.__module__)  # type: ignore[arg-type]
+        module = sys.modules.get(current.__module__)
         if module is None or _is_installed(module):
             continue  # an installed function's helpers are installed too
         if current.__module__ not in found:
@@ -75,9 +75,9 @@ def _modules_used(fn: FunctionType) -> list[str]:
 
 
 def dumps(obj: object, types: Iterable[type] = ()) -> bytes:
-    """cloudpickle ``obj``, by value for the modules of the user's own that
-    ``types`` come from, and that ``obj`` comes from when it is a function or a
-    class."""
+    """cloudpickle ``obj``, by value for the user's own modules among those
+    ``types`` come from, the one ``obj`` comes from when it is a class, and
+    those a function ``obj`` uses (see the module's docstring)."""
     names = [cls.__module__ for cls in types]
     if isinstance(obj, type):
         names.append(obj.__module__)
