@@ -15,6 +15,7 @@ cloudpickle would send all of it.
 
 from __future__ import annotations
 
+import functools
 import sys
 import sysconfig
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,9 @@ _INSTALLED = {
 }
 
 
+# Cached because it resolves a path, and it is asked on every task submitted
+# with arguments of the user's classes; a module's file does not move.
+@functools.cache
 def _is_installed(module: ModuleType) -> bool:
     if module.__name__ in ("__main__", "__mp_main__"):
         return False
@@ -83,6 +87,8 @@ def dumps(obj: object, types: Iterable[type] = ()) -> bytes:
         names.append(obj.__module__)
     elif isinstance(obj, FunctionType):
         names += _modules_used(obj)
+    if not names:
+        return cloudpickle.dumps(obj)
     registered = []
     # A module the user registered themselves stays registered after this call.
     theirs = cloudpickle.list_registry_pickle_by_value()
