@@ -16,7 +16,9 @@ flight per worker (:mod:`graph_bare`); each system's no-op rate is also printed
 as a share of it, and of the same pool run lock-step (one task in flight per
 worker), the pool DESIGN.md's 60 % target quotes (about 21,600 tasks/s).
 The floor of (c) too: a bare chain through four Python processes laid out as
-shoal's, which forward a pickled message and do nothing else; and of (d): the
+shoal's, which forward a pickled message and do nothing else, once over plain
+TCP and once over WebSockets as shoal's processes talk (:mod:`graph_bare_ws`);
+and of (d): the
 CPU it takes just to make the blocks (with the C allocator's defaults, and with
 freed memory reused as shoal's task workers do; the lower one is the floor).
 Every figure is printed with its ratio to the faster of Dask and Ray measured in
@@ -516,6 +518,7 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     from graph_bare import bare_chain, bare_pool
+    from graph_bare_ws import bare_ws_chain
 
     bare = bare_pool(params.tasks, workers=2, batch=1)
     batched = bare_pool(params.tasks, workers=2, batch=16, window=64)
@@ -533,6 +536,12 @@ def main() -> None:
         print(
             f"chain floor: a bare chain through four Python processes laid out as shoal's "
             f"(client, controller, agent, task worker: six one-way messages, nothing else) "
+            f"takes {step * 1000:.2f} ms and {cpu * 1e6:.0f} us of CPU per step here"
+        )
+        step, cpu = bare_ws_chain(max(params.chain, 5000))
+        print(
+            f"chain floor over WebSockets: the same with shoal's transports (the client's "
+            f"WebSocket, uvicorn in the middle, the agent's websockets client; graph_bare_ws) "
             f"takes {step * 1000:.2f} ms and {cpu * 1e6:.0f} us of CPU per step here"
         )
     if "fanin" in params.workloads:

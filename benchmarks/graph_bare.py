@@ -26,7 +26,7 @@ import struct
 import time
 from typing import Any
 
-_LEN = struct.Struct("!I")
+LENGTH = struct.Struct("!I")
 
 
 def _noop(i: int) -> None:
@@ -39,18 +39,18 @@ def _read_messages(sock: socket.socket, buffer: bytearray) -> list[Any]:
         raise EOFError
     buffer += chunk
     out = []
-    while len(buffer) >= _LEN.size:
-        (size,) = _LEN.unpack_from(buffer)
-        if len(buffer) < _LEN.size + size:
+    while len(buffer) >= LENGTH.size:
+        (size,) = LENGTH.unpack_from(buffer)
+        if len(buffer) < LENGTH.size + size:
             break
-        out.append(pickle.loads(bytes(buffer[_LEN.size : _LEN.size + size])))
-        del buffer[: _LEN.size + size]
+        out.append(pickle.loads(bytes(buffer[LENGTH.size : LENGTH.size + size])))
+        del buffer[: LENGTH.size + size]
     return out
 
 
-def _frame(message: Any) -> bytes:
+def frame(message: Any) -> bytes:
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LEN.pack(len(body)) + body
+    return LENGTH.pack(len(body)) + body
 
 
 def _worker(sock: socket.socket) -> None:
@@ -59,7 +59,7 @@ def _worker(sock: socket.socket) -> None:
         while True:
             for batch in _read_messages(sock, buffer):
                 done = [task_id for task_id, fn, args in batch if fn(*args) is None or True]
-                sock.sendall(_frame(done))
+                sock.sendall(frame(done))
     except EOFError:
         return
 
@@ -78,7 +78,7 @@ def bare_pool(tasks: int, workers: int = 2, batch: int = 1, window: int = 16) ->
     try:
         # warm up: each worker answers once
         for end in ends:
-            end.sendall(_frame([(0, _noop, (0,))]))
+            end.sendall(frame([(0, _noop, (0,))]))
             buffer = bytearray()
             while not _read_messages(end, buffer):
                 pass
@@ -94,7 +94,7 @@ def bare_pool(tasks: int, workers: int = 2, batch: int = 1, window: int = 16) ->
             nonlocal next_id
             while in_flight[end.fileno()] + batch <= window and next_id < tasks:
                 count = min(batch, tasks - next_id)
-                end.sendall(_frame([(next_id + k, _noop, (next_id + k,)) for k in range(count)]))
+                end.sendall(frame([(next_id + k, _noop, (next_id + k,)) for k in range(count)]))
                 next_id += count
                 in_flight[end.fileno()] += count
 
@@ -133,14 +133,14 @@ class _Forward(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while len(self.buffer) >= _LEN.size:
-            (size,) = _LEN.unpack_from(self.buffer)
-            if len(self.buffer) < _LEN.size + size:
+        while len(self.buffer) >= LENGTH.size:
+            (size,) = LENGTH.unpack_from(self.buffer)
+            if len(self.buffer) < LENGTH.size + size:
                 return
-            message = pickle.loads(bytes(self.buffer[_LEN.size : _LEN.size + size]))
-            del self.buffer[: _LEN.size + size]
+            message = pickle.loads(bytes(self.buffer[LENGTH.size : LENGTH.size + size]))
+            del self.buffer[: LENGTH.size + size]
             assert self.peer is not None and self.peer.transport is not None
-            self.peer.transport.write(_frame(message))
+            self.peer.transport.write(frame(message))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -158,7 +158,7 @@ def _hop(upstream_port: int, listen: multiprocessing.connection.Connection, work
         if worker:
             ours, theirs = socket.socketpair()
             proc = multiprocessing.get_context("fork").Process(
-                target=_chain_worker, args=(theirs,), daemon=True
+                target=chain_worker, args=(theirs,), daemon=True
             )
             proc.start()
             theirs.close()
@@ -175,12 +175,12 @@ def _hop(upstream_port: int, listen: multiprocessing.connection.Connection, work
     asyncio.run(main())
 
 
-def _chain_worker(sock: socket.socket) -> None:
+def chain_worker(sock: socket.socket) -> None:
     buffer = bytearray()
     try:
         while True:
             for step, value in _read_messages(sock, buffer):
-                sock.sendall(_frame((step, value + 1)))
+                sock.sendall(frame((step, value + 1)))
     except EOFError:
         return
 
@@ -207,7 +207,7 @@ def bare_chain(steps: int) -> tuple[float, float]:
 
         def step(i: int) -> None:
             nonlocal value
-            sock.sendall(_frame((i, value)))
+            sock.sendall(frame((i, value)))
             replies: list[Any] = []
             while not replies:
                 replies = _read_messages(sock, buffer)
