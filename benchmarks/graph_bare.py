@@ -24,6 +24,7 @@ import selectors
 import socket
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 LENGTH = struct.Struct("!I")
@@ -185,12 +186,31 @@ def chain_worker(sock: socket.socket) -> None:
         return
 
 
+def time_chain(step: Callable[[int, int], int], steps: int) -> tuple[float, float]:
+    """(seconds per step, CPU seconds per step of this process and its children)
+    of ``steps`` calls ``value = step(i, value)`` from 0, after 200 to warm up;
+    each step must add one."""
+    import psutil
+
+    value = 0
+    for i in range(200):
+        value = step(i, value)
+    value = 0
+    processes = [psutil.Process(), *psutil.Process().children(recursive=True)]
+    c0 = sum(sum(p.cpu_times()[:2]) for p in processes)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        value = step(i, value)
+    seconds = time.perf_counter() - t0
+    cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - c0
+    assert value == steps, value
+    return seconds / steps, cpu / steps
+
+
 def bare_chain(steps: int) -> tuple[float, float]:
     """(seconds per step, CPU seconds per step over all four processes) of a chain
     of ``steps`` dependent steps through client, controller-like and agent-like
     hops and a task worker."""
-    import psutil
-
     ctx = multiprocessing.get_context("fork")
     agent_end, agent_port = multiprocessing.Pipe()
     agent = ctx.Process(target=_hop, args=(0, agent_port, True))
@@ -203,30 +223,18 @@ def bare_chain(steps: int) -> tuple[float, float]:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buffer = bytearray()
-        value = 0
 
-        def step(i: int) -> None:
-            nonlocal value
+        def step(i: int, value: int) -> int:
             sock.sendall(frame((i, value)))
             replies: list[Any] = []
             while not replies:
                 replies = _read_messages(sock, buffer)
-            value = replies[0][1]
+            return int(replies[0][1])
 
-        for i in range(200):  # warm up
-            step(i)
-        value = 0
-        processes = [psutil.Process(), *psutil.Process().children(recursive=True)]
-        c0 = sum(sum(p.cpu_times()[:2]) for p in processes)
-        t0 = time.perf_counter()
-        for i in range(steps):
-            step(i)
-        seconds = time.perf_counter() - t0
-        cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - c0
-        assert value == steps, value
+        timing = time_chain(step, steps)
     for proc in (hub, agent):
         proc.join(10)
-    return seconds / steps, cpu / steps
+    return timing
 
 
 def main() -> None:

@@ -29,10 +29,9 @@ import multiprocessing
 import multiprocessing.connection
 import pickle
 import socket
-import time
 from typing import Any
 
-from graph_bare import LENGTH, chain_worker, frame
+from graph_bare import LENGTH, chain_worker, frame, time_chain
 
 from shoal.client.blocking_websocket import BlockingWebSocket
 
@@ -135,8 +134,6 @@ def _worker(sock: socket.socket, agents_end: socket.socket) -> None:
 def bare_ws_chain(steps: int) -> tuple[float, float]:
     """(seconds per step, CPU seconds per step over all four processes) of
     ``steps`` dependent steps over WebSockets (see the module's docstring)."""
-    import psutil
-
     ctx = multiprocessing.get_context("fork")
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -150,32 +147,19 @@ def bare_ws_chain(steps: int) -> tuple[float, float]:
         if not ready.poll(30):
             raise TimeoutError("the bare agent did not connect")
         with BlockingWebSocket(f"ws://127.0.0.1:{port}/client", headers={}) as ws:
-            value = 0
 
-            def step(i: int) -> None:
-                nonlocal value
+            def step(i: int, value: int) -> int:
                 ws.send(pickle.dumps((i, value), pickle.HIGHEST_PROTOCOL))
                 reply = ws.recv(timeout=10)
                 assert isinstance(reply, bytes)
-                value = pickle.loads(reply)[1]
+                return int(pickle.loads(reply)[1])
 
-            for i in range(200):  # warm up
-                step(i)
-            value = 0
-            processes = [psutil.Process(), *psutil.Process().children(recursive=True)]
-            c0 = sum(sum(p.cpu_times()[:2]) for p in processes)
-            t0 = time.perf_counter()
-            for i in range(steps):
-                step(i)
-            seconds = time.perf_counter() - t0
-            cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - c0
-            assert value == steps, value
+            return time_chain(step, steps)
     finally:
         # Killed: they hold nothing, and uvicorn's graceful shutdown would wait.
         for proc in (agent, controller):
             proc.kill()
             proc.join(10)
-    return seconds / steps, cpu / steps
 
 
 def main() -> None:
