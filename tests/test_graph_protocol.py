@@ -261,6 +261,9 @@ def test_objects_nobody_needs_are_freed_on_the_agent(cluster: LocalCluster) -> N
         wait_for_held(cluster, "g1", [f"{sid}/{kept.output.id.id}"])
         kept.output.unkeep()
         wait_for_held(cluster, "g1", [])
+        # Freed objects leave the store at once and are deleted off the agent's loop.
+        trash = cluster.workdir / "agents" / "g1" / "graph" / "trash"
+        wait_until(lambda: not any(trash.iterdir()), 20, "g1's freed objects to be deleted")
 
 
 @pytest.mark.timeout(60)

@@ -100,6 +100,7 @@ class GraphRuntime:
         self._flush_scheduled = False
         self._fetching: dict[tuple[int, int], asyncio.Future[None]] = {}
         tg.create_task(self.pool.run())
+        tg.create_task(self.store.sweep())
 
     # --- from the controller -----------------------------------------------------------
 

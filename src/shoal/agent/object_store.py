@@ -14,6 +14,13 @@ the reader closes. A directory travels as a tar archive.
 
 With user isolation the root and ``objects/`` may be passed through but not
 listed by others, and each session's folder belongs to its user's account, 0700.
+
+What is freed leaves at once and is deleted later: it is renamed into
+``<root>/trash`` (one quick call) and :meth:`ObjectStore.sweep` deletes it in a
+thread. Deleting is slow for big or many files (5 GB of 5 MB objects took 2 s
+on the development VM), and in the event loop it would hold up the agent's
+heartbeats (the controller takes 5 s of silence for a lost node), its channels
+and every other session's tasks.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import shutil
@@ -80,6 +88,16 @@ class ObjectStore:
             folder.mkdir(exist_ok=True)
             os.chmod(folder, shared)
         private_folder(self.incoming, None)
+        self.trash = root / "trash"
+        private_folder(self.trash, None)
+        self._discarded = itertools.count()
+        # Set when something was put in the trash; the sweeper clears it.
+        self._litter = asyncio.Event()
+        self._swept = asyncio.Event()  # set when the trash was found empty
+        if any(self.trash.iterdir()):
+            self._litter.set()  # left by an agent that stopped before it swept
+        else:
+            self._swept.set()
         self._memory: dict[tuple[int, int], bytes] = {}
         self.memory_bytes = 0
 
@@ -143,21 +161,53 @@ class ObjectStore:
     def free(self, pairs: list[tuple[int, int]]) -> None:
         for session, obj in pairs:
             self._forget((session, obj))
-            remove_path_quietly(self.path(session, obj))
+            self.discard(self.path(session, obj))
 
     def drop_session(self, session: int) -> None:
         for key in [k for k in self._memory if k[0] == session]:
             self._forget(key)
-        remove_path_quietly(self.objects / str(session))
+        self.discard(self.objects / str(session))
 
     def clear(self) -> None:
         self._memory.clear()
         self.memory_bytes = 0
         for folder in (self.objects, self.incoming):
             mode = folder.stat().st_mode & 0o777
-            remove_path_quietly(folder)
+            self.discard(folder)
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, mode)
+
+    def discard(self, path: Path) -> None:
+        """Take ``path`` (a file or a folder under the root) out of the store now;
+        :meth:`sweep` deletes it. A path that is not there is no error."""
+        try:
+            os.rename(path, self.trash / f"{next(self._discarded)}-{path.name}")
+        except FileNotFoundError:
+            return
+        self._swept.clear()
+        self._litter.set()
+
+    async def sweep(self) -> None:
+        """Delete what was discarded, in a thread, for as long as the agent runs."""
+        while True:
+            await self._litter.wait()
+            self._litter.clear()
+            await asyncio.to_thread(self._empty_trash)
+            if not self._litter.is_set():
+                self._swept.set()
+
+    async def swept(self) -> None:
+        """Return once everything discarded so far is deleted (a sweeper runs)."""
+        await self._swept.wait()
+
+    def _empty_trash(self) -> None:
+        for entry in os.scandir(self.trash):
+            try:
+                remove_path_quietly(Path(entry.path))
+            except OSError as exc:
+                # Left for the next sweep (or the next agent): an undeletable
+                # entry must not stop the others, nor the sweeper.
+                log.warning("cannot delete %s: %s", entry.path, exc)
 
     def instance(self, session: int, obj: int) -> DataInstance:
         return DataInstance(path=self.path(session, obj))
@@ -231,8 +281,9 @@ class ObjectStore:
         finally:
             if fd is not None:
                 os.close(fd)
-            remove_path_quietly(temp)
-            remove_path_quietly(temp.with_suffix(".d"))
+            # What a transfer that failed half-way left (a big file, maybe).
+            self.discard(temp)
+            self.discard(temp.with_suffix(".d"))
 
 
 def _write_batch(path: Path, fd: int | None, batch: list[bytes]) -> int:
