@@ -132,3 +132,11 @@ def test_what_a_stopped_agent_left_in_the_trash_is_swept_by_the_next(tmp_path: P
         return again
 
     assert not any(asyncio.run(next_agent()).trash.iterdir())
+
+
+def test_a_store_that_lost_its_trash_deletes_at_once(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "graph")
+    store.put(1, 1, b"b" * (MEMORY_LIMIT + 1))
+    store.trash.rmdir()  # removed by hand, say
+    store.free([(1, 1)])
+    assert not store.has(1, 1) and not store.path(1, 1).exists()

@@ -182,7 +182,12 @@ class ObjectStore:
         :meth:`sweep` deletes it. A path that is not there is no error."""
         try:
             os.rename(path, self.trash / f"{next(self._discarded)}-{path.name}")
-        except FileNotFoundError:
+        except OSError as exc:
+            if not os.path.lexists(path):
+                return
+            # The trash is gone, or on another file system: deleted here, as before.
+            log.warning("cannot move %s to the trash (%s); deleting it now", path, exc)
+            remove_path_quietly(path)
             return
         self._swept.clear()
         self._litter.set()
@@ -201,7 +206,12 @@ class ObjectStore:
         await self._swept.wait()
 
     def _empty_trash(self) -> None:
-        for entry in os.scandir(self.trash):
+        try:
+            entries = list(os.scandir(self.trash))
+        except OSError as exc:
+            log.warning("cannot read the trash %s: %s", self.trash, exc)
+            return
+        for entry in entries:
             try:
                 remove_path_quietly(Path(entry.path))
             except OSError as exc:
