@@ -538,7 +538,7 @@ def main() -> None:
             f"(client, controller, agent, task worker: six one-way messages, nothing else) "
             f"takes {step * 1000:.2f} ms and {cpu * 1e6:.0f} us of CPU per step here"
         )
-        step, cpu = bare_ws_chain(max(params.chain, 5000))
+        step, cpu = bare_ws_chain(max(params.chain, 5000))  # shorter runs of it vary far more
         print(
             f"chain floor over WebSockets: the same with shoal's transports (the client's "
             f"WebSocket, uvicorn in the middle, the agent's websockets client; graph_bare_ws) "

@@ -159,7 +159,7 @@ def _hop(upstream_port: int, listen: multiprocessing.connection.Connection, work
         if worker:
             ours, theirs = socket.socketpair()
             proc = multiprocessing.get_context("fork").Process(
-                target=chain_worker, args=(theirs,), daemon=True
+                target=chain_worker, args=(theirs, ours), daemon=True
             )
             proc.start()
             theirs.close()
@@ -176,7 +176,12 @@ def _hop(upstream_port: int, listen: multiprocessing.connection.Connection, work
     asyncio.run(main())
 
 
-def chain_worker(sock: socket.socket) -> None:
+def chain_worker(sock: socket.socket, parent_end: socket.socket | None = None) -> None:
+    """A bare task worker: adds one to each step's value. ``parent_end``: the
+    parent's end of the socketpair, inherited by the fork and closed here, so
+    that the parent's going away (killed, too) ends this worker."""
+    if parent_end is not None:
+        parent_end.close()
     buffer = bytearray()
     try:
         while True:
